@@ -1,0 +1,71 @@
+//! Command-line arguments of `prism`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "prism", version, about = "OpenAI-compatible gateway for async, scheduled and batch chat completions")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "PRISM_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and run the workers in this process.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// TOML configuration file; without one every model routes to OpenAI with OPENAI_API_KEY.
+    #[arg(long, env = "PRISM_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// Where the embedded database lives.
+    #[arg(long, default_value = "./prism-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a tenant and print it (only the key) on stdout.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List keys (ids, tenants, prefixes; never the keys).
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Revoke a key by id or by the prefix `keys list` shows.
+    Revoke {
+        key: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}

@@ -1,0 +1,258 @@
+//! `prism.toml`: providers and routing, worker and job limits. Read once at start; every value
+//! has a default, so no file at all routes every model to OpenAI.
+
+use std::path::Path;
+use std::time::Duration;
+
+use prism_core::service::JobPolicy;
+use prism_upstream::{ProviderConfig, SecretKey};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_providers")]
+    pub providers: Vec<ProviderSection>,
+    #[serde(default)]
+    pub workers: WorkerSection,
+    #[serde(default)]
+    pub jobs: JobSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            providers: default_providers(),
+            workers: WorkerSection::default(),
+            jobs: JobSection::default(),
+            http: HttpSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub name: String,
+    pub base_url: String,
+    /// The environment variable holding the provider's key; the key itself never appears here.
+    pub api_key_env: Option<String>,
+    #[serde(default = "match_everything")]
+    pub models: Vec<String>,
+}
+
+fn match_everything() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+fn default_providers() -> Vec<ProviderSection> {
+    vec![ProviderSection {
+        name: "openai".to_owned(),
+        base_url: "https://api.openai.com/v1".to_owned(),
+        api_key_env: Some("OPENAI_API_KEY".to_owned()),
+        models: match_everything(),
+    }]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// Upstream attempts per job, the first included.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
+    /// Retry waits up to this long are slept through; longer ones release the job for later.
+    #[serde(with = "humantime_serde")]
+    pub max_inline_retry_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cancel_poll: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconcile_every: Duration,
+    /// Deliveries of one job before it is failed with `processing_failed`.
+    pub max_receives: u32,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        let policy = JobPolicy::default();
+        Self {
+            concurrency: 64,
+            max_attempts: policy.max_attempts,
+            upstream_timeout: policy.upstream_timeout,
+            max_inline_retry_wait: policy.max_inline_retry_wait,
+            cancel_poll: policy.cancel_poll,
+            shutdown_grace: Duration::from_secs(30),
+            reconcile_every: Duration::from_secs(10),
+            max_receives: policy.max_receives,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSection {
+    /// How long a finished job stays readable, from its completion.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+    /// A `pending` job untouched this long is triggered again by the reconciler.
+    #[serde(with = "humantime_serde")]
+    pub stranded_after: Duration,
+}
+
+impl Default for JobSection {
+    fn default() -> Self {
+        let policy = JobPolicy::default();
+        Self {
+            retention: policy.retention,
+            idempotency_ttl: policy.idempotency_ttl,
+            stranded_after: policy.stranded_after,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Request bodies above this many bytes are answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: prism_http::HttpLimits::default().max_body_bytes,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` if given; otherwise the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: shown,
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.providers.is_empty() {
+            return Err(ConfigError::Invalid("at least one [[providers]] entry is needed".into()));
+        }
+        if self.workers.concurrency == 0 || self.workers.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "workers.concurrency and workers.max_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn job_policy(&self) -> JobPolicy {
+        JobPolicy {
+            retention: self.jobs.retention,
+            idempotency_ttl: self.jobs.idempotency_ttl,
+            upstream_timeout: self.workers.upstream_timeout,
+            max_attempts: self.workers.max_attempts,
+            max_inline_retry_wait: self.workers.max_inline_retry_wait,
+            cancel_poll: self.workers.cancel_poll,
+            max_receives: self.workers.max_receives,
+            stranded_after: self.jobs.stranded_after,
+            ..JobPolicy::default()
+        }
+    }
+
+    /// Resolves each provider's key from its environment variable. A variable that is named but
+    /// unset leaves the provider keyless (a local model server needs none).
+    pub fn providers(&self, env: impl Fn(&str) -> Option<String>) -> Vec<ProviderConfig> {
+        self.providers
+            .iter()
+            .map(|p| ProviderConfig {
+                name: p.name.clone(),
+                base_url: p.base_url.clone(),
+                api_key: p
+                    .api_key_env
+                    .as_deref()
+                    .and_then(&env)
+                    .filter(|k| !k.is_empty())
+                    .map(SecretKey::new),
+                models: p.models.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_overrides_defaults_and_reads_durations() {
+        let config: Config = toml::from_str(
+            r#"
+            [[providers]]
+            name = "mock"
+            base_url = "http://127.0.0.1:9/v1"
+            models = ["mock-*"]
+            [workers]
+            concurrency = 8
+            upstream_timeout = "2s"
+            [jobs]
+            retention = "7d"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.workers.concurrency, 8);
+        assert_eq!(config.workers.upstream_timeout, Duration::from_secs(2));
+        assert_eq!(config.jobs.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(config.workers.max_attempts, 5);
+        assert_eq!(config.providers[0].api_key_env, None);
+    }
+
+    #[test]
+    fn no_config_routes_everything_to_openai_with_its_env_key() {
+        let providers = Config::default().providers(|name| {
+            (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())
+        });
+        assert_eq!(providers[0].base_url, "https://api.openai.com/v1");
+        assert_eq!(providers[0].models, vec!["*"]);
+        assert!(providers[0].api_key.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("[workers]\nconcurency = 3").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! `prism`: parses arguments, sets up logging and signals, and runs a command.
+
+use clap::Parser;
+use prism_server::cli::{Cli, Command, KeysCommand, LogFormat};
+use prism_server::keys::{create_key, list_keys, open_key_store, revoke_key};
+use prism_server::serve::serve;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            serve(args, shutdown).await?;
+        }
+        Command::Keys(KeysCommand::Create { tenant, data }) => {
+            let store = open_key_store(&data.data_dir)?;
+            println!("{}", create_key(store.as_ref(), &tenant).await?);
+        }
+        Command::Keys(KeysCommand::List { data }) => {
+            let store = open_key_store(&data.data_dir)?;
+            for key in list_keys(store.as_ref()).await? {
+                let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}…\t{}", key.id, key.tenant, key.display_prefix, state);
+            }
+        }
+        Command::Keys(KeysCommand::Revoke { key, data }) => {
+            let store = open_key_store(&data.data_dir)?;
+            revoke_key(store.as_ref(), &key).await?;
+            eprintln!("revoked {key}");
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    shutdown.cancel();
+}

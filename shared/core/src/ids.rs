@@ -1,0 +1,158 @@
+//! Identifiers: time-sortable (ULID layout, lowercase Crockford base32) behind a type prefix, so
+//! that newest-first listing and `after` cursors are plain key order in every store.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use rand::Rng;
+
+use crate::clock::Timestamp;
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const BODY_LEN: usize = 26;
+
+/// Makes ULID bodies that strictly increase within a process, even within one millisecond.
+#[derive(Debug, Default)]
+pub struct IdGenerator {
+    last: Mutex<(i64, u128)>,
+}
+
+impl IdGenerator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next_body(&self, now: Timestamp) -> String {
+        let random: u128 = rand::rng().random::<u128>() & ((1u128 << 80) - 1);
+        let (ms, rnd) = match self.last.lock() {
+            Ok(mut last) => {
+                let next = if now.0 <= last.0 {
+                    // Same (or earlier) millisecond: keep the last time and bump the random part.
+                    (last.0, last.1.wrapping_add(1) & ((1u128 << 80) - 1))
+                } else {
+                    (now.0, random)
+                };
+                *last = next;
+                next
+            }
+            Err(_) => (now.0, random),
+        };
+        encode(ms, rnd)
+    }
+
+    pub fn job_id(&self, now: Timestamp) -> JobId {
+        JobId(format!("{}{}", JobId::PREFIX, self.next_body(now)))
+    }
+
+    pub fn key_id(&self, now: Timestamp) -> KeyId {
+        KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
+    }
+
+}
+
+/// An id for one HTTP request, returned as `x-request-id` and put on its log lines.
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    format!("req_{}", hex::encode(bytes))
+}
+
+fn encode(ms: i64, random: u128) -> String {
+    let value: u128 = ((u128::from(ms.max(0) as u64) & ((1u128 << 48) - 1)) << 80) | random;
+    let mut out = [0u8; BODY_LEN];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 5 * (BODY_LEN - 1 - i);
+        *slot = ALPHABET[((value >> shift) & 31) as usize];
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+fn is_body(s: &str) -> bool {
+    s.len() == BODY_LEN && s.bytes().all(|b| ALPHABET.contains(&b))
+}
+
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Accepts only ids of this kind's shape, so a malformed id is a 404 before any IO.
+            pub fn parse(s: &str) -> Option<Self> {
+                s.strip_prefix(Self::PREFIX)
+                    .filter(|body| is_body(body))
+                    .map(|_| Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(JobId, "job_");
+prefixed_id!(KeyId, "key_");
+
+/// A tenant is named by an operator (`prism keys create --tenant NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Tenant names are short, printable and free of separators used in storage keys.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_creation_time_and_strictly_increase_within_a_millisecond() {
+        let ids = IdGenerator::new();
+        let a = ids.job_id(Timestamp(1_000));
+        let b = ids.job_id(Timestamp(1_000));
+        let c = ids.job_id(Timestamp(2_000));
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn parse_accepts_generated_ids_and_rejects_other_shapes() {
+        let id = IdGenerator::new().job_id(Timestamp(1_700_000_000_000));
+        assert_eq!(JobId::parse(id.as_str()), Some(id.clone()));
+        assert!(JobId::parse("job_123").is_none());
+        assert!(JobId::parse(&id.as_str().replace("job_", "key_")).is_none());
+        assert!(KeyId::parse(id.as_str()).is_none());
+    }
+
+    #[test]
+    fn tenant_names_reject_separators_and_empty_strings() {
+        assert!(TenantId::parse("acme-prod_1").is_some());
+        assert!(TenantId::parse("").is_none());
+        assert!(TenantId::parse("a#b").is_none());
+    }
+}

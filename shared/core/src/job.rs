@@ -1,0 +1,197 @@
+//! Jobs (async and, later, scheduled completions): their statuses, the legal transitions between
+//! them, and the error a failed job reports.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::ids::{JobId, TenantId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Async,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Async => "async",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "async" => Some(JobKind::Async),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        match self {
+            JobStatus::Pending | JobStatus::Running => false,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => true,
+        }
+    }
+
+    /// The state machine every store enforces with its conditional writes.
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Running)
+                | (Running, Running) // a new lease after the old one expired or was released
+                | (Running, Completed)
+                | (Running, Failed)
+                | (Pending, Failed) // dead-lettered before it ever ran
+                | (Pending, Cancelled)
+                | (Running, Cancelled)
+        )
+    }
+}
+
+/// What a failed job reports: OpenAI's error shape without `param`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: Option<String>,
+}
+
+impl JobError {
+    pub fn new(message: impl Into<String>, kind: impl Into<String>, code: Option<&str>) -> Self {
+        Self {
+            message: message.into(),
+            kind: kind.into(),
+            code: code.map(str::to_owned),
+        }
+    }
+
+    pub fn processing_failed() -> Self {
+        Self::new(
+            "The job could not be processed after repeated delivery attempts.",
+            "server_error",
+            Some("processing_failed"),
+        )
+    }
+}
+
+/// A job as the store holds it. `result` is the upstream's chat completion, kept as raw JSON so
+/// it is relayed byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant: TenantId,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    pub model: String,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub result: Option<String>,
+    pub error: Option<JobError>,
+    /// Upstream attempts begun so far, across deliveries.
+    pub attempts: u32,
+}
+
+/// A job about to be written for the first time (always `pending`).
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub tenant: TenantId,
+    pub kind: JobKind,
+    pub model: String,
+    pub request: Bytes,
+    pub created_at: Timestamp,
+}
+
+impl NewJob {
+    pub fn to_job(&self) -> Job {
+        Job {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            kind: self.kind,
+            status: JobStatus::Pending,
+            model: self.model.clone(),
+            created_at: self.created_at,
+            started_at: None,
+            completed_at: None,
+            expires_at: None,
+            result: None,
+            error: None,
+            attempts: 0,
+        }
+    }
+}
+
+/// How a job ends when its worker finishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    Completed { result: String },
+    Failed { error: JobError },
+}
+
+impl Finish {
+    pub fn status(&self) -> JobStatus {
+        match self {
+            Finish::Completed { .. } => JobStatus::Completed,
+            Finish::Failed { .. } => JobStatus::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_statuses_allow_no_transition() {
+        for from in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in JobStatus::ALL {
+                assert!(!from.can_become(to), "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobStatus::parse("queued"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Prism's domain: ids, clocks, jobs and their state machine, the ports adapters implement, and
+//! the services (submit, cancel, run) that every trigger and every backend shares.
+
+pub mod chat;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod keys;
+pub mod list;
+pub mod ports;
+pub mod reconcile;
+pub mod retry;
+pub mod routing;
+pub mod service;
+pub mod worker;
+
+pub use clock::{Clock, SystemClock, Timestamp};
+pub use error::{ServiceError, StoreError};
+pub use ids::{JobId, KeyId, TenantId};
+pub use job::{Job, JobError, JobKind, JobStatus};

@@ -1,0 +1,320 @@
+//! The ports every backend implements (SQLite + local files embedded; DynamoDB, SQS and S3 on
+//! AWS). Semantics follow the stricter backend: single-item conditional writes, at-least-once
+//! delivery with a visibility timeout, and fencing tokens on every write a worker makes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+use crate::ids::{JobId, TenantId};
+use crate::job::{Finish, Job, JobError, JobKind, NewJob};
+use crate::keys::ApiKeyRecord;
+use crate::list::{ListQuery, Page};
+
+/// A worker's hold on a running job. Every write the worker makes names the token; a write with a
+/// token that no longer holds is discarded, so a stale worker cannot overwrite a newer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub token: String,
+    pub expires_at: Timestamp,
+}
+
+/// Makes a create replay-safe: the first create under `(tenant, key)` wins; a later one learns
+/// which job won and whether its body was the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub body_hash: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created,
+    /// The key was used before, for `job_id`; `same_body` tells whether the bodies match.
+    Replayed { job_id: JobId, same_body: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// The job is now `running` under the caller's lease; `attempts` already counts this one.
+    Claimed(Job),
+    /// Another worker holds a live lease until the given time.
+    Busy { lease_expires_at: Timestamp },
+    /// Nothing left to do: the job is terminal.
+    Terminal(Job),
+    /// Unknown or already expired.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled(Job),
+    AlreadyCancelled(Job),
+    /// Completed or failed: too late to cancel.
+    Finished(Job),
+    NotFound,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Writes a `pending` job, and its idempotency record if one is given, all or nothing.
+    async fn create(
+        &self,
+        job: &NewJob,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// The tenant's job; `None` for another tenant's, an unknown or an expired one.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        now: Timestamp,
+    ) -> Result<Option<Job>, StoreError>;
+
+    /// The job's request body, for the worker.
+    async fn request_body(&self, id: &JobId) -> Result<Option<Bytes>, StoreError>;
+
+    /// The tenant's jobs of one kind, newest first, skipping expired ones.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: JobKind,
+        query: &ListQuery,
+        now: Timestamp,
+    ) -> Result<Page<Job>, StoreError>;
+
+    /// `pending -> running`, or `running -> running` when the previous lease expired or was
+    /// released; counts one more upstream attempt.
+    async fn claim(
+        &self,
+        id: &JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<ClaimOutcome, StoreError>;
+
+    /// Extends the lease for one more upstream attempt and counts it. False when the token no
+    /// longer holds (cancelled, or another worker took over).
+    async fn begin_attempt(
+        &self,
+        id: &JobId,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up so a later delivery can claim the job at once (a long retry wait).
+    async fn release(&self, id: &JobId, token: &str) -> Result<bool, StoreError>;
+
+    /// `running -> completed | failed` if `token` still holds; sets the retention deadline.
+    async fn finish(
+        &self,
+        id: &JobId,
+        token: &str,
+        outcome: &Finish,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether the job is still `running` under `token`; what a worker polls to notice cancel.
+    async fn still_holds(&self, id: &JobId, token: &str) -> Result<bool, StoreError>;
+
+    /// `pending | running -> cancelled` for the owning tenant.
+    async fn cancel(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    /// Fails a job that is not yet terminal whatever lease it has: the dead-letter path.
+    async fn fail_unfinished(
+        &self,
+        id: &JobId,
+        error: &JobError,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Jobs the reconciler must trigger again: `pending` ones older than `pending_before` with no
+    /// trigger known to be waiting, and `running` ones whose lease has expired.
+    async fn stranded(
+        &self,
+        now: Timestamp,
+        pending_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError>;
+
+    /// Deletes jobs (and idempotency records) whose retention has passed; returns how many.
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+}
+
+/// What a queue message names. Messages carry ids, never payloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkItem {
+    Job(JobId),
+}
+
+/// Opaque handle of one receipt of a message; acknowledging needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub item: WorkItem,
+    pub receipt: Receipt,
+    /// 1 on first delivery.
+    pub receive_count: u32,
+}
+
+/// At-least-once delivery with a visibility timeout, as SQS gives it.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError>;
+
+    /// Up to `max` visible messages, each hidden for `visibility` from now.
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Deletes the message. A stale receipt is ignored.
+    async fn ack(&self, receipt: &Receipt) -> Result<(), StoreError>;
+
+    /// Hides the message for `visibility` from now (0 makes it visible at once).
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn find_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes the key with this id or display prefix; false when none matched.
+    async fn revoke(&self, id_or_prefix: &str, now: Timestamp) -> Result<bool, StoreError>;
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+}
+
+/// A chat completion the upstream answered with 2xx: the raw JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub body: String,
+}
+
+/// An upstream response relayed as it arrives (the synchronous path).
+pub struct Relay {
+    pub status: u16,
+    /// Headers worth passing on: content type, retry hints, the provider's request id.
+    pub headers: Vec<(String, String)>,
+    pub body: BoxStream<'static, Result<Bytes, UpstreamError>>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no provider routes model '{0}'")]
+    NoRoute(String),
+    #[error("upstream answered {status}")]
+    Status {
+        status: u16,
+        /// The upstream's OpenAI-shaped error, when it sent one.
+        error: Option<JobError>,
+        retry_after: Option<Duration>,
+        should_retry: Option<bool>,
+    },
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("could not connect to the upstream")]
+    Connect,
+    #[error("upstream response was not valid: {0}")]
+    InvalidResponse(String),
+}
+
+impl UpstreamError {
+    /// 429 (but not `insufficient_quota`), 408, 5xx, timeouts and broken connections are worth
+    /// another try; the upstream's `x-should-retry` overrides the status.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Status {
+                status,
+                error,
+                should_retry,
+                ..
+            } => {
+                if let Some(explicit) = should_retry {
+                    return *explicit;
+                }
+                let quota = error
+                    .as_ref()
+                    .and_then(|e| e.code.as_deref())
+                    .is_some_and(|c| c == "insufficient_quota");
+                (*status == 429 && !quota) || *status == 408 || *status >= 500
+            }
+            UpstreamError::Timeout | UpstreamError::Connect | UpstreamError::InvalidResponse(_) => {
+                true
+            }
+            UpstreamError::NoRoute(_) => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error a job reports when this was its last failure.
+    pub fn to_job_error(&self) -> JobError {
+        match self {
+            UpstreamError::Status {
+                error: Some(e), ..
+            } => e.clone(),
+            UpstreamError::Status { status, .. } => JobError::new(
+                format!("The upstream provider answered HTTP {status}."),
+                "upstream_error",
+                Some("upstream_error"),
+            ),
+            UpstreamError::Timeout => JobError::new(
+                "The upstream provider did not answer in time.",
+                "upstream_error",
+                Some("upstream_timeout"),
+            ),
+            UpstreamError::Connect => JobError::new(
+                "Could not connect to the upstream provider.",
+                "upstream_error",
+                Some("upstream_unreachable"),
+            ),
+            UpstreamError::InvalidResponse(_) => JobError::new(
+                "The upstream provider sent a response that is not a valid chat completion.",
+                "upstream_error",
+                Some("invalid_upstream_response"),
+            ),
+            UpstreamError::NoRoute(model) => JobError::new(
+                format!("The model '{model}' does not exist or you do not have access to it."),
+                "invalid_request_error",
+                Some("model_not_found"),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// Whether some configured provider serves this model.
+    fn routes(&self, model: &str) -> bool;
+
+    /// One non-streamed chat completion attempt, bounded by `timeout`. Dropping the future aborts
+    /// the request.
+    async fn complete(
+        &self,
+        model: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Completion, UpstreamError>;
+
+    /// Forwards a client's request and relays the answer as it streams in. Retries only a
+    /// connection that failed before anything was sent.
+    async fn relay(&self, model: &str, body: Bytes) -> Result<Relay, UpstreamError>;
+}

@@ -1,0 +1,52 @@
+//! Backoff between upstream attempts: exponential with full jitter, unless the upstream said how
+//! long to wait.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+pub const BASE_DELAY: Duration = Duration::from_millis(500);
+pub const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// Full jitter: uniform in `[0, min(cap, base * 2^attempt)]` (Brooker, "Exponential Backoff And
+/// Jitter"). `attempt` counts failures so far, from 1.
+pub fn full_jitter(attempt: u32) -> Duration {
+    let ceiling = ceiling(attempt);
+    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+fn ceiling(attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    BASE_DELAY.saturating_mul(factor).min(MAX_DELAY)
+}
+
+/// The wait before the next attempt: the upstream's hint when it gave one, else jittered backoff.
+pub fn delay_before_retry(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    retry_after.unwrap_or_else(|| full_jitter(attempt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jittered_delay_stays_under_the_exponential_ceiling() {
+        for attempt in 1..12 {
+            for _ in 0..50 {
+                assert!(full_jitter(attempt) <= ceiling(attempt));
+            }
+        }
+        assert_eq!(ceiling(1), BASE_DELAY);
+        assert_eq!(ceiling(3), BASE_DELAY * 4);
+        assert_eq!(ceiling(40), MAX_DELAY);
+    }
+
+    #[test]
+    fn upstream_hint_wins_over_backoff() {
+        assert_eq!(
+            delay_before_retry(3, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Running one job: claim it under a lease, call the upstream with retries while watching for a
+//! cancel, and record the outcome with the lease's fencing token. Every trigger (in-process
+//! dispatcher, SQS event, long-polling consumer) calls [`handle_delivery`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::error::StoreError;
+use crate::ids::JobId;
+use crate::job::{Finish, JobError};
+use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem};
+use crate::retry::delay_before_retry;
+use crate::service::Deps;
+
+/// What the trigger does with the message it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAction {
+    /// The item is terminal or the message is provably redundant: delete it.
+    Ack,
+    /// Leave the message and let it reappear after this long.
+    RetryAfter(Duration),
+}
+
+/// How a run ended, before it is mapped to a queue action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Finished,
+    /// Another worker holds a live lease; come back after it ends.
+    Busy(Duration),
+    /// A retry is due later than is worth sleeping for; the lease was released.
+    RetryLater(Duration),
+}
+
+/// After a storage failure the message is left to reappear this soon.
+const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Handles one queue delivery, whatever the trigger. `deadline` is when the caller must return
+/// (a Lambda's remaining time less a margin); `None` means no limit.
+#[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id))]
+pub async fn handle_delivery(deps: &Deps, delivery: &Delivery, deadline: Option<Instant>) -> QueueAction {
+    let WorkItem::Job(id) = &delivery.item;
+    tracing::Span::current().record("job_id", id.as_str());
+    if delivery.receive_count > deps.policy.max_receives {
+        return match dead_letter(deps, id).await {
+            Ok(()) => QueueAction::Ack,
+            Err(error) => {
+                tracing::error!(%error, "could not fail a dead-lettered job");
+                QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
+            }
+        };
+    }
+    match run_job(deps, id, deadline).await {
+        Ok(RunOutcome::Finished) => QueueAction::Ack,
+        Ok(RunOutcome::Busy(wait) | RunOutcome::RetryLater(wait)) => QueueAction::RetryAfter(wait),
+        Err(error) => {
+            tracing::warn!(%error, "job run hit a storage failure; the message will reappear");
+            QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
+        }
+    }
+}
+
+/// Drives a dead-lettered job to `failed` with code `processing_failed`, unless it already ended.
+pub async fn dead_letter(deps: &Deps, id: &JobId) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    let failed = deps
+        .store
+        .fail_unfinished(
+            id,
+            &JobError::processing_failed(),
+            now,
+            now.plus(deps.policy.retention),
+        )
+        .await?;
+    if failed {
+        tracing::warn!("job dead-lettered and failed with processing_failed");
+    }
+    Ok(())
+}
+
+fn new_lease_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Runs one job to a terminal state, or until a retry is due later than is worth waiting for.
+pub async fn run_job(
+    deps: &Deps,
+    id: &JobId,
+    deadline: Option<Instant>,
+) -> Result<RunOutcome, StoreError> {
+    let policy = &deps.policy;
+    let now = deps.clock.now();
+    let attempt_budget = attempt_timeout(policy.upstream_timeout, deadline);
+    let lease = Lease {
+        token: new_lease_token(),
+        expires_at: now.plus(attempt_budget + policy.lease_margin),
+    };
+    let mut job = match deps.store.claim(id, &lease, now).await? {
+        ClaimOutcome::Claimed(job) => job,
+        ClaimOutcome::Busy { lease_expires_at } => {
+            // Not ours to run: reappear just after the live lease ends, never acknowledge.
+            return Ok(RunOutcome::Busy(
+                now.until(lease_expires_at) + Duration::from_secs(1),
+            ));
+        }
+        ClaimOutcome::Terminal(_) | ClaimOutcome::Missing => return Ok(RunOutcome::Finished),
+    };
+    let Some(body) = deps.store.request_body(id).await? else {
+        return Ok(RunOutcome::Finished);
+    };
+    let token = lease.token;
+    loop {
+        let timeout = attempt_timeout(policy.upstream_timeout, deadline);
+        let attempt = watch_cancel(deps, id, &token, call_upstream(deps, &job.model, &body, timeout)).await;
+        let result = match attempt {
+            Watched::Cancelled => {
+                tracing::info!("job cancelled while running; upstream call aborted");
+                return Ok(RunOutcome::Finished);
+            }
+            Watched::Done(result) => result,
+        };
+        let error = match result {
+            Ok(completion) => {
+                finish(deps, id, &token, Finish::Completed { result: completion.body }).await?;
+                return Ok(RunOutcome::Finished);
+            }
+            Err(error) => error,
+        };
+        if !error.is_retryable() || job.attempts >= policy.max_attempts {
+            tracing::info!(attempts = job.attempts, %error, "job failed");
+            finish(deps, id, &token, Finish::Failed { error: error.to_job_error() }).await?;
+            return Ok(RunOutcome::Finished);
+        }
+        let wait = delay_before_retry(job.attempts, error.retry_after());
+        tracing::debug!(attempts = job.attempts, ?wait, %error, "retrying upstream call");
+        let fits_deadline = deadline.is_none_or(|d| Instant::now() + wait + timeout < d);
+        if wait > policy.max_inline_retry_wait || !fits_deadline {
+            deps.store.release(id, &token).await?;
+            return Ok(RunOutcome::RetryLater(wait));
+        }
+        match watch_cancel(deps, id, &token, tokio::time::sleep(wait)).await {
+            Watched::Cancelled => return Ok(RunOutcome::Finished),
+            Watched::Done(()) => {}
+        }
+        let lease_until = deps
+            .clock
+            .now()
+            .plus(attempt_timeout(policy.upstream_timeout, deadline) + policy.lease_margin);
+        if !deps.store.begin_attempt(id, &token, lease_until).await? {
+            return Ok(RunOutcome::Finished);
+        }
+        job.attempts += 1;
+    }
+}
+
+fn attempt_timeout(configured: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => configured.min(d.saturating_duration_since(Instant::now())),
+        None => configured,
+    }
+}
+
+async fn call_upstream(
+    deps: &Deps,
+    model: &str,
+    body: &Bytes,
+    timeout: Duration,
+) -> Result<Completion, UpstreamError> {
+    deps.upstream.complete(model, body.clone(), timeout).await
+}
+
+async fn finish(deps: &Deps, id: &JobId, token: &str, outcome: Finish) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    let kept = deps
+        .store
+        .finish(id, token, &outcome, now, now.plus(deps.policy.retention))
+        .await?;
+    if !kept {
+        // Cancelled meanwhile, or a newer lease took over: that writer's outcome stands.
+        tracing::info!(status = outcome.status().as_str(), "outcome discarded: lease no longer held");
+    }
+    Ok(())
+}
+
+enum Watched<T> {
+    Done(T),
+    Cancelled,
+}
+
+/// Runs `work` while polling the store; drops it (aborting any request) once the job is no
+/// longer running under `token`.
+async fn watch_cancel<T>(
+    deps: &Deps,
+    id: &JobId,
+    token: &str,
+    work: impl Future<Output = T>,
+) -> Watched<T> {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(deps.policy.cancel_poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return Watched::Done(out),
+            _ = ticker.tick() => match deps.store.still_holds(id, token).await {
+                Ok(true) => {}
+                Ok(false) => return Watched::Cancelled,
+                Err(error) => tracing::warn!(%error, "could not poll job status; continuing"),
+            },
+        }
+    }
+}

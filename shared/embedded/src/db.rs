@@ -1,0 +1,224 @@
+//! The SQLite database: schema, one writer thread that commits queued writes in groups, and a
+//! pool of read connections. Crash model: the process may die at any instruction, the disk
+//! survives; WAL with `synchronous=NORMAL` loses no committed transaction in that model.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use prism_core::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A write run on the writer thread; `None` when its transaction could not begin.
+type WriteCmd = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+
+/// Writes waiting when a transaction starts join it, up to this many.
+const MAX_GROUP: usize = 1024;
+const MAX_IDLE_READERS: usize = 16;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    id               TEXT PRIMARY KEY,
+    tenant           TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    request          BLOB NOT NULL,
+    result           TEXT,
+    error            TEXT,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    completed_at     INTEGER,
+    expires_at       INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_token      TEXT,
+    lease_expires_at INTEGER,
+    -- The row is its own queue entry: NULL when no message is waiting or in flight.
+    queue_visible_at INTEGER,
+    queue_receipt    TEXT,
+    queue_receives   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, kind, id);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (queue_visible_at) WHERE queue_visible_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    body_hash  TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency_keys (expires_at);
+
+CREATE TABLE IF NOT EXISTS api_keys (
+    id             TEXT PRIMARY KEY,
+    tenant         TEXT NOT NULL,
+    hash           TEXT NOT NULL UNIQUE,
+    display_prefix TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER
+);
+"#;
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<WriteCmd>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A handle on the database, cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        configure(&conn).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel::<WriteCmd>();
+        std::thread::Builder::new()
+            .name("prism-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(unavailable)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(tx),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `op` inside the writer's current transaction and answers once that transaction has
+    /// committed. A failing `op` is rolled back to its own savepoint without touching the others.
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let cmd: WriteCmd = Box::new(move |conn: Option<&Connection>| -> Reply {
+            let Some(conn) = conn else {
+                return Box::new(move |outcome: Result<(), String>| {
+                    let _ = tx.send(Err(StoreError::Unavailable(
+                        outcome.err().unwrap_or_else(|| "transaction did not start".into()),
+                    )));
+                });
+            };
+            let result = run_in_savepoint(conn, op);
+            Box::new(move |commit: Result<(), String>| {
+                let answer = match commit {
+                    Ok(()) => result.map_err(unavailable),
+                    Err(e) => Err(StoreError::Unavailable(e)),
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        self.inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Unavailable("writer lock poisoned".into()))?
+            .send(cmd)
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer dropped a write".into()))?
+    }
+
+    /// Runs `op` on a read connection off the async runtime.
+    pub(crate) async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&inner.path).map_err(unavailable)?,
+            };
+            let result = op(&conn).map_err(unavailable);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < MAX_IDLE_READERS {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    let result = op(conn);
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE op")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO op; RELEASE op")?,
+    }
+    result
+}
+
+/// Group commit: every write waiting when a transaction begins shares its single fsync-free
+/// commit, which is what lets thousands of small writes a second through one connection.
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteCmd>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(cmd) => group.push(cmd),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = e.to_string();
+            for cmd in group {
+                cmd(None)(Err(message.clone()));
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = group.into_iter().map(|cmd| cmd(Some(&conn))).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}

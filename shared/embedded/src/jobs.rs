@@ -1,0 +1,598 @@
+//! Jobs in SQLite: the `JobStore` port, and the `WorkQueue` port kept on the same rows (a job row
+//! is its own queue entry, so storing a job and queueing it cannot drift apart).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use prism_core::job::{Finish, NewJob};
+use prism_core::list::{ListQuery, Page};
+use prism_core::ports::{
+    CancelOutcome, ClaimOutcome, CreateOutcome, Delivery, IdempotencyClaim, JobStore, Lease,
+    Receipt, WorkItem, WorkQueue,
+};
+use prism_core::{
+    Clock, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
+};
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::Notify;
+
+use crate::db::Database;
+
+const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
+                           expires_at, result, error, attempts";
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let id: String = row.get(0)?;
+    let tenant: String = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let status: String = row.get(3)?;
+    let error: Option<String> = row.get(10)?;
+    Ok(Job {
+        id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
+        tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
+        kind: JobKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        model: row.get(4)?,
+        created_at: Timestamp(row.get(5)?),
+        started_at: row.get::<_, Option<i64>>(6)?.map(Timestamp),
+        completed_at: row.get::<_, Option<i64>>(7)?.map(Timestamp),
+        expires_at: row.get::<_, Option<i64>>(8)?.map(Timestamp),
+        result: row.get(9)?,
+        error: error
+            .map(|e| serde_json::from_str::<JobError>(&e))
+            .transpose()
+            .map_err(|_| corrupt("error"))?,
+        attempts: row.get(11)?,
+    })
+}
+
+/// Reads one job that has not outlived its retention.
+fn load_live(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+    ))?
+    .query_row(params![id, now], job_from_row)
+    .optional()
+}
+
+fn error_json(error: &JobError) -> rusqlite::Result<String> {
+    serde_json::to_string(error).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// The `JobStore` port over SQLite.
+#[derive(Clone)]
+pub struct SqliteJobStore {
+    db: Database,
+}
+
+impl SqliteJobStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Called by the one process that holds the data-directory lock, at start and at the end of
+    /// a shutdown: every lease and in-flight delivery then belongs to no live worker, so they
+    /// are released and made visible at once instead of waiting out their timeouts.
+    pub async fn reclaim_all_leases(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.db
+            .write(move |conn| {
+                let leases = conn.execute(
+                    "UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL \
+                     WHERE status = 'running' AND lease_token IS NOT NULL",
+                    [],
+                )?;
+                conn.execute(
+                    "UPDATE jobs SET queue_visible_at = ?1 \
+                     WHERE queue_visible_at IS NOT NULL AND queue_visible_at > ?1",
+                    params![now.0],
+                )?;
+                Ok(leases)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteJobStore {
+    async fn create(
+        &self,
+        job: &NewJob,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let job = job.clone();
+        let claim = idempotency.cloned();
+        self.db
+            .write(move |conn| {
+                if let Some(claim) = &claim {
+                    let existing: Option<(String, String, i64)> = conn
+                        .prepare_cached(
+                            "SELECT job_id, body_hash, expires_at FROM idempotency_keys \
+                             WHERE tenant = ?1 AND key = ?2",
+                        )?
+                        .query_row(params![job.tenant.as_str(), claim.key], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .optional()?;
+                    if let Some((job_id, hash, expires_at)) = existing {
+                        if expires_at > job.created_at.0 {
+                            return Ok(CreateOutcome::Replayed {
+                                job_id: JobId::parse(&job_id).ok_or_else(|| corrupt("job_id"))?,
+                                same_body: hash == claim.body_hash,
+                            });
+                        }
+                    }
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency_keys (tenant, key, body_hash, job_id, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        job.tenant.as_str(),
+                        claim.key,
+                        claim.body_hash,
+                        job.id.as_str(),
+                        claim.expires_at.0
+                    ])?;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at) \
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    job.id.as_str(),
+                    job.tenant.as_str(),
+                    job.kind.as_str(),
+                    job.model,
+                    job.request.as_ref(),
+                    job.created_at.0
+                ])?;
+                Ok(CreateOutcome::Created)
+            })
+            .await
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        now: Timestamp,
+    ) -> Result<Option<Job>, StoreError> {
+        let (id, tenant) = (id.clone(), tenant.clone());
+        let job = self
+            .db
+            .read(move |conn| load_live(conn, id.as_str(), now.0))
+            .await?;
+        Ok(job.filter(|j| j.tenant == tenant))
+    }
+
+    async fn request_body(&self, id: &JobId) -> Result<Option<Bytes>, StoreError> {
+        let id = id.clone();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT request FROM jobs WHERE id = ?1")?
+                    .query_row(params![id.as_str()], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()
+                    .map(|b| b.map(Bytes::from))
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: JobKind,
+        query: &ListQuery,
+        now: Timestamp,
+    ) -> Result<Page<Job>, StoreError> {
+        let (tenant, query) = (tenant.clone(), query.clone());
+        self.db
+            .read(move |conn| {
+                // The cursor and filter are optional; NULL parameters switch them off.
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs \
+                     WHERE tenant = ?1 AND kind = ?2 \
+                       AND (expires_at IS NULL OR expires_at > ?3) \
+                       AND (?4 IS NULL OR id < ?4) \
+                       AND (?5 IS NULL OR status = ?5) \
+                     ORDER BY id DESC LIMIT ?6"
+                ))?;
+                let fetch = i64::try_from(query.limit + 1).unwrap_or(i64::MAX);
+                let mut items = stmt
+                    .query_map(
+                        params![
+                            tenant.as_str(),
+                            kind.as_str(),
+                            now.0,
+                            query.after.as_ref().map(JobId::as_str),
+                            query.status.map(JobStatus::as_str),
+                            fetch
+                        ],
+                        job_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let has_more = items.len() > query.limit;
+                items.truncate(query.limit);
+                Ok(Page { items, has_more })
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        id: &JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let (id, lease) = (id.clone(), lease.clone());
+        self.db
+            .write(move |conn| {
+                let Some(job) = load_live(conn, id.as_str(), now.0)? else {
+                    return Ok(ClaimOutcome::Missing);
+                };
+                if job.status.is_terminal() {
+                    return Ok(ClaimOutcome::Terminal(job));
+                }
+                let live_lease: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT lease_expires_at FROM jobs WHERE id = ?1 \
+                         AND status = 'running' AND lease_token IS NOT NULL AND lease_expires_at > ?2",
+                    )?
+                    .query_row(params![id.as_str(), now.0], |r| r.get(0))
+                    .optional()?;
+                if let Some(until) = live_lease {
+                    return Ok(ClaimOutcome::Busy {
+                        lease_expires_at: Timestamp(until),
+                    });
+                }
+                conn.prepare_cached(
+                    "UPDATE jobs SET status = 'running', lease_token = ?2, lease_expires_at = ?3, \
+                     started_at = COALESCE(started_at, ?4), attempts = attempts + 1 WHERE id = ?1",
+                )?
+                .execute(params![id.as_str(), lease.token, lease.expires_at.0, now.0])?;
+                Ok(ClaimOutcome::Claimed(Job {
+                    status: JobStatus::Running,
+                    started_at: job.started_at.or(Some(now)),
+                    attempts: job.attempts + 1,
+                    ..job
+                }))
+            })
+            .await
+    }
+
+    async fn begin_attempt(
+        &self,
+        id: &JobId,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (id, token) = (id.clone(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET lease_expires_at = ?3, attempts = attempts + 1 \
+                     WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                )?
+                .execute(params![id.as_str(), token, lease_until.0])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn release(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
+        let (id, token) = (id.clone(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                )?
+                .execute(params![id.as_str(), token])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        id: &JobId,
+        token: &str,
+        outcome: &Finish,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (id, token) = (id.clone(), token.to_owned());
+        let (status, result, error) = match outcome {
+            Finish::Completed { result } => (JobStatus::Completed, Some(result.clone()), None),
+            Finish::Failed { error } => (JobStatus::Failed, None, Some(error.clone())),
+        };
+        self.db
+            .write(move |conn| {
+                let error = error.as_ref().map(error_json).transpose()?;
+                conn.prepare_cached(
+                    "UPDATE jobs SET status = ?3, result = ?4, error = ?5, completed_at = ?6, \
+                     expires_at = ?7, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                )?
+                .execute(params![
+                    id.as_str(),
+                    token,
+                    status.as_str(),
+                    result,
+                    error,
+                    now.0,
+                    expires_at.0
+                ])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn still_holds(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
+        let (id, token) = (id.clone(), token.to_owned());
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT 1 FROM jobs WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                )?
+                .query_row(params![id.as_str(), token], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+            })
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<CancelOutcome, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.db
+            .write(move |conn| {
+                let Some(job) = load_live(conn, id.as_str(), now.0)?.filter(|j| j.tenant == tenant)
+                else {
+                    return Ok(CancelOutcome::NotFound);
+                };
+                match job.status {
+                    JobStatus::Cancelled => Ok(CancelOutcome::AlreadyCancelled(job)),
+                    JobStatus::Completed | JobStatus::Failed => Ok(CancelOutcome::Finished(job)),
+                    JobStatus::Pending | JobStatus::Running => {
+                        // A pending job's queue entry is dropped with it; a running one's
+                        // delivery is acknowledged by its worker once it sees the cancel.
+                        conn.prepare_cached(
+                            "UPDATE jobs SET status = 'cancelled', completed_at = ?2, expires_at = ?3, \
+                             lease_token = NULL, lease_expires_at = NULL, \
+                             queue_visible_at = CASE WHEN status = 'pending' THEN NULL ELSE queue_visible_at END \
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id.as_str(), now.0, expires_at.0])?;
+                        Ok(CancelOutcome::Cancelled(Job {
+                            status: JobStatus::Cancelled,
+                            completed_at: Some(now),
+                            expires_at: Some(expires_at),
+                            ..job
+                        }))
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn fail_unfinished(
+        &self,
+        id: &JobId,
+        error: &JobError,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (id, error) = (id.clone(), error.clone());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET status = 'failed', error = ?2, completed_at = ?3, expires_at = ?4, \
+                     lease_token = NULL, lease_expires_at = NULL \
+                     WHERE id = ?1 AND status IN ('pending', 'running')",
+                )?
+                .execute(params![id.as_str(), error_json(&error)?, now.0, expires_at.0])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn stranded(
+        &self,
+        now: Timestamp,
+        pending_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM jobs WHERE status IN ('pending', 'running') \
+                     AND queue_visible_at IS NULL \
+                     AND ((status = 'pending' AND created_at < ?1) \
+                       OR (status = 'running' AND (lease_token IS NULL OR lease_expires_at <= ?2))) \
+                     LIMIT ?3",
+                )?;
+                let ids = stmt
+                    .query_map(
+                        params![
+                            pending_before.0,
+                            now.0,
+                            i64::try_from(limit).unwrap_or(i64::MAX)
+                        ],
+                        |r| r.get::<_, String>(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(ids.iter().filter_map(|s| JobId::parse(s)).collect())
+            })
+            .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.db
+            .write(move |conn| {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let jobs = conn.execute(
+                    "DELETE FROM jobs WHERE id IN \
+                     (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+                    params![now.0, limit],
+                )?;
+                conn.execute(
+                    "DELETE FROM idempotency_keys WHERE rowid IN \
+                     (SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)",
+                    params![now.0, limit],
+                )?;
+                Ok(u64::try_from(jobs).unwrap_or(0))
+            })
+            .await
+    }
+}
+
+/// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
+/// workers wait on a notification instead of polling.
+#[derive(Clone)]
+pub struct SqliteWorkQueue {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl SqliteWorkQueue {
+    pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Signalled whenever a message may have become visible.
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// When the next waiting message becomes visible, if any is waiting.
+    pub async fn next_visible_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.db
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT MIN(queue_visible_at) FROM jobs WHERE queue_visible_at IS NOT NULL",
+                )?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))
+                .map(|t| t.map(Timestamp))
+            })
+            .await
+    }
+}
+
+fn split_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
+    receipt.0.split_once(':')
+}
+
+#[async_trait]
+impl WorkQueue for SqliteWorkQueue {
+    async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
+        let WorkItem::Job(id) = item;
+        let id = id.clone();
+        let visible_at = self.clock.now().plus(delay).0;
+        self.db
+            .write(move |conn| {
+                // Like a second SQS message: never later than a message already waiting.
+                conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = \
+                       CASE WHEN queue_visible_at IS NULL OR queue_visible_at > ?2 THEN ?2 \
+                       ELSE queue_visible_at END \
+                     WHERE id = ?1 AND status IN ('pending', 'running')",
+                )?
+                .execute(params![id.as_str(), visible_at])
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let now = self.clock.now();
+        let hidden_until = now.plus(visibility).0;
+        self.db
+            .write(move |conn| {
+                let ids = conn
+                    .prepare_cached(
+                        "SELECT id FROM jobs WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
+                         ORDER BY queue_visible_at LIMIT ?2",
+                    )?
+                    .query_map(
+                        params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
+                        |r| r.get::<_, String>(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = ?2, queue_receipt = ?3, \
+                     queue_receives = queue_receives + 1 WHERE id = ?1 RETURNING queue_receives",
+                )?;
+                let mut rng = rand::rng();
+                let mut deliveries = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let receipt = hex::encode(rng.random::<[u8; 8]>());
+                    let receives: u32 =
+                        stmt.query_row(params![id, hidden_until, receipt], |r| r.get(0))?;
+                    let Some(job_id) = JobId::parse(&id) else {
+                        continue;
+                    };
+                    deliveries.push(Delivery {
+                        item: WorkItem::Job(job_id),
+                        receipt: Receipt(format!("{id}:{receipt}")),
+                        receive_count: receives,
+                    });
+                }
+                Ok(deliveries)
+            })
+            .await
+    }
+
+    async fn ack(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        let Some((id, token)) = split_receipt(receipt) else {
+            return Ok(());
+        };
+        let (id, token) = (id.to_owned(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = NULL, queue_receipt = NULL, queue_receives = 0 \
+                     WHERE id = ?1 AND queue_receipt = ?2",
+                )?
+                .execute(params![id, token])
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError> {
+        let Some((id, token)) = split_receipt(receipt) else {
+            return Ok(());
+        };
+        let (id, token) = (id.to_owned(), token.to_owned());
+        let visible_at = self.clock.now().plus(visibility).0;
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = ?3 WHERE id = ?1 AND queue_receipt = ?2",
+                )?
+                .execute(params![id, token, visible_at])
+            })
+            .await?;
+        if visibility.is_zero() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}

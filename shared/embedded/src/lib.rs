@@ -1,0 +1,18 @@
+//! Prism's embedded backend: SQLite (one writer with group commit, readers beside it) behind the
+//! core ports, a data-directory lock, and the in-process runtime that runs workers and the
+//! reconciler inside `prism serve`.
+
+mod db;
+mod jobs;
+mod keys;
+mod lock;
+mod runtime;
+
+pub use db::Database;
+pub use jobs::{SqliteJobStore, SqliteWorkQueue};
+pub use keys::SqliteKeyStore;
+pub use lock::{DataDirLock, LockError};
+pub use runtime::{RuntimeConfig, WorkerRuntime};
+
+/// The database file inside a data directory.
+pub const DATABASE_FILE: &str = "prism.sqlite3";

@@ -1,0 +1,153 @@
+//! The HTTP boundary's one error type and its exhaustive mapping from domain errors to a status
+//! and OpenAI's error body `{"error": {"message", "type", "param", "code"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prism_core::ServiceError;
+use prism_core::ports::UpstreamError;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Option<String>,
+    /// Sent as `x-should-retry: false` so the SDKs do not repeat a request that cannot succeed.
+    pub never_retry: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            never_retry: false,
+        }
+    }
+
+    pub fn code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_owned());
+        self
+    }
+
+    pub fn never_retry(mut self) -> Self {
+        self.never_retry = true;
+        self
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).code("invalid_api_key")
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+        .code("request_too_large")
+        .never_retry()
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "The server had an error while processing your request.",
+        )
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::InvalidRequest {
+                message,
+                param,
+                code,
+            } => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message,
+                kind: "invalid_request_error",
+                param,
+                code,
+                never_retry: false,
+            },
+            ServiceError::NotFound { what, id } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("No {what} found with id '{id}'."),
+            ),
+            ServiceError::Conflict { action, status } => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!("Cannot {action} a job with status '{}'.", status.as_str()),
+            )
+            .never_retry(),
+            ServiceError::Store(store) => {
+                // Details go to the log once; the client gets a generic 5xx it may retry.
+                tracing::error!(error = %store, "storage failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "The service is temporarily unable to store or read your request; try again.",
+                )
+            }
+        }
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::NoRoute(model) => prism_core::service::model_not_found(&model).into(),
+            UpstreamError::Timeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "The upstream provider did not answer in time.",
+            )
+            .code("upstream_timeout"),
+            UpstreamError::Connect => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "Could not connect to the upstream provider.",
+            )
+            .code("upstream_unreachable"),
+            UpstreamError::InvalidResponse(_) | UpstreamError::Status { .. } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "The upstream provider sent an invalid response.",
+            )
+            .code("upstream_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.never_retry {
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}

@@ -1,0 +1,11 @@
+//! Prism's HTTP API as an axum router, shared by `prism serve` and the `api` Lambda: routes,
+//! authentication, request ids, body limits, and the OpenAI error mapping.
+
+mod auth;
+mod error;
+mod routes;
+mod wire;
+
+pub use auth::{DEFAULT_KEY_CACHE_TTL, KeyCache};
+pub use error::ApiError;
+pub use routes::{AppState, HttpLimits, router};

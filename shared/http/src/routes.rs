@@ -1,0 +1,204 @@
+//! Routes and handlers. Handlers only translate HTTP to service calls and back; behaviour lives
+//! in `prism_core::service`.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
+use prism_core::chat::summarize_chat_request;
+use prism_core::ids::new_request_id;
+use prism_core::list::ListQuery;
+use prism_core::service::{self, Deps, model_not_found};
+use prism_core::{JobKind, TenantId};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::auth::{KeyCache, require_key};
+use crate::error::ApiError;
+use crate::wire::{JobObject, ListObject};
+
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 6 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub deps: Deps,
+    pub keys: KeyCache,
+    pub limits: HttpLimits,
+}
+
+const ASYNC_HEADER: &str = "x-prism-async";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(chat_completions))
+        .route("/async", get(list_async_jobs))
+        .route("/async/{id}", get(get_async_job).delete(cancel_async_job))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .nest("/v1", v1)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are read by the handlers with the configured cap, answering 413 in our shape.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Gives every response an `x-request-id` and every log line of the request a span carrying it.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = new_request_id();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        tenant = tracing::field::Empty,
+    );
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when storage answers; a load balancer should stop sending traffic otherwise.
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.deps.store.stranded(state.deps.clock.now(), prism_core::Timestamp(0), 1).await {
+        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+        }
+    }
+}
+
+async fn unknown_route(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("Unknown request URL: {} {}.", request.method(), request.uri().path()),
+    )
+    .code("unknown_url")
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!("Method {} is not allowed on {}.", request.method(), request.uri().path()),
+    )
+    .code("method_not_allowed")
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))
+}
+
+fn is_async(headers: &HeaderMap) -> bool {
+    headers
+        .get(ASYNC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
+    if is_async(&headers) {
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+        let submitted = service::submit_async_job(&state.deps, &tenant, body, key).await?;
+        return Ok((StatusCode::ACCEPTED, Json(JobObject::from_job(&submitted.job))).into_response());
+    }
+    relay_completion(&state, body).await
+}
+
+/// The synchronous path: the upstream's answer is passed on as it arrives, status included.
+async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, ApiError> {
+    let summary = summarize_chat_request(&body)?;
+    if !state.deps.upstream.routes(&summary.model) {
+        return Err(model_not_found(&summary.model).into());
+    }
+    let relay = state.deps.upstream.relay(&summary.model, body).await?;
+    let status = StatusCode::from_u16(relay.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let stream = relay.body.map(|chunk| chunk.map_err(std::io::Error::other));
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    for (name, value) in relay.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn get_async_job(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = service::get_job(&state.deps, &tenant, &id).await?;
+    Ok(Json(JobObject::from_job(&job)).into_response())
+}
+
+async fn list_async_jobs(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let query = ListQuery::parse(
+        params.get("limit").map(String::as_str),
+        params.get("after").map(String::as_str),
+        params.get("status").map(String::as_str),
+    )?;
+    let page = service::list_jobs(&state.deps, &tenant, JobKind::Async, &query).await?;
+    Ok(Json(ListObject::from_page(&page)).into_response())
+}
+
+async fn cancel_async_job(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = service::cancel_job(&state.deps, &tenant, &id).await?;
+    Ok(Json(JobObject::from_job(&job)).into_response())
+}

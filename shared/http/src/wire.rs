@@ -1,0 +1,70 @@
+//! The JSON clients see: the async job object and OpenAI's list shape, mapped explicitly from
+//! domain types.
+
+use prism_core::list::Page;
+use prism_core::{Job, JobError, JobKind};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+#[derive(Serialize)]
+pub struct JobObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    /// The same as `id`, for clients written against gateways that answer `job_id`.
+    job_id: &'a str,
+    status: &'static str,
+    model: &'a str,
+    created_at: i64,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    result: Option<&'a RawValue>,
+    error: Option<&'a JobError>,
+}
+
+fn object_name(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Async => "async.job",
+    }
+}
+
+impl<'a> JobObject<'a> {
+    pub fn from_job(job: &'a Job) -> Self {
+        Self {
+            id: job.id.as_str(),
+            object: object_name(job.kind),
+            job_id: job.id.as_str(),
+            status: job.status.as_str(),
+            model: &job.model,
+            created_at: job.created_at.unix_seconds(),
+            started_at: job.started_at.map(|t| t.unix_seconds()),
+            completed_at: job.completed_at.map(|t| t.unix_seconds()),
+            // The result was validated as JSON when the upstream sent it.
+            result: job
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<&RawValue>(r).ok()),
+            error: job.error.as_ref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ListObject<'a> {
+    object: &'static str,
+    data: Vec<JobObject<'a>>,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
+    has_more: bool,
+}
+
+impl<'a> ListObject<'a> {
+    pub fn from_page(page: &'a Page<Job>) -> Self {
+        Self {
+            object: "list",
+            data: page.items.iter().map(JobObject::from_job).collect(),
+            first_id: page.items.first().map(|j| j.id.as_str()),
+            last_id: page.items.last().map(|j| j.id.as_str()),
+            has_more: page.has_more,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Per-model request and abort counters, and the guard that notices a request dropped mid-flight.
+//!
+//! The map sits behind a plain mutex held only for a lookup and an increment, never across an
+//! await, so thousands of requests per second do not queue behind each other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+/// What `GET /_stats` reports: requests received and requests abandoned, per model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// Every request counted under its `model`; unparsable bodies count under `""`.
+    pub requests: BTreeMap<String, u64>,
+    /// Requests whose handling was dropped before it finished, i.e. the client went away.
+    pub aborted: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    requests: u64,
+    aborted: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    by_model: Mutex<HashMap<String, Counters>>,
+}
+
+impl Stats {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Counters>> {
+        // Counters stay consistent even if a holder panicked: each update is a single add.
+        self.by_model.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one more request for `model` and returns its 1-based call number.
+    pub(crate) fn record_request(&self, model: &str) -> u64 {
+        self.bump(model, |counters| &mut counters.requests)
+    }
+
+    fn record_abort(&self, model: &str) {
+        self.bump(model, |counters| &mut counters.aborted);
+    }
+
+    fn bump(&self, model: &str, field: impl Fn(&mut Counters) -> &mut u64) -> u64 {
+        let mut by_model = self.lock();
+        // Looking up by `&str` first keeps the hot path free of a key allocation.
+        if let Some(counters) = by_model.get_mut(model) {
+            let count = field(counters);
+            *count += 1;
+            return *count;
+        }
+        let mut counters = Counters::default();
+        *field(&mut counters) = 1;
+        by_model.insert(model.to_owned(), counters);
+        1
+    }
+
+    pub(crate) fn hits(&self, model: &str) -> u64 {
+        self.lock()
+            .get(model)
+            .map_or(0, |counters| counters.requests)
+    }
+
+    pub(crate) fn aborted(&self, model: &str) -> u64 {
+        self.lock()
+            .get(model)
+            .map_or(0, |counters| counters.aborted)
+    }
+
+    pub(crate) fn reset(&self) {
+        self.lock().clear();
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let by_model = self.lock();
+        let mut snapshot = StatsSnapshot::default();
+        for (model, counters) in by_model.iter() {
+            snapshot.requests.insert(model.clone(), counters.requests);
+            snapshot.aborted.insert(model.clone(), counters.aborted);
+        }
+        snapshot
+    }
+}
+
+/// Lives as long as a request's handling; dropped unfinished, it counts the request as aborted.
+///
+/// Hyper drops the handler future (or the response body stream) when the client disconnects,
+/// so the drop is the only place that observes a client giving up on a hung or slow reply.
+#[derive(Debug)]
+pub(crate) struct CallGuard {
+    stats: Arc<Stats>,
+    model: String,
+    finished: bool,
+}
+
+impl CallGuard {
+    /// Counts the request and starts watching it; returns the guard and the 1-based call number.
+    pub(crate) fn begin(stats: &Arc<Stats>, model: String) -> (Self, u64) {
+        let call = stats.record_request(&model);
+        let guard = Self {
+            stats: Arc::clone(stats),
+            model,
+            finished: false,
+        };
+        (guard, call)
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.stats.record_abort(&self.model);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_numbers_count_per_model() {
+        let stats = Stats::default();
+        assert_eq!(stats.record_request("a"), 1);
+        assert_eq!(stats.record_request("a"), 2);
+        assert_eq!(stats.record_request("b"), 1);
+        assert_eq!(stats.hits("a"), 2);
+        assert_eq!(stats.hits("unknown"), 0);
+    }
+
+    #[test]
+    fn unfinished_guards_count_as_aborted() {
+        let stats = Arc::new(Stats::default());
+        let (mut finished, _) = CallGuard::begin(&stats, "m".to_owned());
+        finished.finish();
+        drop(finished);
+        let (abandoned, _) = CallGuard::begin(&stats, "m".to_owned());
+        drop(abandoned);
+        assert_eq!(stats.hits("m"), 2);
+        assert_eq!(stats.aborted("m"), 1);
+    }
+
+    #[test]
+    fn reset_forgets_every_model() {
+        let stats = Stats::default();
+        stats.record_request("a");
+        stats.reset();
+        assert_eq!(stats.snapshot(), StatsSnapshot::default());
+    }
+}

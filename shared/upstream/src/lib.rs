@@ -1,0 +1,10 @@
+//! Prism's OpenAI-compatible upstream client: routes a model to the first provider whose globs
+//! match it and implements [`prism_core::ports::Upstream`] over one pooled `reqwest` client.
+
+mod client;
+mod config;
+mod response;
+
+pub use client::{HttpUpstream, UpstreamBuildError};
+pub use config::{ProviderConfig, SecretKey, UpstreamOptions};
+pub use response::MAX_RETRY_AFTER;
