@@ -1,6 +1,9 @@
 //! Behaviour of the mock upstream as an HTTP client sees it: echoes, streams, every fault model,
 //! and the counters tests rely on.
 
+// Helpers here are test code too, but clippy only exempts `#[test]` bodies from these lints.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,243 @@
+//! Test support for the end-to-end suites: a `prism serve` child process on a temporary data
+//! directory, the mock upstream in-process, and helpers that read as actions.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use prism_testkit::{MockUpstream, spawn_mock_upstream};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
+
+pub struct Env {
+    pub mock: MockUpstream,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub server: Option<Server>,
+    /// Keys of tenants `alpha` and `beta`.
+    pub alpha: String,
+    pub beta: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+/// Everything the suites usually want, with a fast upstream timeout; `extra` is appended to the
+/// config file (extra `[workers]` keys go in `workers`).
+pub struct Setup<'a> {
+    pub workers: &'a str,
+    pub jobs: &'a str,
+    pub http: &'a str,
+    pub models: &'a str,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self {
+            workers: "",
+            jobs: "",
+            http: "",
+            models: r#"["*"]"#,
+        }
+    }
+}
+
+pub async fn start(setup: Setup<'_>) -> Env {
+    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prism.toml");
+    // Defaults the suites rely on, unless the test sets the key itself.
+    let defaults: String = [("upstream_timeout", "\"3s\""), ("shutdown_grace", "\"5s\"")]
+        .iter()
+        .filter(|(key, _)| !setup.workers.contains(key))
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
+             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n",
+            mock.base_url(),
+            setup.models,
+            setup.workers,
+            setup.jobs,
+            setup.http
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let alpha = create_key(&data, "alpha").await;
+    let beta = create_key(&data, "beta").await;
+    let mut env = Env {
+        mock,
+        dir,
+        config,
+        server: None,
+        alpha,
+        beta,
+        http: reqwest::Client::new(),
+    };
+    env.start_server().await;
+    env
+}
+
+pub async fn create_key(data: &Path, tenant: &str) -> String {
+    let out = Command::new(PRISM)
+        .args(["keys", "create", "--tenant", tenant, "--data-dir"])
+        .arg(data)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("sk-prism-"), "unexpected key output {key:?}");
+    key
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Env {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn base(&self) -> &str {
+        &self.server.as_ref().expect("server running").base
+    }
+
+    pub async fn start_server(&mut self) {
+        let port = free_port();
+        let child = Command::new(PRISM)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(&self.config)
+            .env("PRISM_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until_healthy(&self.http, &base).await;
+        self.server = Some(Server { child, base });
+    }
+
+    /// SIGKILL: the process dies at whatever instruction it was on.
+    pub async fn kill_server(&mut self) {
+        let mut server = self.server.take().expect("server running");
+        server.child.start_kill().unwrap();
+        server.child.wait().await.unwrap();
+    }
+
+    /// SIGTERM, then wait for the process to exit on its own.
+    pub async fn stop_server(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut server = self.server.take().expect("server running");
+        let pid = server.child.id().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(within, server.child.wait())
+            .await
+            .expect("server did not exit after SIGTERM")
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+
+    pub async fn chat(&self, key: &str, body: Value, async_mode: bool) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body);
+        if async_mode {
+            req = req.header("x-prism-async", "true");
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Submits an async job and returns its id, asserting the 202.
+    pub async fn submit(&self, key: &str, model: &str, content: &str) -> String {
+        let response = self.chat(key, chat_body(model, content), true).await;
+        assert_eq!(response.status(), 202);
+        let job: Value = response.json().await.unwrap();
+        assert_eq!(job["status"], "pending");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> reqwest::Response {
+        self.http.delete(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    pub async fn job(&self, key: &str, id: &str) -> Value {
+        let response = self.get(key, &format!("/v1/async/{id}")).await;
+        assert_eq!(response.status(), 200, "GET job {id}");
+        response.json().await.unwrap()
+    }
+
+    /// Polls until the job's status is one of `statuses`; fails after `within`.
+    pub async fn wait_for(&self, key: &str, id: &str, statuses: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let job = self.job(key, id).await;
+            if statuses.iter().any(|s| job["status"] == *s) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} still {} after {within:?}", job["status"]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn chat_body(model: &str, content: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}
+
+async fn wait_until_healthy(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "prism did not become healthy at {base}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `check` holds, polling; fails with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
