@@ -85,7 +85,9 @@ pub fn chat_body(model: &str) -> anyhow::Result<Bytes> {
         "model": model,
         "messages": [{"role": "user", "content": "hi"}],
     });
-    Ok(Bytes::from(serde_json::to_vec(&body).context("cannot encode the request body")?))
+    Ok(Bytes::from(
+        serde_json::to_vec(&body).context("cannot encode the request body")?,
+    ))
 }
 
 /// A short, stable name for a failure, used to count errors by kind.
@@ -115,7 +117,12 @@ mod tests {
 
     #[test]
     fn a_trailing_v1_or_slash_is_dropped_from_the_base_url() {
-        for url in ["http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"] {
+        for url in [
+            "http://h:1",
+            "http://h:1/",
+            "http://h:1/v1",
+            "http://h:1/v1/",
+        ] {
             let t = Target::new(url, None).unwrap();
             assert_eq!(t.chat_url(), "http://h:1/v1/chat/completions", "{url}");
         }
@@ -129,7 +136,12 @@ mod tests {
         assert_eq!(h[AUTHORIZATION], "Bearer sk-x");
         assert_eq!(h["x-prism-async"], "true");
         let anonymous = Target::new("http://h:1", Some(String::new())).unwrap();
-        assert!(!anonymous.headers(false).unwrap().contains_key(AUTHORIZATION));
+        assert!(
+            !anonymous
+                .headers(false)
+                .unwrap()
+                .contains_key(AUTHORIZATION)
+        );
     }
 
     #[test]

@@ -254,7 +254,9 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
         anyhow::bail!("the scheduler thread panicked");
     }
 
-    let window = last_done.saturating_duration_since(first_measured).as_secs_f64();
+    let window = last_done
+        .saturating_duration_since(first_measured)
+        .as_secs_f64();
     let ok = latency.count();
     Ok(Summary {
         mode: plan.mode.name().to_owned(),
@@ -268,7 +270,11 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
         errors: errors.total(),
         error_kinds: errors,
         dropped,
-        achieved_rate: if window > 0.0 { ok as f64 / window } else { 0.0 },
+        achieved_rate: if window > 0.0 {
+            ok as f64 / window
+        } else {
+            0.0
+        },
         latency_ms: latency.summary(),
         send_lag_ms: lag.summary(),
     })

@@ -27,6 +27,13 @@ impl Latencies {
         self.histogram.saturating_record(micros.max(1));
     }
 
+    /// Adds every value `other` recorded.
+    pub fn merge(&mut self, other: &Latencies) -> anyhow::Result<()> {
+        self.histogram
+            .add(&other.histogram)
+            .context("cannot merge latency histograms")
+    }
+
     pub fn count(&self) -> u64 {
         self.histogram.len()
     }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "prism", version, about = "OpenAI-compatible gateway for async, scheduled and batch chat completions")]
+#[command(
+    name = "prism",
+    version,
+    about = "OpenAI-compatible gateway for async, scheduled and batch chat completions"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "PRISM_LOG_FORMAT", default_value = "text")]

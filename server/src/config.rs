@@ -170,7 +170,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() {
-            return Err(ConfigError::Invalid("at least one [[providers]] entry is needed".into()));
+            return Err(ConfigError::Invalid(
+                "at least one [[providers]] entry is needed".into(),
+            ));
         }
         if self.workers.concurrency == 0 || self.workers.max_attempts == 0 {
             return Err(ConfigError::Invalid(
@@ -243,9 +245,8 @@ mod tests {
 
     #[test]
     fn no_config_routes_everything_to_openai_with_its_env_key() {
-        let providers = Config::default().providers(|name| {
-            (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())
-        });
+        let providers = Config::default()
+            .providers(|name| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned()));
         assert_eq!(providers[0].base_url, "https://api.openai.com/v1");
         assert_eq!(providers[0].models, vec!["*"]);
         assert!(providers[0].api_key.is_some());

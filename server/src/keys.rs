@@ -30,7 +30,8 @@ pub fn open_key_store(data_dir: &Path) -> Result<Arc<dyn KeyStore>, KeysError> {
 
 /// Mints and stores a key; returns the secret, which exists nowhere else afterwards.
 pub async fn create_key(store: &dyn KeyStore, tenant: &str) -> Result<String, KeysError> {
-    let tenant = TenantId::parse(tenant).ok_or_else(|| KeysError::InvalidTenant(tenant.to_owned()))?;
+    let tenant =
+        TenantId::parse(tenant).ok_or_else(|| KeysError::InvalidTenant(tenant.to_owned()))?;
     let now = SystemClock.now();
     let minted = mint_key(IdGenerator::new().key_id(now), tenant, now);
     store.insert(&minted.record).await?;

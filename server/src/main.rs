@@ -24,8 +24,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(KeysCommand::List { data }) => {
             let store = open_key_store(&data.data_dir)?;
             for key in list_keys(store.as_ref()).await? {
-                let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}…\t{}", key.id, key.tenant, key.display_prefix, state);
+                let state = if key.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}…\t{}",
+                    key.id, key.tenant, key.display_prefix, state
+                );
             }
         }
         Command::Keys(KeysCommand::Revoke { key, data }) => {

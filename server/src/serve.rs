@@ -92,7 +92,9 @@ pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), S
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| ServeError::Listen(args.listen, e))?;
-    let local = listener.local_addr().map_err(|e| ServeError::Listen(args.listen, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen(args.listen, e))?;
     tracing::info!(address = %local, data_dir = %data_dir.display(), "prism listening");
 
     let workers = tokio::spawn(runtime.run(shutdown.clone()));

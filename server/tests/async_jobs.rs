@@ -14,7 +14,9 @@ const SOON: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn async_job_completes_with_the_upstream_completion_in_result() {
     let env = start(Setup::default()).await;
-    let response = env.chat(&env.alpha, chat_body("gpt-async", "async hello"), true).await;
+    let response = env
+        .chat(&env.alpha, chat_body("gpt-async", "async hello"), true)
+        .await;
     assert_eq!(response.status(), 202);
     let job: Value = response.json().await.unwrap();
     let id = job["id"].as_str().unwrap();
@@ -27,7 +29,10 @@ async fn async_job_completes_with_the_upstream_completion_in_result() {
 
     let done = env.wait_for(&env.alpha, id, &["completed"], SOON).await;
     assert_eq!(done["result"]["object"], "chat.completion");
-    assert_eq!(done["result"]["choices"][0]["message"]["content"], "async hello");
+    assert_eq!(
+        done["result"]["choices"][0]["message"]["content"],
+        "async hello"
+    );
     assert!(done["started_at"].is_i64() && done["completed_at"].is_i64());
     assert!(done["error"].is_null());
     assert_eq!(env.mock.hits("gpt-async"), 1);
@@ -40,7 +45,12 @@ async fn async_job_fails_with_the_upstream_error_without_retrying_a_400() {
     let job = env.wait_for(&env.alpha, &id, &["failed"], SOON).await;
     assert_eq!(job["error"]["code"], "context_length_exceeded");
     assert_eq!(job["error"]["type"], "invalid_request_error");
-    assert!(job["error"]["message"].as_str().unwrap().contains("maximum context length"));
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maximum context length")
+    );
     assert!(job["result"].is_null());
     assert_eq!(env.mock.hits("mock-400-job"), 1);
 }
@@ -50,11 +60,21 @@ async fn async_job_retries_after_429_honouring_retry_after() {
     let env = start(Setup::default()).await;
     let started = Instant::now();
     let id = env.submit(&env.alpha, "mock-429-2-job", "patience").await;
-    let job = env.wait_for(&env.alpha, &id, &["completed", "failed"], SOON * 2).await;
+    let job = env
+        .wait_for(&env.alpha, &id, &["completed", "failed"], SOON * 2)
+        .await;
     assert_eq!(job["status"], "completed");
-    assert_eq!(env.mock.hits("mock-429-2-job"), 3, "two 429s then one success");
+    assert_eq!(
+        env.mock.hits("mock-429-2-job"),
+        3,
+        "two 429s then one success"
+    );
     // Two waits of `retry-after: 1`; generous bound below, no upper bound on a shared machine.
-    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -68,20 +88,29 @@ async fn insufficient_quota_fails_at_once_without_retry() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_attempts_run_out() {
-    let env = start(Setup { workers: "max_attempts = 3", ..Setup::default() }).await;
+    let env = start(Setup {
+        workers: "max_attempts = 3",
+        ..Setup::default()
+    })
+    .await;
     let id = env.submit(&env.alpha, "mock-500-10-job", "x").await;
     let job = env.wait_for(&env.alpha, &id, &["failed"], SOON * 2).await;
     assert_eq!(job["error"]["type"], "server_error");
     assert_eq!(env.mock.hits("mock-500-10-job"), 3);
 
     let id = env.submit(&env.alpha, "mock-500-2-recovers", "x").await;
-    env.wait_for(&env.alpha, &id, &["completed"], SOON * 2).await;
+    env.wait_for(&env.alpha, &id, &["completed"], SOON * 2)
+        .await;
     assert_eq!(env.mock.hits("mock-500-2-recovers"), 3);
 }
 
 #[tokio::test]
 async fn hanging_upstream_times_out_per_attempt_and_fails_the_job() {
-    let env = start(Setup { workers: "max_attempts = 2\nupstream_timeout = \"1s\"", ..Setup::default() }).await;
+    let env = start(Setup {
+        workers: "max_attempts = 2\nupstream_timeout = \"1s\"",
+        ..Setup::default()
+    })
+    .await;
     let id = env.submit(&env.alpha, "mock-hang-timeout", "x").await;
     let job = env.wait_for(&env.alpha, &id, &["failed"], SOON * 2).await;
     assert_eq!(job["error"]["code"], "upstream_timeout");
@@ -90,7 +119,11 @@ async fn hanging_upstream_times_out_per_attempt_and_fails_the_job() {
 
 #[tokio::test]
 async fn invalid_upstream_json_fails_the_job_with_a_clear_code() {
-    let env = start(Setup { workers: "max_attempts = 2", ..Setup::default() }).await;
+    let env = start(Setup {
+        workers: "max_attempts = 2",
+        ..Setup::default()
+    })
+    .await;
     let id = env.submit(&env.alpha, "mock-bad-json-job", "x").await;
     let job = env.wait_for(&env.alpha, &id, &["failed"], SOON * 2).await;
     assert_eq!(job["error"]["code"], "invalid_upstream_response");
@@ -113,19 +146,26 @@ async fn streaming_with_async_is_a_400_streaming_unsupported() {
 
 #[tokio::test]
 async fn cancel_pending_job_means_the_upstream_is_never_called() {
-    let env = start(Setup { workers: "concurrency = 1", ..Setup::default() }).await;
+    let env = start(Setup {
+        workers: "concurrency = 1",
+        ..Setup::default()
+    })
+    .await;
     let blocker = env.submit(&env.alpha, "mock-hang-blocker", "x").await;
     env.wait_for(&env.alpha, &blocker, &["running"], SOON).await;
     let waiting = env.submit(&env.alpha, "gpt-never", "x").await;
 
-    let response = env.delete(&env.alpha, &format!("/v1/async/{waiting}")).await;
+    let response = env
+        .delete(&env.alpha, &format!("/v1/async/{waiting}"))
+        .await;
     assert_eq!(response.status(), 200);
     let job: Value = response.json().await.unwrap();
     assert_eq!(job["status"], "cancelled");
     assert!(job["completed_at"].is_i64());
 
     // Free the only worker; the cancelled job must still never reach the upstream.
-    env.delete(&env.alpha, &format!("/v1/async/{blocker}")).await;
+    env.delete(&env.alpha, &format!("/v1/async/{blocker}"))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.mock.hits("gpt-never"), 0);
     assert_eq!(env.job(&env.alpha, &waiting).await["status"], "cancelled");
@@ -133,23 +173,39 @@ async fn cancel_pending_job_means_the_upstream_is_never_called() {
 
 #[tokio::test]
 async fn cancel_running_job_aborts_the_upstream_call() {
-    let env = start(Setup { workers: "upstream_timeout = \"60s\"", ..Setup::default() }).await;
+    let env = start(Setup {
+        workers: "upstream_timeout = \"60s\"",
+        ..Setup::default()
+    })
+    .await;
     let id = env.submit(&env.alpha, "mock-hang-cancel", "x").await;
     env.wait_for(&env.alpha, &id, &["running"], SOON).await;
-    eventually(SOON, "upstream call in flight", || async { env.mock.hits("mock-hang-cancel") == 1 }).await;
+    eventually(SOON, "upstream call in flight", || async {
+        env.mock.hits("mock-hang-cancel") == 1
+    })
+    .await;
 
     let response = env.delete(&env.alpha, &format!("/v1/async/{id}")).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap()["status"], "cancelled");
-    eventually(Duration::from_secs(5), "upstream request aborted", || async {
-        env.mock.aborted("mock-hang-cancel") == 1
-    })
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["status"],
+        "cancelled"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "upstream request aborted",
+        || async { env.mock.aborted("mock-hang-cancel") == 1 },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let job = env.job(&env.alpha, &id).await;
     assert_eq!(job["status"], "cancelled");
     assert!(job["result"].is_null());
-    assert_eq!(env.mock.hits("mock-hang-cancel"), 1, "no retry after a cancel");
+    assert_eq!(
+        env.mock.hits("mock-hang-cancel"),
+        1,
+        "no retry after a cancel"
+    );
 }
 
 #[tokio::test]
@@ -162,7 +218,12 @@ async fn cancel_returns_409_when_job_already_completed() {
     assert_eq!(response.headers()["x-should-retry"], "false");
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error");
-    assert!(error["error"]["message"].as_str().unwrap().contains("completed"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("completed")
+    );
 
     let failed = env.submit(&env.alpha, "mock-400-done", "x").await;
     env.wait_for(&env.alpha, &failed, &["failed"], SOON).await;
@@ -172,14 +233,21 @@ async fn cancel_returns_409_when_job_already_completed() {
 
 #[tokio::test]
 async fn cancelling_a_cancelled_job_answers_200_again() {
-    let env = start(Setup { workers: "concurrency = 1", ..Setup::default() }).await;
+    let env = start(Setup {
+        workers: "concurrency = 1",
+        ..Setup::default()
+    })
+    .await;
     let blocker = env.submit(&env.alpha, "mock-hang-b2", "x").await;
     env.wait_for(&env.alpha, &blocker, &["running"], SOON).await;
     let id = env.submit(&env.alpha, "gpt-twice", "x").await;
     for _ in 0..2 {
         let response = env.delete(&env.alpha, &format!("/v1/async/{id}")).await;
         assert_eq!(response.status(), 200);
-        assert_eq!(response.json::<Value>().await.unwrap()["status"], "cancelled");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["status"],
+            "cancelled"
+        );
     }
 }
 
@@ -193,10 +261,23 @@ async fn another_tenants_job_is_a_404_like_an_unknown_one() {
     assert_eq!(response.status(), 404);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error");
-    assert_eq!(env.delete(&env.beta, &format!("/v1/async/{id}")).await.status(), 404);
+    assert_eq!(
+        env.delete(&env.beta, &format!("/v1/async/{id}"))
+            .await
+            .status(),
+        404
+    );
     let unknown = "job_01m8fjznbgbn54wfrbn0pv7xk8";
-    assert_eq!(env.get(&env.alpha, &format!("/v1/async/{unknown}")).await.status(), 404);
-    assert_eq!(env.get(&env.alpha, "/v1/async/not-an-id").await.status(), 404);
+    assert_eq!(
+        env.get(&env.alpha, &format!("/v1/async/{unknown}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        env.get(&env.alpha, "/v1/async/not-an-id").await.status(),
+        404
+    );
 
     let list: Value = env.get(&env.beta, "/v1/async").await.json().await.unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
@@ -234,11 +315,24 @@ async fn idempotency_key_replays_the_original_job_and_refuses_another_body() {
     assert_eq!(error["error"]["code"], "idempotency_key_reused");
 
     // Keys are scoped to the tenant: the same key from beta is a new job.
-    let beta: Value = send("same", "k-1", env.beta.clone()).await.json().await.unwrap();
+    let beta: Value = send("same", "k-1", env.beta.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_ne!(beta["id"], first["id"]);
 
-    env.wait_for(&env.alpha, first["id"].as_str().unwrap(), &["completed"], SOON).await;
-    eventually(SOON, "beta's job runs", || async { env.mock.hits("gpt-idem") == 2 }).await;
+    env.wait_for(
+        &env.alpha,
+        first["id"].as_str().unwrap(),
+        &["completed"],
+        SOON,
+    )
+    .await;
+    eventually(SOON, "beta's job runs", || async {
+        env.mock.hits("gpt-idem") == 2
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -281,7 +375,12 @@ async fn list_pages_newest_first_with_cursors_and_a_status_filter() {
     assert_eq!(pages, vec![(4, true), (2, false)]);
     assert_eq!(seen, newest_first);
 
-    let only_failed: Value = env.get(&env.alpha, "/v1/async?status=failed").await.json().await.unwrap();
+    let only_failed: Value = env
+        .get(&env.alpha, "/v1/async?status=failed")
+        .await
+        .json()
+        .await
+        .unwrap();
     let data = only_failed["data"].as_array().unwrap();
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["id"], failed.as_str());
@@ -294,11 +393,18 @@ async fn list_pages_newest_first_with_cursors_and_a_status_filter() {
 
 #[tokio::test]
 async fn finished_jobs_are_gone_after_their_retention() {
-    let env = start(Setup { jobs: "retention = \"2s\"", ..Setup::default() }).await;
+    let env = start(Setup {
+        jobs: "retention = \"2s\"",
+        ..Setup::default()
+    })
+    .await;
     let id = env.submit(&env.alpha, "gpt-brief", "x").await;
     env.wait_for(&env.alpha, &id, &["completed"], SOON).await;
     eventually(SOON, "job expired", || async {
-        env.get(&env.alpha, &format!("/v1/async/{id}")).await.status() == 404
+        env.get(&env.alpha, &format!("/v1/async/{id}"))
+            .await
+            .status()
+            == 404
     })
     .await;
     let list: Value = env.get(&env.alpha, "/v1/async").await.json().await.unwrap();

@@ -16,21 +16,38 @@ use tokio::process::Command;
 async fn killed_server_restarted_on_the_same_data_dir_completes_every_job() {
     const JOBS: usize = 60;
     const CONCURRENCY: u64 = 8;
-    let mut env = start(Setup { workers: "concurrency = 8", ..Setup::default() }).await;
+    let mut env = start(Setup {
+        workers: "concurrency = 8",
+        ..Setup::default()
+    })
+    .await;
     let model = "mock-slow-300-crash";
     let mut ids = Vec::new();
     for i in 0..JOBS {
         ids.push(env.submit(&env.alpha, model, &format!("job {i}")).await);
     }
     // Kill in the middle of the run, with a full set of calls in flight.
-    eventually(Duration::from_secs(20), "some jobs done", || async { env.mock.hits(model) >= 20 }).await;
+    eventually(Duration::from_secs(20), "some jobs done", || async {
+        env.mock.hits(model) >= 20
+    })
+    .await;
     env.kill_server().await;
     let hits_at_kill = env.mock.hits(model);
-    assert!(hits_at_kill < JOBS as u64, "the kill came too late to test anything");
+    assert!(
+        hits_at_kill < JOBS as u64,
+        "the kill came too late to test anything"
+    );
 
     env.start_server().await;
     for id in &ids {
-        let job = env.wait_for(&env.alpha, id, &["completed", "failed"], Duration::from_secs(60)).await;
+        let job = env
+            .wait_for(
+                &env.alpha,
+                id,
+                &["completed", "failed"],
+                Duration::from_secs(60),
+            )
+            .await;
         assert_eq!(job["status"], "completed", "job {id}: {job}");
     }
     let hits = env.mock.hits(model);
@@ -43,28 +60,45 @@ async fn killed_server_restarted_on_the_same_data_dir_completes_every_job() {
 #[tokio::test]
 async fn sigterm_lets_a_running_job_finish_before_exit() {
     let mut env = start(Setup::default()).await;
-    let id = env.submit(&env.alpha, "mock-slow-1500-term", "finish me").await;
-    env.wait_for(&env.alpha, &id, &["running"], Duration::from_secs(10)).await;
+    let id = env
+        .submit(&env.alpha, "mock-slow-1500-term", "finish me")
+        .await;
+    env.wait_for(&env.alpha, &id, &["running"], Duration::from_secs(10))
+        .await;
     let status = env.stop_server(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
 
     env.start_server().await;
     let job = env.job(&env.alpha, &id).await;
-    assert_eq!(job["status"], "completed", "finished inside the grace period: {job}");
+    assert_eq!(
+        job["status"], "completed",
+        "finished inside the grace period: {job}"
+    );
     assert_eq!(env.mock.hits("mock-slow-1500-term"), 1);
 }
 
 #[tokio::test]
 async fn work_cut_off_by_the_grace_period_resumes_after_restart() {
-    let mut env = start(Setup { workers: "shutdown_grace = \"1s\"", ..Setup::default() }).await;
+    let mut env = start(Setup {
+        workers: "shutdown_grace = \"1s\"",
+        ..Setup::default()
+    })
+    .await;
     let id = env.submit(&env.alpha, "mock-slow-2500-cut", "x").await;
-    env.wait_for(&env.alpha, &id, &["running"], Duration::from_secs(10)).await;
+    env.wait_for(&env.alpha, &id, &["running"], Duration::from_secs(10))
+        .await;
     env.stop_server(Duration::from_secs(10)).await;
 
     env.start_server().await;
-    let job = env.wait_for(&env.alpha, &id, &["completed"], Duration::from_secs(15)).await;
+    let job = env
+        .wait_for(&env.alpha, &id, &["completed"], Duration::from_secs(15))
+        .await;
     assert_eq!(job["status"], "completed");
-    assert_eq!(env.mock.hits("mock-slow-2500-cut"), 2, "aborted once, then run again");
+    assert_eq!(
+        env.mock.hits("mock-slow-2500-cut"),
+        2,
+        "aborted once, then run again"
+    );
 }
 
 #[tokio::test]
@@ -85,9 +119,18 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
 #[tokio::test]
 async fn first_serve_without_keys_prints_one_that_works() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(PRISM)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .env("PRISM_LOG", "warn")
         .stdout(Stdio::piped())

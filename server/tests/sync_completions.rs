@@ -9,10 +9,17 @@ use support::{Setup, chat_body, start};
 #[tokio::test]
 async fn sync_completion_relays_the_upstream_json() {
     let env = start(Setup::default()).await;
-    let response = env.chat(&env.alpha, chat_body("gpt-test", "hello there"), false).await;
+    let response = env
+        .chat(&env.alpha, chat_body("gpt-test", "hello there"), false)
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
-    assert!(response.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(
+        response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["choices"][0]["message"]["content"], "hello there");
@@ -26,7 +33,12 @@ async fn streamed_completion_relays_chunks_and_ends_with_done() {
     body["stream"] = json!(true);
     let response = env.chat(&env.alpha, body, false).await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let text = response.text().await.unwrap();
     let events: Vec<&str> = text
         .split("\n\n")
@@ -36,7 +48,11 @@ async fn streamed_completion_relays_chunks_and_ends_with_done() {
     let content: String = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(content, "one two three");
 }
@@ -44,20 +60,34 @@ async fn streamed_completion_relays_chunks_and_ends_with_done() {
 #[tokio::test]
 async fn upstream_error_status_and_body_pass_through_unretried() {
     let env = start(Setup::default()).await;
-    let response = env.chat(&env.alpha, chat_body("mock-400-sync", "x"), false).await;
+    let response = env
+        .chat(&env.alpha, chat_body("mock-400-sync", "x"), false)
+        .await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "context_length_exceeded");
-    let response = env.chat(&env.alpha, chat_body("mock-500-1-sync", "x"), false).await;
-    assert_eq!(response.status(), 500, "the SDK retries 5xx itself; prism must not");
+    let response = env
+        .chat(&env.alpha, chat_body("mock-500-1-sync", "x"), false)
+        .await;
+    assert_eq!(
+        response.status(),
+        500,
+        "the SDK retries 5xx itself; prism must not"
+    );
     assert_eq!(env.mock.hits("mock-500-1-sync"), 1);
 }
 
 #[tokio::test]
 async fn unroutable_model_is_a_400_model_not_found_before_any_upstream_call() {
-    let env = start(Setup { models: r#"["gpt-*", "mock-*"]"#, ..Setup::default() }).await;
+    let env = start(Setup {
+        models: r#"["gpt-*", "mock-*"]"#,
+        ..Setup::default()
+    })
+    .await;
     for async_mode in [false, true] {
-        let response = env.chat(&env.alpha, chat_body("claude-3", "x"), async_mode).await;
+        let response = env
+            .chat(&env.alpha, chat_body("claude-3", "x"), async_mode)
+            .await;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "model_not_found");
@@ -71,7 +101,10 @@ async fn malformed_bodies_get_openai_shaped_400s() {
     let env = start(Setup::default()).await;
     for (body, code) in [
         ("{", "invalid_json"),
-        (r#"{"messages":[{"role":"user","content":"x"}]}"#, "missing_required_parameter"),
+        (
+            r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            "missing_required_parameter",
+        ),
         (r#"{"model":"gpt-x"}"#, "missing_required_parameter"),
     ] {
         let response = env
@@ -104,7 +137,9 @@ async fn requests_without_a_valid_key_are_401() {
     assert_eq!(missing.status(), 401);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_api_key");
-    let wrong = env.chat("sk-prism-not-a-real-key", chat_body("gpt-x", "x"), true).await;
+    let wrong = env
+        .chat("sk-prism-not-a-real-key", chat_body("gpt-x", "x"), true)
+        .await;
     assert_eq!(wrong.status(), 401);
     let list = env.get("sk-prism-nope", "/v1/async").await;
     assert_eq!(list.status(), 401);
@@ -113,15 +148,23 @@ async fn requests_without_a_valid_key_are_401() {
 
 #[tokio::test]
 async fn bodies_over_the_configured_cap_are_413() {
-    let env = start(Setup { http: "max_body_bytes = 2000", ..Setup::default() }).await;
+    let env = start(Setup {
+        http: "max_body_bytes = 2000",
+        ..Setup::default()
+    })
+    .await;
     let big = "x".repeat(5000);
     for async_mode in [false, true] {
-        let response = env.chat(&env.alpha, chat_body("gpt-x", &big), async_mode).await;
+        let response = env
+            .chat(&env.alpha, chat_body("gpt-x", &big), async_mode)
+            .await;
         assert_eq!(response.status(), 413);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "request_too_large");
     }
-    let small = env.chat(&env.alpha, chat_body("gpt-x", "fits"), false).await;
+    let small = env
+        .chat(&env.alpha, chat_body("gpt-x", "fits"), false)
+        .await;
     assert_eq!(small.status(), 200);
 }
 

@@ -51,7 +51,9 @@ impl Default for Setup<'_> {
 }
 
 pub async fn start(setup: Setup<'_>) -> Env {
-    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prism.toml");
     // Defaults the suites rely on, unless the test sets the key itself.
@@ -96,9 +98,16 @@ pub async fn create_key(data: &Path, tenant: &str) -> String {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(key.starts_with("sk-prism-"), "unexpected key output {key:?}");
+    assert!(
+        key.starts_with("sk-prism-"),
+        "unexpected key output {key:?}"
+    );
     key
 }
 
@@ -122,7 +131,12 @@ impl Env {
     pub async fn start_server(&mut self) {
         let port = free_port();
         let child = Command::new(PRISM)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(self.data_dir())
             .arg("--config")
             .arg(&self.config)
@@ -185,11 +199,21 @@ impl Env {
     }
 
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(key).send().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn delete(&self, key: &str, path: &str) -> reqwest::Response {
-        self.http.delete(self.url(path)).bearer_auth(key).send().await.unwrap()
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn job(&self, key: &str, id: &str) -> Value {
@@ -199,14 +223,24 @@ impl Env {
     }
 
     /// Polls until the job's status is one of `statuses`; fails after `within`.
-    pub async fn wait_for(&self, key: &str, id: &str, statuses: &[&str], within: Duration) -> Value {
+    pub async fn wait_for(
+        &self,
+        key: &str,
+        id: &str,
+        statuses: &[&str],
+        within: Duration,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let job = self.job(key, id).await;
             if statuses.iter().any(|s| job["status"] == *s) {
                 return job;
             }
-            assert!(Instant::now() < deadline, "job {id} still {} after {within:?}", job["status"]);
+            assert!(
+                Instant::now() < deadline,
+                "job {id} still {} after {within:?}",
+                job["status"]
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -219,12 +253,15 @@ pub fn chat_body(model: &str, content: &str) -> Value {
 async fn wait_until_healthy(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = http.get(format!("{base}/health")).send().await
+            && r.status() == 200
+        {
+            return;
         }
-        assert!(Instant::now() < deadline, "prism did not become healthy at {base}");
+        assert!(
+            Instant::now() < deadline,
+            "prism did not become healthy at {base}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

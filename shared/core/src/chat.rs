@@ -50,7 +50,10 @@ pub fn summarize_chat_request(body: &[u8]) -> Result<ChatRequestSummary, Service
             ));
         }
     };
-    let model = match probe.model.map(|raw| serde_json::from_str::<String>(raw.get())) {
+    let model = match probe
+        .model
+        .map(|raw| serde_json::from_str::<String>(raw.get()))
+    {
         Some(Ok(m)) if !m.is_empty() => m,
         Some(_) => {
             return Err(ServiceError::invalid(
@@ -125,17 +128,38 @@ mod tests {
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"x":1}"#,
         )
         .unwrap();
-        assert_eq!(s, ChatRequestSummary { model: "gpt-4o".into(), stream: true });
+        assert_eq!(
+            s,
+            ChatRequestSummary {
+                model: "gpt-4o".into(),
+                stream: true
+            }
+        );
     }
 
     #[test]
     fn each_malformed_body_gets_its_own_code() {
         assert_eq!(code_of("{"), Some("invalid_json".into()));
         assert_eq!(code_of("[1]"), Some("invalid_json".into()));
-        assert_eq!(code_of(r#"{"messages":[{}]}"#), Some("missing_required_parameter".into()));
-        assert_eq!(code_of(r#"{"model":1,"messages":[{}]}"#), Some("invalid_type".into()));
-        assert_eq!(code_of(r#"{"model":"m"}"#), Some("missing_required_parameter".into()));
-        assert_eq!(code_of(r#"{"model":"m","messages":[]}"#), Some("empty_array".into()));
-        assert_eq!(code_of(r#"{"model":"m","messages":[{}],"stream":"yes"}"#), Some("invalid_type".into()));
+        assert_eq!(
+            code_of(r#"{"messages":[{}]}"#),
+            Some("missing_required_parameter".into())
+        );
+        assert_eq!(
+            code_of(r#"{"model":1,"messages":[{}]}"#),
+            Some("invalid_type".into())
+        );
+        assert_eq!(
+            code_of(r#"{"model":"m"}"#),
+            Some("missing_required_parameter".into())
+        );
+        assert_eq!(
+            code_of(r#"{"model":"m","messages":[]}"#),
+            Some("empty_array".into())
+        );
+        assert_eq!(
+            code_of(r#"{"model":"m","messages":[{}],"stream":"yes"}"#),
+            Some("invalid_type".into())
+        );
     }
 }

@@ -25,7 +25,10 @@ pub enum ServiceError {
     #[error("{what} not found")]
     NotFound { what: &'static str, id: String },
     #[error("cannot {action} a job with status '{}'", status.as_str())]
-    Conflict { action: &'static str, status: JobStatus },
+    Conflict {
+        action: &'static str,
+        status: JobStatus,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

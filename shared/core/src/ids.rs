@@ -47,7 +47,6 @@ impl IdGenerator {
     pub fn key_id(&self, now: Timestamp) -> KeyId {
         KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
     }
-
 }
 
 /// An id for one HTTP request, returned as `x-request-id` and put on its log lines.

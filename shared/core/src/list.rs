@@ -57,7 +57,11 @@ impl ListQuery {
                 )
             })?),
         };
-        Ok(Self { limit, after, status })
+        Ok(Self {
+            limit,
+            after,
+            status,
+        })
     }
 }
 
@@ -75,14 +79,19 @@ mod tests {
     fn limit_outside_one_to_a_hundred_is_rejected() {
         assert!(ListQuery::parse(Some("0"), None, None).is_err());
         assert!(ListQuery::parse(Some("101"), None, None).is_err());
-        assert_eq!(ListQuery::parse(None, None, None).unwrap().limit, DEFAULT_LIMIT);
+        assert_eq!(
+            ListQuery::parse(None, None, None).unwrap().limit,
+            DEFAULT_LIMIT
+        );
     }
 
     #[test]
     fn unknown_status_filter_is_rejected() {
         assert!(ListQuery::parse(None, None, Some("queued")).is_err());
         assert_eq!(
-            ListQuery::parse(None, None, Some("running")).unwrap().status,
+            ListQuery::parse(None, None, Some("running"))
+                .unwrap()
+                .status,
             Some(JobStatus::Running)
         );
     }

@@ -36,7 +36,10 @@ pub struct IdempotencyClaim {
 pub enum CreateOutcome {
     Created,
     /// The key was used before, for `job_id`; `same_body` tells whether the bodies match.
-    Replayed { job_id: JobId, same_body: bool },
+    Replayed {
+        job_id: JobId,
+        same_body: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -268,9 +271,7 @@ impl UpstreamError {
     /// The error a job reports when this was its last failure.
     pub fn to_job_error(&self) -> JobError {
         match self {
-            UpstreamError::Status {
-                error: Some(e), ..
-            } => e.clone(),
+            UpstreamError::Status { error: Some(e), .. } => e.clone(),
             UpstreamError::Status { status, .. } => JobError::new(
                 format!("The upstream provider answered HTTP {status}."),
                 "upstream_error",

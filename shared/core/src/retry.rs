@@ -17,7 +17,9 @@ pub fn full_jitter(attempt: u32) -> Duration {
 }
 
 fn ceiling(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     BASE_DELAY.saturating_mul(factor).min(MAX_DELAY)
 }
 

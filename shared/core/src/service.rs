@@ -130,14 +130,14 @@ pub async fn submit_async_job(
             job_id,
             same_body: true,
         } => {
-            let job = deps
-                .store
-                .get(tenant, &job_id, now)
-                .await?
-                .ok_or(ServiceError::NotFound {
-                    what: "job",
-                    id: job_id.to_string(),
-                })?;
+            let job =
+                deps.store
+                    .get(tenant, &job_id, now)
+                    .await?
+                    .ok_or(ServiceError::NotFound {
+                        what: "job",
+                        id: job_id.to_string(),
+                    })?;
             return Ok(Submitted {
                 job,
                 replayed: true,

@@ -41,7 +41,11 @@ const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 /// Handles one queue delivery, whatever the trigger. `deadline` is when the caller must return
 /// (a Lambda's remaining time less a margin); `None` means no limit.
 #[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id))]
-pub async fn handle_delivery(deps: &Deps, delivery: &Delivery, deadline: Option<Instant>) -> QueueAction {
+pub async fn handle_delivery(
+    deps: &Deps,
+    delivery: &Delivery,
+    deadline: Option<Instant>,
+) -> QueueAction {
     let WorkItem::Job(id) = &delivery.item;
     tracing::Span::current().record("job_id", id.as_str());
     if delivery.receive_count > deps.policy.max_receives {
@@ -116,7 +120,13 @@ pub async fn run_job(
     let token = lease.token;
     loop {
         let timeout = attempt_timeout(policy.upstream_timeout, deadline);
-        let attempt = watch_cancel(deps, id, &token, call_upstream(deps, &job.model, &body, timeout)).await;
+        let attempt = watch_cancel(
+            deps,
+            id,
+            &token,
+            call_upstream(deps, &job.model, &body, timeout),
+        )
+        .await;
         let result = match attempt {
             Watched::Cancelled => {
                 tracing::info!("job cancelled while running; upstream call aborted");
@@ -126,14 +136,30 @@ pub async fn run_job(
         };
         let error = match result {
             Ok(completion) => {
-                finish(deps, id, &token, Finish::Completed { result: completion.body }).await?;
+                finish(
+                    deps,
+                    id,
+                    &token,
+                    Finish::Completed {
+                        result: completion.body,
+                    },
+                )
+                .await?;
                 return Ok(RunOutcome::Finished);
             }
             Err(error) => error,
         };
         if !error.is_retryable() || job.attempts >= policy.max_attempts {
             tracing::info!(attempts = job.attempts, %error, "job failed");
-            finish(deps, id, &token, Finish::Failed { error: error.to_job_error() }).await?;
+            finish(
+                deps,
+                id,
+                &token,
+                Finish::Failed {
+                    error: error.to_job_error(),
+                },
+            )
+            .await?;
             return Ok(RunOutcome::Finished);
         }
         let wait = delay_before_retry(job.attempts, error.retry_after());
@@ -182,7 +208,10 @@ async fn finish(deps: &Deps, id: &JobId, token: &str, outcome: Finish) -> Result
         .await?;
     if !kept {
         // Cancelled meanwhile, or a newer lease took over: that writer's outcome stands.
-        tracing::info!(status = outcome.status().as_str(), "outcome discarded: lease no longer held");
+        tracing::info!(
+            status = outcome.status().as_str(),
+            "outcome discarded: lease no longer held"
+        );
     }
     Ok(())
 }

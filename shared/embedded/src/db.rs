@@ -123,7 +123,9 @@ impl Database {
             let Some(conn) = conn else {
                 return Box::new(move |outcome: Result<(), String>| {
                     let _ = tx.send(Err(StoreError::Unavailable(
-                        outcome.err().unwrap_or_else(|| "transaction did not start".into()),
+                        outcome
+                            .err()
+                            .unwrap_or_else(|| "transaction did not start".into()),
                     )));
                 });
             };
@@ -160,10 +162,10 @@ impl Database {
                 None => open_reader(&inner.path).map_err(unavailable)?,
             };
             let result = op(&conn).map_err(unavailable);
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < MAX_IDLE_READERS {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < MAX_IDLE_READERS
+            {
+                pool.push(conn);
             }
             result
         })

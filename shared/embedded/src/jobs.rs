@@ -120,13 +120,13 @@ impl JobStore for SqliteJobStore {
                             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                         })
                         .optional()?;
-                    if let Some((job_id, hash, expires_at)) = existing {
-                        if expires_at > job.created_at.0 {
-                            return Ok(CreateOutcome::Replayed {
-                                job_id: JobId::parse(&job_id).ok_or_else(|| corrupt("job_id"))?,
-                                same_body: hash == claim.body_hash,
-                            });
-                        }
+                    if let Some((job_id, hash, expires_at)) = existing
+                        && expires_at > job.created_at.0
+                    {
+                        return Ok(CreateOutcome::Replayed {
+                            job_id: JobId::parse(&job_id).ok_or_else(|| corrupt("job_id"))?,
+                            same_body: hash == claim.body_hash,
+                        });
                     }
                     conn.prepare_cached(
                         "INSERT OR REPLACE INTO idempotency_keys (tenant, key, body_hash, job_id, expires_at) \

@@ -90,7 +90,11 @@ impl WorkerRuntime {
                 }
                 continue;
             }
-            let deliveries = match self.queue.receive(free.min(256), self.config.visibility).await {
+            let deliveries = match self
+                .queue
+                .receive(free.min(256), self.config.visibility)
+                .await
+            {
                 Ok(d) => d,
                 Err(error) => {
                     tracing::error!(%error, "receive failed");
@@ -107,8 +111,11 @@ impl WorkerRuntime {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                     return;
                 };
-                let (deps, queue, visibility) =
-                    (self.deps.clone(), self.queue.clone(), self.config.visibility);
+                let (deps, queue, visibility) = (
+                    self.deps.clone(),
+                    self.queue.clone(),
+                    self.config.visibility,
+                );
                 running.spawn(async move {
                     run_delivery(&deps, &queue, &delivery, visibility).await;
                     drop(permit);
@@ -134,7 +141,10 @@ impl WorkerRuntime {
         })
         .await;
         if finished.is_err() {
-            tracing::warn!(remaining = running.len(), "grace period over; aborting running jobs");
+            tracing::warn!(
+                remaining = running.len(),
+                "grace period over; aborting running jobs"
+            );
             running.abort_all();
             while running.join_next().await.is_some() {}
         }
@@ -156,7 +166,12 @@ async fn idle(shutdown: &CancellationToken, wake: &tokio::sync::Notify, wait: Du
 
 /// Runs one delivery, extending its message's visibility while it runs, then acknowledges it or
 /// lets it reappear as the worker decided.
-async fn run_delivery(deps: &Deps, queue: &SqliteWorkQueue, delivery: &Delivery, visibility: Duration) {
+async fn run_delivery(
+    deps: &Deps,
+    queue: &SqliteWorkQueue,
+    delivery: &Delivery,
+    visibility: Duration,
+) {
     let work = handle_delivery(deps, delivery, None);
     tokio::pin!(work);
     let mut heartbeat = tokio::time::interval(visibility / 2);

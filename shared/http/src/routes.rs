@@ -87,11 +87,20 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Ready when storage answers; a load balancer should stop sending traffic otherwise.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.deps.store.stranded(state.deps.clock.now(), prism_core::Timestamp(0), 1).await {
+    match state
+        .deps
+        .store
+        .stranded(state.deps.clock.now(), prism_core::Timestamp(0), 1)
+        .await
+    {
         Ok(_) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
         }
     }
 }
@@ -100,7 +109,11 @@ async fn unknown_route(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
-        format!("Unknown request URL: {} {}.", request.method(), request.uri().path()),
+        format!(
+            "Unknown request URL: {} {}.",
+            request.method(),
+            request.uri().path()
+        ),
     )
     .code("unknown_url")
 }
@@ -109,7 +122,11 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request_error",
-        format!("Method {} is not allowed on {}.", request.method(), request.uri().path()),
+        format!(
+            "Method {} is not allowed on {}.",
+            request.method(),
+            request.uri().path()
+        ),
     )
     .code("method_not_allowed")
 }
@@ -144,7 +161,11 @@ async fn chat_completions(
     if is_async(&headers) {
         let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
         let submitted = service::submit_async_job(&state.deps, &tenant, body, key).await?;
-        return Ok((StatusCode::ACCEPTED, Json(JobObject::from_job(&submitted.job))).into_response());
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(JobObject::from_job(&submitted.job)),
+        )
+            .into_response());
     }
     relay_completion(&state, body).await
 }

@@ -1,0 +1,23 @@
+//! The storage-port contract suites against the SQLite adapters.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+
+use prism_embedded::{Database, SqliteJobStore, SqliteKeyStore, SqliteWorkQueue};
+use prism_testkit::contracts::JobPorts;
+use prism_testkit::{ManualClock, job_port_contract};
+
+async fn fresh() -> JobPorts {
+    // Leaked on purpose: the database must outlive the test body, and the process ends soon.
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    JobPorts {
+        store: Arc::new(SqliteJobStore::new(db.clone())),
+        queue: Arc::new(SqliteWorkQueue::new(db.clone(), clock.clone())),
+        keys: Arc::new(SqliteKeyStore::new(db)),
+        clock,
+    }
+}
+
+job_port_contract!(fresh);

@@ -1,0 +1,223 @@
+//! The worker's delivery handling over real SQLite and the mock upstream over HTTP: redeliveries,
+//! dead letters and long retry waits, the cases the end-to-end suites cannot time precisely.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prism_core::ids::IdGenerator;
+use prism_core::job::NewJob;
+use prism_core::ports::{ClaimOutcome, Lease, WorkItem, WorkQueue};
+use prism_core::service::{Deps, JobPolicy};
+use prism_core::worker::{QueueAction, handle_delivery};
+use prism_core::{Clock, JobKind, JobStatus, SystemClock, TenantId};
+use prism_embedded::{Database, SqliteJobStore, SqliteWorkQueue};
+use prism_testkit::{MockUpstream, spawn_mock_upstream};
+use prism_upstream::{HttpUpstream, ProviderConfig, UpstreamOptions};
+
+struct Harness {
+    deps: Deps,
+    queue: SqliteWorkQueue,
+    mock: MockUpstream,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness(policy: JobPolicy) -> Harness {
+    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("w.sqlite3")).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
+    let upstream = HttpUpstream::new(
+        vec![ProviderConfig {
+            name: "mock".into(),
+            base_url: mock.base_url(),
+            api_key: None,
+            models: vec!["*".into()],
+        }],
+        UpstreamOptions::default(),
+    )
+    .unwrap();
+    let deps = Deps {
+        store: Arc::new(SqliteJobStore::new(db)),
+        queue: Arc::new(queue.clone()),
+        upstream: Arc::new(upstream),
+        clock,
+        ids: Arc::new(IdGenerator::new()),
+        policy,
+    };
+    Harness {
+        deps,
+        queue,
+        mock,
+        _dir: dir,
+    }
+}
+
+async fn submit(h: &Harness, model: &str) -> NewJob {
+    let now = h.deps.clock.now();
+    let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    let job = NewJob {
+        id: h.deps.ids.job_id(now),
+        tenant: TenantId::parse("alpha").unwrap(),
+        kind: JobKind::Async,
+        model: model.into(),
+        request: Bytes::from(body),
+        created_at: now,
+    };
+    h.deps.store.create(&job, None).await.unwrap();
+    h.queue
+        .enqueue(&WorkItem::Job(job.id.clone()), Duration::ZERO)
+        .await
+        .unwrap();
+    job
+}
+
+async fn status(h: &Harness, job: &NewJob) -> (JobStatus, u32) {
+    let got = h
+        .deps
+        .store
+        .get(&job.tenant, &job.id, h.deps.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    (got.status, got.attempts)
+}
+
+#[tokio::test]
+async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges() {
+    let h = harness(JobPolicy::default()).await;
+    let job = submit(&h, "gpt-redelivered").await;
+    let now = h.deps.clock.now();
+    let other = Lease {
+        token: "another-worker".into(),
+        expires_at: now.plus(Duration::from_secs(40)),
+    };
+    assert!(matches!(
+        h.deps.store.claim(&job.id, &other, now).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+
+    let delivery = h
+        .queue
+        .receive(1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
+    match handle_delivery(&h.deps, &delivery, None).await {
+        QueueAction::RetryAfter(wait) => {
+            assert!(
+                wait >= Duration::from_secs(38) && wait <= Duration::from_secs(42),
+                "{wait:?}"
+            )
+        }
+        QueueAction::Ack => panic!("a redelivery under a live lease must not be acknowledged"),
+    }
+    assert_eq!(h.mock.hits("gpt-redelivered"), 0);
+    assert_eq!(status(&h, &job).await.0, JobStatus::Running);
+}
+
+#[tokio::test]
+async fn a_message_delivered_too_often_fails_its_job_with_processing_failed() {
+    let h = harness(JobPolicy {
+        max_receives: 2,
+        ..JobPolicy::default()
+    })
+    .await;
+    let job = submit(&h, "gpt-poison").await;
+    for _ in 0..2 {
+        let d = h.queue.receive(1, Duration::ZERO).await.unwrap();
+        assert_eq!(d.len(), 1);
+    }
+    let third = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(third.receive_count, 3);
+    assert_eq!(
+        handle_delivery(&h.deps, &third, None).await,
+        QueueAction::Ack
+    );
+    let got = h
+        .deps
+        .store
+        .get(&job.tenant, &job.id, h.deps.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.status, JobStatus::Failed);
+    assert_eq!(
+        got.error.unwrap().code.as_deref(),
+        Some("processing_failed")
+    );
+    assert_eq!(h.mock.hits("gpt-poison"), 0);
+}
+
+#[tokio::test]
+async fn a_long_retry_wait_releases_the_job_and_hides_its_message() {
+    let policy = JobPolicy {
+        max_inline_retry_wait: Duration::ZERO,
+        ..JobPolicy::default()
+    };
+    let h = harness(policy).await;
+    let job = submit(&h, "mock-429-1-release").await;
+    let delivery = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        handle_delivery(&h.deps, &delivery, None).await,
+        QueueAction::RetryAfter(Duration::from_secs(1))
+    );
+    assert_eq!(status(&h, &job).await, (JobStatus::Running, 1));
+
+    // The next delivery claims the released job at once and finishes it.
+    let again = h.queue.receive(1, Duration::from_secs(30)).await.unwrap();
+    assert!(
+        again.is_empty(),
+        "still hidden: the trigger has not yet applied the delay"
+    );
+    h.queue
+        .extend(&delivery.receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let again = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        handle_delivery(&h.deps, &again, None).await,
+        QueueAction::Ack
+    );
+    assert_eq!(status(&h, &job).await, (JobStatus::Completed, 2));
+    assert_eq!(h.mock.hits("mock-429-1-release"), 2);
+}
+
+#[tokio::test]
+async fn a_job_near_its_deadline_is_released_rather_than_slept_on() {
+    let h = harness(JobPolicy::default()).await;
+    let job = submit(&h, "mock-500-1-deadline").await;
+    let delivery = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    // A Lambda with little time left: no room for a wait plus another attempt.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    assert!(matches!(
+        handle_delivery(&h.deps, &delivery, Some(deadline)).await,
+        QueueAction::RetryAfter(_)
+    ));
+    assert_eq!(status(&h, &job).await, (JobStatus::Running, 1));
+    assert_eq!(h.mock.hits("mock-500-1-deadline"), 1);
+}

@@ -1,0 +1,550 @@
+//! Contract suites for the storage ports: one suite per port, run against every adapter (SQLite
+//! now, DynamoDB/SQS next), so every backend has the same semantics. An adapter crate calls
+//! `job_port_contract!(fresh)` in a test file, where `fresh()` returns new, empty [`JobPorts`].
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures panic
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prism_core::ids::IdGenerator;
+use prism_core::job::{Finish, NewJob};
+use prism_core::keys::{hash_key, mint_key};
+use prism_core::list::ListQuery;
+use prism_core::ports::{
+    CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, KeyStore, Lease,
+    WorkItem, WorkQueue,
+};
+use prism_core::{JobError, JobId, JobKind, JobStatus, TenantId, Timestamp};
+
+use crate::clock::TestClock;
+
+/// The adapters under test, sharing one clock.
+pub struct JobPorts {
+    pub store: Arc<dyn JobStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub keys: Arc<dyn KeyStore>,
+    pub clock: Arc<dyn TestClock>,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+fn lease(token: &str, until: Timestamp) -> Lease {
+    Lease {
+        token: token.to_owned(),
+        expires_at: until,
+    }
+}
+
+async fn new_job(p: &JobPorts, ids: &IdGenerator, owner: &str) -> NewJob {
+    let now = p.clock.now();
+    let job = NewJob {
+        id: ids.job_id(now),
+        tenant: tenant(owner),
+        kind: JobKind::Async,
+        model: "gpt-contract".into(),
+        request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
+        created_at: now,
+    };
+    assert_eq!(
+        p.store.create(&job, None).await.unwrap(),
+        CreateOutcome::Created
+    );
+    job
+}
+
+async fn claimed(p: &JobPorts, id: &JobId, token: &str) {
+    let now = p.clock.now();
+    match p
+        .store
+        .claim(id, &lease(token, now.plus(HOUR)), now)
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(job) => assert_eq!(job.status, JobStatus::Running),
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+pub async fn created_job_is_pending_and_visible_to_its_tenant_only(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    let now = p.clock.now();
+    let got = p
+        .store
+        .get(&tenant("alpha"), &job.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.status, JobStatus::Pending);
+    assert_eq!(got.model, "gpt-contract");
+    assert_eq!(got.attempts, 0);
+    assert!(
+        p.store
+            .get(&tenant("beta"), &job.id, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        p.store.request_body(&job.id).await.unwrap().unwrap(),
+        job.request
+    );
+}
+
+pub async fn idempotency_claim_replays_within_its_tenant(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    let claim = |hash: &str| IdempotencyClaim {
+        key: "key-1".into(),
+        body_hash: hash.into(),
+        expires_at: now.plus(HOUR),
+    };
+    let mut job = NewJob {
+        id: ids.job_id(now),
+        tenant: tenant("alpha"),
+        kind: JobKind::Async,
+        model: "m".into(),
+        request: Bytes::from_static(b"{}"),
+        created_at: now,
+    };
+    let first = job.id.clone();
+    assert_eq!(
+        p.store.create(&job, Some(&claim("h1"))).await.unwrap(),
+        CreateOutcome::Created
+    );
+    job.id = ids.job_id(now);
+    assert_eq!(
+        p.store.create(&job, Some(&claim("h1"))).await.unwrap(),
+        CreateOutcome::Replayed {
+            job_id: first.clone(),
+            same_body: true
+        }
+    );
+    assert_eq!(
+        p.store.create(&job, Some(&claim("h2"))).await.unwrap(),
+        CreateOutcome::Replayed {
+            job_id: first.clone(),
+            same_body: false
+        }
+    );
+    assert!(
+        p.store
+            .get(&tenant("alpha"), &job.id, now)
+            .await
+            .unwrap()
+            .is_none(),
+        "a replay writes no job"
+    );
+    job.tenant = tenant("beta");
+    assert_eq!(
+        p.store.create(&job, Some(&claim("h1"))).await.unwrap(),
+        CreateOutcome::Created
+    );
+}
+
+pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    let now = p.clock.now();
+    let short = Duration::from_secs(30);
+    assert!(matches!(
+        p.store.claim(&job.id, &lease("first", now.plus(short)), now).await.unwrap(),
+        ClaimOutcome::Claimed(j) if j.attempts == 1 && j.started_at.is_some()
+    ));
+    assert!(matches!(
+        p.store.claim(&job.id, &lease("second", now.plus(short)), now).await.unwrap(),
+        ClaimOutcome::Busy { lease_expires_at } if lease_expires_at == now.plus(short)
+    ));
+    assert!(p.store.still_holds(&job.id, "first").await.unwrap());
+
+    p.clock.advance(short + Duration::from_secs(1)).await;
+    let later = p.clock.now();
+    assert!(matches!(
+        p.store.claim(&job.id, &lease("second", later.plus(short)), later).await.unwrap(),
+        ClaimOutcome::Claimed(j) if j.attempts == 2
+    ));
+    let done = Finish::Completed {
+        result: r#"{"id":"x"}"#.into(),
+    };
+    assert!(
+        !p.store
+            .finish(&job.id, "first", &done, later, later.plus(HOUR))
+            .await
+            .unwrap(),
+        "stale token"
+    );
+    assert!(
+        !p.store
+            .begin_attempt(&job.id, "first", later.plus(HOUR))
+            .await
+            .unwrap()
+    );
+    assert!(!p.store.still_holds(&job.id, "first").await.unwrap());
+    assert!(
+        p.store
+            .begin_attempt(&job.id, "second", later.plus(HOUR))
+            .await
+            .unwrap()
+    );
+    assert!(
+        p.store
+            .finish(&job.id, "second", &done, later, later.plus(HOUR))
+            .await
+            .unwrap()
+    );
+    let got = p
+        .store
+        .get(&tenant("alpha"), &job.id, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.status, JobStatus::Completed);
+    assert_eq!(got.attempts, 3);
+    assert_eq!(got.result.as_deref(), Some(r#"{"id":"x"}"#));
+    assert!(matches!(
+        p.store
+            .claim(&job.id, &lease("third", later.plus(short)), later)
+            .await
+            .unwrap(),
+        ClaimOutcome::Terminal(_)
+    ));
+}
+
+pub async fn a_released_lease_can_be_claimed_at_once(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    claimed(&p, &job.id, "first").await;
+    assert!(p.store.release(&job.id, "first").await.unwrap());
+    assert!(!p.store.release(&job.id, "first").await.unwrap());
+    claimed(&p, &job.id, "second").await;
+}
+
+pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    claimed(&p, &job.id, "t").await;
+    let now = p.clock.now();
+    let error = JobError::new("boom", "server_error", Some("x"));
+    let failed = Finish::Failed {
+        error: error.clone(),
+    };
+    assert!(
+        p.store
+            .finish(
+                &job.id,
+                "t",
+                &failed,
+                now,
+                now.plus(Duration::from_secs(60))
+            )
+            .await
+            .unwrap()
+    );
+    let got = p
+        .store
+        .get(&tenant("alpha"), &job.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.status, got.error), (JobStatus::Failed, Some(error)));
+    assert_eq!(got.expires_at, Some(now.plus(Duration::from_secs(60))));
+    let after = now.plus(Duration::from_secs(61));
+    assert!(
+        p.store
+            .get(&tenant("alpha"), &job.id, after)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired reads as absent"
+    );
+    assert!(matches!(
+        p.store
+            .claim(&job.id, &lease("x", after.plus(HOUR)), after)
+            .await
+            .unwrap(),
+        ClaimOutcome::Missing
+    ));
+    assert_eq!(p.store.purge_expired(after, 100).await.unwrap(), 1);
+}
+
+pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    let pending = new_job(&p, &ids, "alpha").await;
+    let running = new_job(&p, &ids, "alpha").await;
+    let done = new_job(&p, &ids, "alpha").await;
+    claimed(&p, &running.id, "r").await;
+    claimed(&p, &done.id, "d").await;
+    let ok = Finish::Completed {
+        result: "{}".into(),
+    };
+    assert!(
+        p.store
+            .finish(&done.id, "d", &ok, now, now.plus(HOUR))
+            .await
+            .unwrap()
+    );
+
+    let alpha = tenant("alpha");
+    assert!(matches!(
+        p.store
+            .cancel(&tenant("beta"), &pending.id, now, now.plus(HOUR))
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    ));
+    assert!(
+        matches!(p.store.cancel(&alpha, &pending.id, now, now.plus(HOUR)).await.unwrap(), CancelOutcome::Cancelled(j) if j.status == JobStatus::Cancelled)
+    );
+    assert!(matches!(
+        p.store
+            .cancel(&alpha, &pending.id, now, now.plus(HOUR))
+            .await
+            .unwrap(),
+        CancelOutcome::AlreadyCancelled(_)
+    ));
+    assert!(matches!(
+        p.store
+            .cancel(&alpha, &running.id, now, now.plus(HOUR))
+            .await
+            .unwrap(),
+        CancelOutcome::Cancelled(_)
+    ));
+    assert!(
+        !p.store.still_holds(&running.id, "r").await.unwrap(),
+        "the worker sees the cancel"
+    );
+    assert!(
+        !p.store
+            .finish(&running.id, "r", &ok, now, now.plus(HOUR))
+            .await
+            .unwrap(),
+        "a late result is discarded"
+    );
+    assert!(
+        matches!(p.store.cancel(&alpha, &done.id, now, now.plus(HOUR)).await.unwrap(), CancelOutcome::Finished(j) if j.status == JobStatus::Completed)
+    );
+}
+
+pub async fn dead_letter_fails_only_unfinished_jobs(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    let pending = new_job(&p, &ids, "alpha").await;
+    let error = JobError::processing_failed();
+    assert!(
+        p.store
+            .fail_unfinished(&pending.id, &error, now, now.plus(HOUR))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.store
+            .fail_unfinished(&pending.id, &error, now, now.plus(HOUR))
+            .await
+            .unwrap()
+    );
+    let got = p
+        .store
+        .get(&tenant("alpha"), &pending.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.error.unwrap().code.as_deref(),
+        Some("processing_failed")
+    );
+}
+
+pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        made.push(new_job(&p, &ids, "alpha").await.id);
+        p.clock.advance(Duration::from_millis(5)).await;
+    }
+    new_job(&p, &ids, "beta").await;
+    claimed(&p, &made[1], "t").await;
+    let now = p.clock.now();
+    let alpha = tenant("alpha");
+    let page = |limit, after: Option<JobId>, status| ListQuery {
+        limit,
+        after,
+        status,
+    };
+    let first = p
+        .store
+        .list(&alpha, JobKind::Async, &page(3, None, None), now)
+        .await
+        .unwrap();
+    let got: Vec<_> = first.items.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(got, vec![made[4].clone(), made[3].clone(), made[2].clone()]);
+    assert!(first.has_more);
+    let second = p
+        .store
+        .list(
+            &alpha,
+            JobKind::Async,
+            &page(3, Some(made[2].clone()), None),
+            now,
+        )
+        .await
+        .unwrap();
+    let got: Vec<_> = second.items.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(got, vec![made[1].clone(), made[0].clone()]);
+    assert!(!second.has_more);
+    let running = p
+        .store
+        .list(
+            &alpha,
+            JobKind::Async,
+            &page(10, None, Some(JobStatus::Running)),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(running.items.len(), 1);
+    assert_eq!(running.items[0].id, made[1]);
+}
+
+pub async fn reconciler_finds_untriggered_pending_and_expired_leases(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let lost = new_job(&p, &ids, "alpha").await;
+    let crashed = new_job(&p, &ids, "alpha").await;
+    let now = p.clock.now();
+    assert!(matches!(
+        p.store
+            .claim(
+                &crashed.id,
+                &lease("gone", now.plus(Duration::from_secs(5))),
+                now
+            )
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+    p.clock.advance(Duration::from_secs(10)).await;
+    let now = p.clock.now();
+    let mut found = p
+        .store
+        .stranded(now, now.minus(Duration::from_secs(1)), 10)
+        .await
+        .unwrap();
+    found.sort();
+    assert_eq!(found, vec![lost.id.clone(), crashed.id.clone()]);
+    assert!(p.store.stranded(now, now.minus(HOUR), 10).await.unwrap() == vec![crashed.id.clone()]);
+}
+
+pub async fn queue_delivers_at_least_once_with_visibility(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    let item = WorkItem::Job(job.id.clone());
+    p.queue.enqueue(&item, Duration::ZERO).await.unwrap();
+    let visibility = Duration::from_secs(30);
+    let first = p.queue.receive(10, visibility).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].item.clone(), first[0].receive_count),
+        (item.clone(), 1)
+    );
+    assert!(
+        p.queue.receive(10, visibility).await.unwrap().is_empty(),
+        "hidden while in flight"
+    );
+
+    p.clock.advance(visibility + Duration::from_secs(1)).await;
+    let second = p.queue.receive(10, visibility).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].receive_count, 2);
+    p.queue.ack(&first[0].receipt).await.unwrap(); // stale receipt: ignored
+    p.queue
+        .extend(&second[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let third = p.queue.receive(10, visibility).await.unwrap();
+    assert_eq!(third.len(), 1, "extend(0) makes it visible at once");
+    p.queue.ack(&third[0].receipt).await.unwrap();
+    p.clock.advance(visibility * 2).await;
+    assert!(
+        p.queue.receive(10, visibility).await.unwrap().is_empty(),
+        "acknowledged for good"
+    );
+}
+
+pub async fn delayed_enqueue_is_invisible_until_due(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    p.queue
+        .enqueue(&WorkItem::Job(job.id.clone()), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(p.queue.receive(10, HOUR).await.unwrap().is_empty());
+    p.clock.advance(Duration::from_secs(21)).await;
+    assert_eq!(p.queue.receive(10, HOUR).await.unwrap().len(), 1);
+}
+
+pub async fn keys_are_found_by_hash_until_revoked(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    assert!(p.keys.is_empty().await.unwrap());
+    let minted = mint_key(ids.key_id(now), tenant("alpha"), now);
+    p.keys.insert(&minted.record).await.unwrap();
+    assert!(!p.keys.is_empty().await.unwrap());
+    let found = p
+        .keys
+        .find_by_hash(&hash_key(&minted.secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, minted.record);
+    assert!(
+        p.keys
+            .find_by_hash(&hash_key("sk-prism-other"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(p.keys.list().await.unwrap().len(), 1);
+    assert!(p.keys.revoke(minted.record.id.as_str(), now).await.unwrap());
+    assert!(!p.keys.revoke(minted.record.id.as_str(), now).await.unwrap());
+    let revoked = p
+        .keys
+        .find_by_hash(&hash_key(&minted.secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+}
+
+/// Expands to one `#[tokio::test]` per contract case, each on fresh ports from `$fresh().await`.
+#[macro_export]
+macro_rules! job_port_contract {
+    ($fresh:path) => {
+        $crate::job_port_contract!(@cases $fresh;
+            created_job_is_pending_and_visible_to_its_tenant_only,
+            idempotency_claim_replays_within_its_tenant,
+            a_live_lease_keeps_other_claimants_out_and_fences_stale_writes,
+            a_released_lease_can_be_claimed_at_once,
+            finished_jobs_expire_at_their_retention,
+            cancel_moves_unfinished_jobs_once_and_refuses_finished_ones,
+            dead_letter_fails_only_unfinished_jobs,
+            list_is_newest_first_with_cursor_and_filter,
+            reconciler_finds_untriggered_pending_and_expired_leases,
+            queue_delivers_at_least_once_with_visibility,
+            delayed_enqueue_is_invisible_until_due,
+            keys_are_found_by_hash_until_revoked,
+        );
+    };
+    (@cases $fresh:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::contracts::$case($fresh().await).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,96 @@
+"""Starts the mock upstream and `prism serve` (built by `cargo build`) for the SDK tests."""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("PRISM_BIN_DIR", ROOT / "target" / "debug"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Prism:
+    def __init__(self, base: str, key: str, mock: str):
+        self.base = base
+        self.key = key
+        self.mock = mock
+
+    def get_json(self, path: str) -> dict:
+        request = urllib.request.Request(
+            self.base + path, headers={"Authorization": f"Bearer {self.key}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["content-type"] == "application/json"
+            return json.load(response)
+
+    def upstream_hits(self, model: str) -> int:
+        with urllib.request.urlopen(self.mock + "/_stats", timeout=5) as response:
+            return json.load(response)["requests"].get(model, 0)
+
+
+@pytest.fixture(scope="session")
+def prism():
+    for name in ("prism", "prism-mock-upstream"):
+        assert (BIN / name).exists(), f"{BIN / name} is missing: run `cargo build` first"
+    workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-"))
+    mock_port, prism_port = free_port(), free_port()
+    mock = subprocess.Popen(
+        [BIN / "prism-mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
+        stdout=subprocess.DEVNULL,
+    )
+    config = workdir / "prism.toml"
+    config.write_text(
+        "[[providers]]\n"
+        'name = "mock"\n'
+        f'base_url = "http://127.0.0.1:{mock_port}/v1"\n'
+        'models = ["*"]\n'
+    )
+    data = workdir / "data"
+    key = subprocess.run(
+        [BIN / "prism", "keys", "create", "--tenant", "sdk", "--data-dir", data],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    server = subprocess.Popen(
+        [
+            BIN / "prism", "serve",
+            "--listen", f"127.0.0.1:{prism_port}",
+            "--data-dir", data,
+            "--config", config,
+        ],
+        env={**os.environ, "PRISM_LOG": "warn"},
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/_stats")
+        wait_http(f"http://127.0.0.1:{prism_port}/health")
+        yield Prism(f"http://127.0.0.1:{prism_port}", key, f"http://127.0.0.1:{mock_port}")
+    finally:
+        server.terminate()
+        mock.terminate()
+        server.wait(timeout=30)
+        mock.wait(timeout=10)
