@@ -177,9 +177,9 @@ sleep 1
 
 # The end-to-end step also samples per-thread CPU of Prism, and per-process CPU of all three.
 TOP_PIDS=()
-top -H -b -d 1 -p "$PRISM_PID" >"$OUT/top-e2e-threads.txt" 2>/dev/null &
+top -H -b -d 0.5 -p "$PRISM_PID" >"$OUT/top-e2e-threads.txt" 2>/dev/null &
 TOP_PIDS+=($!)
-top -b -d 1 -p "$PRISM_PID,$MOCK_PID" >"$OUT/top-e2e-processes.txt" 2>/dev/null &
+top -b -d 0.5 -p "$PRISM_PID,$MOCK_PID" >"$OUT/top-e2e-processes.txt" 2>/dev/null &
 TOP_PIDS+=($!)
 PIDS+=("${TOP_PIDS[@]}")
 step e2e e2e --url "$PRISM_URL" --key "$E2E_KEY" --model "$MODEL" --jobs "$E2E_JOBS" \
