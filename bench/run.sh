@@ -63,6 +63,33 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICKS_PER_S="$(getconf CLK_TCK)"
 # Seconds of CPU between two tick counts.
 cpu_seconds() { awk -v a="$1" -v b="$2" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
+# One line per thread of a process: "tid ticks name" (top -H would show the whole process on
+# the main thread's row, so the per-thread counters are read directly).
+thread_ticks() {
+    cat /proc/"$1"/task/*/stat 2>/dev/null | awk '{
+        match($0, /\(.*\)/)
+        name = substr($0, RSTART + 1, RLENGTH - 2)
+        gsub(/[^A-Za-z0-9_.-]/, "_", name)
+        split(substr($0, RSTART + RLENGTH + 1), f, " ")
+        print $1, f[12] + f[13], name
+    }' || true
+}
+# Markdown rows "| name | threads | CPU s | % of one core |" from two thread_ticks snapshots
+# taken WALL seconds apart, per thread name, busiest first.
+thread_rows() {
+    awk -v hz="$TICKS_PER_S" -v wall="$3" '
+        FNR == NR { before[$1] = $2; next }
+        {
+            d = $2 - (($1 in before) ? before[$1] : 0)
+            cpu[$3] += d
+            if (d > 0) busy[$3]++
+            all[$3]++
+        }
+        END {
+            for (n in cpu)
+                printf "| %s | %d (%d busy) | %.2f | %.0f%% |\n", n, all[n], busy[n], cpu[n] / hz, 100 * cpu[n] / hz / wall
+        }' "$1" "$2" | sort -t'|' -k4 -rn
+}
 
 # ---------------------------------------------------------------- environment
 {
@@ -135,6 +162,7 @@ step() {
     shift
     log "$name: prism-loadgen $*"
     local p0 m0 t0 p1 m1 t1
+    thread_ticks "$PRISM_PID" >"$WORK/threads-$name-0"
     p0="$(cpu_ticks "$PRISM_PID")"
     m0="$(cpu_ticks "$MOCK_PID")"
     t0="$(date +%s.%N)"
@@ -145,8 +173,16 @@ step() {
     p1="$(cpu_ticks "$PRISM_PID")"
     m1="$(cpu_ticks "$MOCK_PID")"
     t1="$(date +%s.%N)"
+    thread_ticks "$PRISM_PID" >"$WORK/threads-$name-1"
     cat "$OUT/$name.txt" >&2
-    CPU_LINES+=("| $name | $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') | $(cpu_seconds "$p0" "$p1") | $(cpu_seconds "$m0" "$m1") |")
+    local wall
+    wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+    CPU_LINES+=("| $name | $wall | $(cpu_seconds "$p0" "$p1") | $(cpu_seconds "$m0" "$m1") |")
+    {
+        echo "| Thread ($name, ${wall} s) | Threads | CPU s | % of one core |"
+        echo "|---|---:|---:|---:|"
+        thread_rows "$WORK/threads-$name-0" "$WORK/threads-$name-1" "$wall"
+    } >"$OUT/threads-$name.md"
 }
 
 # Waits until tenant KEY has nothing pending or running (the submit step's jobs drain).
@@ -175,19 +211,17 @@ step submit submit --url "$PRISM_URL" --key "$KEY" --model "$MODEL" --rate "$SUB
 wait_idle "$KEY"
 sleep 1
 
-# The end-to-end step also samples per-thread CPU of Prism, and per-process CPU of all three.
-TOP_PIDS=()
-top -H -b -d 0.5 -p "$PRISM_PID" >"$OUT/top-e2e-threads.txt" 2>/dev/null &
-TOP_PIDS+=($!)
-top -b -d 0.5 -p "$PRISM_PID,$MOCK_PID" >"$OUT/top-e2e-processes.txt" 2>/dev/null &
-TOP_PIDS+=($!)
-PIDS+=("${TOP_PIDS[@]}")
+# During the end-to-end step top samples the system (idle CPU) and Prism and the mock.
+top -b -d 0.5 -p "$PRISM_PID,$MOCK_PID" >"$OUT/top-e2e.txt" 2>/dev/null &
+TOP_PID=$!
+PIDS+=("$TOP_PID")
 step e2e e2e --url "$PRISM_URL" --key "$E2E_KEY" --model "$MODEL" --jobs "$E2E_JOBS" \
     --concurrency "$E2E_CONCURRENCY" --poll "$E2E_POLL"
-for pid in "${TOP_PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-done
+kill -TERM "$TOP_PID" 2>/dev/null || true
+wait "$TOP_PID" 2>/dev/null || true
+# Busy share of both cores per top sample (the first sample covers the time since boot).
+E2E_BUSY="$(awk '/^%Cpu/ { n++; if (n > 1) { sub(/.*ni, */, ""); idle += $1; k++ } }
+    END { if (k) printf "%.0f%%", 100 - idle / k; else print "n/a" }' "$OUT/top-e2e.txt")"
 
 PEAK_RSS_KIB="$(awk '/^VmHWM:/ { print $2 }' "/proc/$PRISM_PID/status")"
 RSS_NOW_KIB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$PRISM_PID/status")"
@@ -195,24 +229,6 @@ THREADS="$(awk '/^Threads:/ { print $2 }' "/proc/$PRISM_PID/status")"
 DB_SIZE="$(du -sh "$DATA" | cut -f1)"
 curl -fsS "$MOCK_URL/_stats" >"$OUT/mock-stats.json" || true
 log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS threads); data dir $DB_SIZE"
-
-# Average %CPU per thread name over the e2e step (top's first sample covers the whole process
-# lifetime, so it is skipped; rows are summed per name, then averaged over samples).
-thread_table() {
-    awk '
-        /^top -/ { samples++; next }
-        samples > 1 && $1 ~ /^[0-9]+$/ && NF >= 12 {
-            name = $12
-            for (i = 13; i <= NF; i++) name = name " " $i
-            cpu[name] += $9
-            if (!((name, $1) in seen)) { seen[name, $1] = 1; threads[name]++ }
-        }
-        END {
-            n = samples - 1
-            if (n < 1) exit
-            for (name in cpu) printf "| %s | %d | %.1f |\n", name, threads[name], cpu[name] / n
-        }' "$1" | sort -t'|' -k4 -rn | head -12
-}
 
 {
     echo "## Prism benchmark, $(sed -n 's/^date: //p' "$OUT/env.txt")"
@@ -228,11 +244,13 @@ thread_table() {
     echo "|---|---:|---:|---:|"
     printf '%s\n' "${CPU_LINES[@]}"
     echo
-    echo "Prism threads during the e2e step (average %CPU of one core, summed per thread name):"
+    echo "Whole machine busy during the e2e step (top, both cores): $E2E_BUSY."
     echo
-    echo "| Thread | Threads seen | Avg %CPU |"
-    echo "|---|---:|---:|"
-    thread_table "$OUT/top-e2e-threads.txt"
+    echo "Prism's threads per step (tokio names its workers and its blocking pool alike):"
+    for name in sync-prism submit e2e; do
+        echo
+        cat "$OUT/threads-$name.md"
+    done
     echo
     echo "Prism at the end: peak RSS $((PEAK_RSS_KIB / 1024)) MiB, RSS $((RSS_NOW_KIB / 1024)) MiB, $THREADS threads, data dir $DB_SIZE."
 } >"$OUT/summary.md" || die "could not build the summary (see $OUT/*.txt)"

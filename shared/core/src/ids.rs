@@ -102,7 +102,7 @@ prefixed_id!(JobId, "job_");
 prefixed_id!(KeyId, "key_");
 
 /// A tenant is named by an operator (`prism keys create --tenant NAME`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TenantId(String);
 
 impl TenantId {

@@ -109,6 +109,14 @@ impl JobError {
     }
 }
 
+/// What names a job everywhere outside the HTTP layer (queue messages, worker writes): the
+/// owner is part of the key, so storage can scope every access by tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobRef {
+    pub tenant: TenantId,
+    pub id: JobId,
+}
+
 /// A job as the store holds it. `result` is the upstream's chat completion, kept as raw JSON so
 /// it is relayed byte for byte.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +136,15 @@ pub struct Job {
     pub attempts: u32,
 }
 
+impl Job {
+    pub fn job_ref(&self) -> JobRef {
+        JobRef {
+            tenant: self.tenant.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
 /// A job about to be written for the first time (always `pending`).
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -140,6 +157,13 @@ pub struct NewJob {
 }
 
 impl NewJob {
+    pub fn job_ref(&self) -> JobRef {
+        JobRef {
+            tenant: self.tenant.clone(),
+            id: self.id.clone(),
+        }
+    }
+
     pub fn to_job(&self) -> Job {
         Job {
             id: self.id.clone(),

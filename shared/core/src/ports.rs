@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{JobId, TenantId};
-use crate::job::{Finish, Job, JobError, JobKind, NewJob};
+use crate::job::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
 
@@ -81,7 +81,7 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Option<Job>, StoreError>;
 
     /// The job's request body, for the worker.
-    async fn request_body(&self, id: &JobId) -> Result<Option<Bytes>, StoreError>;
+    async fn request_body(&self, job: &JobRef) -> Result<Option<Bytes>, StoreError>;
 
     /// The tenant's jobs of one kind, newest first, skipping expired ones.
     async fn list(
@@ -96,7 +96,7 @@ pub trait JobStore: Send + Sync {
     /// released; counts one more upstream attempt.
     async fn claim(
         &self,
-        id: &JobId,
+        job: &JobRef,
         lease: &Lease,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError>;
@@ -105,18 +105,18 @@ pub trait JobStore: Send + Sync {
     /// longer holds (cancelled, or another worker took over).
     async fn begin_attempt(
         &self,
-        id: &JobId,
+        job: &JobRef,
         token: &str,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError>;
 
     /// Gives the lease up so a later delivery can claim the job at once (a long retry wait).
-    async fn release(&self, id: &JobId, token: &str) -> Result<bool, StoreError>;
+    async fn release(&self, job: &JobRef, token: &str) -> Result<bool, StoreError>;
 
     /// `running -> completed | failed` if `token` still holds; sets the retention deadline.
     async fn finish(
         &self,
-        id: &JobId,
+        job: &JobRef,
         token: &str,
         outcome: &Finish,
         now: Timestamp,
@@ -124,7 +124,7 @@ pub trait JobStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Whether the job is still `running` under `token`; what a worker polls to notice cancel.
-    async fn still_holds(&self, id: &JobId, token: &str) -> Result<bool, StoreError>;
+    async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError>;
 
     /// `pending | running -> cancelled` for the owning tenant.
     async fn cancel(
@@ -138,7 +138,7 @@ pub trait JobStore: Send + Sync {
     /// Fails a job that is not yet terminal whatever lease it has: the dead-letter path.
     async fn fail_unfinished(
         &self,
-        id: &JobId,
+        job: &JobRef,
         error: &JobError,
         now: Timestamp,
         expires_at: Timestamp,
@@ -151,7 +151,7 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
         pending_before: Timestamp,
         limit: usize,
-    ) -> Result<Vec<JobId>, StoreError>;
+    ) -> Result<Vec<JobRef>, StoreError>;
 
     /// Deletes jobs (and idempotency records) whose retention has passed; returns how many.
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
@@ -160,7 +160,7 @@ pub trait JobStore: Send + Sync {
 /// What a queue message names. Messages carry ids, never payloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkItem {
-    Job(JobId),
+    Job(JobRef),
 }
 
 /// Opaque handle of one receipt of a message; acknowledging needs it.

@@ -21,9 +21,9 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
         .store
         .stranded(now, now.minus(deps.policy.stranded_after), BATCH)
         .await?;
-    for id in &stranded {
+    for job in &stranded {
         deps.queue
-            .enqueue(&WorkItem::Job(id.clone()), Duration::ZERO)
+            .enqueue(&WorkItem::Job(job.clone()), Duration::ZERO)
             .await?;
     }
     if !stranded.is_empty() {

@@ -156,7 +156,7 @@ pub async fn submit_async_job(
     // The row is the source of truth: if this enqueue is lost, the reconciler triggers the job.
     if let Err(error) = deps
         .queue
-        .enqueue(&WorkItem::Job(job.id.clone()), Duration::ZERO)
+        .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
         .await
     {
         tracing::warn!(%error, "enqueue failed after the job was stored; the reconciler will trigger it");

@@ -10,8 +10,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::error::StoreError;
-use crate::ids::JobId;
-use crate::job::{Finish, JobError};
+use crate::job::{Finish, JobError, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem};
 use crate::retry::delay_before_retry;
 use crate::service::Deps;
@@ -40,14 +39,15 @@ const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Handles one queue delivery, whatever the trigger. `deadline` is when the caller must return
 /// (a Lambda's remaining time less a margin); `None` means no limit.
-#[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id))]
+#[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id, tenant))]
 pub async fn handle_delivery(
     deps: &Deps,
     delivery: &Delivery,
     deadline: Option<Instant>,
 ) -> QueueAction {
     let WorkItem::Job(id) = &delivery.item;
-    tracing::Span::current().record("job_id", id.as_str());
+    tracing::Span::current().record("job_id", id.id.as_str());
+    tracing::Span::current().record("tenant", id.tenant.as_str());
     if delivery.receive_count > deps.policy.max_receives {
         return match dead_letter(deps, id).await {
             Ok(()) => QueueAction::Ack,
@@ -68,7 +68,7 @@ pub async fn handle_delivery(
 }
 
 /// Drives a dead-lettered job to `failed` with code `processing_failed`, unless it already ended.
-pub async fn dead_letter(deps: &Deps, id: &JobId) -> Result<(), StoreError> {
+pub async fn dead_letter(deps: &Deps, id: &JobRef) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let failed = deps
         .store
@@ -94,7 +94,7 @@ fn new_lease_token() -> String {
 /// Runs one job to a terminal state, or until a retry is due later than is worth waiting for.
 pub async fn run_job(
     deps: &Deps,
-    id: &JobId,
+    id: &JobRef,
     deadline: Option<Instant>,
 ) -> Result<RunOutcome, StoreError> {
     let policy = &deps.policy;
@@ -200,7 +200,7 @@ async fn call_upstream(
     deps.upstream.complete(model, body.clone(), timeout).await
 }
 
-async fn finish(deps: &Deps, id: &JobId, token: &str, outcome: Finish) -> Result<(), StoreError> {
+async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let kept = deps
         .store
@@ -225,7 +225,7 @@ enum Watched<T> {
 /// longer running under `token`.
 async fn watch_cancel<T>(
     deps: &Deps,
-    id: &JobId,
+    id: &JobRef,
     token: &str,
     work: impl Future<Output = T>,
 ) -> Watched<T> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use prism_core::job::{Finish, NewJob};
+use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, Delivery, IdempotencyClaim, JobStore, Lease,
@@ -53,13 +53,21 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// Reads one job that has not outlived its retention.
-fn load_live(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<Option<Job>> {
+/// Reads one of a tenant's jobs that has not outlived its retention.
+fn load_live(conn: &Connection, tenant: &str, id: &str, now: i64) -> rusqlite::Result<Option<Job>> {
     conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+        "SELECT {JOB_COLUMNS} FROM jobs \
+         WHERE id = ?1 AND tenant = ?2 AND (expires_at IS NULL OR expires_at > ?3)"
     ))?
-    .query_row(params![id, now], job_from_row)
+    .query_row(params![id, tenant, now], job_from_row)
     .optional()
+}
+
+fn job_ref(id: &str, tenant: &str) -> Option<JobRef> {
+    Some(JobRef {
+        id: JobId::parse(id)?,
+        tenant: TenantId::parse(tenant)?,
+    })
 }
 
 fn error_json(error: &JobError) -> rusqlite::Result<String> {
@@ -164,19 +172,19 @@ impl JobStore for SqliteJobStore {
         now: Timestamp,
     ) -> Result<Option<Job>, StoreError> {
         let (id, tenant) = (id.clone(), tenant.clone());
-        let job = self
-            .db
-            .read(move |conn| load_live(conn, id.as_str(), now.0))
-            .await?;
-        Ok(job.filter(|j| j.tenant == tenant))
+        self.db
+            .read(move |conn| load_live(conn, tenant.as_str(), id.as_str(), now.0))
+            .await
     }
 
-    async fn request_body(&self, id: &JobId) -> Result<Option<Bytes>, StoreError> {
-        let id = id.clone();
+    async fn request_body(&self, job: &JobRef) -> Result<Option<Bytes>, StoreError> {
+        let job = job.clone();
         self.db
             .read(move |conn| {
-                conn.prepare_cached("SELECT request FROM jobs WHERE id = ?1")?
-                    .query_row(params![id.as_str()], |r| r.get::<_, Vec<u8>>(0))
+                conn.prepare_cached("SELECT request FROM jobs WHERE id = ?1 AND tenant = ?2")?
+                    .query_row(params![job.id.as_str(), job.tenant.as_str()], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
                     .optional()
                     .map(|b| b.map(Bytes::from))
             })
@@ -225,14 +233,15 @@ impl JobStore for SqliteJobStore {
 
     async fn claim(
         &self,
-        id: &JobId,
+        job: &JobRef,
         lease: &Lease,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError> {
-        let (id, lease) = (id.clone(), lease.clone());
+        let (target, lease) = (job.clone(), lease.clone());
         self.db
             .write(move |conn| {
-                let Some(job) = load_live(conn, id.as_str(), now.0)? else {
+                let id = &target.id;
+                let Some(job) = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)? else {
                     return Ok(ClaimOutcome::Missing);
                 };
                 if job.status.is_terminal() {
@@ -267,11 +276,11 @@ impl JobStore for SqliteJobStore {
 
     async fn begin_attempt(
         &self,
-        id: &JobId,
+        job: &JobRef,
         token: &str,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (id, token) = (id.clone(), token.to_owned());
+        let (id, token) = (job.id.clone(), token.to_owned());
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
@@ -284,8 +293,8 @@ impl JobStore for SqliteJobStore {
             .await
     }
 
-    async fn release(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
-        let (id, token) = (id.clone(), token.to_owned());
+    async fn release(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
+        let (id, token) = (job.id.clone(), token.to_owned());
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
@@ -300,13 +309,13 @@ impl JobStore for SqliteJobStore {
 
     async fn finish(
         &self,
-        id: &JobId,
+        job: &JobRef,
         token: &str,
         outcome: &Finish,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (id, token) = (id.clone(), token.to_owned());
+        let (id, token) = (job.id.clone(), token.to_owned());
         let (status, result, error) = match outcome {
             Finish::Completed { result } => (JobStatus::Completed, Some(result.clone()), None),
             Finish::Failed { error } => (JobStatus::Failed, None, Some(error.clone())),
@@ -333,8 +342,8 @@ impl JobStore for SqliteJobStore {
             .await
     }
 
-    async fn still_holds(&self, id: &JobId, token: &str) -> Result<bool, StoreError> {
-        let (id, token) = (id.clone(), token.to_owned());
+    async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
+        let (id, token) = (job.id.clone(), token.to_owned());
         self.db
             .read(move |conn| {
                 conn.prepare_cached(
@@ -357,8 +366,7 @@ impl JobStore for SqliteJobStore {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.db
             .write(move |conn| {
-                let Some(job) = load_live(conn, id.as_str(), now.0)?.filter(|j| j.tenant == tenant)
-                else {
+                let Some(job) = load_live(conn, tenant.as_str(), id.as_str(), now.0)? else {
                     return Ok(CancelOutcome::NotFound);
                 };
                 match job.status {
@@ -388,12 +396,12 @@ impl JobStore for SqliteJobStore {
 
     async fn fail_unfinished(
         &self,
-        id: &JobId,
+        job: &JobRef,
         error: &JobError,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (id, error) = (id.clone(), error.clone());
+        let (id, error) = (job.id.clone(), error.clone());
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
@@ -412,11 +420,11 @@ impl JobStore for SqliteJobStore {
         now: Timestamp,
         pending_before: Timestamp,
         limit: usize,
-    ) -> Result<Vec<JobId>, StoreError> {
+    ) -> Result<Vec<JobRef>, StoreError> {
         self.db
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id FROM jobs WHERE status IN ('pending', 'running') \
+                    "SELECT id, tenant FROM jobs WHERE status IN ('pending', 'running') \
                      AND queue_visible_at IS NULL \
                      AND ((status = 'pending' AND created_at < ?1) \
                        OR (status = 'running' AND (lease_token IS NULL OR lease_expires_at <= ?2))) \
@@ -429,10 +437,10 @@ impl JobStore for SqliteJobStore {
                             now.0,
                             i64::try_from(limit).unwrap_or(i64::MAX)
                         ],
-                        |r| r.get::<_, String>(0),
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(ids.iter().filter_map(|s| JobId::parse(s)).collect())
+                Ok(ids.iter().filter_map(|(id, tenant)| job_ref(id, tenant)).collect())
             })
             .await
     }
@@ -501,8 +509,8 @@ fn split_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
 #[async_trait]
 impl WorkQueue for SqliteWorkQueue {
     async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
-        let WorkItem::Job(id) = item;
-        let id = id.clone();
+        let WorkItem::Job(job) = item;
+        let id = job.id.clone();
         let visible_at = self.clock.now().plus(delay).0;
         self.db
             .write(move |conn| {
@@ -527,12 +535,12 @@ impl WorkQueue for SqliteWorkQueue {
             .write(move |conn| {
                 let ids = conn
                     .prepare_cached(
-                        "SELECT id FROM jobs WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
+                        "SELECT id, tenant FROM jobs WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
                          ORDER BY queue_visible_at LIMIT ?2",
                     )?
                     .query_map(
                         params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
-                        |r| r.get::<_, String>(0),
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 let mut stmt = conn.prepare_cached(
@@ -541,15 +549,15 @@ impl WorkQueue for SqliteWorkQueue {
                 )?;
                 let mut rng = rand::rng();
                 let mut deliveries = Vec::with_capacity(ids.len());
-                for id in ids {
+                for (id, tenant) in ids {
                     let receipt = hex::encode(rng.random::<[u8; 8]>());
                     let receives: u32 =
                         stmt.query_row(params![id, hidden_until, receipt], |r| r.get(0))?;
-                    let Some(job_id) = JobId::parse(&id) else {
+                    let Some(job) = job_ref(&id, &tenant) else {
                         continue;
                     };
                     deliveries.push(Delivery {
-                        item: WorkItem::Job(job_id),
+                        item: WorkItem::Job(job),
                         receipt: Receipt(format!("{id}:{receipt}")),
                         receive_count: receives,
                     });

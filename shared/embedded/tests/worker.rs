@@ -70,7 +70,7 @@ async fn submit(h: &Harness, model: &str) -> NewJob {
     };
     h.deps.store.create(&job, None).await.unwrap();
     h.queue
-        .enqueue(&WorkItem::Job(job.id.clone()), Duration::ZERO)
+        .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
         .await
         .unwrap();
     job
@@ -97,7 +97,11 @@ async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges()
         expires_at: now.plus(Duration::from_secs(40)),
     };
     assert!(matches!(
-        h.deps.store.claim(&job.id, &other, now).await.unwrap(),
+        h.deps
+            .store
+            .claim(&job.job_ref(), &other, now)
+            .await
+            .unwrap(),
         ClaimOutcome::Claimed(_)
     ));
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prism_core::ids::IdGenerator;
-use prism_core::job::{Finish, NewJob};
+use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::keys::{hash_key, mint_key};
 use prism_core::list::ListQuery;
 use prism_core::ports::{
@@ -57,7 +57,7 @@ async fn new_job(p: &JobPorts, ids: &IdGenerator, owner: &str) -> NewJob {
     job
 }
 
-async fn claimed(p: &JobPorts, id: &JobId, token: &str) {
+async fn claimed(p: &JobPorts, id: &JobRef, token: &str) {
     let now = p.clock.now();
     match p
         .store
@@ -91,7 +91,7 @@ pub async fn created_job_is_pending_and_visible_to_its_tenant_only(p: JobPorts) 
             .is_none()
     );
     assert_eq!(
-        p.store.request_body(&job.id).await.unwrap().unwrap(),
+        p.store.request_body(&job.job_ref()).await.unwrap().unwrap(),
         job.request
     );
 }
@@ -153,19 +153,19 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: J
     let now = p.clock.now();
     let short = Duration::from_secs(30);
     assert!(matches!(
-        p.store.claim(&job.id, &lease("first", now.plus(short)), now).await.unwrap(),
+        p.store.claim(&job.job_ref(), &lease("first", now.plus(short)), now).await.unwrap(),
         ClaimOutcome::Claimed(j) if j.attempts == 1 && j.started_at.is_some()
     ));
     assert!(matches!(
-        p.store.claim(&job.id, &lease("second", now.plus(short)), now).await.unwrap(),
+        p.store.claim(&job.job_ref(), &lease("second", now.plus(short)), now).await.unwrap(),
         ClaimOutcome::Busy { lease_expires_at } if lease_expires_at == now.plus(short)
     ));
-    assert!(p.store.still_holds(&job.id, "first").await.unwrap());
+    assert!(p.store.still_holds(&job.job_ref(), "first").await.unwrap());
 
     p.clock.advance(short + Duration::from_secs(1)).await;
     let later = p.clock.now();
     assert!(matches!(
-        p.store.claim(&job.id, &lease("second", later.plus(short)), later).await.unwrap(),
+        p.store.claim(&job.job_ref(), &lease("second", later.plus(short)), later).await.unwrap(),
         ClaimOutcome::Claimed(j) if j.attempts == 2
     ));
     let done = Finish::Completed {
@@ -173,27 +173,27 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: J
     };
     assert!(
         !p.store
-            .finish(&job.id, "first", &done, later, later.plus(HOUR))
+            .finish(&job.job_ref(), "first", &done, later, later.plus(HOUR))
             .await
             .unwrap(),
         "stale token"
     );
     assert!(
         !p.store
-            .begin_attempt(&job.id, "first", later.plus(HOUR))
+            .begin_attempt(&job.job_ref(), "first", later.plus(HOUR))
             .await
             .unwrap()
     );
-    assert!(!p.store.still_holds(&job.id, "first").await.unwrap());
+    assert!(!p.store.still_holds(&job.job_ref(), "first").await.unwrap());
     assert!(
         p.store
-            .begin_attempt(&job.id, "second", later.plus(HOUR))
+            .begin_attempt(&job.job_ref(), "second", later.plus(HOUR))
             .await
             .unwrap()
     );
     assert!(
         p.store
-            .finish(&job.id, "second", &done, later, later.plus(HOUR))
+            .finish(&job.job_ref(), "second", &done, later, later.plus(HOUR))
             .await
             .unwrap()
     );
@@ -208,7 +208,7 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: J
     assert_eq!(got.result.as_deref(), Some(r#"{"id":"x"}"#));
     assert!(matches!(
         p.store
-            .claim(&job.id, &lease("third", later.plus(short)), later)
+            .claim(&job.job_ref(), &lease("third", later.plus(short)), later)
             .await
             .unwrap(),
         ClaimOutcome::Terminal(_)
@@ -218,16 +218,16 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: J
 pub async fn a_released_lease_can_be_claimed_at_once(p: JobPorts) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
-    claimed(&p, &job.id, "first").await;
-    assert!(p.store.release(&job.id, "first").await.unwrap());
-    assert!(!p.store.release(&job.id, "first").await.unwrap());
-    claimed(&p, &job.id, "second").await;
+    claimed(&p, &job.job_ref(), "first").await;
+    assert!(p.store.release(&job.job_ref(), "first").await.unwrap());
+    assert!(!p.store.release(&job.job_ref(), "first").await.unwrap());
+    claimed(&p, &job.job_ref(), "second").await;
 }
 
 pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
-    claimed(&p, &job.id, "t").await;
+    claimed(&p, &job.job_ref(), "t").await;
     let now = p.clock.now();
     let error = JobError::new("boom", "server_error", Some("x"));
     let failed = Finish::Failed {
@@ -236,7 +236,7 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
     assert!(
         p.store
             .finish(
-                &job.id,
+                &job.job_ref(),
                 "t",
                 &failed,
                 now,
@@ -264,7 +264,7 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
     );
     assert!(matches!(
         p.store
-            .claim(&job.id, &lease("x", after.plus(HOUR)), after)
+            .claim(&job.job_ref(), &lease("x", after.plus(HOUR)), after)
             .await
             .unwrap(),
         ClaimOutcome::Missing
@@ -278,14 +278,14 @@ pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: JobP
     let pending = new_job(&p, &ids, "alpha").await;
     let running = new_job(&p, &ids, "alpha").await;
     let done = new_job(&p, &ids, "alpha").await;
-    claimed(&p, &running.id, "r").await;
-    claimed(&p, &done.id, "d").await;
+    claimed(&p, &running.job_ref(), "r").await;
+    claimed(&p, &done.job_ref(), "d").await;
     let ok = Finish::Completed {
         result: "{}".into(),
     };
     assert!(
         p.store
-            .finish(&done.id, "d", &ok, now, now.plus(HOUR))
+            .finish(&done.job_ref(), "d", &ok, now, now.plus(HOUR))
             .await
             .unwrap()
     );
@@ -316,12 +316,12 @@ pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: JobP
         CancelOutcome::Cancelled(_)
     ));
     assert!(
-        !p.store.still_holds(&running.id, "r").await.unwrap(),
+        !p.store.still_holds(&running.job_ref(), "r").await.unwrap(),
         "the worker sees the cancel"
     );
     assert!(
         !p.store
-            .finish(&running.id, "r", &ok, now, now.plus(HOUR))
+            .finish(&running.job_ref(), "r", &ok, now, now.plus(HOUR))
             .await
             .unwrap(),
         "a late result is discarded"
@@ -338,13 +338,13 @@ pub async fn dead_letter_fails_only_unfinished_jobs(p: JobPorts) {
     let error = JobError::processing_failed();
     assert!(
         p.store
-            .fail_unfinished(&pending.id, &error, now, now.plus(HOUR))
+            .fail_unfinished(&pending.job_ref(), &error, now, now.plus(HOUR))
             .await
             .unwrap()
     );
     assert!(
         !p.store
-            .fail_unfinished(&pending.id, &error, now, now.plus(HOUR))
+            .fail_unfinished(&pending.job_ref(), &error, now, now.plus(HOUR))
             .await
             .unwrap()
     );
@@ -368,7 +368,15 @@ pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
         p.clock.advance(Duration::from_millis(5)).await;
     }
     new_job(&p, &ids, "beta").await;
-    claimed(&p, &made[1], "t").await;
+    claimed(
+        &p,
+        &JobRef {
+            tenant: tenant("alpha"),
+            id: made[1].clone(),
+        },
+        "t",
+    )
+    .await;
     let now = p.clock.now();
     let alpha = tenant("alpha");
     let page = |limit, after: Option<JobId>, status| ListQuery {
@@ -419,7 +427,7 @@ pub async fn reconciler_finds_untriggered_pending_and_expired_leases(p: JobPorts
     assert!(matches!(
         p.store
             .claim(
-                &crashed.id,
+                &crashed.job_ref(),
                 &lease("gone", now.plus(Duration::from_secs(5))),
                 now
             )
@@ -435,14 +443,17 @@ pub async fn reconciler_finds_untriggered_pending_and_expired_leases(p: JobPorts
         .await
         .unwrap();
     found.sort();
-    assert_eq!(found, vec![lost.id.clone(), crashed.id.clone()]);
-    assert!(p.store.stranded(now, now.minus(HOUR), 10).await.unwrap() == vec![crashed.id.clone()]);
+    assert_eq!(found, vec![lost.job_ref(), crashed.job_ref()]);
+    assert_eq!(
+        p.store.stranded(now, now.minus(HOUR), 10).await.unwrap(),
+        vec![crashed.job_ref()]
+    );
 }
 
 pub async fn queue_delivers_at_least_once_with_visibility(p: JobPorts) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
-    let item = WorkItem::Job(job.id.clone());
+    let item = WorkItem::Job(job.job_ref());
     p.queue.enqueue(&item, Duration::ZERO).await.unwrap();
     let visibility = Duration::from_secs(30);
     let first = p.queue.receive(10, visibility).await.unwrap();
@@ -479,7 +490,7 @@ pub async fn delayed_enqueue_is_invisible_until_due(p: JobPorts) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     p.queue
-        .enqueue(&WorkItem::Job(job.id.clone()), Duration::from_secs(20))
+        .enqueue(&WorkItem::Job(job.job_ref()), Duration::from_secs(20))
         .await
         .unwrap();
     assert!(p.queue.receive(10, HOUR).await.unwrap().is_empty());
