@@ -63,6 +63,8 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICKS_PER_S="$(getconf CLK_TCK)"
 # Seconds of CPU between two tick counts.
 cpu_seconds() { awk -v a="$1" -v b="$2" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
+# CPU ticks the whole machine spent busy so far (all cores; iowait counts as idle).
+machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 # One line per thread of a process: "tid ticks name" (top -H would show the whole process on
 # the main thread's row, so the per-thread counters are read directly).
 thread_ticks() {
@@ -102,6 +104,8 @@ thread_rows() {
     echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
     echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # Anything else busy now competes with the run for the same cores.
+    echo "busy processes before the run: $(top -b -n 2 -d 1 | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%  ", $12, $9 }')"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -162,22 +166,31 @@ step() {
     shift
     log "$name: prism-loadgen $*"
     local p0 m0 t0 p1 m1 t1
+    local p0 m0 s0 t0 p1 m1 s1 t1 wall loadgen_cpu
     thread_ticks "$PRISM_PID" >"$WORK/threads-$name-0"
     p0="$(cpu_ticks "$PRISM_PID")"
     m0="$(cpu_ticks "$MOCK_PID")"
+    s0="$(machine_busy_ticks)"
     t0="$(date +%s.%N)"
-    if ! loadgen "$@" >"$OUT/$name.json" 2>"$OUT/$name.txt"; then
+    # `time` reports the generator's own CPU (user + system seconds) into a file of its own.
+    if ! { TIMEFORMAT='%U %S' && time loadgen "$@" >"$OUT/$name.json" 2>"$OUT/$name.txt"; } 2>"$WORK/time-$name"; then
         FAILED+=("$name")
         log "$name: the load generator reported failures"
     fi
     p1="$(cpu_ticks "$PRISM_PID")"
     m1="$(cpu_ticks "$MOCK_PID")"
+    s1="$(machine_busy_ticks)"
     t1="$(date +%s.%N)"
     thread_ticks "$PRISM_PID" >"$WORK/threads-$name-1"
     cat "$OUT/$name.txt" >&2
-    local wall
     wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
-    CPU_LINES+=("| $name | $wall | $(cpu_seconds "$p0" "$p1") | $(cpu_seconds "$m0" "$m1") |")
+    loadgen_cpu="$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/time-$name")"
+    CPU_LINES+=("$(awk -v wall="$wall" -v hz="$TICKS_PER_S" -v lg="$loadgen_cpu" \
+        -v cores="$(nproc)" -v p=$((p1 - p0)) -v m=$((m1 - m0)) -v s=$((s1 - s0)) -v name="$name" 'BEGIN {
+            other = s / hz - p / hz - m / hz - lg
+            printf "| %s | %.1f | %.2f (%.0f%%) | %.2f | %.2f | %.2f | %.2f |", name, wall, s / hz,
+                100 * s / hz / (cores * wall), p / hz, m / hz, lg, (other > 0 ? other : 0)
+        }')")
     {
         echo "| Thread ($name, ${wall} s) | Threads | CPU s | % of one core |"
         echo "|---|---:|---:|---:|"
@@ -238,10 +251,11 @@ log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS thread
     "$BIN/prism-loadgen" report --direct "$OUT/sync-direct.json" --prism "$OUT/sync-prism.json" \
         --submit "$OUT/submit.json" --e2e "$OUT/e2e.json" --peak-rss-kib "$PEAK_RSS_KIB"
     echo
-    echo "CPU seconds used per step (2 cores = 2 CPU-seconds per second of wall time):"
+    echo "CPU seconds per step (the machine has $(nproc) cores: $(nproc) CPU-seconds per wall second;"
+    echo "\"everything else\" is other work on the machine, e.g. compiles, and the kernel):"
     echo
-    echo "| Step | Wall s | Prism CPU s | Mock CPU s |"
-    echo "|---|---:|---:|---:|"
+    echo "| Step | Wall s | Machine busy | Prism | Mock | Load generator | Everything else |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${CPU_LINES[@]}"
     echo
     echo "Whole machine busy during the e2e step (top, both cores): $E2E_BUSY."

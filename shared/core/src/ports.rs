@@ -110,8 +110,14 @@ pub trait JobStore: Send + Sync {
         lease_until: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Gives the lease up so a later delivery can claim the job at once (a long retry wait).
-    async fn release(&self, job: &JobRef, token: &str) -> Result<bool, StoreError>;
+    /// Gives the lease up for a long retry wait: any delivery may claim the job at once, and the
+    /// reconciler treats it as stranded only once `retry_at` is well past.
+    async fn release(
+        &self,
+        job: &JobRef,
+        token: &str,
+        retry_at: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// `running -> completed | failed` if `token` still holds; sets the retention deadline.
     async fn finish(
@@ -144,14 +150,10 @@ pub trait JobStore: Send + Sync {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Jobs the reconciler must trigger again: `pending` ones older than `pending_before` with no
-    /// trigger known to be waiting, and `running` ones whose lease has expired.
-    async fn stranded(
-        &self,
-        now: Timestamp,
-        pending_before: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<JobRef>, StoreError>;
+    /// Jobs the reconciler must trigger again: `pending` ones created before `before`, and
+    /// `running` ones whose lease (or released retry time) ended before `before`, in both cases
+    /// unless the adapter knows a trigger is still waiting for them.
+    async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError>;
 
     /// Deletes jobs (and idempotency records) whose retention has passed; returns how many.
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;

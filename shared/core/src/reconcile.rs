@@ -19,7 +19,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     let now = deps.clock.now();
     let stranded = deps
         .store
-        .stranded(now, now.minus(deps.policy.stranded_after), BATCH)
+        .stranded(now.minus(deps.policy.stranded_after), BATCH)
         .await?;
     for job in &stranded {
         deps.queue

@@ -166,7 +166,8 @@ pub async fn run_job(
         tracing::debug!(attempts = job.attempts, ?wait, %error, "retrying upstream call");
         let fits_deadline = deadline.is_none_or(|d| Instant::now() + wait + timeout < d);
         if wait > policy.max_inline_retry_wait || !fits_deadline {
-            deps.store.release(id, &token).await?;
+            let retry_at = deps.clock.now().plus(wait);
+            deps.store.release(id, &token, retry_at).await?;
             return Ok(RunOutcome::RetryLater(wait));
         }
         match watch_cancel(deps, id, &token, tokio::time::sleep(wait)).await {

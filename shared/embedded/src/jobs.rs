@@ -293,15 +293,20 @@ impl JobStore for SqliteJobStore {
             .await
     }
 
-    async fn release(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
+    async fn release(
+        &self,
+        job: &JobRef,
+        token: &str,
+        retry_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let (id, token) = (job.id.clone(), token.to_owned());
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
-                    "UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL \
+                    "UPDATE jobs SET lease_token = NULL, lease_expires_at = ?3 \
                      WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
                 )?
-                .execute(params![id.as_str(), token])
+                .execute(params![id.as_str(), token, retry_at.0])
                 .map(|n| n == 1)
             })
             .await
@@ -415,32 +420,27 @@ impl JobStore for SqliteJobStore {
             .await
     }
 
-    async fn stranded(
-        &self,
-        now: Timestamp,
-        pending_before: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<JobRef>, StoreError> {
+    async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {
         self.db
             .read(move |conn| {
+                // The row is its own queue entry, so "no trigger waiting" is known exactly.
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, tenant FROM jobs WHERE status IN ('pending', 'running') \
                      AND queue_visible_at IS NULL \
                      AND ((status = 'pending' AND created_at < ?1) \
-                       OR (status = 'running' AND (lease_token IS NULL OR lease_expires_at <= ?2))) \
-                     LIMIT ?3",
+                       OR (status = 'running' AND COALESCE(lease_expires_at, 0) < ?1)) \
+                     LIMIT ?2",
                 )?;
                 let ids = stmt
                     .query_map(
-                        params![
-                            pending_before.0,
-                            now.0,
-                            i64::try_from(limit).unwrap_or(i64::MAX)
-                        ],
+                        params![before.0, i64::try_from(limit).unwrap_or(i64::MAX)],
                         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(ids.iter().filter_map(|(id, tenant)| job_ref(id, tenant)).collect())
+                Ok(ids
+                    .iter()
+                    .filter_map(|(id, tenant)| job_ref(id, tenant))
+                    .collect())
             })
             .await
     }

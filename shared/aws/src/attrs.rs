@@ -1,0 +1,45 @@
+//! Reading and writing DynamoDB attribute maps, and turning SDK errors into `StoreError`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use prism_core::{StoreError, Timestamp};
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+pub fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn get_ts(item: &Item, name: &str) -> Option<Timestamp> {
+    get_n(item, name).map(Timestamp)
+}
+
+pub fn need_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    get_s(item, name)
+        .ok_or_else(|| StoreError::Corrupt(format!("item lacks string attribute '{name}'")))
+}
+
+/// An SDK failure: throttling, network, permissions. Worth retrying later, never shown to clients.
+pub fn unavailable<E>(error: E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+}

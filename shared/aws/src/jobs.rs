@@ -1,0 +1,645 @@
+//! Jobs in DynamoDB. One item per job under the owner's partition (`pk = T#<tenant>#J`,
+//! `sk = <job id>`), so every read is scoped by tenant and listing is a base-table query in key
+//! order. State transitions are conditional writes; a sparse, sharded GSI (`reconcile`) holds only
+//! unfinished jobs, keyed by when the reconciler should look at them. Attributes over
+//! [`SPILL_BYTES`] go to S3. `ttl` (seconds) is set at the terminal transition only, and reads
+//! ignore expired items themselves, since TTL deletion lags (and emulators never delete).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use bytes::Bytes;
+use prism_core::job::{Finish, JobRef, NewJob};
+use prism_core::list::{ListQuery, Page};
+use prism_core::ports::{
+    CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
+};
+use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
+
+use crate::attrs::{Item, get_n, get_s, get_ts, n, need_s, s, unavailable};
+use crate::blobs::S3Blobs;
+
+/// Values larger than this are stored in S3 and referenced from the item, keeping items far
+/// below DynamoDB's 400 KB limit.
+pub const SPILL_BYTES: usize = 32 * 1024;
+/// Shards of the reconcile index, so its writes spread over partitions.
+const RECONCILE_SHARDS: u32 = 16;
+const RECONCILE_INDEX: &str = "reconcile";
+
+#[derive(Clone)]
+pub struct DynamoJobStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    blobs: S3Blobs,
+}
+
+fn job_pk(tenant: &TenantId) -> AttributeValue {
+    s(format!("T#{tenant}#J"))
+}
+
+fn idempotency_pk(tenant: &TenantId) -> AttributeValue {
+    s(format!("T#{tenant}#IDEM"))
+}
+
+fn tenant_of_pk(pk: &str) -> Option<TenantId> {
+    pk.strip_prefix("T#")?
+        .strip_suffix("#J")
+        .and_then(TenantId::parse)
+}
+
+fn id_prefix(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Async => JobId::PREFIX,
+    }
+}
+
+fn reconcile_shard(id: &JobId) -> AttributeValue {
+    let last = id.as_str().bytes().last().unwrap_or(0);
+    s(format!("R#{}", u32::from(last) % RECONCILE_SHARDS))
+}
+
+fn ttl_seconds(expires_at: Timestamp) -> AttributeValue {
+    n(expires_at.unix_seconds() + 1)
+}
+
+fn is_live(item: &Item, now: Timestamp) -> bool {
+    get_n(item, "expires_at").is_none_or(|e| e > now.0)
+}
+
+fn job_from_item(item: &Item) -> Result<Job, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("job item has a bad '{what}'"));
+    let pk = need_s(item, "pk")?;
+    let error = get_s(item, "error")
+        .map(serde_json::from_str::<JobError>)
+        .transpose()
+        .map_err(|_| corrupt("error"))?;
+    Ok(Job {
+        id: JobId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
+        tenant: tenant_of_pk(pk).ok_or_else(|| corrupt("pk"))?,
+        kind: JobKind::parse(need_s(item, "kind")?).ok_or_else(|| corrupt("kind"))?,
+        status: JobStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
+        model: need_s(item, "model")?.to_owned(),
+        created_at: get_ts(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
+        started_at: get_ts(item, "started_at"),
+        completed_at: get_ts(item, "completed_at"),
+        expires_at: get_ts(item, "expires_at"),
+        result: get_s(item, "result").map(str::to_owned),
+        error,
+        attempts: get_n(item, "attempts")
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or(0),
+    })
+}
+
+/// Whether an SDK error is a failed condition, i.e. a logical outcome rather than a fault.
+macro_rules! condition_failed {
+    ($err:expr) => {
+        $err.as_service_error()
+            .is_some_and(|e| e.is_conditional_check_failed_exception())
+    };
+}
+
+/// The item a failed condition saw (`ReturnValuesOnConditionCheckFailure::AllOld`).
+macro_rules! old_item {
+    ($err:expr) => {
+        $err.as_service_error()
+            .and_then(|e| match e {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
+                _ => None,
+            })
+    };
+}
+
+impl DynamoJobStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String, blobs: S3Blobs) -> Self {
+        Self {
+            client,
+            table,
+            blobs,
+        }
+    }
+
+    async fn item(&self, job: &JobRef) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(&job.tenant))
+            .key("sk", s(job.id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// The job with a spilled result read back from S3.
+    async fn hydrate(&self, item: &Item) -> Result<Job, StoreError> {
+        let mut job = job_from_item(item)?;
+        if let Some(key) = get_s(item, "result_ref") {
+            let bytes = self.blobs.get(key).await?;
+            job.result = Some(
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| StoreError::Corrupt("spilled result is not UTF-8".into()))?,
+            );
+        }
+        Ok(job)
+    }
+
+    fn update(
+        &self,
+        job: &JobRef,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", job_pk(&job.tenant))
+            .key("sk", s(job.id.as_str()))
+            .expression_attribute_names("#s", "status")
+    }
+
+    async fn new_job_item(&self, job: &NewJob) -> Result<Item, StoreError> {
+        let mut item = Item::from([
+            ("pk".to_owned(), job_pk(&job.tenant)),
+            ("sk".to_owned(), s(job.id.as_str())),
+            ("kind".to_owned(), s(job.kind.as_str())),
+            ("status".to_owned(), s(JobStatus::Pending.as_str())),
+            ("model".to_owned(), s(job.model.clone())),
+            ("created_at".to_owned(), n(job.created_at.0)),
+            ("attempts".to_owned(), n(0)),
+            ("rc_pk".to_owned(), reconcile_shard(&job.id)),
+            ("rc_at".to_owned(), n(job.created_at.0)),
+        ]);
+        if job.request.len() > SPILL_BYTES {
+            let key = format!("requests/{}/{}", job.tenant, job.id);
+            self.blobs.put(&key, job.request.clone()).await?;
+            item.insert("request_ref".into(), s(key));
+        } else {
+            item.insert(
+                "request".into(),
+                AttributeValue::B(job.request.to_vec().into()),
+            );
+        }
+        Ok(item)
+    }
+
+    async fn replayed(
+        &self,
+        tenant: &TenantId,
+        claim: &IdempotencyClaim,
+    ) -> Result<CreateOutcome, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", idempotency_pk(tenant))
+            .key("sk", s(claim.key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let item = out.item.ok_or_else(|| {
+            StoreError::Unavailable("idempotency record vanished during a create".into())
+        })?;
+        Ok(CreateOutcome::Replayed {
+            job_id: JobId::parse(need_s(&item, "job_id")?)
+                .ok_or_else(|| StoreError::Corrupt("idempotency record has a bad job id".into()))?,
+            same_body: get_s(&item, "body_hash") == Some(claim.body_hash.as_str()),
+        })
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoJobStore {
+    async fn create(
+        &self,
+        job: &NewJob,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let item = self.new_job_item(job).await?;
+        let Some(claim) = idempotency else {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .map_err(unavailable)?;
+            return Ok(CreateOutcome::Created);
+        };
+        let record = Item::from([
+            ("pk".to_owned(), idempotency_pk(&job.tenant)),
+            ("sk".to_owned(), s(claim.key.clone())),
+            ("body_hash".to_owned(), s(claim.body_hash.clone())),
+            ("job_id".to_owned(), s(job.id.as_str())),
+            ("expires_at".to_owned(), n(claim.expires_at.0)),
+            ("ttl".to_owned(), ttl_seconds(claim.expires_at)),
+        ]);
+        let put = |item: Item, condition: &str| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(unavailable)
+        };
+        let mut record_put = put(record, "attribute_not_exists(pk) OR expires_at < :now")?;
+        if let Some(p) = record_put.put.as_mut() {
+            p.expression_attribute_values = Some([(":now".to_owned(), n(job.created_at.0))].into());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(record_put)
+            .transact_items(put(item, "attribute_not_exists(pk)")?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(err) => {
+                let key_taken = err
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                            c.cancellation_reasons().first().and_then(|r| r.code()).map(|c| c == "ConditionalCheckFailed")
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(false);
+                if key_taken {
+                    self.replayed(&job.tenant, claim).await
+                } else {
+                    Err(unavailable(err))
+                }
+            }
+        }
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        now: Timestamp,
+    ) -> Result<Option<Job>, StoreError> {
+        let job = JobRef {
+            tenant: tenant.clone(),
+            id: id.clone(),
+        };
+        match self.item(&job).await? {
+            Some(item) if is_live(&item, now) => Ok(Some(self.hydrate(&item).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn request_body(&self, job: &JobRef) -> Result<Option<Bytes>, StoreError> {
+        let Some(item) = self.item(job).await? else {
+            return Ok(None);
+        };
+        if let Some(key) = get_s(&item, "request_ref") {
+            return Ok(Some(self.blobs.get(key).await?));
+        }
+        Ok(item
+            .get("request")
+            .and_then(|v| v.as_b().ok())
+            .map(|b| Bytes::copy_from_slice(b.as_ref())))
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: JobKind,
+        query: &ListQuery,
+        now: Timestamp,
+    ) -> Result<Page<Job>, StoreError> {
+        let mut filter = "(attribute_not_exists(expires_at) OR expires_at > :now)".to_owned();
+        if query.status.is_some() {
+            filter.push_str(" AND #s = :status");
+        }
+        let mut start: Option<Item> = query.after.as_ref().map(|after| {
+            Item::from([
+                ("pk".to_owned(), job_pk(tenant)),
+                ("sk".to_owned(), s(after.as_str())),
+            ])
+        });
+        let want = query.limit + 1;
+        let mut items: Vec<Item> = Vec::with_capacity(want);
+        // A filter applies after the page limit, so read on until enough items matched.
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .filter_expression(&filter)
+                .expression_attribute_values(":pk", job_pk(tenant))
+                .expression_attribute_values(":prefix", s(id_prefix(kind)))
+                .expression_attribute_values(":now", n(now.0))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            if let Some(status) = query.status {
+                request = request
+                    .expression_attribute_names("#s", "status")
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            let out = request.send().await.map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if items.len() < want => start = Some(key),
+                _ => break,
+            }
+        }
+        let has_more = items.len() > query.limit;
+        items.truncate(query.limit);
+        let mut jobs = Vec::with_capacity(items.len());
+        for item in &items {
+            jobs.push(self.hydrate(item).await?);
+        }
+        Ok(Page {
+            items: jobs,
+            has_more,
+        })
+    }
+
+    async fn claim(
+        &self,
+        job: &JobRef,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let result = self
+            .update(job)
+            .update_expression(
+                "SET #s = :running, lease_token = :token, lease_expires_at = :until, rc_at = :until, \
+                 started_at = if_not_exists(started_at, :now) ADD attempts :one",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(expires_at) AND \
+                 (#s = :pending OR (#s = :running AND (attribute_not_exists(lease_token) OR lease_expires_at <= :now)))",
+            )
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
+            .expression_attribute_values(":token", s(lease.token.clone()))
+            .expression_attribute_values(":until", n(lease.expires_at.0))
+            .expression_attribute_values(":now", n(now.0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(ClaimOutcome::Claimed(job_from_item(
+                &out.attributes.unwrap_or_default(),
+            )?)),
+            Err(err) if condition_failed!(err) => {
+                let Some(old) = old_item!(err) else {
+                    return Ok(ClaimOutcome::Missing);
+                };
+                if !is_live(&old, now) {
+                    return Ok(ClaimOutcome::Missing);
+                }
+                let current = job_from_item(&old)?;
+                if current.status.is_terminal() {
+                    return Ok(ClaimOutcome::Terminal(current));
+                }
+                Ok(ClaimOutcome::Busy {
+                    lease_expires_at: get_ts(&old, "lease_expires_at").unwrap_or(now),
+                })
+            }
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn begin_attempt(
+        &self,
+        job: &JobRef,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update(job)
+            .update_expression("SET lease_expires_at = :until, rc_at = :until ADD attempts :one")
+            .condition_expression("#s = :running AND lease_token = :token")
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":until", n(lease_until.0))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn release(
+        &self,
+        job: &JobRef,
+        token: &str,
+        retry_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .update(job)
+            .update_expression("SET lease_expires_at = :at, rc_at = :at REMOVE lease_token")
+            .condition_expression("#s = :running AND lease_token = :token")
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":at", n(retry_at.0))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn finish(
+        &self,
+        job: &JobRef,
+        token: &str,
+        outcome: &Finish,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .update(job)
+            .condition_expression("#s = :running AND lease_token = :token")
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":status", s(outcome.status().as_str()))
+            .expression_attribute_values(":now", n(now.0))
+            .expression_attribute_values(":expires", n(expires_at.0))
+            .expression_attribute_values(":ttl", ttl_seconds(expires_at));
+        // DynamoDB rejects unused placeholders, so each arm names only what it sets.
+        let set = match outcome {
+            Finish::Completed { result } if result.len() > SPILL_BYTES => {
+                // Unique per attempt: a stale worker's upload can never replace the winner's.
+                let key = format!("results/{}/{}/{token}", job.tenant, job.id);
+                self.blobs.put(&key, Bytes::from(result.clone())).await?;
+                update = update.expression_attribute_values(":result_ref", s(key));
+                "result_ref = :result_ref"
+            }
+            Finish::Completed { result } => {
+                update = update
+                    .expression_attribute_names("#r", "result")
+                    .expression_attribute_values(":result", s(result.clone()));
+                "#r = :result"
+            }
+            Finish::Failed { error } => {
+                let json =
+                    serde_json::to_string(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                update = update
+                    .expression_attribute_names("#e", "error")
+                    .expression_attribute_values(":error", s(json));
+                "#e = :error"
+            }
+        };
+        let result = update
+            .expression_attribute_names("#ttl", "ttl")
+            .update_expression(format!(
+                "SET #s = :status, {set}, completed_at = :now, expires_at = :expires, #ttl = :ttl \
+                 REMOVE lease_token, lease_expires_at, rc_pk, rc_at"
+            ))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
+        Ok(self.item(job).await?.is_some_and(|item| {
+            get_s(&item, "status") == Some(JobStatus::Running.as_str())
+                && get_s(&item, "lease_token") == Some(token)
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<CancelOutcome, StoreError> {
+        let job = JobRef {
+            tenant: tenant.clone(),
+            id: id.clone(),
+        };
+        let result = self
+            .update(&job)
+            .update_expression(
+                "SET #s = :cancelled, completed_at = :now, expires_at = :expires, #ttl = :ttl \
+                 REMOVE lease_token, lease_expires_at, rc_pk, rc_at",
+            )
+            .condition_expression("attribute_exists(pk) AND (#s = :pending OR #s = :running)")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":cancelled", s(JobStatus::Cancelled.as_str()))
+            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":now", n(now.0))
+            .expression_attribute_values(":expires", n(expires_at.0))
+            .expression_attribute_values(":ttl", ttl_seconds(expires_at))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(CancelOutcome::Cancelled(job_from_item(
+                &out.attributes.unwrap_or_default(),
+            )?)),
+            Err(err) if condition_failed!(err) => match old_item!(err) {
+                Some(old) if is_live(&old, now) => {
+                    let current = self.hydrate(&old).await?;
+                    Ok(match current.status {
+                        JobStatus::Cancelled => CancelOutcome::AlreadyCancelled(current),
+                        _ => CancelOutcome::Finished(current),
+                    })
+                }
+                _ => Ok(CancelOutcome::NotFound),
+            },
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn fail_unfinished(
+        &self,
+        job: &JobRef,
+        error: &JobError,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .update(job)
+            .update_expression(
+                "SET #s = :failed, #e = :error, completed_at = :now, expires_at = :expires, #ttl = :ttl \
+                 REMOVE lease_token, lease_expires_at, rc_pk, rc_at",
+            )
+            .condition_expression("#s = :pending OR #s = :running")
+            .expression_attribute_names("#e", "error")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
+            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":error", s(json))
+            .expression_attribute_values(":now", n(now.0))
+            .expression_attribute_values(":expires", n(expires_at.0))
+            .expression_attribute_values(":ttl", ttl_seconds(expires_at))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..RECONCILE_SHARDS {
+            if found.len() >= limit {
+                break;
+            }
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(RECONCILE_INDEX)
+                .key_condition_expression("rc_pk = :shard AND rc_at < :before")
+                .expression_attribute_values(":shard", s(format!("R#{shard}")))
+                .expression_attribute_values(":before", n(before.0))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                let parsed = get_s(&item, "pk")
+                    .and_then(tenant_of_pk)
+                    .zip(get_s(&item, "sk").and_then(JobId::parse));
+                if let Some((tenant, id)) = parsed {
+                    found.push(JobRef { tenant, id });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<u64, StoreError> {
+        // DynamoDB's TTL deletes expired items (and reads already skip them); S3 copies expire
+        // by the bucket's lifecycle rule. Nothing to do here.
+        Ok(0)
+    }
+}
+
+fn conditional<T, E>(
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+) -> Result<bool, StoreError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(unavailable(err)),
+    }
+}

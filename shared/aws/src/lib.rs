@@ -1,0 +1,19 @@
+//! Prism's AWS backend: the core ports over DynamoDB (jobs, idempotency records, API keys), SQS
+//! (work queues) and S3 (attributes too large for an item), plus the Lambda event glue. Clients
+//! are built once from one `SdkConfig`; endpoints come from the standard `AWS_ENDPOINT_URL*`
+//! variables, so the same code runs against AWS and an emulator.
+
+mod attrs;
+mod blobs;
+mod jobs;
+mod keys;
+mod provision;
+mod queue;
+mod settings;
+
+pub use blobs::S3Blobs;
+pub use jobs::DynamoJobStore;
+pub use keys::DynamoKeyStore;
+pub use provision::{ProvisionError, provision};
+pub use queue::{SqsWorkQueue, decode_work_item, encode_work_item};
+pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SettingsError};

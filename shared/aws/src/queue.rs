@@ -1,0 +1,210 @@
+//! The `WorkQueue` port over SQS. Messages carry ids only (`{"v":1,"job":{"tenant","id"}}`);
+//! receipts are SQS receipt handles; the receive count is SQS's `ApproximateReceiveCount`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use prism_core::job::JobRef;
+use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::{JobId, StoreError, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::attrs::unavailable;
+
+/// SQS's ceiling for `DelaySeconds` and the practical one for a visibility change.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Clone)]
+pub struct SqsWorkQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    wait: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JobMessage {
+    tenant: String,
+    id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Message {
+    v: u8,
+    job: JobMessage,
+}
+
+pub fn encode_work_item(item: &WorkItem) -> String {
+    let WorkItem::Job(job) = item;
+    let message = Message {
+        v: 1,
+        job: JobMessage {
+            tenant: job.tenant.to_string(),
+            id: job.id.to_string(),
+        },
+    };
+    serde_json::to_string(&message).unwrap_or_default()
+}
+
+/// `None` for a body that is not one of our messages (it can only be acknowledged and dropped).
+pub fn decode_work_item(body: &str) -> Option<WorkItem> {
+    let message: Message = serde_json::from_str(body).ok()?;
+    Some(WorkItem::Job(JobRef {
+        tenant: TenantId::parse(&message.job.tenant)?,
+        id: JobId::parse(&message.job.id)?,
+    }))
+}
+
+fn secs(d: Duration, cap: Duration) -> i32 {
+    i32::try_from(d.min(cap).as_secs()).unwrap_or(i32::MAX)
+}
+
+impl SqsWorkQueue {
+    /// `wait` is how long a receive long-polls for messages when none are waiting.
+    pub fn new(client: aws_sdk_sqs::Client, url: String, wait: Duration) -> Self {
+        Self { client, url, wait }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Receives raw bodies, for a consumer that must also handle bodies it cannot decode.
+    pub async fn receive_raw(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<(Option<WorkItem>, Receipt, u32)>, StoreError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .visibility_timeout(secs(visibility, MAX_VISIBILITY))
+            .wait_time_seconds(secs(self.wait, Duration::from_secs(20)))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receipt = Receipt(m.receipt_handle?);
+                let count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                Some((m.body.as_deref().and_then(decode_work_item), receipt, count))
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqsWorkQueue {
+    async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(encode_work_item(item))
+            .delay_seconds(secs(delay, MAX_DELAY))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let mut deliveries = Vec::new();
+        for (item, receipt, receive_count) in self.receive_raw(max, visibility).await? {
+            match item {
+                Some(item) => deliveries.push(Delivery {
+                    item,
+                    receipt,
+                    receive_count,
+                }),
+                None => {
+                    tracing::warn!("dropping a message that is not a Prism work item");
+                    self.ack(&receipt).await?;
+                }
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&receipt.0)
+            .send()
+            .await;
+        ignore_stale(result.map(|_| ()))
+    }
+
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(&receipt.0)
+            .visibility_timeout(secs(visibility, MAX_VISIBILITY))
+            .send()
+            .await;
+        ignore_stale(result.map(|_| ()))
+    }
+}
+
+/// A receipt from an earlier receive (the message was redelivered since, or already deleted)
+/// names nothing we may still act on; the port ignores it, as the embedded queue does.
+fn ignore_stale<E>(
+    result: Result<(), aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
+) -> Result<(), StoreError>
+where
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    match result {
+        Ok(()) => Ok(()),
+        Err(err)
+            if matches!(
+                err.as_service_error().and_then(|e| e.code()),
+                Some("ReceiptHandleIsInvalid" | "InvalidParameterValue" | "MessageNotInflight")
+                    | Some("AWS.SimpleQueueService.MessageNotInflight")
+            ) =>
+        {
+            tracing::debug!("ignoring a stale receipt");
+            Ok(())
+        }
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_items_round_trip_through_message_bodies() {
+        let item = WorkItem::Job(JobRef {
+            tenant: TenantId::parse("acme").unwrap(),
+            id: JobId::parse("job_01m8fjznbgbn54wfrbn0pv7xk8").unwrap(),
+        });
+        let body = encode_work_item(&item);
+        assert_eq!(
+            body,
+            r#"{"v":1,"job":{"tenant":"acme","id":"job_01m8fjznbgbn54wfrbn0pv7xk8"}}"#
+        );
+        assert_eq!(decode_work_item(&body), Some(item));
+        assert_eq!(decode_work_item("{}"), None);
+        assert_eq!(
+            decode_work_item(r#"{"v":1,"job":{"tenant":"a#b","id":"job_x"}}"#),
+            None
+        );
+    }
+}

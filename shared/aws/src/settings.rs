@@ -1,0 +1,93 @@
+//! Resource names and clients of the AWS backend, read once at start.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+
+use crate::blobs::S3Blobs;
+use crate::jobs::DynamoJobStore;
+use crate::keys::DynamoKeyStore;
+use crate::queue::SqsWorkQueue;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("missing environment variables: {0}")]
+    Missing(String),
+}
+
+/// Names of the resources the SAM template creates (or the test suite creates in the emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub table: String,
+    pub jobs_queue_url: String,
+    pub jobs_dlq_url: String,
+    pub bucket: String,
+    /// Emulators serve S3 by path (`http://host/bucket/key`), not by virtual host.
+    pub s3_force_path_style: bool,
+}
+
+impl AwsSettings {
+    /// Reads `PRISM_TABLE`, `PRISM_JOBS_QUEUE_URL`, `PRISM_JOBS_DLQ_URL`, `PRISM_BUCKET` and the
+    /// optional `PRISM_S3_FORCE_PATH_STYLE`, reporting every missing one at once.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut missing = Vec::new();
+        let mut need = |name: &str| {
+            get(name).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                missing.push(name.to_owned());
+                String::new()
+            })
+        };
+        let settings = Self {
+            table: need("PRISM_TABLE"),
+            jobs_queue_url: need("PRISM_JOBS_QUEUE_URL"),
+            jobs_dlq_url: need("PRISM_JOBS_DLQ_URL"),
+            bucket: need("PRISM_BUCKET"),
+            s3_force_path_style: get("PRISM_S3_FORCE_PATH_STYLE")
+                .is_some_and(|v| v == "true" || v == "1"),
+        };
+        if missing.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsError::Missing(missing.join(", ")))
+        }
+    }
+}
+
+/// Every AWS adapter, sharing one set of clients.
+#[derive(Clone)]
+pub struct AwsBackend {
+    pub settings: AwsSettings,
+    pub jobs: DynamoJobStore,
+    pub keys: DynamoKeyStore,
+    pub queue: SqsWorkQueue,
+    pub dead_letters: SqsWorkQueue,
+    pub ssm: aws_sdk_ssm::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+/// How long a receive waits for messages: long polling keeps an idle consumer cheap.
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+
+impl AwsBackend {
+    /// Loads credentials, region and endpoints the standard way and builds every client once.
+    pub async fn connect(settings: AwsSettings, receive_wait: Duration) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&config);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(settings.s3_force_path_style)
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let blobs = S3Blobs::new(s3, settings.bucket.clone());
+        Self {
+            jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs),
+            keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
+            queue: SqsWorkQueue::new(sqs.clone(), settings.jobs_queue_url.clone(), receive_wait),
+            dead_letters: SqsWorkQueue::new(sqs, settings.jobs_dlq_url.clone(), receive_wait),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            settings,
+        }
+    }
+}
