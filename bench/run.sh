@@ -63,8 +63,38 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICKS_PER_S="$(getconf CLK_TCK)"
 # Seconds of CPU between two tick counts.
 cpu_seconds() { awk -v a="$1" -v b="$2" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
-# CPU ticks the whole machine spent busy so far (all cores; iowait counts as idle).
-machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# Over the top samples taken between two epoch times: the machine's average busy share (both
+# cores), and the average and peak %CPU of processes that are not part of the benchmark
+# (compiles and tests sharing the machine), with the busiest one's name.
+interference() {
+    awk -v from="$1" -v to="$2" -v prism="$PRISM_PID" -v mock="$MOCK_PID" '
+        function flush() {
+            if (inside && sampled) {
+                k++; busy += 100 - idle; other += sum
+                if (sum > peak) { peak = sum; peakname = topname }
+            }
+            sum = 0; topcpu = 0; topname = "-"
+        }
+        /^top - / {
+            flush()
+            split($3, t, ":"); now = t[1] * 3600 + t[2] * 60 + t[3]
+            inside = (now >= from && now <= to); sampled = samples++ > 0
+            next
+        }
+        /^%Cpu/ { line = $0; sub(/.*ni, */, "", line); split(line, f, " "); idle = f[1]; next }
+        $1 ~ /^[0-9]+$/ && NF >= 12 {
+            if ($1 == prism || $1 == mock || $12 == "prism-loadgen" || $12 == "top") next
+            sum += $9
+            if ($9 > topcpu) { topcpu = $9; topname = $12 }
+        }
+        END {
+            flush()
+            if (k) printf "%.0f%% | %.0f%% (peak %.0f%% %s)", busy / k, other / k, peak, peakname
+            else printf "n/a | n/a"
+        }' "$OUT/top-run.txt"
+}
+# Seconds since midnight, the clock top prints.
+day_seconds() { date '+%H %M %S' | awk '{ print $1 * 3600 + $2 * 60 + $3 }'; }
 # One line per thread of a process: "tid ticks name" (top -H would show the whole process on
 # the main thread's row, so the per-thread counters are read directly).
 thread_ticks() {
@@ -153,6 +183,9 @@ for _ in $(seq 100); do
 done
 curl -fsS "$PRISM_URL/health" >/dev/null || die "prism did not become healthy on $PRISM_URL"
 log "prism on $PRISM_URL (pid $PRISM_PID), data in $DATA"
+# The whole machine, every half second, for the interference columns of the summary.
+top -b -w 200 -d 0.5 >"$OUT/top-run.txt" 2>/dev/null &
+PIDS+=($!)
 
 # ---------------------------------------------------------------- steps
 FAILED=()
@@ -166,11 +199,11 @@ step() {
     shift
     log "$name: prism-loadgen $*"
     local p0 m0 t0 p1 m1 t1
-    local p0 m0 s0 t0 p1 m1 s1 t1 wall loadgen_cpu
+    local p0 m0 d0 t0 p1 m1 d1 t1 wall loadgen_cpu
     thread_ticks "$PRISM_PID" >"$WORK/threads-$name-0"
     p0="$(cpu_ticks "$PRISM_PID")"
     m0="$(cpu_ticks "$MOCK_PID")"
-    s0="$(machine_busy_ticks)"
+    d0="$(day_seconds)"
     t0="$(date +%s.%N)"
     # `time` reports the generator's own CPU (user + system seconds) into a file of its own.
     if ! { TIMEFORMAT='%U %S' && time loadgen "$@" >"$OUT/$name.json" 2>"$OUT/$name.txt"; } 2>"$WORK/time-$name"; then
@@ -179,18 +212,13 @@ step() {
     fi
     p1="$(cpu_ticks "$PRISM_PID")"
     m1="$(cpu_ticks "$MOCK_PID")"
-    s1="$(machine_busy_ticks)"
+    d1="$(day_seconds)"
     t1="$(date +%s.%N)"
     thread_ticks "$PRISM_PID" >"$WORK/threads-$name-1"
     cat "$OUT/$name.txt" >&2
     wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
     loadgen_cpu="$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/time-$name")"
-    CPU_LINES+=("$(awk -v wall="$wall" -v hz="$TICKS_PER_S" -v lg="$loadgen_cpu" \
-        -v cores="$(nproc)" -v p=$((p1 - p0)) -v m=$((m1 - m0)) -v s=$((s1 - s0)) -v name="$name" 'BEGIN {
-            other = s / hz - p / hz - m / hz - lg
-            printf "| %s | %.1f | %.2f (%.0f%%) | %.2f | %.2f | %.2f | %.2f |", name, wall, s / hz,
-                100 * s / hz / (cores * wall), p / hz, m / hz, lg, (other > 0 ? other : 0)
-        }')")
+    CPU_LINES+=("| $name | $wall | $(cpu_seconds "$p0" "$p1") | $(cpu_seconds "$m0" "$m1") | $loadgen_cpu | $(interference "$d0" "$d1") |")
     {
         echo "| Thread ($name, ${wall} s) | Threads | CPU s | % of one core |"
         echo "|---|---:|---:|---:|"
@@ -224,17 +252,8 @@ step submit submit --url "$PRISM_URL" --key "$KEY" --model "$MODEL" --rate "$SUB
 wait_idle "$KEY"
 sleep 1
 
-# During the end-to-end step top samples the system (idle CPU) and Prism and the mock.
-top -b -d 0.5 -p "$PRISM_PID,$MOCK_PID" >"$OUT/top-e2e.txt" 2>/dev/null &
-TOP_PID=$!
-PIDS+=("$TOP_PID")
 step e2e e2e --url "$PRISM_URL" --key "$E2E_KEY" --model "$MODEL" --jobs "$E2E_JOBS" \
     --concurrency "$E2E_CONCURRENCY" --poll "$E2E_POLL"
-kill -TERM "$TOP_PID" 2>/dev/null || true
-wait "$TOP_PID" 2>/dev/null || true
-# Busy share of both cores per top sample (the first sample covers the time since boot).
-E2E_BUSY="$(awk '/^%Cpu/ { n++; if (n > 1) { sub(/.*ni, */, ""); idle += $1; k++ } }
-    END { if (k) printf "%.0f%%", 100 - idle / k; else print "n/a" }' "$OUT/top-e2e.txt")"
 
 PEAK_RSS_KIB="$(awk '/^VmHWM:/ { print $2 }' "/proc/$PRISM_PID/status")"
 RSS_NOW_KIB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$PRISM_PID/status")"
@@ -251,14 +270,13 @@ log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS thread
     "$BIN/prism-loadgen" report --direct "$OUT/sync-direct.json" --prism "$OUT/sync-prism.json" \
         --submit "$OUT/submit.json" --e2e "$OUT/e2e.json" --peak-rss-kib "$PEAK_RSS_KIB"
     echo
-    echo "CPU seconds per step (the machine has $(nproc) cores: $(nproc) CPU-seconds per wall second;"
-    echo "\"everything else\" is other work on the machine, e.g. compiles, and the kernel):"
+    echo "CPU seconds per step ($(nproc) cores, so $(nproc) CPU-seconds per wall second), and how"
+    echo "busy the machine was (top, every 0.5 s; \"others\" are processes outside the benchmark,"
+    echo "such as compiles sharing the machine, in % of one core):"
     echo
-    echo "| Step | Wall s | Machine busy | Prism | Mock | Load generator | Everything else |"
+    echo "| Step | Wall s | Prism CPU s | Mock CPU s | Generator CPU s | Machine busy | Others avg (peak) |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
     printf '%s\n' "${CPU_LINES[@]}"
-    echo
-    echo "Whole machine busy during the e2e step (top, both cores): $E2E_BUSY."
     echo
     echo "Prism's threads per step (tokio names its workers and its blocking pool alike):"
     for name in sync-prism submit e2e; do

@@ -34,10 +34,22 @@ pub enum Command {
     Keys(KeysCommand),
 }
 
+/// Where state, queues and files live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// SQLite and local files in `--data-dir`.
+    Embedded,
+    /// DynamoDB, SQS and S3, named by `PRISM_TABLE`, `PRISM_JOBS_QUEUE_URL`,
+    /// `PRISM_JOBS_DLQ_URL` and `PRISM_BUCKET`; endpoints from the standard `AWS_*` variables.
+    Aws,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    #[arg(long, env = "PRISM_BACKEND", default_value = "embedded")]
+    pub backend: Backend,
     #[command(flatten)]
     pub data: DataDirArg,
     /// TOML configuration file; without one every model routes to OpenAI with OPENAI_API_KEY.
@@ -52,6 +64,14 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    #[arg(long, env = "PRISM_BACKEND", default_value = "embedded")]
+    pub backend: Backend,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key for a tenant and print it (only the key) on stdout.
@@ -59,17 +79,17 @@ pub enum KeysCommand {
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
-        data: DataDirArg,
+        store: StoreArgs,
     },
     /// List keys (ids, tenants, prefixes; never the keys).
     List {
         #[command(flatten)]
-        data: DataDirArg,
+        store: StoreArgs,
     },
     /// Revoke a key by id or by the prefix `keys list` shows.
     Revoke {
         key: String,
         #[command(flatten)]
-        data: DataDirArg,
+        store: StoreArgs,
     },
 }

@@ -2,12 +2,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prism_core::ids::IdGenerator;
 use prism_core::keys::{ApiKeyRecord, mint_key};
 use prism_core::ports::KeyStore;
 use prism_core::{Clock, StoreError, SystemClock, TenantId};
+use prism_aws::{AwsBackend, AwsSettings, SettingsError};
 use prism_embedded::{DATABASE_FILE, Database, SqliteKeyStore};
+
+use crate::cli::{Backend, StoreArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
@@ -19,13 +23,26 @@ pub enum KeysError {
     DataDir(String, std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
-pub fn open_key_store(data_dir: &Path) -> Result<Arc<dyn KeyStore>, KeysError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| KeysError::DataDir(data_dir.display().to_string(), e))?;
-    let db = Database::open(&data_dir.join(DATABASE_FILE))?;
-    Ok(Arc::new(SqliteKeyStore::new(db)))
+/// The key store of the chosen backend.
+pub async fn open_key_store(store: &StoreArgs) -> Result<Arc<dyn KeyStore>, KeysError> {
+    match store.backend {
+        Backend::Embedded => {
+            let data_dir: &Path = &store.data.data_dir;
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| KeysError::DataDir(data_dir.display().to_string(), e))?;
+            let db = Database::open(&data_dir.join(DATABASE_FILE))?;
+            Ok(Arc::new(SqliteKeyStore::new(db)))
+        }
+        Backend::Aws => {
+            let settings = AwsSettings::from_lookup(|k| std::env::var(k).ok())?;
+            let backend = AwsBackend::connect(settings, Duration::ZERO).await;
+            Ok(Arc::new(backend.keys))
+        }
+    }
 }
 
 /// Mints and stores a key; returns the secret, which exists nowhere else afterwards.

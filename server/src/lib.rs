@@ -2,6 +2,5 @@
 //! commands (`serve`, `keys`). `main.rs` only parses arguments and reports errors.
 
 pub mod cli;
-pub mod config;
 pub mod keys;
 pub mod serve;

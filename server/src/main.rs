@@ -17,12 +17,12 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             serve(args, shutdown).await?;
         }
-        Command::Keys(KeysCommand::Create { tenant, data }) => {
-            let store = open_key_store(&data.data_dir)?;
+        Command::Keys(KeysCommand::Create { tenant, store }) => {
+            let store = open_key_store(&store).await?;
             println!("{}", create_key(store.as_ref(), &tenant).await?);
         }
-        Command::Keys(KeysCommand::List { data }) => {
-            let store = open_key_store(&data.data_dir)?;
+        Command::Keys(KeysCommand::List { store }) => {
+            let store = open_key_store(&store).await?;
             for key in list_keys(store.as_ref()).await? {
                 let state = if key.revoked_at.is_some() {
                     "revoked"
@@ -35,8 +35,8 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Keys(KeysCommand::Revoke { key, data }) => {
-            let store = open_key_store(&data.data_dir)?;
+        Command::Keys(KeysCommand::Revoke { key, store }) => {
+            let store = open_key_store(&store).await?;
             revoke_key(store.as_ref(), &key).await?;
             eprintln!("revoked {key}");
         }

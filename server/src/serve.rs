@@ -1,11 +1,19 @@
-//! `prism serve`: wires the embedded adapters, the upstream client, the router and the worker
-//! runtime into one process, and shuts them down in order.
+//! `prism serve`: wires a backend's adapters, the upstream client, the router and the workers
+//! into one process, and shuts them down in order. `--backend embedded` runs on SQLite in the data
+//! directory; `--backend aws` runs the same router and workers against DynamoDB, SQS and S3 (how
+//! a team runs Prism's workers as containers when Lambda's limits do not suit them).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::FutureExt;
+use prism_app::aws::{AppError, ConfigSource, connect_aws};
+use prism_app::config::{Config, ConfigError};
+use prism_core::consumer::{ConsumerConfig, consume, consume_dead_letters};
 use prism_core::ids::IdGenerator;
 use prism_core::ports::{JobStore, KeyStore, Upstream, WorkQueue};
+use prism_core::reconcile::reconcile_every;
 use prism_core::service::Deps;
 use prism_core::{Clock, StoreError, SystemClock};
 use prism_embedded::{
@@ -16,8 +24,7 @@ use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServeArgs;
-use crate::config::{Config, ConfigError};
+use crate::cli::{Backend, ServeArgs};
 use crate::keys::{KeysError, create_key};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +39,8 @@ pub enum ServeError {
     Keys(#[from] KeysError),
     #[error(transparent)]
     Upstream(#[from] UpstreamBuildError),
+    #[error(transparent)]
+    Aws(#[from] AppError),
     #[error("cannot create data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
@@ -40,10 +49,25 @@ pub enum ServeError {
     Server(std::io::Error),
 }
 
+/// A receive on SQS waits this long for messages; short enough that shutdown is prompt.
+const SQS_RECEIVE_WAIT: Duration = Duration::from_secs(5);
+const DEAD_LETTER_VISIBILITY: Duration = Duration::from_secs(60);
+
 /// Serves until `shutdown` is cancelled (SIGTERM or SIGINT in `main`).
 pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), ServeError> {
     let config = Config::load(args.config.as_deref())?;
-    let data_dir = args.data.data_dir;
+    match args.backend {
+        Backend::Embedded => serve_embedded(args, config, shutdown).await,
+        Backend::Aws => serve_aws(args, config, shutdown).await,
+    }
+}
+
+async fn serve_embedded(
+    args: ServeArgs,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let data_dir = args.data.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e))?;
     let _lock = DataDirLock::acquire(&data_dir)?;
 
@@ -59,7 +83,7 @@ pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), S
     ensure_a_key_exists(keys.as_ref()).await?;
 
     let upstream = HttpUpstream::new(
-        config.providers(|name| std::env::var(name).ok()),
+        config.providers(|name| std::env::var(name).ok(), &Default::default()),
         UpstreamOptions::default(),
     )?;
     let deps = Deps {
@@ -70,43 +94,105 @@ pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), S
         ids: Arc::new(IdGenerator::new()),
         policy: config.job_policy(),
     };
+    let runtime = WorkerRuntime::new(
+        deps.clone(),
+        store,
+        queue,
+        RuntimeConfig {
+            consumer: ConsumerConfig {
+                concurrency: config.workers.concurrency,
+                shutdown_grace: config.workers.shutdown_grace,
+                ..RuntimeConfig::default().consumer
+            },
+            reconcile_every: config.workers.reconcile_every,
+        },
+    );
+    let workers = tokio::spawn(runtime.run(shutdown.clone()));
+    let served = serve_http(&args, &config, deps, keys, &shutdown).await;
+    if let Err(error) = workers.await {
+        tracing::error!(%error, "worker runtime ended abnormally");
+    }
+    tracing::info!("prism stopped");
+    served
+}
+
+async fn serve_aws(
+    args: ServeArgs,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let app = connect_aws(
+        ConfigSource::Loaded(config.clone()),
+        |name| std::env::var(name).ok(),
+        SQS_RECEIVE_WAIT,
+    )
+    .await?;
+    let deps = app.deps.clone();
+    let consumer = ConsumerConfig {
+        concurrency: config.workers.concurrency,
+        batch: 10,
+        visibility: config.workers.visibility,
+        shutdown_grace: config.workers.shutdown_grace,
+    };
+    let jobs = {
+        let (deps, queue, shutdown) = (deps.clone(), app.backend.queue.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            // The receive itself long-polls, so an empty one needs no extra wait.
+            let idle = Box::new(|| async {}.boxed());
+            consume(&deps, Arc::new(queue), &consumer, idle, &shutdown).await;
+        })
+    };
+    let dead_letters = {
+        let (deps, dlq, shutdown) = (deps.clone(), app.backend.dead_letters.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            consume_dead_letters(&deps, &dlq, DEAD_LETTER_VISIBILITY, &shutdown).await;
+        })
+    };
+    let reconciler = tokio::spawn(reconcile_every(
+        deps.clone(),
+        config.workers.reconcile_every,
+        shutdown.clone(),
+    ));
+    let keys: Arc<dyn KeyStore> = Arc::new(app.backend.keys.clone());
+    let served = serve_http(&args, &config, deps, keys, &shutdown).await;
+    for task in [jobs, dead_letters, reconciler] {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "a worker loop ended abnormally");
+        }
+    }
+    tracing::info!("prism stopped");
+    served
+}
+
+/// Serves the API until `shutdown`; then cancels `shutdown` for everyone else too, so a failed
+/// listener also stops the workers.
+async fn serve_http(
+    args: &ServeArgs,
+    config: &Config,
+    deps: Deps,
+    keys: Arc<dyn KeyStore>,
+    shutdown: &CancellationToken,
+) -> Result<(), ServeError> {
     let app = router(AppState {
-        deps: deps.clone(),
+        deps,
         keys: KeyCache::new(keys, DEFAULT_KEY_CACHE_TTL),
         limits: HttpLimits {
             max_body_bytes: config.http.max_body_bytes,
         },
     });
-    let runtime = WorkerRuntime::new(
-        deps,
-        store,
-        queue,
-        RuntimeConfig {
-            concurrency: config.workers.concurrency,
-            reconcile_every: config.workers.reconcile_every,
-            shutdown_grace: config.workers.shutdown_grace,
-            ..RuntimeConfig::default()
-        },
-    );
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| ServeError::Listen(args.listen, e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| ServeError::Listen(args.listen, e))?;
-    tracing::info!(address = %local, data_dir = %data_dir.display(), "prism listening");
-
-    let workers = tokio::spawn(runtime.run(shutdown.clone()));
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            shutdown.cancel();
+            return Err(ServeError::Listen(args.listen, e));
+        }
+    };
+    let local = listener.local_addr().map_err(|e| ServeError::Listen(args.listen, e))?;
+    tracing::info!(address = %local, backend = ?args.backend, "prism listening");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
-    // The HTTP side has stopped taking requests; let the workers finish or release their work.
     shutdown.cancel();
-    if let Err(error) = workers.await {
-        tracing::error!(%error, "worker runtime ended abnormally");
-    }
-    tracing::info!("prism stopped");
     served.map_err(ServeError::Server)
 }
 

@@ -329,7 +329,7 @@ async fn idempotency_key_replays_the_original_job_and_refuses_another_body() {
         SOON,
     )
     .await;
-    eventually(SOON, "beta's job runs", || async {
+    eventually(SOON * 3, "beta's job runs", || async {
         env.mock.hits("gpt-idem") == 2
     })
     .await;

@@ -14,6 +14,49 @@ use tokio::process::{Child, Command};
 
 pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
 
+/// Which backend `prism serve` runs on: `PRISM_TEST_BACKEND=aws` runs the same suites against
+/// DynamoDB, SQS and S3 on the emulator named by `AWS_ENDPOINT_URL` (scripts/test.sh starts it).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Embedded,
+    Aws(prism_aws::AwsSettings),
+}
+
+static NEXT_PREFIX: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+async fn backend_for_test() -> Backend {
+    match std::env::var("PRISM_TEST_BACKEND").as_deref() {
+        Ok("aws") => {
+            assert!(
+                std::env::var("AWS_ENDPOINT_URL").is_ok(),
+                "PRISM_TEST_BACKEND=aws needs AWS_ENDPOINT_URL: run scripts/test.sh"
+            );
+            let n = NEXT_PREFIX.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let prefix = format!("e2e-{}-{n}", std::process::id());
+            Backend::Aws(prism_aws::provision(&prefix, 30).await.unwrap())
+        }
+        Ok("embedded") | Err(_) => Backend::Embedded,
+        Ok(other) => panic!("unknown PRISM_TEST_BACKEND {other:?}"),
+    }
+}
+
+impl Backend {
+    /// Environment for every `prism` command of this test.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Backend::Embedded => vec![("PRISM_BACKEND", "embedded".into())],
+            Backend::Aws(s) => vec![
+                ("PRISM_BACKEND", "aws".into()),
+                ("PRISM_TABLE", s.table.clone()),
+                ("PRISM_JOBS_QUEUE_URL", s.jobs_queue_url.clone()),
+                ("PRISM_JOBS_DLQ_URL", s.jobs_dlq_url.clone()),
+                ("PRISM_BUCKET", s.bucket.clone()),
+                ("PRISM_S3_FORCE_PATH_STYLE", "true".into()),
+            ],
+        }
+    }
+}
+
 pub struct Env {
     pub mock: MockUpstream,
     pub dir: TempDir,
@@ -23,6 +66,7 @@ pub struct Env {
     pub alpha: String,
     pub beta: String,
     pub http: reqwest::Client,
+    pub backend: Backend,
 }
 
 pub struct Server {
@@ -57,7 +101,14 @@ pub async fn start(setup: Setup<'_>) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prism.toml");
     // Defaults the suites rely on, unless the test sets the key itself.
-    let defaults: String = [("upstream_timeout", "\"3s\""), ("shutdown_grace", "\"5s\"")]
+    let defaults: String = [
+        ("upstream_timeout", "\"3s\""),
+        ("shutdown_grace", "\"5s\""),
+        // Short enough that work of a killed process is picked up within seconds on SQS too.
+        ("lease_margin", "\"2s\""),
+        ("visibility", "\"4s\""),
+        ("reconcile_every", "\"2s\""),
+    ]
         .iter()
         .filter(|(key, _)| !setup.workers.contains(key))
         .map(|(key, value)| format!("{key} = {value}\n"))
@@ -76,8 +127,9 @@ pub async fn start(setup: Setup<'_>) -> Env {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let alpha = create_key(&data, "alpha").await;
-    let beta = create_key(&data, "beta").await;
+    let backend = backend_for_test().await;
+    let alpha = create_key_on(&backend, &data, "alpha").await;
+    let beta = create_key_on(&backend, &data, "beta").await;
     let mut env = Env {
         mock,
         dir,
@@ -86,15 +138,21 @@ pub async fn start(setup: Setup<'_>) -> Env {
         alpha,
         beta,
         http: reqwest::Client::new(),
+        backend,
     };
     env.start_server().await;
     env
 }
 
 pub async fn create_key(data: &Path, tenant: &str) -> String {
+    create_key_on(&Backend::Embedded, data, tenant).await
+}
+
+pub async fn create_key_on(backend: &Backend, data: &Path, tenant: &str) -> String {
     let out = Command::new(PRISM)
         .args(["keys", "create", "--tenant", tenant, "--data-dir"])
         .arg(data)
+        .envs(backend.env())
         .output()
         .await
         .unwrap();
@@ -141,6 +199,7 @@ impl Env {
             .arg("--config")
             .arg(&self.config)
             .env("PRISM_LOG", "warn")
+            .envs(self.backend.env())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

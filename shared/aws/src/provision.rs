@@ -27,8 +27,9 @@ where
     }
 }
 
-/// Deliveries of one message before SQS moves it to the dead-letter queue.
-pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// Deliveries of one message before SQS moves it to the dead-letter queue: above the worker's
+/// attempts, since every long retry wait and every lease-busy redelivery is a receive.
+pub const MAX_RECEIVE_COUNT: u32 = 10;
 /// Dead letters are kept for SQS's maximum, 14 days.
 const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
 

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod clock;
+pub mod consumer;
 pub mod error;
 pub mod ids;
 pub mod job;

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::error::StoreError;
 use crate::ports::WorkItem;
 use crate::service::Deps;
@@ -34,4 +36,20 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
         retriggered: stranded.len(),
         purged,
     })
+}
+
+/// Runs [`reconcile`] every `every` until `shutdown`: the reconciler of a long-lived process.
+pub async fn reconcile_every(deps: Deps, every: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                if let Err(error) = reconcile(&deps).await {
+                    tracing::warn!(%error, "reconcile pass failed");
+                }
+            }
+        }
+    }
 }

@@ -8,10 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::StoreError;
 use crate::job::{Finish, JobError, JobRef};
-use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem};
+use crate::ports::{
+    ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem, WorkQueue,
+};
 use crate::retry::delay_before_retry;
 use crate::service::Deps;
 
@@ -39,11 +42,23 @@ const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Handles one queue delivery, whatever the trigger. `deadline` is when the caller must return
 /// (a Lambda's remaining time less a margin); `None` means no limit.
-#[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id, tenant))]
 pub async fn handle_delivery(
     deps: &Deps,
     delivery: &Delivery,
     deadline: Option<Instant>,
+) -> QueueAction {
+    handle_delivery_until(deps, delivery, deadline, &CancellationToken::new()).await
+}
+
+/// [`handle_delivery`] that also gives up when `stop` is cancelled (a process shutting down):
+/// the upstream call is aborted, the lease released and the message made visible at once, so
+/// another worker or the next start resumes the job without waiting for the lease to expire.
+#[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id, tenant))]
+pub async fn handle_delivery_until(
+    deps: &Deps,
+    delivery: &Delivery,
+    deadline: Option<Instant>,
+    stop: &CancellationToken,
 ) -> QueueAction {
     let WorkItem::Job(id) = &delivery.item;
     tracing::Span::current().record("job_id", id.id.as_str());
@@ -57,13 +72,46 @@ pub async fn handle_delivery(
             }
         };
     }
-    match run_job(deps, id, deadline).await {
+    match run_job(deps, id, deadline, stop).await {
         Ok(RunOutcome::Finished) => QueueAction::Ack,
         Ok(RunOutcome::Busy(wait) | RunOutcome::RetryLater(wait)) => QueueAction::RetryAfter(wait),
         Err(error) => {
             tracing::warn!(%error, "job run hit a storage failure; the message will reappear");
             QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
         }
+    }
+}
+
+/// Runs one delivery for a long-lived consumer (embedded dispatcher, `serve --backend aws`):
+/// keeps the message hidden while the job runs by extending its visibility every half period,
+/// then acknowledges it or lets it reappear as the worker decided.
+pub async fn run_delivery(
+    deps: &Deps,
+    queue: &dyn WorkQueue,
+    delivery: &Delivery,
+    visibility: Duration,
+    stop: &CancellationToken,
+) {
+    let work = handle_delivery_until(deps, delivery, None, stop);
+    tokio::pin!(work);
+    let mut heartbeat = tokio::time::interval(visibility / 2);
+    heartbeat.tick().await;
+    let action = loop {
+        tokio::select! {
+            action = &mut work => break action,
+            _ = heartbeat.tick() => {
+                if let Err(error) = queue.extend(&delivery.receipt, visibility).await {
+                    tracing::warn!(%error, "could not extend message visibility");
+                }
+            }
+        }
+    };
+    let settled = match action {
+        QueueAction::Ack => queue.ack(&delivery.receipt).await,
+        QueueAction::RetryAfter(wait) => queue.extend(&delivery.receipt, wait).await,
+    };
+    if let Err(error) = settled {
+        tracing::warn!(%error, "could not settle a delivery; it will reappear");
     }
 }
 
@@ -96,6 +144,7 @@ pub async fn run_job(
     deps: &Deps,
     id: &JobRef,
     deadline: Option<Instant>,
+    stop: &CancellationToken,
 ) -> Result<RunOutcome, StoreError> {
     let policy = &deps.policy;
     let now = deps.clock.now();
@@ -124,6 +173,7 @@ pub async fn run_job(
             deps,
             id,
             &token,
+            stop,
             call_upstream(deps, &job.model, &body, timeout),
         )
         .await;
@@ -132,6 +182,7 @@ pub async fn run_job(
                 tracing::info!("job cancelled while running; upstream call aborted");
                 return Ok(RunOutcome::Finished);
             }
+            Watched::Stopped => return give_back(deps, id, &token).await,
             Watched::Done(result) => result,
         };
         let error = match result {
@@ -170,8 +221,9 @@ pub async fn run_job(
             deps.store.release(id, &token, retry_at).await?;
             return Ok(RunOutcome::RetryLater(wait));
         }
-        match watch_cancel(deps, id, &token, tokio::time::sleep(wait)).await {
+        match watch_cancel(deps, id, &token, stop, tokio::time::sleep(wait)).await {
             Watched::Cancelled => return Ok(RunOutcome::Finished),
+            Watched::Stopped => return give_back(deps, id, &token).await,
             Watched::Done(()) => {}
         }
         let lease_until = deps
@@ -183,6 +235,13 @@ pub async fn run_job(
         }
         job.attempts += 1;
     }
+}
+
+/// Shutdown: release the lease so the job can be claimed again at once.
+async fn give_back(deps: &Deps, id: &JobRef, token: &str) -> Result<RunOutcome, StoreError> {
+    tracing::info!("worker stopping; job released for another worker");
+    deps.store.release(id, token, deps.clock.now()).await?;
+    Ok(RunOutcome::RetryLater(Duration::ZERO))
 }
 
 fn attempt_timeout(configured: Duration, deadline: Option<Instant>) -> Duration {
@@ -219,7 +278,10 @@ async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Resul
 
 enum Watched<T> {
     Done(T),
+    /// The job was cancelled (or taken over): it is no longer ours.
     Cancelled,
+    /// This worker is shutting down.
+    Stopped,
 }
 
 /// Runs `work` while polling the store; drops it (aborting any request) once the job is no
@@ -228,6 +290,7 @@ async fn watch_cancel<T>(
     deps: &Deps,
     id: &JobRef,
     token: &str,
+    stop: &CancellationToken,
     work: impl Future<Output = T>,
 ) -> Watched<T> {
     tokio::pin!(work);
@@ -237,6 +300,7 @@ async fn watch_cancel<T>(
     loop {
         tokio::select! {
             out = &mut work => return Watched::Done(out),
+            _ = stop.cancelled() => return Watched::Stopped,
             _ = ticker.tick() => match deps.store.still_holds(id, token).await {
                 Ok(true) => {}
                 Ok(false) => return Watched::Cancelled,

@@ -1,6 +1,8 @@
-//! `prism.toml`: providers and routing, worker and job limits. Read once at start; every value
-//! has a default, so no file at all routes every model to OpenAI.
+//! `prism.toml`: providers and routing, worker and job limits. Read once at start (from a file,
+//! or on Lambda from an SSM parameter); every value has a default, so no file at all routes every
+//! model to OpenAI.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,6 +57,8 @@ pub struct ProviderSection {
     pub base_url: String,
     /// The environment variable holding the provider's key; the key itself never appears here.
     pub api_key_env: Option<String>,
+    /// A Secrets Manager secret (name or ARN) holding the key; read by the AWS backend.
+    pub api_key_secret: Option<String>,
     #[serde(default = "match_everything")]
     pub models: Vec<String>,
 }
@@ -68,6 +72,7 @@ fn default_providers() -> Vec<ProviderSection> {
         name: "openai".to_owned(),
         base_url: "https://api.openai.com/v1".to_owned(),
         api_key_env: Some("OPENAI_API_KEY".to_owned()),
+        api_key_secret: None,
         models: match_everything(),
     }]
 }
@@ -92,6 +97,12 @@ pub struct WorkerSection {
     pub reconcile_every: Duration,
     /// Deliveries of one job before it is failed with `processing_failed`.
     pub max_receives: u32,
+    /// How far a job's lease outlives the upstream attempt it covers.
+    #[serde(with = "humantime_serde")]
+    pub lease_margin: Duration,
+    /// `--backend aws`: how long a received message stays hidden before the consumer extends it.
+    #[serde(with = "humantime_serde")]
+    pub visibility: Duration,
 }
 
 impl Default for WorkerSection {
@@ -106,6 +117,8 @@ impl Default for WorkerSection {
             shutdown_grace: Duration::from_secs(30),
             reconcile_every: Duration::from_secs(10),
             max_receives: policy.max_receives,
+            lease_margin: policy.lease_margin,
+            visibility: Duration::from_secs(30),
         }
     }
 }
@@ -134,6 +147,9 @@ impl Default for JobSection {
     }
 }
 
+/// Lambda's request payload limit, so both backends refuse the same bodies.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
@@ -144,7 +160,7 @@ pub struct HttpSection {
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
-            max_body_bytes: prism_http::HttpLimits::default().max_body_bytes,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -160,8 +176,13 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: shown,
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses configuration text; `origin` names where it came from in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_owned(),
             source: Box::new(source),
         })?;
         config.validate()?;
@@ -192,26 +213,40 @@ impl Config {
             cancel_poll: self.workers.cancel_poll,
             max_receives: self.workers.max_receives,
             stranded_after: self.jobs.stranded_after,
-            ..JobPolicy::default()
+            lease_margin: self.workers.lease_margin,
         }
     }
 
-    /// Resolves each provider's key from its environment variable. A variable that is named but
-    /// unset leaves the provider keyless (a local model server needs none).
-    pub fn providers(&self, env: impl Fn(&str) -> Option<String>) -> Vec<ProviderConfig> {
+    /// Resolves each provider's key: from `secrets` (fetched by the AWS backend, keyed by
+    /// `api_key_secret`), else from its environment variable. A provider with neither is keyless
+    /// (a local model server needs none).
+    pub fn providers(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+        secrets: &HashMap<String, String>,
+    ) -> Vec<ProviderConfig> {
         self.providers
             .iter()
             .map(|p| ProviderConfig {
                 name: p.name.clone(),
                 base_url: p.base_url.clone(),
                 api_key: p
-                    .api_key_env
-                    .as_deref()
-                    .and_then(&env)
+                    .api_key_secret
+                    .as_ref()
+                    .and_then(|id| secrets.get(id).cloned())
+                    .or_else(|| p.api_key_env.as_deref().and_then(&env))
                     .filter(|k| !k.is_empty())
                     .map(SecretKey::new),
                 models: p.models.clone(),
             })
+            .collect()
+    }
+
+    /// The Secrets Manager secrets the providers name.
+    pub fn provider_secrets(&self) -> Vec<&str> {
+        self.providers
+            .iter()
+            .filter_map(|p| p.api_key_secret.as_deref())
             .collect()
     }
 }

@@ -1,0 +1,20 @@
+//! Logging for the functions: JSON lines on stdout, which Lambda ships to CloudWatch.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber: one JSON object per line, filtered by `RUST_LOG` (default
+/// `info`). No colours, since CloudWatch shows escape codes verbatim, and no timestamp, since
+/// CloudWatch stamps every line itself. Span fields (request, job and tenant ids) are included.
+/// Calling it twice keeps the first subscriber.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // An error only means a subscriber is already installed (a warm test binary, say).
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .without_time()
+        .with_current_span(true)
+        .with_span_list(false)
+        .try_init();
+}
