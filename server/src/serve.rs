@@ -178,6 +178,7 @@ async fn serve_http(
         keys: KeyCache::new(keys, DEFAULT_KEY_CACHE_TTL),
         limits: HttpLimits {
             max_body_bytes: config.http.max_body_bytes,
+            sync_deadline: config.http.sync_deadline,
         },
     });
     let listener = match tokio::net::TcpListener::bind(args.listen).await {

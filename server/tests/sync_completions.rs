@@ -180,3 +180,19 @@ async fn unknown_routes_are_openai_shaped_404s_and_health_needs_no_key() {
         assert_eq!(r.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_buffered_call_past_the_sync_deadline_is_a_504_that_must_not_be_retried() {
+    let env = start(Setup { http: "sync_deadline = \"1s\"", ..Setup::default() }).await;
+    let response = env.chat(&env.alpha, chat_body("mock-slow-3000-deadline", "x"), false).await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    // A streamed call is not buffered: it may take as long as the upstream needs.
+    let mut streamed = chat_body("mock-slow-1500-streamed", "still here");
+    streamed["stream"] = json!(true);
+    let response = env.chat(&env.alpha, streamed, false).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("[DONE]"));
+}

@@ -10,7 +10,6 @@ use prism_lambda::handle_reconcile_event;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     prism_lambda::init_tracing();
-    tokio::spawn(async {});
     // This function only enqueues; it never receives, so no receive wait.
     let app = connect_aws(
         ConfigSource::Parameter,

@@ -155,12 +155,17 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 pub struct HttpSection {
     /// Request bodies above this many bytes are answered 413.
     pub max_body_bytes: usize,
+    /// A non-streamed synchronous completion is answered 504 after this long (keep it under any
+    /// gateway timeout in front); unset means no limit.
+    #[serde(with = "humantime_serde")]
+    pub sync_deadline: Option<Duration>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            sync_deadline: None,
         }
     }
 }

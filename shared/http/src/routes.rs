@@ -2,6 +2,7 @@
 //! in `prism_core::service`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -26,12 +27,16 @@ use crate::wire::{JobObject, ListObject};
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub max_body_bytes: usize,
+    /// A non-streamed synchronous completion whose upstream has not answered by then gets a 504
+    /// (with `x-should-retry: false`), before a gateway in front cuts the connection itself.
+    pub sync_deadline: Option<Duration>,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 6 * 1024 * 1024,
+            sync_deadline: None,
         }
     }
 }
@@ -177,7 +182,13 @@ async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, Api
     if !state.deps.upstream.routes(&summary.model) {
         return Err(model_not_found(&summary.model).into());
     }
-    let relay = state.deps.upstream.relay(&summary.model, body).await?;
+    let relay = state.deps.upstream.relay(&summary.model, body);
+    let relay = match state.limits.sync_deadline.filter(|_| !summary.stream) {
+        Some(deadline) => tokio::time::timeout(deadline, relay)
+            .await
+            .map_err(|_| sync_deadline_passed(deadline))??,
+        None => relay.await?,
+    };
     let status = StatusCode::from_u16(relay.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let stream = relay.body.map(|chunk| chunk.map_err(std::io::Error::other));
     let mut response = Response::new(Body::from_stream(stream));
@@ -191,6 +202,20 @@ async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, Api
         }
     }
     Ok(response)
+}
+
+fn sync_deadline_passed(deadline: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_error",
+        format!(
+            "The upstream provider did not answer within {} s. Send long requests with \
+             'stream: true' or as async jobs ('x-prism-async: true').",
+            deadline.as_secs()
+        ),
+    )
+    .code("upstream_timeout")
+    .never_retry()
 }
 
 async fn get_async_job(
