@@ -112,7 +112,7 @@ pub fn markdown(i: &Inputs) -> String {
     out.push_str("| Target | Measured | Goal | Verdict |\n|---|---:|---:|---|\n");
     let _ = writeln!(
         out,
-        "| Added latency, sync at {:.0} req/s | p99 +{added_p99:.3} ms (p50 +{added_p50:.3} ms) | p99 ≤ {ADDED_P99_TARGET_MS} ms | {} |",
+        "| Added latency, sync at {:.0} req/s | p99 {added_p99:+.3} ms (p50 {added_p50:+.3} ms) | p99 ≤ {ADDED_P99_TARGET_MS} ms | {} |",
         i.prism.target_rate,
         at_most(added_p99, ADDED_P99_TARGET_MS, sync_failures),
     );

@@ -4,11 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prism_aws::{AwsBackend, AwsSettings, SettingsError};
 use prism_core::ids::IdGenerator;
 use prism_core::keys::{ApiKeyRecord, mint_key};
 use prism_core::ports::KeyStore;
 use prism_core::{Clock, StoreError, SystemClock, TenantId};
-use prism_aws::{AwsBackend, AwsSettings, SettingsError};
 use prism_embedded::{DATABASE_FILE, Database, SqliteKeyStore};
 
 use crate::cli::{Backend, StoreArgs};

@@ -122,7 +122,7 @@ async fn serve_aws(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = connect_aws(
-        ConfigSource::Loaded(config.clone()),
+        ConfigSource::Loaded(Box::new(config.clone())),
         |name| std::env::var(name).ok(),
         SQS_RECEIVE_WAIT,
     )
@@ -143,7 +143,11 @@ async fn serve_aws(
         })
     };
     let dead_letters = {
-        let (deps, dlq, shutdown) = (deps.clone(), app.backend.dead_letters.clone(), shutdown.clone());
+        let (deps, dlq, shutdown) = (
+            deps.clone(),
+            app.backend.dead_letters.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             consume_dead_letters(&deps, &dlq, DEAD_LETTER_VISIBILITY, &shutdown).await;
         })
@@ -188,7 +192,9 @@ async fn serve_http(
             return Err(ServeError::Listen(args.listen, e));
         }
     };
-    let local = listener.local_addr().map_err(|e| ServeError::Listen(args.listen, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen(args.listen, e))?;
     tracing::info!(address = %local, backend = ?args.backend, "prism listening");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -70,4 +70,3 @@ async fn first_serve_without_keys_prints_one_that_works() {
     .await;
     child.start_kill().unwrap();
 }
-

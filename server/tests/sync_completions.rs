@@ -183,8 +183,14 @@ async fn unknown_routes_are_openai_shaped_404s_and_health_needs_no_key() {
 
 #[tokio::test]
 async fn a_buffered_call_past_the_sync_deadline_is_a_504_that_must_not_be_retried() {
-    let env = start(Setup { http: "sync_deadline = \"1s\"", ..Setup::default() }).await;
-    let response = env.chat(&env.alpha, chat_body("mock-slow-3000-deadline", "x"), false).await;
+    let env = start(Setup {
+        http: "sync_deadline = \"1s\"",
+        ..Setup::default()
+    })
+    .await;
+    let response = env
+        .chat(&env.alpha, chat_body("mock-slow-3000-deadline", "x"), false)
+        .await;
     assert_eq!(response.status(), 504);
     assert_eq!(response.headers()["x-should-retry"], "false");
     let body: Value = response.json().await.unwrap();

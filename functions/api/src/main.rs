@@ -7,6 +7,9 @@ use std::time::Duration;
 use prism_app::aws::{ConfigSource, connect_aws};
 use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
 
+/// A function URL invocation ends at 15 minutes; a buffered call answers 504 before that.
+const BUFFERED_DEADLINE: Duration = Duration::from_secs(14 * 60 + 30);
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     prism_lambda::init_tracing();
@@ -18,12 +21,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         Duration::ZERO,
     )
     .await?;
-    // `allow`, not `expect`: the update is needed again once `HttpLimits` gains a field, and
-    // any new limit keeps its default until the configuration names it.
-    #[allow(clippy::needless_update)]
     let limits = HttpLimits {
         max_body_bytes: app.config.http.max_body_bytes,
-        ..Default::default()
+        sync_deadline: Some(app.config.http.sync_deadline.unwrap_or(BUFFERED_DEADLINE)),
     };
     let state = AppState {
         keys: KeyCache::new(Arc::new(app.backend.keys.clone()), DEFAULT_KEY_CACHE_TTL),

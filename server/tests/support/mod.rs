@@ -109,10 +109,10 @@ pub async fn start(setup: Setup<'_>) -> Env {
         ("visibility", "\"4s\""),
         ("reconcile_every", "\"2s\""),
     ]
-        .iter()
-        .filter(|(key, _)| !setup.workers.contains(key))
-        .map(|(key, value)| format!("{key} = {value}\n"))
-        .collect();
+    .iter()
+    .filter(|(key, _)| !setup.workers.contains(key))
+    .map(|(key, value)| format!("{key} = {value}\n"))
+    .collect();
     std::fs::write(
         &config,
         format!(

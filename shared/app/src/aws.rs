@@ -43,7 +43,7 @@ pub struct AwsApp {
 /// Where the configuration comes from.
 pub enum ConfigSource {
     /// Already loaded (`prism serve --backend aws --config FILE`).
-    Loaded(Config),
+    Loaded(Box<Config>),
     /// The SSM parameter named by `PRISM_CONFIG_PARAMETER`, or the defaults without one (Lambda).
     Parameter,
 }
@@ -83,7 +83,7 @@ async fn connect(
     let settings = AwsSettings::from_lookup(&env)?;
     let backend = AwsBackend::connect(settings, receive_wait).await;
     let config = match source {
-        ConfigSource::Loaded(config) => config,
+        ConfigSource::Loaded(config) => *config,
         ConfigSource::Parameter => match env(CONFIG_PARAMETER_ENV) {
             Some(name) => load_parameter(&backend, &name).await?,
             None => Config::default(),
@@ -122,14 +122,14 @@ async fn load_parameter(backend: &AwsBackend, name: &str) -> Result<Config, AppE
             name: name.to_owned(),
             detail: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
         })?;
-    let text = out
-        .parameter
-        .and_then(|p| p.value)
-        .unwrap_or_default();
+    let text = out.parameter.and_then(|p| p.value).unwrap_or_default();
     Ok(Config::parse(&text, name)?)
 }
 
-async fn fetch_secrets(backend: &AwsBackend, config: &Config) -> Result<HashMap<String, String>, AppError> {
+async fn fetch_secrets(
+    backend: &AwsBackend,
+    config: &Config,
+) -> Result<HashMap<String, String>, AppError> {
     let mut secrets = HashMap::new();
     for id in config.provider_secrets() {
         if secrets.contains_key(id) {

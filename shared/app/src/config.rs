@@ -285,11 +285,34 @@ mod tests {
 
     #[test]
     fn no_config_routes_everything_to_openai_with_its_env_key() {
-        let providers = Config::default()
-            .providers(|name| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned()));
+        let providers = Config::default().providers(
+            |name| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned()),
+            &HashMap::new(),
+        );
         assert_eq!(providers[0].base_url, "https://api.openai.com/v1");
         assert_eq!(providers[0].models, vec!["*"]);
         assert!(providers[0].api_key.is_some());
+    }
+
+    #[test]
+    fn provider_key_from_a_secret_wins_over_the_environment() {
+        let config = Config::parse(
+            r#"
+            [[providers]]
+            name = "openai"
+            base_url = "https://api.openai.com/v1"
+            api_key_env = "OPENAI_API_KEY"
+            api_key_secret = "prism/openai"
+            "#,
+            "test",
+        )
+        .unwrap();
+        assert_eq!(config.provider_secrets(), vec!["prism/openai"]);
+        let secrets = HashMap::from([("prism/openai".to_owned(), "sk-secret".to_owned())]);
+        let providers = config.providers(|_| Some("sk-env".to_owned()), &secrets);
+        assert_eq!(providers[0].api_key.as_ref().unwrap().expose(), "sk-secret");
+        let providers = config.providers(|_| Some("sk-env".to_owned()), &HashMap::new());
+        assert_eq!(providers[0].api_key.as_ref().unwrap().expose(), "sk-env");
     }
 
     #[test]

@@ -11,10 +11,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ports::WorkItem;
 use crate::ports::WorkQueue;
 use crate::service::Deps;
 use crate::worker::{dead_letter, run_delivery};
-use crate::ports::WorkItem;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -98,14 +98,27 @@ async fn drain(mut running: JoinSet<()>, grace: Duration, stop: &CancellationTok
     if running.is_empty() {
         return;
     }
-    tracing::info!(in_flight = running.len(), ?grace, "waiting for running jobs");
+    tracing::info!(
+        in_flight = running.len(),
+        ?grace,
+        "waiting for running jobs"
+    );
     let all_done = async |running: &mut JoinSet<()>| while running.join_next().await.is_some() {};
-    if tokio::time::timeout(grace, all_done(&mut running)).await.is_ok() {
+    if tokio::time::timeout(grace, all_done(&mut running))
+        .await
+        .is_ok()
+    {
         return;
     }
-    tracing::warn!(remaining = running.len(), "grace period over; releasing running jobs");
+    tracing::warn!(
+        remaining = running.len(),
+        "grace period over; releasing running jobs"
+    );
     stop.cancel();
-    if tokio::time::timeout(SETTLE, all_done(&mut running)).await.is_err() {
+    if tokio::time::timeout(SETTLE, all_done(&mut running))
+        .await
+        .is_err()
+    {
         running.abort_all();
         while running.join_next().await.is_some() {}
     }
@@ -142,7 +155,9 @@ pub async fn consume_dead_letters(
                         tracing::warn!(%error, "could not delete a handled dead letter");
                     }
                 }
-                Err(error) => tracing::error!(%error, job_id = %job.id, "could not fail a dead-lettered job"),
+                Err(error) => {
+                    tracing::error!(%error, job_id = %job.id, "could not fail a dead-lettered job")
+                }
             }
         }
     }

@@ -12,9 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::StoreError;
 use crate::job::{Finish, JobError, JobRef};
-use crate::ports::{
-    ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem, WorkQueue,
-};
+use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem, WorkQueue};
 use crate::retry::delay_before_retry;
 use crate::service::Deps;
 

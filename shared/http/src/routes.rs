@@ -99,14 +99,24 @@ async fn ready(State(state): State<AppState>) -> Response {
         prism_core::JobId::parse("job_00000000000000000000000000"),
     );
     let result = match probe {
-        (Some(tenant), Some(id)) => state.deps.store.get(&tenant, &id, state.deps.clock.now()).await,
+        (Some(tenant), Some(id)) => {
+            state
+                .deps
+                .store
+                .get(&tenant, &id, state.deps.clock.now())
+                .await
+        }
         _ => Ok(None),
     };
     match result {
         Ok(_) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
         }
     }
 }
