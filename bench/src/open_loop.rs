@@ -79,6 +79,10 @@ pub struct Summary {
     pub achieved_rate: f64,
     /// Successful requests, from scheduled send time to the end of the response body.
     pub latency_ms: LatencySummary,
+    /// Successful requests, from when the generator actually started sending to the end of the
+    /// body: excludes the generator's own lateness, but (unlike `latency_ms`) is not corrected
+    /// for coordinated omission; shown to tell server time from generator time.
+    pub service_ms: LatencySummary,
     /// How late the generator itself started requests (scheduled time to the request task
     /// running); large values mean the generator, not the server, was short of CPU.
     pub send_lag_ms: LatencySummary,
@@ -90,7 +94,7 @@ impl Summary {
             "{mode} {url} model={model}: {scheduled} requests over {dur:.1}s at {rate:.0}/s \
              (after {warm:.1}s warm-up): {ok} ok, {errors} errors ({kinds}), {dropped} dropped; \
              achieved {achieved:.1}/s\n  latency ms (from scheduled send): {lat}\n  \
-             generator send lag ms: {lag}",
+             service ms (from actual send):   {svc}\n  generator send lag ms: {lag}",
             mode = self.mode,
             url = self.url,
             model = self.model,
@@ -104,6 +108,7 @@ impl Summary {
             dropped = self.dropped,
             achieved = self.achieved_rate,
             lat = self.latency_ms.line(),
+            svc = self.service_ms.line(),
             lag = self.send_lag_ms.line(),
         )
     }
@@ -223,6 +228,7 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
         .context("cannot start the scheduler thread")?;
 
     let mut latency = Latencies::new()?;
+    let mut service = Latencies::new()?;
     let mut lag = Latencies::new()?;
     let mut errors = ErrorCounts::default();
     let (mut scheduled, mut dropped) = (0u64, 0u64);
@@ -237,6 +243,7 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
         match sample.outcome {
             Outcome::Ok => {
                 latency.record(sample.done.saturating_duration_since(sample.scheduled));
+                service.record(sample.done.saturating_duration_since(sample.started));
                 last_done = last_done.max(sample.done);
             }
             Outcome::Failed(kind) => {
@@ -276,6 +283,7 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
             0.0
         },
         latency_ms: latency.summary(),
+        service_ms: service.summary(),
         send_lag_ms: lag.summary(),
     })
 }

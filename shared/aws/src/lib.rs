@@ -14,6 +14,6 @@ mod settings;
 pub use blobs::S3Blobs;
 pub use jobs::DynamoJobStore;
 pub use keys::DynamoKeyStore;
-pub use provision::{ProvisionError, provision};
+pub use provision::{MAX_RECEIVE_COUNT, ProvisionError, provision};
 pub use queue::{SqsWorkQueue, decode_work_item, encode_work_item};
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SettingsError};

@@ -1,0 +1,153 @@
+//! The AWS backend's delivery semantics on the emulator (`AWS_ENDPOINT_URL`, started by
+//! scripts/test.sh): redeliveries, dead letters, and values too large for a DynamoDB item.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prism_app::aws::{AwsApp, ConfigSource, connect_aws};
+use prism_app::config::Config;
+use prism_aws::provision;
+use prism_core::consumer::consume_dead_letters;
+use prism_core::ports::{JobStore, WorkItem, WorkQueue};
+use prism_core::service::submit_async_job;
+use prism_core::worker::{QueueAction, handle_delivery};
+use prism_core::{JobStatus, TenantId};
+use prism_testkit::{MockUpstream, spawn_mock_upstream};
+use tokio_util::sync::CancellationToken;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+async fn app_with_mock() -> (AwsApp, MockUpstream) {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run these tests through scripts/test.sh, which starts the emulator"
+    );
+    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let prefix = format!("app-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let settings = provision(&prefix, 30).await.unwrap();
+    let config = Config::parse(
+        &format!(
+            "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = [\"*\"]\n",
+            mock.base_url()
+        ),
+        "test",
+    )
+    .unwrap();
+    let env = move |name: &str| match name {
+        "PRISM_TABLE" => Some(settings.table.clone()),
+        "PRISM_JOBS_QUEUE_URL" => Some(settings.jobs_queue_url.clone()),
+        "PRISM_JOBS_DLQ_URL" => Some(settings.jobs_dlq_url.clone()),
+        "PRISM_BUCKET" => Some(settings.bucket.clone()),
+        "PRISM_S3_FORCE_PATH_STYLE" => Some("true".into()),
+        _ => None,
+    };
+    let app = connect_aws(ConfigSource::Loaded(Box::new(config)), env, Duration::ZERO)
+        .await
+        .unwrap();
+    (app, mock)
+}
+
+fn alpha() -> TenantId {
+    TenantId::parse("alpha").unwrap()
+}
+
+fn body(model: &str, content: &str) -> Bytes {
+    let json = serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]});
+    Bytes::from(json.to_string())
+}
+
+async fn receive_one(queue: &dyn WorkQueue, visibility: Duration) -> prism_core::ports::Delivery {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(d) = queue.receive(1, visibility).await.unwrap().pop() {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "no message arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_message_does_not_call_the_upstream_twice() {
+    let (app, mock) = app_with_mock().await;
+    let deps = &app.deps;
+    let job = submit_async_job(deps, &alpha(), body("mock-slow-1500-dup", "once"), None)
+        .await
+        .unwrap()
+        .job;
+    let first = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
+    // A duplicate of the same trigger, as SQS may deliver at any time.
+    deps.queue
+        .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
+        .await
+        .unwrap();
+    let running = tokio::spawn({
+        let deps = deps.clone();
+        async move { handle_delivery(&deps, &first, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let duplicate = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
+    match handle_delivery(deps, &duplicate, None).await {
+        QueueAction::RetryAfter(_) => {}
+        QueueAction::Ack => panic!("a duplicate under a live lease must not be acknowledged"),
+    }
+    assert_eq!(running.await.unwrap(), QueueAction::Ack);
+    assert_eq!(handle_delivery(deps, &duplicate, None).await, QueueAction::Ack, "now terminal");
+    let done = deps.store.get(&alpha(), &job.id, deps.clock.now()).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(mock.hits("mock-slow-1500-dup"), 1);
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
+    let (app, mock) = app_with_mock().await;
+    let deps = &app.deps;
+    let job = submit_async_job(deps, &alpha(), body("gpt-poison", "x"), None)
+        .await
+        .unwrap()
+        .job;
+    // Every delivery fails without an acknowledgement (a worker that crashes each time).
+    for _ in 0..prism_aws::MAX_RECEIVE_COUNT {
+        receive_one(deps.queue.as_ref(), Duration::ZERO).await;
+    }
+    assert!(deps.queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "moved to the DLQ");
+
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn({
+        let (deps, dlq, shutdown) = (deps.clone(), app.backend.dead_letters.clone(), shutdown.clone());
+        async move { consume_dead_letters(&deps, &dlq, Duration::from_secs(30), &shutdown).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let current = deps.store.get(&alpha(), &job.id, deps.clock.now()).await.unwrap().unwrap();
+        if current.status == JobStatus::Failed {
+            break current;
+        }
+        assert!(Instant::now() < deadline, "job still {:?}", current.status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    shutdown.cancel();
+    consumer.await.unwrap();
+    assert_eq!(failed.error.unwrap().code.as_deref(), Some("processing_failed"));
+    assert_eq!(mock.hits("gpt-poison"), 0);
+}
+
+#[tokio::test]
+async fn a_one_megabyte_prompt_and_its_result_round_trip_through_s3() {
+    let (app, mock) = app_with_mock().await;
+    let deps = &app.deps;
+    let prompt = "word ".repeat(200_000); // 1 MB: far over the 32 KB item threshold
+    let job = submit_async_job(deps, &alpha(), body("gpt-large", &prompt), None)
+        .await
+        .unwrap()
+        .job;
+    let delivery = receive_one(deps.queue.as_ref(), Duration::from_secs(60)).await;
+    assert_eq!(handle_delivery(deps, &delivery, None).await, QueueAction::Ack);
+    let done = deps.store.get(&alpha(), &job.id, deps.clock.now()).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    let result: serde_json::Value = serde_json::from_str(done.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result["choices"][0]["message"]["content"], prompt.as_str());
+    assert_eq!(mock.hits("gpt-large"), 1);
+}
