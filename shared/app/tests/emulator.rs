@@ -10,7 +10,7 @@ use prism_app::aws::{AwsApp, ConfigSource, connect_aws};
 use prism_app::config::Config;
 use prism_aws::provision;
 use prism_core::consumer::consume_dead_letters;
-use prism_core::ports::{JobStore, WorkItem, WorkQueue};
+use prism_core::ports::{WorkItem, WorkQueue};
 use prism_core::service::submit_async_job;
 use prism_core::worker::{QueueAction, handle_delivery};
 use prism_core::{JobStatus, TenantId};

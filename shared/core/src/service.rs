@@ -48,7 +48,7 @@ impl Default for JobPolicy {
             upstream_timeout: Duration::from_secs(300),
             max_attempts: 5,
             max_inline_retry_wait: Duration::from_secs(5),
-            cancel_poll: Duration::from_millis(500),
+            cancel_poll: Duration::from_secs(1),
             lease_margin: Duration::from_secs(30),
             max_receives: 10,
             stranded_after: Duration::from_secs(60),
