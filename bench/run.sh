@@ -242,13 +242,13 @@ wait_idle() {
 }
 
 step sync-direct sync --url "$MOCK_URL" --model "$MODEL" --rate "$SYNC_RATE" \
-    --duration "$DURATION" --warmup "$WARMUP"
+    --duration "$DURATION" --warmup "$WARMUP" --samples "$OUT/sync-direct.csv"
 sleep 1
 step sync-prism sync --url "$PRISM_URL" --key "$KEY" --model "$MODEL" --rate "$SYNC_RATE" \
-    --duration "$DURATION" --warmup "$WARMUP"
+    --duration "$DURATION" --warmup "$WARMUP" --samples "$OUT/sync-prism.csv"
 sleep 1
 step submit submit --url "$PRISM_URL" --key "$KEY" --model "$MODEL" --rate "$SUBMIT_RATE" \
-    --duration "$DURATION" --warmup "$WARMUP"
+    --duration "$DURATION" --warmup "$WARMUP" --samples "$OUT/submit.csv"
 wait_idle "$KEY"
 sleep 1
 

@@ -78,6 +78,9 @@ struct OpenLoopArgs {
     /// Requests in flight beyond which a due request is dropped (and counted) instead of sent.
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// Also write every measured request (send time, latencies, outcome) to this CSV file.
+    #[arg(long)]
+    samples: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +219,7 @@ async fn open_loop_mode(
         warmup: args.warmup,
         max_in_flight: args.max_in_flight,
         model: args.target.model,
+        samples: args.samples,
     };
     let summary = open_loop::run(http, &target, &plan).await?;
     emit(json, &summary.human(), &summary)?;

@@ -6,6 +6,8 @@
 //! timer ticks in whole milliseconds, which would add up to a millisecond of the generator's own
 //! lateness to every measurement); it hands each request to the tokio runtime as it comes due.
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -58,6 +60,8 @@ pub struct Plan {
     /// so a stalled server cannot exhaust the generator's sockets.
     pub max_in_flight: usize,
     pub model: String,
+    /// Where to write every measured request as CSV, for looking at when the slow ones happened.
+    pub samples: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,12 +238,35 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
     let (mut scheduled, mut dropped) = (0u64, 0u64);
     let first_measured = start + Duration::from_secs_f64(warm as f64 / rate);
     let mut last_done = first_measured;
+    let mut csv = plan
+        .samples
+        .as_ref()
+        .map(|_| String::from("scheduled_s,latency_ms,service_ms,send_lag_ms,outcome\n"));
     // The channel closes once the scheduler and every request task have let go of it.
     while let Some(sample) = rx.recv().await {
         if !sample.measured {
             continue;
         }
         scheduled += 1;
+        if let Some(csv) = csv.as_mut() {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let outcome = match &sample.outcome {
+                Outcome::Ok => "ok",
+                Outcome::Failed(kind) => kind.as_str(),
+                Outcome::Dropped => "dropped",
+            };
+            let _ = writeln!(
+                csv,
+                "{:.6},{:.3},{:.3},{:.3},{outcome}",
+                sample
+                    .scheduled
+                    .saturating_duration_since(first_measured)
+                    .as_secs_f64(),
+                ms(sample.done.saturating_duration_since(sample.scheduled)),
+                ms(sample.done.saturating_duration_since(sample.started)),
+                ms(sample.started.saturating_duration_since(sample.scheduled)),
+            );
+        }
         match sample.outcome {
             Outcome::Ok => {
                 latency.record(sample.done.saturating_duration_since(sample.scheduled));
@@ -259,6 +286,9 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
     }
     if scheduler.join().is_err() {
         anyhow::bail!("the scheduler thread panicked");
+    }
+    if let (Some(path), Some(csv)) = (&plan.samples, csv) {
+        std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
     }
 
     let window = last_done

@@ -73,12 +73,12 @@ async fn serve_embedded(
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = Database::open(&data_dir.join(DATABASE_FILE))?;
-    let store = SqliteJobStore::new(db.clone());
+    let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
+    let store = SqliteJobStore::new(db.clone(), &queue);
     let reclaimed = store.reclaim_all_leases(clock.now()).await?;
     if reclaimed > 0 {
         tracing::info!(reclaimed, "reclaimed leases of the previous process");
     }
-    let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
     let keys: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::new(db));
     ensure_a_key_exists(keys.as_ref()).await?;
 

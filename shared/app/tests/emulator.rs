@@ -24,8 +24,14 @@ async fn app_with_mock() -> (AwsApp, MockUpstream) {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: run these tests through scripts/test.sh, which starts the emulator"
     );
-    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let prefix = format!("app-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let prefix = format!(
+        "app-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
     let settings = provision(&prefix, 30).await.unwrap();
     let config = Config::parse(
         &format!(
@@ -54,7 +60,8 @@ fn alpha() -> TenantId {
 }
 
 fn body(model: &str, content: &str) -> Bytes {
-    let json = serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]});
+    let json =
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]});
     Bytes::from(json.to_string())
 }
 
@@ -94,8 +101,17 @@ async fn a_redelivered_message_does_not_call_the_upstream_twice() {
         QueueAction::Ack => panic!("a duplicate under a live lease must not be acknowledged"),
     }
     assert_eq!(running.await.unwrap(), QueueAction::Ack);
-    assert_eq!(handle_delivery(deps, &duplicate, None).await, QueueAction::Ack, "now terminal");
-    let done = deps.store.get(&alpha(), &job.id, deps.clock.now()).await.unwrap().unwrap();
+    assert_eq!(
+        handle_delivery(deps, &duplicate, None).await,
+        QueueAction::Ack,
+        "now terminal"
+    );
+    let done = deps
+        .store
+        .get(&alpha(), &job.id, deps.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(mock.hits("mock-slow-1500-dup"), 1);
 }
@@ -112,16 +128,32 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     for _ in 0..prism_aws::MAX_RECEIVE_COUNT {
         receive_one(deps.queue.as_ref(), Duration::ZERO).await;
     }
-    assert!(deps.queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "moved to the DLQ");
+    assert!(
+        deps.queue
+            .receive(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty(),
+        "moved to the DLQ"
+    );
 
     let shutdown = CancellationToken::new();
     let consumer = tokio::spawn({
-        let (deps, dlq, shutdown) = (deps.clone(), app.backend.dead_letters.clone(), shutdown.clone());
+        let (deps, dlq, shutdown) = (
+            deps.clone(),
+            app.backend.dead_letters.clone(),
+            shutdown.clone(),
+        );
         async move { consume_dead_letters(&deps, &dlq, Duration::from_secs(30), &shutdown).await }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     let failed = loop {
-        let current = deps.store.get(&alpha(), &job.id, deps.clock.now()).await.unwrap().unwrap();
+        let current = deps
+            .store
+            .get(&alpha(), &job.id, deps.clock.now())
+            .await
+            .unwrap()
+            .unwrap();
         if current.status == JobStatus::Failed {
             break current;
         }
@@ -130,7 +162,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     };
     shutdown.cancel();
     consumer.await.unwrap();
-    assert_eq!(failed.error.unwrap().code.as_deref(), Some("processing_failed"));
+    assert_eq!(
+        failed.error.unwrap().code.as_deref(),
+        Some("processing_failed")
+    );
     assert_eq!(mock.hits("gpt-poison"), 0);
 }
 
@@ -144,8 +179,16 @@ async fn a_one_megabyte_prompt_and_its_result_round_trip_through_s3() {
         .unwrap()
         .job;
     let delivery = receive_one(deps.queue.as_ref(), Duration::from_secs(60)).await;
-    assert_eq!(handle_delivery(deps, &delivery, None).await, QueueAction::Ack);
-    let done = deps.store.get(&alpha(), &job.id, deps.clock.now()).await.unwrap().unwrap();
+    assert_eq!(
+        handle_delivery(deps, &delivery, None).await,
+        QueueAction::Ack
+    );
+    let done = deps
+        .store
+        .get(&alpha(), &job.id, deps.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     let result: serde_json::Value = serde_json::from_str(done.result.as_deref().unwrap()).unwrap();
     assert_eq!(result["choices"][0]["message"]["content"], prompt.as_str());

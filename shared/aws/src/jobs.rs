@@ -227,7 +227,7 @@ impl JobStore for DynamoJobStore {
                 .send()
                 .await
                 .map_err(unavailable)?;
-            return Ok(CreateOutcome::Created);
+            return Ok(CreateOutcome::Created { triggered: false });
         };
         let record = Item::from([
             ("pk".to_owned(), idempotency_pk(&job.tenant)),
@@ -258,7 +258,7 @@ impl JobStore for DynamoJobStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(CreateOutcome::Created),
+            Ok(_) => Ok(CreateOutcome::Created { triggered: false }),
             Err(err) => {
                 let key_taken = err
                     .as_service_error()

@@ -34,12 +34,11 @@ pub struct IdempotencyClaim {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
-    Created,
+    /// Written. `triggered` is true when the same write also queued the job's first delivery
+    /// (the embedded queue lives on the job row), so the caller must not enqueue it again.
+    Created { triggered: bool },
     /// The key was used before, for `job_id`; `same_body` tells whether the bodies match.
-    Replayed {
-        job_id: JobId,
-        same_body: bool,
-    },
+    Replayed { job_id: JobId, same_body: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]

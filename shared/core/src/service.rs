@@ -124,8 +124,8 @@ pub async fn submit_async_job(
         created_at: now,
     };
     tracing::Span::current().record("job_id", job.id.as_str());
-    match deps.store.create(&job, claim.as_ref()).await? {
-        CreateOutcome::Created => {}
+    let triggered = match deps.store.create(&job, claim.as_ref()).await? {
+        CreateOutcome::Created { triggered } => triggered,
         CreateOutcome::Replayed {
             job_id,
             same_body: true,
@@ -152,9 +152,11 @@ pub async fn submit_async_job(
                 Some("idempotency_key_reused"),
             ));
         }
-    }
+    };
     // The row is the source of truth: if this enqueue is lost, the reconciler triggers the job.
-    if let Err(error) = deps
+    if triggered {
+        // Already queued by the create itself.
+    } else if let Err(error) = deps
         .queue
         .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
         .await

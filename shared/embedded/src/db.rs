@@ -97,18 +97,28 @@ impl Database {
             .map_err(unavailable)?;
         configure(&conn).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        // Checkpoints (which copy the WAL into the database and fsync) run on their own thread,
+        // so no commit ever waits behind one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(unavailable)?;
+        let checkpointer = Connection::open(path).map_err(unavailable)?;
+        configure(&checkpointer).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel::<WriteCmd>();
         std::thread::Builder::new()
             .name("prism-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(unavailable)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                writer: Mutex::new(tx),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            path: path.to_owned(),
+            writer: Mutex::new(tx),
+            readers: Mutex::new(Vec::new()),
+        });
+        let alive = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("prism-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .map_err(unavailable)?;
+        Ok(Self { inner })
     }
 
     /// Runs `op` inside the writer's current transaction and answers once that transaction has
@@ -171,6 +181,19 @@ impl Database {
         })
         .await
         .map_err(unavailable)?
+    }
+}
+
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Copies committed WAL frames into the database without blocking readers or the writer
+/// (`PASSIVE`), until the database handle is dropped.
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
+    while alive.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; will retry");
+        }
     }
 }
 

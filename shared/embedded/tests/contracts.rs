@@ -12,9 +12,10 @@ async fn fresh() -> JobPorts {
     let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
     let clock = Arc::new(ManualClock::new());
+    let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
     JobPorts {
-        store: Arc::new(SqliteJobStore::new(db.clone())),
-        queue: Arc::new(SqliteWorkQueue::new(db.clone(), clock.clone())),
+        store: Arc::new(SqliteJobStore::new(db.clone(), &queue)),
+        queue: Arc::new(queue),
         keys: Arc::new(SqliteKeyStore::new(db)),
         clock,
     }

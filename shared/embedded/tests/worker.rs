@@ -42,7 +42,7 @@ async fn harness(policy: JobPolicy) -> Harness {
     )
     .unwrap();
     let deps = Deps {
-        store: Arc::new(SqliteJobStore::new(db)),
+        store: Arc::new(SqliteJobStore::new(db, &queue)),
         queue: Arc::new(queue.clone()),
         upstream: Arc::new(upstream),
         clock,

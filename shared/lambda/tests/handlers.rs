@@ -19,7 +19,7 @@ use prism_core::ports::{
 };
 use prism_core::service::{Deps, JobPolicy};
 use prism_core::{Clock, Job, JobId, JobKind, JobStatus, StoreError, SystemClock, TenantId};
-use prism_embedded::{Database, SqliteJobStore};
+use prism_embedded::{Database, SqliteJobStore, SqliteWorkQueue};
 use prism_lambda::{handle_dead_letter_event, handle_job_event};
 use tokio::time::Instant;
 
@@ -110,7 +110,11 @@ fn harness() -> Harness {
     let queue = Arc::new(RecordingQueue::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let deps = Deps {
-        store: Arc::new(SqliteJobStore::new(db)),
+        // The job store's own queue is not used here: the deliveries come from the test.
+        store: Arc::new(SqliteJobStore::new(
+            db.clone(),
+            &SqliteWorkQueue::new(db, Arc::clone(&clock)),
+        )),
         queue: queue.clone(),
         upstream: Arc::new(ScriptedUpstream),
         clock,
