@@ -63,14 +63,15 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICKS_PER_S="$(getconf CLK_TCK)"
 # Seconds of CPU between two tick counts.
 cpu_seconds() { awk -v a="$1" -v b="$2" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
-# Over the top samples taken between two epoch times: the machine's average busy share (both
-# cores), and the average and peak %CPU of processes that are not part of the benchmark
-# (compiles and tests sharing the machine), with the busiest one's name.
+# Over the top samples taken between two times of day (seconds since midnight): the average
+# and peak %CPU (of one core) of processes outside the benchmark, such as compiles sharing the
+# machine, and the busiest one's name. Per-process figures only: in this VM the machine-wide
+# counters of /proc/stat disagree with the per-process ones, so no "machine busy" figure.
 interference() {
     awk -v from="$1" -v to="$2" -v prism="$PRISM_PID" -v mock="$MOCK_PID" '
         function flush() {
             if (inside && sampled) {
-                k++; busy += 100 - idle; other += sum
+                k++; other += sum
                 if (sum > peak) { peak = sum; peakname = topname }
             }
             sum = 0; topcpu = 0; topname = "-"
@@ -81,7 +82,6 @@ interference() {
             inside = (now >= from && now <= to); sampled = samples++ > 0
             next
         }
-        /^%Cpu/ { line = $0; sub(/.*ni, */, "", line); split(line, f, " "); idle = f[1]; next }
         $1 ~ /^[0-9]+$/ && NF >= 12 {
             if ($1 == prism || $1 == mock || $12 == "prism-loadgen" || $12 == "top") next
             sum += $9
@@ -89,8 +89,8 @@ interference() {
         }
         END {
             flush()
-            if (k) printf "%.0f%% | %.0f%% (peak %.0f%% %s)", busy / k, other / k, peak, peakname
-            else printf "n/a | n/a"
+            if (k) printf "%.0f%% (peak %.0f%% %s)", other / k, peak, peakname
+            else printf "n/a"
         }' "$OUT/top-run.txt"
 }
 # Seconds since midnight, the clock top prints.
@@ -183,8 +183,9 @@ for _ in $(seq 100); do
 done
 curl -fsS "$PRISM_URL/health" >/dev/null || die "prism did not become healthy on $PRISM_URL"
 log "prism on $PRISM_URL (pid $PRISM_PID), data in $DATA"
-# The whole machine, every half second, for the interference columns of the summary.
-top -b -w 200 -d 0.5 >"$OUT/top-run.txt" 2>/dev/null &
+# The whole machine every half second (busy processes only), for the "others" column.
+top -b -w 200 -d 0.5 2>/dev/null |
+    awk '/^top -/ || ($1 ~ /^[0-9]+$/ && $9 > 0) { print; fflush() }' >"$OUT/top-run.txt" &
 PIDS+=($!)
 
 # ---------------------------------------------------------------- steps
@@ -192,13 +193,13 @@ FAILED=()
 CPU_LINES=()
 loadgen() { "$BIN/prism-loadgen" --threads "$LOADGEN_THREADS" --json "$@"; }
 
-# step NAME ARGS...: runs the load generator, JSON to out/NAME.json, human lines to out/NAME.txt,
-# and records the CPU seconds Prism and the mock used meanwhile.
+# step NAME ARGS...: runs the load generator, JSON to out/NAME.json, human lines to out/NAME.txt;
+# records the CPU seconds Prism, the mock and the generator used meanwhile, what else was busy on
+# the machine, and Prism's CPU per thread (out/threads-NAME.md).
 step() {
     local name="$1"
     shift
     log "$name: prism-loadgen $*"
-    local p0 m0 t0 p1 m1 t1
     local p0 m0 d0 t0 p1 m1 d1 t1 wall loadgen_cpu
     thread_ticks "$PRISM_PID" >"$WORK/threads-$name-0"
     p0="$(cpu_ticks "$PRISM_PID")"
@@ -259,6 +260,7 @@ PEAK_RSS_KIB="$(awk '/^VmHWM:/ { print $2 }' "/proc/$PRISM_PID/status")"
 RSS_NOW_KIB="$(awk '/^VmRSS:/ { print $2 }' "/proc/$PRISM_PID/status")"
 THREADS="$(awk '/^Threads:/ { print $2 }' "/proc/$PRISM_PID/status")"
 DB_SIZE="$(du -sh "$DATA" | cut -f1)"
+WAL_SIZE="$(du -ch "$DATA"/*-wal 2>/dev/null | awk 'END { print $1 }')"
 curl -fsS "$MOCK_URL/_stats" >"$OUT/mock-stats.json" || true
 log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS threads); data dir $DB_SIZE"
 
@@ -270,12 +272,11 @@ log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS thread
     "$BIN/prism-loadgen" report --direct "$OUT/sync-direct.json" --prism "$OUT/sync-prism.json" \
         --submit "$OUT/submit.json" --e2e "$OUT/e2e.json" --peak-rss-kib "$PEAK_RSS_KIB"
     echo
-    echo "CPU seconds per step ($(nproc) cores, so $(nproc) CPU-seconds per wall second), and how"
-    echo "busy the machine was (top, every 0.5 s; \"others\" are processes outside the benchmark,"
-    echo "such as compiles sharing the machine, in % of one core):"
+    echo "CPU seconds per step ($(nproc) cores, so $(nproc) CPU-seconds per wall second); \"others\""
+    echo "are processes outside the benchmark (compiles, tests) in % of one core, from top every 0.5 s:"
     echo
-    echo "| Step | Wall s | Prism CPU s | Mock CPU s | Generator CPU s | Machine busy | Others avg (peak) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| Step | Wall s | Prism CPU s | Mock CPU s | Generator CPU s | Others avg (peak) |"
+    echo "|---|---:|---:|---:|---:|---:|"
     printf '%s\n' "${CPU_LINES[@]}"
     echo
     echo "Prism's threads per step (tokio names its workers and its blocking pool alike):"
@@ -284,7 +285,7 @@ log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS thread
         cat "$OUT/threads-$name.md"
     done
     echo
-    echo "Prism at the end: peak RSS $((PEAK_RSS_KIB / 1024)) MiB, RSS $((RSS_NOW_KIB / 1024)) MiB, $THREADS threads, data dir $DB_SIZE."
+    echo "Prism at the end: peak RSS $((PEAK_RSS_KIB / 1024)) MiB, RSS $((RSS_NOW_KIB / 1024)) MiB, $THREADS threads, data dir $DB_SIZE (of which WAL ${WAL_SIZE:-0})."
 } >"$OUT/summary.md" || die "could not build the summary (see $OUT/*.txt)"
 cat "$OUT/summary.md"
 
