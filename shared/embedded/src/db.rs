@@ -81,9 +81,14 @@ pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// After a checkpoint lets the WAL restart, SQLite cuts the file back to this size; without it
+/// the WAL keeps its high-water mark forever (hundreds of MiB after a burst of jobs).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -114,9 +119,12 @@ impl Database {
             readers: Mutex::new(Vec::new()),
         });
         let alive = Arc::downgrade(&inner);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         std::thread::Builder::new()
             .name("prism-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .spawn(move || checkpoint_loop(checkpointer, wal, alive))
             .map_err(unavailable)?;
         Ok(Self { inner })
     }
@@ -187,12 +195,30 @@ impl Database {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Copies committed WAL frames into the database without blocking readers or the writer
-/// (`PASSIVE`), until the database handle is dropped.
-fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
+/// (`PASSIVE`), until the database handle is dropped. Under steady traffic a passive checkpoint
+/// never lets the WAL restart, so the file would only grow: past the size limit, once the
+/// frames are all copied (or the file is far over the limit), a `TRUNCATE` checkpoint resets it,
+/// holding writes back for that one checkpoint.
+fn checkpoint_loop(conn: Connection, wal: PathBuf, alive: std::sync::Weak<Inner>) {
     while alive.strong_count() > 0 {
         std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL checkpoint failed; will retry");
+        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        let caught_up = match passive {
+            Ok((frames, copied)) => frames == copied,
+            Err(error) => {
+                tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                continue;
+            }
+        };
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let limit = u64::try_from(WAL_SIZE_LIMIT).unwrap_or(u64::MAX);
+        if size > limit
+            && (caught_up || size > 4 * limit)
+            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(%error, "WAL truncation failed; will retry");
         }
     }
 }
