@@ -1,6 +1,6 @@
-//! Creates the backend's resources by API: what `infra/template.yaml` declares for AWS, for an
-//! emulator or a scratch account (`prism aws provision`) and for the test suites, which give
-//! every test its own uniquely named set.
+//! Creates the backend's resources by API (the table with its index and TTL, the queue pair, the
+//! bucket), as `infra/template.yaml` declares them for AWS: for the test suites, which give every
+//! test its own uniquely named set on the emulator.
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::types::{
