@@ -237,24 +237,29 @@ impl JobStore for DynamoJobStore {
             ("expires_at".to_owned(), n(claim.expires_at.0)),
             ("ttl".to_owned(), ttl_seconds(claim.expires_at)),
         ]);
-        let put = |item: Item, condition: &str| {
-            Put::builder()
-                .table_name(&self.table)
+        let put = |put: aws_sdk_dynamodb::types::builders::PutBuilder, item: Item| {
+            put.table_name(&self.table)
                 .set_item(Some(item))
-                .condition_expression(condition)
                 .build()
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(unavailable)
         };
-        let mut record_put = put(record, "attribute_not_exists(pk) OR expires_at < :now")?;
-        if let Some(p) = record_put.put.as_mut() {
-            p.expression_attribute_values = Some([(":now".to_owned(), n(job.created_at.0))].into());
-        }
+        // A record whose key has expired may be taken over by a new create.
+        let record_put = put(
+            Put::builder()
+                .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+                .expression_attribute_values(":now", n(job.created_at.0)),
+            record,
+        )?;
+        let job_put = put(
+            Put::builder().condition_expression("attribute_not_exists(pk)"),
+            item,
+        )?;
         let result = self
             .client
             .transact_write_items()
             .transact_items(record_put)
-            .transact_items(put(item, "attribute_not_exists(pk)")?)
+            .transact_items(job_put)
             .send()
             .await;
         match result {

@@ -9,7 +9,8 @@ use crate::error::StoreError;
 use crate::ports::WorkItem;
 use crate::service::Deps;
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What one pass did; also the reconciler Lambda's answer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileReport {
     pub retriggered: usize,
     pub purged: u64,

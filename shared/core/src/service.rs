@@ -154,12 +154,12 @@ pub async fn submit_async_job(
         }
     };
     // The row is the source of truth: if this enqueue is lost, the reconciler triggers the job.
-    if triggered {
-        // Already queued by the create itself.
-    } else if let Err(error) = deps
-        .queue
-        .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
-        .await
+    // A triggered create was queued by the store itself.
+    if !triggered
+        && let Err(error) = deps
+            .queue
+            .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
+            .await
     {
         tracing::warn!(%error, "enqueue failed after the job was stored; the reconciler will trigger it");
     }

@@ -9,7 +9,6 @@ use prism_core::ports::{Delivery, WorkItem, WorkQueue};
 use prism_core::reconcile::{ReconcileReport, reconcile};
 use prism_core::service::Deps;
 use prism_core::worker::{QueueAction, dead_letter, handle_delivery};
-use serde::Serialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -127,29 +126,13 @@ fn warn_malformed() {
     tracing::warn!("acknowledging a message that is not a Prism work item");
 }
 
-/// What one reconciler run did, as the function answers it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ReconcileSummary {
-    pub retriggered: usize,
-    pub purged: u64,
-}
-
-impl From<ReconcileReport> for ReconcileSummary {
-    fn from(report: ReconcileReport) -> Self {
-        Self {
-            retriggered: report.retriggered,
-            purged: report.purged,
-        }
-    }
-}
-
 /// One reconciler pass, whatever event triggered it.
-pub async fn handle_reconcile_event(deps: &Deps) -> Result<ReconcileSummary, StoreError> {
+pub async fn handle_reconcile_event(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     let report = reconcile(deps).await?;
     tracing::info!(
         retriggered = report.retriggered,
         purged = report.purged,
         "reconciled"
     );
-    Ok(report.into())
+    Ok(report)
 }

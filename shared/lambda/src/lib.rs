@@ -8,8 +8,6 @@ mod sqs;
 mod telemetry;
 
 pub use deadline::{DEADLINE_MARGIN, worker_deadline};
-pub use handlers::{
-    ReconcileSummary, handle_dead_letter_event, handle_job_event, handle_reconcile_event,
-};
+pub use handlers::{handle_dead_letter_event, handle_job_event, handle_reconcile_event};
 pub use sqs::{Record, RecordOutcome, batch_response, deliveries_from_event};
 pub use telemetry::init_tracing;

@@ -11,8 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::SqsEvent;
 use prism_core::ports::{Receipt, WorkItem};
 use prism_lambda::{
-    DEADLINE_MARGIN, ReconcileSummary, Record, RecordOutcome, batch_response,
-    deliveries_from_event, worker_deadline,
+    DEADLINE_MARGIN, Record, RecordOutcome, batch_response, deliveries_from_event, worker_deadline,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -172,8 +171,8 @@ fn worker_deadline_is_never_in_the_past() {
 }
 
 #[test]
-fn reconcile_summary_answers_retriggered_and_purged() {
-    let summary = ReconcileSummary {
+fn reconcile_report_answers_retriggered_and_purged() {
+    let summary = prism_core::reconcile::ReconcileReport {
         retriggered: 2,
         purged: 7,
     };
