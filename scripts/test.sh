@@ -31,6 +31,6 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1 AWS_DEFAUL
 
 cargo test --workspace --locked
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
-    --test sync_completions --test async_jobs --test lifecycle
+    --test sync_completions --test async_jobs --test scheduled --test lifecycle
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 scripts/check-infra.sh

@@ -18,7 +18,7 @@ use prism_core::service::Deps;
 use prism_core::{Clock, StoreError, SystemClock};
 use prism_embedded::{
     DATABASE_FILE, DataDirLock, Database, LockError, RuntimeConfig, SqliteJobStore, SqliteKeyStore,
-    SqliteWorkQueue, WorkerRuntime,
+    SqliteScheduler, SqliteWorkQueue, WorkerRuntime,
 };
 use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
@@ -89,6 +89,7 @@ async fn serve_embedded(
     let deps = Deps {
         store: Arc::new(store.clone()) as Arc<dyn JobStore>,
         queue: Arc::new(queue.clone()) as Arc<dyn WorkQueue>,
+        scheduler: Arc::new(SqliteScheduler::new(queue.clone(), Arc::clone(&clock))),
         upstream: Arc::new(upstream) as Arc<dyn Upstream>,
         clock,
         ids: Arc::new(IdGenerator::new()),

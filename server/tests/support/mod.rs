@@ -45,15 +45,16 @@ impl Backend {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Backend::Embedded => vec![("PRISM_BACKEND", "embedded".into())],
-            Backend::Aws(s) => vec![
-                ("PRISM_BACKEND", "aws".into()),
-                ("PRISM_TABLE", s.table.clone()),
-                ("PRISM_JOBS_QUEUE_URL", s.jobs_queue_url.clone()),
-                ("PRISM_JOBS_DLQ_URL", s.jobs_dlq_url.clone()),
-                ("PRISM_BUCKET", s.bucket.clone()),
-                ("PRISM_S3_FORCE_PATH_STYLE", "true".into()),
-            ],
+            Backend::Aws(s) => {
+                let mut env = s.to_env();
+                env.push(("PRISM_BACKEND", "aws".into()));
+                env
+            }
         }
+    }
+
+    pub fn is_aws(&self) -> bool {
+        matches!(self, Backend::Aws(_))
     }
 }
 
@@ -248,6 +249,26 @@ impl Env {
         req.send().await.unwrap()
     }
 
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Schedules a completion `in_ms` from now and returns its id, asserting the 201.
+    pub async fn schedule(&self, key: &str, model: &str, content: &str, in_ms: i64) -> String {
+        let body = json!({"scheduled_at": rfc3339_in(in_ms), "request": chat_body(model, content)});
+        let response = self.post(key, "/v1/scheduled", &body).await;
+        assert_eq!(response.status(), 201);
+        let job: Value = response.json().await.unwrap();
+        assert_eq!(job["status"], "pending");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
     /// Submits an async job and returns its id, asserting the 202.
     pub async fn submit(&self, key: &str, model: &str, content: &str) -> String {
         let response = self.chat(key, chat_body(model, content), true).await;
@@ -275,8 +296,9 @@ impl Env {
             .unwrap()
     }
 
+    /// The job at its own route: `/v1/scheduled/{id}` for `sched_` ids, `/v1/async/{id}` else.
     pub async fn job(&self, key: &str, id: &str) -> Value {
-        let response = self.get(key, &format!("/v1/async/{id}")).await;
+        let response = self.get(key, &job_path(id)).await;
         assert_eq!(response.status(), 200, "GET job {id}");
         response.json().await.unwrap()
     }
@@ -303,6 +325,21 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+pub fn job_path(id: &str) -> String {
+    if id.starts_with("sched_") {
+        format!("/v1/scheduled/{id}")
+    } else {
+        format!("/v1/async/{id}")
+    }
+}
+
+/// An RFC 3339 time `offset` from now (negative: in the past), in UTC.
+pub fn rfc3339_in(offset_ms: i64) -> String {
+    use prism_core::Clock;
+    let now = prism_core::SystemClock.now();
+    prism_core::scheduled::format_rfc3339(prism_core::Timestamp(now.millis() + offset_ms))
 }
 
 pub fn chat_body(model: &str, content: &str) -> Value {

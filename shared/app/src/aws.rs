@@ -98,6 +98,7 @@ async fn connect(
     let deps = Deps {
         store: Arc::new(backend.jobs.clone()),
         queue: Arc::new(backend.queue.clone()),
+        scheduler: Arc::new(backend.scheduler.clone()),
         upstream: Arc::new(upstream),
         clock,
         ids: Arc::new(IdGenerator::new()),

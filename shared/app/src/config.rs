@@ -134,6 +134,9 @@ pub struct JobSection {
     /// A `pending` job untouched this long is triggered again by the reconciler.
     #[serde(with = "humantime_serde")]
     pub stranded_after: Duration,
+    /// How far ahead `scheduled_at` may be.
+    #[serde(with = "humantime_serde")]
+    pub schedule_horizon: Duration,
 }
 
 impl Default for JobSection {
@@ -143,6 +146,7 @@ impl Default for JobSection {
             retention: policy.retention,
             idempotency_ttl: policy.idempotency_ttl,
             stranded_after: policy.stranded_after,
+            schedule_horizon: policy.schedule_horizon,
         }
     }
 }
@@ -218,6 +222,7 @@ impl Config {
             cancel_poll: self.workers.cancel_poll,
             max_receives: self.workers.max_receives,
             stranded_after: self.jobs.stranded_after,
+            schedule_horizon: self.jobs.schedule_horizon,
             lease_margin: self.workers.lease_margin,
         }
     }

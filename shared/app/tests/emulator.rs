@@ -11,10 +11,13 @@ use prism_app::config::Config;
 use prism_aws::provision;
 use prism_core::consumer::consume_dead_letters;
 use prism_core::ports::{WorkItem, WorkQueue};
-use prism_core::service::submit_async_job;
+use prism_core::reconcile::reconcile;
+use prism_core::scheduled::format_rfc3339;
+use prism_core::service::{cancel_job, submit_async_job, submit_scheduled_job};
 use prism_core::worker::{QueueAction, handle_delivery};
-use prism_core::{JobStatus, TenantId};
-use prism_testkit::{MockUpstream, spawn_mock_upstream};
+use prism_core::{Clock, JobKind, JobStatus, TenantId};
+use prism_testkit::schedule_pump::EmulatorSchedulePump;
+use prism_testkit::{ManualClock, MockUpstream, TestClock, spawn_mock_upstream};
 use tokio_util::sync::CancellationToken;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -41,13 +44,11 @@ async fn app_with_mock() -> (AwsApp, MockUpstream) {
         "test",
     )
     .unwrap();
-    let env = move |name: &str| match name {
-        "PRISM_TABLE" => Some(settings.table.clone()),
-        "PRISM_JOBS_QUEUE_URL" => Some(settings.jobs_queue_url.clone()),
-        "PRISM_JOBS_DLQ_URL" => Some(settings.jobs_dlq_url.clone()),
-        "PRISM_BUCKET" => Some(settings.bucket.clone()),
-        "PRISM_S3_FORCE_PATH_STYLE" => Some("true".into()),
-        _ => None,
+    let vars = settings.to_env();
+    let env = move |name: &str| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
     };
     let app = connect_aws(ConfigSource::Loaded(Box::new(config)), env, Duration::ZERO)
         .await
@@ -193,4 +194,158 @@ async fn a_one_megabyte_prompt_and_its_result_round_trip_through_s3() {
     let result: serde_json::Value = serde_json::from_str(done.result.as_deref().unwrap()).unwrap();
     assert_eq!(result["choices"][0]["message"]["content"], prompt.as_str());
     assert_eq!(mock.hits("gpt-large"), 1);
+}
+
+fn scheduled_body(due: prism_core::Timestamp, model: &str) -> Vec<u8> {
+    serde_json::json!({
+        "scheduled_at": format_rfc3339(due),
+        "request": {"model": model, "messages": [{"role": "user", "content": "later"}]},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The app's dependencies on a manual clock: the scheduler and queues keep real time, so only
+/// what Prism itself decides by the clock (lead times, the due check) moves with it.
+fn on_manual_clock(app: &AwsApp) -> (prism_core::service::Deps, ManualClock) {
+    let clock = ManualClock::new();
+    let mut deps = app.deps.clone();
+    deps.clock = std::sync::Arc::new(clock.clone());
+    (deps, clock)
+}
+
+#[tokio::test]
+async fn a_job_due_beyond_a_queue_delay_runs_when_its_eventbridge_schedule_fires() {
+    let (app, mock) = app_with_mock().await;
+    let (deps, clock) = on_manual_clock(&app);
+    let due = clock.now().plus(Duration::from_secs(20 * 60));
+    let job = submit_scheduled_job(
+        &deps,
+        &alpha(),
+        &scheduled_body(due, "gpt-eventbridge"),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
+    let target = &app.backend.settings.schedules;
+    let pump = EmulatorSchedulePump::connect(&target.group).await;
+    assert_eq!(pump.names().await, vec![job.id.to_string()]);
+    let schedule = pump.schedule(job.id.as_str()).await;
+    assert_eq!(
+        schedule.schedule_expression(),
+        Some(prism_aws::at_expression(due).as_str())
+    );
+    assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
+    assert_eq!(
+        schedule.action_after_completion().map(|a| a.as_str()),
+        Some("DELETE")
+    );
+    let schedule_target = schedule.target().unwrap();
+    assert_eq!(schedule_target.arn(), target.queue_arn);
+    assert_eq!(schedule_target.role_arn(), target.role_arn);
+    assert_eq!(
+        schedule_target.dead_letter_config().and_then(|d| d.arn()),
+        Some(target.dead_letter_arn.as_str())
+    );
+    assert!(schedule_target.retry_policy().is_some());
+    assert!(
+        deps.queue
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no message before the schedule fires"
+    );
+    assert_eq!(pump.fire_due(clock.now()).await, 0, "not due yet");
+
+    clock.advance(Duration::from_secs(21 * 60)).await;
+    assert_eq!(pump.fire_due(clock.now()).await, 1);
+    let delivery = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
+    assert_eq!(
+        handle_delivery(&deps, &delivery, None).await,
+        QueueAction::Ack
+    );
+    let done = deps
+        .store
+        .get(&alpha(), &job.id, clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert!(done.started_at.unwrap() >= due);
+    assert_eq!(mock.hits("gpt-eventbridge"), 1);
+    assert!(pump.names().await.is_empty(), "deleted after completion");
+}
+
+#[tokio::test]
+async fn cancelling_a_far_scheduled_job_deletes_its_schedule() {
+    let (app, mock) = app_with_mock().await;
+    let (deps, clock) = on_manual_clock(&app);
+    let due = clock.now().plus(Duration::from_secs(2 * 3600));
+    let job = submit_scheduled_job(
+        &deps,
+        &alpha(),
+        &scheduled_body(due, "gpt-cancel-far"),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
+    let pump = EmulatorSchedulePump::connect(&app.backend.settings.schedules.group).await;
+    assert_eq!(pump.names().await.len(), 1);
+    let cancelled = cancel_job(&deps, &alpha(), JobKind::Scheduled, job.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(pump.names().await.is_empty());
+    clock.advance(Duration::from_secs(3 * 3600)).await;
+    assert_eq!(pump.fire_due(clock.now()).await, 0);
+    assert_eq!(mock.hits("gpt-cancel-far"), 0);
+}
+
+#[tokio::test]
+async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due() {
+    let (app, mock) = app_with_mock().await;
+    let (deps, clock) = on_manual_clock(&app);
+    let due = clock.now().plus(Duration::from_secs(3600));
+    let job = submit_scheduled_job(&deps, &alpha(), &scheduled_body(due, "gpt-early"), None)
+        .await
+        .unwrap()
+        .job;
+    // A stray trigger an hour early (a manual send, a lost-and-found message).
+    deps.queue
+        .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
+        .await
+        .unwrap();
+    let early = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
+    assert_eq!(handle_delivery(&deps, &early, None).await, QueueAction::Ack);
+    let waiting = deps
+        .store
+        .get(&alpha(), &job.id, clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((waiting.status, waiting.attempts), (JobStatus::Pending, 0));
+    assert_eq!(mock.hits("gpt-early"), 0);
+
+    // Its schedule is lost too: once due (and then stranded), the reconciler triggers it.
+    clock
+        .advance(Duration::from_secs(3600) + deps.policy.stranded_after + Duration::from_secs(1))
+        .await;
+    let report = reconcile(&deps).await.unwrap();
+    assert_eq!(report.retriggered, 1, "{report:?}");
+    let delivery = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
+    assert_eq!(
+        handle_delivery(&deps, &delivery, None).await,
+        QueueAction::Ack
+    );
+    let done = deps
+        .store
+        .get(&alpha(), &job.id, clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(mock.hits("gpt-early"), 1);
 }

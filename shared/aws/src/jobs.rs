@@ -48,12 +48,6 @@ fn tenant_of_pk(pk: &str) -> Option<TenantId> {
         .and_then(TenantId::parse)
 }
 
-fn id_prefix(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Async => JobId::PREFIX,
-    }
-}
-
 fn reconcile_shard(id: &JobId) -> AttributeValue {
     let last = id.as_str().bytes().last().unwrap_or(0);
     s(format!("R#{}", u32::from(last) % RECONCILE_SHARDS))
@@ -89,6 +83,11 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         attempts: get_n(item, "attempts")
             .and_then(|a| u32::try_from(a).ok())
             .unwrap_or(0),
+        scheduled_at: get_ts(item, "scheduled_at"),
+        metadata: get_s(item, "metadata")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| corrupt("metadata"))?,
     })
 }
 
@@ -169,8 +168,24 @@ impl DynamoJobStore {
             ("created_at".to_owned(), n(job.created_at.0)),
             ("attempts".to_owned(), n(0)),
             ("rc_pk".to_owned(), reconcile_shard(&job.id)),
-            ("rc_at".to_owned(), n(job.created_at.0)),
+            // The reconciler looks at a pending job once it is due.
+            (
+                "rc_at".to_owned(),
+                n(job
+                    .scheduled_at
+                    .unwrap_or(job.created_at)
+                    .max(job.created_at)
+                    .0),
+            ),
         ]);
+        if let Some(at) = job.scheduled_at {
+            item.insert("scheduled_at".into(), n(at.0));
+        }
+        if let Some(metadata) = &job.metadata {
+            let json =
+                serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            item.insert("metadata".into(), s(json));
+        }
         if job.request.len() > SPILL_BYTES {
             let key = format!("requests/{}/{}", job.tenant, job.id);
             self.blobs.put(&key, job.request.clone()).await?;
@@ -340,7 +355,7 @@ impl JobStore for DynamoJobStore {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .filter_expression(&filter)
                 .expression_attribute_values(":pk", job_pk(tenant))
-                .expression_attribute_values(":prefix", s(id_prefix(kind)))
+                .expression_attribute_values(":prefix", s(JobId::prefix(kind)))
                 .expression_attribute_values(":now", n(now.0))
                 .scan_index_forward(false)
                 .consistent_read(true)
@@ -384,6 +399,7 @@ impl JobStore for DynamoJobStore {
             )
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(expires_at) AND \
+                 (attribute_not_exists(scheduled_at) OR scheduled_at <= :now) AND \
                  (#s = :pending OR (#s = :running AND (attribute_not_exists(lease_token) OR lease_expires_at <= :now)))",
             )
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
@@ -410,6 +426,9 @@ impl JobStore for DynamoJobStore {
                 let current = job_from_item(&old)?;
                 if current.status.is_terminal() {
                     return Ok(ClaimOutcome::Terminal(current));
+                }
+                if let Some(due_at) = current.scheduled_at.filter(|due| *due > now) {
+                    return Ok(ClaimOutcome::NotDue { due_at });
                 }
                 Ok(ClaimOutcome::Busy {
                     lease_expires_at: get_ts(&old, "lease_expires_at").unwrap_or(now),

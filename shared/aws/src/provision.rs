@@ -1,5 +1,6 @@
 //! Creates the backend's resources by API (the table with its index and TTL, the queue pair, the
-//! bucket), as `infra/template.yaml` declares them for AWS: for the test suites, which give every
+//! schedule group with its dead-letter queue, the bucket), as `infra/template.yaml` declares
+//! them for AWS: for the test suites, which give every
 //! test its own uniquely named set on the emulator.
 
 use aws_config::BehaviorVersion;
@@ -9,6 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use crate::schedules::ScheduleTarget;
 use crate::settings::AwsSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,16 +115,7 @@ pub async fn provision(
         .map_err(failed("dead-letter queue"))?
         .queue_url
         .unwrap_or_default();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(failed("dead-letter queue"))?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
     let redrive =
         serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT});
     let queue_url = sqs
@@ -139,6 +132,28 @@ pub async fn provision(
         .queue_url
         .unwrap_or_default();
 
+    let jobs_queue_arn = queue_arn(&sqs, &queue_url).await?;
+    let schedules_dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-schedules-dlq"))
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            DLQ_RETENTION_SECONDS.to_string(),
+        )
+        .send()
+        .await
+        .map_err(failed("schedules dead-letter queue"))?
+        .queue_url
+        .unwrap_or_default();
+    let schedules_dlq_arn = queue_arn(&sqs, &schedules_dlq_url).await?;
+    let group = format!("{prefix}-schedules");
+    aws_sdk_scheduler::Client::new(&config)
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .map_err(failed("schedule group"))?;
+
     let bucket = format!("{prefix}-data");
     s3.create_bucket()
         .bucket(&bucket)
@@ -151,5 +166,33 @@ pub async fn provision(
         jobs_dlq_url: dlq_url,
         bucket,
         s3_force_path_style: true,
+        schedules: ScheduleTarget {
+            group,
+            // The template creates the real role; emulators accept any role ARN.
+            role_arn: format!(
+                "arn:aws:iam::{}:role/{prefix}-scheduler",
+                account_of(&jobs_queue_arn)
+            ),
+            queue_arn: jobs_queue_arn,
+            dead_letter_arn: schedules_dlq_arn,
+        },
     })
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, ProvisionError> {
+    Ok(sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(failed("queue attributes"))?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default())
+}
+
+/// The account field of an ARN (`arn:partition:service:region:account:resource`).
+fn account_of(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or_default()
 }

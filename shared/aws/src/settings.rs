@@ -8,6 +8,7 @@ use crate::blobs::S3Blobs;
 use crate::jobs::DynamoJobStore;
 use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
+use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -24,11 +25,12 @@ pub struct AwsSettings {
     pub bucket: String,
     /// Emulators serve S3 by path (`http://host/bucket/key`), not by virtual host.
     pub s3_force_path_style: bool,
+    pub schedules: ScheduleTarget,
 }
 
 impl AwsSettings {
-    /// Reads `PRISM_TABLE`, `PRISM_JOBS_QUEUE_URL`, `PRISM_JOBS_DLQ_URL`, `PRISM_BUCKET` and the
-    /// optional `PRISM_S3_FORCE_PATH_STYLE`, reporting every missing one at once.
+    /// Reads every variable of [`AwsSettings::to_env`] (`PRISM_S3_FORCE_PATH_STYLE` is optional),
+    /// reporting every missing one at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut missing = Vec::new();
         let mut need = |name: &str| {
@@ -44,12 +46,41 @@ impl AwsSettings {
             bucket: need("PRISM_BUCKET"),
             s3_force_path_style: get("PRISM_S3_FORCE_PATH_STYLE")
                 .is_some_and(|v| v == "true" || v == "1"),
+            schedules: ScheduleTarget {
+                group: need("PRISM_SCHEDULE_GROUP"),
+                queue_arn: need("PRISM_JOBS_QUEUE_ARN"),
+                role_arn: need("PRISM_SCHEDULER_ROLE_ARN"),
+                dead_letter_arn: need("PRISM_SCHEDULES_DLQ_ARN"),
+            },
         };
         if missing.is_empty() {
             Ok(settings)
         } else {
             Err(SettingsError::Missing(missing.join(", ")))
         }
+    }
+}
+
+impl AwsSettings {
+    /// The environment that names these resources, as the template sets it for every function.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PRISM_TABLE", self.table.clone()),
+            ("PRISM_JOBS_QUEUE_URL", self.jobs_queue_url.clone()),
+            ("PRISM_JOBS_DLQ_URL", self.jobs_dlq_url.clone()),
+            ("PRISM_BUCKET", self.bucket.clone()),
+            (
+                "PRISM_S3_FORCE_PATH_STYLE",
+                self.s3_force_path_style.to_string(),
+            ),
+            ("PRISM_SCHEDULE_GROUP", self.schedules.group.clone()),
+            ("PRISM_JOBS_QUEUE_ARN", self.schedules.queue_arn.clone()),
+            ("PRISM_SCHEDULER_ROLE_ARN", self.schedules.role_arn.clone()),
+            (
+                "PRISM_SCHEDULES_DLQ_ARN",
+                self.schedules.dead_letter_arn.clone(),
+            ),
+        ]
     }
 }
 
@@ -61,6 +92,7 @@ pub struct AwsBackend {
     pub keys: DynamoKeyStore,
     pub queue: SqsWorkQueue,
     pub dead_letters: SqsWorkQueue,
+    pub scheduler: EventBridgeScheduler,
     pub ssm: aws_sdk_ssm::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
 }
@@ -85,6 +117,10 @@ impl AwsBackend {
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
             queue: SqsWorkQueue::new(sqs.clone(), settings.jobs_queue_url.clone(), receive_wait),
             dead_letters: SqsWorkQueue::new(sqs, settings.jobs_dlq_url.clone(), receive_wait),
+            scheduler: EventBridgeScheduler::new(
+                aws_sdk_scheduler::Client::new(&config),
+                settings.schedules.clone(),
+            ),
             ssm: aws_sdk_ssm::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             settings,

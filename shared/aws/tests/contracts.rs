@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use prism_aws::{AwsBackend, provision};
-use prism_core::SystemClock;
-use prism_testkit::contracts::JobPorts;
+use prism_core::{Clock, SystemClock};
+use prism_testkit::contracts::{JobPorts, ScheduleTime};
 use prism_testkit::job_port_contract;
+use prism_testkit::schedule_pump::EmulatorSchedulePump;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -24,12 +26,25 @@ async fn fresh() -> JobPorts {
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
     let settings = provision(&prefix, 30).await.unwrap();
+    let pump = EmulatorSchedulePump::connect(&settings.schedules.group).await;
     let backend = AwsBackend::connect(settings, Duration::ZERO).await;
     JobPorts {
         store: Arc::new(backend.jobs.clone()),
         queue: Arc::new(backend.queue.clone()),
         keys: Arc::new(backend.keys.clone()),
+        scheduler: Arc::new(backend.scheduler.clone()),
+        schedules: Arc::new(PumpedTime(pump)),
         clock: Arc::new(SystemClock),
+    }
+}
+
+/// Time passes for schedules only: the pump fires what would be due by then.
+struct PumpedTime(EmulatorSchedulePump);
+
+#[async_trait]
+impl ScheduleTime for PumpedTime {
+    async fn pass(&self, by: Duration) {
+        self.0.fire_due(SystemClock.now().plus(by)).await;
     }
 }
 

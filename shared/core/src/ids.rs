@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use rand::Rng;
 
 use crate::clock::Timestamp;
+use crate::job::JobKind;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const BODY_LEN: usize = 26;
@@ -41,7 +42,15 @@ impl IdGenerator {
     }
 
     pub fn job_id(&self, now: Timestamp) -> JobId {
-        JobId(format!("{}{}", JobId::PREFIX, self.next_body(now)))
+        JobId(format!("{}{}", JobId::ASYNC_PREFIX, self.next_body(now)))
+    }
+
+    pub fn scheduled_job_id(&self, now: Timestamp) -> JobId {
+        JobId(format!(
+            "{}{}",
+            JobId::SCHEDULED_PREFIX,
+            self.next_body(now)
+        ))
     }
 
     pub fn key_id(&self, now: Timestamp) -> KeyId {
@@ -98,8 +107,56 @@ macro_rules! prefixed_id {
     };
 }
 
-prefixed_id!(JobId, "job_");
 prefixed_id!(KeyId, "key_");
+
+/// A job's id. The prefix names the kind (`job_` async, `sched_` scheduled), so the id alone
+/// routes a message and a kind's jobs are one key range in every store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(String);
+
+impl JobId {
+    pub const ASYNC_PREFIX: &'static str = "job_";
+    pub const SCHEDULED_PREFIX: &'static str = "sched_";
+
+    pub fn prefix(kind: JobKind) -> &'static str {
+        match kind {
+            JobKind::Async => Self::ASYNC_PREFIX,
+            JobKind::Scheduled => Self::SCHEDULED_PREFIX,
+        }
+    }
+
+    /// Accepts an id of either kind; a malformed id is a 404 before any IO.
+    pub fn parse(s: &str) -> Option<Self> {
+        [JobKind::Async, JobKind::Scheduled]
+            .into_iter()
+            .find_map(|kind| Self::parse_kind(s, kind))
+    }
+
+    /// Accepts only ids of `kind`, so `/v1/async/sched_…` is a 404 like any unknown id.
+    pub fn parse_kind(s: &str, kind: JobKind) -> Option<Self> {
+        s.strip_prefix(Self::prefix(kind))
+            .filter(|body| is_body(body))
+            .map(|_| Self(s.to_owned()))
+    }
+
+    pub fn kind(&self) -> JobKind {
+        if self.0.starts_with(Self::SCHEDULED_PREFIX) {
+            JobKind::Scheduled
+        } else {
+            JobKind::Async
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A tenant is named by an operator (`prism keys create --tenant NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +203,20 @@ mod tests {
         assert!(JobId::parse("job_123").is_none());
         assert!(JobId::parse(&id.as_str().replace("job_", "key_")).is_none());
         assert!(KeyId::parse(id.as_str()).is_none());
+    }
+
+    #[test]
+    fn job_ids_name_their_kind() {
+        let ids = IdGenerator::new();
+        let scheduled = ids.scheduled_job_id(Timestamp(1_700_000_000_000));
+        assert!(scheduled.as_str().starts_with("sched_"));
+        assert_eq!(
+            JobId::parse(scheduled.as_str()).map(|id| id.kind()),
+            Some(JobKind::Scheduled)
+        );
+        assert!(JobId::parse_kind(scheduled.as_str(), JobKind::Async).is_none());
+        let async_id = ids.job_id(Timestamp(1_700_000_000_000));
+        assert_eq!(async_id.kind(), JobKind::Async);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Jobs (async and, later, scheduled completions): their statuses, the legal transitions between
-//! them, and the error a failed job reports.
+//! Jobs (async and scheduled completions): their statuses, the legal transitions between them,
+//! and the error a failed job reports.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -10,18 +12,22 @@ use crate::ids::{JobId, TenantId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
     Async,
+    /// Runs like an async job, but never before its `scheduled_at`.
+    Scheduled,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Async => "async",
+            JobKind::Scheduled => "scheduled",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "async" => Some(JobKind::Async),
+            "scheduled" => Some(JobKind::Scheduled),
             _ => None,
         }
     }
@@ -117,6 +123,9 @@ pub struct JobRef {
     pub id: JobId,
 }
 
+/// Caller-supplied labels, as OpenAI's `metadata`: up to 16 string pairs.
+pub type Metadata = BTreeMap<String, String>;
+
 /// A job as the store holds it. `result` is the upstream's chat completion, kept as raw JSON so
 /// it is relayed byte for byte.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +136,9 @@ pub struct Job {
     pub status: JobStatus,
     pub model: String,
     pub created_at: Timestamp,
+    /// Scheduled jobs only: no worker starts the job before then.
+    pub scheduled_at: Option<Timestamp>,
+    pub metadata: Option<Metadata>,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
@@ -154,6 +166,8 @@ pub struct NewJob {
     pub model: String,
     pub request: Bytes,
     pub created_at: Timestamp,
+    pub scheduled_at: Option<Timestamp>,
+    pub metadata: Option<Metadata>,
 }
 
 impl NewJob {
@@ -172,6 +186,8 @@ impl NewJob {
             status: JobStatus::Pending,
             model: self.model.clone(),
             created_at: self.created_at,
+            scheduled_at: self.scheduled_at,
+            metadata: self.metadata.clone(),
             started_at: None,
             completed_at: None,
             expires_at: None,

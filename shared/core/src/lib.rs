@@ -13,6 +13,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod retry;
 pub mod routing;
+pub mod scheduled;
 pub mod service;
 pub mod worker;
 

@@ -47,6 +47,8 @@ pub enum ClaimOutcome {
     Claimed(Job),
     /// Another worker holds a live lease until the given time.
     Busy { lease_expires_at: Timestamp },
+    /// A scheduled job delivered before its time: left `pending`, to be delivered again then.
+    NotDue { due_at: Timestamp },
     /// Nothing left to do: the job is terminal.
     Terminal(Job),
     /// Unknown or already expired.
@@ -92,7 +94,7 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Page<Job>, StoreError>;
 
     /// `pending -> running`, or `running -> running` when the previous lease expired or was
-    /// released; counts one more upstream attempt.
+    /// released; counts one more upstream attempt. Never before a scheduled job's `scheduled_at`.
     async fn claim(
         &self,
         job: &JobRef,
@@ -149,7 +151,8 @@ pub trait JobStore: Send + Sync {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Jobs the reconciler must trigger again: `pending` ones created before `before`, and
+    /// Jobs the reconciler must trigger again: `pending` ones created (scheduled jobs: due)
+    /// before `before`, and
     /// `running` ones whose lease (or released retry time) ended before `before`, in both cases
     /// unless the adapter knows a trigger is still waiting for them.
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError>;
@@ -189,6 +192,17 @@ pub trait WorkQueue: Send + Sync {
 
     /// Hides the message for `visibility` from now (0 makes it visible at once).
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError>;
+}
+
+/// Delivers a work item to the work queue at a time further ahead than a queue delay reaches,
+/// durably (EventBridge Scheduler on AWS). Identified by the item, so cancel needs nothing else.
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// Arranges one delivery of `item` at `at` or shortly after, never before.
+    async fn schedule(&self, item: &WorkItem, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Drops the pending delivery of `item`; nothing to drop is not an error.
+    async fn unschedule(&self, item: &WorkItem) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -9,13 +9,20 @@ use sha2::{Digest, Sha256};
 
 use crate::chat::summarize_chat_request;
 use crate::clock::Clock;
-use crate::error::ServiceError;
+use crate::clock::Timestamp;
+use crate::error::{ServiceError, StoreError};
 use crate::ids::{IdGenerator, JobId, TenantId};
 use crate::job::{Job, JobKind, NewJob};
 use crate::list::{ListQuery, Page};
 use crate::ports::{
-    CancelOutcome, CreateOutcome, IdempotencyClaim, JobStore, Upstream, WorkItem, WorkQueue,
+    CancelOutcome, CreateOutcome, IdempotencyClaim, JobStore, Scheduler, Upstream, WorkItem,
+    WorkQueue,
 };
+use crate::scheduled::parse_schedule_request;
+
+/// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
+/// [`Scheduler`].
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
 
 /// Knobs of the job lifecycle, read once from configuration.
 #[derive(Debug, Clone)]
@@ -38,6 +45,8 @@ pub struct JobPolicy {
     pub max_receives: u32,
     /// A `pending` job older than this with no trigger waiting is re-triggered.
     pub stranded_after: Duration,
+    /// How far ahead a scheduled job may be due.
+    pub schedule_horizon: Duration,
 }
 
 impl Default for JobPolicy {
@@ -52,6 +61,7 @@ impl Default for JobPolicy {
             lease_margin: Duration::from_secs(30),
             max_receives: 10,
             stranded_after: Duration::from_secs(60),
+            schedule_horizon: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -61,6 +71,7 @@ impl Default for JobPolicy {
 pub struct Deps {
     pub store: Arc<dyn JobStore>,
     pub queue: Arc<dyn WorkQueue>,
+    pub scheduler: Arc<dyn Scheduler>,
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
@@ -96,25 +107,6 @@ pub async fn submit_async_job(
         return Err(model_not_found(&summary.model));
     }
     let now = deps.clock.now();
-    let claim = idempotency_key
-        .map(|key| {
-            if key.is_empty()
-                || key.len() > MAX_IDEMPOTENCY_KEY_LEN
-                || !key.bytes().all(|b| b.is_ascii_graphic())
-            {
-                return Err(ServiceError::invalid(
-                    "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
-                    None,
-                    Some("invalid_idempotency_key"),
-                ));
-            }
-            Ok(IdempotencyClaim {
-                key: key.to_owned(),
-                body_hash: hex::encode(Sha256::digest(&body)),
-                expires_at: now.plus(deps.policy.idempotency_ttl),
-            })
-        })
-        .transpose()?;
     let job = NewJob {
         id: deps.ids.job_id(now),
         tenant: tenant.clone(),
@@ -122,7 +114,55 @@ pub async fn submit_async_job(
         model: summary.model,
         request: body,
         created_at: now,
+        scheduled_at: None,
+        metadata: None,
     };
+    create_job(deps, job, idempotency_key).await
+}
+
+/// Validates a scheduled chat completion (`POST /v1/scheduled`), stores it `pending` and arranges
+/// its delivery at `scheduled_at`.
+#[tracing::instrument(skip_all, fields(tenant = %tenant, job_id))]
+pub async fn submit_scheduled_job(
+    deps: &Deps,
+    tenant: &TenantId,
+    body: &[u8],
+    idempotency_key: Option<&str>,
+) -> Result<Submitted, ServiceError> {
+    let now = deps.clock.now();
+    let request = parse_schedule_request(body, now, deps.policy.schedule_horizon)?;
+    if !deps.upstream.routes(&request.model) {
+        return Err(ServiceError::invalid(
+            format!(
+                "The model '{}' does not exist or you do not have access to it.",
+                request.model
+            ),
+            Some("request.model"),
+            Some("model_not_found"),
+        ));
+    }
+    let job = NewJob {
+        id: deps.ids.scheduled_job_id(now),
+        tenant: tenant.clone(),
+        kind: JobKind::Scheduled,
+        model: request.model,
+        request: request.request,
+        created_at: now,
+        scheduled_at: Some(request.scheduled_at),
+        metadata: request.metadata,
+    };
+    create_job(deps, job, idempotency_key).await
+}
+
+/// Stores a new job under an optional `Idempotency-Key` and triggers it, whatever its kind.
+async fn create_job(
+    deps: &Deps,
+    job: NewJob,
+    idempotency_key: Option<&str>,
+) -> Result<Submitted, ServiceError> {
+    let claim = idempotency_key
+        .map(|key| idempotency_claim(deps, key, &job))
+        .transpose()?;
     tracing::Span::current().record("job_id", job.id.as_str());
     let triggered = match deps.store.create(&job, claim.as_ref()).await? {
         CreateOutcome::Created { triggered } => triggered,
@@ -130,14 +170,14 @@ pub async fn submit_async_job(
             job_id,
             same_body: true,
         } => {
-            let job =
-                deps.store
-                    .get(tenant, &job_id, now)
-                    .await?
-                    .ok_or(ServiceError::NotFound {
-                        what: "job",
-                        id: job_id.to_string(),
-                    })?;
+            let job = deps
+                .store
+                .get(&job.tenant, &job_id, job.created_at)
+                .await?
+                .ok_or(ServiceError::NotFound {
+                    what: "job",
+                    id: job_id.to_string(),
+                })?;
             return Ok(Submitted {
                 job,
                 replayed: true,
@@ -153,20 +193,65 @@ pub async fn submit_async_job(
             ));
         }
     };
-    // The row is the source of truth: if this enqueue is lost, the reconciler triggers the job.
-    // A triggered create was queued by the store itself.
-    if !triggered
-        && let Err(error) = deps
-            .queue
-            .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
-            .await
-    {
-        tracing::warn!(%error, "enqueue failed after the job was stored; the reconciler will trigger it");
+    // The row is the source of truth: if this trigger is lost, the reconciler triggers the job
+    // once it is due. A triggered create was queued by the store itself.
+    if !triggered {
+        let due = job.scheduled_at.unwrap_or(job.created_at);
+        if let Err(error) = trigger_at(deps, &WorkItem::Job(job.job_ref()), due).await {
+            tracing::warn!(%error, "trigger failed after the job was stored; the reconciler will trigger it");
+        }
     }
     Ok(Submitted {
         job: job.to_job(),
         replayed: false,
     })
+}
+
+fn idempotency_claim(
+    deps: &Deps,
+    key: &str,
+    job: &NewJob,
+) -> Result<IdempotencyClaim, ServiceError> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ServiceError::invalid(
+            "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
+            None,
+            Some("invalid_idempotency_key"),
+        ));
+    }
+    // The kind is hashed too: the same key and body sent as async and as scheduled differ.
+    let mut hash = Sha256::new();
+    hash.update(job.kind.as_str());
+    hash.update([0]);
+    if let Some(at) = job.scheduled_at {
+        hash.update(at.0.to_be_bytes());
+    }
+    hash.update(&job.request);
+    Ok(IdempotencyClaim {
+        key: key.to_owned(),
+        body_hash: hex::encode(hash.finalize()),
+        expires_at: job.created_at.plus(deps.policy.idempotency_ttl),
+    })
+}
+
+/// Delivers `item` to the work queue at `due`: at once when due, by a message delay when the
+/// queue can carry it, through the [`Scheduler`] beyond that.
+pub async fn trigger_at(deps: &Deps, item: &WorkItem, due: Timestamp) -> Result<(), StoreError> {
+    let lead = deps.clock.now().until(due);
+    if lead <= MAX_QUEUE_DELAY {
+        deps.queue.enqueue(item, lead).await
+    } else {
+        deps.scheduler.schedule(item, due).await
+    }
+}
+
+/// Whether a job was handed to the [`Scheduler`] when it was created.
+fn went_through_scheduler(job: &Job) -> bool {
+    job.scheduled_at
+        .is_some_and(|due| job.created_at.until(due) > MAX_QUEUE_DELAY)
 }
 
 pub fn model_not_found(model: &str) -> ServiceError {
@@ -177,15 +262,21 @@ pub fn model_not_found(model: &str) -> ServiceError {
     )
 }
 
-fn parse_job_id(id: &str) -> Result<JobId, ServiceError> {
-    JobId::parse(id).ok_or_else(|| ServiceError::NotFound {
+fn parse_job_id(id: &str, kind: JobKind) -> Result<JobId, ServiceError> {
+    JobId::parse_kind(id, kind).ok_or_else(|| ServiceError::NotFound {
         what: "job",
         id: id.to_owned(),
     })
 }
 
-pub async fn get_job(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Job, ServiceError> {
-    let job_id = parse_job_id(id)?;
+/// One of the tenant's jobs of `kind`; another tenant's is as unknown as a made-up id.
+pub async fn get_job(
+    deps: &Deps,
+    tenant: &TenantId,
+    kind: JobKind,
+    id: &str,
+) -> Result<Job, ServiceError> {
+    let job_id = parse_job_id(id, kind)?;
     deps.store
         .get(tenant, &job_id, deps.clock.now())
         .await?
@@ -208,14 +299,32 @@ pub async fn list_jobs(
 }
 
 /// Cancels a pending or running job. A running worker notices through the store and aborts its
-/// upstream call.
+/// upstream call; a scheduled job's pending delivery is dropped (one that still arrives finds
+/// the job terminal and is acknowledged).
 #[tracing::instrument(skip_all, fields(tenant = %tenant, job_id = id))]
-pub async fn cancel_job(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Job, ServiceError> {
-    let job_id = parse_job_id(id)?;
+pub async fn cancel_job(
+    deps: &Deps,
+    tenant: &TenantId,
+    kind: JobKind,
+    id: &str,
+) -> Result<Job, ServiceError> {
+    let job_id = parse_job_id(id, kind)?;
     let now = deps.clock.now();
     let expires_at = now.plus(deps.policy.retention);
     match deps.store.cancel(tenant, &job_id, now, expires_at).await? {
-        CancelOutcome::Cancelled(job) | CancelOutcome::AlreadyCancelled(job) => Ok(job),
+        CancelOutcome::Cancelled(job) => {
+            if went_through_scheduler(&job)
+                && job.started_at.is_none()
+                && let Err(error) = deps
+                    .scheduler
+                    .unschedule(&WorkItem::Job(job.job_ref()))
+                    .await
+            {
+                tracing::warn!(%error, "could not delete the job's schedule; its delivery will be acknowledged as redundant");
+            }
+            Ok(job)
+        }
+        CancelOutcome::AlreadyCancelled(job) => Ok(job),
         CancelOutcome::Finished(job) => Err(ServiceError::Conflict {
             action: "cancel",
             status: job.status,

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::job::{Finish, JobError, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem, WorkQueue};
 use crate::retry::delay_before_retry;
-use crate::service::Deps;
+use crate::service::{Deps, MAX_QUEUE_DELAY};
 
 /// What the trigger does with the message it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub enum RunOutcome {
     Busy(Duration),
     /// A retry is due later than is worth sleeping for; the lease was released.
     RetryLater(Duration),
+    /// A scheduled job delivered this long before its time.
+    NotDue(Duration),
 }
 
 /// After a storage failure the message is left to reappear this soon.
@@ -73,6 +75,16 @@ pub async fn handle_delivery_until(
     match run_job(deps, id, deadline, stop).await {
         Ok(RunOutcome::Finished) => QueueAction::Ack,
         Ok(RunOutcome::Busy(wait) | RunOutcome::RetryLater(wait)) => QueueAction::RetryAfter(wait),
+        Ok(RunOutcome::NotDue(wait)) if wait <= MAX_QUEUE_DELAY => QueueAction::RetryAfter(wait),
+        Ok(RunOutcome::NotDue(wait)) => {
+            // Holding a message for hours would spend its receive count; the job's own trigger
+            // (schedule) or the reconciler delivers it when due.
+            tracing::info!(
+                ?wait,
+                "scheduled job delivered long before its time; message dropped"
+            );
+            QueueAction::Ack
+        }
         Err(error) => {
             tracing::warn!(%error, "job run hit a storage failure; the message will reappear");
             QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
@@ -157,6 +169,12 @@ pub async fn run_job(
             // Not ours to run: reappear just after the live lease ends, never acknowledge.
             return Ok(RunOutcome::Busy(
                 now.until(lease_expires_at) + Duration::from_secs(1),
+            ));
+        }
+        ClaimOutcome::NotDue { due_at } => {
+            // Come back just after the due time, never before it.
+            return Ok(RunOutcome::NotDue(
+                now.until(due_at) + Duration::from_millis(100),
             ));
         }
         ClaimOutcome::Terminal(_) | ClaimOutcome::Missing => return Ok(RunOutcome::Finished),

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     result           TEXT,
     error            TEXT,
     created_at       INTEGER NOT NULL,
+    scheduled_at     INTEGER,
+    metadata         TEXT,
     started_at       INTEGER,
     completed_at     INTEGER,
     expires_at       INTEGER,
@@ -94,6 +96,26 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Columns added after a release, for data directories created before them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("jobs", "scheduled_at", "INTEGER"),
+    ("jobs", "metadata", "TEXT"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, ty) in ADDED_COLUMNS {
+        let exists: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists([column])?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl Database {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -102,6 +124,7 @@ impl Database {
             .map_err(unavailable)?;
         configure(&conn).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&conn).map_err(unavailable)?;
         // Checkpoints (which copy the WAL into the database and fsync) run on their own thread,
         // so no commit ever waits behind one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use crate::db::Database;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
-                           expires_at, result, error, attempts";
+                           expires_at, result, error, attempts, scheduled_at, metadata";
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
@@ -34,6 +34,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let kind: String = row.get(2)?;
     let status: String = row.get(3)?;
     let error: Option<String> = row.get(10)?;
+    let metadata: Option<String> = row.get(13)?;
     Ok(Job {
         id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
@@ -50,6 +51,11 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             .transpose()
             .map_err(|_| corrupt("error"))?,
         attempts: row.get(11)?,
+        scheduled_at: row.get::<_, Option<i64>>(12)?.map(Timestamp),
+        metadata: metadata
+            .map(|m| serde_json::from_str(&m))
+            .transpose()
+            .map_err(|_| corrupt("metadata"))?,
     })
 }
 
@@ -100,9 +106,11 @@ impl SqliteJobStore {
                      WHERE status = 'running' AND lease_token IS NOT NULL",
                     [],
                 )?;
+                // Only deliveries in flight: a scheduled job not yet received keeps its due time.
                 conn.execute(
                     "UPDATE jobs SET queue_visible_at = ?1 \
-                     WHERE queue_visible_at IS NOT NULL AND queue_visible_at > ?1",
+                     WHERE queue_visible_at IS NOT NULL AND queue_visible_at > ?1 \
+                       AND queue_receipt IS NOT NULL",
                     params![now.0],
                 )?;
                 Ok(leases)
@@ -153,11 +161,18 @@ impl JobStore for SqliteJobStore {
                         claim.expires_at.0
                     ])?;
                 }
-                // Visible in the queue from the same write: storing and queueing cannot drift
-                // apart, and a submit costs one commit instead of two.
+                // Visible in the queue from the same write (a scheduled job from its due time):
+                // storing and queueing cannot drift apart, and a submit costs one commit.
+                let metadata = job
+                    .metadata
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 conn.prepare_cached(
-                    "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at, queue_visible_at) \
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?6)",
+                    "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at, \
+                       scheduled_at, metadata, queue_visible_at) \
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)))",
                 )?
                 .execute(params![
                     job.id.as_str(),
@@ -165,7 +180,9 @@ impl JobStore for SqliteJobStore {
                     job.kind.as_str(),
                     job.model,
                     job.request.as_ref(),
-                    job.created_at.0
+                    job.created_at.0,
+                    job.scheduled_at.map(|t| t.0),
+                    metadata
                 ])?;
                 Ok(CreateOutcome::Created { triggered: true })
             })
@@ -257,6 +274,9 @@ impl JobStore for SqliteJobStore {
                 };
                 if job.status.is_terminal() {
                     return Ok(ClaimOutcome::Terminal(job));
+                }
+                if let Some(due_at) = job.scheduled_at.filter(|due| *due > now) {
+                    return Ok(ClaimOutcome::NotDue { due_at });
                 }
                 let live_lease: Option<i64> = conn
                     .prepare_cached(
@@ -438,7 +458,7 @@ impl JobStore for SqliteJobStore {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, tenant FROM jobs WHERE status IN ('pending', 'running') \
                      AND queue_visible_at IS NULL \
-                     AND ((status = 'pending' AND created_at < ?1) \
+                     AND ((status = 'pending' AND MAX(created_at, COALESCE(scheduled_at, 0)) < ?1) \
                        OR (status = 'running' AND COALESCE(lease_expires_at, 0) < ?1)) \
                      LIMIT ?2",
                 )?;
@@ -510,6 +530,25 @@ impl SqliteWorkQueue {
                 .map(|t| t.map(Timestamp))
             })
             .await
+    }
+}
+
+impl SqliteWorkQueue {
+    /// Drops the item's message if it is waiting (not in flight): what deleting a schedule is on
+    /// a queue that carries delays itself.
+    pub async fn drop_waiting(&self, item: &WorkItem) -> Result<(), StoreError> {
+        let WorkItem::Job(job) = item;
+        let id = job.id.clone();
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = NULL, queue_receives = 0 \
+                     WHERE id = ?1 AND queue_receipt IS NULL",
+                )?
+                .execute(params![id.as_str()])
+            })
+            .await
+            .map(|_| ())
     }
 }
 

@@ -7,12 +7,14 @@ mod jobs;
 mod keys;
 mod lock;
 mod runtime;
+mod schedules;
 
 pub use db::Database;
 pub use jobs::{SqliteJobStore, SqliteWorkQueue};
 pub use keys::SqliteKeyStore;
 pub use lock::{DataDirLock, LockError};
 pub use runtime::{RuntimeConfig, WorkerRuntime};
+pub use schedules::SqliteScheduler;
 
 /// The database file inside a data directory.
 pub const DATABASE_FILE: &str = "prism.sqlite3";

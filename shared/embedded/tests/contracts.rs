@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use prism_embedded::{Database, SqliteJobStore, SqliteKeyStore, SqliteWorkQueue};
+use prism_embedded::{Database, SqliteJobStore, SqliteKeyStore, SqliteScheduler, SqliteWorkQueue};
 use prism_testkit::contracts::JobPorts;
 use prism_testkit::{ManualClock, job_port_contract};
 
@@ -15,8 +15,10 @@ async fn fresh() -> JobPorts {
     let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
     JobPorts {
         store: Arc::new(SqliteJobStore::new(db.clone(), &queue)),
+        scheduler: Arc::new(SqliteScheduler::new(queue.clone(), clock.clone())),
         queue: Arc::new(queue),
         keys: Arc::new(SqliteKeyStore::new(db)),
+        schedules: clock.clone(),
         clock,
     }
 }

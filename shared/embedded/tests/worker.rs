@@ -12,7 +12,7 @@ use prism_core::ports::{ClaimOutcome, Lease, WorkItem, WorkQueue};
 use prism_core::service::{Deps, JobPolicy};
 use prism_core::worker::{QueueAction, handle_delivery};
 use prism_core::{Clock, JobKind, JobStatus, SystemClock, TenantId};
-use prism_embedded::{Database, SqliteJobStore, SqliteWorkQueue};
+use prism_embedded::{Database, SqliteJobStore, SqliteScheduler, SqliteWorkQueue};
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use prism_upstream::{HttpUpstream, ProviderConfig, UpstreamOptions};
 
@@ -43,6 +43,7 @@ async fn harness(policy: JobPolicy) -> Harness {
     .unwrap();
     let deps = Deps {
         store: Arc::new(SqliteJobStore::new(db, &queue)),
+        scheduler: Arc::new(SqliteScheduler::new(queue.clone(), clock.clone())),
         queue: Arc::new(queue.clone()),
         upstream: Arc::new(upstream),
         clock,
@@ -67,6 +68,8 @@ async fn submit(h: &Harness, model: &str) -> NewJob {
         model: model.into(),
         request: Bytes::from(body),
         created_at: now,
+        scheduled_at: None,
+        metadata: None,
     };
     h.deps.store.create(&job, None).await.unwrap();
     h.queue

@@ -56,6 +56,14 @@ pub fn router(state: AppState) -> Router {
         .route("/chat/completions", post(chat_completions))
         .route("/async", get(list_async_jobs))
         .route("/async/{id}", get(get_async_job).delete(cancel_async_job))
+        .route(
+            "/scheduled",
+            post(create_scheduled_job).get(list_scheduled_jobs),
+        )
+        .route(
+            "/scheduled/{id}",
+            get(get_scheduled_job).delete(cancel_scheduled_job),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
@@ -229,17 +237,51 @@ fn sync_deadline_passed(deadline: Duration) -> ApiError {
 }
 
 async fn get_async_job(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    get_job(state, tenant, JobKind::Async, id).await
+}
+
+async fn get_scheduled_job(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    get_job(state, tenant, JobKind::Scheduled, id).await
+}
+
+async fn get_job(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
+    kind: JobKind,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = service::get_job(&state.deps, &tenant, &id).await?;
+    let job = service::get_job(&state.deps, &tenant, kind, &id).await?;
     Ok(Json(JobObject::from_job(&job)).into_response())
 }
 
 async fn list_async_jobs(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    params: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    list_jobs(state, tenant, JobKind::Async, params).await
+}
+
+async fn list_scheduled_jobs(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    params: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    list_jobs(state, tenant, JobKind::Scheduled, params).await
+}
+
+async fn list_jobs(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
+    kind: JobKind,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let query = ListQuery::parse(
@@ -247,15 +289,49 @@ async fn list_async_jobs(
         params.get("after").map(String::as_str),
         params.get("status").map(String::as_str),
     )?;
-    let page = service::list_jobs(&state.deps, &tenant, JobKind::Async, &query).await?;
+    let page = service::list_jobs(&state.deps, &tenant, kind, &query).await?;
     Ok(Json(ListObject::from_page(&page)).into_response())
 }
 
 async fn cancel_async_job(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    cancel_job(state, tenant, JobKind::Async, id).await
+}
+
+async fn cancel_scheduled_job(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    id: Path<String>,
+) -> Result<Response, ApiError> {
+    cancel_job(state, tenant, JobKind::Scheduled, id).await
+}
+
+async fn cancel_job(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
+    kind: JobKind,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = service::cancel_job(&state.deps, &tenant, &id).await?;
+    let job = service::cancel_job(&state.deps, &tenant, kind, &id).await?;
     Ok(Json(JobObject::from_job(&job)).into_response())
+}
+
+/// `POST /v1/scheduled`: 201 with the job; a replayed `Idempotency-Key` answers the same job.
+async fn create_scheduled_job(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let submitted = service::submit_scheduled_job(&state.deps, &tenant, &body, key).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JobObject::from_job(&submitted.job)),
+    )
+        .into_response())
 }

@@ -1,7 +1,9 @@
-//! The JSON clients see: the async job object and OpenAI's list shape, mapped explicitly from
-//! domain types.
+//! The JSON clients see: the async and scheduled job objects and OpenAI's list shape, mapped
+//! explicitly from domain types.
 
+use prism_core::job::Metadata;
 use prism_core::list::Page;
+use prism_core::scheduled::format_rfc3339;
 use prism_core::{Job, JobError, JobKind};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -14,6 +16,12 @@ pub struct JobObject<'a> {
     job_id: &'a str,
     status: &'static str,
     model: &'a str,
+    /// Scheduled jobs only: RFC 3339 in UTC, as the client wrote it (normalised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_at: Option<String>,
+    /// Scheduled jobs only (`null` when none was given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Option<&'a Metadata>>,
     created_at: i64,
     started_at: Option<i64>,
     completed_at: Option<i64>,
@@ -24,6 +32,7 @@ pub struct JobObject<'a> {
 fn object_name(kind: JobKind) -> &'static str {
     match kind {
         JobKind::Async => "async.job",
+        JobKind::Scheduled => "scheduled.job",
     }
 }
 
@@ -35,6 +44,8 @@ impl<'a> JobObject<'a> {
             job_id: job.id.as_str(),
             status: job.status.as_str(),
             model: &job.model,
+            scheduled_at: job.scheduled_at.map(format_rfc3339),
+            metadata: (job.kind == JobKind::Scheduled).then_some(job.metadata.as_ref()),
             created_at: job.created_at.unix_seconds(),
             started_at: job.started_at.map(|t| t.unix_seconds()),
             completed_at: job.completed_at.map(|t| t.unix_seconds()),

@@ -19,7 +19,7 @@ use prism_core::ports::{
 };
 use prism_core::service::{Deps, JobPolicy};
 use prism_core::{Clock, Job, JobId, JobKind, JobStatus, StoreError, SystemClock, TenantId};
-use prism_embedded::{Database, SqliteJobStore, SqliteWorkQueue};
+use prism_embedded::{Database, SqliteJobStore, SqliteScheduler, SqliteWorkQueue};
 use prism_lambda::{handle_dead_letter_event, handle_job_event};
 use tokio::time::Instant;
 
@@ -109,12 +109,11 @@ fn harness() -> Harness {
     let db = Database::open(&dir.path().join("lambda.sqlite3")).unwrap();
     let queue = Arc::new(RecordingQueue::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The job store's own queue is not used here: the deliveries come from the test.
+    let sqlite_queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
     let deps = Deps {
-        // The job store's own queue is not used here: the deliveries come from the test.
-        store: Arc::new(SqliteJobStore::new(
-            db.clone(),
-            &SqliteWorkQueue::new(db, Arc::clone(&clock)),
-        )),
+        store: Arc::new(SqliteJobStore::new(db, &sqlite_queue)),
+        scheduler: Arc::new(SqliteScheduler::new(sqlite_queue, Arc::clone(&clock))),
         queue: queue.clone(),
         upstream: Arc::new(ScriptedUpstream),
         clock,
@@ -147,6 +146,8 @@ async fn submit(h: &Harness, id: &str, model: &str) {
         model: model.into(),
         request: Bytes::from(body),
         created_at: h.deps.clock.now(),
+        scheduled_at: None,
+        metadata: None,
     };
     h.deps.store.create(&job, None).await.unwrap();
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use prism_core::ids::IdGenerator;
 use prism_core::job::{Finish, JobRef, NewJob};
@@ -13,7 +14,7 @@ use prism_core::keys::{hash_key, mint_key};
 use prism_core::list::ListQuery;
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, KeyStore, Lease,
-    WorkItem, WorkQueue,
+    Scheduler, WorkItem, WorkQueue,
 };
 use prism_core::{JobError, JobId, JobKind, JobStatus, TenantId, Timestamp};
 
@@ -24,7 +25,23 @@ pub struct JobPorts {
     pub store: Arc<dyn JobStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub keys: Arc<dyn KeyStore>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub schedules: Arc<dyn ScheduleTime>,
     pub clock: Arc<dyn TestClock>,
+}
+
+/// Lets time pass for the scheduler without waiting for it: a manual clock advances; on the
+/// emulator, the pump fires what falls due within the span.
+#[async_trait]
+pub trait ScheduleTime: Send + Sync {
+    async fn pass(&self, by: Duration);
+}
+
+#[async_trait]
+impl<C: TestClock> ScheduleTime for C {
+    async fn pass(&self, by: Duration) {
+        self.advance(by).await;
+    }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -49,6 +66,8 @@ async fn new_job(p: &JobPorts, ids: &IdGenerator, owner: &str) -> NewJob {
         model: "gpt-contract".into(),
         request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
         created_at: now,
+        scheduled_at: None,
+        metadata: None,
     };
     let outcome = p.store.create(&job, None).await.unwrap();
     let CreateOutcome::Created { triggered } = outcome else {
@@ -62,6 +81,14 @@ async fn new_job(p: &JobPorts, ids: &IdGenerator, owner: &str) -> NewJob {
         p.queue.ack(&first[0].receipt).await.unwrap();
     }
     job
+}
+
+fn page(limit: usize, after: Option<JobId>, status: Option<JobStatus>) -> ListQuery {
+    ListQuery {
+        limit,
+        after,
+        status,
+    }
 }
 
 async fn claimed(p: &JobPorts, id: &JobRef, token: &str) {
@@ -118,6 +145,8 @@ pub async fn idempotency_claim_replays_within_its_tenant(p: JobPorts) {
         model: "m".into(),
         request: Bytes::from_static(b"{}"),
         created_at: now,
+        scheduled_at: None,
+        metadata: None,
     };
     let first = job.id.clone();
     assert!(matches!(
@@ -405,11 +434,6 @@ pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
     .await;
     let now = p.clock.now();
     let alpha = tenant("alpha");
-    let page = |limit, after: Option<JobId>, status| ListQuery {
-        limit,
-        after,
-        status,
-    };
     let first = p
         .store
         .list(&alpha, JobKind::Async, &page(3, None, None), now)
@@ -561,6 +585,132 @@ pub async fn delayed_enqueue_is_invisible_until_due(p: JobPorts) {
     assert_eq!(p.queue.receive(10, HOUR).await.unwrap().len(), 1);
 }
 
+/// A scheduled job stored without draining any delivery (its first one waits for its time).
+async fn new_scheduled_job(p: &JobPorts, ids: &IdGenerator, owner: &str, due: Timestamp) -> NewJob {
+    let now = p.clock.now();
+    let job = NewJob {
+        id: ids.scheduled_job_id(now),
+        tenant: tenant(owner),
+        kind: JobKind::Scheduled,
+        model: "gpt-contract".into(),
+        request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
+        created_at: now,
+        scheduled_at: Some(due),
+        metadata: Some([("team".to_owned(), "search".to_owned())].into()),
+    };
+    assert!(matches!(
+        p.store.create(&job, None).await.unwrap(),
+        CreateOutcome::Created { .. }
+    ));
+    job
+}
+
+pub async fn claim_waits_for_a_scheduled_job_to_fall_due(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let due = p.clock.now().plus(Duration::from_secs(2));
+    let job = new_scheduled_job(&p, &ids, "alpha", due).await;
+    let now = p.clock.now();
+    assert_eq!(
+        p.store
+            .claim(&job.job_ref(), &lease("early", now.plus(HOUR)), now)
+            .await
+            .unwrap(),
+        ClaimOutcome::NotDue { due_at: due }
+    );
+    assert!(
+        !p.store
+            .stranded(now, 10)
+            .await
+            .unwrap()
+            .contains(&job.job_ref()),
+        "a job not yet due is not stranded"
+    );
+    let stored = p
+        .store
+        .get(&tenant("alpha"), &job.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts, stored.started_at),
+        (JobStatus::Pending, 0, None),
+        "a refused claim leaves no trace"
+    );
+    p.clock.advance(Duration::from_millis(2500)).await;
+    claimed(&p, &job.job_ref(), "on-time").await;
+}
+
+pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let plain = new_job(&p, &ids, "alpha").await;
+    let due = p.clock.now().plus(HOUR);
+    let scheduled = new_scheduled_job(&p, &ids, "alpha", due).await;
+    let now = p.clock.now();
+    let asyncs = p
+        .store
+        .list(&tenant("alpha"), JobKind::Async, &page(10, None, None), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        asyncs
+            .items
+            .iter()
+            .map(|j| j.id.clone())
+            .collect::<Vec<_>>(),
+        vec![plain.id]
+    );
+    let listed = p
+        .store
+        .list(
+            &tenant("alpha"),
+            JobKind::Scheduled,
+            &page(10, None, None),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let got = &listed.items[0];
+    assert_eq!(got.id, scheduled.id);
+    assert_eq!(got.kind, JobKind::Scheduled);
+    assert_eq!(got.scheduled_at, Some(due));
+    assert_eq!(got.metadata, scheduled.metadata);
+    let fetched = p
+        .store
+        .get(&tenant("alpha"), &scheduled.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&fetched, got);
+}
+
+pub async fn scheduler_delivers_at_its_time_once_and_never_after_unschedule(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let kept = new_job(&p, &ids, "alpha").await;
+    let dropped = new_job(&p, &ids, "alpha").await;
+    let at = p.clock.now().plus(Duration::from_secs(20 * 60));
+    let (kept, dropped) = (
+        WorkItem::Job(kept.job_ref()),
+        WorkItem::Job(dropped.job_ref()),
+    );
+    for item in [&kept, &kept, &dropped] {
+        // Scheduling the same item twice (a retried call) still delivers it once.
+        p.scheduler.schedule(item, at).await.unwrap();
+    }
+    assert!(
+        p.queue.receive(10, HOUR).await.unwrap().is_empty(),
+        "not yet due"
+    );
+    p.scheduler.unschedule(&dropped).await.unwrap();
+    p.scheduler.unschedule(&dropped).await.unwrap(); // nothing left to drop is not an error
+    p.schedules.pass(Duration::from_secs(21 * 60)).await;
+    let delivered = p.queue.receive(10, HOUR).await.unwrap();
+    assert_eq!(
+        delivered.iter().map(|d| d.item.clone()).collect::<Vec<_>>(),
+        vec![kept]
+    );
+}
+
 pub async fn keys_are_found_by_hash_until_revoked(p: JobPorts) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
@@ -611,6 +761,9 @@ macro_rules! job_port_contract {
             queue_delivers_at_least_once_with_visibility,
             delayed_enqueue_is_invisible_until_due,
             keys_are_found_by_hash_until_revoked,
+            claim_waits_for_a_scheduled_job_to_fall_due,
+            scheduled_jobs_list_apart_from_async_ones_with_their_metadata,
+            scheduler_delivers_at_its_time_once_and_never_after_unschedule,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

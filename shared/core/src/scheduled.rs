@@ -1,0 +1,335 @@
+//! Scheduled completions: reading a create request (`scheduled_at`, `request`, `metadata`), the
+//! RFC 3339 times the API speaks, and the metadata rules shared with the Batch API.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::chat::summarize_chat_request;
+use crate::clock::Timestamp;
+use crate::error::ServiceError;
+use crate::job::Metadata;
+
+/// How far in the past `scheduled_at` may be (clock skew, a slow client): such a job runs at once.
+pub const MAX_PAST: Duration = Duration::from_secs(60);
+pub const MAX_METADATA_PAIRS: usize = 16;
+const MAX_METADATA_KEY_CHARS: usize = 64;
+const MAX_METADATA_VALUE_CHARS: usize = 512;
+
+/// A validated create request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRequest {
+    pub scheduled_at: Timestamp,
+    /// The chat completion body, byte for byte as sent.
+    pub request: Bytes,
+    pub model: String,
+    pub metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    scheduled_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    request: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+}
+
+/// Validates a `POST /v1/scheduled` body. `horizon` bounds how far ahead a job may be scheduled.
+/// The model is not checked against the routes here: that needs the upstream.
+pub fn parse_schedule_request(
+    body: &[u8],
+    now: Timestamp,
+    horizon: Duration,
+) -> Result<ScheduleRequest, ServiceError> {
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed: Body<'_> = match serde_json::from_slice(body) {
+        Ok(b) if is_object => b,
+        Err(e) if e.is_data() && is_object => {
+            // The only data error an object can cause here is an unknown field.
+            return Err(ServiceError::invalid(
+                format!(
+                    "Unrecognized request argument supplied: {e}. Expected 'scheduled_at', 'request' and optionally 'metadata'."
+                ),
+                None,
+                Some("unknown_parameter"),
+            ));
+        }
+        _ => {
+            return Err(ServiceError::invalid(
+                "We could not parse the JSON body of your request: expected a JSON object.",
+                None,
+                Some("invalid_json"),
+            ));
+        }
+    };
+    let scheduled_at = parse_scheduled_at(parsed.scheduled_at, now, horizon)?;
+    let Some(request) = parsed.request.filter(|r| r.get() != "null") else {
+        return Err(ServiceError::invalid(
+            "Missing required parameter: 'request' (the chat completion body to run).",
+            Some("request"),
+            Some("missing_required_parameter"),
+        ));
+    };
+    let summary = summarize_chat_request(request.get().as_bytes()).map_err(nest_under_request)?;
+    if summary.stream {
+        return Err(ServiceError::invalid(
+            "Streaming is not supported for scheduled requests; remove 'stream' from 'request'.",
+            Some("request.stream"),
+            Some("streaming_unsupported"),
+        ));
+    }
+    let metadata = parsed.metadata.map(parse_metadata).transpose()?.flatten();
+    Ok(ScheduleRequest {
+        scheduled_at,
+        request: Bytes::copy_from_slice(request.get().as_bytes()),
+        model: summary.model,
+        metadata,
+    })
+}
+
+/// The chat body's own errors, with `param` naming where they sit in this request.
+fn nest_under_request(error: ServiceError) -> ServiceError {
+    match error {
+        ServiceError::InvalidRequest {
+            message,
+            param,
+            code,
+        } => ServiceError::InvalidRequest {
+            message: format!("Invalid 'request': {message}"),
+            param: Some(param.map_or_else(|| "request".to_owned(), |p| format!("request.{p}"))),
+            code,
+        },
+        other => other,
+    }
+}
+
+fn parse_scheduled_at(
+    raw: Option<&RawValue>,
+    now: Timestamp,
+    horizon: Duration,
+) -> Result<Timestamp, ServiceError> {
+    let invalid = |message: String, code: &str| {
+        ServiceError::invalid(message, Some("scheduled_at"), Some(code))
+    };
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Err(invalid(
+            "Missing required parameter: 'scheduled_at' (an RFC 3339 time with an offset, e.g. 2026-04-05T09:00:00Z).".into(),
+            "missing_required_parameter",
+        ));
+    };
+    let Ok(text) = serde_json::from_str::<String>(raw.get()) else {
+        return Err(invalid(
+            "Invalid type for 'scheduled_at': expected an RFC 3339 string such as 2026-04-05T09:00:00Z.".into(),
+            "invalid_type",
+        ));
+    };
+    let at = parse_rfc3339(&text).ok_or_else(|| {
+        if has_offset(&text) {
+            invalid(
+                format!("Invalid 'scheduled_at': '{text}' is not an RFC 3339 time such as 2026-04-05T09:00:00Z."),
+                "invalid_scheduled_at",
+            )
+        } else {
+            invalid(
+                format!("Invalid 'scheduled_at': '{text}' has no UTC offset; add 'Z' or one such as '+02:00'."),
+                "invalid_scheduled_at",
+            )
+        }
+    })?;
+    if at < now.minus(MAX_PAST) {
+        return Err(invalid(
+            format!(
+                "Invalid 'scheduled_at': {} is more than {} s in the past.",
+                format_rfc3339(at),
+                MAX_PAST.as_secs()
+            ),
+            "scheduled_at_in_past",
+        ));
+    }
+    if at > now.plus(horizon) {
+        return Err(invalid(
+            format!(
+                "Invalid 'scheduled_at': {} is more than {} days ahead.",
+                format_rfc3339(at),
+                horizon.as_secs() / 86_400
+            ),
+            "scheduled_at_too_far",
+        ));
+    }
+    Ok(at)
+}
+
+/// Whether the text ends like an RFC 3339 offset (`Z` or `±hh:mm`), to tell a missing offset
+/// apart from an unreadable time in the error message.
+fn has_offset(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.last().is_some_and(|b| b.eq_ignore_ascii_case(&b'z')) {
+        return true;
+    }
+    bytes.len() >= 6
+        && matches!(bytes[bytes.len() - 6], b'+' | b'-')
+        && bytes[bytes.len() - 3] == b':'
+}
+
+/// An RFC 3339 time with an offset, to the millisecond.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let ms = at.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms).ok().map(Timestamp)
+}
+
+/// A time in UTC as RFC 3339 (`2026-04-05T09:00:00Z`, with milliseconds only when there are some).
+pub fn format_rfc3339(at: Timestamp) -> String {
+    let Ok(time) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000) else {
+        return at.0.to_string();
+    };
+    let date = time.date();
+    let (h, m, s) = (time.hour(), time.minute(), time.second());
+    let ms = time.millisecond();
+    let fraction = if ms == 0 {
+        String::new()
+    } else {
+        format!(".{ms:03}")
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}{fraction}Z",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// OpenAI's metadata rules: an object of at most 16 string pairs, keys up to 64 characters,
+/// values up to 512. `null` means none.
+pub fn parse_metadata(raw: &RawValue) -> Result<Option<Metadata>, ServiceError> {
+    let invalid = |message: String| {
+        ServiceError::invalid(message, Some("metadata"), Some("invalid_metadata"))
+    };
+    let Ok(map) = serde_json::from_str::<Option<Metadata>>(raw.get()) else {
+        return Err(invalid(
+            "Invalid 'metadata': expected an object whose values are strings.".into(),
+        ));
+    };
+    let Some(map) = map else {
+        return Ok(None);
+    };
+    if map.len() > MAX_METADATA_PAIRS {
+        return Err(invalid(format!(
+            "Invalid 'metadata': {} pairs given, at most {MAX_METADATA_PAIRS} are allowed.",
+            map.len()
+        )));
+    }
+    for (key, value) in &map {
+        if key.chars().count() > MAX_METADATA_KEY_CHARS {
+            return Err(invalid(format!(
+                "Invalid 'metadata': keys are at most {MAX_METADATA_KEY_CHARS} characters."
+            )));
+        }
+        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
+            return Err(invalid(format!(
+                "Invalid 'metadata': values are at most {MAX_METADATA_VALUE_CHARS} characters."
+            )));
+        }
+    }
+    Ok(Some(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_790_000_000_000);
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+    fn body(scheduled_at: &str) -> Vec<u8> {
+        format!(
+            r#"{{"scheduled_at": {scheduled_at}, "request": {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    fn param_of(result: Result<ScheduleRequest, ServiceError>) -> (Option<String>, Option<String>) {
+        match result {
+            Err(ServiceError::InvalidRequest { param, code, .. }) => (param, code),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn times_with_offsets_are_normalised_to_utc() {
+        let at = format_rfc3339(NOW.plus(Duration::from_secs(3600)));
+        let shifted = parse_rfc3339(&at.replace('Z', "+00:00")).unwrap();
+        assert_eq!(format_rfc3339(shifted), at);
+        assert_eq!(
+            parse_rfc3339("2026-04-05T11:00:00+02:00"),
+            parse_rfc3339("2026-04-05T09:00:00Z")
+        );
+        assert_eq!(format_rfc3339(Timestamp(1_500)), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn a_valid_request_keeps_the_chat_body_byte_for_byte() {
+        let at = format_rfc3339(NOW.plus(Duration::from_secs(60)));
+        let parsed = parse_schedule_request(&body(&format!("\"{at}\"")), NOW, YEAR).unwrap();
+        assert_eq!(parsed.model, "m");
+        assert_eq!(
+            parsed.request.as_ref(),
+            br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#
+        );
+    }
+
+    #[test]
+    fn each_bad_scheduled_at_names_the_param() {
+        let past = format_rfc3339(NOW.minus(Duration::from_secs(120)));
+        let far = format_rfc3339(NOW.plus(YEAR + Duration::from_secs(3600)));
+        for (value, code) in [
+            ("null", "missing_required_parameter"),
+            ("12", "invalid_type"),
+            ("\"tomorrow\"", "invalid_scheduled_at"),
+            ("\"2026-04-05T09:00:00\"", "invalid_scheduled_at"),
+            (&format!("\"{past}\""), "scheduled_at_in_past"),
+            (&format!("\"{far}\""), "scheduled_at_too_far"),
+        ] {
+            let (param, got) = param_of(parse_schedule_request(&body(value), NOW, YEAR));
+            assert_eq!(param.as_deref(), Some("scheduled_at"), "{value}");
+            assert_eq!(got.as_deref(), Some(code), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_bad_chat_body_is_reported_under_request() {
+        let at = format_rfc3339(NOW);
+        let missing = format!(r#"{{"scheduled_at": "{at}"}}"#);
+        let (param, _) = param_of(parse_schedule_request(missing.as_bytes(), NOW, YEAR));
+        assert_eq!(param.as_deref(), Some("request"));
+        let no_messages = format!(r#"{{"scheduled_at": "{at}", "request": {{"model": "m"}}}}"#);
+        let (param, _) = param_of(parse_schedule_request(no_messages.as_bytes(), NOW, YEAR));
+        assert_eq!(param.as_deref(), Some("request.messages"));
+        let streamed = format!(
+            r#"{{"scheduled_at": "{at}", "request": {{"model": "m", "stream": true, "messages": [{{"role": "user", "content": "x"}}]}}}}"#
+        );
+        let (param, code) = param_of(parse_schedule_request(streamed.as_bytes(), NOW, YEAR));
+        assert_eq!(param.as_deref(), Some("request.stream"));
+        assert_eq!(code.as_deref(), Some("streaming_unsupported"));
+    }
+
+    #[test]
+    fn metadata_is_capped_at_sixteen_string_pairs() {
+        let raw = |json: &str| RawValue::from_string(json.to_owned()).unwrap();
+        assert!(parse_metadata(&raw(r#"{"a": "b"}"#)).unwrap().is_some());
+        assert!(parse_metadata(&raw("null")).unwrap().is_none());
+        assert!(parse_metadata(&raw(r#"{"a": 1}"#)).is_err());
+        let seventeen: serde_json::Map<String, serde_json::Value> = (0..17)
+            .map(|i| (format!("k{i}"), serde_json::Value::String("v".into())))
+            .collect();
+        let json = serde_json::to_string(&seventeen).unwrap();
+        assert!(parse_metadata(&raw(&json)).is_err());
+    }
+}
