@@ -11,14 +11,13 @@ use futures::FutureExt;
 use prism_app::aws::{AppError, ConfigSource, connect_aws};
 use prism_app::config::{Config, ConfigError};
 use prism_core::consumer::{ConsumerConfig, consume, consume_dead_letters};
-use prism_core::ids::IdGenerator;
-use prism_core::ports::{JobStore, KeyStore, Upstream, WorkQueue};
+use prism_core::ports::KeyStore;
 use prism_core::reconcile::reconcile_every;
 use prism_core::service::Deps;
 use prism_core::{Clock, StoreError, SystemClock};
 use prism_embedded::{
-    DATABASE_FILE, DataDirLock, Database, LockError, RuntimeConfig, SqliteJobStore, SqliteKeyStore,
-    SqliteScheduler, SqliteWorkQueue, WorkerRuntime,
+    DATABASE_FILE, DataDirLock, Database, EmbeddedBackend, LockError, RuntimeConfig,
+    SqliteKeyStore, WorkerRuntime,
 };
 use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
@@ -73,8 +72,18 @@ async fn serve_embedded(
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = Database::open(&data_dir.join(DATABASE_FILE))?;
-    let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
-    let store = SqliteJobStore::new(db.clone(), &queue);
+    let upstream = HttpUpstream::new(
+        config.providers(|name| std::env::var(name).ok(), &Default::default()),
+        UpstreamOptions::default(),
+    )?;
+    let EmbeddedBackend { deps, store, queue } = EmbeddedBackend::new(
+        &db,
+        &data_dir,
+        Arc::clone(&clock),
+        Arc::new(upstream),
+        config.job_policy(),
+        config.file_policy(),
+    );
     let reclaimed = store.reclaim_all_leases(clock.now()).await?;
     if reclaimed > 0 {
         tracing::info!(reclaimed, "reclaimed leases of the previous process");
@@ -82,19 +91,6 @@ async fn serve_embedded(
     let keys: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::new(db));
     ensure_a_key_exists(keys.as_ref()).await?;
 
-    let upstream = HttpUpstream::new(
-        config.providers(|name| std::env::var(name).ok(), &Default::default()),
-        UpstreamOptions::default(),
-    )?;
-    let deps = Deps {
-        store: Arc::new(store.clone()) as Arc<dyn JobStore>,
-        queue: Arc::new(queue.clone()) as Arc<dyn WorkQueue>,
-        scheduler: Arc::new(SqliteScheduler::new(queue.clone(), Arc::clone(&clock))),
-        upstream: Arc::new(upstream) as Arc<dyn Upstream>,
-        clock,
-        ids: Arc::new(IdGenerator::new()),
-        policy: config.job_policy(),
-    };
     let runtime = WorkerRuntime::new(
         deps.clone(),
         store,

@@ -58,6 +58,9 @@ impl Backend {
     }
 }
 
+/// Multipart parts: `(name, filename, bytes)`; the filename only matters for `file`.
+pub type Parts<'a> = &'a [(&'a str, &'a str, &'a [u8])];
+
 pub struct Env {
     pub mock: MockUpstream,
     pub dir: TempDir,
@@ -81,6 +84,7 @@ pub struct Setup<'a> {
     pub workers: &'a str,
     pub jobs: &'a str,
     pub http: &'a str,
+    pub files: &'a str,
     pub models: &'a str,
 }
 
@@ -90,6 +94,7 @@ impl Default for Setup<'_> {
             workers: "",
             jobs: "",
             http: "",
+            files: "",
             models: r#"["*"]"#,
         }
     }
@@ -118,12 +123,13 @@ pub async fn start(setup: Setup<'_>) -> Env {
         &config,
         format!(
             "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
-             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n",
+             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n",
             mock.base_url(),
             setup.models,
             setup.workers,
             setup.jobs,
-            setup.http
+            setup.http,
+            setup.files
         ),
     )
     .unwrap();
@@ -257,6 +263,41 @@ impl Env {
             .send()
             .await
             .unwrap()
+    }
+
+    /// `POST /v1/files` with the parts in the given order (`("file", name, bytes)` for the file).
+    pub async fn upload(&self, key: &str, parts: Parts<'_>) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, filename, bytes) in parts {
+            form = if *name == "file" {
+                form.part(
+                    name.to_string(),
+                    reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(filename.to_string()),
+                )
+            } else {
+                form.text(name.to_string(), String::from_utf8(bytes.to_vec()).unwrap())
+            };
+        }
+        self.http
+            .post(self.url("/v1/files"))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads `bytes` as a batch input file and returns its id, asserting the 200.
+    pub async fn upload_batch_file(&self, key: &str, bytes: &[u8]) -> String {
+        let response = self
+            .upload(
+                key,
+                &[("purpose", "", b"batch"), ("file", "input.jsonl", bytes)],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let file: Value = response.json().await.unwrap();
+        file["id"].as_str().unwrap().to_owned()
     }
 
     /// Schedules a completion `in_ms` from now and returns its id, asserting the 201.

@@ -99,10 +99,13 @@ async fn connect(
         store: Arc::new(backend.jobs.clone()),
         queue: Arc::new(backend.queue.clone()),
         scheduler: Arc::new(backend.scheduler.clone()),
+        files: Arc::new(backend.files.clone()),
+        blobs: Arc::new(backend.blobs.clone()),
         upstream: Arc::new(upstream),
         clock,
         ids: Arc::new(IdGenerator::new()),
         policy: config.job_policy(),
+        file_policy: config.aws_file_policy(),
     };
     Ok(AwsApp {
         config,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use prism_core::file_service::FilePolicy;
 use prism_core::service::JobPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
 use serde::Deserialize;
@@ -37,6 +38,8 @@ pub struct Config {
     pub jobs: JobSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub files: FileSection,
 }
 
 impl Default for Config {
@@ -46,9 +49,38 @@ impl Default for Config {
             workers: WorkerSection::default(),
             jobs: JobSection::default(),
             http: HttpSection::default(),
+            files: FileSection::default(),
         }
     }
 }
+
+/// The Files API's limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSection {
+    /// Uploads above this many bytes are answered 413 (the AWS backend also caps them at
+    /// `http.max_body_bytes`, Lambda's request payload limit).
+    pub max_upload_bytes: u64,
+    /// Downloads above this many bytes are answered with a redirect to a pre-signed S3 URL on
+    /// the AWS backend (default: 6 MB, what a Lambda response carries unthrottled).
+    pub redirect_downloads_above: Option<u64>,
+    #[serde(with = "humantime_serde")]
+    pub presigned_url_ttl: Duration,
+}
+
+impl Default for FileSection {
+    fn default() -> Self {
+        let policy = FilePolicy::default();
+        Self {
+            max_upload_bytes: policy.max_upload_bytes,
+            redirect_downloads_above: None,
+            presigned_url_ttl: policy.presigned_url_ttl,
+        }
+    }
+}
+
+/// Lambda's response size that streams unthrottled; larger downloads are redirected to S3.
+pub const AWS_REDIRECT_DOWNLOADS_ABOVE: u64 = 6 * 1024 * 1024;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +256,35 @@ impl Config {
             stranded_after: self.jobs.stranded_after,
             schedule_horizon: self.jobs.schedule_horizon,
             lease_margin: self.workers.lease_margin,
+        }
+    }
+
+    /// The Files API's limits on the embedded backend.
+    pub fn file_policy(&self) -> FilePolicy {
+        FilePolicy {
+            max_upload_bytes: self.files.max_upload_bytes,
+            upload_limit_reason: None,
+            redirect_downloads_above: self.files.redirect_downloads_above,
+            presigned_url_ttl: self.files.presigned_url_ttl,
+        }
+    }
+
+    /// The Files API's limits on the AWS backend: requests arrive through Lambda, so an upload
+    /// is capped by its payload limit, and large downloads go straight to S3.
+    pub fn aws_file_policy(&self) -> FilePolicy {
+        let cap = self.http.max_body_bytes as u64;
+        FilePolicy {
+            max_upload_bytes: self.files.max_upload_bytes.min(cap),
+            upload_limit_reason: Some(format!(
+                "the AWS backend receives requests through AWS Lambda, whose request payload limit \
+                 is {cap} bytes; larger uploads (the Uploads API) are not supported yet."
+            )),
+            redirect_downloads_above: Some(
+                self.files
+                    .redirect_downloads_above
+                    .unwrap_or(AWS_REDIRECT_DOWNLOADS_ABOVE),
+            ),
+            presigned_url_ttl: self.files.presigned_url_ttl,
         }
     }
 

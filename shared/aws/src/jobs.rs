@@ -137,7 +137,7 @@ impl DynamoJobStore {
     async fn hydrate(&self, item: &Item) -> Result<Job, StoreError> {
         let mut job = job_from_item(item)?;
         if let Some(key) = get_s(item, "result_ref") {
-            let bytes = self.blobs.get(key).await?;
+            let bytes = self.blobs.read_all(key).await?;
             job.result = Some(
                 String::from_utf8(bytes.to_vec())
                     .map_err(|_| StoreError::Corrupt("spilled result is not UTF-8".into()))?,
@@ -319,7 +319,7 @@ impl JobStore for DynamoJobStore {
             return Ok(None);
         };
         if let Some(key) = get_s(&item, "request_ref") {
-            return Ok(Some(self.blobs.get(key).await?));
+            return Ok(Some(self.blobs.read_all(key).await?));
         }
         Ok(item
             .get("request")

@@ -6,6 +6,7 @@
 
 mod attrs;
 mod blobs;
+mod files;
 mod jobs;
 mod keys;
 mod provision;
@@ -14,6 +15,7 @@ mod schedules;
 mod settings;
 
 pub use blobs::S3Blobs;
+pub use files::DynamoFileStore;
 pub use jobs::DynamoJobStore;
 pub use keys::DynamoKeyStore;
 pub use provision::{MAX_RECEIVE_COUNT, ProvisionError, provision};

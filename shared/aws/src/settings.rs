@@ -5,6 +5,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 
 use crate::blobs::S3Blobs;
+use crate::files::DynamoFileStore;
 use crate::jobs::DynamoJobStore;
 use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
@@ -89,6 +90,8 @@ impl AwsSettings {
 pub struct AwsBackend {
     pub settings: AwsSettings,
     pub jobs: DynamoJobStore,
+    pub files: DynamoFileStore,
+    pub blobs: S3Blobs,
     pub keys: DynamoKeyStore,
     pub queue: SqsWorkQueue,
     pub dead_letters: SqsWorkQueue,
@@ -113,7 +116,9 @@ impl AwsBackend {
         let sqs = aws_sdk_sqs::Client::new(&config);
         let blobs = S3Blobs::new(s3, settings.bucket.clone());
         Self {
-            jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs),
+            jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone()),
+            files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
+            blobs,
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
             queue: SqsWorkQueue::new(sqs.clone(), settings.jobs_queue_url.clone(), receive_wait),
             dead_letters: SqsWorkQueue::new(sqs, settings.jobs_dlq_url.clone(), receive_wait),

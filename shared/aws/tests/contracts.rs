@@ -32,6 +32,8 @@ async fn fresh() -> JobPorts {
         store: Arc::new(backend.jobs.clone()),
         queue: Arc::new(backend.queue.clone()),
         keys: Arc::new(backend.keys.clone()),
+        files: Arc::new(backend.files.clone()),
+        blobs: Arc::new(backend.blobs.clone()),
         scheduler: Arc::new(backend.scheduler.clone()),
         schedules: Arc::new(PumpedTime(pump)),
         clock: Arc::new(SystemClock),

@@ -22,6 +22,9 @@ pub enum ServiceError {
         param: Option<String>,
         code: Option<String>,
     },
+    /// The request (an upload) exceeds a size limit; the message says which.
+    #[error("{message}")]
+    TooLarge { message: String },
     #[error("{what} not found")]
     NotFound { what: &'static str, id: String },
     #[error("cannot {action} a job with status '{}'", status.as_str())]

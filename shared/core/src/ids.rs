@@ -53,6 +53,10 @@ impl IdGenerator {
         ))
     }
 
+    pub fn file_id(&self, now: Timestamp) -> FileId {
+        FileId(format!("{}{}", FileId::PREFIX, self.next_body(now)))
+    }
+
     pub fn key_id(&self, now: Timestamp) -> KeyId {
         KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
     }
@@ -108,6 +112,7 @@ macro_rules! prefixed_id {
 }
 
 prefixed_id!(KeyId, "key_");
+prefixed_id!(FileId, "file-");
 
 /// A job's id. The prefix names the kind (`job_` async, `sched_` scheduled), so the id alone
 /// routes a message and a kind's jobs are one key range in every store.

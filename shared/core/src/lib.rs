@@ -5,6 +5,8 @@ pub mod chat;
 pub mod clock;
 pub mod consumer;
 pub mod error;
+pub mod file_service;
+pub mod files;
 pub mod ids;
 pub mod job;
 pub mod keys;
@@ -19,5 +21,5 @@ pub mod worker;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
-pub use ids::{JobId, KeyId, TenantId};
+pub use ids::{FileId, JobId, KeyId, TenantId};
 pub use job::{Job, JobError, JobKind, JobStatus};

@@ -10,7 +10,8 @@ use futures::stream::BoxStream;
 
 use crate::clock::Timestamp;
 use crate::error::StoreError;
-use crate::ids::{JobId, TenantId};
+use crate::files::{FileListQuery, FileRecord, UploadError, UploadStream};
+use crate::ids::{FileId, JobId, TenantId};
 use crate::job::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
@@ -192,6 +193,64 @@ pub trait WorkQueue: Send + Sync {
 
     /// Hides the message for `visibility` from now (0 makes it visible at once).
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError>;
+}
+
+/// File records (the Files API). Bytes live in the [`BlobStore`]; a record is written only once
+/// its bytes are stored, so every listed file can be read.
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    async fn create(&self, file: &FileRecord) -> Result<(), StoreError>;
+
+    /// The tenant's file; `None` for another tenant's, an unknown, a deleted or an expired one.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &FileId,
+        now: Timestamp,
+    ) -> Result<Option<FileRecord>, StoreError>;
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        query: &FileListQuery,
+        now: Timestamp,
+    ) -> Result<Page<FileRecord>, StoreError>;
+
+    /// Removes the record; returns it (its blob is the caller's to delete), `None` if absent.
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        id: &FileId,
+        now: Timestamp,
+    ) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Removes up to `limit` expired records and returns them, for their blobs to be deleted.
+    /// Stores whose database expires items itself (DynamoDB TTL, with an S3 lifecycle rule for
+    /// the bytes) return none.
+    async fn purge_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<FileRecord>, StoreError>;
+}
+
+/// A byte stream read back from the blob store.
+pub type BlobStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// Bytes by key: local files embedded, S3 on AWS. Writes are streamed, never held whole.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores the stream under `key` (replacing nothing: keys are unique), returning its length.
+    /// Nothing is left under `key` when the stream fails.
+    async fn put_stream(&self, key: &str, body: UploadStream<'_>) -> Result<u64, UploadError>;
+
+    async fn get(&self, key: &str) -> Result<BlobStream, StoreError>;
+
+    /// A URL a client can fetch the bytes from directly for `ttl`, where the store has one.
+    async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, StoreError>;
+
+    /// Deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Delivers a work item to the work queue at a time further ahead than a queue delay reaches,

@@ -14,6 +14,7 @@ use crate::service::Deps;
 pub struct ReconcileReport {
     pub retriggered: usize,
     pub purged: u64,
+    pub purged_files: usize,
 }
 
 const BATCH: usize = 500;
@@ -33,9 +34,17 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
         tracing::info!(count = stranded.len(), "re-triggered stranded jobs");
     }
     let purged = deps.store.purge_expired(now, BATCH * 10).await?;
+    let expired_files = deps.files.purge_expired(now, BATCH).await?;
+    for file in &expired_files {
+        // The record is gone, so the bytes are unreachable; a failure here only leaks disk.
+        if let Err(error) = deps.blobs.delete(&file.blob_key()).await {
+            tracing::warn!(%error, file_id = %file.id, "could not delete an expired file's bytes");
+        }
+    }
     Ok(ReconcileReport {
         retriggered: stranded.len(),
         purged,
+        purged_files: expired_files.len(),
     })
 }
 

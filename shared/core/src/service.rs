@@ -11,12 +11,13 @@ use crate::chat::summarize_chat_request;
 use crate::clock::Clock;
 use crate::clock::Timestamp;
 use crate::error::{ServiceError, StoreError};
+use crate::file_service::FilePolicy;
 use crate::ids::{IdGenerator, JobId, TenantId};
 use crate::job::{Job, JobKind, NewJob};
 use crate::list::{ListQuery, Page};
 use crate::ports::{
-    CancelOutcome, CreateOutcome, IdempotencyClaim, JobStore, Scheduler, Upstream, WorkItem,
-    WorkQueue,
+    BlobStore, CancelOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore, Scheduler,
+    Upstream, WorkItem, WorkQueue,
 };
 use crate::scheduled::parse_schedule_request;
 
@@ -72,10 +73,13 @@ pub struct Deps {
     pub store: Arc<dyn JobStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub scheduler: Arc<dyn Scheduler>,
+    pub files: Arc<dyn FileStore>,
+    pub blobs: Arc<dyn BlobStore>,
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
     pub policy: JobPolicy,
+    pub file_policy: FilePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq)]

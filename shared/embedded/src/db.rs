@@ -57,6 +57,18 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 );
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency_keys (expires_at);
 
+CREATE TABLE IF NOT EXISTS files (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    purpose    TEXT NOT NULL,
+    filename   TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS files_by_tenant ON files (tenant, id);
+CREATE INDEX IF NOT EXISTS files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;
+
 CREATE TABLE IF NOT EXISTS api_keys (
     id             TEXT PRIMARY KEY,
     tenant         TEXT NOT NULL,

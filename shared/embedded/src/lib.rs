@@ -1,20 +1,26 @@
-//! Prism's embedded backend: SQLite (one writer with group commit, readers beside it) behind the
-//! core ports, a data-directory lock, and the in-process runtime that runs workers and the
+//! Prism's embedded backend: SQLite (one writer with group commit, readers beside it) and local
+//! files behind the core ports, a data-directory lock, and the in-process runtime that runs workers and the
 //! reconciler inside `prism serve`.
 
+mod blobs;
 mod db;
+mod files;
 mod jobs;
 mod keys;
 mod lock;
 mod runtime;
 mod schedules;
+mod wiring;
 
+pub use blobs::LocalBlobStore;
 pub use db::Database;
+pub use files::SqliteFileStore;
 pub use jobs::{SqliteJobStore, SqliteWorkQueue};
 pub use keys::SqliteKeyStore;
 pub use lock::{DataDirLock, LockError};
 pub use runtime::{RuntimeConfig, WorkerRuntime};
 pub use schedules::SqliteScheduler;
+pub use wiring::EmbeddedBackend;
 
 /// The database file inside a data directory.
 pub const DATABASE_FILE: &str = "prism.sqlite3";

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use prism_embedded::{Database, SqliteJobStore, SqliteKeyStore, SqliteScheduler, SqliteWorkQueue};
+use prism_embedded::{
+    Database, LocalBlobStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore, SqliteScheduler,
+    SqliteWorkQueue,
+};
 use prism_testkit::contracts::JobPorts;
 use prism_testkit::{ManualClock, job_port_contract};
 
@@ -17,6 +20,8 @@ async fn fresh() -> JobPorts {
         store: Arc::new(SqliteJobStore::new(db.clone(), &queue)),
         scheduler: Arc::new(SqliteScheduler::new(queue.clone(), clock.clone())),
         queue: Arc::new(queue),
+        files: Arc::new(SqliteFileStore::new(db.clone())),
+        blobs: Arc::new(LocalBlobStore::new(dir.path().join("blobs"))),
         keys: Arc::new(SqliteKeyStore::new(db)),
         schedules: clock.clone(),
         clock,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prism_core::ids::IdGenerator;
+use prism_core::file_service::FilePolicy;
 use prism_core::job::NewJob;
 use prism_core::ports::{ClaimOutcome, Lease, WorkItem, WorkQueue};
 use prism_core::service::{Deps, JobPolicy};
 use prism_core::worker::{QueueAction, handle_delivery};
 use prism_core::{Clock, JobKind, JobStatus, SystemClock, TenantId};
-use prism_embedded::{Database, SqliteJobStore, SqliteScheduler, SqliteWorkQueue};
+use prism_embedded::{Database, EmbeddedBackend, SqliteWorkQueue};
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use prism_upstream::{HttpUpstream, ProviderConfig, UpstreamOptions};
 
@@ -30,7 +30,6 @@ async fn harness(policy: JobPolicy) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(&dir.path().join("w.sqlite3")).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
     let upstream = HttpUpstream::new(
         vec![ProviderConfig {
             name: "mock".into(),
@@ -41,15 +40,14 @@ async fn harness(policy: JobPolicy) -> Harness {
         UpstreamOptions::default(),
     )
     .unwrap();
-    let deps = Deps {
-        store: Arc::new(SqliteJobStore::new(db, &queue)),
-        scheduler: Arc::new(SqliteScheduler::new(queue.clone(), clock.clone())),
-        queue: Arc::new(queue.clone()),
-        upstream: Arc::new(upstream),
+    let EmbeddedBackend { deps, queue, .. } = EmbeddedBackend::new(
+        &db,
+        dir.path(),
         clock,
-        ids: Arc::new(IdGenerator::new()),
+        Arc::new(upstream),
         policy,
-    };
+        FilePolicy::default(),
+    );
     Harness {
         deps,
         queue,

@@ -79,6 +79,13 @@ impl From<ServiceError> for ApiError {
                 code,
                 never_retry: false,
             },
+            ServiceError::TooLarge { message } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                message,
+            )
+            .code("file_too_large")
+            .never_retry(),
             ServiceError::NotFound { what, id } => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",

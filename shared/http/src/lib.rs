@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod files;
 mod routes;
 mod wire;
 

@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
+use crate::files;
 use crate::wire::{JobObject, ListObject};
 
 #[derive(Debug, Clone)]
@@ -64,6 +65,12 @@ pub fn router(state: AppState) -> Router {
             "/scheduled/{id}",
             get(get_scheduled_job).delete(cancel_scheduled_job),
         )
+        .route("/files", post(files::upload_file).get(files::list_files))
+        .route(
+            "/files/{id}",
+            get(files::get_file).delete(files::delete_file),
+        )
+        .route("/files/{id}/content", get(files::file_content))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))

@@ -1,10 +1,11 @@
-//! The JSON clients see: the async and scheduled job objects and OpenAI's list shape, mapped
-//! explicitly from domain types.
+//! The JSON clients see: the async and scheduled job objects, OpenAI's file objects and list
+//! shape, mapped explicitly from domain types.
 
+use prism_core::files::FileRecord;
 use prism_core::job::Metadata;
 use prism_core::list::Page;
 use prism_core::scheduled::format_rfc3339;
-use prism_core::{Job, JobError, JobKind};
+use prism_core::{FileId, Job, JobError, JobKind};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -76,6 +77,74 @@ impl<'a> ListObject<'a> {
             first_id: page.items.first().map(|j| j.id.as_str()),
             last_id: page.items.last().map(|j| j.id.as_str()),
             has_more: page.has_more,
+        }
+    }
+}
+
+/// OpenAI's file object. `status` is always `processed`: checks run during the upload.
+#[derive(Serialize)]
+pub struct FileObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    bytes: u64,
+    created_at: i64,
+    filename: &'a str,
+    purpose: &'static str,
+    status: &'static str,
+    expires_at: Option<i64>,
+    status_details: Option<&'static str>,
+}
+
+impl<'a> FileObject<'a> {
+    pub fn from_record(file: &'a FileRecord) -> Self {
+        Self {
+            id: file.id.as_str(),
+            object: "file",
+            bytes: file.bytes,
+            created_at: file.created_at.unix_seconds(),
+            filename: &file.filename,
+            purpose: file.purpose.as_str(),
+            status: "processed",
+            expires_at: file.expires_at.map(|t| t.unix_seconds()),
+            status_details: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct FileList<'a> {
+    object: &'static str,
+    data: Vec<FileObject<'a>>,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
+    has_more: bool,
+}
+
+impl<'a> FileList<'a> {
+    pub fn from_page(page: &'a Page<FileRecord>) -> Self {
+        Self {
+            object: "list",
+            data: page.items.iter().map(FileObject::from_record).collect(),
+            first_id: page.items.first().map(|f| f.id.as_str()),
+            last_id: page.items.last().map(|f| f.id.as_str()),
+            has_more: page.has_more,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct FileDeleted<'a> {
+    id: &'a str,
+    object: &'static str,
+    deleted: bool,
+}
+
+impl<'a> FileDeleted<'a> {
+    pub fn new(id: &'a FileId) -> Self {
+        Self {
+            id: id.as_str(),
+            object: "file",
+            deleted: true,
         }
     }
 }

@@ -175,10 +175,11 @@ fn reconcile_report_answers_retriggered_and_purged() {
     let summary = prism_core::reconcile::ReconcileReport {
         retriggered: 2,
         purged: 7,
+        purged_files: 1,
     };
 
     assert_eq!(
         serde_json::to_value(summary).unwrap(),
-        json!({"retriggered": 2, "purged": 7})
+        json!({"retriggered": 2, "purged": 7, "purged_files": 1})
     );
 }

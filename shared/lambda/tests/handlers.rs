@@ -12,14 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
-use prism_core::ids::IdGenerator;
+use prism_core::file_service::FilePolicy;
 use prism_core::job::NewJob;
 use prism_core::ports::{
     Completion, Delivery, Receipt, Relay, Upstream, UpstreamError, WorkItem, WorkQueue,
 };
 use prism_core::service::{Deps, JobPolicy};
 use prism_core::{Clock, Job, JobId, JobKind, JobStatus, StoreError, SystemClock, TenantId};
-use prism_embedded::{Database, SqliteJobStore, SqliteScheduler, SqliteWorkQueue};
+use prism_embedded::{Database, EmbeddedBackend};
 use prism_lambda::{handle_dead_letter_event, handle_job_event};
 use tokio::time::Instant;
 
@@ -109,17 +109,17 @@ fn harness() -> Harness {
     let db = Database::open(&dir.path().join("lambda.sqlite3")).unwrap();
     let queue = Arc::new(RecordingQueue::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // The job store's own queue is not used here: the deliveries come from the test.
-    let sqlite_queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
-    let deps = Deps {
-        store: Arc::new(SqliteJobStore::new(db, &sqlite_queue)),
-        scheduler: Arc::new(SqliteScheduler::new(sqlite_queue, Arc::clone(&clock))),
-        queue: queue.clone(),
-        upstream: Arc::new(ScriptedUpstream),
+    let mut deps = EmbeddedBackend::new(
+        &db,
+        dir.path(),
         clock,
-        ids: Arc::new(IdGenerator::new()),
-        policy: JobPolicy::default(),
-    };
+        Arc::new(ScriptedUpstream),
+        JobPolicy::default(),
+        FilePolicy::default(),
+    )
+    .deps;
+    // The store's own queue is not used here: the deliveries come from the test.
+    deps.queue = queue.clone();
     Harness {
         deps,
         queue,

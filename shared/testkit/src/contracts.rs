@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
+use prism_core::files::{FileListQuery, FilePurpose, FileRecord, ListOrder, UploadError};
 use prism_core::ids::IdGenerator;
 use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::keys::{hash_key, mint_key};
 use prism_core::list::ListQuery;
 use prism_core::ports::{
-    CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, KeyStore, Lease,
-    Scheduler, WorkItem, WorkQueue,
+    BlobStore, CancelOutcome, ClaimOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore,
+    KeyStore, Lease, Scheduler, WorkItem, WorkQueue,
 };
-use prism_core::{JobError, JobId, JobKind, JobStatus, TenantId, Timestamp};
+use prism_core::{FileId, JobError, JobId, JobKind, JobStatus, TenantId, Timestamp};
 
 use crate::clock::TestClock;
 
@@ -27,6 +29,8 @@ pub struct JobPorts {
     pub keys: Arc<dyn KeyStore>,
     pub scheduler: Arc<dyn Scheduler>,
     pub schedules: Arc<dyn ScheduleTime>,
+    pub files: Arc<dyn FileStore>,
+    pub blobs: Arc<dyn BlobStore>,
     pub clock: Arc<dyn TestClock>,
 }
 
@@ -711,6 +715,202 @@ pub async fn scheduler_delivers_at_its_time_once_and_never_after_unschedule(p: J
     );
 }
 
+fn file_record(ids: &IdGenerator, owner: &str, now: Timestamp, purpose: FilePurpose) -> FileRecord {
+    FileRecord {
+        id: ids.file_id(now),
+        tenant: tenant(owner),
+        purpose,
+        filename: "input.jsonl".into(),
+        bytes: 42,
+        created_at: now,
+        expires_at: Some(now.plus(HOUR)),
+    }
+}
+
+pub async fn file_records_belong_to_their_tenant_until_deleted_or_expired(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    let file = file_record(&ids, "alpha", now, FilePurpose::Batch);
+    p.files.create(&file).await.unwrap();
+    assert_eq!(
+        p.files.get(&tenant("alpha"), &file.id, now).await.unwrap(),
+        Some(file.clone())
+    );
+    assert_eq!(
+        p.files.get(&tenant("beta"), &file.id, now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        p.files
+            .delete(&tenant("beta"), &file.id, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        p.files
+            .get(&tenant("alpha"), &file.id, now.plus(HOUR))
+            .await
+            .unwrap(),
+        None,
+        "expired at its expires_at"
+    );
+    assert_eq!(
+        p.files
+            .delete(&tenant("alpha"), &file.id, now)
+            .await
+            .unwrap(),
+        Some(file.clone())
+    );
+    assert_eq!(
+        p.files
+            .delete(&tenant("alpha"), &file.id, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        p.files.get(&tenant("alpha"), &file.id, now).await.unwrap(),
+        None
+    );
+}
+
+pub async fn file_list_pages_either_way_with_a_purpose_filter(p: JobPorts) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let purpose = if i == 2 {
+            FilePurpose::BatchOutput
+        } else {
+            FilePurpose::Batch
+        };
+        let file = file_record(&ids, "alpha", now, purpose);
+        p.files.create(&file).await.unwrap();
+        made.push(file.id);
+    }
+    p.files
+        .create(&file_record(&ids, "beta", now, FilePurpose::Batch))
+        .await
+        .unwrap();
+    let query = |purpose, limit, after: Option<FileId>, order| FileListQuery {
+        purpose,
+        limit,
+        after,
+        order,
+    };
+    let ids_of = |page: &prism_core::list::Page<FileRecord>| {
+        page.items.iter().map(|f| f.id.clone()).collect::<Vec<_>>()
+    };
+    let alpha = tenant("alpha");
+    let first = p
+        .files
+        .list(&alpha, &query(None, 3, None, ListOrder::Desc), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids_of(&first),
+        vec![made[4].clone(), made[3].clone(), made[2].clone()]
+    );
+    assert!(first.has_more);
+    let rest = p
+        .files
+        .list(
+            &alpha,
+            &query(None, 3, Some(made[2].clone()), ListOrder::Desc),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&rest), vec![made[1].clone(), made[0].clone()]);
+    assert!(!rest.has_more);
+    let ascending = p
+        .files
+        .list(
+            &alpha,
+            &query(
+                Some(FilePurpose::Batch),
+                10,
+                Some(made[0].clone()),
+                ListOrder::Asc,
+            ),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids_of(&ascending),
+        vec![made[1].clone(), made[3].clone(), made[4].clone()]
+    );
+    let outputs = p
+        .files
+        .list(
+            &alpha,
+            &query(Some(FilePurpose::BatchOutput), 10, None, ListOrder::Desc),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&outputs), vec![made[2].clone()]);
+}
+
+fn chunks(total: usize, chunk: usize) -> Vec<bytes::Bytes> {
+    (0..total.div_ceil(chunk))
+        .map(|i| {
+            let len = chunk.min(total - i * chunk);
+            bytes::Bytes::from(vec![b'a' + (i % 26) as u8; len])
+        })
+        .collect()
+}
+
+pub async fn blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing(p: JobPorts) {
+    // Over 5 MiB, so S3 takes the multipart path, in chunks that do not align with its parts.
+    let parts = chunks(12 * 1024 * 1024 + 17, 100_003);
+    let expected: Vec<u8> = parts.iter().flat_map(|c| c.iter().copied()).collect();
+    let body = futures::stream::iter(parts.into_iter().map(Ok)).boxed();
+    let written = p.blobs.put_stream("files/alpha/big", body).await.unwrap();
+    assert_eq!(written, expected.len() as u64);
+    let mut read = Vec::new();
+    let mut stream = p.blobs.get("files/alpha/big").await.unwrap();
+    while let Some(chunk) = stream.next().await {
+        read.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(
+        read == expected,
+        "read back {} bytes of {}",
+        read.len(),
+        expected.len()
+    );
+
+    let small = futures::stream::iter([Ok(bytes::Bytes::from_static(b"{\"a\":1}\n"))]).boxed();
+    assert_eq!(
+        p.blobs
+            .put_stream("files/alpha/small", small)
+            .await
+            .unwrap(),
+        8
+    );
+
+    for size in [1024, 7 * 1024 * 1024] {
+        // Fails after `size` bytes: nothing may be left under the key.
+        let failing = futures::stream::iter(chunks(size, 64 * 1024).into_iter().map(Ok))
+            .chain(futures::stream::once(async { Err(UploadError::NotUtf8) }))
+            .boxed();
+        let key = format!("files/alpha/failed-{size}");
+        assert!(matches!(
+            p.blobs.put_stream(&key, failing).await,
+            Err(UploadError::NotUtf8)
+        ));
+        assert!(
+            p.blobs.get(&key).await.is_err(),
+            "a failed upload left bytes under {key}"
+        );
+    }
+    p.blobs.delete("files/alpha/big").await.unwrap();
+    p.blobs.delete("files/alpha/big").await.unwrap(); // deleting nothing is not an error
+    assert!(p.blobs.get("files/alpha/big").await.is_err());
+}
+
 pub async fn keys_are_found_by_hash_until_revoked(p: JobPorts) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
@@ -764,6 +964,9 @@ macro_rules! job_port_contract {
             claim_waits_for_a_scheduled_job_to_fall_due,
             scheduled_jobs_list_apart_from_async_ones_with_their_metadata,
             scheduler_delivers_at_its_time_once_and_never_after_unschedule,
+            file_records_belong_to_their_tenant_until_deleted_or_expired,
+            file_list_pages_either_way_with_a_purpose_filter,
+            blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

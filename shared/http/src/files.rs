@@ -1,0 +1,206 @@
+//! The Files API routes: a multipart upload streamed to the blob store as it arrives, listing,
+//! metadata, content (streamed, or a redirect where the store serves it directly) and delete.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::{StreamExt, TryStreamExt};
+use prism_core::file_service::{
+    self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_purpose,
+    upload_too_large,
+};
+use prism_core::files::{FileListQuery, FilePurpose, UploadError};
+use prism_core::{ServiceError, TenantId};
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+use crate::wire::{FileDeleted, FileList, FileObject};
+
+/// Room for the multipart envelope around the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Text fields (`purpose`, `expires_after[...]`) are short; anything longer is refused.
+const MAX_TEXT_FIELD: usize = 256;
+
+fn invalid(message: &str, param: &str) -> ApiError {
+    ServiceError::invalid(message, Some(param), Some("invalid_request")).into()
+}
+
+async fn text_field(field: &mut Field<'_>, name: &str) -> Result<String, ApiError> {
+    let mut text = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| invalid(&format!("Could not read '{name}': {e}"), name))?
+    {
+        text.extend_from_slice(&chunk);
+        if text.len() > MAX_TEXT_FIELD {
+            return Err(invalid(&format!("'{name}' is too long."), name));
+        }
+    }
+    String::from_utf8(text).map_err(|_| invalid(&format!("'{name}' is not UTF-8."), name))
+}
+
+/// `POST /v1/files`: `file` and `purpose` in either order. A purpose seen first is checked before
+/// any byte is stored; one seen after the file removes the stored bytes when it is refused.
+pub async fn upload_file(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let deps = &state.deps;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD) {
+        return Err(upload_too_large(&deps.file_policy).into());
+    }
+    let mut multipart = multipart.map_err(|e| {
+        invalid(
+            &format!("Expected a multipart/form-data body with 'file' and 'purpose': {e}"),
+            "file",
+        )
+    })?;
+    let mut purpose: Option<FilePurpose> = None;
+    let mut expires_after: Option<Duration> = None;
+    let mut stored: Option<(PendingUpload, String)> = None;
+    let outcome: Result<(), ApiError> = async {
+        while let Some(mut field) = multipart.next_field().await.map_err(|e| {
+            invalid(
+                &format!("The multipart body could not be read: {e}"),
+                "file",
+            )
+        })? {
+            match field.name().unwrap_or_default() {
+                "purpose" => {
+                    purpose = Some(upload_purpose(
+                        text_field(&mut field, "purpose").await?.trim(),
+                    )?)
+                }
+                "expires_after[seconds]" => {
+                    expires_after = Some(upload_expiry(
+                        &text_field(&mut field, "expires_after[seconds]").await?,
+                    )?)
+                }
+                "expires_after[anchor]" => {
+                    if text_field(&mut field, "expires_after[anchor]")
+                        .await?
+                        .trim()
+                        != "created_at"
+                    {
+                        return Err(invalid(
+                            "'expires_after[anchor]' must be 'created_at'.",
+                            "expires_after[anchor]",
+                        ));
+                    }
+                }
+                "file" if stored.is_some() => {
+                    return Err(invalid("Send exactly one 'file' part.", "file"));
+                }
+                "file" => {
+                    let filename = field
+                        .file_name()
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or("file")
+                        .to_owned();
+                    let body = field
+                        .map_err(|e| UploadError::Interrupted(e.to_string()))
+                        .boxed();
+                    let upload = file_service::store_upload(deps, &tenant, body).await?;
+                    stored = Some((upload, filename));
+                }
+                // Unknown parts are read past, as OpenAI ignores them.
+                _ => while field.chunk().await.ok().flatten().is_some() {},
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let (upload, filename) = match (outcome, stored) {
+        (Ok(()), Some(stored)) => stored,
+        (Ok(()), None) => return Err(invalid("Missing required parameter: 'file'.", "file")),
+        (Err(error), stored) => {
+            if let Some((upload, _)) = stored {
+                discard_upload(deps, &upload.tenant, &upload.id).await;
+            }
+            return Err(error);
+        }
+    };
+    let Some(purpose) = purpose else {
+        discard_upload(deps, &upload.tenant, &upload.id).await;
+        return Err(invalid("Missing required parameter: 'purpose'.", "purpose"));
+    };
+    let file =
+        file_service::register_upload(deps, upload, filename, purpose, expires_after).await?;
+    Ok(Json(FileObject::from_record(&file)).into_response())
+}
+
+pub async fn list_files(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let param = |name: &str| params.get(name).map(String::as_str);
+    let query = FileListQuery::parse(
+        param("purpose"),
+        param("limit"),
+        param("after"),
+        param("order"),
+    )?;
+    let page = file_service::list_files(&state.deps, &tenant, &query).await?;
+    Ok(Json(FileList::from_page(&page)).into_response())
+}
+
+pub async fn get_file(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let file = file_service::get_file(&state.deps, &tenant, &id).await?;
+    Ok(Json(FileObject::from_record(&file)).into_response())
+}
+
+/// The bytes as stored, whatever `Accept` says (the SDKs send `application/binary`).
+pub async fn file_content(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match file_service::file_content(&state.deps, &tenant, &id).await? {
+        FileContent::Redirect { url } => {
+            let location = HeaderValue::from_str(&url).map_err(|_| ApiError::internal())?;
+            Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response())
+        }
+        FileContent::Stream { file, body } => {
+            let body = Body::from_stream(body.map_err(std::io::Error::other));
+            let mut response = Response::new(body);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.bytes));
+            Ok(response)
+        }
+    }
+}
+
+pub async fn delete_file(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = file_service::delete_file(&state.deps, &tenant, &id).await?;
+    Ok(Json(FileDeleted::new(&id)).into_response())
+}
