@@ -16,7 +16,7 @@ use prism_core::reconcile::reconcile_every;
 use prism_core::service::Deps;
 use prism_core::{Clock, StoreError, SystemClock};
 use prism_embedded::{
-    DATABASE_FILE, DataDirLock, Database, EmbeddedBackend, LockError, RuntimeConfig,
+    DATABASE_FILE, DataDirLock, Database, EmbeddedBackend, LockError, Policies, RuntimeConfig,
     SqliteKeyStore, WorkerRuntime,
 };
 use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
@@ -76,15 +76,24 @@ async fn serve_embedded(
         config.providers(|name| std::env::var(name).ok(), &Default::default()),
         UpstreamOptions::default(),
     )?;
-    let EmbeddedBackend { deps, store, queue } = EmbeddedBackend::new(
+    let EmbeddedBackend {
+        deps,
+        store,
+        batches,
+        queue,
+    } = EmbeddedBackend::new(
         &db,
         &data_dir,
         Arc::clone(&clock),
         Arc::new(upstream),
-        config.job_policy(),
-        config.file_policy(),
+        Policies {
+            jobs: config.job_policy(),
+            files: config.file_policy(),
+            batches: config.batch_policy(),
+        },
     );
-    let reclaimed = store.reclaim_all_leases(clock.now()).await?;
+    let reclaimed = store.reclaim_all_leases(clock.now()).await?
+        + batches.reclaim_all_leases(clock.now()).await?;
     if reclaimed > 0 {
         tracing::info!(reclaimed, "reclaimed leases of the previous process");
     }
@@ -131,24 +140,29 @@ async fn serve_aws(
         visibility: config.workers.visibility,
         shutdown_grace: config.workers.shutdown_grace,
     };
-    let jobs = {
-        let (deps, queue, shutdown) = (deps.clone(), app.backend.queue.clone(), shutdown.clone());
-        tokio::spawn(async move {
+    // One consumer per queue, as one function per queue on Lambda: jobs and the batch stages.
+    let backend = &app.backend;
+    let mut loops = Vec::new();
+    for queue in [
+        &backend.queue,
+        &backend.plan_queue,
+        &backend.chunk_queue,
+        &backend.finalize_queue,
+    ] {
+        let (deps, queue, shutdown) = (deps.clone(), queue.clone(), shutdown.clone());
+        let consumer = consumer.clone();
+        loops.push(tokio::spawn(async move {
             // The receive itself long-polls, so an empty one needs no extra wait.
             let idle = Box::new(|| async {}.boxed());
             consume(&deps, Arc::new(queue), &consumer, idle, &shutdown).await;
-        })
-    };
-    let dead_letters = {
-        let (deps, dlq, shutdown) = (
-            deps.clone(),
-            app.backend.dead_letters.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
+        }));
+    }
+    for dlq in std::iter::once(&backend.dead_letters).chain(&backend.stage_dead_letters) {
+        let (deps, dlq, shutdown) = (deps.clone(), dlq.clone(), shutdown.clone());
+        loops.push(tokio::spawn(async move {
             consume_dead_letters(&deps, &dlq, DEAD_LETTER_VISIBILITY, &shutdown).await;
-        })
-    };
+        }));
+    }
     let reconciler = tokio::spawn(reconcile_every(
         deps.clone(),
         config.workers.reconcile_every,
@@ -156,7 +170,8 @@ async fn serve_aws(
     ));
     let keys: Arc<dyn KeyStore> = Arc::new(app.backend.keys.clone());
     let served = serve_http(&args, &config, deps, keys, &shutdown).await;
-    for task in [jobs, dead_letters, reconciler] {
+    loops.push(reconciler);
+    for task in loops {
         if let Err(error) = task.await {
             tracing::error!(%error, "a worker loop ended abnormally");
         }

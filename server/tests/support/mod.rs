@@ -85,6 +85,7 @@ pub struct Setup<'a> {
     pub jobs: &'a str,
     pub http: &'a str,
     pub files: &'a str,
+    pub batches: &'a str,
     pub models: &'a str,
 }
 
@@ -95,6 +96,7 @@ impl Default for Setup<'_> {
             jobs: "",
             http: "",
             files: "",
+            batches: "",
             models: r#"["*"]"#,
         }
     }
@@ -123,13 +125,14 @@ pub async fn start(setup: Setup<'_>) -> Env {
         &config,
         format!(
             "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
-             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n",
+             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n",
             mock.base_url(),
             setup.models,
             setup.workers,
             setup.jobs,
             setup.http,
-            setup.files
+            setup.files,
+            setup.batches
         ),
     )
     .unwrap();

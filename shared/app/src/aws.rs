@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
+use prism_core::batch_worker::ModelGate;
 use prism_core::ids::IdGenerator;
 use prism_core::service::Deps;
 use prism_core::{Clock, SystemClock};
@@ -97,8 +98,9 @@ async fn connect(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let deps = Deps {
         store: Arc::new(backend.jobs.clone()),
-        queue: Arc::new(backend.queue.clone()),
+        queue: Arc::new(backend.stages.clone()),
         scheduler: Arc::new(backend.scheduler.clone()),
+        batches: Arc::new(backend.batches.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
         upstream: Arc::new(upstream),
@@ -106,6 +108,8 @@ async fn connect(
         ids: Arc::new(IdGenerator::new()),
         policy: config.job_policy(),
         file_policy: config.aws_file_policy(),
+        batch_policy: config.batch_policy(),
+        model_gate: Arc::new(ModelGate::new(config.batch_policy().model_concurrency)),
     };
     Ok(AwsApp {
         config,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use prism_core::batch_service::BatchPolicy;
 use prism_core::file_service::FilePolicy;
 use prism_core::service::JobPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
@@ -40,6 +41,8 @@ pub struct Config {
     pub http: HttpSection,
     #[serde(default)]
     pub files: FileSection,
+    #[serde(default)]
+    pub batches: BatchSection,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             jobs: JobSection::default(),
             http: HttpSection::default(),
             files: FileSection::default(),
+            batches: BatchSection::default(),
         }
     }
 }
@@ -75,6 +79,43 @@ impl Default for FileSection {
             max_upload_bytes: policy.max_upload_bytes,
             redirect_downloads_above: None,
             presigned_url_ttl: policy.presigned_url_ttl,
+        }
+    }
+}
+
+/// How batches run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSection {
+    /// From creation to expiry. The API only takes `completion_window: "24h"`; this is how long
+    /// that is here (shorter in tests).
+    #[serde(with = "humantime_serde")]
+    pub completion_window: Duration,
+    pub lines_per_chunk: usize,
+    /// Lines of one chunk in flight at once.
+    pub line_concurrency: usize,
+    /// Batch lines toward one model in flight at once, per process.
+    pub model_concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_every: Duration,
+    pub checkpoint_lines: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    pub max_active_per_tenant: usize,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        let p = BatchPolicy::default();
+        Self {
+            completion_window: p.completion_window,
+            lines_per_chunk: p.lines_per_chunk,
+            line_concurrency: p.line_concurrency,
+            model_concurrency: p.model_concurrency,
+            checkpoint_every: p.checkpoint_every,
+            checkpoint_lines: p.checkpoint_lines,
+            lease: p.lease,
+            max_active_per_tenant: p.max_active_per_tenant,
         }
     }
 }
@@ -256,6 +297,20 @@ impl Config {
             stranded_after: self.jobs.stranded_after,
             schedule_horizon: self.jobs.schedule_horizon,
             lease_margin: self.workers.lease_margin,
+        }
+    }
+
+    pub fn batch_policy(&self) -> BatchPolicy {
+        let b = &self.batches;
+        BatchPolicy {
+            completion_window: b.completion_window,
+            lines_per_chunk: b.lines_per_chunk.max(1),
+            line_concurrency: b.line_concurrency.max(1),
+            model_concurrency: b.model_concurrency.max(1),
+            checkpoint_every: b.checkpoint_every,
+            checkpoint_lines: b.checkpoint_lines.max(1),
+            lease: b.lease,
+            max_active_per_tenant: b.max_active_per_tenant,
         }
     }
 

@@ -189,6 +189,23 @@ impl BlobStore for S3Blobs {
         .boxed())
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        if end <= start {
+            return Ok(Bytes::new());
+        }
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let data = object.body.collect().await.map_err(unavailable)?;
+        Ok(data.into_bytes())
+    }
+
     async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
         let config = PresigningConfig::expires_in(ttl).map_err(unavailable)?;
         let request = self

@@ -5,6 +5,7 @@
 //! variables, so the same code runs against AWS and an emulator.
 
 mod attrs;
+mod batches;
 mod blobs;
 mod files;
 mod jobs;
@@ -13,7 +14,9 @@ mod provision;
 mod queue;
 mod schedules;
 mod settings;
+mod stages;
 
+pub use batches::DynamoBatchStore;
 pub use blobs::S3Blobs;
 pub use files::DynamoFileStore;
 pub use jobs::DynamoJobStore;
@@ -22,3 +25,4 @@ pub use provision::{MAX_RECEIVE_COUNT, ProvisionError, provision};
 pub use queue::{SqsWorkQueue, decode_work_item, encode_work_item};
 pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedule_name};
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SettingsError};
+pub use stages::StageQueues;

@@ -1,7 +1,7 @@
-//! Creates the backend's resources by API (the table with its index and TTL, the queue pair, the
-//! schedule group with its dead-letter queue, the bucket), as `infra/template.yaml` declares
-//! them for AWS: for the test suites, which give every
-//! test its own uniquely named set on the emulator.
+//! Creates the backend's resources by API (the table with its index and TTL, the work queues with
+//! their dead-letter queues, the schedule group with its dead-letter queue, the bucket), as
+//! `infra/template.yaml` declares them for AWS: for the test suites, which give every test its
+//! own uniquely named set on the emulator.
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::types::{
@@ -103,35 +103,15 @@ pub async fn provision(
         .await
         .map_err(failed("ttl"))?;
 
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("{prefix}-jobs-dlq"))
-        .attributes(
-            QueueAttributeName::MessageRetentionPeriod,
-            DLQ_RETENTION_SECONDS.to_string(),
-        )
-        .send()
-        .await
-        .map_err(failed("dead-letter queue"))?
-        .queue_url
-        .unwrap_or_default();
-    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT});
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("{prefix}-jobs"))
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility_seconds.to_string(),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .send()
-        .await
-        .map_err(failed("jobs queue"))?
-        .queue_url
-        .unwrap_or_default();
-
+    let (queue_url, dlq_url) =
+        queue_pair(&sqs, &format!("{prefix}-jobs"), visibility_seconds).await?;
+    let (plan_queue_url, plan_dlq_url) =
+        queue_pair(&sqs, &format!("{prefix}-plan"), visibility_seconds).await?;
+    let (chunk_queue_url, chunk_dlq_url) =
+        queue_pair(&sqs, &format!("{prefix}-chunks"), visibility_seconds).await?;
+    let (finalize_queue_url, finalize_dlq_url) =
+        queue_pair(&sqs, &format!("{prefix}-finalize"), visibility_seconds).await?;
+    let finalize_queue_arn = queue_arn(&sqs, &finalize_queue_url).await?;
     let jobs_queue_arn = queue_arn(&sqs, &queue_url).await?;
     let schedules_dlq_url = sqs
         .create_queue()
@@ -164,6 +144,12 @@ pub async fn provision(
         table,
         jobs_queue_url: queue_url,
         jobs_dlq_url: dlq_url,
+        plan_queue_url,
+        plan_dlq_url,
+        chunk_queue_url,
+        chunk_dlq_url,
+        finalize_queue_url,
+        finalize_dlq_url,
         bucket,
         s3_force_path_style: true,
         schedules: ScheduleTarget {
@@ -174,9 +160,47 @@ pub async fn provision(
                 account_of(&jobs_queue_arn)
             ),
             queue_arn: jobs_queue_arn,
+            finalize_queue_arn,
             dead_letter_arn: schedules_dlq_arn,
         },
     })
+}
+
+/// A work queue and its dead-letter queue, redriving after [`MAX_RECEIVE_COUNT`] receives.
+async fn queue_pair(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_seconds: u32,
+) -> Result<(String, String), ProvisionError> {
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            DLQ_RETENTION_SECONDS.to_string(),
+        )
+        .send()
+        .await
+        .map_err(failed("dead-letter queue"))?
+        .queue_url
+        .unwrap_or_default();
+    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT});
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_seconds.to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(failed("work queue"))?
+        .queue_url
+        .unwrap_or_default();
+    Ok((queue_url, dlq_url))
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, ProvisionError> {

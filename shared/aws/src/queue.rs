@@ -1,13 +1,15 @@
-//! The `WorkQueue` port over SQS. Messages carry ids only (`{"v":1,"job":{"tenant","id"}}`);
+//! The `WorkQueue` port over SQS. Messages carry ids only (`{"v":1,"job":{"tenant","id"}}`,
+//! or `plan`, `chunk`, `finalize` for batch stages);
 //! receipts are SQS receipt handles; the receive count is SQS's `ApproximateReceiveCount`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use prism_core::batch::BatchRef;
 use prism_core::job::JobRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
-use prism_core::{JobId, StoreError, TenantId};
+use prism_core::{BatchId, JobId, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::attrs::unavailable;
@@ -24,36 +26,89 @@ pub struct SqsWorkQueue {
 }
 
 #[derive(Serialize, Deserialize)]
-struct JobMessage {
+struct IdMessage {
     tenant: String,
     id: String,
 }
 
 #[derive(Serialize, Deserialize)]
+struct ChunkMessage {
+    tenant: String,
+    batch: String,
+    chunk: u32,
+}
+
+/// Version 1 of the message body: exactly one of the fields names the work.
+#[derive(Serialize, Deserialize, Default)]
 struct Message {
     v: u8,
-    job: JobMessage,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    job: Option<IdMessage>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    plan: Option<IdMessage>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    chunk: Option<ChunkMessage>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    finalize: Option<IdMessage>,
+}
+
+fn batch_message(batch: &BatchRef) -> IdMessage {
+    IdMessage {
+        tenant: batch.tenant.to_string(),
+        id: batch.id.to_string(),
+    }
 }
 
 pub fn encode_work_item(item: &WorkItem) -> String {
-    let WorkItem::Job(job) = item;
-    let message = Message {
+    let mut message = Message {
         v: 1,
-        job: JobMessage {
-            tenant: job.tenant.to_string(),
-            id: job.id.to_string(),
-        },
+        ..Message::default()
     };
+    match item {
+        WorkItem::Job(job) => {
+            message.job = Some(IdMessage {
+                tenant: job.tenant.to_string(),
+                id: job.id.to_string(),
+            })
+        }
+        WorkItem::PlanBatch(batch) => message.plan = Some(batch_message(batch)),
+        WorkItem::RunChunk { batch, chunk } => {
+            message.chunk = Some(ChunkMessage {
+                tenant: batch.tenant.to_string(),
+                batch: batch.id.to_string(),
+                chunk: *chunk,
+            })
+        }
+        WorkItem::FinalizeBatch(batch) => message.finalize = Some(batch_message(batch)),
+    }
     serde_json::to_string(&message).unwrap_or_default()
+}
+
+fn batch_ref(tenant: &str, id: &str) -> Option<BatchRef> {
+    Some(BatchRef {
+        tenant: TenantId::parse(tenant)?,
+        id: BatchId::parse(id)?,
+    })
 }
 
 /// `None` for a body that is not one of our messages (it can only be acknowledged and dropped).
 pub fn decode_work_item(body: &str) -> Option<WorkItem> {
     let message: Message = serde_json::from_str(body).ok()?;
-    Some(WorkItem::Job(JobRef {
-        tenant: TenantId::parse(&message.job.tenant)?,
-        id: JobId::parse(&message.job.id)?,
-    }))
+    match message {
+        Message { job: Some(job), .. } => Some(WorkItem::Job(JobRef {
+            tenant: TenantId::parse(&job.tenant)?,
+            id: JobId::parse(&job.id)?,
+        })),
+        Message { plan: Some(b), .. } => Some(WorkItem::PlanBatch(batch_ref(&b.tenant, &b.id)?)),
+        Message { chunk: Some(c), .. } => Some(WorkItem::RunChunk {
+            batch: batch_ref(&c.tenant, &c.batch)?,
+            chunk: c.chunk,
+        }),
+        Message {
+            finalize: Some(b), ..
+        } => Some(WorkItem::FinalizeBatch(batch_ref(&b.tenant, &b.id)?)),
+        _ => None,
+    }
 }
 
 fn secs(d: Duration, cap: Duration) -> i32 {

@@ -1,5 +1,6 @@
 //! The `Scheduler` port over EventBridge Scheduler: one one-time schedule per work item, in the
-//! deployment's schedule group, whose target sends the item's queue message to the jobs queue.
+//! deployment's schedule group, whose target sends the item's queue message to its queue (jobs,
+//! or batch finalization for a batch's expiry).
 //! EventBridge deletes each schedule once it has fired (`ActionAfterCompletion: DELETE`).
 
 use async_trait::async_trait;
@@ -22,8 +23,10 @@ const MAX_RETRY_ATTEMPTS: i32 = 185;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleTarget {
     pub group: String,
-    /// The jobs queue's ARN.
+    /// The jobs queue's ARN: where scheduled jobs are delivered.
     pub queue_arn: String,
+    /// The batch finalize queue's ARN: where batch expiry is delivered.
+    pub finalize_queue_arn: String,
     /// The role EventBridge Scheduler assumes to send to that queue (and nothing else).
     pub role_arn: String,
     /// Deliveries EventBridge gave up on land here (and raise an alarm); the reconciler still
@@ -37,10 +40,9 @@ pub struct EventBridgeScheduler {
     target: ScheduleTarget,
 }
 
-/// One schedule per item, named by the item's id (unique, and within the 64-character limit).
+/// One schedule per item, named by the item (unique, and within the 64-character limit).
 pub fn schedule_name(item: &WorkItem) -> String {
-    let WorkItem::Job(job) = item;
-    job.id.to_string()
+    item.key()
 }
 
 /// `at(...)` takes whole seconds in the schedule's time zone, here UTC; rounding up to the minute
@@ -68,8 +70,14 @@ impl EventBridgeScheduler {
 #[async_trait]
 impl Scheduler for EventBridgeScheduler {
     async fn schedule(&self, item: &WorkItem, at: Timestamp) -> Result<(), StoreError> {
+        let queue = match item {
+            WorkItem::FinalizeBatch(_) => &self.target.finalize_queue_arn,
+            WorkItem::Job(_) | WorkItem::PlanBatch(_) | WorkItem::RunChunk { .. } => {
+                &self.target.queue_arn
+            }
+        };
         let target = Target::builder()
-            .arn(&self.target.queue_arn)
+            .arn(queue)
             .role_arn(&self.target.role_arn)
             .input(encode_work_item(item))
             .retry_policy(

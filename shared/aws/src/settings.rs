@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 
+use crate::batches::DynamoBatchStore;
 use crate::blobs::S3Blobs;
 use crate::files::DynamoFileStore;
 use crate::jobs::DynamoJobStore;
 use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
 use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
+use crate::stages::StageQueues;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -23,6 +25,13 @@ pub struct AwsSettings {
     pub table: String,
     pub jobs_queue_url: String,
     pub jobs_dlq_url: String,
+    /// The batch stages' queues and their dead-letter queues.
+    pub plan_queue_url: String,
+    pub plan_dlq_url: String,
+    pub chunk_queue_url: String,
+    pub chunk_dlq_url: String,
+    pub finalize_queue_url: String,
+    pub finalize_dlq_url: String,
     pub bucket: String,
     /// Emulators serve S3 by path (`http://host/bucket/key`), not by virtual host.
     pub s3_force_path_style: bool,
@@ -44,12 +53,19 @@ impl AwsSettings {
             table: need("PRISM_TABLE"),
             jobs_queue_url: need("PRISM_JOBS_QUEUE_URL"),
             jobs_dlq_url: need("PRISM_JOBS_DLQ_URL"),
+            plan_queue_url: need("PRISM_PLAN_QUEUE_URL"),
+            plan_dlq_url: need("PRISM_PLAN_DLQ_URL"),
+            chunk_queue_url: need("PRISM_CHUNK_QUEUE_URL"),
+            chunk_dlq_url: need("PRISM_CHUNK_DLQ_URL"),
+            finalize_queue_url: need("PRISM_FINALIZE_QUEUE_URL"),
+            finalize_dlq_url: need("PRISM_FINALIZE_DLQ_URL"),
             bucket: need("PRISM_BUCKET"),
             s3_force_path_style: get("PRISM_S3_FORCE_PATH_STYLE")
                 .is_some_and(|v| v == "true" || v == "1"),
             schedules: ScheduleTarget {
                 group: need("PRISM_SCHEDULE_GROUP"),
                 queue_arn: need("PRISM_JOBS_QUEUE_ARN"),
+                finalize_queue_arn: need("PRISM_FINALIZE_QUEUE_ARN"),
                 role_arn: need("PRISM_SCHEDULER_ROLE_ARN"),
                 dead_letter_arn: need("PRISM_SCHEDULES_DLQ_ARN"),
             },
@@ -69,6 +85,12 @@ impl AwsSettings {
             ("PRISM_TABLE", self.table.clone()),
             ("PRISM_JOBS_QUEUE_URL", self.jobs_queue_url.clone()),
             ("PRISM_JOBS_DLQ_URL", self.jobs_dlq_url.clone()),
+            ("PRISM_PLAN_QUEUE_URL", self.plan_queue_url.clone()),
+            ("PRISM_PLAN_DLQ_URL", self.plan_dlq_url.clone()),
+            ("PRISM_CHUNK_QUEUE_URL", self.chunk_queue_url.clone()),
+            ("PRISM_CHUNK_DLQ_URL", self.chunk_dlq_url.clone()),
+            ("PRISM_FINALIZE_QUEUE_URL", self.finalize_queue_url.clone()),
+            ("PRISM_FINALIZE_DLQ_URL", self.finalize_dlq_url.clone()),
             ("PRISM_BUCKET", self.bucket.clone()),
             (
                 "PRISM_S3_FORCE_PATH_STYLE",
@@ -76,6 +98,10 @@ impl AwsSettings {
             ),
             ("PRISM_SCHEDULE_GROUP", self.schedules.group.clone()),
             ("PRISM_JOBS_QUEUE_ARN", self.schedules.queue_arn.clone()),
+            (
+                "PRISM_FINALIZE_QUEUE_ARN",
+                self.schedules.finalize_queue_arn.clone(),
+            ),
             ("PRISM_SCHEDULER_ROLE_ARN", self.schedules.role_arn.clone()),
             (
                 "PRISM_SCHEDULES_DLQ_ARN",
@@ -91,10 +117,20 @@ pub struct AwsBackend {
     pub settings: AwsSettings,
     pub jobs: DynamoJobStore,
     pub files: DynamoFileStore,
+    pub batches: DynamoBatchStore,
     pub blobs: S3Blobs,
     pub keys: DynamoKeyStore,
+    /// The jobs queue.
     pub queue: SqsWorkQueue,
+    pub plan_queue: SqsWorkQueue,
+    pub chunk_queue: SqsWorkQueue,
+    pub finalize_queue: SqsWorkQueue,
+    /// Every queue, as the one `WorkQueue` the services send to.
+    pub stages: StageQueues,
+    /// The jobs queue's dead-letter queue.
     pub dead_letters: SqsWorkQueue,
+    /// The batch stages' dead-letter queues.
+    pub stage_dead_letters: Vec<SqsWorkQueue>,
     pub scheduler: EventBridgeScheduler,
     pub ssm: aws_sdk_ssm::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
@@ -115,13 +151,31 @@ impl AwsBackend {
         );
         let sqs = aws_sdk_sqs::Client::new(&config);
         let blobs = S3Blobs::new(s3, settings.bucket.clone());
+        let queue = |url: &String| SqsWorkQueue::new(sqs.clone(), url.clone(), receive_wait);
+        let short = |url: &String| SqsWorkQueue::new(sqs.clone(), url.clone(), Duration::ZERO);
         Self {
             jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone()),
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
+            batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone()),
             blobs,
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
-            queue: SqsWorkQueue::new(sqs.clone(), settings.jobs_queue_url.clone(), receive_wait),
-            dead_letters: SqsWorkQueue::new(sqs, settings.jobs_dlq_url.clone(), receive_wait),
+            queue: queue(&settings.jobs_queue_url),
+            plan_queue: queue(&settings.plan_queue_url),
+            chunk_queue: queue(&settings.chunk_queue_url),
+            finalize_queue: queue(&settings.finalize_queue_url),
+            // Only sent to: its receives are short polls (see `StageQueues`).
+            stages: StageQueues {
+                jobs: short(&settings.jobs_queue_url),
+                plan: short(&settings.plan_queue_url),
+                chunks: short(&settings.chunk_queue_url),
+                finalize: short(&settings.finalize_queue_url),
+            },
+            dead_letters: queue(&settings.jobs_dlq_url),
+            stage_dead_letters: vec![
+                queue(&settings.plan_dlq_url),
+                queue(&settings.chunk_dlq_url),
+                queue(&settings.finalize_dlq_url),
+            ],
             scheduler: EventBridgeScheduler::new(
                 aws_sdk_scheduler::Client::new(&config),
                 settings.schedules.clone(),

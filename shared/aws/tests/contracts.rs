@@ -34,6 +34,7 @@ async fn fresh() -> JobPorts {
         keys: Arc::new(backend.keys.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
+        batches: Arc::new(backend.batches.clone()),
         scheduler: Arc::new(backend.scheduler.clone()),
         schedules: Arc::new(PumpedTime(pump)),
         clock: Arc::new(SystemClock),

@@ -11,10 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::WorkItem;
 use crate::ports::WorkQueue;
 use crate::service::Deps;
-use crate::worker::{dead_letter, run_delivery};
+use crate::worker::{QueueAction, dead_letter_item, run_delivery};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -148,15 +147,16 @@ pub async fn consume_dead_letters(
             }
         };
         for delivery in deliveries {
-            let WorkItem::Job(job) = &delivery.item;
-            match dead_letter(deps, job).await {
-                Ok(()) => {
+            match dead_letter_item(deps, &delivery.item).await {
+                QueueAction::Ack => {
                     if let Err(error) = queue.ack(&delivery.receipt).await {
                         tracing::warn!(%error, "could not delete a handled dead letter");
                     }
                 }
-                Err(error) => {
-                    tracing::error!(%error, job_id = %job.id, "could not fail a dead-lettered job")
+                QueueAction::RetryAfter(wait) => {
+                    if let Err(error) = queue.extend(&delivery.receipt, wait).await {
+                        tracing::warn!(%error, "could not delay a dead letter");
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Errors of the domain layer: what a service call can answer, and what a store can fail with.
 //! Each boundary (HTTP, queue) maps these exhaustively.
 
+use crate::batch::BatchStatus;
 use crate::job::JobStatus;
 
 /// A storage adapter's failure. All of them are worth retrying later: a logical conflict is not
@@ -32,6 +33,11 @@ pub enum ServiceError {
         action: &'static str,
         status: JobStatus,
     },
+    #[error("cannot cancel a batch with status '{}'", status.as_str())]
+    BatchConflict { status: BatchStatus },
+    /// A per-tenant cap is reached; retry later.
+    #[error("{message}")]
+    RateLimited { message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

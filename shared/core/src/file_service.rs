@@ -263,8 +263,42 @@ pub async fn delete_file(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Fil
         .delete(tenant, &file_id, deps.clock.now())
         .await?
         .ok_or_else(|| not_found(id))?;
+    if input_in_use(deps, tenant, &record.id).await? {
+        // The batch's finalizer deletes the bytes once no unfinished batch reads them.
+        tracing::info!("file deleted; its bytes stay while an unfinished batch reads them");
+        return Ok(record.id);
+    }
     if let Err(error) = deps.blobs.delete(&record.blob_key()).await {
         tracing::warn!(%error, "file record deleted but its bytes were not; expiry removes them");
     }
     Ok(record.id)
+}
+
+/// Whether an unfinished batch of the tenant reads this file. Only batches young enough to be
+/// unfinished are looked at: a batch ends within its window (plus the finalizer's grace).
+pub async fn input_in_use(
+    deps: &Deps,
+    tenant: &TenantId,
+    file: &FileId,
+) -> Result<bool, crate::error::StoreError> {
+    let oldest = deps
+        .clock
+        .now()
+        .minus(deps.batch_policy.completion_window + crate::batch::CANCEL_GRACE * 2);
+    let mut after = None;
+    loop {
+        let page = deps.batches.list(tenant, 100, after.as_ref()).await?;
+        for batch in &page.items {
+            if batch.created_at < oldest {
+                return Ok(false);
+            }
+            if !batch.status.is_terminal() && &batch.input_file_id == file {
+                return Ok(true);
+            }
+        }
+        match page.items.last() {
+            Some(last) if page.has_more => after = Some(last.id.clone()),
+            _ => return Ok(false),
+        }
+    }
 }

@@ -57,6 +57,15 @@ impl IdGenerator {
         FileId(format!("{}{}", FileId::PREFIX, self.next_body(now)))
     }
 
+    pub fn batch_id(&self, now: Timestamp) -> BatchId {
+        BatchId(format!("{}{}", BatchId::PREFIX, self.next_body(now)))
+    }
+
+    /// The id of one batch output line (`batch_req_…`).
+    pub fn batch_request_id(&self, now: Timestamp) -> String {
+        format!("batch_req_{}", self.next_body(now))
+    }
+
     pub fn key_id(&self, now: Timestamp) -> KeyId {
         KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
     }
@@ -103,6 +112,19 @@ macro_rules! prefixed_id {
             }
         }
 
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not an id of this kind"))
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -113,6 +135,7 @@ macro_rules! prefixed_id {
 
 prefixed_id!(KeyId, "key_");
 prefixed_id!(FileId, "file-");
+prefixed_id!(BatchId, "batch_");
 
 /// A job's id. The prefix names the kind (`job_` async, `sched_` scheduled), so the id alone
 /// routes a message and a kind's jobs are one key range in every store.

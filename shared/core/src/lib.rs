@@ -1,6 +1,10 @@
 //! Prism's domain: ids, clocks, jobs and their state machine, the ports adapters implement, and
 //! the services (submit, cancel, run) that every trigger and every backend shares.
 
+pub mod batch;
+pub mod batch_input;
+pub mod batch_service;
+pub mod batch_worker;
 pub mod chat;
 pub mod clock;
 pub mod consumer;
@@ -21,5 +25,5 @@ pub mod worker;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
-pub use ids::{FileId, JobId, KeyId, TenantId};
+pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
 pub use job::{Job, JobError, JobKind, JobStatus};

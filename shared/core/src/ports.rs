@@ -8,10 +8,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+use crate::batch::{
+    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim,
+    FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+};
+use crate::batch_input::ChunkPlan;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::files::{FileListQuery, FileRecord, UploadError, UploadStream};
-use crate::ids::{FileId, JobId, TenantId};
+use crate::ids::{BatchId, FileId, JobId, TenantId};
 use crate::job::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
@@ -163,9 +168,38 @@ pub trait JobStore: Send + Sync {
 }
 
 /// What a queue message names. Messages carry ids, never payloads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WorkItem {
     Job(JobRef),
+    /// Validate a batch's input and plan its chunks.
+    PlanBatch(BatchRef),
+    /// Run one chunk of a batch.
+    RunChunk {
+        batch: BatchRef,
+        chunk: u32,
+    },
+    /// Assemble a batch's output once its chunks are done (or it is cancelled or expired).
+    FinalizeBatch(BatchRef),
+}
+
+impl WorkItem {
+    /// A short stable name of the item, unique per item (queue de-duplication, schedule names).
+    pub fn key(&self) -> String {
+        match self {
+            WorkItem::Job(job) => job.id.to_string(),
+            WorkItem::PlanBatch(b) => format!("plan-{}", b.id),
+            WorkItem::RunChunk { batch, chunk } => format!("chunk-{}-{chunk}", batch.id),
+            WorkItem::FinalizeBatch(b) => format!("final-{}", b.id),
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            WorkItem::Job(job) => &job.tenant,
+            WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => &b.tenant,
+            WorkItem::RunChunk { batch, .. } => &batch.tenant,
+        }
+    }
 }
 
 /// Opaque handle of one receipt of a message; acknowledging needs it.
@@ -193,6 +227,136 @@ pub trait WorkQueue: Send + Sync {
 
     /// Hides the message for `visibility` from now (0 makes it visible at once).
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError>;
+}
+
+/// Batches and their chunk records. Every transition is conditional; a processor's writes name
+/// its chunk lease's token, and none lands once the batch stops taking results.
+#[async_trait]
+pub trait BatchStore: Send + Sync {
+    async fn create(&self, batch: &NewBatch) -> Result<(), StoreError>;
+
+    /// The tenant's batch; `None` for another tenant's or an unknown one.
+    async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError>;
+
+    /// Newest first.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&BatchId>,
+    ) -> Result<Page<Batch>, StoreError>;
+
+    /// `validating -> in_progress` with one record per chunk; false when no longer validating.
+    async fn plan(
+        &self,
+        batch: &BatchRef,
+        chunks: &[ChunkPlan],
+        total: u64,
+        model: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// `validating -> failed` with the validation errors; false when no longer validating.
+    async fn fail(
+        &self,
+        batch: &BatchRef,
+        errors: &BatchErrors,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes the chunk under `lease` if it is not done, not held, and the batch still takes
+    /// results (`in_progress` and before `expires_at`).
+    async fn claim_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<ChunkClaim, StoreError>;
+
+    /// Commits a part: appends it, moves the cursor and adds its counts to the batch's, all in
+    /// one write, only while `token` holds and the batch takes results. Also renews the lease.
+    async fn checkpoint(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+        part: &Part,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks the chunk done and counts it on the batch, once, while `token` holds.
+    async fn complete_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends the chunk's lease while `token` holds (a processor between checkpoints).
+    async fn renew_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the chunk up (a processor near its deadline or shutting down).
+    async fn release_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Every chunk record, in index order.
+    async fn chunks(&self, batch: &BatchRef) -> Result<Vec<Chunk>, StoreError>;
+
+    /// `validating | in_progress -> cancelling`; a cancelling or cancelled batch is accepted as is.
+    async fn request_cancel(
+        &self,
+        tenant: &TenantId,
+        id: &BatchId,
+        now: Timestamp,
+    ) -> Result<BatchCancelOutcome, StoreError>;
+
+    /// `in_progress | cancelling | validating -> finalizing` under `lease`, or a take-over of a
+    /// `finalizing` batch whose finalizer's lease ended (keeping its outcome and file ids).
+    /// Returns the batch as claimed, `None` when someone else holds it or it is terminal.
+    async fn claim_finalize(
+        &self,
+        batch: &BatchRef,
+        lease: &FinalizeLease,
+        now: Timestamp,
+    ) -> Result<Option<Batch>, StoreError>;
+
+    /// `finalizing -> completed | cancelled | expired` with the files and final counts, while the
+    /// finalizer's token holds.
+    async fn finish(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        result: &BatchResult,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The tenant's batches not yet terminal (the per-tenant cap).
+    async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError>;
+
+    /// Batches not yet terminal, for the reconciler.
+    async fn unfinished(&self, limit: usize) -> Result<Vec<BatchRef>, StoreError>;
+}
+
+/// What a finalizer writes on the batch when it finishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchResult {
+    pub outcome: BatchOutcome,
+    pub counts: RequestCounts,
+    pub usage: Usage,
+    pub output_file_id: Option<FileId>,
+    pub error_file_id: Option<FileId>,
 }
 
 /// File records (the Files API). Bytes live in the [`BlobStore`]; a record is written only once
@@ -245,6 +409,9 @@ pub trait BlobStore: Send + Sync {
     async fn put_stream(&self, key: &str, body: UploadStream<'_>) -> Result<u64, UploadError>;
 
     async fn get(&self, key: &str) -> Result<BlobStream, StoreError>;
+
+    /// Bytes `[start, end)` of the blob.
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError>;
 
     /// A URL a client can fetch the bytes from directly for `ttl`, where the store has one.
     async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>, StoreError>;

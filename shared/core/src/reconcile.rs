@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::BatchStatus;
+use crate::batch_worker::queue_unfinished_chunks;
+use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ports::WorkItem;
 use crate::service::Deps;
@@ -15,6 +18,7 @@ pub struct ReconcileReport {
     pub retriggered: usize,
     pub purged: u64,
     pub purged_files: usize,
+    pub batches: usize,
 }
 
 const BATCH: usize = 500;
@@ -33,6 +37,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     if !stranded.is_empty() {
         tracing::info!(count = stranded.len(), "re-triggered stranded jobs");
     }
+    let batches = reconcile_batches(deps, now.minus(deps.policy.stranded_after)).await?;
     let purged = deps.store.purge_expired(now, BATCH * 10).await?;
     let expired_files = deps.files.purge_expired(now, BATCH).await?;
     for file in &expired_files {
@@ -45,7 +50,38 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
         retriggered: stranded.len(),
         purged,
         purged_files: expired_files.len(),
+        batches,
     })
+}
+
+/// Sends again whatever an unfinished batch waits for: planning that never ran, chunks nobody
+/// holds, and finalization (which decides for itself whether it is due: all chunks done, a
+/// cancel, or the window's end). Returns how many batches it looked at.
+async fn reconcile_batches(deps: &Deps, idle_before: Timestamp) -> Result<usize, StoreError> {
+    let batches = deps.batches.unfinished(BATCH).await?;
+    for batch in &batches {
+        let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
+            continue;
+        };
+        match current.status {
+            BatchStatus::Validating if current.created_at < idle_before => {
+                deps.queue
+                    .enqueue(&WorkItem::PlanBatch(batch.clone()), Duration::ZERO)
+                    .await?;
+            }
+            BatchStatus::InProgress => {
+                let since = current.in_progress_at.unwrap_or(current.created_at);
+                if since < idle_before {
+                    queue_unfinished_chunks(deps, batch, Some(idle_before)).await?;
+                }
+            }
+            _ => {}
+        }
+        deps.queue
+            .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
+            .await?;
+    }
+    Ok(batches.len())
 }
 
 /// Runs [`reconcile`] every `every` until `shutdown`: the reconciler of a long-lived process.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::batch_service::BatchPolicy;
+use crate::batch_worker::ModelGate;
 use crate::chat::summarize_chat_request;
 use crate::clock::Clock;
 use crate::clock::Timestamp;
@@ -16,8 +18,8 @@ use crate::ids::{IdGenerator, JobId, TenantId};
 use crate::job::{Job, JobKind, NewJob};
 use crate::list::{ListQuery, Page};
 use crate::ports::{
-    BlobStore, CancelOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore, Scheduler,
-    Upstream, WorkItem, WorkQueue,
+    BatchStore, BlobStore, CancelOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore,
+    Scheduler, Upstream, WorkItem, WorkQueue,
 };
 use crate::scheduled::parse_schedule_request;
 
@@ -73,6 +75,7 @@ pub struct Deps {
     pub store: Arc<dyn JobStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub scheduler: Arc<dyn Scheduler>,
+    pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub upstream: Arc<dyn Upstream>,
@@ -80,6 +83,9 @@ pub struct Deps {
     pub ids: Arc<IdGenerator>,
     pub policy: JobPolicy,
     pub file_policy: FilePolicy,
+    pub batch_policy: BatchPolicy,
+    /// Lines toward each model in flight across this process.
+    pub model_gate: Arc<ModelGate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -60,7 +60,19 @@ pub async fn handle_delivery_until(
     deadline: Option<Instant>,
     stop: &CancellationToken,
 ) -> QueueAction {
-    let WorkItem::Job(id) = &delivery.item;
+    let id = match &delivery.item {
+        WorkItem::Job(id) => id,
+        batch_item => {
+            return crate::batch_worker::handle_batch_delivery(
+                deps,
+                batch_item,
+                delivery.receive_count,
+                deadline,
+                stop,
+            )
+            .await;
+        }
+    };
     tracing::Span::current().record("job_id", id.id.as_str());
     tracing::Span::current().record("tenant", id.tenant.as_str());
     if delivery.receive_count > deps.policy.max_receives {
@@ -123,6 +135,29 @@ pub async fn run_delivery(
     if let Err(error) = settled {
         tracing::warn!(%error, "could not settle a delivery; it will reappear");
     }
+}
+
+/// Handles a message from a dead-letter queue: a job fails with `processing_failed`; a planning
+/// message fails its batch; a chunk's unfinished lines are written as failed and counted; a
+/// finalize message is simply tried again (finalizing is idempotent).
+pub async fn dead_letter_item(deps: &Deps, item: &WorkItem) -> QueueAction {
+    let result = match item {
+        WorkItem::Job(job) => dead_letter(deps, job).await.map(|()| QueueAction::Ack),
+        WorkItem::PlanBatch(batch) => crate::batch_worker::dead_plan(deps, batch).await,
+        WorkItem::RunChunk { batch, chunk } => {
+            crate::batch_worker::dead_chunk(deps, batch, *chunk).await
+        }
+        // Finalizing is idempotent: send it back to its own queue for another try.
+        WorkItem::FinalizeBatch(batch) => deps
+            .queue
+            .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
+            .await
+            .map(|()| QueueAction::Ack),
+    };
+    result.unwrap_or_else(|error| {
+        tracing::error!(%error, "could not settle a dead letter; it will reappear");
+        QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
+    })
 }
 
 /// Drives a dead-lettered job to `failed` with code `processing_failed`, unless it already ended.

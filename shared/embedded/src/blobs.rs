@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use prism_core::StoreError;
 use prism_core::files::{UploadError, UploadStream};
@@ -93,6 +94,21 @@ impl BlobStore for LocalBlobStore {
         Ok(ReaderStream::with_capacity(file, 64 * 1024)
             .map_err(unavailable)
             .boxed())
+    }
+
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(self.path(key)?)
+            .await
+            .map_err(unavailable)?;
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(unavailable)?;
+        let len = usize::try_from(end.saturating_sub(start))
+            .map_err(|_| StoreError::Corrupt("range too large".into()))?;
+        let mut buffer = vec![0u8; len];
+        file.read_exact(&mut buffer).await.map_err(unavailable)?;
+        Ok(Bytes::from(buffer))
     }
 
     async fn presigned_get(

@@ -69,6 +69,68 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_tenant ON files (tenant, id);
 CREATE INDEX IF NOT EXISTS files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;
 
+CREATE TABLE IF NOT EXISTS batches (
+    id                   TEXT PRIMARY KEY,
+    tenant               TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    input_file_id        TEXT NOT NULL,
+    endpoint             TEXT NOT NULL,
+    completion_window    TEXT NOT NULL,
+    metadata             TEXT,
+    output_expires_after INTEGER,
+    created_at           INTEGER NOT NULL,
+    expires_at           INTEGER NOT NULL,
+    in_progress_at       INTEGER,
+    finalizing_at        INTEGER,
+    completed_at         INTEGER,
+    failed_at            INTEGER,
+    expired_at           INTEGER,
+    cancelling_at        INTEGER,
+    cancelled_at         INTEGER,
+    total                INTEGER NOT NULL DEFAULT 0,
+    completed            INTEGER NOT NULL DEFAULT 0,
+    failed               INTEGER NOT NULL DEFAULT 0,
+    usage                TEXT,
+    errors               TEXT,
+    output_file_id       TEXT,
+    error_file_id        TEXT,
+    model                TEXT,
+    chunks               INTEGER NOT NULL DEFAULT 0,
+    chunks_done          INTEGER NOT NULL DEFAULT 0,
+    -- The finalizer's lease, outcome and file ids while finalizing (JSON).
+    finalize             TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_by_tenant ON batches (tenant, id);
+CREATE INDEX IF NOT EXISTS batches_unfinished ON batches (status)
+    WHERE status NOT IN ('failed', 'completed', 'expired', 'cancelled');
+
+CREATE TABLE IF NOT EXISTS batch_chunks (
+    batch_id         TEXT NOT NULL,
+    idx              INTEGER NOT NULL,
+    start            INTEGER NOT NULL,
+    "end"            INTEGER NOT NULL,
+    lines            INTEGER NOT NULL,
+    cursor           INTEGER NOT NULL DEFAULT 0,
+    parts            TEXT NOT NULL DEFAULT '[]',
+    done             INTEGER NOT NULL DEFAULT 0,
+    lease_token      TEXT,
+    lease_expires_at INTEGER,
+    PRIMARY KEY (batch_id, idx)
+);
+
+-- Queue entries for work that is not a job row (batch stages), one row per distinct item.
+CREATE TABLE IF NOT EXISTS work_items (
+    key        TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    batch_id   TEXT NOT NULL,
+    chunk      INTEGER,
+    visible_at INTEGER NOT NULL,
+    receipt    TEXT,
+    receives   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS work_items_visible ON work_items (visible_at);
+
 CREATE TABLE IF NOT EXISTS api_keys (
     id             TEXT PRIMARY KEY,
     tenant         TEXT NOT NULL,

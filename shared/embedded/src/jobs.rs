@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use prism_core::batch::BatchRef;
 use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
@@ -13,7 +14,7 @@ use prism_core::ports::{
     Receipt, WorkItem, WorkQueue,
 };
 use prism_core::{
-    Clock, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
+    BatchId, Clock, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
 };
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -105,6 +106,10 @@ impl SqliteJobStore {
                     "UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL \
                      WHERE status = 'running' AND lease_token IS NOT NULL",
                     [],
+                )?;
+                conn.execute(
+                    "UPDATE work_items SET visible_at = ?1 WHERE visible_at > ?1 AND receipt IS NOT NULL",
+                    params![now.0],
                 )?;
                 // Only deliveries in flight: a scheduled job not yet received keeps its due time.
                 conn.execute(
@@ -523,11 +528,15 @@ impl SqliteWorkQueue {
     pub async fn next_visible_at(&self) -> Result<Option<Timestamp>, StoreError> {
         self.db
             .read(|conn| {
-                conn.prepare_cached(
-                    "SELECT MIN(queue_visible_at) FROM jobs WHERE queue_visible_at IS NOT NULL",
-                )?
-                .query_row([], |r| r.get::<_, Option<i64>>(0))
-                .map(|t| t.map(Timestamp))
+                let jobs: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT MIN(queue_visible_at) FROM jobs WHERE queue_visible_at IS NOT NULL",
+                    )?
+                    .query_row([], |r| r.get(0))?;
+                let items: Option<i64> = conn
+                    .prepare_cached("SELECT MIN(visible_at) FROM work_items")?
+                    .query_row([], |r| r.get(0))?;
+                Ok(jobs.into_iter().chain(items).min().map(Timestamp))
             })
             .await
     }
@@ -537,15 +546,18 @@ impl SqliteWorkQueue {
     /// Drops the item's message if it is waiting (not in flight): what deleting a schedule is on
     /// a queue that carries delays itself.
     pub async fn drop_waiting(&self, item: &WorkItem) -> Result<(), StoreError> {
-        let WorkItem::Job(job) = item;
-        let id = job.id.clone();
+        let item = item.clone();
         self.db
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE jobs SET queue_visible_at = NULL, queue_receives = 0 \
-                     WHERE id = ?1 AND queue_receipt IS NULL",
-                )?
-                .execute(params![id.as_str()])
+            .write(move |conn| match &item {
+                WorkItem::Job(job) => conn
+                    .prepare_cached(
+                        "UPDATE jobs SET queue_visible_at = NULL, queue_receives = 0 \
+                         WHERE id = ?1 AND queue_receipt IS NULL",
+                    )?
+                    .execute(params![job.id.as_str()]),
+                other => conn
+                    .prepare_cached("DELETE FROM work_items WHERE key = ?1 AND receipt IS NULL")?
+                    .execute(params![other.key()]),
             })
             .await
             .map(|_| ())
@@ -556,22 +568,123 @@ fn split_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
     receipt.0.split_once(':')
 }
 
+/// Receipts of work items are `w:<key>:<token>`; job ids never start with `w:`.
+fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
+    receipt.0.strip_prefix("w:")?.rsplit_once(':')
+}
+
+/// One row per distinct item: a second enqueue of a waiting item keeps the earlier time; one of
+/// an item in flight makes a new message (the in-flight receipt goes stale, as in SQS a second
+/// message is independent of the first).
+fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
+    let (kind, batch, chunk) = match item {
+        WorkItem::PlanBatch(b) => ("plan", b, None),
+        WorkItem::RunChunk { batch, chunk } => ("chunk", batch, Some(*chunk)),
+        WorkItem::FinalizeBatch(b) => ("finalize", b, None),
+        WorkItem::Job(_) => return Ok(()),
+    };
+    conn.prepare_cached(
+        "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT(key) DO UPDATE SET \
+           visible_at = CASE WHEN receipt IS NOT NULL OR visible_at > excluded.visible_at \
+             THEN excluded.visible_at ELSE visible_at END, \
+           receipt = NULL, receives = 0",
+    )?
+    .execute(params![
+        item.key(),
+        kind,
+        batch.tenant.as_str(),
+        batch.id.as_str(),
+        chunk,
+        visible_at
+    ])
+    .map(|_| ())
+}
+
+fn work_item_from(
+    kind: &str,
+    tenant: &str,
+    batch_id: &str,
+    chunk: Option<u32>,
+) -> Option<WorkItem> {
+    let batch = BatchRef {
+        tenant: TenantId::parse(tenant)?,
+        id: BatchId::parse(batch_id)?,
+    };
+    match (kind, chunk) {
+        ("plan", _) => Some(WorkItem::PlanBatch(batch)),
+        ("chunk", Some(chunk)) => Some(WorkItem::RunChunk { batch, chunk }),
+        ("finalize", _) => Some(WorkItem::FinalizeBatch(batch)),
+        _ => None,
+    }
+}
+
+fn receive_work_items(
+    conn: &Connection,
+    now: Timestamp,
+    hidden_until: i64,
+    max: usize,
+    rng: &mut impl Rng,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT key, kind, tenant, batch_id, chunk FROM work_items WHERE visible_at <= ?1 \
+             ORDER BY visible_at LIMIT ?2",
+        )?
+        .query_map(
+            params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<u32>>(4)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut hide = conn.prepare_cached(
+        "UPDATE work_items SET visible_at = ?2, receipt = ?3, receives = receives + 1 \
+         WHERE key = ?1 RETURNING receives",
+    )?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for (key, kind, tenant, batch_id, chunk) in rows {
+        let Some(item) = work_item_from(&kind, &tenant, &batch_id, chunk) else {
+            conn.prepare_cached("DELETE FROM work_items WHERE key = ?1")?
+                .execute(params![key])?;
+            continue;
+        };
+        let receipt = hex::encode(rng.random::<[u8; 8]>());
+        let receives: u32 = hide.query_row(params![key, hidden_until, receipt], |r| r.get(0))?;
+        deliveries.push(Delivery {
+            item,
+            receipt: Receipt(format!("w:{key}:{receipt}")),
+            receive_count: receives,
+        });
+    }
+    Ok(deliveries)
+}
+
 #[async_trait]
 impl WorkQueue for SqliteWorkQueue {
     async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
-        let WorkItem::Job(job) = item;
-        let id = job.id.clone();
         let visible_at = self.clock.now().plus(delay).0;
+        let item = item.clone();
         self.db
-            .write(move |conn| {
+            .write(move |conn| match &item {
                 // Like a second SQS message: never later than a message already waiting.
-                conn.prepare_cached(
-                    "UPDATE jobs SET queue_visible_at = \
-                       CASE WHEN queue_visible_at IS NULL OR queue_visible_at > ?2 THEN ?2 \
-                       ELSE queue_visible_at END \
-                     WHERE id = ?1 AND status IN ('pending', 'running')",
-                )?
-                .execute(params![id.as_str(), visible_at])
+                WorkItem::Job(job) => conn
+                    .prepare_cached(
+                        "UPDATE jobs SET queue_visible_at = \
+                           CASE WHEN queue_visible_at IS NULL OR queue_visible_at > ?2 THEN ?2 \
+                           ELSE queue_visible_at END \
+                         WHERE id = ?1 AND status IN ('pending', 'running')",
+                    )?
+                    .execute(params![job.id.as_str(), visible_at])
+                    .map(|_| ()),
+                other => enqueue_work_item(conn, other, visible_at),
             })
             .await?;
         self.wake.notify_one();
@@ -612,12 +725,28 @@ impl WorkQueue for SqliteWorkQueue {
                         receive_count: receives,
                     });
                 }
+                // Jobs first: interactive work goes ahead of batch stages.
+                let room = max.saturating_sub(deliveries.len());
+                if room > 0 {
+                    deliveries.extend(receive_work_items(conn, now, hidden_until, room, &mut rng)?);
+                }
                 Ok(deliveries)
             })
             .await
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        if let Some((key, token)) = split_work_receipt(receipt) {
+            let (key, token) = (key.to_owned(), token.to_owned());
+            return self
+                .db
+                .write(move |conn| {
+                    conn.prepare_cached("DELETE FROM work_items WHERE key = ?1 AND receipt = ?2")?
+                        .execute(params![key, token])
+                        .map(|_| ())
+                })
+                .await;
+        }
         let Some((id, token)) = split_receipt(receipt) else {
             return Ok(());
         };
@@ -635,11 +764,26 @@ impl WorkQueue for SqliteWorkQueue {
     }
 
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError> {
+        let visible_at = self.clock.now().plus(visibility).0;
+        if let Some((key, token)) = split_work_receipt(receipt) {
+            let (key, token) = (key.to_owned(), token.to_owned());
+            self.db
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "UPDATE work_items SET visible_at = ?3 WHERE key = ?1 AND receipt = ?2",
+                    )?
+                    .execute(params![key, token, visible_at])
+                })
+                .await?;
+            if visibility.is_zero() {
+                self.wake.notify_one();
+            }
+            return Ok(());
+        }
         let Some((id, token)) = split_receipt(receipt) else {
             return Ok(());
         };
         let (id, token) = (id.to_owned(), token.to_owned());
-        let visible_at = self.clock.now().plus(visibility).0;
         self.db
             .write(move |conn| {
                 conn.prepare_cached(

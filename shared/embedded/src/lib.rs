@@ -2,6 +2,7 @@
 //! files behind the core ports, a data-directory lock, and the in-process runtime that runs workers and the
 //! reconciler inside `prism serve`.
 
+mod batches;
 mod blobs;
 mod db;
 mod files;
@@ -12,6 +13,7 @@ mod runtime;
 mod schedules;
 mod wiring;
 
+pub use batches::SqliteBatchStore;
 pub use blobs::LocalBlobStore;
 pub use db::Database;
 pub use files::SqliteFileStore;
@@ -20,7 +22,7 @@ pub use keys::SqliteKeyStore;
 pub use lock::{DataDirLock, LockError};
 pub use runtime::{RuntimeConfig, WorkerRuntime};
 pub use schedules::SqliteScheduler;
-pub use wiring::EmbeddedBackend;
+pub use wiring::{EmbeddedBackend, Policies};
 
 /// The database file inside a data directory.
 pub const DATABASE_FILE: &str = "prism.sqlite3";

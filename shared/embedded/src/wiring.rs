@@ -5,13 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use prism_core::Clock;
+use prism_core::batch_service::BatchPolicy;
+use prism_core::batch_worker::ModelGate;
 use prism_core::file_service::FilePolicy;
 use prism_core::ids::IdGenerator;
 use prism_core::ports::Upstream;
 use prism_core::service::{Deps, JobPolicy};
 
 use crate::{
-    Database, LocalBlobStore, SqliteFileStore, SqliteJobStore, SqliteScheduler, SqliteWorkQueue,
+    Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteScheduler,
+    SqliteWorkQueue,
 };
 
 /// The dependencies of every service and worker, plus the two adapters the runtime drives
@@ -19,7 +22,16 @@ use crate::{
 pub struct EmbeddedBackend {
     pub deps: Deps,
     pub store: SqliteJobStore,
+    pub batches: SqliteBatchStore,
     pub queue: SqliteWorkQueue,
+}
+
+/// The knobs of every service, read once from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    pub jobs: JobPolicy,
+    pub files: FilePolicy,
+    pub batches: BatchPolicy,
 }
 
 impl EmbeddedBackend {
@@ -28,23 +40,31 @@ impl EmbeddedBackend {
         blob_dir: &Path,
         clock: Arc<dyn Clock>,
         upstream: Arc<dyn Upstream>,
-        policy: JobPolicy,
-        file_policy: FilePolicy,
+        policies: Policies,
     ) -> Self {
         let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
         let store = SqliteJobStore::new(db.clone(), &queue);
+        let batches = SqliteBatchStore::new(db.clone());
         let deps = Deps {
             store: Arc::new(store.clone()),
             queue: Arc::new(queue.clone()),
             scheduler: Arc::new(SqliteScheduler::new(queue.clone(), Arc::clone(&clock))),
+            batches: Arc::new(batches.clone()),
             files: Arc::new(SqliteFileStore::new(db.clone())),
             blobs: Arc::new(LocalBlobStore::new(blob_dir)),
             upstream,
             clock,
             ids: Arc::new(IdGenerator::new()),
-            policy,
-            file_policy,
+            model_gate: Arc::new(ModelGate::new(policies.batches.model_concurrency)),
+            policy: policies.jobs,
+            file_policy: policies.files,
+            batch_policy: policies.batches,
         };
-        Self { deps, store, queue }
+        Self {
+            deps,
+            store,
+            batches,
+            queue,
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use prism_embedded::{
-    Database, LocalBlobStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore, SqliteScheduler,
-    SqliteWorkQueue,
+    Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore,
+    SqliteScheduler, SqliteWorkQueue,
 };
 use prism_testkit::contracts::JobPorts;
 use prism_testkit::{ManualClock, job_port_contract};
@@ -21,6 +21,7 @@ async fn fresh() -> JobPorts {
         scheduler: Arc::new(SqliteScheduler::new(queue.clone(), clock.clone())),
         queue: Arc::new(queue),
         files: Arc::new(SqliteFileStore::new(db.clone())),
+        batches: Arc::new(SqliteBatchStore::new(db.clone())),
         blobs: Arc::new(LocalBlobStore::new(dir.path().join("blobs"))),
         keys: Arc::new(SqliteKeyStore::new(db)),
         schedules: clock.clone(),

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prism_core::file_service::FilePolicy;
 use prism_core::job::NewJob;
 use prism_core::ports::{ClaimOutcome, Lease, WorkItem, WorkQueue};
 use prism_core::service::{Deps, JobPolicy};
 use prism_core::worker::{QueueAction, handle_delivery};
 use prism_core::{Clock, JobKind, JobStatus, SystemClock, TenantId};
-use prism_embedded::{Database, EmbeddedBackend, SqliteWorkQueue};
+use prism_embedded::{Database, EmbeddedBackend, Policies, SqliteWorkQueue};
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use prism_upstream::{HttpUpstream, ProviderConfig, UpstreamOptions};
 
@@ -45,8 +44,10 @@ async fn harness(policy: JobPolicy) -> Harness {
         dir.path(),
         clock,
         Arc::new(upstream),
-        policy,
-        FilePolicy::default(),
+        Policies {
+            jobs: policy,
+            ..Policies::default()
+        },
     );
     Harness {
         deps,

@@ -86,6 +86,16 @@ impl From<ServiceError> for ApiError {
             )
             .code("file_too_large")
             .never_retry(),
+            ServiceError::BatchConflict { status } => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!("Cannot cancel a batch with status '{}'.", status.as_str()),
+            )
+            .never_retry(),
+            ServiceError::RateLimited { message } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .code("too_many_active_batches")
+            }
             ServiceError::NotFound { what, id } => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
+use prism_core::batch_service;
 use prism_core::chat::summarize_chat_request;
 use prism_core::ids::new_request_id;
 use prism_core::list::ListQuery;
@@ -23,7 +24,7 @@ use tracing::Instrument;
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
 use crate::files;
-use crate::wire::{JobObject, ListObject};
+use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
 
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -71,6 +72,9 @@ pub fn router(state: AppState) -> Router {
             get(files::get_file).delete(files::delete_file),
         )
         .route("/files/{id}/content", get(files::file_content))
+        .route("/batches", post(create_batch).get(list_batches))
+        .route("/batches/{id}", get(get_batch))
+        .route("/batches/{id}/cancel", post(cancel_batch))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health))
@@ -341,4 +345,48 @@ async fn create_scheduled_job(
         Json(JobObject::from_job(&submitted.job)),
     )
         .into_response())
+}
+
+async fn create_batch(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
+    let batch = batch_service::create_batch(&state.deps, &tenant, &body).await?;
+    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+}
+
+async fn get_batch(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let batch = batch_service::get_batch(&state.deps, &tenant, &id).await?;
+    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+}
+
+async fn list_batches(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let page = batch_service::list_batches(
+        &state.deps,
+        &tenant,
+        params.get("limit").map(String::as_str),
+        params.get("after").map(String::as_str),
+    )
+    .await?;
+    Ok(Json(BatchList::from_page(&page)).into_response())
+}
+
+async fn cancel_batch(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let batch = batch_service::cancel_batch(&state.deps, &tenant, &id).await?;
+    Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }

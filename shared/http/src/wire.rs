@@ -1,11 +1,12 @@
 //! The JSON clients see: the async and scheduled job objects, OpenAI's file objects and list
 //! shape, mapped explicitly from domain types.
 
+use prism_core::batch::{Batch, RequestCounts};
 use prism_core::files::FileRecord;
 use prism_core::job::Metadata;
 use prism_core::list::Page;
 use prism_core::scheduled::format_rfc3339;
-use prism_core::{FileId, Job, JobError, JobKind};
+use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -145,6 +146,160 @@ impl<'a> FileDeleted<'a> {
             id: id.as_str(),
             object: "file",
             deleted: true,
+        }
+    }
+}
+
+/// OpenAI's batch object: every key always present (null when unset), `request_counts` from the
+/// start, as the SDKs' types and their users expect.
+#[derive(Serialize)]
+pub struct BatchObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    endpoint: &'a str,
+    model: Option<&'a str>,
+    errors: Option<BatchErrorList<'a>>,
+    input_file_id: &'a str,
+    completion_window: &'a str,
+    status: &'static str,
+    output_file_id: Option<&'a str>,
+    error_file_id: Option<&'a str>,
+    created_at: i64,
+    in_progress_at: Option<i64>,
+    expires_at: Option<i64>,
+    finalizing_at: Option<i64>,
+    completed_at: Option<i64>,
+    failed_at: Option<i64>,
+    expired_at: Option<i64>,
+    cancelling_at: Option<i64>,
+    cancelled_at: Option<i64>,
+    request_counts: RequestCounts,
+    usage: UsageObject,
+    metadata: Option<&'a Metadata>,
+}
+
+#[derive(Serialize)]
+struct BatchErrorList<'a> {
+    object: &'static str,
+    data: Vec<BatchErrorObject<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchErrorObject<'a> {
+    code: &'a str,
+    message: std::borrow::Cow<'a, str>,
+    param: Option<&'a str>,
+    line: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct UsageObject {
+    input_tokens: u64,
+    input_tokens_details: CachedTokens,
+    output_tokens: u64,
+    output_tokens_details: ReasoningTokens,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+fn seconds(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::unix_seconds)
+}
+
+impl<'a> BatchObject<'a> {
+    pub fn from_batch(batch: &'a Batch) -> Self {
+        let errors = batch.errors.as_ref().map(|errors| {
+            let mut data: Vec<BatchErrorObject<'a>> = errors
+                .data
+                .iter()
+                .map(|e| BatchErrorObject {
+                    code: &e.code,
+                    message: std::borrow::Cow::Borrowed(&e.message),
+                    param: e.param.as_deref(),
+                    line: e.line,
+                })
+                .collect();
+            let hidden = errors.total.saturating_sub(errors.data.len() as u64);
+            if hidden > 0 {
+                // The list is capped; say how much more the file has.
+                data.push(BatchErrorObject {
+                    code: "too_many_errors",
+                    message: std::borrow::Cow::Owned(format!(
+                        "{hidden} more errors were found and are not listed ({} in all).",
+                        errors.total
+                    )),
+                    param: None,
+                    line: None,
+                });
+            }
+            BatchErrorList {
+                object: "list",
+                data,
+            }
+        });
+        Self {
+            id: batch.id.as_str(),
+            object: "batch",
+            endpoint: &batch.endpoint,
+            model: batch.model.as_deref(),
+            errors,
+            input_file_id: batch.input_file_id.as_str(),
+            completion_window: &batch.completion_window,
+            status: batch.status.as_str(),
+            output_file_id: batch.output_file_id.as_ref().map(FileId::as_str),
+            error_file_id: batch.error_file_id.as_ref().map(FileId::as_str),
+            created_at: batch.created_at.unix_seconds(),
+            in_progress_at: seconds(batch.in_progress_at),
+            expires_at: Some(batch.expires_at.unix_seconds()),
+            finalizing_at: seconds(batch.finalizing_at),
+            completed_at: seconds(batch.completed_at),
+            failed_at: seconds(batch.failed_at),
+            expired_at: seconds(batch.expired_at),
+            cancelling_at: seconds(batch.cancelling_at),
+            cancelled_at: seconds(batch.cancelled_at),
+            request_counts: batch.counts,
+            usage: UsageObject {
+                input_tokens: batch.usage.input_tokens,
+                input_tokens_details: CachedTokens {
+                    cached_tokens: batch.usage.cached_tokens,
+                },
+                output_tokens: batch.usage.output_tokens,
+                output_tokens_details: ReasoningTokens {
+                    reasoning_tokens: batch.usage.reasoning_tokens,
+                },
+                total_tokens: batch.usage.total_tokens,
+            },
+            metadata: batch.metadata.as_ref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct BatchList<'a> {
+    object: &'static str,
+    data: Vec<BatchObject<'a>>,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
+    has_more: bool,
+}
+
+impl<'a> BatchList<'a> {
+    pub fn from_page(page: &'a Page<Batch>) -> Self {
+        Self {
+            object: "list",
+            data: page.items.iter().map(BatchObject::from_batch).collect(),
+            first_id: page.items.first().map(|b| b.id.as_str()),
+            last_id: page.items.last().map(|b| b.id.as_str()),
+            has_more: page.has_more,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! One handler per Lambda trigger: a batch from the jobs queue, a batch from its dead-letter
-//! queue, and the reconciler's schedule. Each only translates the event into core calls and
+//! One handler per Lambda trigger: a batch from a work queue (jobs, or a batch stage), a batch
+//! from a dead-letter queue, and the reconciler's schedule. Each only translates the event into core calls and
 //! the results back; what happens to a job is decided in `prism_core`.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -8,7 +8,7 @@ use prism_core::StoreError;
 use prism_core::ports::{Delivery, WorkItem, WorkQueue};
 use prism_core::reconcile::{ReconcileReport, reconcile};
 use prism_core::service::Deps;
-use prism_core::worker::{QueueAction, dead_letter, handle_delivery};
+use prism_core::worker::{QueueAction, dead_letter_item, handle_delivery};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -75,9 +75,10 @@ async fn run_delivery(
     }
 }
 
-/// Drives every job named in a dead-letter batch to `failed` (`processing_failed`) unless it
-/// already ended. A store failure leaves the record to come back; a malformed body is
-/// acknowledged.
+/// Settles every item of a dead-letter batch: a job fails (`processing_failed`) unless it already
+/// ended; a batch's planning fails the batch; a chunk's unfinished lines are written as failed;
+/// a finalization is tried again. A store failure leaves the record to come back; a malformed
+/// body is acknowledged.
 pub async fn handle_dead_letter_event(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     let records = deliveries_from_event(&event);
     let outcomes = join_all(records.into_iter().map(|record| {
@@ -104,19 +105,14 @@ async fn dead_letter_record(deps: &Deps, record: Record) -> (String, RecordOutco
             delivery,
         } => (message_id, delivery),
     };
-    let outcome = match &delivery.item {
-        WorkItem::Job(job) => {
-            let span = tracing::Span::current();
-            span.record("job_id", job.id.as_str());
-            span.record("tenant", job.tenant.as_str());
-            match dead_letter(deps, job).await {
-                Ok(()) => RecordOutcome::Done,
-                Err(error) => {
-                    tracing::error!(%error, "could not fail a dead-lettered job; it will come back");
-                    RecordOutcome::Retry
-                }
-            }
-        }
+    let span = tracing::Span::current();
+    span.record("tenant", delivery.item.tenant().as_str());
+    if let WorkItem::Job(job) = &delivery.item {
+        span.record("job_id", job.id.as_str());
+    }
+    let outcome = match dead_letter_item(deps, &delivery.item).await {
+        QueueAction::Ack => RecordOutcome::Done,
+        QueueAction::RetryAfter(_) => RecordOutcome::Retry,
     };
     (message_id, outcome)
 }

@@ -6,8 +6,10 @@ mod deadline;
 mod handlers;
 mod sqs;
 mod telemetry;
+mod work_queue;
 
 pub use deadline::{DEADLINE_MARGIN, worker_deadline};
 pub use handlers::{handle_dead_letter_event, handle_job_event, handle_reconcile_event};
 pub use sqs::{Record, RecordOutcome, batch_response, deliveries_from_event};
 pub use telemetry::init_tracing;
+pub use work_queue::serve_work_queue;

@@ -28,7 +28,9 @@ fn work(record: &Record) -> (&str, String, String, &Receipt, u32) {
             message_id,
             delivery,
         } => {
-            let WorkItem::Job(job) = &delivery.item;
+            let WorkItem::Job(job) = &delivery.item else {
+                panic!("expected a job, got {:?}", delivery.item);
+            };
             (
                 message_id.as_str(),
                 job.tenant.to_string(),
@@ -176,10 +178,11 @@ fn reconcile_report_answers_retriggered_and_purged() {
         retriggered: 2,
         purged: 7,
         purged_files: 1,
+        batches: 3,
     };
 
     assert_eq!(
         serde_json::to_value(summary).unwrap(),
-        json!({"retriggered": 2, "purged": 7, "purged_files": 1})
+        json!({"retriggered": 2, "purged": 7, "purged_files": 1, "batches": 3})
     );
 }

@@ -12,14 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
-use prism_core::file_service::FilePolicy;
 use prism_core::job::NewJob;
 use prism_core::ports::{
     Completion, Delivery, Receipt, Relay, Upstream, UpstreamError, WorkItem, WorkQueue,
 };
-use prism_core::service::{Deps, JobPolicy};
+use prism_core::service::Deps;
 use prism_core::{Clock, Job, JobId, JobKind, JobStatus, StoreError, SystemClock, TenantId};
-use prism_embedded::{Database, EmbeddedBackend};
+use prism_embedded::{Database, EmbeddedBackend, Policies};
 use prism_lambda::{handle_dead_letter_event, handle_job_event};
 use tokio::time::Instant;
 
@@ -114,8 +113,7 @@ fn harness() -> Harness {
         dir.path(),
         clock,
         Arc::new(ScriptedUpstream),
-        JobPolicy::default(),
-        FilePolicy::default(),
+        Policies::default(),
     )
     .deps;
     // The store's own queue is not used here: the deliveries come from the test.

@@ -1,0 +1,540 @@
+//! Batches (OpenAI's Batch API) as Prism runs them: the batch and its state machine, the chunk
+//! records processors claim, the parts they commit, and the output lines they write.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch_input::{BatchError, ChunkPlan};
+use crate::clock::Timestamp;
+use crate::ids::{BatchId, FileId, TenantId};
+use crate::job::Metadata;
+
+/// The only endpoint batches run today.
+pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+pub const COMPLETION_WINDOW: &str = "24h";
+/// After a cancel, finalization waits at most this long for processors to let go of their chunks.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(10 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BatchStatus {
+    Validating,
+    Failed,
+    InProgress,
+    Finalizing,
+    Completed,
+    Expired,
+    Cancelling,
+    Cancelled,
+}
+
+impl BatchStatus {
+    pub const ALL: [BatchStatus; 8] = [
+        BatchStatus::Validating,
+        BatchStatus::Failed,
+        BatchStatus::InProgress,
+        BatchStatus::Finalizing,
+        BatchStatus::Completed,
+        BatchStatus::Expired,
+        BatchStatus::Cancelling,
+        BatchStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Validating => "validating",
+            BatchStatus::Failed => "failed",
+            BatchStatus::InProgress => "in_progress",
+            BatchStatus::Finalizing => "finalizing",
+            BatchStatus::Completed => "completed",
+            BatchStatus::Expired => "expired",
+            BatchStatus::Cancelling => "cancelling",
+            BatchStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            BatchStatus::Failed
+                | BatchStatus::Completed
+                | BatchStatus::Expired
+                | BatchStatus::Cancelled
+        )
+    }
+}
+
+/// How a finalized batch ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BatchOutcome {
+    Completed,
+    Cancelled,
+    Expired,
+}
+
+impl BatchOutcome {
+    pub fn status(self) -> BatchStatus {
+        match self {
+            BatchOutcome::Completed => BatchStatus::Completed,
+            BatchOutcome::Cancelled => BatchStatus::Cancelled,
+            BatchOutcome::Expired => BatchStatus::Expired,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.status().as_str()
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "completed" => Some(BatchOutcome::Completed),
+            "cancelled" => Some(BatchOutcome::Cancelled),
+            "expired" => Some(BatchOutcome::Expired),
+            _ => None,
+        }
+    }
+
+    /// The error code of lines that never ran, for outcomes that leave some.
+    pub fn unrun_line_error(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BatchOutcome::Completed => None,
+            BatchOutcome::Cancelled => Some((
+                "batch_cancelled",
+                "This request was not executed because the batch was cancelled.",
+            )),
+            BatchOutcome::Expired => Some((
+                "batch_expired",
+                "This request could not be executed before the completion window expired.",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+/// Token usage summed over the batch's successful lines, in the Batch object's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.output_tokens += other.output_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+
+    /// Reads a chat completion's `usage`; missing fields count as zero.
+    pub fn of_completion(body: &str) -> Usage {
+        #[derive(Deserialize, Default)]
+        struct Details {
+            #[serde(default)]
+            cached_tokens: u64,
+            #[serde(default)]
+            reasoning_tokens: u64,
+        }
+        #[derive(Deserialize, Default)]
+        struct Raw {
+            #[serde(default)]
+            prompt_tokens: u64,
+            #[serde(default)]
+            completion_tokens: u64,
+            #[serde(default)]
+            total_tokens: u64,
+            #[serde(default)]
+            prompt_tokens_details: Option<Details>,
+            #[serde(default)]
+            completion_tokens_details: Option<Details>,
+        }
+        #[derive(Deserialize)]
+        struct Completion {
+            #[serde(default)]
+            usage: Option<Raw>,
+        }
+        let Ok(Completion { usage: Some(raw) }) = serde_json::from_str::<Completion>(body) else {
+            return Usage::default();
+        };
+        Usage {
+            input_tokens: raw.prompt_tokens,
+            cached_tokens: raw.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            output_tokens: raw.completion_tokens,
+            reasoning_tokens: raw
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
+            total_tokens: raw.total_tokens,
+        }
+    }
+}
+
+/// Validation errors: the first ones and how many there were in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchErrors {
+    pub data: Vec<BatchError>,
+    pub total: u64,
+}
+
+/// Names a batch everywhere outside the HTTP layer; the owner is part of every key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BatchRef {
+    pub tenant: TenantId,
+    pub id: BatchId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBatch {
+    pub id: BatchId,
+    pub tenant: TenantId,
+    pub input_file_id: FileId,
+    pub endpoint: String,
+    pub completion_window: String,
+    pub metadata: Option<Metadata>,
+    pub output_expires_after: Option<Duration>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl NewBatch {
+    pub fn batch_ref(&self) -> BatchRef {
+        BatchRef {
+            tenant: self.tenant.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub id: BatchId,
+    pub tenant: TenantId,
+    pub input_file_id: FileId,
+    pub endpoint: String,
+    pub completion_window: String,
+    pub metadata: Option<Metadata>,
+    pub output_expires_after: Option<Duration>,
+    pub status: BatchStatus,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub in_progress_at: Option<Timestamp>,
+    pub finalizing_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub failed_at: Option<Timestamp>,
+    pub expired_at: Option<Timestamp>,
+    pub cancelling_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+    pub counts: RequestCounts,
+    pub usage: Usage,
+    pub errors: Option<BatchErrors>,
+    pub output_file_id: Option<FileId>,
+    pub error_file_id: Option<FileId>,
+    /// The model when every line uses the same one.
+    pub model: Option<String>,
+    pub chunks: u32,
+    pub chunks_done: u32,
+    /// While finalizing: the outcome being assembled and the finalizer's lease.
+    pub finalize: Option<FinalizeLease>,
+}
+
+impl Batch {
+    pub fn batch_ref(&self) -> BatchRef {
+        BatchRef {
+            tenant: self.tenant.clone(),
+            id: self.id.clone(),
+        }
+    }
+
+    pub fn from_new(new: &NewBatch) -> Self {
+        Batch {
+            id: new.id.clone(),
+            tenant: new.tenant.clone(),
+            input_file_id: new.input_file_id.clone(),
+            endpoint: new.endpoint.clone(),
+            completion_window: new.completion_window.clone(),
+            metadata: new.metadata.clone(),
+            output_expires_after: new.output_expires_after,
+            status: BatchStatus::Validating,
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            in_progress_at: None,
+            finalizing_at: None,
+            completed_at: None,
+            failed_at: None,
+            expired_at: None,
+            cancelling_at: None,
+            cancelled_at: None,
+            counts: RequestCounts::default(),
+            usage: Usage::default(),
+            errors: None,
+            output_file_id: None,
+            error_file_id: None,
+            model: None,
+            chunks: 0,
+            chunks_done: 0,
+            finalize: None,
+        }
+    }
+}
+
+/// The finalizer's hold: the outcome it assembles and the ids its files will get, fixed at the
+/// claim so a finalizer that takes over writes the very same files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalizeLease {
+    pub token: String,
+    pub expires_at: Timestamp,
+    #[serde(with = "outcome_name")]
+    pub outcome: BatchOutcome,
+    pub output_file_id: FileId,
+    pub error_file_id: FileId,
+}
+
+mod outcome_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::BatchOutcome;
+
+    pub fn serialize<S: Serializer>(outcome: &BatchOutcome, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(outcome.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BatchOutcome, D::Error> {
+        let name = String::deserialize(d)?;
+        BatchOutcome::parse(&name).ok_or_else(|| serde::de::Error::custom("unknown outcome"))
+    }
+}
+
+/// Results of consecutive lines of one chunk, committed at once: a blob of output lines, each
+/// tagged for the output or the error file (see [`encode_part_line`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub key: String,
+    pub lines: u32,
+    pub completed: u32,
+    pub failed: u32,
+    pub usage: Usage,
+    /// Which of the chunk's request lines (0-based) the part holds, as ranges (`0-3,7`): lines
+    /// finish out of order, and a slow one must not hold back the commit of the others.
+    pub done: String,
+}
+
+/// Line indexes as compact ranges: `[0, 1, 2, 5]` is `0-2,5`.
+pub fn encode_ranges(indexes: &[u32]) -> String {
+    let mut sorted = indexes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Marks the indexes named by `ranges` in `done`; indexes past its end are ignored.
+pub fn mark_ranges(ranges: &str, done: &mut [bool]) {
+    for range in ranges.split(',').filter(|r| !r.is_empty()) {
+        let (start, end) = match range.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>(), b.parse::<usize>()),
+            None => (range.parse::<usize>(), range.parse::<usize>()),
+        };
+        if let (Ok(start), Ok(end)) = (start, end) {
+            for slot in done.iter_mut().take(end.saturating_add(1)).skip(start) {
+                *slot = true;
+            }
+        }
+    }
+}
+
+/// A chunk of a batch as its record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub plan: ChunkPlan,
+    /// How many of the chunk's request lines are committed (in `parts`, see [`Part::done`]).
+    pub cursor: u32,
+    pub parts: Vec<Part>,
+    pub done: bool,
+    pub lease_token: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+}
+
+impl Chunk {
+    /// Which request lines of the chunk its committed parts hold.
+    pub fn done_lines(&self) -> Vec<bool> {
+        let mut done = vec![false; self.plan.lines as usize];
+        for part in &self.parts {
+            mark_ranges(&part.done, &mut done);
+        }
+        done
+    }
+
+    pub fn new(plan: ChunkPlan) -> Self {
+        Chunk {
+            plan,
+            cursor: 0,
+            parts: Vec::new(),
+            done: false,
+            lease_token: None,
+            lease_expires_at: None,
+        }
+    }
+
+    /// Whether a processor holds it right now.
+    pub fn is_claimed(&self, now: Timestamp) -> bool {
+        !self.done && self.lease_token.is_some() && self.lease_expires_at.is_some_and(|t| t > now)
+    }
+}
+
+/// What a chunk claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkClaim {
+    Claimed {
+        batch: Box<Batch>,
+        chunk: Chunk,
+    },
+    /// Another processor holds it until then.
+    Busy {
+        lease_expires_at: Timestamp,
+    },
+    /// Finished already.
+    Done,
+    /// The batch takes no more results (cancelling, expired, finalizing, terminal, unknown).
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchCancelOutcome {
+    /// Now `cancelling` (or already `cancelling` / `cancelled`): answered 200.
+    Accepted(Batch),
+    /// Completed, failed or expired: too late.
+    Finished(Batch),
+    NotFound,
+}
+
+/// Which file a part line goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineTarget {
+    Output,
+    Error,
+}
+
+/// A part line: a tag byte (`o` output, `e` error), the line's index within its chunk, a space,
+/// then the JSON output line.
+pub fn encode_part_line(target: LineTarget, index: u32, json: &str, out: &mut Vec<u8>) {
+    out.push(match target {
+        LineTarget::Output => b'o',
+        LineTarget::Error => b'e',
+    });
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(json.as_bytes());
+    out.push(b'\n');
+}
+
+pub fn decode_part_line(line: &[u8]) -> Option<(LineTarget, u32, &[u8])> {
+    let (tag, rest) = line.split_first()?;
+    let target = match tag {
+        b'o' => LineTarget::Output,
+        b'e' => LineTarget::Error,
+        _ => return None,
+    };
+    let space = rest.iter().position(|b| *b == b' ')?;
+    let index = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+    Some((target, index, &rest[space + 1..]))
+}
+
+/// Where a batch part is stored: unique per claim (`token`) and sequence, so a stale processor
+/// can never overwrite what a newer one committed.
+pub fn part_key(batch: &BatchRef, chunk: u32, token: &str, seq: u32) -> String {
+    format!(
+        "batches/{}/{}/chunks/{chunk:05}/{token}-{seq:05}",
+        batch.tenant, batch.id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_a_completion_and_summed() {
+        let body = r#"{"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12,
+            "prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}}}"#;
+        let mut sum = Usage::of_completion(body);
+        sum.add(&Usage::of_completion(body));
+        assert_eq!(
+            sum,
+            Usage {
+                input_tokens: 10,
+                cached_tokens: 4,
+                output_tokens: 14,
+                reasoning_tokens: 2,
+                total_tokens: 24
+            }
+        );
+        assert_eq!(Usage::of_completion("not json"), Usage::default());
+    }
+
+    #[test]
+    fn part_lines_round_trip_with_their_target_and_index() {
+        let mut out = Vec::new();
+        encode_part_line(LineTarget::Error, 42, r#"{"a":1}"#, &mut out);
+        assert_eq!(out, b"e42 {\"a\":1}\n");
+        assert_eq!(
+            decode_part_line(&out[..out.len() - 1]),
+            Some((LineTarget::Error, 42, &b"{\"a\":1}"[..]))
+        );
+        assert_eq!(decode_part_line(b"x1 {}"), None);
+        assert_eq!(decode_part_line(b"o{}"), None);
+    }
+
+    #[test]
+    fn line_ranges_round_trip() {
+        assert_eq!(encode_ranges(&[5, 0, 1, 2, 9, 10]), "0-2,5,9-10");
+        assert_eq!(encode_ranges(&[]), "");
+        let mut done = vec![false; 12];
+        mark_ranges("0-2,5,9-10,40", &mut done);
+        let marked: Vec<usize> = (0..12).filter(|i| done[*i]).collect();
+        assert_eq!(marked, [0, 1, 2, 5, 9, 10]);
+    }
+
+    #[test]
+    fn only_four_statuses_are_terminal() {
+        let terminal: Vec<_> = BatchStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(BatchStatus::as_str)
+            .collect();
+        assert_eq!(terminal, ["failed", "completed", "expired", "cancelled"]);
+        for s in BatchStatus::ALL {
+            assert_eq!(BatchStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The Batch API services behind the HTTP routes: create (checks, the record, the planning
+//! message and the expiry trigger), read, list and cancel. Plain functions over [`Deps`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::batch::{
+    Batch, BatchCancelOutcome, BatchRef, CHAT_COMPLETIONS, COMPLETION_WINDOW, NewBatch,
+};
+use crate::error::ServiceError;
+use crate::files::FilePurpose;
+use crate::ids::{BatchId, FileId, TenantId};
+use crate::list::Page;
+use crate::ports::WorkItem;
+use crate::scheduled::parse_metadata;
+use crate::service::{Deps, trigger_at};
+
+/// Knobs of batch execution, read once from configuration.
+#[derive(Debug, Clone)]
+pub struct BatchPolicy {
+    /// From creation to expiry: OpenAI's `24h` window (shorter in tests).
+    pub completion_window: Duration,
+    /// Request lines per chunk (the unit a processor claims).
+    pub lines_per_chunk: usize,
+    /// Lines of one chunk in flight at once.
+    pub line_concurrency: usize,
+    /// Lines toward one model in flight at once across the process.
+    pub model_concurrency: usize,
+    /// A checkpoint commits at least this often, and at most this many lines at a time.
+    pub checkpoint_every: Duration,
+    pub checkpoint_lines: usize,
+    /// How long a chunk or finalize claim lasts without renewal.
+    pub lease: Duration,
+    /// Unfinished batches a tenant may have at once; more answer 429.
+    pub max_active_per_tenant: usize,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        Self {
+            completion_window: Duration::from_secs(24 * 3600),
+            lines_per_chunk: 1000,
+            line_concurrency: 100,
+            model_concurrency: 500,
+            checkpoint_every: Duration::from_secs(5),
+            checkpoint_lines: 500,
+            lease: Duration::from_secs(60),
+            max_active_per_tenant: 100,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody<'a> {
+    #[serde(borrow, default)]
+    input_file_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    endpoint: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    completion_window: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_expires_after: Option<&'a RawValue>,
+}
+
+fn required_string(raw: Option<&RawValue>, name: &str) -> Result<String, ServiceError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Err(ServiceError::invalid(
+            format!("Missing required parameter: '{name}'."),
+            Some(name),
+            Some("missing_required_parameter"),
+        ));
+    };
+    serde_json::from_str::<String>(raw.get()).map_err(|_| {
+        ServiceError::invalid(
+            format!("Invalid type for '{name}': expected a string."),
+            Some(name),
+            Some("invalid_type"),
+        )
+    })
+}
+
+fn output_expiry(raw: &RawValue) -> Result<Option<Duration>, ServiceError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ExpiresAfter {
+        anchor: String,
+        seconds: u64,
+    }
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    match serde_json::from_str::<ExpiresAfter>(raw.get()) {
+        Ok(e) if e.anchor == "created_at" && (3600..=2_592_000).contains(&e.seconds) => {
+            Ok(Some(Duration::from_secs(e.seconds)))
+        }
+        _ => Err(ServiceError::invalid(
+            "Invalid 'output_expires_after': expected {\"anchor\": \"created_at\", \"seconds\": 3600 to 2592000}.",
+            Some("output_expires_after"),
+            Some("invalid_value"),
+        )),
+    }
+}
+
+/// `POST /v1/batches`: checks the parameters and the input file, stores the batch
+/// (`validating`), queues its planning and arranges its expiry.
+#[tracing::instrument(skip_all, fields(tenant = %tenant, batch_id))]
+pub async fn create_batch(
+    deps: &Deps,
+    tenant: &TenantId,
+    body: &[u8],
+) -> Result<Batch, ServiceError> {
+    let parsed: CreateBody<'_> = serde_json::from_slice(body).map_err(|e| {
+        ServiceError::invalid(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+            Some("invalid_json"),
+        )
+    })?;
+    let input_file_id = required_string(parsed.input_file_id, "input_file_id")?;
+    let endpoint = required_string(parsed.endpoint, "endpoint")?;
+    if endpoint != CHAT_COMPLETIONS {
+        return Err(ServiceError::invalid(
+            format!("Invalid value: '{endpoint}'. Supported values are: '{CHAT_COMPLETIONS}'."),
+            Some("endpoint"),
+            Some("invalid_value"),
+        ));
+    }
+    let window = required_string(parsed.completion_window, "completion_window")?;
+    if window != COMPLETION_WINDOW {
+        return Err(ServiceError::invalid(
+            format!("Invalid value: '{window}'. Supported values are: '{COMPLETION_WINDOW}'."),
+            Some("completion_window"),
+            Some("invalid_value"),
+        ));
+    }
+    let metadata = parsed.metadata.map(parse_metadata).transpose()?.flatten();
+    let output_expires_after = parsed
+        .output_expires_after
+        .map(output_expiry)
+        .transpose()?
+        .flatten();
+    let now = deps.clock.now();
+    let not_found = || ServiceError::NotFound {
+        what: "file",
+        id: input_file_id.clone(),
+    };
+    let file_id = FileId::parse(&input_file_id).ok_or_else(not_found)?;
+    let file = deps
+        .files
+        .get(tenant, &file_id, now)
+        .await?
+        .ok_or_else(not_found)?;
+    if file.purpose != FilePurpose::Batch {
+        return Err(ServiceError::invalid(
+            format!(
+                "The file '{input_file_id}' has purpose '{}', not 'batch'.",
+                file.purpose.as_str()
+            ),
+            Some("input_file_id"),
+            Some("invalid_value"),
+        ));
+    }
+    let active = deps.batches.count_active(tenant).await?;
+    if active >= deps.batch_policy.max_active_per_tenant {
+        return Err(ServiceError::RateLimited {
+            message: format!(
+                "You have {active} unfinished batches, the most allowed at once; wait for one to finish."
+            ),
+        });
+    }
+    let batch = NewBatch {
+        id: deps.ids.batch_id(now),
+        tenant: tenant.clone(),
+        input_file_id: file_id,
+        endpoint,
+        completion_window: window,
+        metadata,
+        output_expires_after,
+        created_at: now,
+        expires_at: now.plus(deps.batch_policy.completion_window),
+    };
+    tracing::Span::current().record("batch_id", batch.id.as_str());
+    deps.batches.create(&batch).await?;
+    // The record is the truth: a lost message is sent again by the reconciler.
+    let batch_ref = batch.batch_ref();
+    if let Err(error) = deps
+        .queue
+        .enqueue(&WorkItem::PlanBatch(batch_ref.clone()), Duration::ZERO)
+        .await
+    {
+        tracing::warn!(%error, "could not queue planning; the reconciler will");
+    }
+    if let Err(error) =
+        trigger_at(deps, &WorkItem::FinalizeBatch(batch_ref), batch.expires_at).await
+    {
+        tracing::warn!(%error, "could not arrange expiry; the reconciler will expire the batch");
+    }
+    Ok(Batch::from_new(&batch))
+}
+
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound {
+        what: "batch",
+        id: id.to_owned(),
+    }
+}
+
+pub async fn get_batch(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Batch, ServiceError> {
+    let batch_id = BatchId::parse(id).ok_or_else(|| not_found(id))?;
+    deps.batches
+        .get(tenant, &batch_id)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+pub const DEFAULT_BATCH_LIST_LIMIT: usize = 20;
+pub const MAX_BATCH_LIST_LIMIT: usize = 100;
+
+pub async fn list_batches(
+    deps: &Deps,
+    tenant: &TenantId,
+    limit: Option<&str>,
+    after: Option<&str>,
+) -> Result<Page<Batch>, ServiceError> {
+    let limit = match limit {
+        None => DEFAULT_BATCH_LIST_LIMIT,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_BATCH_LIST_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ServiceError::invalid(
+                    format!(
+                        "Invalid 'limit': expected an integer from 1 to {MAX_BATCH_LIST_LIMIT}."
+                    ),
+                    Some("limit"),
+                    Some("invalid_value"),
+                ));
+            }
+        },
+    };
+    let after = match after {
+        None | Some("") => None,
+        Some(s) => Some(BatchId::parse(s).ok_or_else(|| {
+            ServiceError::invalid(
+                "Invalid 'after': not a batch id.",
+                Some("after"),
+                Some("invalid_value"),
+            )
+        })?),
+    };
+    Ok(deps.batches.list(tenant, limit, after.as_ref()).await?)
+}
+
+/// `POST /v1/batches/{id}/cancel`: no new line starts from now on; the finalizer writes what
+/// finished and marks the rest `batch_cancelled` once no processor holds a chunk.
+#[tracing::instrument(skip_all, fields(tenant = %tenant, batch_id = id))]
+pub async fn cancel_batch(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Batch, ServiceError> {
+    let batch_id = BatchId::parse(id).ok_or_else(|| not_found(id))?;
+    match deps
+        .batches
+        .request_cancel(tenant, &batch_id, deps.clock.now())
+        .await?
+    {
+        BatchCancelOutcome::Accepted(batch) => {
+            if !batch.status.is_terminal() {
+                let item = WorkItem::FinalizeBatch(BatchRef {
+                    tenant: tenant.clone(),
+                    id: batch_id,
+                });
+                if let Err(error) = deps.queue.enqueue(&item, Duration::ZERO).await {
+                    tracing::warn!(%error, "could not queue the cancel's finalization; the reconciler will");
+                }
+            }
+            Ok(batch)
+        }
+        BatchCancelOutcome::Finished(batch) => Err(ServiceError::BatchConflict {
+            status: batch.status,
+        }),
+        BatchCancelOutcome::NotFound => Err(not_found(id)),
+    }
+}

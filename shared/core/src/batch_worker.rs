@@ -1,0 +1,981 @@
+//! The batch stages every trigger runs: planning (validate the input in one streamed pass and
+//! write the chunk records), processing (claim a chunk, run its lines with bounded concurrency,
+//! checkpoint parts under the chunk's fencing token) and finalizing (`try_finalize`: one winner
+//! assembles the output and error files in input order).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{
+    Batch, BatchErrors, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
+    FinalizeLease, LineTarget, Part, RequestCounts, Usage, decode_part_line, encode_part_line,
+    encode_ranges, part_key,
+};
+use crate::batch_input::{
+    BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
+};
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+use crate::files::{FilePurpose, FileRecord, UploadStream, file_blob_key};
+use crate::ports::{BatchResult, Lease, UpstreamError, WorkItem};
+use crate::retry::delay_before_retry;
+use crate::service::Deps;
+use crate::worker::QueueAction;
+
+/// After a storage failure the message is left to reappear this soon.
+const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+/// A finalize that must wait (claims still live) looks again this soon.
+const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
+/// The longest a line waits between attempts.
+const MAX_LINE_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Caps lines in flight toward each model across the process, and pauses new starts toward a
+/// model that is shedding load (a 429 with `retry-after`): the per-model breaker.
+#[derive(Debug)]
+pub struct ModelGate {
+    per_model: usize,
+    models: Mutex<HashMap<String, Lane>>,
+}
+
+impl ModelGate {
+    pub fn new(per_model: usize) -> Self {
+        Self {
+            per_model: per_model.max(1),
+            models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entry(&self, model: &str) -> Lane {
+        match self.models.lock() {
+            Ok(mut models) => models
+                .entry(model.to_owned())
+                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_model)), None))
+                .clone(),
+            Err(_) => (Arc::new(Semaphore::new(self.per_model)), None),
+        }
+    }
+
+    /// Waits out a pause, then for a free slot toward `model`.
+    pub async fn enter(&self, model: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let (semaphore, paused_until) = self.entry(model);
+        if let Some(until) = paused_until.filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
+        semaphore.acquire_owned().await.ok()
+    }
+
+    /// The upstream asked to slow down: no new line toward `model` starts for `wait`.
+    pub fn pause(&self, model: &str, wait: Duration) {
+        if let Ok(mut models) = self.models.lock() {
+            let entry = models
+                .entry(model.to_owned())
+                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_model)), None));
+            let until = Instant::now() + wait;
+            if entry.1.is_none_or(|u| u < until) {
+                entry.1 = Some(until);
+            }
+        }
+    }
+}
+
+/// One model's slots, and until when new starts toward it are paused.
+type Lane = (Arc<Semaphore>, Option<Instant>);
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Handles one delivery of a batch stage.
+pub async fn handle_batch_delivery(
+    deps: &Deps,
+    item: &WorkItem,
+    receive_count: u32,
+    deadline: Option<Instant>,
+    stop: &CancellationToken,
+) -> QueueAction {
+    let result = match item {
+        WorkItem::PlanBatch(batch) if receive_count > deps.policy.max_receives => {
+            dead_plan(deps, batch).await
+        }
+        WorkItem::PlanBatch(batch) => plan_batch(deps, batch).await,
+        WorkItem::RunChunk { batch, chunk } if receive_count > deps.policy.max_receives => {
+            dead_chunk(deps, batch, *chunk).await
+        }
+        WorkItem::RunChunk { batch, chunk } => run_chunk(deps, batch, *chunk, deadline, stop).await,
+        WorkItem::FinalizeBatch(batch) => try_finalize(deps, batch).await,
+        WorkItem::Job(_) => Ok(QueueAction::Ack),
+    };
+    result.unwrap_or_else(|error| {
+        tracing::warn!(%error, "batch stage hit a storage failure; the message will reappear");
+        QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
+    })
+}
+
+async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
+    let mut stream = deps.blobs.get(key).await?;
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk?);
+    }
+    Ok(chunks)
+}
+
+/// Planning: streams the input once through the validator; fails the batch with every error
+/// found (the first ones and a count) or writes its chunk records and queues them.
+#[tracing::instrument(skip_all, fields(tenant = %batch.tenant, batch_id = %batch.id))]
+pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
+    let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
+        return Ok(QueueAction::Ack);
+    };
+    match current.status {
+        BatchStatus::Validating => {}
+        BatchStatus::InProgress => {
+            // Planned by an earlier delivery that died before queueing every chunk.
+            queue_unfinished_chunks(deps, batch, None).await?;
+            return Ok(QueueAction::Ack);
+        }
+        BatchStatus::Cancelling => return queue_finalize(deps, batch).await,
+        _ => return Ok(QueueAction::Ack),
+    }
+    let now = deps.clock.now();
+    let key = file_blob_key(&batch.tenant, &current.input_file_id);
+    let mut stream = match deps.blobs.get(&key).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::info!(%error, "input file unreadable; failing the batch");
+            let errors = BatchErrors {
+                data: vec![BatchError {
+                    code: "invalid_request".into(),
+                    message: format!(
+                        "Cannot find file {}, or it is not accessible.",
+                        current.input_file_id
+                    ),
+                    param: Some("input_file_id".into()),
+                    line: None,
+                }],
+                total: 1,
+            };
+            deps.batches.fail(batch, &errors, now).await?;
+            return Ok(QueueAction::Ack);
+        }
+    };
+    let routes = |model: &str| deps.upstream.routes(model);
+    let limits = PlannerLimits {
+        lines_per_chunk: deps.batch_policy.lines_per_chunk,
+        ..PlannerLimits::default()
+    };
+    let mut planner = Planner::new(&current.endpoint, limits, &routes);
+    while let Some(chunk) = stream.next().await {
+        planner.feed(&chunk?);
+    }
+    match planner.finish() {
+        PlanOutcome::Invalid {
+            errors,
+            total_errors,
+        } => {
+            tracing::info!(total_errors, "batch input invalid");
+            let errors = BatchErrors {
+                data: errors,
+                total: total_errors,
+            };
+            deps.batches.fail(batch, &errors, deps.clock.now()).await?;
+        }
+        PlanOutcome::Valid {
+            total,
+            chunks,
+            models,
+        } => {
+            let model = (models.len() == 1).then(|| models[0].as_str());
+            if deps
+                .batches
+                .plan(batch, &chunks, total, model, deps.clock.now())
+                .await?
+            {
+                tracing::info!(total, chunks = chunks.len(), "batch planned");
+                for plan in &chunks {
+                    deps.queue
+                        .enqueue(
+                            &WorkItem::RunChunk {
+                                batch: batch.clone(),
+                                chunk: plan.index,
+                            },
+                            Duration::ZERO,
+                        )
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(QueueAction::Ack)
+}
+
+/// Queues every chunk that is neither done nor held (and, with `idle_since`, untouched since).
+pub async fn queue_unfinished_chunks(
+    deps: &Deps,
+    batch: &BatchRef,
+    idle_since: Option<Timestamp>,
+) -> Result<usize, StoreError> {
+    let now = deps.clock.now();
+    let mut queued = 0;
+    for chunk in deps.batches.chunks(batch).await? {
+        let idle = idle_since.is_none_or(|since| chunk.lease_expires_at.is_none_or(|t| t < since));
+        if !chunk.done && !chunk.is_claimed(now) && idle {
+            deps.queue
+                .enqueue(
+                    &WorkItem::RunChunk {
+                        batch: batch.clone(),
+                        chunk: chunk.plan.index,
+                    },
+                    Duration::ZERO,
+                )
+                .await?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// A planning message that kept failing: the batch fails with a file-level error.
+pub async fn dead_plan(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
+    let errors = BatchErrors {
+        data: vec![BatchError {
+            code: "processing_failed".into(),
+            message: "The input file could not be validated after repeated attempts.".into(),
+            param: None,
+            line: None,
+        }],
+        total: 1,
+    };
+    if deps.batches.fail(batch, &errors, deps.clock.now()).await? {
+        tracing::warn!(batch_id = %batch.id, "planning dead-lettered; batch failed");
+    }
+    Ok(QueueAction::Ack)
+}
+
+/// A chunk message that kept failing: its unfinished lines are written as failed (code
+/// `processing_failed`) and counted, then finalization is tried.
+pub async fn dead_chunk(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+) -> Result<QueueAction, StoreError> {
+    let now = deps.clock.now();
+    let token = new_token();
+    let lease = Lease {
+        token: token.clone(),
+        expires_at: now.plus(deps.batch_policy.lease),
+    };
+    let (current, chunk) = match deps.batches.claim_chunk(batch, index, &lease, now).await? {
+        ChunkClaim::Claimed { batch, chunk } => (batch, chunk),
+        ChunkClaim::Busy { lease_expires_at } => {
+            return Ok(QueueAction::RetryAfter(
+                now.until(lease_expires_at) + Duration::from_secs(1),
+            ));
+        }
+        ChunkClaim::Done | ChunkClaim::Closed => return queue_finalize(deps, batch).await,
+    };
+    let lines = chunk_lines(deps, &current, &chunk).await?;
+    let done = chunk.done_lines();
+    let mut body = Vec::new();
+    let mut failed = 0;
+    let mut indexes = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if done.get(index).copied().unwrap_or(false) {
+            continue;
+        }
+        let json = error_line(
+            deps,
+            &line.custom_id,
+            "processing_failed",
+            "This request could not be processed after repeated delivery attempts.",
+        );
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        encode_part_line(LineTarget::Error, index, &json, &mut body);
+        indexes.push(index);
+        failed += 1;
+    }
+    if failed > 0 {
+        let key = part_key(batch, index, &token, 0);
+        store_part(deps, &key, body).await?;
+        let part = Part {
+            key,
+            lines: failed,
+            completed: 0,
+            failed,
+            usage: Usage::default(),
+            done: encode_ranges(&indexes),
+        };
+        if !deps
+            .batches
+            .checkpoint(batch, index, &token, &part, lease.expires_at, now)
+            .await?
+        {
+            return queue_finalize(deps, batch).await;
+        }
+    }
+    finish_chunk(deps, batch, index, &token).await
+}
+
+/// Finalizing happens on its own queue (its own Lambda on AWS): every other stage only asks for
+/// it. Duplicates are harmless: `try_finalize` is idempotent.
+async fn queue_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
+    deps.queue
+        .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
+        .await?;
+    Ok(QueueAction::Ack)
+}
+
+async fn store_part(deps: &Deps, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+    let stream: UploadStream<'static> =
+        futures::stream::once(async move { Ok(Bytes::from(body)) }).boxed();
+    deps.blobs
+        .put_stream(key, stream)
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// The chunk's request lines, read by byte range from the input file.
+async fn chunk_lines(
+    deps: &Deps,
+    batch: &Batch,
+    chunk: &Chunk,
+) -> Result<Vec<RequestLine>, StoreError> {
+    let key = file_blob_key(&batch.tenant, &batch.input_file_id);
+    let bytes = deps
+        .blobs
+        .get_range(&key, chunk.plan.start, chunk.plan.end)
+        .await?;
+    request_lines(&bytes, chunk.plan.start == 0).map_err(|line| {
+        StoreError::Corrupt(format!(
+            "request line {line} of chunk {} no longer parses",
+            chunk.plan.index
+        ))
+    })
+}
+
+async fn finish_chunk(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+    token: &str,
+) -> Result<QueueAction, StoreError> {
+    deps.batches.complete_chunk(batch, index, token).await?;
+    // Whoever sees the last chunk done queues finalization (duplicates are harmless).
+    if let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await?
+        && current.chunks_done >= current.chunks
+    {
+        deps.queue
+            .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
+            .await?;
+    }
+    Ok(QueueAction::Ack)
+}
+
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    id: String,
+    custom_id: &'a str,
+    response: Option<ResponsePart<'a>>,
+    error: Option<LineError<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponsePart<'a> {
+    status_code: u16,
+    request_id: String,
+    body: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct LineError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn error_line(deps: &Deps, custom_id: &str, code: &str, message: &str) -> String {
+    serde_json::to_string(&OutputLine {
+        id: deps.ids.batch_request_id(deps.clock.now()),
+        custom_id,
+        response: None,
+        error: Some(LineError { code, message }),
+    })
+    .unwrap_or_default()
+}
+
+fn response_line(deps: &Deps, custom_id: &str, status: u16, body: &RawValue) -> String {
+    serde_json::to_string(&OutputLine {
+        id: deps.ids.batch_request_id(deps.clock.now()),
+        custom_id,
+        response: Some(ResponsePart {
+            status_code: status,
+            request_id: request_id(),
+            body,
+        }),
+        error: None,
+    })
+    .unwrap_or_default()
+}
+
+/// One line's result, ready for its part.
+struct LineResult {
+    target: LineTarget,
+    json: String,
+    usage: Usage,
+}
+
+/// Runs one line until it succeeds, fails for good, or the batch's window ends; retryable
+/// failures back off (the breaker pauses the model on a 429 with `retry-after`).
+async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let permit = deps.model_gate.enter(&line.model).await;
+        let timeout = deps.policy.upstream_timeout;
+        let result = deps
+            .upstream
+            .complete(&line.model, line.body.clone(), timeout)
+            .await;
+        drop(permit);
+        let error = match result {
+            Ok(completion) => {
+                let usage = Usage::of_completion(&completion.body);
+                let json = match serde_json::from_str::<&RawValue>(&completion.body) {
+                    Ok(body) => response_line(deps, &line.custom_id, 200, body),
+                    Err(_) => error_line(
+                        deps,
+                        &line.custom_id,
+                        "invalid_upstream_response",
+                        "The upstream provider sent a response that is not valid JSON.",
+                    ),
+                };
+                return LineResult {
+                    target: LineTarget::Output,
+                    json,
+                    usage,
+                };
+            }
+            Err(error) => error,
+        };
+        let wait = delay_before_retry(attempt, error.retry_after()).min(MAX_LINE_BACKOFF);
+        if let (UpstreamError::Status { status: 429, .. }, Some(after)) =
+            (&error, error.retry_after())
+        {
+            deps.model_gate.pause(&line.model, after);
+        }
+        let fits = deps.clock.now().plus(wait) < batch.expires_at;
+        if error.is_retryable() && fits {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        return LineResult {
+            target: LineTarget::Error,
+            json: failed_line(deps, &line.custom_id, &error),
+            usage: Usage::default(),
+        };
+    }
+}
+
+/// An upstream HTTP failure keeps its status and OpenAI error body; other failures have no
+/// response.
+fn failed_line(deps: &Deps, custom_id: &str, error: &UpstreamError) -> String {
+    match error {
+        UpstreamError::Status { status, .. } => {
+            let job_error = error.to_job_error();
+            let body = serde_json::json!({"error": {
+                "message": job_error.message,
+                "type": job_error.kind,
+                "param": null,
+                "code": job_error.code,
+            }});
+            let raw = serde_json::value::to_raw_value(&body).ok();
+            match raw {
+                Some(raw) => response_line(deps, custom_id, *status, &raw),
+                None => error_line(
+                    deps,
+                    custom_id,
+                    "upstream_error",
+                    "The upstream request failed.",
+                ),
+            }
+        }
+        other => {
+            let job_error = other.to_job_error();
+            error_line(
+                deps,
+                custom_id,
+                job_error.code.as_deref().unwrap_or("upstream_error"),
+                &job_error.message,
+            )
+        }
+    }
+}
+
+/// Processing: claim the chunk, run its lines from the cursor with bounded concurrency, commit
+/// parts every `checkpoint_lines` lines or `checkpoint_every`, then mark it done.
+#[tracing::instrument(skip_all, fields(tenant = %batch.tenant, batch_id = %batch.id, chunk = index))]
+pub async fn run_chunk(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+    deadline: Option<Instant>,
+    stop: &CancellationToken,
+) -> Result<QueueAction, StoreError> {
+    let policy = &deps.batch_policy;
+    let now = deps.clock.now();
+    let token = new_token();
+    let lease = Lease {
+        token: token.clone(),
+        expires_at: now.plus(policy.lease),
+    };
+    let (current, chunk) = match deps.batches.claim_chunk(batch, index, &lease, now).await? {
+        ChunkClaim::Claimed { batch, chunk } => (batch, chunk),
+        ChunkClaim::Busy { lease_expires_at } => {
+            return Ok(QueueAction::RetryAfter(
+                now.until(lease_expires_at) + Duration::from_secs(1),
+            ));
+        }
+        ChunkClaim::Done | ChunkClaim::Closed => return queue_finalize(deps, batch).await,
+    };
+    let lines = chunk_lines(deps, &current, &chunk).await?;
+    let done = chunk.done_lines();
+    // Lines not yet committed, whatever order earlier claims finished them in.
+    let todo: Vec<(u32, RequestLine)> = lines
+        .into_iter()
+        .enumerate()
+        .filter(|(line, _)| !done.get(*line).copied().unwrap_or(false))
+        .map(|(line, request)| (u32::try_from(line).unwrap_or(u32::MAX), request))
+        .collect();
+    let shared = Arc::new(current);
+    // Unordered: a slow line holds back neither the others nor their commit; the finalizer
+    // puts lines back in input order.
+    let mut results = futures::stream::iter(todo)
+        .map(|(line, request)| {
+            let (deps, batch) = (deps.clone(), Arc::clone(&shared));
+            async move { (line, run_line(&deps, &batch, &request).await) }
+        })
+        .buffer_unordered(policy.line_concurrency.max(1));
+    let mut seq = u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX);
+    let mut pending = PendingPart::default();
+    let mut last_commit = Instant::now();
+    let mut renew = tokio::time::interval(policy.lease / 3);
+    renew.tick().await;
+    let stop_at = deadline.map(|d| d.checked_sub(Duration::from_secs(10)).unwrap_or(d));
+    loop {
+        let next = tokio::select! {
+            next = results.next() => next,
+            _ = stop.cancelled() => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
+            _ = sleep_until_opt(stop_at) => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
+            _ = renew.tick() => {
+                let until = deps.clock.now().plus(policy.lease);
+                if !deps.batches.renew_chunk(batch, index, &token, until).await? {
+                    tracing::info!("chunk lease lost (batch closed or taken over); stopping");
+                    return stop_for_finalize(deps, batch, index, &token).await;
+                }
+                continue;
+            }
+        };
+        let Some((line, result)) = next else { break };
+        pending.push(line, result);
+        let due = pending.lines >= policy.checkpoint_lines as u32
+            || last_commit.elapsed() >= policy.checkpoint_every;
+        if due {
+            if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
+                return stop_for_finalize(deps, batch, index, &token).await;
+            }
+            last_commit = Instant::now();
+        }
+    }
+    if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
+        return stop_for_finalize(deps, batch, index, &token).await;
+    }
+    finish_chunk(deps, batch, index, &token).await
+}
+
+/// The batch stopped taking results (cancel, expiry) or the claim was taken over: let the chunk
+/// go at once, so finalization need not wait out the lease, and ask for finalization.
+async fn stop_for_finalize(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+    token: &str,
+) -> Result<QueueAction, StoreError> {
+    deps.batches.release_chunk(batch, index, token).await?;
+    queue_finalize(deps, batch).await
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Near the deadline or shutting down: keep what finished, let the chunk go, and let the message
+/// reappear at once for whoever resumes from the cursor.
+async fn give_up(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+    token: &str,
+    pending: &mut PendingPart,
+    seq: &mut u32,
+) -> Result<QueueAction, StoreError> {
+    if commit(deps, batch, index, token, pending, seq).await? {
+        deps.batches.release_chunk(batch, index, token).await?;
+    }
+    tracing::info!("chunk handed back with its progress saved");
+    Ok(QueueAction::RetryAfter(Duration::ZERO))
+}
+
+#[derive(Default)]
+struct PendingPart {
+    body: Vec<u8>,
+    lines: u32,
+    completed: u32,
+    failed: u32,
+    usage: Usage,
+    indexes: Vec<u32>,
+}
+
+impl PendingPart {
+    fn push(&mut self, index: u32, result: LineResult) {
+        encode_part_line(result.target, index, &result.json, &mut self.body);
+        self.indexes.push(index);
+        self.lines += 1;
+        match result.target {
+            LineTarget::Output => self.completed += 1,
+            LineTarget::Error => self.failed += 1,
+        }
+        self.usage.add(&result.usage);
+    }
+}
+
+/// Stores the pending lines under a key unique to this claim and commits them with one
+/// conditional write; false when the claim no longer holds or the batch takes no more results.
+async fn commit(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+    token: &str,
+    pending: &mut PendingPart,
+    seq: &mut u32,
+) -> Result<bool, StoreError> {
+    let now = deps.clock.now();
+    let until = now.plus(deps.batch_policy.lease);
+    if pending.lines == 0 {
+        return deps.batches.renew_chunk(batch, index, token, until).await;
+    }
+    let part = std::mem::take(pending);
+    let key = part_key(batch, index, token, *seq);
+    *seq += 1;
+    store_part(deps, &key, part.body).await?;
+    let record = Part {
+        key,
+        lines: part.lines,
+        completed: part.completed,
+        failed: part.failed,
+        usage: part.usage,
+        done: encode_ranges(&part.indexes),
+    };
+    let kept = deps
+        .batches
+        .checkpoint(batch, index, token, &record, until, now)
+        .await?;
+    if !kept {
+        // Discarded by its condition (cancelled, expired, or another claim): the stored part is
+        // never referenced, and its lines are written by whoever owns them now.
+        tracing::info!("checkpoint discarded: the claim no longer holds");
+        if let Err(error) = deps.blobs.delete(&record.key).await {
+            tracing::debug!(%error, "could not delete an unreferenced part");
+        }
+    }
+    Ok(kept)
+}
+
+/// What `try_finalize` decides about a batch right now.
+fn finalize_outcome(
+    batch: &Batch,
+    chunks: &[Chunk],
+    now: Timestamp,
+) -> Result<BatchOutcome, Option<Duration>> {
+    let all_done = chunks.iter().all(|c| c.done);
+    let claimed = chunks.iter().any(|c| c.is_claimed(now));
+    match batch.status {
+        BatchStatus::InProgress if all_done && batch.chunks_done >= batch.chunks => {
+            Ok(BatchOutcome::Completed)
+        }
+        BatchStatus::InProgress if now >= batch.expires_at => {
+            if claimed && now < batch.expires_at.plus(CANCEL_GRACE) {
+                Err(Some(FINALIZE_RECHECK))
+            } else {
+                Ok(BatchOutcome::Expired)
+            }
+        }
+        BatchStatus::InProgress => Err(None),
+        BatchStatus::Cancelling => {
+            let since = batch.cancelling_at.unwrap_or(now);
+            if claimed && now < since.plus(CANCEL_GRACE) {
+                Err(Some(FINALIZE_RECHECK))
+            } else {
+                Ok(BatchOutcome::Cancelled)
+            }
+        }
+        // Not planned yet: planning runs first and then comes back here.
+        BatchStatus::Validating if now >= batch.expires_at => Ok(BatchOutcome::Expired),
+        BatchStatus::Validating => Err(None),
+        BatchStatus::Finalizing => match &batch.finalize {
+            Some(lease) if lease.expires_at <= now => Ok(lease.outcome),
+            Some(lease) => Err(Some(now.until(lease.expires_at) + Duration::from_secs(1))),
+            None => Err(None),
+        },
+        BatchStatus::Failed
+        | BatchStatus::Completed
+        | BatchStatus::Expired
+        | BatchStatus::Cancelled => Err(None),
+    }
+}
+
+/// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
+/// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
+/// assembles the files.
+#[tracing::instrument(skip_all, fields(tenant = %batch.tenant, batch_id = %batch.id))]
+pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
+    let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
+        return Ok(QueueAction::Ack);
+    };
+    let chunks = deps.batches.chunks(batch).await?;
+    let now = deps.clock.now();
+    let outcome = match finalize_outcome(&current, &chunks, now) {
+        Ok(outcome) => outcome,
+        Err(Some(recheck)) => return Ok(QueueAction::RetryAfter(recheck)),
+        Err(None) => return Ok(QueueAction::Ack),
+    };
+    let lease = FinalizeLease {
+        token: new_token(),
+        expires_at: now.plus(deps.batch_policy.lease),
+        outcome,
+        output_file_id: deps.ids.file_id(now),
+        error_file_id: deps.ids.file_id(now),
+    };
+    let Some(claimed) = deps.batches.claim_finalize(batch, &lease, now).await? else {
+        return Ok(QueueAction::Ack);
+    };
+    let Some(held) = claimed.finalize.clone() else {
+        return Ok(QueueAction::Ack);
+    };
+    // The chunk records as of the claim: no checkpoint lands after it.
+    let chunks = deps.batches.chunks(batch).await?;
+    let result = assemble(deps, &claimed, &held, &chunks).await?;
+    if deps
+        .batches
+        .finish(batch, &held.token, &result, deps.clock.now())
+        .await?
+    {
+        tracing::info!(
+            outcome = held.outcome.as_str(),
+            completed = result.counts.completed,
+            failed = result.counts.failed,
+            "batch finalized"
+        );
+        release_input(deps, &claimed).await?;
+    }
+    Ok(QueueAction::Ack)
+}
+
+/// An input file deleted while this batch read it keeps its bytes until no unfinished batch
+/// needs them; this batch has just ended.
+async fn release_input(deps: &Deps, batch: &Batch) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    let file = &batch.input_file_id;
+    if deps.files.get(&batch.tenant, file, now).await?.is_none()
+        && !crate::file_service::input_in_use(deps, &batch.tenant, file).await?
+    {
+        deps.blobs
+            .delete(&file_blob_key(&batch.tenant, file))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes the output and error files from the committed parts in input order, plus an error
+/// line for every line no part holds (cancel, expiry), and registers them.
+async fn assemble(
+    deps: &Deps,
+    batch: &Batch,
+    lease: &FinalizeLease,
+    chunks: &[Chunk],
+) -> Result<BatchResult, StoreError> {
+    let mut counts = RequestCounts {
+        total: batch.counts.total,
+        completed: 0,
+        failed: 0,
+    };
+    let mut usage = Usage::default();
+    for part in chunks.iter().flat_map(|c| &c.parts) {
+        counts.completed += u64::from(part.completed);
+        counts.failed += u64::from(part.failed);
+        usage.add(&part.usage);
+    }
+    let (output_bytes, _) = write_file(deps, batch, lease, chunks, LineTarget::Output).await?;
+    let (error_bytes, unrun) = write_file(deps, batch, lease, chunks, LineTarget::Error).await?;
+    counts.failed += unrun;
+    let now = deps.clock.now();
+    let expires_at = Some(
+        now.plus(
+            batch
+                .output_expires_after
+                .unwrap_or(crate::files::BATCH_INPUT_TTL),
+        ),
+    );
+    let register = |id: &crate::FileId, bytes: u64, name: &str| FileRecord {
+        id: id.clone(),
+        tenant: batch.tenant.clone(),
+        purpose: FilePurpose::BatchOutput,
+        filename: format!("{}_{name}.jsonl", batch.id),
+        bytes,
+        created_at: now,
+        expires_at,
+    };
+    let output_file_id = if output_bytes > 0 {
+        create_file_once(
+            deps,
+            &register(&lease.output_file_id, output_bytes, "output"),
+        )
+        .await?;
+        Some(lease.output_file_id.clone())
+    } else {
+        None
+    };
+    let error_file_id = if error_bytes > 0 {
+        create_file_once(deps, &register(&lease.error_file_id, error_bytes, "error")).await?;
+        Some(lease.error_file_id.clone())
+    } else {
+        None
+    };
+    Ok(BatchResult {
+        outcome: lease.outcome,
+        counts,
+        usage,
+        output_file_id,
+        error_file_id,
+    })
+}
+
+/// A finalizer that took over may find the record written by its predecessor.
+async fn create_file_once(deps: &Deps, record: &FileRecord) -> Result<(), StoreError> {
+    if deps
+        .files
+        .get(&record.tenant, &record.id, record.created_at)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    deps.files.create(record).await
+}
+
+/// Streams one of the two files into the blob store; returns its size and, for the error file,
+/// how many never-run lines it holds.
+async fn write_file(
+    deps: &Deps,
+    batch: &Batch,
+    lease: &FinalizeLease,
+    chunks: &[Chunk],
+    target: LineTarget,
+) -> Result<(u64, u64), StoreError> {
+    let file_id = match target {
+        LineTarget::Output => &lease.output_file_id,
+        LineTarget::Error => &lease.error_file_id,
+    };
+    let key = file_blob_key(&batch.tenant, file_id);
+    let unrun_error = match target {
+        LineTarget::Error => lease.outcome.unrun_line_error(),
+        LineTarget::Output => None,
+    };
+    // One chunk at a time, parts in order: memory holds one chunk's lines, never the file.
+    let unrun = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (owned_deps, owned_batch, counter) =
+        (deps.clone(), Arc::new(batch.clone()), Arc::clone(&unrun));
+    let body = futures::stream::iter(chunks.to_vec())
+        .then(move |chunk| {
+            let (deps, batch, counter) = (
+                owned_deps.clone(),
+                Arc::clone(&owned_batch),
+                Arc::clone(&counter),
+            );
+            async move { file_lines(&deps, &batch, &chunk, target, unrun_error, &counter).await }
+        })
+        .map(|r| r.map_err(crate::files::UploadError::from))
+        .boxed();
+    let bytes = deps
+        .blobs
+        .put_stream(&key, body)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    if bytes == 0 {
+        deps.blobs.delete(&key).await?;
+    }
+    Ok((bytes, unrun.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
+/// One chunk's lines of one file: its parts' lines for that file, in order, then (error file,
+/// cancel or expiry) a line for every request no part holds.
+async fn file_lines(
+    deps: &Deps,
+    batch: &Batch,
+    chunk: &Chunk,
+    target: LineTarget,
+    unrun_error: Option<(&'static str, &'static str)>,
+    unrun: &std::sync::atomic::AtomicU64,
+) -> Result<Bytes, StoreError> {
+    // (index within the chunk, JSON line): a chunk's lines, whichever part holds them.
+    let mut lines: Vec<(u32, Vec<u8>)> = Vec::new();
+    for part in &chunk.parts {
+        let whole = read_all(deps, &part.key).await?.concat();
+        for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if let Some((line_target, index, json)) = decode_part_line(line)
+                && line_target == target
+            {
+                lines.push((index, json.to_vec()));
+            }
+        }
+    }
+    if let Some((code, message)) = unrun_error
+        && chunk.cursor < chunk.plan.lines
+    {
+        let done = chunk.done_lines();
+        for (index, line) in chunk_lines(deps, batch, chunk).await?.iter().enumerate() {
+            if !done.get(index).copied().unwrap_or(false) {
+                let json = error_line(deps, &line.custom_id, code, message);
+                lines.push((u32::try_from(index).unwrap_or(u32::MAX), json.into_bytes()));
+                unrun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    lines.sort_by_key(|(index, _)| *index);
+    let mut out = Vec::new();
+    for (_, json) in lines {
+        out.extend_from_slice(&json);
+        out.push(b'\n');
+    }
+    Ok(Bytes::from(out))
+}

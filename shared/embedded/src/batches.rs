@@ -1,0 +1,640 @@
+//! Batches in SQLite: the `BatchStore` port. A batch row carries its counters; one row per chunk
+//! carries its byte range, cursor, committed parts and lease. Every transition runs on the single
+//! writer, so a check and its write are one step, as a conditional write is on DynamoDB.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prism_core::batch::{
+    Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim,
+    FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+};
+use prism_core::batch_input::ChunkPlan;
+use prism_core::list::Page;
+use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::db::Database;
+
+const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
+    metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
+    completed_at, failed_at, expired_at, cancelling_at, cancelled_at, total, completed, failed, \
+    usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize";
+
+const TERMINAL: &str = "('failed', 'completed', 'expired', 'cancelled')";
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+fn json<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    what: &str,
+) -> rusqlite::Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|_| corrupt(what))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn ts(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp))
+}
+
+fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    u64::try_from(row.get::<_, i64>(i)?).map_err(|_| corrupt("count"))
+}
+
+fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
+    let id: String = row.get(0)?;
+    let tenant: String = row.get(1)?;
+    let status: String = row.get(2)?;
+    let input: String = row.get(3)?;
+    let file_id = |text: Option<String>| -> rusqlite::Result<Option<FileId>> {
+        text.map(|t| FileId::parse(&t).ok_or_else(|| corrupt("file id")))
+            .transpose()
+    };
+    Ok(Batch {
+        id: BatchId::parse(&id).ok_or_else(|| corrupt("id"))?,
+        tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
+        status: BatchStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        input_file_id: FileId::parse(&input).ok_or_else(|| corrupt("input_file_id"))?,
+        endpoint: row.get(4)?,
+        completion_window: row.get(5)?,
+        metadata: json(row.get(6)?, "metadata")?,
+        output_expires_after: row
+            .get::<_, Option<i64>>(7)?
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis),
+        created_at: Timestamp(row.get(8)?),
+        expires_at: Timestamp(row.get(9)?),
+        in_progress_at: ts(row, 10)?,
+        finalizing_at: ts(row, 11)?,
+        completed_at: ts(row, 12)?,
+        failed_at: ts(row, 13)?,
+        expired_at: ts(row, 14)?,
+        cancelling_at: ts(row, 15)?,
+        cancelled_at: ts(row, 16)?,
+        counts: RequestCounts {
+            total: count(row, 17)?,
+            completed: count(row, 18)?,
+            failed: count(row, 19)?,
+        },
+        usage: json::<Usage>(row.get(20)?, "usage")?.unwrap_or_default(),
+        errors: json::<BatchErrors>(row.get(21)?, "errors")?,
+        output_file_id: file_id(row.get(22)?)?,
+        error_file_id: file_id(row.get(23)?)?,
+        model: row.get(24)?,
+        chunks: row.get(25)?,
+        chunks_done: row.get(26)?,
+        finalize: json::<FinalizeLease>(row.get(27)?, "finalize")?,
+    })
+}
+
+fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
+    Ok(Chunk {
+        plan: ChunkPlan {
+            index: row.get(0)?,
+            start: count(row, 1)?,
+            end: count(row, 2)?,
+            lines: row.get(3)?,
+        },
+        cursor: row.get(4)?,
+        parts: json::<Vec<Part>>(row.get(5)?, "parts")?.unwrap_or_default(),
+        done: row.get(6)?,
+        lease_token: row.get(7)?,
+        lease_expires_at: ts(row, 8)?,
+    })
+}
+
+const CHUNK_COLUMNS: &str =
+    "idx, start, \"end\", lines, cursor, parts, done, lease_token, lease_expires_at";
+
+fn load(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<Batch>> {
+    conn.prepare_cached(&format!(
+        "SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?1 AND tenant = ?2"
+    ))?
+    .query_row(params![id, tenant], batch_from_row)
+    .optional()
+}
+
+fn load_chunk(conn: &Connection, batch: &str, index: u32) -> rusqlite::Result<Option<Chunk>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CHUNK_COLUMNS} FROM batch_chunks WHERE batch_id = ?1 AND idx = ?2"
+    ))?
+    .query_row(params![batch, index], chunk_from_row)
+    .optional()
+}
+
+/// Whether the batch takes results now: running and inside its window.
+fn accepts_results(batch: &Batch, now: Timestamp) -> bool {
+    batch.status == BatchStatus::InProgress && now < batch.expires_at
+}
+
+#[derive(Clone)]
+pub struct SqliteBatchStore {
+    db: Database,
+}
+
+impl SqliteBatchStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// At start (the data-directory lock is held): every chunk and finalize claim belongs to the
+    /// previous process, so they are released at once.
+    pub async fn reclaim_all_leases(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.db
+            .write(move |conn| {
+                let chunks = conn.execute(
+                    "UPDATE batch_chunks SET lease_token = NULL, lease_expires_at = NULL \
+                     WHERE lease_token IS NOT NULL AND done = 0",
+                    [],
+                )?;
+                conn.execute(
+                    "UPDATE batches SET finalize = json_set(finalize, '$.expires_at', ?1) \
+                     WHERE status = 'finalizing' AND finalize IS NOT NULL",
+                    params![now.0],
+                )?;
+                Ok(chunks)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl BatchStore for SqliteBatchStore {
+    async fn create(&self, batch: &NewBatch) -> Result<(), StoreError> {
+        let batch = batch.clone();
+        self.db
+            .write(move |conn| {
+                let metadata = batch.metadata.as_ref().map(to_json).transpose()?;
+                conn.prepare_cached(
+                    "INSERT INTO batches (id, tenant, status, input_file_id, endpoint, \
+                       completion_window, metadata, output_expires_after, created_at, expires_at) \
+                     VALUES (?1, ?2, 'validating', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    batch.tenant.as_str(),
+                    batch.input_file_id.as_str(),
+                    batch.endpoint,
+                    batch.completion_window,
+                    metadata,
+                    batch
+                        .output_expires_after
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    batch.created_at.0,
+                    batch.expires_at.0
+                ])
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.db
+            .read(move |conn| load(conn, tenant.as_str(), id.as_str()))
+            .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&BatchId>,
+    ) -> Result<Page<Batch>, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.cloned());
+        self.db
+            .read(move |conn| {
+                let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+                let mut items = conn
+                    .prepare_cached(&format!(
+                        "SELECT {BATCH_COLUMNS} FROM batches WHERE tenant = ?1 \
+                         AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+                    ))?
+                    .query_map(
+                        params![tenant.as_str(), after.as_ref().map(BatchId::as_str), fetch],
+                        batch_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let has_more = items.len() > limit;
+                items.truncate(limit);
+                Ok(Page { items, has_more })
+            })
+            .await
+    }
+
+    async fn plan(
+        &self,
+        batch: &BatchRef,
+        chunks: &[ChunkPlan],
+        total: u64,
+        model: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (batch, chunks, model) = (batch.clone(), chunks.to_vec(), model.map(str::to_owned));
+        self.db
+            .write(move |conn| {
+                let moved = conn
+                    .prepare_cached(
+                        "UPDATE batches SET status = 'in_progress', in_progress_at = ?3, total = ?4, \
+                         model = ?5, chunks = ?6 WHERE id = ?1 AND tenant = ?2 AND status = 'validating'",
+                    )?
+                    .execute(params![
+                        batch.id.as_str(),
+                        batch.tenant.as_str(),
+                        now.0,
+                        i64::try_from(total).unwrap_or(i64::MAX),
+                        model,
+                        u32::try_from(chunks.len()).unwrap_or(u32::MAX)
+                    ])?;
+                if moved == 0 {
+                    return Ok(false);
+                }
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO batch_chunks (batch_id, idx, start, \"end\", lines) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for chunk in &chunks {
+                    insert.execute(params![
+                        batch.id.as_str(),
+                        chunk.index,
+                        i64::try_from(chunk.start).unwrap_or(i64::MAX),
+                        i64::try_from(chunk.end).unwrap_or(i64::MAX),
+                        chunk.lines
+                    ])?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn fail(
+        &self,
+        batch: &BatchRef,
+        errors: &BatchErrors,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (batch, errors) = (batch.clone(), errors.clone());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE batches SET status = 'failed', failed_at = ?3, errors = ?4 \
+                     WHERE id = ?1 AND tenant = ?2 AND status = 'validating'",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    batch.tenant.as_str(),
+                    now.0,
+                    to_json(&errors)?
+                ])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn claim_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<ChunkClaim, StoreError> {
+        let (batch, lease) = (batch.clone(), lease.clone());
+        self.db
+            .write(move |conn| {
+                let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
+                    return Ok(ChunkClaim::Closed);
+                };
+                let Some(record) = load_chunk(conn, batch.id.as_str(), chunk)? else {
+                    return Ok(ChunkClaim::Closed);
+                };
+                if record.done {
+                    return Ok(ChunkClaim::Done);
+                }
+                if !accepts_results(&current, now) {
+                    return Ok(ChunkClaim::Closed);
+                }
+                if let Some(until) = record.lease_expires_at.filter(|_| record.is_claimed(now)) {
+                    return Ok(ChunkClaim::Busy {
+                        lease_expires_at: until,
+                    });
+                }
+                conn.prepare_cached(
+                    "UPDATE batch_chunks SET lease_token = ?3, lease_expires_at = ?4 \
+                     WHERE batch_id = ?1 AND idx = ?2",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    chunk,
+                    lease.token,
+                    lease.expires_at.0
+                ])?;
+                Ok(ChunkClaim::Claimed {
+                    batch: Box::new(current),
+                    chunk: Chunk {
+                        lease_token: Some(lease.token.clone()),
+                        lease_expires_at: Some(lease.expires_at),
+                        ..record
+                    },
+                })
+            })
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+        part: &Part,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (batch, token, part) = (batch.clone(), token.to_owned(), part.clone());
+        self.db
+            .write(move |conn| {
+                let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
+                    return Ok(false);
+                };
+                let Some(mut record) = load_chunk(conn, batch.id.as_str(), chunk)? else {
+                    return Ok(false);
+                };
+                if !accepts_results(&current, now)
+                    || record.done
+                    || record.lease_token.as_deref() != Some(token.as_str())
+                {
+                    return Ok(false);
+                }
+                record.cursor += part.lines;
+                record.parts.push(part.clone());
+                conn.prepare_cached(
+                    "UPDATE batch_chunks SET cursor = ?3, parts = ?4, lease_expires_at = ?5 \
+                     WHERE batch_id = ?1 AND idx = ?2",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    chunk,
+                    record.cursor,
+                    to_json(&record.parts)?,
+                    lease_until.0
+                ])?;
+                let mut usage = current.usage;
+                usage.add(&part.usage);
+                conn.prepare_cached(
+                    "UPDATE batches SET completed = completed + ?2, failed = failed + ?3, usage = ?4 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    part.completed,
+                    part.failed,
+                    to_json(&usage)?
+                ])?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn renew_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (batch, token) = (batch.clone(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE batch_chunks SET lease_expires_at = ?4 WHERE batch_id = ?1 AND idx = ?2 \
+                     AND lease_token = ?3 AND done = 0 \
+                     AND EXISTS (SELECT 1 FROM batches WHERE id = ?1 AND status = 'in_progress')",
+                )?
+                .execute(params![batch.id.as_str(), chunk, token, lease_until.0])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn complete_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let (batch, token) = (batch.clone(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                let marked = conn
+                    .prepare_cached(
+                        "UPDATE batch_chunks SET done = 1, lease_token = NULL, lease_expires_at = NULL \
+                         WHERE batch_id = ?1 AND idx = ?2 AND lease_token = ?3 AND done = 0",
+                    )?
+                    .execute(params![batch.id.as_str(), chunk, token])?;
+                if marked == 1 {
+                    conn.prepare_cached("UPDATE batches SET chunks_done = chunks_done + 1 WHERE id = ?1")?
+                        .execute(params![batch.id.as_str()])?;
+                }
+                Ok(marked == 1)
+            })
+            .await
+    }
+
+    async fn release_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let (batch, token) = (batch.clone(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE batch_chunks SET lease_token = NULL, lease_expires_at = NULL \
+                     WHERE batch_id = ?1 AND idx = ?2 AND lease_token = ?3",
+                )?
+                .execute(params![batch.id.as_str(), chunk, token])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
+    async fn chunks(&self, batch: &BatchRef) -> Result<Vec<Chunk>, StoreError> {
+        let batch = batch.clone();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CHUNK_COLUMNS} FROM batch_chunks WHERE batch_id = ?1 ORDER BY idx"
+                ))?
+                .query_map(params![batch.id.as_str()], chunk_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+    }
+
+    async fn request_cancel(
+        &self,
+        tenant: &TenantId,
+        id: &BatchId,
+        now: Timestamp,
+    ) -> Result<BatchCancelOutcome, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.db
+            .write(move |conn| {
+                let Some(current) = load(conn, tenant.as_str(), id.as_str())? else {
+                    return Ok(BatchCancelOutcome::NotFound);
+                };
+                match current.status {
+                    BatchStatus::Validating | BatchStatus::InProgress => {
+                        conn.prepare_cached(
+                            "UPDATE batches SET status = 'cancelling', cancelling_at = ?2 WHERE id = ?1",
+                        )?
+                        .execute(params![id.as_str(), now.0])?;
+                        Ok(BatchCancelOutcome::Accepted(Batch {
+                            status: BatchStatus::Cancelling,
+                            cancelling_at: Some(now),
+                            ..current
+                        }))
+                    }
+                    BatchStatus::Cancelling | BatchStatus::Cancelled => {
+                        Ok(BatchCancelOutcome::Accepted(current))
+                    }
+                    // A finalizing batch finishes what it assembles.
+                    BatchStatus::Finalizing
+                    | BatchStatus::Completed
+                    | BatchStatus::Failed
+                    | BatchStatus::Expired => Ok(BatchCancelOutcome::Finished(current)),
+                }
+            })
+            .await
+    }
+
+    async fn claim_finalize(
+        &self,
+        batch: &BatchRef,
+        lease: &FinalizeLease,
+        now: Timestamp,
+    ) -> Result<Option<Batch>, StoreError> {
+        let (batch, lease) = (batch.clone(), lease.clone());
+        self.db
+            .write(move |conn| {
+                let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
+                    return Ok(None);
+                };
+                let held = match (&current.status, &current.finalize) {
+                    (
+                        BatchStatus::Validating | BatchStatus::InProgress | BatchStatus::Cancelling,
+                        _,
+                    ) => lease.clone(),
+                    // A take-over keeps the outcome and file ids its predecessor chose.
+                    (BatchStatus::Finalizing, Some(previous)) if previous.expires_at <= now => {
+                        FinalizeLease {
+                            token: lease.token.clone(),
+                            expires_at: lease.expires_at,
+                            ..previous.clone()
+                        }
+                    }
+                    _ => return Ok(None),
+                };
+                conn.prepare_cached(
+                    "UPDATE batches SET status = 'finalizing', \
+                       finalizing_at = COALESCE(finalizing_at, ?2), finalize = ?3 WHERE id = ?1",
+                )?
+                .execute(params![batch.id.as_str(), now.0, to_json(&held)?])?;
+                Ok(Some(Batch {
+                    status: BatchStatus::Finalizing,
+                    finalizing_at: current.finalizing_at.or(Some(now)),
+                    finalize: Some(held),
+                    ..current
+                }))
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        result: &BatchResult,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (batch, token, result) = (batch.clone(), token.to_owned(), result.clone());
+        self.db
+            .write(move |conn| {
+                let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
+                    return Ok(false);
+                };
+                let holds = current.status == BatchStatus::Finalizing
+                    && current.finalize.as_ref().is_some_and(|f| f.token == token);
+                if !holds {
+                    return Ok(false);
+                }
+                let column = match result.outcome {
+                    prism_core::batch::BatchOutcome::Completed => "completed_at",
+                    prism_core::batch::BatchOutcome::Cancelled => "cancelled_at",
+                    prism_core::batch::BatchOutcome::Expired => "expired_at",
+                };
+                conn.prepare_cached(&format!(
+                    "UPDATE batches SET status = ?2, {column} = ?3, total = ?4, completed = ?5, \
+                     failed = ?6, usage = ?7, output_file_id = ?8, error_file_id = ?9, finalize = NULL \
+                     WHERE id = ?1"
+                ))?
+                .execute(params![
+                    batch.id.as_str(),
+                    result.outcome.as_str(),
+                    now.0,
+                    i64::try_from(result.counts.total).unwrap_or(i64::MAX),
+                    i64::try_from(result.counts.completed).unwrap_or(i64::MAX),
+                    i64::try_from(result.counts.failed).unwrap_or(i64::MAX),
+                    to_json(&result.usage)?,
+                    result.output_file_id.as_ref().map(FileId::as_str),
+                    result.error_file_id.as_ref().map(FileId::as_str)
+                ])?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {
+        let tenant = tenant.clone();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM batches WHERE tenant = ?1 AND status NOT IN {TERMINAL}"
+                ))?
+                .query_row(params![tenant.as_str()], |r| r.get::<_, i64>(0))
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            })
+            .await
+    }
+
+    async fn unfinished(&self, limit: usize) -> Result<Vec<BatchRef>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let rows = conn
+                    .prepare_cached(&format!(
+                        "SELECT id, tenant FROM batches WHERE status NOT IN {TERMINAL} LIMIT ?1"
+                    ))?
+                    .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(id, tenant)| {
+                        Some(BatchRef {
+                            id: BatchId::parse(&id)?,
+                            tenant: TenantId::parse(&tenant)?,
+                        })
+                    })
+                    .collect())
+            })
+            .await
+    }
+}

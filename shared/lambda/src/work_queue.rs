@@ -1,0 +1,32 @@
+//! The whole life of a Lambda that drains one work queue (jobs, or a batch stage): connect once,
+//! then run every SQS batch through the core worker with the invocation's deadline.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use prism_app::aws::{ConfigSource, connect_aws};
+use prism_aws::{AwsBackend, SqsWorkQueue};
+
+use crate::{handle_job_event, init_tracing, worker_deadline};
+
+/// Runs the function; `queue` picks the queue its trigger drains, for the visibility changes
+/// that ask SQS for a later redelivery.
+pub async fn serve_work_queue(queue: fn(&AwsBackend) -> &SqsWorkQueue) -> Result<(), Error> {
+    init_tracing();
+    // Lambda polls the queue for us: this function never receives, so no receive wait.
+    let app = connect_aws(
+        ConfigSource::Parameter,
+        |key| std::env::var(key).ok(),
+        Duration::ZERO,
+    )
+    .await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = worker_deadline(event.context.deadline);
+        let response =
+            handle_job_event(&app.deps, queue(&app.backend), event.payload, deadline).await;
+        Ok::<_, Error>(response)
+    }))
+    .await
+}
