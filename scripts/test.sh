@@ -3,7 +3,8 @@
 # the moto AWS emulator, cfn-lint and SAM) in .venv, builds the workspace, starts the emulator on
 # a free loopback port, then runs: every Rust suite (the end-to-end suites on embedded storage,
 # the port contract suites on SQLite and on the emulator), the end-to-end suites again against
-# `prism serve --backend aws` on the emulator, the SDK suite, and the template checks.
+# `prism serve --backend aws` on the emulator, the SDK suite on both backends, and the template
+# checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -31,6 +32,8 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1 AWS_DEFAUL
 
 cargo test --workspace --locked
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
-    --test sync_completions --test async_jobs --test scheduled --test lifecycle
+    --test sync_completions --test async_jobs --test scheduled --test lifecycle \
+    --test files --test batches
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
+PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 scripts/check-infra.sh

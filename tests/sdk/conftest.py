@@ -1,4 +1,6 @@
-"""Starts the mock upstream and `prism serve` (built by `cargo build`) for the SDK tests."""
+"""Starts the mock upstream and `prism serve` (built by `cargo build`) for the SDK tests: on the
+embedded backend, or with PRISM_SDK_BACKEND=aws on the AWS backend against the emulator that
+AWS_ENDPOINT_URL names (its resources created by `prism-provision`)."""
 
 import json
 import os
@@ -33,11 +35,29 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+BACKEND = os.environ.get("PRISM_SDK_BACKEND", "embedded")
+
+
+def backend_env(workdir: Path) -> dict:
+    """The environment every `prism` command of the session runs with."""
+    if BACKEND != "aws":
+        return {}
+    assert os.environ.get("AWS_ENDPOINT_URL"), "PRISM_SDK_BACKEND=aws needs AWS_ENDPOINT_URL"
+    out = subprocess.run(
+        [BIN / "prism-provision", f"sdk-{os.getpid()}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
 class Prism:
     def __init__(self, base: str, key: str, mock: str):
         self.base = base
         self.key = key
         self.mock = mock
+        self.backend = BACKEND
 
     def get_json(self, path: str) -> dict:
         request = urllib.request.Request(
@@ -54,7 +74,7 @@ class Prism:
 
 @pytest.fixture(scope="session")
 def prism():
-    for name in ("prism", "prism-mock-upstream"):
+    for name in ("prism", "prism-mock-upstream") + (("prism-provision",) if BACKEND == "aws" else ()):
         assert (BIN / name).exists(), f"{BIN / name} is missing: run `cargo build` first"
     workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-"))
     mock_port, prism_port = free_port(), free_port()
@@ -68,10 +88,14 @@ def prism():
         'name = "mock"\n'
         f'base_url = "http://127.0.0.1:{mock_port}/v1"\n'
         'models = ["*"]\n'
+        # Small enough that batch output files take the AWS backend's redirect to S3.
+        "[files]\nredirect_downloads_above = 1024\n"
     )
+    env = {**os.environ, **backend_env(workdir)}
     data = workdir / "data"
     key = subprocess.run(
         [BIN / "prism", "keys", "create", "--tenant", "sdk", "--data-dir", data],
+        env=env,
         check=True,
         capture_output=True,
         text=True,
@@ -83,7 +107,7 @@ def prism():
             "--data-dir", data,
             "--config", config,
         ],
-        env={**os.environ, "PRISM_LOG": "warn"},
+        env={**env, "PRISM_LOG": "warn"},
     )
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/_stats")

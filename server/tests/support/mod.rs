@@ -19,7 +19,7 @@ pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
 #[derive(Debug, Clone)]
 pub enum Backend {
     Embedded,
-    Aws(prism_aws::AwsSettings),
+    Aws(Box<prism_aws::AwsSettings>),
 }
 
 static NEXT_PREFIX: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -33,7 +33,7 @@ async fn backend_for_test() -> Backend {
             );
             let n = NEXT_PREFIX.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let prefix = format!("e2e-{}-{n}", std::process::id());
-            Backend::Aws(prism_aws::provision(&prefix, 30).await.unwrap())
+            Backend::Aws(Box::new(prism_aws::provision(&prefix, 30).await.unwrap()))
         }
         Ok("embedded") | Err(_) => Backend::Embedded,
         Ok(other) => panic!("unknown PRISM_TEST_BACKEND {other:?}"),

@@ -6,10 +6,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use prism_app::aws::{AwsApp, ConfigSource, connect_aws};
 use prism_app::config::Config;
 use prism_aws::provision;
+use prism_core::batch_service::create_batch;
 use prism_core::consumer::consume_dead_letters;
+use prism_core::file_service::{register_upload, store_upload};
+use prism_core::files::FilePurpose;
 use prism_core::ports::{WorkItem, WorkQueue};
 use prism_core::reconcile::reconcile;
 use prism_core::scheduled::format_rfc3339;
@@ -38,7 +42,8 @@ async fn app_with_mock() -> (AwsApp, MockUpstream) {
     let settings = provision(&prefix, 30).await.unwrap();
     let config = Config::parse(
         &format!(
-            "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = [\"*\"]\n",
+            "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = [\"*\"]\n\n\
+             [batches]\nlines_per_chunk = 10\ncheckpoint_lines = 4\n",
             mock.base_url()
         ),
         "test",
@@ -348,4 +353,129 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
         .unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(mock.hits("gpt-early"), 1);
+}
+
+/// Every message waiting on `queue` right now (short polls until one comes back empty).
+async fn all_waiting(queue: &dyn WorkQueue) -> Vec<prism_core::ports::Delivery> {
+    let mut all = Vec::new();
+    loop {
+        let got = queue.receive(10, Duration::from_secs(60)).await.unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
+#[tokio::test]
+async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once() {
+    let (app, mock) = app_with_mock().await;
+    let deps = &app.deps;
+    let text: String = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"custom_id\":\"d{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-dup\",\"messages\":[{{\"role\":\"user\",\"content\":\"{i}\"}}]}}}}\n"
+            )
+        })
+        .collect();
+    let body = futures::stream::once(async move { Ok(Bytes::from(text)) }).boxed();
+    let pending = store_upload(deps, &alpha(), body).await.unwrap();
+    let file = register_upload(deps, pending, "dup.jsonl".into(), FilePurpose::Batch, None)
+        .await
+        .unwrap();
+    let request = format!(
+        r#"{{"input_file_id":"{}","endpoint":"/v1/chat/completions","completion_window":"24h"}}"#,
+        file.id
+    );
+    let batch = create_batch(deps, &alpha(), request.as_bytes())
+        .await
+        .unwrap()
+        .batch_ref();
+    let backend = &app.backend;
+    let run = |deliveries: Vec<prism_core::ports::Delivery>, queue: &'static str| async move {
+        for delivery in deliveries {
+            let action = handle_delivery(deps, &delivery, None).await;
+            assert_eq!(action, QueueAction::Ack, "{queue}: {:?}", delivery.item);
+            let q = match queue {
+                "plan" => &backend.plan_queue,
+                "chunks" => &backend.chunk_queue,
+                _ => &backend.finalize_queue,
+            };
+            q.ack(&delivery.receipt).await.unwrap();
+        }
+    };
+    run(all_waiting(&backend.plan_queue).await, "plan").await;
+    let chunks = all_waiting(&backend.chunk_queue).await;
+    assert_eq!(chunks.len(), 2);
+    // SQS may deliver any message twice: send each chunk message again.
+    for delivery in &chunks {
+        deps.queue
+            .enqueue(&delivery.item, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    run(chunks, "chunks").await;
+    run(all_waiting(&backend.chunk_queue).await, "chunks").await;
+    let finals = all_waiting(&backend.finalize_queue).await;
+    assert!(!finals.is_empty());
+    // And the finalize message twice more.
+    for _ in 0..2 {
+        deps.queue
+            .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    run(finals, "finalize").await;
+    let first = deps
+        .batches
+        .get(&batch.tenant, &batch.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, prism_core::batch::BatchStatus::Completed);
+    run(all_waiting(&backend.finalize_queue).await, "finalize").await;
+    let again = deps
+        .batches
+        .get(&batch.tenant, &batch.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, first, "later finalize messages change nothing");
+    assert_eq!(
+        (
+            first.counts.total,
+            first.counts.completed,
+            first.counts.failed
+        ),
+        (20, 20, 0)
+    );
+    assert_eq!(mock.hits("gpt-dup"), 20, "no line ran twice");
+    let key = prism_core::files::file_blob_key(&alpha(), first.output_file_id.as_ref().unwrap());
+    let mut stream = deps.blobs.get(&key).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    let ids: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["custom_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, (0..20).map(|i| format!("d{i}")).collect::<Vec<_>>());
+    let outputs = deps
+        .files
+        .list(
+            &alpha(),
+            &prism_core::files::FileListQuery::parse(Some("batch_output"), None, None, None)
+                .unwrap(),
+            deps.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outputs.items.len(), 1, "one output file");
 }

@@ -43,7 +43,7 @@ impl StageQueues {
         }
     }
 
-    fn untag<'a>(&self, receipt: &'a Receipt) -> Option<(&SqsWorkQueue, Receipt)> {
+    fn untag(&self, receipt: &Receipt) -> Option<(&SqsWorkQueue, Receipt)> {
         let (tag, handle) = receipt.0.split_once('|')?;
         Some((self.by_tag(tag)?, Receipt(handle.to_owned())))
     }

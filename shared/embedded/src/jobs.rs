@@ -107,8 +107,11 @@ impl SqliteJobStore {
                      WHERE status = 'running' AND lease_token IS NOT NULL",
                     [],
                 )?;
+                // A batch stage cut off by the crash did nothing wrong: its delivery does not count
+                // toward dead-lettering (a long chunk may live through several restarts).
                 conn.execute(
-                    "UPDATE work_items SET visible_at = ?1 WHERE visible_at > ?1 AND receipt IS NOT NULL",
+                    "UPDATE work_items SET visible_at = ?1, receives = 0 \
+                     WHERE receipt IS NOT NULL AND (visible_at > ?1 OR receives > 0)",
                     params![now.0],
                 )?;
                 // Only deliveries in flight: a scheduled job not yet received keeps its due time.
