@@ -478,7 +478,10 @@ async fn mixed_upstream_faults_end_every_line_in_the_right_file_and_shape() {
     }
     // The stuck lines either gave up just before the window's end (their last error) or were
     // still retrying at its end (`batch_expired`): both end the batch within its window.
-    assert!(["completed", "expired"].contains(&done["status"].as_str().unwrap()), "{done}");
+    assert!(
+        ["completed", "expired"].contains(&done["status"].as_str().unwrap()),
+        "{done}"
+    );
     assert_eq!(
         done["request_counts"]["completed"].as_u64().unwrap() as usize,
         output.len()

@@ -74,6 +74,14 @@ impl ModelGate {
         semaphore.acquire_owned().await.ok()
     }
 
+    /// Interactive work (a sync call, an async or scheduled job) takes a batch slot toward `model`
+    /// if one is free, without ever waiting for one: while it runs, batches run one line fewer.
+    /// This is how batch work yields to interactive traffic.
+    pub fn interactive(&self, model: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let (semaphore, _) = self.entry(model);
+        semaphore.try_acquire_owned().ok()
+    }
+
     /// The upstream asked to slow down: no new line toward `model` starts for `wait`.
     pub fn pause(&self, model: &str, wait: Duration) {
         if let Ok(mut models) = self.models.lock() {
@@ -978,4 +986,41 @@ async fn file_lines(
         out.push(b'\n');
     }
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn interactive_calls_take_batch_slots_without_waiting_for_them() {
+        let gate = ModelGate::new(2);
+        let interactive = gate.interactive("m");
+        assert!(interactive.is_some());
+        let batch = gate.enter("m").await;
+        assert!(batch.is_some());
+        // Both slots are taken: another batch line waits, an interactive call does not.
+        assert!(gate.interactive("m").is_none());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.enter("m")).await;
+        assert!(waiting.is_err(), "a third line must wait");
+        drop(interactive);
+        let admitted = tokio::time::timeout(Duration::from_millis(50), gate.enter("m")).await;
+        assert!(
+            admitted.is_ok(),
+            "the slot came back when the interactive call ended"
+        );
+        assert!(
+            gate.interactive("other").is_some(),
+            "models have their own slots"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_model_starts_no_line_until_the_pause_ends() {
+        let gate = ModelGate::new(4);
+        gate.pause("m", Duration::from_secs(3));
+        let started = Instant::now();
+        let _slot = gate.enter("m").await;
+        assert!(started.elapsed() >= Duration::from_secs(3));
+    }
 }

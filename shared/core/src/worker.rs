@@ -308,6 +308,7 @@ async fn call_upstream(
     body: &Bytes,
     timeout: Duration,
 ) -> Result<Completion, UpstreamError> {
+    let _yielded = deps.model_gate.interactive(model);
     deps.upstream.complete(model, body.clone(), timeout).await
 }
 

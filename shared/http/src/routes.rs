@@ -211,6 +211,8 @@ async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, Api
     if !state.deps.upstream.routes(&summary.model) {
         return Err(model_not_found(&summary.model).into());
     }
+    // Batch lines toward this model yield a slot until the answer starts.
+    let _yielded = state.deps.model_gate.interactive(&summary.model);
     let relay = state.deps.upstream.relay(&summary.model, body);
     let relay = match state.limits.sync_deadline.filter(|_| !summary.stream) {
         Some(deadline) => tokio::time::timeout(deadline, relay)
