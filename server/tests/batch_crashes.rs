@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use support::{Setup, start};
@@ -69,40 +69,11 @@ async fn killed_ten_times_during_a_5000_line_batch_every_line_ends_once() {
         env.start_server().await;
     }
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let done = loop {
-        let batch: Value = env
-            .get(&env.alpha, &format!("/v1/batches/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if batch["status"] == "completed" {
-            break batch;
-        }
-        assert!(Instant::now() < deadline, "batch not done: {batch}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let read = |file: &Value| {
-        let file = file.clone();
-        let env = &env;
-        async move {
-            let Some(id) = file.as_str() else {
-                return Vec::new();
-            };
-            let text = env
-                .get(&env.alpha, &format!("/v1/files/{id}/content"))
-                .await
-                .text()
-                .await
-                .unwrap();
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        }
-    };
-    let output = read(&done["output_file_id"]).await;
-    let errors = read(&done["error_file_id"]).await;
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(180))
+        .await;
+    let output = env.file_lines(&done["output_file_id"]).await;
+    let errors = env.file_lines(&done["error_file_id"]).await;
     let mut seen = HashSet::new();
     for line in output.iter().chain(&errors) {
         let custom_id = line["custom_id"].as_str().unwrap().to_owned();

@@ -40,44 +40,6 @@ async fn create_batch(env: &Env, file_id: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn wait_for_batch(env: &Env, id: &str, statuses: &[&str], within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let batch: Value = env
-            .get(&env.alpha, &format!("/v1/batches/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if statuses.iter().any(|s| batch["status"] == *s) {
-            return batch;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "batch {id} still {} after {within:?}: {batch}",
-            batch["status"]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The lines of a file, parsed.
-async fn file_lines(env: &Env, file_id: &Value) -> Vec<Value> {
-    let Some(id) = file_id.as_str() else {
-        return Vec::new();
-    };
-    let text = env
-        .get(&env.alpha, &format!("/v1/files/{id}/content"))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(text.is_empty() || text.ends_with('\n'));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn small_chunks() -> Setup<'static> {
     Setup {
         workers: "upstream_timeout = \"2s\"",
@@ -146,7 +108,7 @@ async fn batch_runs_every_line_and_writes_results_in_input_order() {
         404
     );
 
-    let done = wait_for_batch(&env, id, &["completed"], SOON).await;
+    let done = env.wait_for_batch(id, &["completed"], SOON).await;
     assert_eq!(
         done["request_counts"],
         json!({"total": 25, "completed": 25, "failed": 0})
@@ -158,7 +120,7 @@ async fn batch_runs_every_line_and_writes_results_in_input_order() {
             && done["completed_at"].is_i64()
     );
     assert!(done["usage"]["total_tokens"].as_u64().unwrap() > 0);
-    let output = file_lines(&env, &done["output_file_id"]).await;
+    let output = env.file_lines(&done["output_file_id"]).await;
     let ids: Vec<&str> = output
         .iter()
         .map(|l| l["custom_id"].as_str().unwrap())
@@ -217,7 +179,9 @@ async fn invalid_lines_fail_the_batch_with_every_error_and_its_line() {
     .join("\r\n");
     let file = env.upload_batch_file(&env.alpha, text.as_bytes()).await;
     let created = create_batch(&env, &file).await;
-    let failed = wait_for_batch(&env, created["id"].as_str().unwrap(), &["failed"], SOON).await;
+    let failed = env
+        .wait_for_batch(created["id"].as_str().unwrap(), &["failed"], SOON)
+        .await;
     assert!(failed["failed_at"].is_i64());
     let mut errors: HashMap<u64, Vec<(String, Value)>> = HashMap::new();
     for e in failed["errors"]["data"].as_array().unwrap() {
@@ -258,7 +222,9 @@ async fn invalid_lines_fail_the_batch_with_every_error_and_its_line() {
         }
         let file = env.upload_batch_file(&env.alpha, content).await;
         let created = create_batch(&env, &file).await;
-        let failed = wait_for_batch(&env, created["id"].as_str().unwrap(), &["failed"], SOON).await;
+        let failed = env
+            .wait_for_batch(created["id"].as_str().unwrap(), &["failed"], SOON)
+            .await;
         assert_eq!(failed["errors"]["data"][0]["code"], code.unwrap());
         assert!(failed["errors"]["data"][0]["line"].is_null());
     }
@@ -339,7 +305,7 @@ async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
         .as_str()
         .unwrap()
         .to_owned();
-    let running = wait_for_batch(&env, &id, &["in_progress"], SOON).await;
+    let running = env.wait_for_batch(&id, &["in_progress"], SOON).await;
     assert_eq!(running["request_counts"]["total"], 30);
     // Some lines finished and committed: they must stay in the output.
     let deadline = Instant::now() + SOON;
@@ -368,10 +334,10 @@ async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
         .await;
     assert_eq!(again.status(), 200);
 
-    let done = wait_for_batch(&env, &id, &["cancelled"], SOON).await;
+    let done = env.wait_for_batch(&id, &["cancelled"], SOON).await;
     assert!(done["cancelled_at"].is_i64());
-    let output = file_lines(&env, &done["output_file_id"]).await;
-    let errors = file_lines(&env, &done["error_file_id"]).await;
+    let output = env.file_lines(&done["output_file_id"]).await;
+    let errors = env.file_lines(&done["error_file_id"]).await;
     let mut seen: Vec<String> = output
         .iter()
         .chain(&errors)
@@ -418,7 +384,7 @@ async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
         .as_str()
         .unwrap()
         .to_owned();
-    wait_for_batch(&env, &finished, &["completed"], SOON).await;
+    env.wait_for_batch(&finished, &["completed"], SOON).await;
     let refused = env
         .post(
             &env.alpha,
@@ -452,9 +418,11 @@ async fn mixed_upstream_faults_end_every_line_in_the_right_file_and_shape() {
         .as_str()
         .unwrap()
         .to_owned();
-    let done = wait_for_batch(&env, &id, &["completed", "expired"], SOON).await;
-    let output = file_lines(&env, &done["output_file_id"]).await;
-    let errors = file_lines(&env, &done["error_file_id"]).await;
+    let done = env
+        .wait_for_batch(&id, &["completed", "expired"], SOON)
+        .await;
+    let output = env.file_lines(&done["output_file_id"]).await;
+    let errors = env.file_lines(&done["error_file_id"]).await;
     let by_id: HashMap<&str, &Value> = output
         .iter()
         .chain(&errors)
@@ -505,11 +473,11 @@ async fn a_batch_whose_every_line_fails_still_completes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let done = wait_for_batch(&env, &id, &["completed"], SOON).await;
+    let done = env.wait_for_batch(&id, &["completed"], SOON).await;
     assert_eq!(
         done["request_counts"],
         json!({"total": 3, "completed": 0, "failed": 3})
     );
     assert!(done["output_file_id"].is_null());
-    assert_eq!(file_lines(&env, &done["error_file_id"]).await.len(), 3);
+    assert_eq!(env.file_lines(&done["error_file_id"]).await.len(), 3);
 }

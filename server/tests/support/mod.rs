@@ -303,6 +303,45 @@ impl Env {
         file["id"].as_str().unwrap().to_owned()
     }
 
+    /// Polls a batch until its status is one of `statuses`; fails after `within`.
+    pub async fn wait_for_batch(&self, id: &str, statuses: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let batch: Value = self
+                .get(&self.alpha, &format!("/v1/batches/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if statuses.iter().any(|s| batch["status"] == *s) {
+                return batch;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batch {id} still {} after {within:?}: {batch}",
+                batch["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The JSON lines of one of tenant alpha's files; none for a `null` file id.
+    pub async fn file_lines(&self, file_id: &Value) -> Vec<Value> {
+        let Some(id) = file_id.as_str() else {
+            return Vec::new();
+        };
+        let text = self
+            .get(&self.alpha, &format!("/v1/files/{id}/content"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'));
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Schedules a completion `in_ms` from now and returns its id, asserting the 201.
     pub async fn schedule(&self, key: &str, model: &str, content: &str, in_ms: i64) -> String {
         let body = json!({"scheduled_at": rfc3339_in(in_ms), "request": chat_body(model, content)});

@@ -279,21 +279,11 @@ pub async fn dead_chunk(
     batch: &BatchRef,
     index: u32,
 ) -> Result<QueueAction, StoreError> {
+    let (token, lease, current, chunk) = match claim(deps, batch, index).await? {
+        Ok(claimed) => claimed,
+        Err(action) => return Ok(action),
+    };
     let now = deps.clock.now();
-    let token = new_token();
-    let lease = Lease {
-        token: token.clone(),
-        expires_at: now.plus(deps.batch_policy.lease),
-    };
-    let (current, chunk) = match deps.batches.claim_chunk(batch, index, &lease, now).await? {
-        ChunkClaim::Claimed { batch, chunk } => (batch, chunk),
-        ChunkClaim::Busy { lease_expires_at } => {
-            return Ok(QueueAction::RetryAfter(
-                now.until(lease_expires_at) + Duration::from_secs(1),
-            ));
-        }
-        ChunkClaim::Done | ChunkClaim::Closed => return queue_finalize(deps, batch).await,
-    };
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
     let mut body = Vec::new();
@@ -334,6 +324,32 @@ pub async fn dead_chunk(
         }
     }
     finish_chunk(deps, batch, index, &token).await
+}
+
+/// A chunk claimed under a fresh token: the token, its lease, the batch and the chunk; or what to
+/// do with the message when the chunk is not ours (busy elsewhere, done, batch closed).
+type Claimed = (String, Lease, Box<Batch>, Chunk);
+
+async fn claim(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+) -> Result<Result<Claimed, QueueAction>, StoreError> {
+    let now = deps.clock.now();
+    let token = new_token();
+    let lease = Lease {
+        token: token.clone(),
+        expires_at: now.plus(deps.batch_policy.lease),
+    };
+    Ok(
+        match deps.batches.claim_chunk(batch, index, &lease, now).await? {
+            ChunkClaim::Claimed { batch, chunk } => Ok((token, lease, batch, chunk)),
+            ChunkClaim::Busy { lease_expires_at } => Err(QueueAction::RetryAfter(
+                now.until(lease_expires_at) + Duration::from_secs(1),
+            )),
+            ChunkClaim::Done | ChunkClaim::Closed => Err(queue_finalize(deps, batch).await?),
+        },
+    )
 }
 
 /// Finalizing happens on its own queue (its own Lambda on AWS): every other stage only asks for
@@ -548,20 +564,9 @@ pub async fn run_chunk(
     stop: &CancellationToken,
 ) -> Result<QueueAction, StoreError> {
     let policy = &deps.batch_policy;
-    let now = deps.clock.now();
-    let token = new_token();
-    let lease = Lease {
-        token: token.clone(),
-        expires_at: now.plus(policy.lease),
-    };
-    let (current, chunk) = match deps.batches.claim_chunk(batch, index, &lease, now).await? {
-        ChunkClaim::Claimed { batch, chunk } => (batch, chunk),
-        ChunkClaim::Busy { lease_expires_at } => {
-            return Ok(QueueAction::RetryAfter(
-                now.until(lease_expires_at) + Duration::from_secs(1),
-            ));
-        }
-        ChunkClaim::Done | ChunkClaim::Closed => return queue_finalize(deps, batch).await,
+    let (token, _, current, chunk) = match claim(deps, batch, index).await? {
+        Ok(claimed) => claimed,
+        Err(action) => return Ok(action),
     };
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
