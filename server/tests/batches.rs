@@ -399,7 +399,7 @@ async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
 #[tokio::test]
 async fn mixed_upstream_faults_end_every_line_in_the_right_file_and_shape() {
     let env = start(Setup {
-        batches: "completion_window = \"12s\"\nlines_per_chunk = 4",
+        batches: "completion_window = \"12s\"\nlines_per_chunk = 4\ncheckpoint_every = \"1s\"",
         ..small_chunks()
     })
     .await;

@@ -589,20 +589,24 @@ pub async fn run_chunk(
     let mut seq = u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX);
     let mut pending = PendingPart::default();
     let mut last_commit = Instant::now();
-    let mut renew = tokio::time::interval(policy.lease / 3);
-    renew.tick().await;
+    // Finished lines are committed at least every `checkpoint_every`, even while the rest are
+    // slow (a straggler must not hold them back past a cancel or the window's end), and the
+    // lease is renewed at least every third of its length.
+    let mut tick = tokio::time::interval(policy.checkpoint_every.min(policy.lease / 3));
+    tick.tick().await;
     let stop_at = deadline.map(|d| d.checked_sub(Duration::from_secs(10)).unwrap_or(d));
     loop {
         let next = tokio::select! {
             next = results.next() => next,
             _ = stop.cancelled() => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
             _ = sleep_until_opt(stop_at) => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
-            _ = renew.tick() => {
-                let until = deps.clock.now().plus(policy.lease);
-                if !deps.batches.renew_chunk(batch, index, &token, until).await? {
-                    tracing::info!("chunk lease lost (batch closed or taken over); stopping");
+            _ = tick.tick() => {
+                // With nothing pending this only renews the lease.
+                if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
+                    tracing::info!("chunk claim ended (batch closed or taken over); stopping");
                     return stop_for_finalize(deps, batch, index, &token).await;
                 }
+                last_commit = Instant::now();
                 continue;
             }
         };

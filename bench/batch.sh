@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# Prism Batch API benchmark, everything on loopback, embedded backend (SQLite), release build:
+#   1. throughput: a batch of LINES (50,000) lines toward `mock-slow-LATENCY_MS` (200 ms per
+#      call) with `[batches] model_concurrency = 500` (line_concurrency 100, 1,000-line chunks,
+#      64 chunks at once), THROUGHPUT_RUNS times, each in a fresh prism and data directory.
+#      Wall time from create to `completed` (and from the first poll that sees `in_progress`)
+#      against the ideal LINES x latency / model_concurrency (20 s; target ≤ 1.1x), the mock's
+#      request count (must be LINES exactly), the output file's line count, prism's peak RSS.
+#   2. memory flat in file size: batches over ~50 MB and ~200 MB inputs (MEMORY_SIZES_MB, at most
+#      MEMORY_LINES lines, long user content) against the zero-latency mock (model `gpt-bench`),
+#      each in a fresh prism: prism's peak RSS (VmHWM; target ≤ 150 MB, flat) and the upload time.
+#   3. validation throughput of the batch planner: `prism-validate --mb VALIDATE_MB` (MiB/s).
+# Per batch it also records prism's CPU (per thread) and what else was busy on the machine.
+# Raw outputs land in bench/out/batch/ (gitignored); the markdown summary is printed and written
+# to bench/out/batch/summary.md. Results, targets and the AWS cost model: BENCHMARKS.md.
+#
+# Knobs (environment): LINES LATENCY_MS MODEL_CONCURRENCY LINE_CONCURRENCY LINES_PER_CHUNK
+# WORKER_CONCURRENCY THROUGHPUT_RUNS MEMORY_SIZES_MB MEMORY_LINES VALIDATE_MB POLL_S MAX_WAIT_S
+# SKIP_BUILD=1 (use the binaries already in target/release).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/bench/out/batch"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+
+LINES="${LINES:-50000}"
+LATENCY_MS="${LATENCY_MS:-200}"
+MODEL_CONCURRENCY="${MODEL_CONCURRENCY:-500}"
+LINE_CONCURRENCY="${LINE_CONCURRENCY:-100}"
+LINES_PER_CHUNK="${LINES_PER_CHUNK:-1000}"
+WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-64}"
+THROUGHPUT_RUNS="${THROUGHPUT_RUNS:-2}"
+MEMORY_SIZES_MB="${MEMORY_SIZES_MB:-50 200}" # decimal MB; the cap is 200 MiB = 209.7 MB
+MEMORY_LINES="${MEMORY_LINES:-50000}"
+VALIDATE_MB="${VALIDATE_MB:-200}"
+POLL_S="${POLL_S:-0.25}"
+MAX_WAIT_S="${MAX_WAIT_S:-900}" # give up on a batch after this long
+
+SLOW_MODEL="mock-slow-$LATENCY_MS"
+FAST_MODEL="gpt-bench"
+
+log() { printf '[batch.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+now() { date +%s.%N; }
+# B - A in seconds, 2 decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -p prism-server -p prism-testkit -p prism-bench)
+fi
+for b in prism prism-mock-upstream prism-loadgen prism-validate; do
+    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
+done
+for tool in curl jq python3 top; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+mkdir -p "$OUT"
+rm -rf "${OUT:?}"/*
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-batch-bench.XXXXXX")"
+PIDS=()        # long-lived children (mock, top), stopped on exit
+PRISM_PID=""   # the prism of the current case, if any
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    for pid in ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- process accounting
+# (the same measurements as bench/run.sh)
+TICKS_PER_S="$(getconf CLK_TCK)"
+# CPU time (user + system) a process has used so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+cpu_seconds() { awk -v a="$1" -v b="$2" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
+# Seconds since midnight, the clock top prints.
+day_seconds() { date '+%H %M %S' | awk '{ print $1 * 3600 + $2 * 60 + $3 }'; }
+# One line per thread of a process: "tid ticks name".
+thread_ticks() {
+    cat /proc/"$1"/task/*/stat 2>/dev/null | awk '{
+        match($0, /\(.*\)/)
+        name = substr($0, RSTART + 1, RLENGTH - 2)
+        gsub(/[^A-Za-z0-9_.-]/, "_", name)
+        split(substr($0, RSTART + RLENGTH + 1), f, " ")
+        print $1, f[12] + f[13], name
+    }' || true
+}
+# Markdown rows "| name | threads | CPU s | % of one core |" from two thread_ticks snapshots
+# taken WALL seconds apart, per thread name, busiest first.
+thread_rows() {
+    awk -v hz="$TICKS_PER_S" -v wall="$3" '
+        FNR == NR { before[$1] = $2; next }
+        {
+            d = $2 - (($1 in before) ? before[$1] : 0)
+            cpu[$3] += d
+            if (d > 0) busy[$3]++
+            all[$3]++
+        }
+        END {
+            for (n in cpu)
+                printf "| %s | %d (%d busy) | %.2f | %.0f%% |\n", n, all[n], busy[n], cpu[n] / hz, 100 * cpu[n] / hz / wall
+        }' "$1" "$2" | sort -t'|' -k4 -rn
+}
+# Average and peak %CPU (of one core) of processes outside the benchmark between two times of
+# day, from the top samples, and the busiest one's name.
+interference() {
+    awk -v from="$1" -v to="$2" -v prism="$3" -v mock="$MOCK_PID" '
+        function flush() {
+            if (inside && sampled) {
+                k++; other += sum
+                if (sum > peak) { peak = sum; peakname = topname }
+            }
+            sum = 0; topcpu = 0; topname = "-"
+        }
+        /^top - / {
+            flush()
+            split($3, t, ":"); now = t[1] * 3600 + t[2] * 60 + t[3]
+            inside = (now >= from && now <= to); sampled = samples++ > 0
+            next
+        }
+        $1 ~ /^[0-9]+$/ && NF >= 12 {
+            if ($1 == prism || $1 == mock || $12 == "top" || $12 == "curl" || $12 == "jq") next
+            sum += $9
+            if ($9 > topcpu) { topcpu = $9; topname = $12 }
+        }
+        END {
+            flush()
+            if (k) printf "%.0f%% (peak %.0f%% %s)", other / k, peak, peakname
+            else printf "n/a"
+        }' "$OUT/top-run.txt"
+}
+status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------- environment
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+    echo "memory: $(free -m | awk '/^Mem:/ { print $2 " MiB" }')"
+    echo "kernel: $(uname -sr)"
+    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
+    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+    echo "prism binary: $(date -u -r "$BIN/prism" '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # Anything else busy now competes with the run for the same cores.
+    echo "busy processes before the run: $(top -b -n 2 -d 1 | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%  ", $12, $9 }')"
+} >"$OUT/env.txt"
+cat "$OUT/env.txt" >&2
+
+# The whole machine every half second (busy processes only), for the "others" column.
+top -b -w 200 -d 0.5 2>/dev/null |
+    awk '/^top -/ || ($1 ~ /^[0-9]+$/ && $9 > 0) { print; fflush() }' >"$OUT/top-run.txt" &
+PIDS+=($!)
+
+# ---------------------------------------------------------------- mock upstream (shared)
+"$BIN/prism-mock-upstream" --listen 127.0.0.1:0 >"$WORK/mock.stdout" 2>"$OUT/mock.log" &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+MOCK_ADDR=""
+for _ in $(seq 100); do
+    MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.stdout" | head -1)"
+    [[ -n "$MOCK_ADDR" ]] && break
+    kill -0 "$MOCK_PID" 2>/dev/null || die "the mock upstream exited; see $OUT/mock.log"
+    sleep 0.1
+done
+[[ -n "$MOCK_ADDR" ]] || die "the mock upstream did not report its address"
+MOCK_URL="http://$MOCK_ADDR"
+log "mock upstream on $MOCK_URL (pid $MOCK_PID)"
+
+# ---------------------------------------------------------------- helpers
+# gen_input FILE LINES MODEL CONTENT_BYTES: a batch input with distinct custom_ids and one user
+# message of about CONTENT_BYTES characters per line.
+gen_input() {
+    python3 - "$@" <<'EOF'
+import json, sys
+path, lines, model, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+words = "the quick brown fox jumps over the lazy dog and keeps running ".split()
+filler, i = [], 0
+while sum(len(w) + 1 for w in filler) < size:
+    filler.append(words[i % len(words)]); i += 1
+filler = " ".join(filler)[:max(0, size)]
+with open(path, "w") as f:
+    for n in range(lines):
+        f.write(json.dumps({"custom_id": f"request-{n}", "method": "POST",
+                            "url": "/v1/chat/completions",
+                            "body": {"model": model,
+                                     "messages": [{"role": "user",
+                                                   "content": f"line {n}: {filler}"}]}},
+                           separators=(",", ":")) + "\n")
+EOF
+}
+
+# start_prism DIR: a fresh prism on DIR/data with the benchmark config; sets PRISM_PID,
+# PRISM_URL and KEY.
+start_prism() {
+    local dir="$1"
+    mkdir -p "$dir"
+    cat >"$dir/prism.toml" <<EOF
+[[providers]]
+name = "mock"
+base_url = "$MOCK_URL/v1"
+models = ["*"]
+
+[workers]
+concurrency = $WORKER_CONCURRENCY
+
+[batches]
+model_concurrency = $MODEL_CONCURRENCY
+line_concurrency = $LINE_CONCURRENCY
+lines_per_chunk = $LINES_PER_CHUNK
+checkpoint_lines = 500
+checkpoint_every = "5s"
+EOF
+    KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$WORK/data")"
+    local port
+    port="$("$BIN/prism-loadgen" free-port)"
+    PRISM_URL="http://127.0.0.1:$port"
+    PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data" \
+        --config "$dir/prism.toml" >"$dir/prism.stdout" 2>"$dir/prism.log" &
+    PRISM_PID=$!
+    for _ in $(seq 100); do
+        curl -fsS "$PRISM_URL/health" >/dev/null 2>&1 && break
+        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $dir/prism.log"
+        sleep 0.1
+    done
+    curl -fsS "$PRISM_URL/health" >/dev/null || die "prism did not become healthy on $PRISM_URL"
+}
+
+stop_prism() {
+    kill -TERM "$PRISM_PID" 2>/dev/null || true
+    wait "$PRISM_PID" 2>/dev/null || true
+    PRISM_PID=""
+    rm -rf "$WORK/data"
+}
+
+api() { curl -fsS -H "Authorization: Bearer $KEY" "$@"; }
+
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+
+# run_case NAME INPUT MODEL IDEAL_S: one batch over INPUT in a fresh prism; appends one JSON
+# object to results.jsonl and leaves the raw outputs in OUT/NAME/.
+run_case() {
+    local name="$1" input="$2" model="$3" ideal="$4"
+    local dir="$OUT/$name"
+    local lines bytes
+    lines="$(wc -l <"$input")"
+    bytes="$(stat -c %s "$input")"
+    start_prism "$dir"
+    log "$name: prism on $PRISM_URL (pid $PRISM_PID); $lines lines, $bytes bytes of $model"
+    curl -fsS -X POST "$MOCK_URL/_reset" >/dev/null
+
+    local upload_s file_id
+    upload_s="$(api -o "$dir/file.json" -w '%{time_total}' -F purpose=batch -F "file=@$input" "$PRISM_URL/v1/files")"
+    file_id="$(jq -r .id "$dir/file.json")"
+    [[ "$file_id" == file* ]] || die "$name: upload failed: $(cat "$dir/file.json")"
+    log "$name: uploaded $file_id in ${upload_s} s"
+
+    local p0 m0 d0 t_create t_ip="" t_done status="" batch_id
+    thread_ticks "$PRISM_PID" >"$WORK/threads-0"
+    p0="$(cpu_ticks "$PRISM_PID")"
+    m0="$(cpu_ticks "$MOCK_PID")"
+    d0="$(day_seconds)"
+    t_create="$(now)"
+    api -H 'content-type: application/json' -o "$dir/created.json" "$PRISM_URL/v1/batches" \
+        -d "{\"input_file_id\":\"$file_id\",\"endpoint\":\"/v1/chat/completions\",\"completion_window\":\"24h\"}"
+    batch_id="$(jq -r .id "$dir/created.json")"
+    [[ "$batch_id" == batch* ]] || die "$name: create failed: $(cat "$dir/created.json")"
+
+    # Poll: one CSV row per poll (seconds since create, status, completed, failed).
+    echo "t_s,status,completed,failed,rss_kib" >"$dir/polls.csv"
+    while :; do
+        sleep "$POLL_S"
+        api -o "$WORK/batch.json" "$PRISM_URL/v1/batches/$batch_id"
+        local t
+        t="$(now)"
+        status="$(jq -r .status "$WORK/batch.json")"
+        [[ -z "$t_ip" && "$status" != validating ]] && t_ip="$t"
+        jq -r --arg t "$(elapsed "$t_create" "$t")" --arg rss "$(status_kib "$PRISM_PID" VmRSS)" \
+            '[$t, .status, .request_counts.completed, .request_counts.failed, $rss] | @csv' \
+            "$WORK/batch.json" >>"$dir/polls.csv"
+        case "$status" in completed | failed | expired | cancelled) break ;; esac
+        if awk -v a="$t_create" -v b="$t" -v m="$MAX_WAIT_S" 'BEGIN { exit !(b - a > m) }'; then
+            log "$name: still $status after $MAX_WAIT_S s, giving up"
+            break
+        fi
+    done
+    t_done="$(now)"
+    local p1 m1 d1
+    p1="$(cpu_ticks "$PRISM_PID")"
+    m1="$(cpu_ticks "$MOCK_PID")"
+    d1="$(day_seconds)"
+    thread_ticks "$PRISM_PID" >"$WORK/threads-1"
+    cp "$WORK/batch.json" "$dir/batch.json"
+    local wall
+    wall="$(elapsed "$t_create" "$t_done")"
+    {
+        echo "| Thread ($name, create → $status, ${wall} s) | Threads | CPU s | % of one core |"
+        echo "|---|---:|---:|---:|"
+        thread_rows "$WORK/threads-0" "$WORK/threads-1" "$wall"
+    } >"$dir/threads.md"
+
+    # The output file: every line must be there.
+    local output_id output_lines=0 output_bytes=0 download_s=0
+    output_id="$(jq -r '.output_file_id // empty' "$dir/batch.json")"
+    if [[ -n "$output_id" ]]; then
+        local t0
+        t0="$(now)"
+        read -r output_lines output_bytes < <(api "$PRISM_URL/v1/files/$output_id/content" | wc -lc)
+        download_s="$(elapsed "$t0" "$(now)")"
+    fi
+    local error_id
+    error_id="$(jq -r '.error_file_id // empty' "$dir/batch.json")"
+    if [[ -n "$error_id" ]]; then
+        api "$PRISM_URL/v1/files/$error_id/content" >"$dir/errors.jsonl" || true
+    fi
+    curl -fsS "$MOCK_URL/_stats" >"$dir/mock-stats.json"
+
+    local hwm rss threads
+    hwm="$(status_kib "$PRISM_PID" VmHWM)"
+    rss="$(status_kib "$PRISM_PID" VmRSS)"
+    threads="$(awk '$1 == "Threads:" { print $2 }' "/proc/$PRISM_PID/status")"
+    local others
+    others="$(interference "$d0" "$d1" "$PRISM_PID")"
+    stop_prism
+
+    jq -n -c \
+        --arg name "$name" --arg model "$model" --arg status "$status" \
+        --argjson lines "$lines" --argjson bytes "$bytes" --argjson upload_s "$upload_s" \
+        --argjson create_to_done_s "$wall" \
+        --argjson in_progress_to_done_s "$(elapsed "${t_ip:-$t_create}" "$t_done")" \
+        --argjson ideal_s "$ideal" \
+        --argjson output_lines "$output_lines" --argjson output_bytes "$output_bytes" \
+        --argjson download_s "$download_s" \
+        --argjson prism_cpu_s "$(cpu_seconds "$p0" "$p1")" --argjson mock_cpu_s "$(cpu_seconds "$m0" "$m1")" \
+        --argjson peak_rss_kib "$hwm" --argjson rss_end_kib "$rss" --argjson threads "$threads" \
+        --arg others "$others" \
+        --slurpfile batch "$dir/batch.json" --slurpfile mock "$dir/mock-stats.json" \
+        '{name: $name, model: $model, status: $status, lines: $lines, bytes: $bytes,
+          upload_s: $upload_s, create_to_done_s: $create_to_done_s,
+          in_progress_to_done_s: $in_progress_to_done_s, ideal_s: $ideal_s,
+          request_counts: $batch[0].request_counts,
+          batch_times: ($batch[0] | {created_at, in_progress_at, finalizing_at, completed_at}),
+          upstream_requests: ($mock[0].requests[$model] // 0),
+          upstream_aborted: ($mock[0].aborted[$model] // 0),
+          output_lines: $output_lines, output_bytes: $output_bytes, download_s: $download_s,
+          prism_cpu_s: $prism_cpu_s, mock_cpu_s: $mock_cpu_s, peak_rss_kib: $peak_rss_kib,
+          rss_end_kib: $rss_end_kib, threads: $threads, others: $others}' | tee -a "$RESULTS" >&2
+}
+
+FAILED=()
+check() { # check NAME CONDITION-DESCRIPTION JQ-FILTER (on the case's result)
+    jq -e -s --arg n "$1" "map(select(.name == \$n))[0] | $3" "$RESULTS" >/dev/null || {
+        FAILED+=("$1: $2")
+        log "$1: FAILED $2"
+    }
+}
+
+# ---------------------------------------------------------------- 1. throughput
+IDEAL_S="$(awk -v n="$LINES" -v ms="$LATENCY_MS" -v c="$MODEL_CONCURRENCY" 'BEGIN { printf "%.2f", n * ms / 1000 / c }')"
+gen_input "$WORK/throughput.jsonl" "$LINES" "$SLOW_MODEL" 20
+for run in $(seq "$THROUGHPUT_RUNS"); do
+    run_case "throughput-$run" "$WORK/throughput.jsonl" "$SLOW_MODEL" "$IDEAL_S"
+    check "throughput-$run" "every line completed once" \
+        ".status == \"completed\" and .request_counts.completed == $LINES and .upstream_requests == $LINES and .output_lines == $LINES"
+    sleep 2
+done
+rm -f "$WORK/throughput.jsonl"
+
+# ---------------------------------------------------------------- 2. memory vs file size
+for mb in $MEMORY_SIZES_MB; do
+    # ~ MB x 10^6 bytes over MEMORY_LINES lines; ~150 bytes of each line are JSON around the content.
+    content=$((mb * 1000000 / MEMORY_LINES - 150))
+    gen_input "$WORK/memory.jsonl" "$MEMORY_LINES" "$FAST_MODEL" "$content"
+    run_case "memory-${mb}mb" "$WORK/memory.jsonl" "$FAST_MODEL" 0
+    check "memory-${mb}mb" "every line completed once" \
+        ".status == \"completed\" and .request_counts.completed == $MEMORY_LINES and .upstream_requests == $MEMORY_LINES and .output_lines == $MEMORY_LINES"
+    rm -f "$WORK/memory.jsonl"
+    sleep 2
+done
+
+# ---------------------------------------------------------------- 3. validation throughput
+log "validation: prism-validate --mb $VALIDATE_MB"
+d0="$(day_seconds)"
+"$BIN/prism-validate" --mb "$VALIDATE_MB" | tee "$OUT/validate.txt" >&2
+VALIDATE_OTHERS="$(interference "$d0" "$(day_seconds)" 0)"
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
+
+# ---------------------------------------------------------------- summary
+{
+    echo "## Batch API benchmark, $(sed -n 's/^date: //p' "$OUT/env.txt")"
+    echo
+    sed 's/^/    /' "$OUT/env.txt"
+    echo
+    echo "Throughput: $LINES lines of \`$SLOW_MODEL\`, model_concurrency $MODEL_CONCURRENCY," \
+        "line_concurrency $LINE_CONCURRENCY, $LINES_PER_CHUNK-line chunks, $WORKER_CONCURRENCY workers;" \
+        "ideal $IDEAL_S s, target ≤ 1.1× ideal. Times from the client, polling every $POLL_S s."
+    echo
+    echo "| Run | Status | Create → completed | In progress → completed | × ideal | Upstream requests | Output lines | Prism CPU s | Peak RSS | Others avg (peak) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    jq -r -s 'map(select(.name | startswith("throughput")))[] |
+        "| \(.name) | \(.status) | \(.create_to_done_s) s | \(.in_progress_to_done_s) s | \(.create_to_done_s / .ideal_s * 1000 | round / 1000) | \(.upstream_requests) | \(.output_lines) | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
+    echo
+    echo "Memory: zero-latency mock (\`$FAST_MODEL\`), fresh prism per size; target peak RSS ≤ 150 MB, flat in file size."
+    echo
+    echo "| Input | Lines | Upload | Create → completed | Output | Prism CPU s | Peak RSS (VmHWM) | Others avg (peak) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    jq -r -s 'map(select(.name | startswith("memory")))[] |
+        "| \(.bytes / 1000000 | round) MB | \(.lines) | \(.upload_s) s (\(.bytes / 1048576 / .upload_s | round) MiB/s) | \(.create_to_done_s) s | \(.output_lines) lines, \(.output_bytes / 1000000 | round) MB | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
+    echo
+    echo "Validation (\`prism-validate --mb $VALIDATE_MB\`, one thread): $(cat "$OUT/validate.txt"); others $VALIDATE_OTHERS."
+    echo
+    echo "Prism's threads per batch (create → terminal status):"
+    for d in "$OUT"/*/; do
+        [[ -f "$d/threads.md" ]] || continue
+        echo
+        cat "$d/threads.md"
+    done
+} >"$OUT/summary.md"
+cat "$OUT/summary.md"
+
+if ((${#FAILED[@]} > 0)); then
+    die "failed checks: ${FAILED[*]}"
+fi
