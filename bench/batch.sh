@@ -2,7 +2,8 @@
 # Prism Batch API benchmark, everything on loopback, embedded backend (SQLite), release build:
 #   1. throughput: a batch of LINES (50,000) lines toward `mock-slow-LATENCY_MS` (200 ms per
 #      call) with `[batches] model_concurrency = 500` (line_concurrency 100, 1,000-line chunks,
-#      64 chunks at once), THROUGHPUT_RUNS times, each in a fresh prism and data directory.
+#      `[workers] concurrency = 64`, so all 50 chunks run at once and the model gate is the
+#      limit), THROUGHPUT_RUNS times, each in a fresh prism and data directory.
 #      Wall time from create to `completed` (and from the first poll that sees `in_progress`)
 #      against the ideal LINES x latency / model_concurrency (20 s; target ≤ 1.1x), the mock's
 #      request count (must be LINES exactly), the output file's line count, prism's peak RSS.
@@ -12,15 +13,18 @@
 #   3. validation throughput of the batch planner: `prism-validate --mb VALIDATE_MB` (MiB/s).
 # Per batch it also records prism's CPU (per thread) and what else was busy on the machine.
 # Raw outputs land in bench/out/batch/ (gitignored); the markdown summary is printed and written
-# to bench/out/batch/summary.md. Results, targets and the AWS cost model: BENCHMARKS.md.
+# to bench/out/batch/summary.md; a lock (bench/out/batch.lock) keeps a second run from starting
+# meanwhile. Exits non-zero if a batch did not complete every line exactly once. Results, targets
+# and the AWS cost model: BENCHMARKS.md ("Batch API").
 #
 # Knobs (environment): LINES LATENCY_MS MODEL_CONCURRENCY LINE_CONCURRENCY LINES_PER_CHUNK
 # WORKER_CONCURRENCY THROUGHPUT_RUNS MEMORY_SIZES_MB MEMORY_LINES VALIDATE_MB POLL_S MAX_WAIT_S
-# SKIP_BUILD=1 (use the binaries already in target/release).
+# SKIP_BUILD=1 (use the binaries already in target/release), BENCH_OUT (another output directory
+# for side experiments; emptied first). THROUGHPUT_RUNS=0 or MEMORY_SIZES_MB="" skips a part.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="$ROOT/bench/out/batch"
+OUT="${BENCH_OUT:-$ROOT/bench/out/batch}"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 LINES="${LINES:-50000}"
@@ -30,7 +34,7 @@ LINE_CONCURRENCY="${LINE_CONCURRENCY:-100}"
 LINES_PER_CHUNK="${LINES_PER_CHUNK:-1000}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-64}"
 THROUGHPUT_RUNS="${THROUGHPUT_RUNS:-2}"
-MEMORY_SIZES_MB="${MEMORY_SIZES_MB:-50 200}" # decimal MB; the cap is 200 MiB = 209.7 MB
+MEMORY_SIZES_MB="${MEMORY_SIZES_MB-50 200}" # decimal MB; the cap is 200 MiB = 209.7 MB
 MEMORY_LINES="${MEMORY_LINES:-50000}"
 VALIDATE_MB="${VALIDATE_MB:-200}"
 POLL_S="${POLL_S:-0.25}"
@@ -60,19 +64,33 @@ for tool in curl jq python3 top; do
 done
 
 mkdir -p "$OUT"
+# One run at a time: a second one would share the cores (spoiling both) and wipe this one's files.
+exec 9>"$OUT.lock"
+flock -n 9 || die "another bench/batch.sh is running (lock $OUT.lock held by pid(s) $(fuser "$OUT.lock" 2>/dev/null))"
 rm -rf "${OUT:?}"/*
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-batch-bench.XXXXXX")"
 PIDS=()        # long-lived children (mock, top), stopped on exit
 PRISM_PID=""   # the prism of the current case, if any
+# stop PID...: SIGTERM, then SIGKILL whatever is still there after 5 s (an interrupted prism
+# would otherwise wait out its shutdown grace for lines in flight).
+stop() {
+    local pid
+    for pid in "$@"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
 cleanup() {
     local rc=$?
     trap - EXIT
-    for pid in ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -114,9 +132,10 @@ thread_rows() {
         }' "$1" "$2" | sort -t'|' -k4 -rn
 }
 # Average and peak %CPU (of one core) of processes outside the benchmark between two times of
-# day, from the top samples, and the busiest one's name.
+# day, from the top samples, and the busiest one's name: interference FROM TO PID [NAME] leaves
+# out PID (and processes named NAME), the mock and this script's own tools.
 interference() {
-    awk -v from="$1" -v to="$2" -v prism="$3" -v mock="$MOCK_PID" '
+    awk -v from="$1" -v to="$2" -v prism="$3" -v name="${4:-}" -v mock="$MOCK_PID" '
         function flush() {
             if (inside && sampled) {
                 k++; other += sum
@@ -131,7 +150,7 @@ interference() {
             next
         }
         $1 ~ /^[0-9]+$/ && NF >= 12 {
-            if ($1 == prism || $1 == mock || $12 == "top" || $12 == "curl" || $12 == "jq") next
+            if ($1 == prism || $1 == mock || $12 == name || $12 == "top" || $12 == "curl" || $12 == "jq") next
             sum += $9
             if ($9 > topcpu) { topcpu = $9; topname = $12 }
         }
@@ -240,8 +259,7 @@ EOF
 }
 
 stop_prism() {
-    kill -TERM "$PRISM_PID" 2>/dev/null || true
-    wait "$PRISM_PID" 2>/dev/null || true
+    stop "$PRISM_PID"
     PRISM_PID=""
     rm -rf "$WORK/data"
 }
@@ -267,7 +285,9 @@ run_case() {
     upload_s="$(api -o "$dir/file.json" -w '%{time_total}' -F purpose=batch -F "file=@$input" "$PRISM_URL/v1/files")"
     file_id="$(jq -r .id "$dir/file.json")"
     [[ "$file_id" == file* ]] || die "$name: upload failed: $(cat "$dir/file.json")"
-    log "$name: uploaded $file_id in ${upload_s} s"
+    local upload_hwm
+    upload_hwm="$(status_kib "$PRISM_PID" VmHWM)"
+    log "$name: uploaded $file_id in ${upload_s} s (prism peak RSS so far $((upload_hwm / 1024)) MiB)"
 
     local p0 m0 d0 t_create t_ip="" t_done status="" batch_id
     thread_ticks "$PRISM_PID" >"$WORK/threads-0"
@@ -346,7 +366,7 @@ run_case() {
         --argjson output_lines "$output_lines" --argjson output_bytes "$output_bytes" \
         --argjson download_s "$download_s" \
         --argjson prism_cpu_s "$(cpu_seconds "$p0" "$p1")" --argjson mock_cpu_s "$(cpu_seconds "$m0" "$m1")" \
-        --argjson peak_rss_kib "$hwm" --argjson rss_end_kib "$rss" --argjson threads "$threads" \
+        --argjson peak_rss_kib "$hwm" --argjson upload_peak_rss_kib "$upload_hwm" --argjson rss_end_kib "$rss" --argjson threads "$threads" \
         --arg others "$others" \
         --slurpfile batch "$dir/batch.json" --slurpfile mock "$dir/mock-stats.json" \
         '{name: $name, model: $model, status: $status, lines: $lines, bytes: $bytes,
@@ -358,6 +378,7 @@ run_case() {
           upstream_aborted: ($mock[0].aborted[$model] // 0),
           output_lines: $output_lines, output_bytes: $output_bytes, download_s: $download_s,
           prism_cpu_s: $prism_cpu_s, mock_cpu_s: $mock_cpu_s, peak_rss_kib: $peak_rss_kib,
+          upload_peak_rss_kib: $upload_peak_rss_kib,
           rss_end_kib: $rss_end_kib, threads: $threads, others: $others}' | tee -a "$RESULTS" >&2
 }
 
@@ -371,7 +392,7 @@ check() { # check NAME CONDITION-DESCRIPTION JQ-FILTER (on the case's result)
 
 # ---------------------------------------------------------------- 1. throughput
 IDEAL_S="$(awk -v n="$LINES" -v ms="$LATENCY_MS" -v c="$MODEL_CONCURRENCY" 'BEGIN { printf "%.2f", n * ms / 1000 / c }')"
-gen_input "$WORK/throughput.jsonl" "$LINES" "$SLOW_MODEL" 20
+((THROUGHPUT_RUNS > 0)) && gen_input "$WORK/throughput.jsonl" "$LINES" "$SLOW_MODEL" 20
 for run in $(seq "$THROUGHPUT_RUNS"); do
     run_case "throughput-$run" "$WORK/throughput.jsonl" "$SLOW_MODEL" "$IDEAL_S"
     check "throughput-$run" "every line completed once" \
@@ -396,7 +417,7 @@ done
 log "validation: prism-validate --mb $VALIDATE_MB"
 d0="$(day_seconds)"
 "$BIN/prism-validate" --mb "$VALIDATE_MB" | tee "$OUT/validate.txt" >&2
-VALIDATE_OTHERS="$(interference "$d0" "$(day_seconds)" 0)"
+VALIDATE_OTHERS="$(interference "$d0" "$(day_seconds)" 0 prism-validate)"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 
 # ---------------------------------------------------------------- summary
@@ -416,18 +437,17 @@ echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.
     echo
     echo "Memory: zero-latency mock (\`$FAST_MODEL\`), fresh prism per size; target peak RSS ≤ 150 MB, flat in file size."
     echo
-    echo "| Input | Lines | Upload | Create → completed | Output | Prism CPU s | Peak RSS (VmHWM) | Others avg (peak) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    echo "| Input | Lines | Upload | Create → completed | Output | Prism CPU s | Peak RSS after upload | Peak RSS (VmHWM) | Others avg (peak) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     jq -r -s 'map(select(.name | startswith("memory")))[] |
-        "| \(.bytes / 1000000 | round) MB | \(.lines) | \(.upload_s) s (\(.bytes / 1048576 / .upload_s | round) MiB/s) | \(.create_to_done_s) s | \(.output_lines) lines, \(.output_bytes / 1000000 | round) MB | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
+        "| \(.bytes / 1000000 | round) MB | \(.lines) | \(.upload_s * 100 | round / 100) s (\(.bytes / 1048576 / .upload_s | round) MiB/s) | \(.create_to_done_s) s | \(.output_lines) lines, \(.output_bytes / 1000000 | round) MB | \(.prism_cpu_s) | \(.upload_peak_rss_kib / 1024 | round) MiB | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
     echo
     echo "Validation (\`prism-validate --mb $VALIDATE_MB\`, one thread): $(cat "$OUT/validate.txt"); others $VALIDATE_OTHERS."
     echo
     echo "Prism's threads per batch (create → terminal status):"
-    for d in "$OUT"/*/; do
-        [[ -f "$d/threads.md" ]] || continue
+    for name in $(jq -r .name "$RESULTS"); do
         echo
-        cat "$d/threads.md"
+        cat "$OUT/$name/threads.md"
     done
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"

@@ -47,7 +47,13 @@ pub struct PlannerLimits {
     pub max_bytes: u64,
     pub max_errors: usize,
     pub lines_per_chunk: usize,
+    /// A chunk also ends once it holds this many bytes: a processor holds a chunk's lines in
+    /// memory, so long lines make short chunks and memory stays flat in the file's size.
+    pub max_chunk_bytes: u64,
 }
+
+/// 256 KiB: with the default 64 chunks at once, a few tens of MiB of input in memory.
+pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 256 * 1024;
 
 impl Default for PlannerLimits {
     fn default() -> Self {
@@ -56,6 +62,7 @@ impl Default for PlannerLimits {
             max_bytes: MAX_BYTES,
             max_errors: MAX_ERRORS,
             lines_per_chunk: DEFAULT_LINES_PER_CHUNK,
+            max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
         }
     }
 }
@@ -263,7 +270,8 @@ impl<'a> Planner<'a> {
     fn plan(&mut self, end: u64) {
         self.chunk_lines += 1;
         let per_chunk = self.limits.lines_per_chunk.clamp(1, u32::MAX as usize);
-        if self.chunk_lines as usize >= per_chunk {
+        let full = end.saturating_sub(self.chunk_start) >= self.limits.max_chunk_bytes.max(1);
+        if self.chunk_lines as usize >= per_chunk || full {
             self.chunks.push(ChunkPlan {
                 index: chunk_index(self.chunks.len()),
                 start: self.chunk_start,
@@ -1224,5 +1232,33 @@ mod tests {
             }
             assert_eq!(find_newline(&vec![0x8a; len]), None);
         }
+    }
+
+    #[test]
+    fn long_lines_close_chunks_by_bytes_before_lines() {
+        let body = "x".repeat(400);
+        let file: String = (0..10)
+            .map(|i| {
+                format!(
+                    "{{\"custom_id\":\"c{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{body}\"}}]}}}}\n"
+                )
+            })
+            .collect();
+        let routes = |_: &str| true;
+        let limits = PlannerLimits {
+            lines_per_chunk: 1000,
+            max_chunk_bytes: 1000,
+            ..PlannerLimits::default()
+        };
+        let mut planner = Planner::new("/v1/chat/completions", limits, &routes);
+        planner.feed(file.as_bytes());
+        let PlanOutcome::Valid { chunks, total, .. } = planner.finish() else {
+            panic!("expected a valid file");
+        };
+        assert_eq!(total, 10);
+        // Each line is ~520 bytes, so a chunk closes after its second line.
+        assert_eq!(chunks.len(), 5);
+        assert!(chunks.iter().all(|c| c.lines == 2));
+        assert_eq!(chunks.last().map(|c| c.end), Some(file.len() as u64));
     }
 }
