@@ -98,68 +98,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- process accounting
-# (the same measurements as bench/run.sh)
-TICKS_PER_S="$(getconf CLK_TCK)"
-# CPU time (user + system) a process has used so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-cpu_seconds() { awk -v a="$1" -v b="$2" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
-# Seconds since midnight, the clock top prints.
-day_seconds() { date '+%H %M %S' | awk '{ print $1 * 3600 + $2 * 60 + $3 }'; }
-# One line per thread of a process: "tid ticks name".
-thread_ticks() {
-    cat /proc/"$1"/task/*/stat 2>/dev/null | awk '{
-        match($0, /\(.*\)/)
-        name = substr($0, RSTART + 1, RLENGTH - 2)
-        gsub(/[^A-Za-z0-9_.-]/, "_", name)
-        split(substr($0, RSTART + RLENGTH + 1), f, " ")
-        print $1, f[12] + f[13], name
-    }' || true
-}
-# Markdown rows "| name | threads | CPU s | % of one core |" from two thread_ticks snapshots
-# taken WALL seconds apart, per thread name, busiest first.
-thread_rows() {
-    awk -v hz="$TICKS_PER_S" -v wall="$3" '
-        FNR == NR { before[$1] = $2; next }
-        {
-            d = $2 - (($1 in before) ? before[$1] : 0)
-            cpu[$3] += d
-            if (d > 0) busy[$3]++
-            all[$3]++
-        }
-        END {
-            for (n in cpu)
-                printf "| %s | %d (%d busy) | %.2f | %.0f%% |\n", n, all[n], busy[n], cpu[n] / hz, 100 * cpu[n] / hz / wall
-        }' "$1" "$2" | sort -t'|' -k4 -rn
-}
-# Average and peak %CPU (of one core) of processes outside the benchmark between two times of
-# day, from the top samples, and the busiest one's name: interference FROM TO PID [NAME] leaves
-# out PID (and processes named NAME), the mock and this script's own tools.
-interference() {
-    awk -v from="$1" -v to="$2" -v prism="$3" -v name="${4:-}" -v mock="$MOCK_PID" '
-        function flush() {
-            if (inside && sampled) {
-                k++; other += sum
-                if (sum > peak) { peak = sum; peakname = topname }
-            }
-            sum = 0; topcpu = 0; topname = "-"
-        }
-        /^top - / {
-            flush()
-            split($3, t, ":"); now = t[1] * 3600 + t[2] * 60 + t[3]
-            inside = (now >= from && now <= to); sampled = samples++ > 0
-            next
-        }
-        $1 ~ /^[0-9]+$/ && NF >= 12 {
-            if ($1 == prism || $1 == mock || $12 == name || $12 == "top" || $12 == "curl" || $12 == "jq") next
-            sum += $9
-            if ($9 > topcpu) { topcpu = $9; topname = $12 }
-        }
-        END {
-            flush()
-            if (k) printf "%.0f%% (peak %.0f%% %s)", other / k, peak, peakname
-            else printf "n/a"
-        }' "$OUT/top-run.txt"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------- environment
