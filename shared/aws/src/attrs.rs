@@ -3,9 +3,23 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use prism_core::{StoreError, Timestamp};
+use prism_core::{StoreError, TenantId, Timestamp};
 
 pub type Item = HashMap<String, AttributeValue>;
+
+/// The partition of one tenant's items of one kind: `T#<tenant>#<kind>` (`J` jobs, `IDEM`
+/// idempotency records, `F` files, `B` batches), so every read is scoped by its owner.
+pub fn tenant_pk(tenant: &TenantId, kind: &str) -> AttributeValue {
+    s(format!("T#{tenant}#{kind}"))
+}
+
+/// The tenant of a `T#<tenant>#<kind>` partition key of that kind.
+pub fn tenant_of_pk(pk: &str, kind: &str) -> Option<TenantId> {
+    pk.strip_prefix("T#")?
+        .strip_suffix(kind)?
+        .strip_suffix('#')
+        .and_then(TenantId::parse)
+}
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -42,4 +56,22 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_names_its_tenant_only_for_its_own_kind() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let pk = tenant_pk(&tenant, "IDEM");
+        assert_eq!(tenant_of_pk(pk.as_s().unwrap(), "IDEM"), Some(tenant));
+        assert_eq!(tenant_of_pk("T#acme#J", "IDEM"), None);
+        assert_eq!(
+            tenant_of_pk("T#acme#J", "J").map(|t| t.to_string()),
+            Some("acme".into())
+        );
+        assert_eq!(tenant_of_pk("T#acmeJ", "J"), None);
+    }
 }

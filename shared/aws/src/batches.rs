@@ -47,7 +47,9 @@ use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 
-use crate::attrs::{Item, get_n, get_s, get_ts, n, need_s, s, unavailable};
+use crate::attrs::{
+    Item, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable,
+};
 
 /// Shards of the reconcile index for batches, so its writes spread over partitions.
 const RECONCILE_SHARDS: u32 = 16;
@@ -74,13 +76,12 @@ pub struct DynamoBatchStore {
 }
 
 fn batch_pk(tenant: &TenantId) -> AttributeValue {
-    s(format!("T#{tenant}#B"))
+    tenant_pk(tenant, "B")
 }
 
-fn tenant_of_pk(pk: &str) -> Option<TenantId> {
-    pk.strip_prefix("T#")?
-        .strip_suffix("#B")
-        .and_then(TenantId::parse)
+/// The tenant of a partition of this kind.
+fn tenant_of(pk: &str) -> Option<TenantId> {
+    tenant_of_pk(pk, "B")
 }
 
 fn batch_key(batch: &BatchRef) -> Item {
@@ -179,7 +180,7 @@ fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
     };
     Ok(Batch {
         id: BatchId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
-        tenant: tenant_of_pk(need_s(item, "pk")?).ok_or_else(|| corrupt("pk"))?,
+        tenant: tenant_of(need_s(item, "pk")?).ok_or_else(|| corrupt("pk"))?,
         input_file_id: FileId::parse(need_s(item, "input_file_id")?)
             .ok_or_else(|| corrupt("input_file_id"))?,
         endpoint: need_s(item, "endpoint")?.to_owned(),
@@ -1189,7 +1190,7 @@ impl BatchStore for DynamoBatchStore {
                     .map_err(unavailable)?;
                 for item in out.items.unwrap_or_default() {
                     let parsed = get_s(&item, "pk")
-                        .and_then(tenant_of_pk)
+                        .and_then(tenant_of)
                         .zip(get_s(&item, "sk").and_then(BatchId::parse));
                     if let Some((tenant, id)) = parsed {
                         found.push(BatchRef { tenant, id });
@@ -1213,8 +1214,8 @@ mod tests {
     fn batch_partition_names_its_tenant() {
         let tenant = TenantId::parse("acme").unwrap();
         let pk = batch_pk(&tenant);
-        assert_eq!(tenant_of_pk(pk.as_s().unwrap()), Some(tenant));
-        assert_eq!(tenant_of_pk("T#acme#J"), None);
+        assert_eq!(tenant_of(pk.as_s().unwrap()), Some(tenant));
+        assert_eq!(tenant_of("T#acme#J"), None);
     }
 
     #[test]

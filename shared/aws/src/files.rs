@@ -10,7 +10,7 @@ use prism_core::list::Page;
 use prism_core::ports::FileStore;
 use prism_core::{FileId, StoreError, TenantId, Timestamp};
 
-use crate::attrs::{Item, get_n, get_ts, n, need_s, s, unavailable};
+use crate::attrs::{Item, get_n, get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable};
 
 #[derive(Clone)]
 pub struct DynamoFileStore {
@@ -19,13 +19,12 @@ pub struct DynamoFileStore {
 }
 
 fn file_pk(tenant: &TenantId) -> aws_sdk_dynamodb::types::AttributeValue {
-    s(format!("T#{tenant}#F"))
+    tenant_pk(tenant, "F")
 }
 
-fn tenant_of_pk(pk: &str) -> Option<TenantId> {
-    pk.strip_prefix("T#")?
-        .strip_suffix("#F")
-        .and_then(TenantId::parse)
+/// The tenant of a partition of this kind.
+fn tenant_of(pk: &str) -> Option<TenantId> {
+    tenant_of_pk(pk, "F")
 }
 
 fn is_live(item: &Item, now: Timestamp) -> bool {
@@ -36,7 +35,7 @@ fn file_from_item(item: &Item) -> Result<FileRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("file item has a bad '{what}'"));
     Ok(FileRecord {
         id: FileId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
-        tenant: tenant_of_pk(need_s(item, "pk")?).ok_or_else(|| corrupt("pk"))?,
+        tenant: tenant_of(need_s(item, "pk")?).ok_or_else(|| corrupt("pk"))?,
         purpose: FilePurpose::parse(need_s(item, "purpose")?).ok_or_else(|| corrupt("purpose"))?,
         filename: need_s(item, "filename")?.to_owned(),
         bytes: get_n(item, "bytes")
@@ -194,7 +193,7 @@ mod tests {
     fn file_partition_names_its_tenant() {
         let tenant = TenantId::parse("acme").unwrap();
         let pk = file_pk(&tenant);
-        assert_eq!(tenant_of_pk(pk.as_s().unwrap()), Some(tenant));
-        assert_eq!(tenant_of_pk("T#acme#J"), None);
+        assert_eq!(tenant_of(pk.as_s().unwrap()), Some(tenant));
+        assert_eq!(tenant_of("T#acme#J"), None);
     }
 }

@@ -17,7 +17,9 @@ use prism_core::ports::{
 };
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
-use crate::attrs::{Item, get_n, get_s, get_ts, n, need_s, s, unavailable};
+use crate::attrs::{
+    Item, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable,
+};
 use crate::blobs::S3Blobs;
 
 /// Values larger than this are stored in S3 and referenced from the item, keeping items far
@@ -35,17 +37,16 @@ pub struct DynamoJobStore {
 }
 
 fn job_pk(tenant: &TenantId) -> AttributeValue {
-    s(format!("T#{tenant}#J"))
+    tenant_pk(tenant, "J")
 }
 
 fn idempotency_pk(tenant: &TenantId) -> AttributeValue {
-    s(format!("T#{tenant}#IDEM"))
+    tenant_pk(tenant, "IDEM")
 }
 
-fn tenant_of_pk(pk: &str) -> Option<TenantId> {
-    pk.strip_prefix("T#")?
-        .strip_suffix("#J")
-        .and_then(TenantId::parse)
+/// The tenant of a partition of this kind.
+fn tenant_of(pk: &str) -> Option<TenantId> {
+    tenant_of_pk(pk, "J")
 }
 
 fn reconcile_shard(id: &JobId) -> AttributeValue {
@@ -70,7 +71,7 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         .map_err(|_| corrupt("error"))?;
     Ok(Job {
         id: JobId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
-        tenant: tenant_of_pk(pk).ok_or_else(|| corrupt("pk"))?,
+        tenant: tenant_of(pk).ok_or_else(|| corrupt("pk"))?,
         kind: JobKind::parse(need_s(item, "kind")?).ok_or_else(|| corrupt("kind"))?,
         status: JobStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
         model: need_s(item, "model")?.to_owned(),
@@ -630,7 +631,7 @@ impl JobStore for DynamoJobStore {
                 .map_err(unavailable)?;
             for item in out.items.unwrap_or_default() {
                 let parsed = get_s(&item, "pk")
-                    .and_then(tenant_of_pk)
+                    .and_then(tenant_of)
                     .zip(get_s(&item, "sk").and_then(JobId::parse));
                 if let Some((tenant, id)) = parsed {
                     found.push(JobRef { tenant, id });
