@@ -563,11 +563,32 @@ pub async fn run_chunk(
     deadline: Option<Instant>,
     stop: &CancellationToken,
 ) -> Result<QueueAction, StoreError> {
-    let policy = &deps.batch_policy;
-    let (token, _, current, chunk) = match claim(deps, batch, index).await? {
+    let claimed = match claim(deps, batch, index).await? {
         Ok(claimed) => claimed,
         Err(action) => return Ok(action),
     };
+    let token = claimed.0.clone();
+    let outcome = process(deps, batch, index, claimed, deadline, stop).await;
+    if outcome.is_err() {
+        // A storage failure mid-chunk: let the claim go now, so a cancel or expiry need not
+        // wait out the lease and the message's next delivery resumes from the cursor at once.
+        if let Err(error) = deps.batches.release_chunk(batch, index, &token).await {
+            tracing::warn!(%error, "could not release a chunk after a failure; its lease will lapse");
+        }
+    }
+    outcome
+}
+
+/// Runs a claimed chunk's remaining lines, committing as it goes, then marks it done.
+async fn process(
+    deps: &Deps,
+    batch: &BatchRef,
+    index: u32,
+    (token, _, current, chunk): Claimed,
+    deadline: Option<Instant>,
+    stop: &CancellationToken,
+) -> Result<QueueAction, StoreError> {
+    let policy = &deps.batch_policy;
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
     // Lines not yet committed, whatever order earlier claims finished them in.
