@@ -3,8 +3,9 @@
 # the moto AWS emulator, cfn-lint and SAM) in .venv, builds the workspace, starts the emulator on
 # a free loopback port, then runs: every Rust suite (the end-to-end suites on embedded storage,
 # the port contract suites on SQLite and on the emulator), the end-to-end suites again against
-# `prism serve --backend aws` on the emulator, the SDK suite on both backends, and the template
-# checks.
+# `prism serve --backend aws` on the emulator, and once more against the seven Lambda binaries
+# run locally under cargo-lambda (with Lambda sandboxes crashed mid-work), the SDK suite on all
+# three, and the template checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -36,4 +37,11 @@ PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test files --test batches
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
+
+# The Lambda binaries themselves, under cargo-lambda's runtime emulator (`prism-lambda-local`).
+export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
+    --test sync_completions --test async_jobs --test scheduled --test files --test batches
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
+PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 scripts/check-infra.sh

@@ -1,6 +1,8 @@
-"""Starts the mock upstream and `prism serve` (built by `cargo build`) for the SDK tests: on the
-embedded backend, or with PRISM_SDK_BACKEND=aws on the AWS backend against the emulator that
-AWS_ENDPOINT_URL names (its resources created by `prism-provision`)."""
+"""Starts the mock upstream and Prism (built by `cargo build`) for the SDK tests: `prism serve` on
+the embedded backend; with PRISM_SDK_BACKEND=aws, `prism serve --backend aws` against the emulator
+that AWS_ENDPOINT_URL names (its resources created by `prism-provision`); with
+PRISM_SDK_BACKEND=lambda, the Lambda binaries under cargo-lambda over that emulator, started by
+`prism-local-aws` exactly as `scripts/local-aws.sh` starts them."""
 
 import json
 import os
@@ -72,8 +74,42 @@ class Prism:
             return json.load(response)["requests"].get(model, 0)
 
 
+def start_lambda_stack(workdir: Path, config: Path):
+    """`prism-local-aws` in the background; returns it with the base URL (without /v1) and key."""
+    assert os.environ.get("AWS_ENDPOINT_URL"), "PRISM_SDK_BACKEND=lambda needs AWS_ENDPOINT_URL"
+    stack = subprocess.Popen(
+        [
+            BIN / "prism-local-aws",
+            "--prefix", f"sdk-fn-{os.getpid()}",
+            "--config", config,
+            "--port", "0",
+            "--log-dir", workdir / "logs",
+            "--rule-period", "2s",
+            "--visibility", "30",
+            "--binary-dir", BIN,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    printed = {}
+    while "PRISM_API_KEY" not in printed:
+        line = stack.stdout.readline()
+        if not line:
+            raise RuntimeError(f"prism-local-aws exited with {stack.wait()}")
+        if "=" in line:
+            name, value = line.strip().split("=", 1)
+            printed[name] = value
+    base = printed["PRISM_BASE_URL"]
+    assert base.endswith("/v1"), base
+    return stack, base[: -len("/v1")], printed["PRISM_API_KEY"]
+
+
 @pytest.fixture(scope="session")
 def prism():
+    if BACKEND == "lambda":
+        yield from lambda_prism()
+        return
     for name in ("prism", "prism-mock-upstream") + (("prism-provision",) if BACKEND == "aws" else ()):
         assert (BIN / name).exists(), f"{BIN / name} is missing: run `cargo build` first"
     workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-"))
@@ -117,4 +153,32 @@ def prism():
         server.terminate()
         mock.terminate()
         server.wait(timeout=30)
+        mock.wait(timeout=10)
+
+
+def lambda_prism():
+    assert (BIN / "prism-local-aws").exists(), "prism-local-aws is missing: run `cargo build` first"
+    workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-lambda-"))
+    mock_port = free_port()
+    mock = subprocess.Popen(
+        [BIN / "prism-mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
+        stdout=subprocess.DEVNULL,
+    )
+    config = workdir / "prism.toml"
+    config.write_text(
+        "[[providers]]\n"
+        'name = "mock"\n'
+        f'base_url = "http://127.0.0.1:{mock_port}/v1"\n'
+        'models = ["*"]\n'
+        "[files]\nredirect_downloads_above = 1024\n"
+    )
+    stack, base, key = start_lambda_stack(workdir, config)
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/_stats")
+        wait_http(f"{base}/health", timeout=60)
+        yield Prism(base, key, f"http://127.0.0.1:{mock_port}")
+    finally:
+        stack.terminate()
+        mock.terminate()
+        stack.wait(timeout=60)
         mock.wait(timeout=10)

@@ -98,9 +98,13 @@ def test_sdk_reads_content_through_the_aws_redirect(prism, tmp_path):
     uploaded = client.files.create(file=path.open("rb"), purpose="batch")
     base = urlparse(prism.base)
     raw = http.client.HTTPConnection(base.hostname, base.port, timeout=10)
-    raw.request("GET", f"/v1/files/{uploaded.id}/content", headers={"Authorization": f"Bearer {prism.key}"})
+    raw.request(
+        "GET",
+        f"{base.path}/v1/files/{uploaded.id}/content",
+        headers={"Authorization": f"Bearer {prism.key}"},
+    )
     answer = raw.getresponse()
-    if prism.backend == "aws":
+    if prism.backend in ("aws", "lambda"):
         assert answer.status == 307, answer.status
         assert "X-Amz-Signature" in answer.getheader("location")
     else:

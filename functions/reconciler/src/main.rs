@@ -5,10 +5,22 @@ use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use prism_app::aws::{ConfigSource, connect_aws_without_provider_keys};
+use prism_lambda::cli::{FunctionInfo, handle_flags};
 use prism_lambda::handle_reconcile_event;
+
+const FUNCTION: FunctionInfo = FunctionInfo {
+    name: "reconciler",
+    about: "One reconciler pass per invocation: re-triggers stranded jobs and what unfinished \
+            batches wait for, purges expired rows; answers {\"retriggered\": N, \"purged\": N, \
+            ...}.",
+    trigger: "An EventBridge rule, rate(1 minute) (\"Scheduled Event\"); the event content is \
+              ignored.",
+    env: &[],
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    handle_flags(&FUNCTION);
     prism_lambda::init_tracing();
     // This function only enqueues; it never receives, so no receive wait.
     // Never calls the upstream, so its role needs no access to provider keys.

@@ -14,26 +14,56 @@ use tokio::process::{Child, Command};
 
 pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
 
-/// Which backend `prism serve` runs on: `PRISM_TEST_BACKEND=aws` runs the same suites against
-/// DynamoDB, SQS and S3 on the emulator named by `AWS_ENDPOINT_URL` (scripts/test.sh starts it).
+/// What serves the suites: `prism serve` on embedded storage; with `PRISM_TEST_BACKEND=aws`,
+/// `prism serve --backend aws` against DynamoDB, SQS and S3 on the emulator named by
+/// `AWS_ENDPOINT_URL` (scripts/test.sh starts it); with `PRISM_TEST_BACKEND=lambda`, the seven
+/// Lambda binaries under cargo-lambda's runtime emulator over the same emulator, with the local
+/// stand-ins for event source mappings and schedules (`prism-lambda-local`).
 #[derive(Debug, Clone)]
 pub enum Backend {
     Embedded,
     Aws(Box<prism_aws::AwsSettings>),
+    Lambda(Box<prism_aws::ProvisionedStack>),
 }
 
 static NEXT_PREFIX: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-async fn backend_for_test() -> Backend {
+/// Visibility timeout of the emulator's queues: short, so a crashed consumer's messages come
+/// back within a test.
+const TEST_VISIBILITY_SECONDS: u32 = 30;
+
+fn unique_prefix(kind: &str) -> String {
+    let n = NEXT_PREFIX.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{kind}-{}-{n}", std::process::id())
+}
+
+async fn backend_for_test(config: &Path) -> Backend {
+    let needs_emulator = |backend: &str| {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL").is_ok(),
+            "PRISM_TEST_BACKEND={backend} needs AWS_ENDPOINT_URL: run scripts/test.sh"
+        );
+    };
     match std::env::var("PRISM_TEST_BACKEND").as_deref() {
         Ok("aws") => {
-            assert!(
-                std::env::var("AWS_ENDPOINT_URL").is_ok(),
-                "PRISM_TEST_BACKEND=aws needs AWS_ENDPOINT_URL: run scripts/test.sh"
-            );
-            let n = NEXT_PREFIX.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let prefix = format!("e2e-{}-{n}", std::process::id());
-            Backend::Aws(Box::new(prism_aws::provision(&prefix, 30).await.unwrap()))
+            needs_emulator("aws");
+            let prefix = unique_prefix("e2e");
+            Backend::Aws(Box::new(
+                prism_aws::provision(&prefix, TEST_VISIBILITY_SECONDS)
+                    .await
+                    .unwrap(),
+            ))
+        }
+        Ok("lambda") => {
+            needs_emulator("lambda");
+            let options = prism_aws::ProvisionOptions {
+                visibility_override: Some(TEST_VISIBILITY_SECONDS),
+                config_toml: Some(std::fs::read_to_string(config).unwrap()),
+            };
+            let stack = prism_aws::provision_stack(&unique_prefix("fn"), &options)
+                .await
+                .unwrap();
+            Backend::Lambda(Box::new(stack))
         }
         Ok("embedded") | Err(_) => Backend::Embedded,
         Ok(other) => panic!("unknown PRISM_TEST_BACKEND {other:?}"),
@@ -45,17 +75,25 @@ impl Backend {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Backend::Embedded => vec![("PRISM_BACKEND", "embedded".into())],
-            Backend::Aws(s) => {
-                let mut env = s.to_env();
-                env.push(("PRISM_BACKEND", "aws".into()));
-                env
-            }
+            Backend::Aws(s) => aws_env(s),
+            Backend::Lambda(stack) => aws_env(&stack.settings),
         }
     }
 
+    /// Either AWS backend: the same storage, limits and emulator.
     pub fn is_aws(&self) -> bool {
-        matches!(self, Backend::Aws(_))
+        matches!(self, Backend::Aws(_) | Backend::Lambda(_))
     }
+
+    pub fn is_lambda(&self) -> bool {
+        matches!(self, Backend::Lambda(_))
+    }
+}
+
+fn aws_env(settings: &prism_aws::AwsSettings) -> Vec<(&'static str, String)> {
+    let mut env = settings.to_env();
+    env.push(("PRISM_BACKEND", "aws".into()));
+    env
 }
 
 /// Multipart parts: `(name, filename, bytes)`; the filename only matters for `file`.
@@ -74,8 +112,14 @@ pub struct Env {
 }
 
 pub struct Server {
-    pub child: Child,
+    pub process: Process,
     pub base: String,
+}
+
+/// What answers at `base`.
+pub enum Process {
+    Prism(Child),
+    Lambda(prism_lambda_local::LocalFunctions),
 }
 
 /// Everything the suites usually want, with a fast upstream timeout; `extra` is appended to the
@@ -137,7 +181,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let backend = backend_for_test().await;
+    let backend = backend_for_test(&config).await;
     let alpha = create_key_on(&backend, &data, "alpha").await;
     let beta = create_key_on(&backend, &data, "beta").await;
     let mut env = Env {
@@ -179,6 +223,27 @@ pub async fn create_key_on(backend: &Backend, data: &Path, tenant: &str) -> Stri
     key
 }
 
+/// The Lambda functions of `stack`, built next to `prism`, with the test's reconcile period
+/// for the reconciler's rule.
+async fn start_lambda_functions(
+    stack: &prism_aws::ProvisionedStack,
+    logs: &Path,
+) -> prism_lambda_local::LocalFunctions {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let options = prism_lambda_local::RunOptions {
+        cargo_lambda: std::env::var_os("CARGO_LAMBDA")
+            .map_or_else(|| PathBuf::from("cargo-lambda"), PathBuf::from),
+        binary_dir: Path::new(PRISM).parent().unwrap().to_path_buf(),
+        rule_period: Some(Duration::from_secs(2)),
+        log_dir: Some(logs.to_path_buf()),
+        extra_env: prism_lambda_local::emulator_env(|name| std::env::var(name).ok()),
+        ..prism_lambda_local::RunOptions::for_workspace(workspace)
+    };
+    prism_lambda_local::LocalFunctions::start(stack, &options)
+        .await
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -197,6 +262,16 @@ impl Env {
     }
 
     pub async fn start_server(&mut self) {
+        if let Backend::Lambda(stack) = &self.backend {
+            let functions = start_lambda_functions(stack, &self.dir.path().join("logs")).await;
+            let base = functions.api_url();
+            wait_until_healthy(&self.http, &base).await;
+            self.server = Some(Server {
+                process: Process::Lambda(functions),
+                base,
+            });
+            return;
+        }
         let port = free_port();
         let child = Command::new(PRISM)
             .args([
@@ -217,26 +292,49 @@ impl Env {
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         wait_until_healthy(&self.http, &base).await;
-        self.server = Some(Server { child, base });
+        self.server = Some(Server {
+            process: Process::Prism(child),
+            base,
+        });
     }
 
     /// SIGKILL: the process dies at whatever instruction it was on.
+    /// On Lambda: every function process, poller and timer at once.
     pub async fn kill_server(&mut self) {
-        let mut server = self.server.take().expect("server running");
-        server.child.start_kill().unwrap();
-        server.child.wait().await.unwrap();
+        match self.server.take().expect("server running").process {
+            Process::Prism(mut child) => {
+                child.start_kill().unwrap();
+                child.wait().await.unwrap();
+            }
+            Process::Lambda(functions) => functions.kill().await,
+        }
+    }
+
+    /// SIGKILLs every process of one Lambda function (a crashed sandbox); Lambda, here the
+    /// local stack, starts fresh ones. Returns how many were killed.
+    pub fn crash_function(&self, binary: &str) -> usize {
+        match &self.server.as_ref().expect("server running").process {
+            Process::Lambda(functions) => functions.crash(binary),
+            Process::Prism(_) => panic!("only Lambda functions crash one by one"),
+        }
     }
 
     /// SIGTERM, then wait for the process to exit on its own.
     pub async fn stop_server(&mut self, within: Duration) -> std::process::ExitStatus {
-        let mut server = self.server.take().expect("server running");
-        let pid = server.child.id().unwrap();
+        let mut child = match self.server.take().expect("server running").process {
+            Process::Prism(child) => child,
+            Process::Lambda(functions) => {
+                functions.stop().await;
+                return std::process::ExitStatus::default();
+            }
+        };
+        let pid = child.id().unwrap();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        tokio::time::timeout(within, server.child.wait())
+        tokio::time::timeout(within, child.wait())
             .await
             .expect("server did not exit after SIGTERM")
             .unwrap()

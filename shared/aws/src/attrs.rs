@@ -7,6 +7,22 @@ use prism_core::{StoreError, TenantId, Timestamp};
 
 pub type Item = HashMap<String, AttributeValue>;
 
+// The state table's key layout: `infra/template.yaml` declares the same names (the emulator's
+// table is created from it, and `tests/template.rs` compares them). The update, condition and
+// key-condition expressions spell these names inside their text as well.
+/// Partition key (`T#<tenant>#<kind>`, `KEY#<hash>`, a batch's chunk partition).
+pub const PARTITION_KEY: &str = "pk";
+/// Sort key (the item's id).
+pub const SORT_KEY: &str = "sk";
+/// Partition key of the sparse reconcile index: a shard, set only on unfinished items.
+pub const RC_PK: &str = "rc_pk";
+/// Sort key of the reconcile index: when the item needs looking at (ms).
+pub const RC_AT: &str = "rc_at";
+/// The sparse index of unfinished jobs and batches the reconciler queries.
+pub const RECONCILE_INDEX: &str = "reconcile";
+/// Epoch seconds after which DynamoDB's TTL deletes the item.
+pub const TTL_ATTRIBUTE: &str = "ttl";
+
 /// The partition of one tenant's items of one kind: `T#<tenant>#<kind>` (`J` jobs, `IDEM`
 /// idempotency records, `F` files, `B` batches), so every read is scoped by its owner.
 pub fn tenant_pk(tenant: &TenantId, kind: &str) -> AttributeValue {

@@ -48,12 +48,12 @@ use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, SORT_KEY, get_n, get_s, get_ts, n, need_s,
+    s, tenant_of_pk, tenant_pk, unavailable,
 };
 
 /// Shards of the reconcile index for batches, so its writes spread over partitions.
 const RECONCILE_SHARDS: u32 = 16;
-const RECONCILE_INDEX: &str = "reconcile";
 /// Chunk items written at once while planning.
 const CHUNK_WRITES_IN_FLIGHT: usize = 16;
 /// Tries of a write refused for contention (a colliding transaction, throttling) before the
@@ -86,8 +86,8 @@ fn tenant_of(pk: &str) -> Option<TenantId> {
 
 fn batch_key(batch: &BatchRef) -> Item {
     Item::from([
-        ("pk".to_owned(), batch_pk(&batch.tenant)),
-        ("sk".to_owned(), s(batch.id.as_str())),
+        (PARTITION_KEY.to_owned(), batch_pk(&batch.tenant)),
+        (SORT_KEY.to_owned(), s(batch.id.as_str())),
     ])
 }
 
@@ -97,8 +97,8 @@ fn chunk_pk(id: &BatchId) -> AttributeValue {
 
 fn chunk_key(batch: &BatchRef, index: u32) -> Item {
     Item::from([
-        ("pk".to_owned(), chunk_pk(&batch.id)),
-        ("sk".to_owned(), s(format!("C#{index:06}"))),
+        (PARTITION_KEY.to_owned(), chunk_pk(&batch.id)),
+        (SORT_KEY.to_owned(), s(format!("C#{index:06}"))),
     ])
 }
 
@@ -179,8 +179,8 @@ fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
             .transpose()
     };
     Ok(Batch {
-        id: BatchId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
-        tenant: tenant_of(need_s(item, "pk")?).ok_or_else(|| corrupt("pk"))?,
+        id: BatchId::parse(need_s(item, SORT_KEY)?).ok_or_else(|| corrupt(SORT_KEY))?,
+        tenant: tenant_of(need_s(item, PARTITION_KEY)?).ok_or_else(|| corrupt(PARTITION_KEY))?,
         input_file_id: FileId::parse(need_s(item, "input_file_id")?)
             .ok_or_else(|| corrupt("input_file_id"))?,
         endpoint: need_s(item, "endpoint")?.to_owned(),
@@ -248,10 +248,10 @@ fn part_from_value(value: &AttributeValue) -> Result<Part, StoreError> {
 fn chunk_from_item(item: &Item) -> Result<Chunk, StoreError> {
     const WHAT: &str = "chunk item";
     let corrupt = |what: &str| StoreError::Corrupt(format!("chunk item has a bad '{what}'"));
-    let index = need_s(item, "sk")?
+    let index = need_s(item, SORT_KEY)?
         .strip_prefix("C#")
         .and_then(|i| i.parse().ok())
-        .ok_or_else(|| corrupt("sk"))?;
+        .ok_or_else(|| corrupt(SORT_KEY))?;
     let parts = match item.get("parts") {
         None => Vec::new(),
         Some(list) => list
@@ -603,8 +603,8 @@ impl BatchStore for DynamoBatchStore {
             ("failed".to_owned(), n(0)),
             ("chunks".to_owned(), n(0)),
             ("chunks_done".to_owned(), n(0)),
-            ("rc_pk".to_owned(), reconcile_shard(&batch.id)),
-            ("rc_at".to_owned(), n(batch.created_at.0)),
+            (RC_PK.to_owned(), reconcile_shard(&batch.id)),
+            (RC_AT.to_owned(), n(batch.created_at.0)),
         ]);
         for (name, value) in usage_fields(&Usage::default()) {
             item.insert(name.to_owned(), num(value));
@@ -1100,7 +1100,7 @@ impl BatchStore for DynamoBatchStore {
             "completed = :completed".to_owned(),
             "failed = :failed".to_owned(),
         ];
-        let mut remove = vec!["finalize", "finalize_token", "rc_pk", "rc_at"];
+        let mut remove = vec!["finalize", "finalize_token", RC_PK, RC_AT];
         let mut update = self
             .update_batch(batch)
             .condition_expression("#s = :finalizing AND finalize_token = :token")
@@ -1189,9 +1189,9 @@ impl BatchStore for DynamoBatchStore {
                     .await
                     .map_err(unavailable)?;
                 for item in out.items.unwrap_or_default() {
-                    let parsed = get_s(&item, "pk")
+                    let parsed = get_s(&item, PARTITION_KEY)
                         .and_then(tenant_of)
-                        .zip(get_s(&item, "sk").and_then(BatchId::parse));
+                        .zip(get_s(&item, SORT_KEY).and_then(BatchId::parse));
                     if let Some((tenant, id)) = parsed {
                         found.push(BatchRef { tenant, id });
                     }
@@ -1243,7 +1243,7 @@ mod tests {
             tenant: TenantId::parse("acme").unwrap(),
             id: prism_core::ids::IdGenerator::new().batch_id(Timestamp(0)),
         };
-        let sk = |i| chunk_key(&batch, i)["sk"].as_s().unwrap().clone();
+        let sk = |i| chunk_key(&batch, i)[SORT_KEY].as_s().unwrap().clone();
         assert!(sk(9) < sk(10) && sk(99_999) < sk(100_000));
     }
 }

@@ -10,7 +10,10 @@ use prism_core::list::Page;
 use prism_core::ports::FileStore;
 use prism_core::{FileId, StoreError, TenantId, Timestamp};
 
-use crate::attrs::{Item, get_n, get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable};
+use crate::attrs::{
+    Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_n, get_ts, n, need_s, s, tenant_of_pk,
+    tenant_pk, unavailable,
+};
 
 #[derive(Clone)]
 pub struct DynamoFileStore {
@@ -34,8 +37,8 @@ fn is_live(item: &Item, now: Timestamp) -> bool {
 fn file_from_item(item: &Item) -> Result<FileRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("file item has a bad '{what}'"));
     Ok(FileRecord {
-        id: FileId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
-        tenant: tenant_of(need_s(item, "pk")?).ok_or_else(|| corrupt("pk"))?,
+        id: FileId::parse(need_s(item, SORT_KEY)?).ok_or_else(|| corrupt(SORT_KEY))?,
+        tenant: tenant_of(need_s(item, PARTITION_KEY)?).ok_or_else(|| corrupt(PARTITION_KEY))?,
         purpose: FilePurpose::parse(need_s(item, "purpose")?).ok_or_else(|| corrupt("purpose"))?,
         filename: need_s(item, "filename")?.to_owned(),
         bytes: get_n(item, "bytes")
@@ -56,8 +59,8 @@ impl DynamoFileStore {
 impl FileStore for DynamoFileStore {
     async fn create(&self, file: &FileRecord) -> Result<(), StoreError> {
         let mut item = Item::from([
-            ("pk".to_owned(), file_pk(&file.tenant)),
-            ("sk".to_owned(), s(file.id.as_str())),
+            (PARTITION_KEY.to_owned(), file_pk(&file.tenant)),
+            (SORT_KEY.to_owned(), s(file.id.as_str())),
             ("purpose".to_owned(), s(file.purpose.as_str())),
             ("filename".to_owned(), s(file.filename.clone())),
             (
@@ -68,7 +71,7 @@ impl FileStore for DynamoFileStore {
         ]);
         if let Some(expires_at) = file.expires_at {
             item.insert("expires_at".into(), n(expires_at.0));
-            item.insert("ttl".into(), n(expires_at.unix_seconds() + 1));
+            item.insert(TTL_ATTRIBUTE.into(), n(expires_at.unix_seconds() + 1));
         }
         self.client
             .put_item()
@@ -91,8 +94,8 @@ impl FileStore for DynamoFileStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", file_pk(tenant))
-            .key("sk", s(id.as_str()))
+            .key(PARTITION_KEY, file_pk(tenant))
+            .key(SORT_KEY, s(id.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -115,8 +118,8 @@ impl FileStore for DynamoFileStore {
         }
         let mut start: Option<Item> = query.after.as_ref().map(|after| {
             Item::from([
-                ("pk".to_owned(), file_pk(tenant)),
-                ("sk".to_owned(), s(after.as_str())),
+                (PARTITION_KEY.to_owned(), file_pk(tenant)),
+                (SORT_KEY.to_owned(), s(after.as_str())),
             ])
         });
         let want = query.limit + 1;
@@ -163,8 +166,8 @@ impl FileStore for DynamoFileStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", file_pk(tenant))
-            .key("sk", s(id.as_str()))
+            .key(PARTITION_KEY, file_pk(tenant))
+            .key(SORT_KEY, s(id.as_str()))
             .return_values(ReturnValue::AllOld)
             .send()
             .await

@@ -18,7 +18,8 @@ use prism_core::ports::{
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s,
+    get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable,
 };
 use crate::blobs::S3Blobs;
 
@@ -27,7 +28,6 @@ use crate::blobs::S3Blobs;
 pub const SPILL_BYTES: usize = 32 * 1024;
 /// Shards of the reconcile index, so its writes spread over partitions.
 const RECONCILE_SHARDS: u32 = 16;
-const RECONCILE_INDEX: &str = "reconcile";
 
 #[derive(Clone)]
 pub struct DynamoJobStore {
@@ -64,14 +64,14 @@ fn is_live(item: &Item, now: Timestamp) -> bool {
 
 fn job_from_item(item: &Item) -> Result<Job, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("job item has a bad '{what}'"));
-    let pk = need_s(item, "pk")?;
+    let pk = need_s(item, PARTITION_KEY)?;
     let error = get_s(item, "error")
         .map(serde_json::from_str::<JobError>)
         .transpose()
         .map_err(|_| corrupt("error"))?;
     Ok(Job {
-        id: JobId::parse(need_s(item, "sk")?).ok_or_else(|| corrupt("sk"))?,
-        tenant: tenant_of(pk).ok_or_else(|| corrupt("pk"))?,
+        id: JobId::parse(need_s(item, SORT_KEY)?).ok_or_else(|| corrupt(SORT_KEY))?,
+        tenant: tenant_of(pk).ok_or_else(|| corrupt(PARTITION_KEY))?,
         kind: JobKind::parse(need_s(item, "kind")?).ok_or_else(|| corrupt("kind"))?,
         status: JobStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
         model: need_s(item, "model")?.to_owned(),
@@ -125,8 +125,8 @@ impl DynamoJobStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", job_pk(&job.tenant))
-            .key("sk", s(job.id.as_str()))
+            .key(PARTITION_KEY, job_pk(&job.tenant))
+            .key(SORT_KEY, s(job.id.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -154,24 +154,24 @@ impl DynamoJobStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", job_pk(&job.tenant))
-            .key("sk", s(job.id.as_str()))
+            .key(PARTITION_KEY, job_pk(&job.tenant))
+            .key(SORT_KEY, s(job.id.as_str()))
             .expression_attribute_names("#s", "status")
     }
 
     async fn new_job_item(&self, job: &NewJob) -> Result<Item, StoreError> {
         let mut item = Item::from([
-            ("pk".to_owned(), job_pk(&job.tenant)),
-            ("sk".to_owned(), s(job.id.as_str())),
+            (PARTITION_KEY.to_owned(), job_pk(&job.tenant)),
+            (SORT_KEY.to_owned(), s(job.id.as_str())),
             ("kind".to_owned(), s(job.kind.as_str())),
             ("status".to_owned(), s(JobStatus::Pending.as_str())),
             ("model".to_owned(), s(job.model.clone())),
             ("created_at".to_owned(), n(job.created_at.0)),
             ("attempts".to_owned(), n(0)),
-            ("rc_pk".to_owned(), reconcile_shard(&job.id)),
+            (RC_PK.to_owned(), reconcile_shard(&job.id)),
             // The reconciler looks at a pending job once it is due.
             (
-                "rc_at".to_owned(),
+                RC_AT.to_owned(),
                 n(job
                     .scheduled_at
                     .unwrap_or(job.created_at)
@@ -209,8 +209,8 @@ impl DynamoJobStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", idempotency_pk(tenant))
-            .key("sk", s(claim.key.clone()))
+            .key(PARTITION_KEY, idempotency_pk(tenant))
+            .key(SORT_KEY, s(claim.key.clone()))
             .consistent_read(true)
             .send()
             .await
@@ -246,12 +246,12 @@ impl JobStore for DynamoJobStore {
             return Ok(CreateOutcome::Created { triggered: false });
         };
         let record = Item::from([
-            ("pk".to_owned(), idempotency_pk(&job.tenant)),
-            ("sk".to_owned(), s(claim.key.clone())),
+            (PARTITION_KEY.to_owned(), idempotency_pk(&job.tenant)),
+            (SORT_KEY.to_owned(), s(claim.key.clone())),
             ("body_hash".to_owned(), s(claim.body_hash.clone())),
             ("job_id".to_owned(), s(job.id.as_str())),
             ("expires_at".to_owned(), n(claim.expires_at.0)),
-            ("ttl".to_owned(), ttl_seconds(claim.expires_at)),
+            (TTL_ATTRIBUTE.to_owned(), ttl_seconds(claim.expires_at)),
         ]);
         let put = |put: aws_sdk_dynamodb::types::builders::PutBuilder, item: Item| {
             put.table_name(&self.table)
@@ -341,8 +341,8 @@ impl JobStore for DynamoJobStore {
         }
         let mut start: Option<Item> = query.after.as_ref().map(|after| {
             Item::from([
-                ("pk".to_owned(), job_pk(tenant)),
-                ("sk".to_owned(), s(after.as_str())),
+                (PARTITION_KEY.to_owned(), job_pk(tenant)),
+                (SORT_KEY.to_owned(), s(after.as_str())),
             ])
         });
         let want = query.limit + 1;
@@ -518,7 +518,7 @@ impl JobStore for DynamoJobStore {
             }
         };
         let result = update
-            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .update_expression(format!(
                 "SET #s = :status, {set}, completed_at = :now, expires_at = :expires, #ttl = :ttl \
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at"
@@ -553,7 +553,7 @@ impl JobStore for DynamoJobStore {
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at",
             )
             .condition_expression("attribute_exists(pk) AND (#s = :pending OR #s = :running)")
-            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":cancelled", s(JobStatus::Cancelled.as_str()))
             .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
@@ -598,7 +598,7 @@ impl JobStore for DynamoJobStore {
             )
             .condition_expression("#s = :pending OR #s = :running")
             .expression_attribute_names("#e", "error")
-            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
             .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
@@ -630,9 +630,9 @@ impl JobStore for DynamoJobStore {
                 .await
                 .map_err(unavailable)?;
             for item in out.items.unwrap_or_default() {
-                let parsed = get_s(&item, "pk")
+                let parsed = get_s(&item, PARTITION_KEY)
                     .and_then(tenant_of)
-                    .zip(get_s(&item, "sk").and_then(JobId::parse));
+                    .zip(get_s(&item, SORT_KEY).and_then(JobId::parse));
                 if let Some((tenant, id)) = parsed {
                     found.push(JobRef { tenant, id });
                 }

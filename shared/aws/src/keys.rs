@@ -6,7 +6,7 @@ use prism_core::keys::ApiKeyRecord;
 use prism_core::ports::KeyStore;
 use prism_core::{KeyId, StoreError, TenantId, Timestamp};
 
-use crate::attrs::{Item, get_s, get_ts, n, need_s, s, unavailable};
+use crate::attrs::{Item, PARTITION_KEY, SORT_KEY, get_s, get_ts, n, need_s, s, unavailable};
 
 #[derive(Clone)]
 pub struct DynamoKeyStore {
@@ -21,7 +21,9 @@ fn record_from_item(item: &Item) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
         id: KeyId::parse(need_s(item, "key_id")?).ok_or_else(|| corrupt("key_id"))?,
         tenant: TenantId::parse(need_s(item, "tenant")?).ok_or_else(|| corrupt("tenant"))?,
-        hash: need_s(item, "pk")?.trim_start_matches("KEY#").to_owned(),
+        hash: need_s(item, PARTITION_KEY)?
+            .trim_start_matches("KEY#")
+            .to_owned(),
         display_prefix: need_s(item, "display_prefix")?.to_owned(),
         created_at: get_ts(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
         revoked_at: get_ts(item, "revoked_at"),
@@ -62,8 +64,8 @@ impl DynamoKeyStore {
 impl KeyStore for DynamoKeyStore {
     async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut item = Item::from([
-            ("pk".to_owned(), s(format!("KEY#{}", record.hash))),
-            ("sk".to_owned(), s(SK)),
+            (PARTITION_KEY.to_owned(), s(format!("KEY#{}", record.hash))),
+            (SORT_KEY.to_owned(), s(SK)),
             ("key_id".to_owned(), s(record.id.as_str())),
             ("tenant".to_owned(), s(record.tenant.as_str())),
             (
@@ -91,8 +93,8 @@ impl KeyStore for DynamoKeyStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("KEY#{hash}")))
-            .key("sk", s(SK))
+            .key(PARTITION_KEY, s(format!("KEY#{hash}")))
+            .key(SORT_KEY, s(SK))
             .consistent_read(true)
             .send()
             .await
@@ -119,14 +121,14 @@ impl KeyStore for DynamoKeyStore {
             if !matches || item.contains_key("revoked_at") {
                 continue;
             }
-            let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+            let (Some(pk), Some(sk)) = (item.get(PARTITION_KEY), item.get(SORT_KEY)) else {
                 continue;
             };
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", pk.clone())
-                .key("sk", sk.clone())
+                .key(PARTITION_KEY, pk.clone())
+                .key(SORT_KEY, sk.clone())
                 .update_expression("SET revoked_at = :now")
                 .expression_attribute_values(":now", n(now.0))
                 .send()

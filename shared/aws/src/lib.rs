@@ -2,7 +2,9 @@
 //! (work queues), EventBridge Scheduler (deliveries past a queue delay) and S3 (attributes too
 //! large for an item), plus the Lambda event glue. Clients
 //! are built once from one `SdkConfig`; endpoints come from the standard `AWS_ENDPOINT_URL*`
-//! variables, so the same code runs against AWS and an emulator.
+//! variables, so the same code runs against AWS and an emulator. [`stack`] reads
+//! `infra/template.yaml`, the one definition of the infrastructure, and [`provision_stack`]
+//! creates it on an emulator.
 
 mod attrs;
 mod batches;
@@ -14,6 +16,7 @@ mod provision;
 mod queue;
 mod schedules;
 mod settings;
+pub mod stack;
 mod stages;
 
 pub use batches::DynamoBatchStore;
@@ -21,8 +24,18 @@ pub use blobs::S3Blobs;
 pub use files::DynamoFileStore;
 pub use jobs::DynamoJobStore;
 pub use keys::DynamoKeyStore;
-pub use provision::{MAX_RECEIVE_COUNT, ProvisionError, provision};
+pub use provision::{
+    PhysicalResource, ProvisionError, ProvisionOptions, ProvisionedStack, provision,
+    provision_stack, provision_template,
+};
 pub use queue::{SqsWorkQueue, decode_work_item, encode_work_item};
 pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedule_name};
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SettingsError};
+pub use stack::{MAX_RECEIVE_COUNT, StackError, StackTemplate};
 pub use stages::StageQueues;
+
+/// The state table's key attributes and index as the adapters spell them; the template declares
+/// the same (`tests/template.rs`).
+pub mod table_keys {
+    pub use crate::attrs::{PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, SORT_KEY, TTL_ATTRIBUTE};
+}

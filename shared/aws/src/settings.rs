@@ -38,9 +38,53 @@ pub struct AwsSettings {
     pub schedules: ScheduleTarget,
 }
 
+/// The environment variables that name the resources: the one spelling of each, used by
+/// [`AwsSettings::from_lookup`], [`AwsSettings::to_env`] and the lists below.
+mod var {
+    pub const TABLE: &str = "PRISM_TABLE";
+    pub const JOBS_QUEUE_URL: &str = "PRISM_JOBS_QUEUE_URL";
+    pub const JOBS_DLQ_URL: &str = "PRISM_JOBS_DLQ_URL";
+    pub const PLAN_QUEUE_URL: &str = "PRISM_PLAN_QUEUE_URL";
+    pub const PLAN_DLQ_URL: &str = "PRISM_PLAN_DLQ_URL";
+    pub const CHUNK_QUEUE_URL: &str = "PRISM_CHUNK_QUEUE_URL";
+    pub const CHUNK_DLQ_URL: &str = "PRISM_CHUNK_DLQ_URL";
+    pub const FINALIZE_QUEUE_URL: &str = "PRISM_FINALIZE_QUEUE_URL";
+    pub const FINALIZE_DLQ_URL: &str = "PRISM_FINALIZE_DLQ_URL";
+    pub const BUCKET: &str = "PRISM_BUCKET";
+    pub const S3_FORCE_PATH_STYLE: &str = "PRISM_S3_FORCE_PATH_STYLE";
+    pub const SCHEDULE_GROUP: &str = "PRISM_SCHEDULE_GROUP";
+    pub const JOBS_QUEUE_ARN: &str = "PRISM_JOBS_QUEUE_ARN";
+    pub const FINALIZE_QUEUE_ARN: &str = "PRISM_FINALIZE_QUEUE_ARN";
+    pub const SCHEDULER_ROLE_ARN: &str = "PRISM_SCHEDULER_ROLE_ARN";
+    pub const SCHEDULES_DLQ_ARN: &str = "PRISM_SCHEDULES_DLQ_ARN";
+}
+
 impl AwsSettings {
-    /// Reads every variable of [`AwsSettings::to_env`] (`PRISM_S3_FORCE_PATH_STYLE` is optional),
-    /// reporting every missing one at once.
+    /// Every variable [`AwsSettings::from_lookup`] requires: the SAM template must set each for
+    /// every function (`tests/template.rs` checks it).
+    pub const REQUIRED_ENV: [&'static str; 15] = [
+        var::TABLE,
+        var::JOBS_QUEUE_URL,
+        var::JOBS_DLQ_URL,
+        var::PLAN_QUEUE_URL,
+        var::PLAN_DLQ_URL,
+        var::CHUNK_QUEUE_URL,
+        var::CHUNK_DLQ_URL,
+        var::FINALIZE_QUEUE_URL,
+        var::FINALIZE_DLQ_URL,
+        var::BUCKET,
+        var::SCHEDULE_GROUP,
+        var::JOBS_QUEUE_ARN,
+        var::FINALIZE_QUEUE_ARN,
+        var::SCHEDULER_ROLE_ARN,
+        var::SCHEDULES_DLQ_ARN,
+    ];
+    /// Variables [`AwsSettings::from_lookup`] reads when present: path-style S3 is for
+    /// emulators, so the template does not set it.
+    pub const OPTIONAL_ENV: [&'static str; 1] = [var::S3_FORCE_PATH_STYLE];
+
+    /// Reads every variable of [`AwsSettings::to_env`] ([`AwsSettings::OPTIONAL_ENV`] may be
+    /// absent), reporting every missing one at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut missing = Vec::new();
         let mut need = |name: &str| {
@@ -50,24 +94,24 @@ impl AwsSettings {
             })
         };
         let settings = Self {
-            table: need("PRISM_TABLE"),
-            jobs_queue_url: need("PRISM_JOBS_QUEUE_URL"),
-            jobs_dlq_url: need("PRISM_JOBS_DLQ_URL"),
-            plan_queue_url: need("PRISM_PLAN_QUEUE_URL"),
-            plan_dlq_url: need("PRISM_PLAN_DLQ_URL"),
-            chunk_queue_url: need("PRISM_CHUNK_QUEUE_URL"),
-            chunk_dlq_url: need("PRISM_CHUNK_DLQ_URL"),
-            finalize_queue_url: need("PRISM_FINALIZE_QUEUE_URL"),
-            finalize_dlq_url: need("PRISM_FINALIZE_DLQ_URL"),
-            bucket: need("PRISM_BUCKET"),
-            s3_force_path_style: get("PRISM_S3_FORCE_PATH_STYLE")
+            table: need(var::TABLE),
+            jobs_queue_url: need(var::JOBS_QUEUE_URL),
+            jobs_dlq_url: need(var::JOBS_DLQ_URL),
+            plan_queue_url: need(var::PLAN_QUEUE_URL),
+            plan_dlq_url: need(var::PLAN_DLQ_URL),
+            chunk_queue_url: need(var::CHUNK_QUEUE_URL),
+            chunk_dlq_url: need(var::CHUNK_DLQ_URL),
+            finalize_queue_url: need(var::FINALIZE_QUEUE_URL),
+            finalize_dlq_url: need(var::FINALIZE_DLQ_URL),
+            bucket: need(var::BUCKET),
+            s3_force_path_style: get(var::S3_FORCE_PATH_STYLE)
                 .is_some_and(|v| v == "true" || v == "1"),
             schedules: ScheduleTarget {
-                group: need("PRISM_SCHEDULE_GROUP"),
-                queue_arn: need("PRISM_JOBS_QUEUE_ARN"),
-                finalize_queue_arn: need("PRISM_FINALIZE_QUEUE_ARN"),
-                role_arn: need("PRISM_SCHEDULER_ROLE_ARN"),
-                dead_letter_arn: need("PRISM_SCHEDULES_DLQ_ARN"),
+                group: need(var::SCHEDULE_GROUP),
+                queue_arn: need(var::JOBS_QUEUE_ARN),
+                finalize_queue_arn: need(var::FINALIZE_QUEUE_ARN),
+                role_arn: need(var::SCHEDULER_ROLE_ARN),
+                dead_letter_arn: need(var::SCHEDULES_DLQ_ARN),
             },
         };
         if missing.is_empty() {
@@ -79,32 +123,33 @@ impl AwsSettings {
 }
 
 impl AwsSettings {
-    /// The environment that names these resources, as the template sets it for every function.
+    /// The environment that names these resources, as the template sets it for every function
+    /// (plus [`AwsSettings::OPTIONAL_ENV`]).
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("PRISM_TABLE", self.table.clone()),
-            ("PRISM_JOBS_QUEUE_URL", self.jobs_queue_url.clone()),
-            ("PRISM_JOBS_DLQ_URL", self.jobs_dlq_url.clone()),
-            ("PRISM_PLAN_QUEUE_URL", self.plan_queue_url.clone()),
-            ("PRISM_PLAN_DLQ_URL", self.plan_dlq_url.clone()),
-            ("PRISM_CHUNK_QUEUE_URL", self.chunk_queue_url.clone()),
-            ("PRISM_CHUNK_DLQ_URL", self.chunk_dlq_url.clone()),
-            ("PRISM_FINALIZE_QUEUE_URL", self.finalize_queue_url.clone()),
-            ("PRISM_FINALIZE_DLQ_URL", self.finalize_dlq_url.clone()),
-            ("PRISM_BUCKET", self.bucket.clone()),
+            (var::TABLE, self.table.clone()),
+            (var::JOBS_QUEUE_URL, self.jobs_queue_url.clone()),
+            (var::JOBS_DLQ_URL, self.jobs_dlq_url.clone()),
+            (var::PLAN_QUEUE_URL, self.plan_queue_url.clone()),
+            (var::PLAN_DLQ_URL, self.plan_dlq_url.clone()),
+            (var::CHUNK_QUEUE_URL, self.chunk_queue_url.clone()),
+            (var::CHUNK_DLQ_URL, self.chunk_dlq_url.clone()),
+            (var::FINALIZE_QUEUE_URL, self.finalize_queue_url.clone()),
+            (var::FINALIZE_DLQ_URL, self.finalize_dlq_url.clone()),
+            (var::BUCKET, self.bucket.clone()),
             (
-                "PRISM_S3_FORCE_PATH_STYLE",
+                var::S3_FORCE_PATH_STYLE,
                 self.s3_force_path_style.to_string(),
             ),
-            ("PRISM_SCHEDULE_GROUP", self.schedules.group.clone()),
-            ("PRISM_JOBS_QUEUE_ARN", self.schedules.queue_arn.clone()),
+            (var::SCHEDULE_GROUP, self.schedules.group.clone()),
+            (var::JOBS_QUEUE_ARN, self.schedules.queue_arn.clone()),
             (
-                "PRISM_FINALIZE_QUEUE_ARN",
+                var::FINALIZE_QUEUE_ARN,
                 self.schedules.finalize_queue_arn.clone(),
             ),
-            ("PRISM_SCHEDULER_ROLE_ARN", self.schedules.role_arn.clone()),
+            (var::SCHEDULER_ROLE_ARN, self.schedules.role_arn.clone()),
             (
-                "PRISM_SCHEDULES_DLQ_ARN",
+                var::SCHEDULES_DLQ_ARN,
                 self.schedules.dead_letter_arn.clone(),
             ),
         ]
@@ -184,5 +229,47 @@ impl AwsBackend {
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             settings,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)] // test code
+
+    use super::*;
+
+    #[test]
+    fn to_env_and_from_lookup_name_the_same_variables() {
+        let env: std::collections::HashMap<&str, String> = AwsSettings::REQUIRED_ENV
+            .iter()
+            .map(|name| (*name, format!("value-of-{name}")))
+            .collect();
+        let settings = AwsSettings::from_lookup(|name| env.get(name).cloned()).unwrap();
+        let mut written: Vec<&str> = settings.to_env().into_iter().map(|(n, _)| n).collect();
+        let mut expected: Vec<&str> = AwsSettings::REQUIRED_ENV
+            .iter()
+            .chain(AwsSettings::OPTIONAL_ENV.iter())
+            .copied()
+            .collect();
+        written.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(written, expected);
+        for (name, value) in settings.to_env() {
+            if !AwsSettings::OPTIONAL_ENV.contains(&name) {
+                assert_eq!(
+                    value,
+                    format!("value-of-{name}"),
+                    "{name} read into another field"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_missing_variable_is_reported() {
+        let Err(SettingsError::Missing(missing)) = AwsSettings::from_lookup(|_| None) else {
+            panic!("nothing is set");
+        };
+        assert_eq!(missing, AwsSettings::REQUIRED_ENV.join(", "));
     }
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::SqsEvent;
 use prism_core::ports::{Receipt, WorkItem};
 use prism_lambda::{
-    DEADLINE_MARGIN, Record, RecordOutcome, batch_response, deliveries_from_event, worker_deadline,
+    DEADLINE_MARGIN, MAX_INVOCATION, Record, RecordOutcome, batch_response, deliveries_from_event,
+    worker_deadline,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -169,7 +170,19 @@ fn worker_deadline_is_never_in_the_past() {
     let before = Instant::now();
 
     assert!(worker_deadline(now_ms() + 10_000) >= before);
-    assert!(worker_deadline(0) >= before);
+    assert!(worker_deadline(now_ms() - 60_000) >= before);
+}
+
+#[test]
+fn worker_deadline_from_an_emulator_without_a_real_one_is_lambdas_longest_run() {
+    let before = Instant::now();
+
+    // cargo-lambda's runtime emulator sends `lambda-runtime-deadline-ms: 600000`.
+    let deadline = worker_deadline(600_000);
+
+    let expected = before + MAX_INVOCATION - DEADLINE_MARGIN;
+    let slack = Duration::from_secs(1);
+    assert!(deadline + slack >= expected && deadline <= expected + slack);
 }
 
 #[test]
