@@ -6,11 +6,9 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
-use support::{Setup, start};
+use support::{Setup, chat_batch_input, start};
 
 const LINES: usize = 5_000;
 const KILLS: usize = 10;
@@ -39,27 +37,9 @@ async fn killed_ten_times_during_a_5000_line_batch_every_line_ends_once() {
     if env.backend.is_aws() {
         return; // the crash model under test is the embedded process's
     }
-    let mut input = String::new();
-    for i in 0..LINES {
-        input.push_str(
-            &json!({"custom_id": format!("k-{i}"), "method": "POST", "url": "/v1/chat/completions",
-                    "body": {"model": "mock-slow-150-crash", "messages": [{"role": "user", "content": format!("{i}")}]}})
-            .to_string(),
-        );
-        input.push('\n');
-    }
-    let file = env.upload_batch_file(&env.alpha, input.as_bytes()).await;
-    let created: Value = env
-        .post(
-            &env.alpha,
-            "/v1/batches",
-            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = env
+        .start_batch(&chat_batch_input("k", "mock-slow-150-crash", LINES))
+        .await;
 
     let mut kills = 0;
     for _ in 0..KILLS {
@@ -72,14 +52,7 @@ async fn killed_ten_times_during_a_5000_line_batch_every_line_ends_once() {
     let done = env
         .wait_for_batch(&id, &["completed"], Duration::from_secs(180))
         .await;
-    let output = env.file_lines(&done["output_file_id"]).await;
-    let errors = env.file_lines(&done["error_file_id"]).await;
-    let mut seen = HashSet::new();
-    for line in output.iter().chain(&errors) {
-        let custom_id = line["custom_id"].as_str().unwrap().to_owned();
-        assert!(seen.insert(custom_id.clone()), "{custom_id} appears twice");
-    }
-    assert_eq!(seen.len(), LINES, "every custom_id appears");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
     assert_eq!(done["request_counts"]["total"], LINES);
     assert_eq!(
         done["request_counts"]["completed"].as_u64().unwrap() as usize,

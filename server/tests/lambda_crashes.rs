@@ -8,11 +8,9 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::{Setup, eventually, start};
+use support::{Setup, chat_batch_input, eventually, start};
 
 /// Processes per function in the local stack (`RunOptions::instances`).
 const INSTANCES: u64 = 2;
@@ -83,27 +81,7 @@ async fn killed_batch_processor_sandboxes_still_end_every_line_once() {
         "run with PRISM_TEST_BACKEND=lambda"
     );
     let model = "mock-slow-200-lambda-crash";
-    let mut input = String::new();
-    for i in 0..LINES {
-        input.push_str(
-            &json!({"custom_id": format!("c-{i}"), "method": "POST", "url": "/v1/chat/completions",
-                    "body": {"model": model, "messages": [{"role": "user", "content": format!("{i}")}]}})
-            .to_string(),
-        );
-        input.push('\n');
-    }
-    let file = env.upload_batch_file(&env.alpha, input.as_bytes()).await;
-    let created: Value = env
-        .post(
-            &env.alpha,
-            "/v1/batches",
-            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = env.start_batch(&chat_batch_input("c", model, LINES)).await;
     eventually(Duration::from_secs(60), "some lines done", || async {
         env.mock.hits(model) >= 40
     })
@@ -119,14 +97,7 @@ async fn killed_batch_processor_sandboxes_still_end_every_line_once() {
     let done = env
         .wait_for_batch(&id, &["completed"], Duration::from_secs(180))
         .await;
-    let output = env.file_lines(&done["output_file_id"]).await;
-    let errors = env.file_lines(&done["error_file_id"]).await;
-    let mut seen = HashSet::new();
-    for line in output.iter().chain(&errors) {
-        let custom_id = line["custom_id"].as_str().unwrap().to_owned();
-        assert!(seen.insert(custom_id.clone()), "{custom_id} appears twice");
-    }
-    assert_eq!(seen.len(), LINES, "every custom_id appears");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
     assert_eq!(output.len(), LINES, "every line completed: {errors:?}");
     assert_eq!(done["request_counts"]["completed"], LINES);
     let hits = env.mock.hits(model);

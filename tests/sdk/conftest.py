@@ -105,15 +105,9 @@ def start_lambda_stack(workdir: Path, config: Path):
     return stack, base[: -len("/v1")], printed["PRISM_API_KEY"]
 
 
-@pytest.fixture(scope="session")
-def prism():
-    if BACKEND == "lambda":
-        yield from lambda_prism()
-        return
-    for name in ("prism", "prism-mock-upstream") + (("prism-provision",) if BACKEND == "aws" else ()):
-        assert (BIN / name).exists(), f"{BIN / name} is missing: run `cargo build` first"
-    workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-"))
-    mock_port, prism_port = free_port(), free_port()
+def start_mock(workdir: Path):
+    """The mock upstream on a free port and a config routing every model to it; returns both."""
+    mock_port = free_port()
     mock = subprocess.Popen(
         [BIN / "prism-mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
         stdout=subprocess.DEVNULL,
@@ -127,6 +121,20 @@ def prism():
         # Small enough that batch output files take the AWS backend's redirect to S3.
         "[files]\nredirect_downloads_above = 1024\n"
     )
+    wait_http(f"http://127.0.0.1:{mock_port}/_stats")
+    return mock, f"http://127.0.0.1:{mock_port}", config
+
+
+@pytest.fixture(scope="session")
+def prism():
+    if BACKEND == "lambda":
+        yield from lambda_prism()
+        return
+    for name in ("prism", "prism-mock-upstream") + (("prism-provision",) if BACKEND == "aws" else ()):
+        assert (BIN / name).exists(), f"{BIN / name} is missing: run `cargo build` first"
+    workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-"))
+    prism_port = free_port()
+    mock, mock_url, config = start_mock(workdir)
     env = {**os.environ, **backend_env(workdir)}
     data = workdir / "data"
     key = subprocess.run(
@@ -146,9 +154,8 @@ def prism():
         env={**env, "PRISM_LOG": "warn"},
     )
     try:
-        wait_http(f"http://127.0.0.1:{mock_port}/_stats")
         wait_http(f"http://127.0.0.1:{prism_port}/health")
-        yield Prism(f"http://127.0.0.1:{prism_port}", key, f"http://127.0.0.1:{mock_port}")
+        yield Prism(f"http://127.0.0.1:{prism_port}", key, mock_url)
     finally:
         server.terminate()
         mock.terminate()
@@ -159,24 +166,11 @@ def prism():
 def lambda_prism():
     assert (BIN / "prism-local-aws").exists(), "prism-local-aws is missing: run `cargo build` first"
     workdir = Path(tempfile.mkdtemp(prefix="prism-sdk-lambda-"))
-    mock_port = free_port()
-    mock = subprocess.Popen(
-        [BIN / "prism-mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
-        stdout=subprocess.DEVNULL,
-    )
-    config = workdir / "prism.toml"
-    config.write_text(
-        "[[providers]]\n"
-        'name = "mock"\n'
-        f'base_url = "http://127.0.0.1:{mock_port}/v1"\n'
-        'models = ["*"]\n'
-        "[files]\nredirect_downloads_above = 1024\n"
-    )
+    mock, mock_url, config = start_mock(workdir)
     stack, base, key = start_lambda_stack(workdir, config)
     try:
-        wait_http(f"http://127.0.0.1:{mock_port}/_stats")
         wait_http(f"{base}/health", timeout=60)
-        yield Prism(base, key, f"http://127.0.0.1:{mock_port}")
+        yield Prism(base, key, mock_url)
     finally:
         stack.terminate()
         mock.terminate()

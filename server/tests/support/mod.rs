@@ -423,6 +423,40 @@ impl Env {
         }
     }
 
+    /// Uploads `input` as tenant alpha's batch file and creates a 24 h chat-completions batch
+    /// over it; returns the batch id.
+    pub async fn start_batch(&self, input: &str) -> String {
+        let file = self.upload_batch_file(&self.alpha, input.as_bytes()).await;
+        let response = self
+            .post(
+                &self.alpha,
+                "/v1/batches",
+                &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let created: Value = response.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The output and error lines of a finished batch, asserting that each custom id appears
+    /// once across both and that `lines` ids appear in all.
+    pub async fn finished_batch_lines(
+        &self,
+        batch: &Value,
+        lines: usize,
+    ) -> (Vec<Value>, Vec<Value>) {
+        let output = self.file_lines(&batch["output_file_id"]).await;
+        let errors = self.file_lines(&batch["error_file_id"]).await;
+        let mut seen = std::collections::HashSet::new();
+        for line in output.iter().chain(&errors) {
+            let custom_id = line["custom_id"].as_str().unwrap().to_owned();
+            assert!(seen.insert(custom_id.clone()), "{custom_id} appears twice");
+        }
+        assert_eq!(seen.len(), lines, "every custom_id appears");
+        (output, errors)
+    }
+
     /// The JSON lines of one of tenant alpha's files; none for a `null` file id.
     pub async fn file_lines(&self, file_id: &Value) -> Vec<Value> {
         let Some(id) = file_id.as_str() else {
@@ -521,6 +555,20 @@ pub fn rfc3339_in(offset_ms: i64) -> String {
     use prism_core::Clock;
     let now = prism_core::SystemClock.now();
     prism_core::scheduled::format_rfc3339(prism_core::Timestamp(now.millis() + offset_ms))
+}
+
+/// A JSONL batch input of `count` chat lines for `model`, custom ids `{prefix}-{i}`.
+pub fn chat_batch_input(prefix: &str, model: &str, count: usize) -> String {
+    let mut input = String::new();
+    for i in 0..count {
+        input.push_str(
+            &json!({"custom_id": format!("{prefix}-{i}"), "method": "POST", "url": "/v1/chat/completions",
+                    "body": chat_body(model, &i.to_string())})
+            .to_string(),
+        );
+        input.push('\n');
+    }
+    input
 }
 
 pub fn chat_body(model: &str, content: &str) -> Value {
