@@ -1,24 +1,24 @@
 //! The Files API routes: a multipart upload streamed to the blob store as it arrives, listing,
 //! metadata, content (streamed, or a redirect where the store serves it directly) and delete.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{StreamExt, TryStreamExt};
 use prism_core::file_service::{
-    self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_purpose,
-    upload_too_large,
+    self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_filename,
+    upload_purpose, upload_too_large,
 };
 use prism_core::files::{FileListQuery, FilePurpose, UploadError};
 use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
+use crate::request::{IdPath, QueryParams};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
 
@@ -105,11 +105,14 @@ pub async fn upload_file(
                     return Err(invalid("Send exactly one 'file' part.", "file"));
                 }
                 "file" => {
-                    let filename = field
-                        .file_name()
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or("file")
-                        .to_owned();
+                    // Checked before any byte is stored.
+                    let filename = upload_filename(
+                        field
+                            .file_name()
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or("file"),
+                    )?
+                    .to_owned();
                     let body = field
                         .map_err(|e| UploadError::Interrupted(e.to_string()))
                         .boxed();
@@ -145,9 +148,9 @@ pub async fn upload_file(
 pub async fn list_files(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Query(params): Query<HashMap<String, String>>,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let param = |name: &str| params.get(name).map(String::as_str);
+    let param = |name: &str| params.get(name);
     let query = FileListQuery::parse(
         param("purpose"),
         param("limit"),
@@ -161,7 +164,7 @@ pub async fn list_files(
 pub async fn get_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let file = file_service::get_file(&state.deps, &tenant, &id).await?;
     Ok(Json(FileObject::from_record(&file)).into_response())
@@ -171,7 +174,7 @@ pub async fn get_file(
 pub async fn file_content(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     match file_service::file_content(&state.deps, &tenant, &id).await? {
         FileContent::Redirect { url } => {
@@ -199,7 +202,7 @@ pub async fn file_content(
 pub async fn delete_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let id = file_service::delete_file(&state.deps, &tenant, &id).await?;
     Ok(Json(FileDeleted::new(&id)).into_response())
