@@ -254,7 +254,8 @@ impl Default for HttpSection {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             sync_deadline: None,
-            max_inflight_body_bytes: 256 * 1024 * 1024,
+            // prism_http::DEFAULT_MAX_INFLIGHT_BODY_BYTES (this crate does not depend on it).
+            max_inflight_body_bytes: 192 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 1024,

@@ -139,12 +139,15 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
+    let mut stream = body.into_data_stream();
     let mut reserved = match declared {
         Some(0) | None => None,
-        Some(n) => Some(budget.reserve(n)?),
+        Some(n) => match budget.reserve(n) {
+            Ok(permit) => Some(permit),
+            Err(busy) => return Err(drain(stream, 0, limit, busy).await),
+        },
     };
     let mut buffer = BytesMut::with_capacity(declared.unwrap_or(0));
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| body_error(&e))?;
         if buffer.len() + chunk.len() > limit {
@@ -153,10 +156,16 @@ pub async fn read_body(
         let held = reserved.as_ref().map_or(0, |r| r.num_permits());
         let needed = (buffer.len() + chunk.len()).saturating_sub(held);
         if needed > 0 {
-            let more = budget.reserve(needed)?;
-            match reserved.as_mut() {
-                Some(permit) => permit.merge(more),
-                None => reserved = Some(more),
+            match budget.reserve(needed) {
+                Ok(more) => match reserved.as_mut() {
+                    Some(permit) => permit.merge(more),
+                    None => reserved = Some(more),
+                },
+                Err(busy) => {
+                    let read = buffer.len() + chunk.len();
+                    drop((buffer, reserved));
+                    return Err(drain(stream, read, limit, busy).await);
+                }
             }
         }
         buffer.extend_from_slice(&chunk);
@@ -165,6 +174,25 @@ pub async fn read_body(
         bytes: buffer.freeze(),
         _reserved: reserved,
     })
+}
+
+/// Reads the rest of a refused body without keeping it, then answers `refusal`. A server that
+/// answers and closes while the client still sends makes the kernel reset the connection, and
+/// the client loses the answer (and its `retry-after`); reading costs no memory. A body past
+/// `limit` stops the draining: it would be refused anyway, and the connection is closed.
+async fn drain(
+    mut stream: axum::body::BodyDataStream,
+    mut read: usize,
+    limit: usize,
+    refusal: ApiError,
+) -> ApiError {
+    while read <= limit {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.len(),
+            Some(Err(_)) | None => break,
+        }
+    }
+    refusal
 }
 
 /// A body that stalled past the body read timeout is a 408; one that broke off otherwise (the

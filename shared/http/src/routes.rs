@@ -43,8 +43,9 @@ pub struct HttpLimits {
     pub body_read_timeout: Option<Duration>,
 }
 
-/// 256 MiB: about forty 6 MB bodies at once, well under the memory a small instance has.
-pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// 192 MiB: 32 bodies of 6 MiB at once. With the process's own ~30 MB and hyper's read buffers,
+/// `prism serve` stays under 300 MB however many clients send bodies (bench/hostile.sh).
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 192 * 1024 * 1024;
 
 impl Default for HttpLimits {
     fn default() -> Self {
