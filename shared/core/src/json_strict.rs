@@ -17,16 +17,17 @@ pub struct DuplicateKey {
 }
 
 impl DuplicateKey {
+    /// What every answer says, for a request body and a batch input line alike.
+    pub fn message(&self) -> String {
+        format!(
+            "The JSON has the key '{}' more than once (at '{}'); send each key once.",
+            self.key, self.path
+        )
+    }
+
     /// The 400 every endpoint answers with; `param` is the key's path.
     pub fn into_error(self) -> ServiceError {
-        ServiceError::invalid(
-            format!(
-                "The JSON body has the key '{}' more than once (at '{}'); send each key once.",
-                self.key, self.path
-            ),
-            Some(&self.path),
-            Some("duplicate_key"),
-        )
+        ServiceError::invalid(self.message(), Some(&self.path), Some("duplicate_key"))
     }
 }
 
@@ -169,6 +170,14 @@ mod tests {
     fn text_that_is_not_json_has_no_duplicate_to_report() {
         assert_eq!(duplicate("{\"a\":1,"), None);
         assert_eq!(duplicate("not json"), None);
+    }
+
+    #[test]
+    fn a_batch_line_with_a_duplicate_in_its_body_names_the_body_path() {
+        let line = br#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[],"model":"x"}}"#;
+        let duplicate = find_duplicate_key(line).unwrap();
+        assert_eq!(duplicate.path, "body.model");
+        assert!(duplicate.message().contains("'model'"));
     }
 
     #[test]
