@@ -529,17 +529,38 @@ async fn past_the_inflight_body_budget_a_request_gets_503_with_retry_after() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(200)}]});
-    let refused = post_raw(&env, "/v1/chat/completions", &[], &body).await;
+    // Until the slow request's handler has reserved its bytes, others still fit.
+    let refused = answer_within(Duration::from_secs(10), 503, || {
+        post_raw(&env, "/v1/chat/completions", &[], &body)
+    })
+    .await;
     let error = refused.openai_error(503, "over budget");
     assert_eq!(error["code"], "server_busy");
     assert_eq!(refused.header("retry-after"), Some("1"));
     // Once the slow client is gone, its bytes are free again.
     drop(slow);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let accepted = post_raw(&env, "/v1/chat/completions", &[], &body).await;
-    assert_eq!(accepted.status, 200, "{accepted:?}");
+    answer_within(Duration::from_secs(10), 200, || {
+        post_raw(&env, "/v1/chat/completions", &[], &body)
+    })
+    .await;
+}
+
+/// Sends until the answer has `status`, for at most `within`.
+async fn answer_within<F, Fut>(within: Duration, status: u16, send: F) -> Raw
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Raw>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = send().await;
+        if answer.status == status || Instant::now() > deadline {
+            assert_eq!(answer.status, status, "{answer:?}");
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
