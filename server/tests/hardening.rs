@@ -432,6 +432,7 @@ async fn a_filename_over_255_bytes_is_a_400_naming_file_and_nothing_is_stored() 
     assert_eq!(error["error"]["param"], "file");
     assert_eq!(error["error"]["code"], "filename_too_long");
     assert!(error["error"]["message"].as_str().unwrap().contains("255"));
+    // A 4 MB filename is refused while its part header arrives, before multer holds it whole.
     let huge = "x".repeat(4 * 1024 * 1024);
     let response = env
         .upload(
@@ -440,6 +441,10 @@ async fn a_filename_over_255_bytes_is_a_400_naming_file_and_nothing_is_stored() 
         )
         .await;
     assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "file");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("header"), "{message}");
     let list: Value = env.get(&env.alpha, "/v1/files").await.json().await.unwrap();
     assert_eq!(list["data"], json!([]));
     // 255 bytes exactly is fine.
@@ -531,23 +536,29 @@ async fn past_the_inflight_body_budget_a_request_gets_503_with_retry_after() {
     .unwrap();
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(200)}]});
     // Until the slow request's handler has reserved its bytes, others still fit.
-    let refused = answer_within(Duration::from_secs(10), 503, || {
-        post_raw(&env, "/v1/chat/completions", &[], &body)
-    })
+    let refused = answer_within(
+        "while the slow body holds the budget",
+        Duration::from_secs(10),
+        503,
+        || post_raw(&env, "/v1/chat/completions", &[], &body),
+    )
     .await;
     let error = refused.openai_error(503, "over budget");
     assert_eq!(error["code"], "server_busy");
     assert_eq!(refused.header("retry-after"), Some("1"));
     // Once the slow client is gone, its bytes are free again.
     drop(slow);
-    answer_within(Duration::from_secs(10), 200, || {
-        post_raw(&env, "/v1/chat/completions", &[], &body)
-    })
+    answer_within(
+        "after the slow client left",
+        Duration::from_secs(10),
+        200,
+        || post_raw(&env, "/v1/chat/completions", &[], &body),
+    )
     .await;
 }
 
 /// Sends until the answer has `status`, for at most `within`.
-async fn answer_within<F, Fut>(within: Duration, status: u16, send: F) -> Raw
+async fn answer_within<F, Fut>(what: &str, within: Duration, status: u16, send: F) -> Raw
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Raw>,
@@ -556,7 +567,7 @@ where
     loop {
         let answer = send().await;
         if answer.status == status || Instant::now() > deadline {
-            assert_eq!(answer.status, status, "{answer:?}");
+            assert_eq!(answer.status, status, "{what}: {answer:?}");
             return answer;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

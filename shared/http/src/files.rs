@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, State};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::multipart::Field;
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -18,6 +21,7 @@ use prism_core::files::{FileListQuery, FilePurpose, UploadError};
 use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
+use crate::multipart_guard::{HeadGuard, MAX_PART_HEAD_BYTES};
 use crate::request::{IdPath, QueryParams};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
@@ -52,7 +56,7 @@ pub async fn upload_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let deps = &state.deps;
     let declared = headers
@@ -62,12 +66,21 @@ pub async fn upload_file(
     if declared.is_some_and(|n| n > deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD) {
         return Err(upload_too_large(&deps.file_policy).into());
     }
-    let mut multipart = multipart.map_err(|e| {
-        invalid(
-            &format!("Expected a multipart/form-data body with 'file' and 'purpose': {e}"),
-            "file",
-        )
-    })?;
+    let head_too_long = Arc::new(AtomicBool::new(false));
+    let request = guard_part_heads(
+        request,
+        &headers,
+        Arc::clone(&head_too_long),
+        deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD,
+    );
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|e| {
+            invalid(
+                &format!("Expected a multipart/form-data body with 'file' and 'purpose': {e}"),
+                "file",
+            )
+        })?;
     let mut purpose: Option<FilePurpose> = None;
     let mut expires_after: Option<Duration> = None;
     let mut stored: Option<(PendingUpload, String)> = None;
@@ -126,6 +139,18 @@ pub async fn upload_file(
         Ok(())
     }
     .await;
+    let outcome = outcome.map_err(|error| {
+        if head_too_long.load(Ordering::Relaxed) {
+            invalid(
+                &format!(
+                    "A multipart part header is longer than {MAX_PART_HEAD_BYTES} bytes (is the filename too long?)."
+                ),
+                "file",
+            )
+        } else {
+            error
+        }
+    });
     let (upload, filename) = match (outcome, stored) {
         (Ok(()), Some(stored)) => stored,
         (Ok(()), None) => return Err(invalid("Missing required parameter: 'file'.", "file")),
@@ -143,6 +168,62 @@ pub async fn upload_file(
     let file =
         file_service::register_upload(deps, upload, filename, purpose, expires_after).await?;
     Ok(Json(FileObject::from_record(&file)).into_response())
+}
+
+/// The body as multer will see it, failed once a part head runs past [`MAX_PART_HEAD_BYTES`]
+/// (`tripped` says so). The rest of the body, up to `drain_limit` bytes, is then read without being
+/// kept before the error surfaces: a server that answers while the client still sends makes the
+/// kernel reset the connection, and the client would lose the 400. Without a boundary there is
+/// nothing to guard: multer refuses the body.
+fn guard_part_heads(
+    request: Request,
+    headers: &HeaderMap,
+    tripped: Arc<AtomicBool>,
+    drain_limit: u64,
+) -> Request {
+    let Some(boundary) = boundary(headers) else {
+        return request;
+    };
+    let (parts, body) = request.into_parts();
+    let state = (body.into_data_stream(), HeadGuard::new(&boundary), false);
+    let guarded = futures::stream::unfold(state, move |(mut body, mut guard, done)| {
+        let tripped = Arc::clone(&tripped);
+        async move {
+            if done {
+                return None;
+            }
+            let chunk = match body.next().await? {
+                Ok(chunk) => chunk,
+                Err(error) => return Some((Err(BoxError::from(error)), (body, guard, true))),
+            };
+            if let Err(too_long) = guard.feed(&chunk) {
+                tripped.store(true, Ordering::Relaxed);
+                let mut drained = 0u64;
+                while drained <= drain_limit {
+                    match body.next().await {
+                        Some(Ok(rest)) => drained += rest.len() as u64,
+                        Some(Err(_)) | None => break,
+                    }
+                }
+                return Some((Err(BoxError::from(too_long)), (body, guard, true)));
+            }
+            Some((Ok(chunk), (body, guard, false)))
+        }
+    });
+    Request::from_parts(parts, Body::from_stream(guarded))
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `boundary` parameter of a `multipart/form-data` content type.
+fn boundary(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
 }
 
 pub async fn list_files(

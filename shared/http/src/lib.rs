@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod files;
+mod multipart_guard;
 mod request;
 mod routes;
 mod wire;
