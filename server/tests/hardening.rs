@@ -514,6 +514,31 @@ async fn a_body_that_stalls_is_answered_408_and_closed_within_the_body_timeout()
         answer.openai_error(408, "stalled body")["code"],
         "request_timeout"
     );
+
+    // The same for an upload, whose body streams to storage instead of being buffered.
+    let mut upload = TcpStream::connect(address(&env)).await.unwrap();
+    upload
+        .write_all(
+            format!(
+                "POST /v1/files HTTP/1.1\r\nHost: prism\r\n{}Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100000\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{{\"custom_id\"",
+                bearer(&env.alpha)
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (took, answer) = until_closed(&mut upload, Duration::from_secs(5)).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "upload closed after {took:?}"
+    );
+    let answer = parse_response(&answer).expect("an answer before the close");
+    assert_eq!(
+        answer.openai_error(408, "stalled upload")["code"],
+        "request_timeout"
+    );
+    let list: Value = env.get(&env.alpha, "/v1/files").await.json().await.unwrap();
+    assert_eq!(list["data"], json!([]));
 }
 
 #[tokio::test]

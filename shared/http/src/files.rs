@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -22,7 +21,7 @@ use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
 use crate::multipart_guard::{HeadGuard, MAX_PART_HEAD_BYTES};
-use crate::request::{IdPath, QueryParams};
+use crate::request::{IdPath, QueryParams, is_body_timeout};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
 
@@ -66,11 +65,11 @@ pub async fn upload_file(
     if declared.is_some_and(|n| n > deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD) {
         return Err(upload_too_large(&deps.file_policy).into());
     }
-    let head_too_long = Arc::new(AtomicBool::new(false));
+    let body_failure = Arc::new(OnceLock::new());
     let request = guard_part_heads(
         request,
         &headers,
-        Arc::clone(&head_too_long),
+        Arc::clone(&body_failure),
         deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD,
     );
     let mut multipart = Multipart::from_request(request, &state)
@@ -139,18 +138,8 @@ pub async fn upload_file(
         Ok(())
     }
     .await;
-    let outcome = outcome.map_err(|error| {
-        if head_too_long.load(Ordering::Relaxed) {
-            invalid(
-                &format!(
-                    "A multipart part header is longer than {MAX_PART_HEAD_BYTES} bytes (is the filename too long?)."
-                ),
-                "file",
-            )
-        } else {
-            error
-        }
-    });
+    // multer and the blob store see only that the body broke; the guard knows why.
+    let outcome = outcome.map_err(|error| body_failure.get().cloned().unwrap_or(error));
     let (upload, filename) = match (outcome, stored) {
         (Ok(()), Some(stored)) => stored,
         (Ok(()), None) => return Err(invalid("Missing required parameter: 'file'.", "file")),
@@ -171,14 +160,14 @@ pub async fn upload_file(
 }
 
 /// The body as multer will see it, failed once a part head runs past [`MAX_PART_HEAD_BYTES`]
-/// (`tripped` says so). The rest of the body, up to `drain_limit` bytes, is then read without being
+/// or the body stalls past the body read timeout; `failure` then holds the answer. The rest of the body, up to `drain_limit` bytes, is then read without being
 /// kept before the error surfaces: a server that answers while the client still sends makes the
 /// kernel reset the connection, and the client would lose the 400. Without a boundary there is
 /// nothing to guard: multer refuses the body.
 fn guard_part_heads(
     request: Request,
     headers: &HeaderMap,
-    tripped: Arc<AtomicBool>,
+    failure: Arc<OnceLock<ApiError>>,
     drain_limit: u64,
 ) -> Request {
     let Some(boundary) = boundary(headers) else {
@@ -187,17 +176,27 @@ fn guard_part_heads(
     let (parts, body) = request.into_parts();
     let state = (body.into_data_stream(), HeadGuard::new(&boundary), false);
     let guarded = futures::stream::unfold(state, move |(mut body, mut guard, done)| {
-        let tripped = Arc::clone(&tripped);
+        let failure = Arc::clone(&failure);
         async move {
             if done {
                 return None;
             }
             let chunk = match body.next().await? {
                 Ok(chunk) => chunk,
-                Err(error) => return Some((Err(BoxError::from(error)), (body, guard, true))),
+                Err(error) => {
+                    if is_body_timeout(&error) {
+                        let _ = failure.set(ApiError::body_timeout());
+                    }
+                    return Some((Err(BoxError::from(error)), (body, guard, true)));
+                }
             };
             if let Err(too_long) = guard.feed(&chunk) {
-                tripped.store(true, Ordering::Relaxed);
+                let _ = failure.set(invalid(
+                    &format!(
+                        "A multipart part header is longer than {MAX_PART_HEAD_BYTES} bytes (is the filename too long?)."
+                    ),
+                    "file",
+                ));
                 let mut drained = 0u64;
                 while drained <= drain_limit {
                     match body.next().await {

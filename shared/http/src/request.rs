@@ -176,6 +176,18 @@ pub async fn read_body(
     })
 }
 
+/// Whether a body failed because it stalled past the body read timeout.
+pub fn is_body_timeout(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
 /// Reads the rest of a refused body without keeping it, then answers `refusal`. A server that
 /// answers and closes while the client still sends makes the kernel reset the connection, and
 /// the client loses the answer (and its `retry-after`); reading costs no memory. A body past
@@ -198,12 +210,8 @@ async fn drain(
 /// A body that stalled past the body read timeout is a 408; one that broke off otherwise (the
 /// client went away, bad chunked framing) a 400.
 fn body_error(error: &axum::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = source {
-        if current.is::<tower_http::timeout::TimeoutError>() {
-            return ApiError::body_timeout();
-        }
-        source = current.source();
+    if is_body_timeout(error) {
+        return ApiError::body_timeout();
     }
     ApiError::new(
         axum::http::StatusCode::BAD_REQUEST,
