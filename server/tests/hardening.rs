@@ -548,26 +548,29 @@ async fn past_the_inflight_body_budget_a_request_gets_503_with_retry_after() {
         ..Setup::default()
     })
     .await;
-    // A slow client declares 4000 bytes and sends a few: they are reserved while it dawdles.
-    let mut slow = TcpStream::connect(address(&env)).await.unwrap();
-    slow.write_all(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: prism\r\n{}Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{\"model\":",
-            bearer(&env.alpha)
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(200)}]});
-    // Until the slow request's handler has reserved its bytes, others still fit.
-    let refused = answer_within(
-        "while the slow body holds the budget",
-        Duration::from_secs(10),
-        503,
-        || post_raw(&env, "/v1/chat/completions", &[], &body),
-    )
-    .await;
+    // A slow client declares 4000 bytes and sends a few: they are reserved while it dawdles. If a
+    // probe reaches the budget before the slow request does, the slow one is refused instead:
+    // start over with a new slow client.
+    let mut attempts = 0;
+    let (slow, refused) = loop {
+        attempts += 1;
+        let mut slow = TcpStream::connect(address(&env)).await.unwrap();
+        slow.write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: prism\r\n{}Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{\"model\":",
+                bearer(&env.alpha)
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let probe = post_raw(&env, "/v1/chat/completions", &[], &body).await;
+        if probe.status == 503 || attempts == 20 {
+            break (slow, probe);
+        }
+    };
     let error = refused.openai_error(503, "over budget");
     assert_eq!(error["code"], "server_busy");
     assert_eq!(refused.header("retry-after"), Some("1"));
