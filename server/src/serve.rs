@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prism_app::aws::{AppError, ConfigSource, connect_aws};
-use prism_app::config::{Config, ConfigError};
+use prism_app::config::{Config, ConfigError, HttpSection};
 use prism_core::consumer::{ConsumerConfig, consume, consume_dead_letters};
 use prism_core::ports::KeyStore;
 use prism_core::reconcile::reconcile_every;
@@ -21,6 +23,7 @@ use prism_embedded::{
 };
 use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Backend, ServeArgs};
@@ -44,8 +47,6 @@ pub enum ServeError {
     DataDir(PathBuf, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
-    #[error("server failed: {0}")]
-    Server(std::io::Error),
 }
 
 /// A receive on SQS waits this long for messages; short enough that shutdown is prompt.
@@ -195,6 +196,8 @@ async fn serve_http(
         limits: HttpLimits {
             max_body_bytes: config.http.max_body_bytes,
             sync_deadline: config.http.sync_deadline,
+            max_inflight_body_bytes: config.http.max_inflight_body_bytes,
+            body_read_timeout: Some(config.http.body_read_timeout),
         },
     });
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -208,11 +211,68 @@ async fn serve_http(
         .local_addr()
         .map_err(|e| ServeError::Listen(args.listen, e))?;
     tracing::info!(address = %local, backend = ?args.backend, "prism listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    accept_connections(listener, app, &config.http, shutdown).await;
     shutdown.cancel();
-    served.map_err(ServeError::Server)
+    Ok(())
+}
+
+/// The accept loop, in place of `axum::serve` for what it does not offer: hyper's header read
+/// timeout (a slowloris connection is closed) and a cap on open connections. Past the cap no
+/// connection is accepted until one closes: new ones wait in the kernel's listen backlog (and
+/// are refused by the kernel once that is full), so memory stays bounded. On shutdown every
+/// connection finishes its in-flight request, then closes.
+async fn accept_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    http: &HttpSection,
+    shutdown: &CancellationToken,
+) {
+    let max_connections = u32::try_from(http.max_connections.max(1)).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(max_connections as usize));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout);
+    let service = TowerToHyperService::new(app);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    // Every slot back means every connection has finished.
+    let _ = slots.acquire_many(max_connections).await;
 }
 
 /// The quick start needs a key on first run: mint one for tenant `default` and show it once.

@@ -41,6 +41,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let limits = HttpLimits {
         max_body_bytes: app.config.http.max_body_bytes,
         sync_deadline: Some(app.config.http.sync_deadline.unwrap_or(BUFFERED_DEADLINE)),
+        max_inflight_body_bytes: app.config.http.max_inflight_body_bytes,
+        // The Lambda event carries the whole body: there is nothing to wait for.
+        body_read_timeout: None,
     };
     let state = AppState {
         keys: KeyCache::new(Arc::new(app.backend.keys.clone()), DEFAULT_KEY_CACHE_TTL),

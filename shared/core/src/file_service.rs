@@ -60,6 +60,25 @@ pub fn upload_purpose(purpose: &str) -> Result<FilePurpose, ServiceError> {
     }
 }
 
+/// Longest upload filename, in bytes: what common filesystems allow for one name. Every listing
+/// repeats each filename, so without a cap a few huge names make every `GET /v1/files` huge.
+pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// The `file` part's filename, refused past [`MAX_FILENAME_BYTES`].
+pub fn upload_filename(name: &str) -> Result<&str, ServiceError> {
+    if name.len() > MAX_FILENAME_BYTES {
+        return Err(ServiceError::invalid(
+            format!(
+                "The filename of 'file' is {} bytes long; at most {MAX_FILENAME_BYTES} bytes are allowed.",
+                name.len()
+            ),
+            Some("file"),
+            Some("filename_too_long"),
+        ));
+    }
+    Ok(name)
+}
+
 /// `expires_after[seconds]`, as OpenAI bounds it.
 pub fn upload_expiry(seconds: &str) -> Result<Duration, ServiceError> {
     match seconds.trim().parse::<u64>() {

@@ -13,6 +13,7 @@ pub mod file_service;
 pub mod files;
 pub mod ids;
 pub mod job;
+pub mod json_strict;
 pub mod keys;
 pub mod list;
 pub mod ports;

@@ -77,16 +77,15 @@ pub async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
+    let mut values = request.headers().get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    // Two credentials are ambiguous (a proxy may read the other one): refuse, never pick one.
+    if values.next().is_some() {
+        return ApiError::unauthorized("Send exactly one Authorization header.").into_response();
+    }
+    let presented = first
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
+        .and_then(bearer_token)
         .map(str::to_owned);
     let Some(secret) = presented else {
         return ApiError::unauthorized(
@@ -103,4 +102,11 @@ pub async fn require_key(
         Ok(None) => ApiError::unauthorized("Incorrect API key provided.").into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+/// The key of `Bearer <key>`; the scheme is case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

@@ -1,6 +1,7 @@
 //! The HTTP boundary's one error type and its exhaustive mapping from domain errors to a status
 //! and OpenAI's error body `{"error": {"message", "type", "param", "code"}}`.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prism_core::ServiceError;
@@ -16,6 +17,8 @@ pub struct ApiError {
     pub code: Option<String>,
     /// Sent as `x-should-retry: false` so the SDKs do not repeat a request that cannot succeed.
     pub never_retry: bool,
+    /// Sent as `retry-after` (seconds): when an overloaded server may be asked again.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -27,7 +30,42 @@ impl ApiError {
             param: None,
             code: None,
             never_retry: false,
+            retry_after_secs: None,
         }
+    }
+
+    pub fn param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_owned());
+        self
+    }
+
+    /// A request header Prism reads has a value it cannot accept.
+    pub fn bad_header(name: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+            .param(name)
+            .code("invalid_header_value")
+    }
+
+    /// The process holds as many request bytes as it may; the client should come back shortly.
+    pub fn busy() -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "The server is busy receiving other requests; try again shortly.",
+        )
+        .code("server_busy");
+        error.retry_after_secs = Some(1);
+        error
+    }
+
+    /// The client stopped sending its body for longer than the body read timeout.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "The request body was not received in time.",
+        )
+        .code("request_timeout")
     }
 
     pub fn code(mut self, code: &str) -> Self {
@@ -78,6 +116,7 @@ impl From<ServiceError> for ApiError {
                 param,
                 code,
                 never_retry: false,
+                retry_after_secs: None,
             },
             ServiceError::TooLarge { message } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,6 +185,31 @@ impl From<UpstreamError> for ApiError {
     }
 }
 
+/// axum's rejection of a path segment (an id that is not UTF-8): a client error in our shape.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        rejection_error(rejection.status(), rejection.body_text())
+    }
+}
+
+/// axum's rejection of a query string.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        rejection_error(rejection.status(), rejection.body_text())
+    }
+}
+
+/// axum's rejection enums are `non_exhaustive`, so they are mapped by the status they carry: a
+/// 4xx keeps its text, anything else is our generic 500 (logged once).
+fn rejection_error(status: StatusCode, text: String) -> ApiError {
+    if status.is_client_error() {
+        ApiError::new(status, "invalid_request_error", text).code("invalid_request")
+    } else {
+        tracing::error!(%status, text, "extractor failed");
+        ApiError::internal()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
@@ -157,6 +221,11 @@ impl IntoResponse for ApiError {
             }
         });
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.never_retry {
             response
                 .headers_mut()

@@ -1,24 +1,27 @@
 //! The Files API routes: a multipart upload streamed to the blob store as it arrives, listing,
 //! metadata, content (streamed, or a redirect where the store serves it directly) and delete.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{Multipart, Path, Query, State};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::multipart::Field;
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{StreamExt, TryStreamExt};
 use prism_core::file_service::{
-    self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_purpose,
-    upload_too_large,
+    self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_filename,
+    upload_purpose, upload_too_large,
 };
 use prism_core::files::{FileListQuery, FilePurpose, UploadError};
 use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
+use crate::multipart_guard::{HeadGuard, MAX_PART_HEAD_BYTES};
+use crate::request::{IdPath, QueryParams, is_body_timeout};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
 
@@ -52,7 +55,7 @@ pub async fn upload_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let deps = &state.deps;
     let declared = headers
@@ -62,12 +65,21 @@ pub async fn upload_file(
     if declared.is_some_and(|n| n > deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD) {
         return Err(upload_too_large(&deps.file_policy).into());
     }
-    let mut multipart = multipart.map_err(|e| {
-        invalid(
-            &format!("Expected a multipart/form-data body with 'file' and 'purpose': {e}"),
-            "file",
-        )
-    })?;
+    let body_failure = Arc::new(OnceLock::new());
+    let request = guard_part_heads(
+        request,
+        &headers,
+        Arc::clone(&body_failure),
+        deps.file_policy.max_upload_bytes + MULTIPART_OVERHEAD,
+    );
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|e| {
+            invalid(
+                &format!("Expected a multipart/form-data body with 'file' and 'purpose': {e}"),
+                "file",
+            )
+        })?;
     let mut purpose: Option<FilePurpose> = None;
     let mut expires_after: Option<Duration> = None;
     let mut stored: Option<(PendingUpload, String)> = None;
@@ -105,11 +117,14 @@ pub async fn upload_file(
                     return Err(invalid("Send exactly one 'file' part.", "file"));
                 }
                 "file" => {
-                    let filename = field
-                        .file_name()
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or("file")
-                        .to_owned();
+                    // Checked before any byte is stored.
+                    let filename = upload_filename(
+                        field
+                            .file_name()
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or("file"),
+                    )?
+                    .to_owned();
                     let body = field
                         .map_err(|e| UploadError::Interrupted(e.to_string()))
                         .boxed();
@@ -123,6 +138,8 @@ pub async fn upload_file(
         Ok(())
     }
     .await;
+    // multer and the blob store see only that the body broke; the guard knows why.
+    let outcome = outcome.map_err(|error| body_failure.get().cloned().unwrap_or(error));
     let (upload, filename) = match (outcome, stored) {
         (Ok(()), Some(stored)) => stored,
         (Ok(()), None) => return Err(invalid("Missing required parameter: 'file'.", "file")),
@@ -142,12 +159,78 @@ pub async fn upload_file(
     Ok(Json(FileObject::from_record(&file)).into_response())
 }
 
+/// The body as multer will see it, failed once a part head runs past [`MAX_PART_HEAD_BYTES`]
+/// or the body stalls past the body read timeout; `failure` then holds the answer. The rest of the body, up to `drain_limit` bytes, is then read without being
+/// kept before the error surfaces: a server that answers while the client still sends makes the
+/// kernel reset the connection, and the client would lose the 400. Without a boundary there is
+/// nothing to guard: multer refuses the body.
+fn guard_part_heads(
+    request: Request,
+    headers: &HeaderMap,
+    failure: Arc<OnceLock<ApiError>>,
+    drain_limit: u64,
+) -> Request {
+    let Some(boundary) = boundary(headers) else {
+        return request;
+    };
+    let (parts, body) = request.into_parts();
+    let state = (body.into_data_stream(), HeadGuard::new(&boundary), false);
+    let guarded = futures::stream::unfold(state, move |(mut body, mut guard, done)| {
+        let failure = Arc::clone(&failure);
+        async move {
+            if done {
+                return None;
+            }
+            let chunk = match body.next().await? {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    if is_body_timeout(&error) {
+                        let _ = failure.set(ApiError::body_timeout());
+                    }
+                    return Some((Err(BoxError::from(error)), (body, guard, true)));
+                }
+            };
+            if let Err(too_long) = guard.feed(&chunk) {
+                let _ = failure.set(invalid(
+                    &format!(
+                        "A multipart part header is longer than {MAX_PART_HEAD_BYTES} bytes (is the filename too long?)."
+                    ),
+                    "file",
+                ));
+                let mut drained = 0u64;
+                while drained <= drain_limit {
+                    match body.next().await {
+                        Some(Ok(rest)) => drained += rest.len() as u64,
+                        Some(Err(_)) | None => break,
+                    }
+                }
+                return Some((Err(BoxError::from(too_long)), (body, guard, true)));
+            }
+            Some((Ok(chunk), (body, guard, false)))
+        }
+    });
+    Request::from_parts(parts, Body::from_stream(guarded))
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `boundary` parameter of a `multipart/form-data` content type.
+fn boundary(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
 pub async fn list_files(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Query(params): Query<HashMap<String, String>>,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let param = |name: &str| params.get(name).map(String::as_str);
+    let param = |name: &str| params.get(name);
     let query = FileListQuery::parse(
         param("purpose"),
         param("limit"),
@@ -161,7 +244,7 @@ pub async fn list_files(
 pub async fn get_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let file = file_service::get_file(&state.deps, &tenant, &id).await?;
     Ok(Json(FileObject::from_record(&file)).into_response())
@@ -171,7 +254,7 @@ pub async fn get_file(
 pub async fn file_content(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     match file_service::file_content(&state.deps, &tenant, &id).await? {
         FileContent::Redirect { url } => {
@@ -199,7 +282,7 @@ pub async fn file_content(
 pub async fn delete_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let id = file_service::delete_file(&state.deps, &tenant, &id).await?;
     Ok(Json(FileDeleted::new(&id)).into_response())

@@ -4,9 +4,11 @@
 mod auth;
 mod error;
 mod files;
+mod multipart_guard;
+mod request;
 mod routes;
 mod wire;
 
 pub use auth::{DEFAULT_KEY_CACHE_TTL, KeyCache};
 pub use error::ApiError;
-pub use routes::{AppState, HttpLimits, router};
+pub use routes::{AppState, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpLimits, router};

@@ -1,12 +1,11 @@
 //! Routes and handlers. Handlers only translate HTTP to service calls and back; behaviour lives
 //! in `prism_core::service`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,15 +14,20 @@ use futures::StreamExt;
 use prism_core::batch_service;
 use prism_core::chat::summarize_chat_request;
 use prism_core::ids::new_request_id;
+use prism_core::json_strict::reject_duplicate_keys;
 use prism_core::list::ListQuery;
 use prism_core::service::{self, Deps, model_not_found};
 use prism_core::{JobKind, TenantId};
 use serde_json::json;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::Instrument;
 
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
 use crate::files;
+use crate::request::{
+    BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
+};
 use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
 
 #[derive(Debug, Clone)]
@@ -32,13 +36,24 @@ pub struct HttpLimits {
     /// A non-streamed synchronous completion whose upstream has not answered by then gets a 504
     /// (with `x-should-retry: false`), before a gateway in front cuts the connection itself.
     pub sync_deadline: Option<Duration>,
+    /// Request-body bytes held in memory at once by the whole process; past it a request is
+    /// answered 503 with `retry-after` instead of being buffered.
+    pub max_inflight_body_bytes: usize,
+    /// A body that sends nothing for this long is answered 408 (an idle timeout between chunks).
+    pub body_read_timeout: Option<Duration>,
 }
+
+/// 192 MiB: 32 bodies of 6 MiB at once. With the process's own ~30 MB and hyper's read buffers,
+/// `prism serve` stays under 300 MB however many clients send bodies (bench/hostile.sh).
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 192 * 1024 * 1024;
 
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 6 * 1024 * 1024,
             sync_deadline: None,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            body_read_timeout: None,
         }
     }
 }
@@ -50,10 +65,11 @@ pub struct AppState {
     pub limits: HttpLimits,
 }
 
-const ASYNC_HEADER: &str = "x-prism-async";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
+    let budget = BodyBudget::new(state.limits.max_inflight_body_bytes);
+    let body_timeout = state.limits.body_read_timeout;
     let v1 = Router::new()
         .route("/chat/completions", post(chat_completions))
         .route("/async", get(list_async_jobs))
@@ -76,7 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/batches/{id}", get(get_batch))
         .route("/batches/{id}/cancel", post(cancel_batch))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    Router::new()
+    let app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .nest("/v1", v1)
@@ -84,8 +100,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by the handlers with the configured cap, answering 413 in our shape.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .layer(Extension(budget));
+    let app = match body_timeout {
+        Some(timeout) => app.layer(RequestBodyTimeoutLayer::new(timeout)),
+        None => app,
+    };
+    app.layer(middleware::from_fn(request_id)).with_state(state)
 }
 
 /// Gives every response an `x-request-id` and every log line of the request a span carrying it.
@@ -166,35 +186,35 @@ async fn method_not_allowed(request: Request) -> ApiError {
     .code("method_not_allowed")
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(limit));
-    }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))
-}
-
-fn is_async(headers: &HeaderMap) -> bool {
-    headers
-        .get(ASYNC_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+/// The body under the per-request cap and the process budget, refused when a key repeats.
+async fn read_json_body(
+    state: &AppState,
+    budget: &BodyBudget,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<HeldBody, ApiError> {
+    let body = read_body(body, headers, state.limits.max_body_bytes, budget).await?;
+    reject_duplicate_keys(&body.bytes)?;
+    Ok(body)
 }
 
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
+    Extension(budget): Extension<BodyBudget>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
-    if is_async(&headers) {
-        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    // Headers first: a refused request is never buffered.
+    let is_async = async_mode(&headers)?;
+    let key = if is_async {
+        idempotency_key(&headers)?
+    } else {
+        None
+    };
+    let held = read_json_body(&state, &budget, &headers, body).await?;
+    let body = held.bytes.clone();
+    if is_async {
         let submitted = service::submit_async_job(&state.deps, &tenant, body, key).await?;
         return Ok((
             StatusCode::ACCEPTED,
@@ -252,7 +272,7 @@ fn sync_deadline_passed(deadline: Duration) -> ApiError {
 async fn get_async_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
-    id: Path<String>,
+    id: IdPath,
 ) -> Result<Response, ApiError> {
     get_job(state, tenant, JobKind::Async, id).await
 }
@@ -260,7 +280,7 @@ async fn get_async_job(
 async fn get_scheduled_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
-    id: Path<String>,
+    id: IdPath,
 ) -> Result<Response, ApiError> {
     get_job(state, tenant, JobKind::Scheduled, id).await
 }
@@ -269,7 +289,7 @@ async fn get_job(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     kind: JobKind,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let job = service::get_job(&state.deps, &tenant, kind, &id).await?;
     Ok(Json(JobObject::from_job(&job)).into_response())
@@ -278,7 +298,7 @@ async fn get_job(
 async fn list_async_jobs(
     state: State<AppState>,
     tenant: Extension<TenantId>,
-    params: Query<HashMap<String, String>>,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
     list_jobs(state, tenant, JobKind::Async, params).await
 }
@@ -286,7 +306,7 @@ async fn list_async_jobs(
 async fn list_scheduled_jobs(
     state: State<AppState>,
     tenant: Extension<TenantId>,
-    params: Query<HashMap<String, String>>,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
     list_jobs(state, tenant, JobKind::Scheduled, params).await
 }
@@ -295,12 +315,12 @@ async fn list_jobs(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     kind: JobKind,
-    Query(params): Query<HashMap<String, String>>,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
     let query = ListQuery::parse(
-        params.get("limit").map(String::as_str),
-        params.get("after").map(String::as_str),
-        params.get("status").map(String::as_str),
+        params.get("limit"),
+        params.get("after"),
+        params.get("status"),
     )?;
     let page = service::list_jobs(&state.deps, &tenant, kind, &query).await?;
     Ok(Json(ListObject::from_page(&page)).into_response())
@@ -309,7 +329,7 @@ async fn list_jobs(
 async fn cancel_async_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
-    id: Path<String>,
+    id: IdPath,
 ) -> Result<Response, ApiError> {
     cancel_job(state, tenant, JobKind::Async, id).await
 }
@@ -317,7 +337,7 @@ async fn cancel_async_job(
 async fn cancel_scheduled_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
-    id: Path<String>,
+    id: IdPath,
 ) -> Result<Response, ApiError> {
     cancel_job(state, tenant, JobKind::Scheduled, id).await
 }
@@ -326,7 +346,7 @@ async fn cancel_job(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     kind: JobKind,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let job = service::cancel_job(&state.deps, &tenant, kind, &id).await?;
     Ok(Json(JobObject::from_job(&job)).into_response())
@@ -336,12 +356,13 @@ async fn cancel_job(
 async fn create_scheduled_job(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
+    Extension(budget): Extension<BodyBudget>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    let submitted = service::submit_scheduled_job(&state.deps, &tenant, &body, key).await?;
+    let key = idempotency_key(&headers)?;
+    let body = read_json_body(&state, &budget, &headers, body).await?;
+    let submitted = service::submit_scheduled_job(&state.deps, &tenant, &body.bytes, key).await?;
     Ok((
         StatusCode::CREATED,
         Json(JobObject::from_job(&submitted.job)),
@@ -352,18 +373,19 @@ async fn create_scheduled_job(
 async fn create_batch(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
+    Extension(budget): Extension<BodyBudget>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
-    let batch = batch_service::create_batch(&state.deps, &tenant, &body).await?;
+    let body = read_json_body(&state, &budget, &headers, body).await?;
+    let batch = batch_service::create_batch(&state.deps, &tenant, &body.bytes).await?;
     Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }
 
 async fn get_batch(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let batch = batch_service::get_batch(&state.deps, &tenant, &id).await?;
     Ok(Json(BatchObject::from_batch(&batch)).into_response())
@@ -372,13 +394,13 @@ async fn get_batch(
 async fn list_batches(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Query(params): Query<HashMap<String, String>>,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
     let page = batch_service::list_batches(
         &state.deps,
         &tenant,
-        params.get("limit").map(String::as_str),
-        params.get("after").map(String::as_str),
+        params.get("limit"),
+        params.get("after"),
     )
     .await?;
     Ok(Json(BatchList::from_page(&page)).into_response())
@@ -387,7 +409,7 @@ async fn list_batches(
 async fn cancel_batch(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let batch = batch_service::cancel_batch(&state.deps, &tenant, &id).await?;
     Ok(Json(BatchObject::from_batch(&batch)).into_response())

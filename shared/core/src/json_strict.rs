@@ -1,0 +1,198 @@
+//! Duplicate keys in JSON objects. RFC 8259 leaves their meaning open: serde answers a struct
+//! field seen twice with an error, a map keeps the last value, and the upstream provider may keep
+//! either. Prism refuses them everywhere with one answer, naming the key and where it sits.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use crate::error::ServiceError;
+
+/// The first key found twice in one object, and its path (`messages[0].content`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    pub key: String,
+    pub path: String,
+}
+
+impl DuplicateKey {
+    /// What every answer says, for a request body and a batch input line alike.
+    pub fn message(&self) -> String {
+        format!(
+            "The JSON has the key '{}' more than once (at '{}'); send each key once.",
+            self.key, self.path
+        )
+    }
+
+    /// The 400 every endpoint answers with; `param` is the key's path.
+    pub fn into_error(self) -> ServiceError {
+        ServiceError::invalid(self.message(), Some(&self.path), Some("duplicate_key"))
+    }
+}
+
+/// The first duplicated key of `json`, at any depth. Text that is not JSON has none: the caller's
+/// own parsing reports it. Nesting is bounded by serde_json's recursion limit.
+pub fn find_duplicate_key(json: &[u8]) -> Option<DuplicateKey> {
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    // The walk stops at the first duplicate with an error whose text does not matter: the
+    // duplicate itself is in `found`.
+    let _ = Walk {
+        path: String::new(),
+        found: &mut found,
+    }
+    .deserialize(&mut deserializer);
+    found
+}
+
+/// [`find_duplicate_key`] as a service answer: `Err` with the 400 when a key repeats.
+pub fn reject_duplicate_keys(json: &[u8]) -> Result<(), ServiceError> {
+    find_duplicate_key(json).map_or(Ok(()), |duplicate| Err(duplicate.into_error()))
+}
+
+/// Visits one value without building it, noting the first duplicated key.
+struct Walk<'f> {
+    path: String,
+    found: &'f mut Option<DuplicateKey>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        loop {
+            let element = Walk {
+                path: format!("{}[{index}]", self.path),
+                found: &mut *self.found,
+            };
+            if seq.next_element_seed(element)?.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key.clone()) {
+                *self.found = Some(DuplicateKey { key, path });
+                return Err(de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(Walk {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn duplicate(json: &str) -> Option<(String, String)> {
+        find_duplicate_key(json.as_bytes()).map(|d| (d.key, d.path))
+    }
+
+    #[test]
+    fn a_top_level_key_sent_twice_is_found_by_name() {
+        assert_eq!(
+            duplicate(r#"{"model":"a","messages":[],"model":"b"}"#),
+            Some(("model".into(), "model".into()))
+        );
+    }
+
+    #[test]
+    fn a_nested_duplicate_is_found_with_its_path() {
+        assert_eq!(
+            duplicate(r#"{"request":{"messages":[{"role":"user"},{"role":"user","role":"x"}]}}"#),
+            Some(("role".into(), "request.messages[1].role".into()))
+        );
+    }
+
+    #[test]
+    fn an_escaped_spelling_of_the_same_key_is_a_duplicate() {
+        assert_eq!(
+            duplicate(r#"{"model":"a","mod\u0065l":"b"}"#),
+            Some(("model".into(), "model".into()))
+        );
+    }
+
+    #[test]
+    fn the_same_key_in_sibling_objects_is_not_a_duplicate() {
+        assert_eq!(
+            duplicate(r#"{"messages":[{"role":"user"},{"role":"assistant"}],"n":1.5,"x":null}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_has_no_duplicate_to_report() {
+        assert_eq!(duplicate("{\"a\":1,"), None);
+        assert_eq!(duplicate("not json"), None);
+    }
+
+    #[test]
+    fn a_batch_line_with_a_duplicate_in_its_body_names_the_body_path() {
+        let line = br#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[],"model":"x"}}"#;
+        let duplicate = find_duplicate_key(line).unwrap();
+        assert_eq!(duplicate.path, "body.model");
+        assert!(duplicate.message().contains("'model'"));
+    }
+
+    #[test]
+    fn the_error_is_a_400_naming_the_key_and_its_path() {
+        match reject_duplicate_keys(br#"{"a":{"b":1,"b":2}}"#) {
+            Err(ServiceError::InvalidRequest {
+                message,
+                param,
+                code,
+            }) => {
+                assert!(message.contains("'b'"), "{message}");
+                assert_eq!(param.as_deref(), Some("a.b"));
+                assert_eq!(code.as_deref(), Some("duplicate_key"));
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+}
