@@ -18,6 +18,7 @@ mod schedules;
 mod settings;
 pub mod stack;
 mod stages;
+mod write;
 
 pub use batches::DynamoBatchStore;
 pub use blobs::S3Blobs;

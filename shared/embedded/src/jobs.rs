@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use prism_core::batch::BatchRef;
+use prism_core::job::decisions::{self, CancelDecision, ClaimDecision};
 use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
@@ -277,38 +278,25 @@ impl JobStore for SqliteJobStore {
         self.db
             .write(move |conn| {
                 let id = &target.id;
-                let Some(job) = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)? else {
-                    return Ok(ClaimOutcome::Missing);
-                };
-                if job.status.is_terminal() {
-                    return Ok(ClaimOutcome::Terminal(job));
-                }
-                if let Some(due_at) = job.scheduled_at.filter(|due| *due > now) {
-                    return Ok(ClaimOutcome::NotDue { due_at });
-                }
-                let live_lease: Option<i64> = conn
+                let job = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)?;
+                // A released lease has no token and holds nothing.
+                let held_until: Option<i64> = conn
                     .prepare_cached(
-                        "SELECT lease_expires_at FROM jobs WHERE id = ?1 \
-                         AND status = 'running' AND lease_token IS NOT NULL AND lease_expires_at > ?2",
+                        "SELECT lease_expires_at FROM jobs WHERE id = ?1 AND lease_token IS NOT NULL",
                     )?
-                    .query_row(params![id.as_str(), now.0], |r| r.get(0))
-                    .optional()?;
-                if let Some(until) = live_lease {
-                    return Ok(ClaimOutcome::Busy {
-                        lease_expires_at: Timestamp(until),
-                    });
-                }
+                    .query_row(params![id.as_str()], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                let claimed = match decisions::claim(job, held_until.map(Timestamp), now) {
+                    ClaimDecision::Take(claimed) => claimed,
+                    ClaimDecision::Refuse(refusal) => return Ok(refusal),
+                };
                 conn.prepare_cached(
                     "UPDATE jobs SET status = 'running', lease_token = ?2, lease_expires_at = ?3, \
                      started_at = COALESCE(started_at, ?4), attempts = attempts + 1 WHERE id = ?1",
                 )?
                 .execute(params![id.as_str(), lease.token, lease.expires_at.0, now.0])?;
-                Ok(ClaimOutcome::Claimed(Job {
-                    status: JobStatus::Running,
-                    started_at: job.started_at.or(Some(now)),
-                    attempts: job.attempts + 1,
-                    ..job
-                }))
+                Ok(ClaimOutcome::Claimed(claimed))
             })
             .await
     }
@@ -410,13 +398,10 @@ impl JobStore for SqliteJobStore {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.db
             .write(move |conn| {
-                let Some(job) = load_live(conn, tenant.as_str(), id.as_str(), now.0)? else {
-                    return Ok(CancelOutcome::NotFound);
-                };
-                match job.status {
-                    JobStatus::Cancelled => Ok(CancelOutcome::AlreadyCancelled(job)),
-                    JobStatus::Completed | JobStatus::Failed => Ok(CancelOutcome::Finished(job)),
-                    JobStatus::Pending | JobStatus::Running => {
+                let job = load_live(conn, tenant.as_str(), id.as_str(), now.0)?;
+                match decisions::cancel_outcome(job, now, expires_at) {
+                    CancelDecision::Answer(outcome) => Ok(outcome),
+                    CancelDecision::Cancel(cancelled) => {
                         // A pending job's queue entry is dropped with it; a running one's
                         // delivery is acknowledged by its worker once it sees the cancel.
                         conn.prepare_cached(
@@ -426,12 +411,7 @@ impl JobStore for SqliteJobStore {
                              WHERE id = ?1",
                         )?
                         .execute(params![id.as_str(), now.0, expires_at.0])?;
-                        Ok(CancelOutcome::Cancelled(Job {
-                            status: JobStatus::Cancelled,
-                            completed_at: Some(now),
-                            expires_at: Some(expires_at),
-                            ..job
-                        }))
+                        Ok(CancelOutcome::Cancelled(cancelled))
                     }
                 }
             })
