@@ -30,6 +30,7 @@ use crate::files::{FilePurpose, FileRecord, UploadStream, file_blob_key};
 use crate::ports::{BatchResult, Lease, UpstreamError, WorkItem};
 use crate::retry::delay_before_retry;
 use crate::service::Deps;
+use crate::upstream::{client_error, error_body};
 use crate::worker::QueueAction;
 
 /// After a storage failure the message is left to reappear this soon.
@@ -484,11 +485,10 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
                 let usage = Usage::of_completion(&completion.body);
                 let json = match serde_json::from_str::<&RawValue>(&completion.body) {
                     Ok(body) => response_line(deps, &line.custom_id, 200, body),
-                    Err(_) => error_line(
+                    Err(e) => failed_line(
                         deps,
                         &line.custom_id,
-                        "invalid_upstream_response",
-                        "The upstream provider sent a response that is not valid JSON.",
+                        &UpstreamError::InvalidResponse(e.to_string()),
                     ),
                 };
                 return LineResult {
@@ -518,38 +518,20 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
     }
 }
 
-/// An upstream HTTP failure keeps its status and OpenAI error body; other failures have no
-/// response.
+/// An upstream HTTP failure keeps its status, with the error body of the one upstream table
+/// ([`crate::upstream`]); other failures have no response, only that table's code and message.
 fn failed_line(deps: &Deps, custom_id: &str, error: &UpstreamError) -> String {
+    let shown = client_error(error).error;
+    let code = shown.code.as_deref().unwrap_or("upstream_error");
     match error {
         UpstreamError::Status { status, .. } => {
-            let job_error = error.to_job_error();
-            let body = serde_json::json!({"error": {
-                "message": job_error.message,
-                "type": job_error.kind,
-                "param": null,
-                "code": job_error.code,
-            }});
-            let raw = serde_json::value::to_raw_value(&body).ok();
-            match raw {
-                Some(raw) => response_line(deps, custom_id, *status, &raw),
-                None => error_line(
-                    deps,
-                    custom_id,
-                    "upstream_error",
-                    "The upstream request failed.",
-                ),
+            let body = error_body(&shown.message, &shown.kind, None, shown.code.as_deref());
+            match serde_json::value::to_raw_value(&body) {
+                Ok(raw) => response_line(deps, custom_id, *status, &raw),
+                Err(_) => error_line(deps, custom_id, code, &shown.message),
             }
         }
-        other => {
-            let job_error = other.to_job_error();
-            error_line(
-                deps,
-                custom_id,
-                job_error.code.as_deref().unwrap_or("upstream_error"),
-                &job_error.message,
-            )
-        }
+        _ => error_line(deps, custom_id, code, &shown.message),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod routing;
 pub mod scheduled;
 pub mod service;
+pub mod upstream;
 pub mod worker;
 
 pub use clock::{Clock, SystemClock, Timestamp};
