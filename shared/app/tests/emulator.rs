@@ -19,7 +19,7 @@ use prism_core::reconcile::reconcile;
 use prism_core::scheduled::format_rfc3339;
 use prism_core::service::{cancel_job, submit_async_job, submit_scheduled_job};
 use prism_core::worker::{QueueAction, handle_delivery};
-use prism_core::{Clock, JobKind, JobStatus, TenantId};
+use prism_core::{Clock, JobKind, JobStatus, Stage, TenantId};
 use prism_testkit::schedule_pump::EmulatorSchedulePump;
 use prism_testkit::{ManualClock, MockUpstream, TestClock, spawn_mock_upstream};
 use tokio_util::sync::CancellationToken;
@@ -147,7 +147,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     let consumer = tokio::spawn({
         let (deps, dlq, shutdown) = (
             deps.clone(),
-            app.backend.dead_letters.clone(),
+            app.backend.dead_letters.get(Stage::Jobs).clone(),
             shutdown.clone(),
         );
         async move { consume_dead_letters(&deps, &dlq, Duration::from_secs(30), &shutdown).await }
@@ -392,20 +392,20 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
         .unwrap()
         .batch_ref();
     let backend = &app.backend;
-    let run = |deliveries: Vec<prism_core::ports::Delivery>, queue: &'static str| async move {
+    let run = |deliveries: Vec<prism_core::ports::Delivery>, stage: Stage| async move {
         for delivery in deliveries {
             let action = handle_delivery(deps, &delivery, None).await;
-            assert_eq!(action, QueueAction::Ack, "{queue}: {:?}", delivery.item);
-            let q = match queue {
-                "plan" => &backend.plan_queue,
-                "chunks" => &backend.chunk_queue,
-                _ => &backend.finalize_queue,
-            };
+            assert_eq!(action, QueueAction::Ack, "{stage:?}: {:?}", delivery.item);
+            let q = backend.queues.get(stage);
             q.ack(&delivery.receipt).await.unwrap();
         }
     };
-    run(all_waiting(&backend.plan_queue).await, "plan").await;
-    let chunks = all_waiting(&backend.chunk_queue).await;
+    run(
+        all_waiting(backend.queues.get(Stage::Plan)).await,
+        Stage::Plan,
+    )
+    .await;
+    let chunks = all_waiting(backend.queues.get(Stage::Chunks)).await;
     assert_eq!(chunks.len(), 2);
     // SQS may deliver any message twice: send each chunk message again.
     for delivery in &chunks {
@@ -414,9 +414,13 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
             .await
             .unwrap();
     }
-    run(chunks, "chunks").await;
-    run(all_waiting(&backend.chunk_queue).await, "chunks").await;
-    let finals = all_waiting(&backend.finalize_queue).await;
+    run(chunks, Stage::Chunks).await;
+    run(
+        all_waiting(backend.queues.get(Stage::Chunks)).await,
+        Stage::Chunks,
+    )
+    .await;
+    let finals = all_waiting(backend.queues.get(Stage::Finalize)).await;
     assert!(!finals.is_empty());
     // And the finalize message twice more.
     for _ in 0..2 {
@@ -425,7 +429,7 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
             .await
             .unwrap();
     }
-    run(finals, "finalize").await;
+    run(finals, Stage::Finalize).await;
     let first = deps
         .batches
         .get(&batch.tenant, &batch.id)
@@ -433,7 +437,11 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
         .unwrap()
         .unwrap();
     assert_eq!(first.status, prism_core::batch::BatchStatus::Completed);
-    run(all_waiting(&backend.finalize_queue).await, "finalize").await;
+    run(
+        all_waiting(backend.queues.get(Stage::Finalize)).await,
+        Stage::Finalize,
+    )
+    .await;
     let again = deps
         .batches
         .get(&batch.tenant, &batch.id)

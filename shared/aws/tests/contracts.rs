@@ -30,7 +30,7 @@ async fn fresh() -> JobPorts {
     let backend = AwsBackend::connect(settings, Duration::ZERO).await;
     JobPorts {
         store: Arc::new(backend.jobs.clone()),
-        queue: Arc::new(backend.queue.clone()),
+        queue: Arc::new(backend.queues.get(prism_core::Stage::Jobs).clone()),
         keys: Arc::new(backend.keys.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod routing;
 pub mod scheduled;
 pub mod service;
+pub mod stage;
 pub mod upstream;
 pub mod worker;
 
@@ -28,3 +29,4 @@ pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
 pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
 pub use job::{Job, JobError, JobKind, JobStatus};
+pub use stage::{PerStage, Stage};

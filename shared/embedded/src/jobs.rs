@@ -15,7 +15,8 @@ use prism_core::ports::{
     Receipt, WorkItem, WorkQueue,
 };
 use prism_core::{
-    BatchId, Clock, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
+    BatchId, Clock, Job, JobError, JobId, JobKind, JobStatus, Stage, StoreError, TenantId,
+    Timestamp,
 };
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -556,16 +557,16 @@ fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
     receipt.0.strip_prefix("w:")?.rsplit_once(':')
 }
 
-/// One row per distinct item: a second enqueue of a waiting item keeps the earlier time; one of
-/// an item in flight makes a new message (the in-flight receipt goes stale, as in SQS a second
-/// message is independent of the first).
+/// One row per distinct batch-stage item, its `kind` the stage's name: a second enqueue of a
+/// waiting item keeps the earlier time; one of an item in flight makes a new message (the
+/// in-flight receipt goes stale, as in SQS a second message is independent of the first).
 fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
-    let (kind, batch, chunk) = match item {
-        WorkItem::PlanBatch(b) => ("plan", b, None),
-        WorkItem::RunChunk { batch, chunk } => ("chunk", batch, Some(*chunk)),
-        WorkItem::FinalizeBatch(b) => ("finalize", b, None),
+    let (batch, chunk) = match item {
+        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (b, None),
+        WorkItem::RunChunk { batch, chunk } => (batch, Some(*chunk)),
         WorkItem::Job(_) => return Ok(()),
     };
+    let kind = item.stage().name();
     conn.prepare_cached(
         "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -595,12 +596,7 @@ fn work_item_from(
         tenant: TenantId::parse(tenant)?,
         id: BatchId::parse(batch_id)?,
     };
-    match (kind, chunk) {
-        ("plan", _) => Some(WorkItem::PlanBatch(batch)),
-        ("chunk", Some(chunk)) => Some(WorkItem::RunChunk { batch, chunk }),
-        ("finalize", _) => Some(WorkItem::FinalizeBatch(batch)),
-        _ => None,
-    }
+    WorkItem::of_batch(Stage::parse(kind)?, batch, chunk)
 }
 
 fn receive_work_items(
