@@ -113,7 +113,7 @@ async fn a_redelivered_message_does_not_call_the_upstream_twice() {
         "now terminal"
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, deps.clock.now())
         .await
         .unwrap()
@@ -155,7 +155,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let failed = loop {
         let current = deps
-            .store
+            .jobs
             .get(&alpha(), &job.id, deps.clock.now())
             .await
             .unwrap()
@@ -190,7 +190,7 @@ async fn a_one_megabyte_prompt_and_its_result_round_trip_through_s3() {
         QueueAction::Ack
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, deps.clock.now())
         .await
         .unwrap()
@@ -272,7 +272,7 @@ async fn a_job_due_beyond_a_queue_delay_runs_when_its_eventbridge_schedule_fires
         QueueAction::Ack
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, clock.now())
         .await
         .unwrap()
@@ -326,7 +326,7 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
     let early = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
     assert_eq!(handle_delivery(&deps, &early, None).await, QueueAction::Ack);
     let waiting = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, clock.now())
         .await
         .unwrap()
@@ -336,7 +336,9 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
 
     // Its schedule is lost too: once due (and then stranded), the reconciler triggers it.
     clock
-        .advance(Duration::from_secs(3600) + deps.policy.stranded_after + Duration::from_secs(1))
+        .advance(
+            Duration::from_secs(3600) + deps.job_policy.stranded_after + Duration::from_secs(1),
+        )
         .await;
     let report = reconcile(&deps).await.unwrap();
     assert_eq!(report.retriggered, 1, "{report:?}");
@@ -346,7 +348,7 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
         QueueAction::Ack
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, clock.now())
         .await
         .unwrap()

@@ -3,8 +3,7 @@
 //! checkpoint parts under the chunk's fencing token) and finalizing (`try_finalize`: one winner
 //! assembles the output and error files in input order).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +11,6 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +25,7 @@ use crate::batch_input::{
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::files::{FilePurpose, FileRecord, UploadStream, file_blob_key};
+
 use crate::ports::{BatchResult, Lease, UpstreamError, WorkItem};
 use crate::retry::delay_before_retry;
 use crate::service::Deps;
@@ -39,66 +38,6 @@ const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 /// The longest a line waits between attempts.
 const MAX_LINE_BACKOFF: Duration = Duration::from_secs(60);
-
-/// Caps lines in flight toward each model across the process, and pauses new starts toward a
-/// model that is shedding load (a 429 with `retry-after`): the per-model breaker.
-#[derive(Debug)]
-pub struct ModelGate {
-    per_model: usize,
-    models: Mutex<HashMap<String, Lane>>,
-}
-
-impl ModelGate {
-    pub fn new(per_model: usize) -> Self {
-        Self {
-            per_model: per_model.max(1),
-            models: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn entry(&self, model: &str) -> Lane {
-        match self.models.lock() {
-            Ok(mut models) => models
-                .entry(model.to_owned())
-                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_model)), None))
-                .clone(),
-            Err(_) => (Arc::new(Semaphore::new(self.per_model)), None),
-        }
-    }
-
-    /// Waits out a pause, then for a free slot toward `model`.
-    pub async fn enter(&self, model: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let (semaphore, paused_until) = self.entry(model);
-        if let Some(until) = paused_until.filter(|u| *u > Instant::now()) {
-            tokio::time::sleep_until(until).await;
-        }
-        semaphore.acquire_owned().await.ok()
-    }
-
-    /// Interactive work (a sync call, an async or scheduled job) takes a batch slot toward `model`
-    /// if one is free, without ever waiting for one: while it runs, batches run one line fewer.
-    /// This is how batch work yields to interactive traffic.
-    pub fn interactive(&self, model: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let (semaphore, _) = self.entry(model);
-        semaphore.try_acquire_owned().ok()
-    }
-
-    /// The upstream asked to slow down: no new line toward `model` starts for `wait`.
-    pub fn pause(&self, model: &str, wait: Duration) {
-        if let Ok(mut models) = self.models.lock() {
-            let entry = models
-                .entry(model.to_owned())
-                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_model)), None));
-            let until = Instant::now() + wait;
-            if entry.1.is_none_or(|u| u < until) {
-                entry.1 = Some(until);
-            }
-        }
-    }
-}
-
-/// One model's slots, and until when new starts toward it are paused.
-type Lane = (Arc<Semaphore>, Option<Instant>);
 
 fn new_token() -> String {
     let mut bytes = [0u8; 16];
@@ -115,11 +54,11 @@ pub async fn handle_batch_delivery(
     stop: &CancellationToken,
 ) -> QueueAction {
     let result = match item {
-        WorkItem::PlanBatch(batch) if receive_count > deps.policy.max_receives => {
+        WorkItem::PlanBatch(batch) if receive_count > deps.job_policy.max_receives => {
             dead_plan(deps, batch).await
         }
         WorkItem::PlanBatch(batch) => plan_batch(deps, batch).await,
-        WorkItem::RunChunk { batch, chunk } if receive_count > deps.policy.max_receives => {
+        WorkItem::RunChunk { batch, chunk } if receive_count > deps.job_policy.max_receives => {
             dead_chunk(deps, batch, *chunk).await
         }
         WorkItem::RunChunk { batch, chunk } => run_chunk(deps, batch, *chunk, deadline, stop).await,
@@ -474,7 +413,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
     loop {
         attempt += 1;
         let permit = deps.model_gate.enter(&line.model).await;
-        let timeout = deps.policy.upstream_timeout;
+        let timeout = deps.job_policy.upstream_timeout;
         let result = deps
             .upstream
             .complete(&line.model, line.body.clone(), timeout)
@@ -998,41 +937,4 @@ async fn file_lines(
         out.push(b'\n');
     }
     Ok(Bytes::from(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn interactive_calls_take_batch_slots_without_waiting_for_them() {
-        let gate = ModelGate::new(2);
-        let interactive = gate.interactive("m");
-        assert!(interactive.is_some());
-        let batch = gate.enter("m").await;
-        assert!(batch.is_some());
-        // Both slots are taken: another batch line waits, an interactive call does not.
-        assert!(gate.interactive("m").is_none());
-        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.enter("m")).await;
-        assert!(waiting.is_err(), "a third line must wait");
-        drop(interactive);
-        let admitted = tokio::time::timeout(Duration::from_millis(50), gate.enter("m")).await;
-        assert!(
-            admitted.is_ok(),
-            "the slot came back when the interactive call ended"
-        );
-        assert!(
-            gate.interactive("other").is_some(),
-            "models have their own slots"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_paused_model_starts_no_line_until_the_pause_ends() {
-        let gate = ModelGate::new(4);
-        gate.pause("m", Duration::from_secs(3));
-        let started = Instant::now();
-        let _slot = gate.enter("m").await;
-        assert!(started.elapsed() >= Duration::from_secs(3));
-    }
 }

@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod error;
 pub mod file_service;
 pub mod files;
+pub mod gate;
 pub mod ids;
 pub mod job;
 pub mod keys;

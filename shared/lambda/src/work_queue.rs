@@ -8,7 +8,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use prism_app::aws::{ConfigSource, connect_aws};
 use prism_core::Stage;
 
-use crate::{handle_job_event, init_tracing, worker_deadline};
+use crate::{handle_work_event, init_tracing, worker_deadline};
 
 /// Runs the function of `stage`, whose queue its trigger drains (the visibility changes that
 /// ask SQS for a later redelivery go to that queue).
@@ -24,7 +24,7 @@ pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = worker_deadline(event.context.deadline);
-        let response = handle_job_event(
+        let response = handle_work_event(
             &app.deps,
             app.backend.queues.get(stage),
             event.payload,
