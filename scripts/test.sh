@@ -15,7 +15,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-cargo build --workspace --all-targets --locked
+# The emulator suites of prism-aws and prism-app are behind their `emulator` feature.
+EMULATOR_FEATURES=prism-aws/emulator,prism-app/emulator
+cargo build --workspace --all-targets --locked --features "$EMULATOR_FEATURES"
 
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
@@ -31,7 +33,7 @@ done
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 
-cargo test --workspace --locked
+cargo test --workspace --locked --features "$EMULATOR_FEATURES"
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
     --test files --test batches

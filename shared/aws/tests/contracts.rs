@@ -18,7 +18,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 async fn fresh() -> Ports {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run these tests through scripts/test.sh, which starts the emulator"
+        "AWS_ENDPOINT_URL is not set: run scripts/test.sh (it starts the emulator), or start `.venv/bin/moto_server -H 127.0.0.1 -p PORT` and export AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
     );
     let prefix = format!(
         "contract-{}-{}",
