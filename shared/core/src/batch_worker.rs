@@ -219,7 +219,12 @@ pub async fn dead_chunk(
     batch: &BatchRef,
     index: u32,
 ) -> Result<QueueAction, StoreError> {
-    let (token, lease, current, chunk) = match claim(deps, batch, index).await? {
+    let Claimed {
+        token,
+        lease,
+        batch: current,
+        chunk,
+    } = match claim(deps, batch, index).await? {
         Ok(claimed) => claimed,
         Err(action) => return Ok(action),
     };
@@ -266,15 +271,21 @@ pub async fn dead_chunk(
     finish_chunk(deps, batch, index, &token).await
 }
 
-/// A chunk claimed under a fresh token: the token, its lease, the batch and the chunk; or what to
-/// do with the message when the chunk is not ours (busy elsewhere, done, batch closed).
-type Claimed = (String, Lease, Box<Batch>, Chunk);
+/// A chunk claimed under a fresh token, with the batch and the chunk as the claim found them.
+struct Claimed {
+    token: String,
+    lease: Lease,
+    batch: Box<Batch>,
+    chunk: Chunk,
+}
 
 async fn claim(
     deps: &Deps,
     batch: &BatchRef,
     index: u32,
 ) -> Result<Result<Claimed, QueueAction>, StoreError> {
+    // Err: what to do with the message when the chunk is not ours (busy elsewhere, done, batch
+    // closed).
     let now = deps.clock.now();
     let token = new_token();
     let lease = Lease {
@@ -283,7 +294,12 @@ async fn claim(
     };
     Ok(
         match deps.batches.claim_chunk(batch, index, &lease, now).await? {
-            ChunkClaim::Claimed { batch, chunk } => Ok((token, lease, batch, chunk)),
+            ChunkClaim::Claimed { batch, chunk } => Ok(Claimed {
+                token,
+                lease,
+                batch,
+                chunk,
+            }),
             ChunkClaim::Busy { lease_expires_at } => Err(QueueAction::RetryAfter(
                 now.until(lease_expires_at) + Duration::from_secs(1),
             )),
@@ -488,7 +504,7 @@ pub async fn run_chunk(
         Ok(claimed) => claimed,
         Err(action) => return Ok(action),
     };
-    let token = claimed.0.clone();
+    let token = claimed.token.clone();
     let outcome = process(deps, batch, index, claimed, deadline, stop).await;
     if outcome.is_err() {
         // A storage failure mid-chunk: let the claim go now, so a cancel or expiry need not
@@ -505,7 +521,12 @@ async fn process(
     deps: &Deps,
     batch: &BatchRef,
     index: u32,
-    (token, _, current, chunk): Claimed,
+    Claimed {
+        token,
+        batch: current,
+        chunk,
+        ..
+    }: Claimed,
     deadline: Option<Instant>,
     stop: &CancellationToken,
 ) -> Result<QueueAction, StoreError> {
@@ -528,8 +549,14 @@ async fn process(
             async move { (line, run_line(&deps, &batch, &request).await) }
         })
         .buffer_unordered(policy.line_concurrency.max(1));
-    let mut seq = u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX);
-    let mut pending = PendingPart::default();
+    let mut run = ChunkRun {
+        deps,
+        batch,
+        index,
+        token,
+        seq: u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX),
+        pending: PendingPart::default(),
+    };
     let mut last_commit = Instant::now();
     // Finished lines are committed at least every `checkpoint_every`, even while the rest are
     // slow (a straggler must not hold them back past a cancel or the window's end), and the
@@ -540,45 +567,106 @@ async fn process(
     loop {
         let next = tokio::select! {
             next = results.next() => next,
-            _ = stop.cancelled() => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
-            _ = sleep_until_opt(stop_at) => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
+            _ = stop.cancelled() => return run.give_up().await,
+            _ = sleep_until_opt(stop_at) => return run.give_up().await,
             _ = tick.tick() => {
                 // With nothing pending this only renews the lease.
-                if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
+                if !run.commit().await? {
                     tracing::info!("chunk claim ended (batch closed or taken over); stopping");
-                    return stop_for_finalize(deps, batch, index, &token).await;
+                    return run.stop_for_finalize().await;
                 }
                 last_commit = Instant::now();
                 continue;
             }
         };
         let Some((line, result)) = next else { break };
-        pending.push(line, result);
-        let due = pending.lines >= policy.checkpoint_lines as u32
+        run.pending.push(line, result);
+        let due = run.pending.lines >= policy.checkpoint_lines as u32
             || last_commit.elapsed() >= policy.checkpoint_every;
         if due {
-            if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
-                return stop_for_finalize(deps, batch, index, &token).await;
+            if !run.commit().await? {
+                return run.stop_for_finalize().await;
             }
             last_commit = Instant::now();
         }
     }
-    if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
-        return stop_for_finalize(deps, batch, index, &token).await;
+    if !run.commit().await? {
+        return run.stop_for_finalize().await;
     }
-    finish_chunk(deps, batch, index, &token).await
+    finish_chunk(deps, batch, index, &run.token).await
 }
 
-/// The batch stopped taking results (cancel, expiry) or the claim was taken over: let the chunk
-/// go at once, so finalization need not wait out the lease, and ask for finalization.
-async fn stop_for_finalize(
-    deps: &Deps,
-    batch: &BatchRef,
+/// A chunk this processor holds while it runs: which chunk, the claim's token, the next part's
+/// sequence number and the finished lines not yet committed.
+struct ChunkRun<'a> {
+    deps: &'a Deps,
+    batch: &'a BatchRef,
     index: u32,
-    token: &str,
-) -> Result<QueueAction, StoreError> {
-    deps.batches.release_chunk(batch, index, token).await?;
-    queue_finalize(deps, batch).await
+    token: String,
+    seq: u32,
+    pending: PendingPart,
+}
+
+impl ChunkRun<'_> {
+    /// Stores the pending lines under a key unique to this claim and commits them with one
+    /// conditional write (with nothing pending, only renews the lease); false when the claim no
+    /// longer holds or the batch takes no more results.
+    async fn commit(&mut self) -> Result<bool, StoreError> {
+        let (deps, batch, index, token) = (self.deps, self.batch, self.index, &self.token);
+        let now = deps.clock.now();
+        let until = now.plus(deps.batch_policy.lease);
+        if self.pending.lines == 0 {
+            return deps.batches.renew_chunk(batch, index, token, until).await;
+        }
+        let part = std::mem::take(&mut self.pending);
+        let key = part_key(batch, index, token, self.seq);
+        self.seq += 1;
+        store_part(deps, &key, part.body).await?;
+        let record = Part {
+            key,
+            lines: part.lines,
+            completed: part.completed,
+            failed: part.failed,
+            usage: part.usage,
+            done: encode_ranges(&part.indexes),
+        };
+        let kept = deps
+            .batches
+            .checkpoint(batch, index, token, &record, until, now)
+            .await?;
+        if !kept {
+            // Discarded by its condition (cancelled, expired, or another claim): the stored part
+            // is never referenced, and its lines are written by whoever owns them now.
+            tracing::info!("checkpoint discarded: the claim no longer holds");
+            if let Err(error) = deps.blobs.delete(&record.key).await {
+                tracing::debug!(%error, "could not delete an unreferenced part");
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The batch stopped taking results (cancel, expiry) or the claim was taken over: let the
+    /// chunk go at once, so finalization need not wait out the lease, and ask for finalization.
+    async fn stop_for_finalize(&self) -> Result<QueueAction, StoreError> {
+        self.deps
+            .batches
+            .release_chunk(self.batch, self.index, &self.token)
+            .await?;
+        queue_finalize(self.deps, self.batch).await
+    }
+
+    /// Near the deadline or shutting down: keep what finished, let the chunk go, and let the
+    /// message reappear at once for whoever resumes from the cursor.
+    async fn give_up(&mut self) -> Result<QueueAction, StoreError> {
+        if self.commit().await? {
+            self.deps
+                .batches
+                .release_chunk(self.batch, self.index, &self.token)
+                .await?;
+        }
+        tracing::info!("chunk handed back with its progress saved");
+        Ok(QueueAction::RetryAfter(Duration::ZERO))
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -586,23 +674,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Near the deadline or shutting down: keep what finished, let the chunk go, and let the message
-/// reappear at once for whoever resumes from the cursor.
-async fn give_up(
-    deps: &Deps,
-    batch: &BatchRef,
-    index: u32,
-    token: &str,
-    pending: &mut PendingPart,
-    seq: &mut u32,
-) -> Result<QueueAction, StoreError> {
-    if commit(deps, batch, index, token, pending, seq).await? {
-        deps.batches.release_chunk(batch, index, token).await?;
-    }
-    tracing::info!("chunk handed back with its progress saved");
-    Ok(QueueAction::RetryAfter(Duration::ZERO))
 }
 
 #[derive(Default)]
@@ -626,48 +697,6 @@ impl PendingPart {
         }
         self.usage.add(&result.usage);
     }
-}
-
-/// Stores the pending lines under a key unique to this claim and commits them with one
-/// conditional write; false when the claim no longer holds or the batch takes no more results.
-async fn commit(
-    deps: &Deps,
-    batch: &BatchRef,
-    index: u32,
-    token: &str,
-    pending: &mut PendingPart,
-    seq: &mut u32,
-) -> Result<bool, StoreError> {
-    let now = deps.clock.now();
-    let until = now.plus(deps.batch_policy.lease);
-    if pending.lines == 0 {
-        return deps.batches.renew_chunk(batch, index, token, until).await;
-    }
-    let part = std::mem::take(pending);
-    let key = part_key(batch, index, token, *seq);
-    *seq += 1;
-    store_part(deps, &key, part.body).await?;
-    let record = Part {
-        key,
-        lines: part.lines,
-        completed: part.completed,
-        failed: part.failed,
-        usage: part.usage,
-        done: encode_ranges(&part.indexes),
-    };
-    let kept = deps
-        .batches
-        .checkpoint(batch, index, token, &record, until, now)
-        .await?;
-    if !kept {
-        // Discarded by its condition (cancelled, expired, or another claim): the stored part is
-        // never referenced, and its lines are written by whoever owns them now.
-        tracing::info!("checkpoint discarded: the claim no longer holds");
-        if let Err(error) = deps.blobs.delete(&record.key).await {
-            tracing::debug!(%error, "could not delete an unreferenced part");
-        }
-    }
-    Ok(kept)
 }
 
 /// What `try_finalize` decides about a batch right now.
