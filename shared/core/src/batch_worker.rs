@@ -14,10 +14,10 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::decisions;
 use crate::batch::{
-    Batch, BatchErrors, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
-    FinalizeLease, LineTarget, Part, RequestCounts, Usage, decode_part_line, encode_part_line,
-    encode_ranges, part_key,
+    Batch, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, FinalizeLease, LineTarget, Part,
+    RequestCounts, Usage, decode_part_line, encode_part_line, encode_ranges, part_key,
 };
 use crate::batch_input::{
     BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
@@ -34,8 +34,6 @@ use crate::worker::QueueAction;
 
 /// After a storage failure the message is left to reappear this soon.
 const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
-/// A finalize that must wait (claims still live) looks again this soon.
-const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 /// The longest a line waits between attempts.
 const MAX_LINE_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -699,49 +697,6 @@ impl PendingPart {
     }
 }
 
-/// What `try_finalize` decides about a batch right now.
-fn finalize_outcome(
-    batch: &Batch,
-    chunks: &[Chunk],
-    now: Timestamp,
-) -> Result<BatchOutcome, Option<Duration>> {
-    let all_done = chunks.iter().all(|c| c.done);
-    let claimed = chunks.iter().any(|c| c.is_claimed(now));
-    match batch.status {
-        BatchStatus::InProgress if all_done && batch.chunks_done >= batch.chunks => {
-            Ok(BatchOutcome::Completed)
-        }
-        BatchStatus::InProgress if now >= batch.expires_at => {
-            if claimed && now < batch.expires_at.plus(CANCEL_GRACE) {
-                Err(Some(FINALIZE_RECHECK))
-            } else {
-                Ok(BatchOutcome::Expired)
-            }
-        }
-        BatchStatus::InProgress => Err(None),
-        BatchStatus::Cancelling => {
-            let since = batch.cancelling_at.unwrap_or(now);
-            if claimed && now < since.plus(CANCEL_GRACE) {
-                Err(Some(FINALIZE_RECHECK))
-            } else {
-                Ok(BatchOutcome::Cancelled)
-            }
-        }
-        // Not planned yet: planning runs first and then comes back here.
-        BatchStatus::Validating if now >= batch.expires_at => Ok(BatchOutcome::Expired),
-        BatchStatus::Validating => Err(None),
-        BatchStatus::Finalizing => match &batch.finalize {
-            Some(lease) if lease.expires_at <= now => Ok(lease.outcome),
-            Some(lease) => Err(Some(now.until(lease.expires_at) + Duration::from_secs(1))),
-            None => Err(None),
-        },
-        BatchStatus::Failed
-        | BatchStatus::Completed
-        | BatchStatus::Expired
-        | BatchStatus::Cancelled => Err(None),
-    }
-}
-
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
 /// assembles the files.
@@ -752,7 +707,7 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
     };
     let chunks = deps.batches.chunks(batch).await?;
     let now = deps.clock.now();
-    let outcome = match finalize_outcome(&current, &chunks, now) {
+    let outcome = match decisions::finalize_outcome(&current, &chunks, now) {
         Ok(outcome) => outcome,
         Err(Some(recheck)) => return Ok(QueueAction::RetryAfter(recheck)),
         Err(None) => return Ok(QueueAction::Ack),

@@ -1,8 +1,14 @@
 //! The batch state machine's decisions, as pure functions of what a store read: whether a batch
-//! takes results, what a chunk claim answers, who may write a part, what a finalize claim holds,
-//! and what a cancel does. Both adapters load, ask these, and write conditionally.
+//! takes results, what a chunk claim answers, who may write a part, when a batch is finalized and
+//! with which outcome, what a finalize claim holds, and what a cancel does. Both adapters load,
+//! ask these, and write conditionally; the finalizer asks `finalize_outcome`.
 
-use crate::batch::{Batch, BatchCancelOutcome, BatchStatus, Chunk, ChunkClaim, FinalizeLease};
+use std::time::Duration;
+
+use crate::batch::{
+    Batch, BatchCancelOutcome, BatchOutcome, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
+    FinalizeLease,
+};
 use crate::clock::Timestamp;
 use crate::ports::Lease;
 
@@ -120,6 +126,56 @@ pub fn cancel_decision(current: Option<Batch>, now: Timestamp) -> CancelDecision
         | BatchStatus::Completed
         | BatchStatus::Failed
         | BatchStatus::Expired => CancelDecision::Answer(BatchCancelOutcome::Finished(current)),
+    }
+}
+
+/// A finalize that must wait (claims still live) looks again this soon.
+pub const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
+
+/// What a finalizer decides about a batch right now: the outcome to assemble, or not yet (with
+/// when to look again, or `None` when something else will ask again: a running batch's last
+/// chunk, planning, or nothing for a terminal batch). A cancelled or expired batch waits up to
+/// [`CANCEL_GRACE`] for processors to let go of their chunks; a finalizer whose lease ended is
+/// taken over with the outcome it chose.
+pub fn finalize_outcome(
+    batch: &Batch,
+    chunks: &[Chunk],
+    now: Timestamp,
+) -> Result<BatchOutcome, Option<Duration>> {
+    let all_done = chunks.iter().all(|c| c.done);
+    let claimed = chunks.iter().any(|c| c.is_claimed(now));
+    match batch.status {
+        BatchStatus::InProgress if all_done && batch.chunks_done >= batch.chunks => {
+            Ok(BatchOutcome::Completed)
+        }
+        BatchStatus::InProgress if now >= batch.expires_at => {
+            if claimed && now < batch.expires_at.plus(CANCEL_GRACE) {
+                Err(Some(FINALIZE_RECHECK))
+            } else {
+                Ok(BatchOutcome::Expired)
+            }
+        }
+        BatchStatus::InProgress => Err(None),
+        BatchStatus::Cancelling => {
+            let since = batch.cancelling_at.unwrap_or(now);
+            if claimed && now < since.plus(CANCEL_GRACE) {
+                Err(Some(FINALIZE_RECHECK))
+            } else {
+                Ok(BatchOutcome::Cancelled)
+            }
+        }
+        // Not planned yet: planning runs first and then comes back here.
+        BatchStatus::Validating if now >= batch.expires_at => Ok(BatchOutcome::Expired),
+        BatchStatus::Validating => Err(None),
+        BatchStatus::Finalizing => match &batch.finalize {
+            Some(lease) if lease.expires_at <= now => Ok(lease.outcome),
+            Some(lease) => Err(Some(now.until(lease.expires_at) + Duration::from_secs(1))),
+            None => Err(None),
+        },
+        BatchStatus::Failed
+        | BatchStatus::Completed
+        | BatchStatus::Expired
+        | BatchStatus::Cancelled => Err(None),
     }
 }
 
@@ -316,6 +372,92 @@ mod tests {
         assert!(finalize_holds(&again, "b"));
         assert!(!finalize_holds(&again, "a"));
         assert!(!finalize_holds(&batch(BatchStatus::Completed), "b"));
+    }
+
+    fn done_chunk() -> Chunk {
+        Chunk {
+            done: true,
+            ..chunk()
+        }
+    }
+
+    #[test]
+    fn a_running_batch_completes_once_every_chunk_is_done() {
+        let running = Batch {
+            chunks: 1,
+            chunks_done: 1,
+            ..batch(BatchStatus::InProgress)
+        };
+        assert_eq!(
+            finalize_outcome(&running, &[done_chunk()], NOW),
+            Ok(BatchOutcome::Completed)
+        );
+        assert_eq!(finalize_outcome(&running, &[chunk()], NOW), Err(None));
+    }
+
+    #[test]
+    fn a_cancelled_batch_waits_for_claimed_chunks_only_within_the_grace() {
+        let cancelling = Batch {
+            cancelling_at: Some(NOW),
+            ..batch(BatchStatus::Cancelling)
+        };
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            lease_expires_at: Some(Timestamp(i64::MAX)),
+            ..chunk()
+        };
+        assert_eq!(
+            finalize_outcome(&cancelling, std::slice::from_ref(&held), NOW),
+            Err(Some(FINALIZE_RECHECK))
+        );
+        let later = NOW.plus(CANCEL_GRACE);
+        assert_eq!(
+            finalize_outcome(&cancelling, &[held], later),
+            Ok(BatchOutcome::Cancelled)
+        );
+        assert_eq!(
+            finalize_outcome(&cancelling, &[chunk()], NOW),
+            Ok(BatchOutcome::Cancelled)
+        );
+    }
+
+    #[test]
+    fn a_batch_past_its_window_expires_even_before_planning() {
+        let past = Timestamp(10_000);
+        assert_eq!(
+            finalize_outcome(&batch(BatchStatus::InProgress), &[chunk()], past),
+            Ok(BatchOutcome::Expired)
+        );
+        assert_eq!(
+            finalize_outcome(&batch(BatchStatus::Validating), &[], past),
+            Ok(BatchOutcome::Expired)
+        );
+        assert_eq!(
+            finalize_outcome(&batch(BatchStatus::Validating), &[], NOW),
+            Err(None)
+        );
+    }
+
+    #[test]
+    fn a_finalizing_batch_is_taken_over_only_after_its_lease_with_the_same_outcome() {
+        let finalizing = Batch {
+            finalize: Some(FinalizeLease {
+                outcome: BatchOutcome::Expired,
+                ..lease("old", Timestamp(2_000))
+            }),
+            ..batch(BatchStatus::Finalizing)
+        };
+        assert_eq!(
+            finalize_outcome(&finalizing, &[], NOW),
+            Err(Some(Duration::from_millis(1_000) + Duration::from_secs(1)))
+        );
+        assert_eq!(
+            finalize_outcome(&finalizing, &[], Timestamp(2_000)),
+            Ok(BatchOutcome::Expired)
+        );
+        for status in BatchStatus::TERMINAL {
+            assert_eq!(finalize_outcome(&batch(status), &[], NOW), Err(None));
+        }
     }
 
     #[test]
