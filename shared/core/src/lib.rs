@@ -2,6 +2,7 @@
 //! the services (submit, cancel, run) that every trigger and every backend shares.
 
 pub mod batch;
+pub mod batch_finalize;
 pub mod batch_input;
 pub mod batch_service;
 pub mod batch_worker;
