@@ -13,12 +13,14 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 source scripts/emulator.sh
 install_python_tools
 
-cargo build --workspace --all-targets --locked
+# The emulator suites of prism-aws and prism-app are behind their `emulator` feature.
+EMULATOR_FEATURES=prism-aws/emulator,prism-app/emulator
+cargo build --workspace --all-targets --locked --features "$EMULATOR_FEATURES"
 
 # Only for the test processes: the emulator, with dummy credentials in a fixed region.
 start_emulator target/moto.log
 
-cargo test --workspace --locked
+cargo test --workspace --locked --features "$EMULATOR_FEATURES"
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
     --test files --test batches

@@ -144,12 +144,7 @@ async fn serve_aws(
     // One consumer per queue, as one function per queue on Lambda: jobs and the batch stages.
     let backend = &app.backend;
     let mut loops = Vec::new();
-    for queue in [
-        &backend.queue,
-        &backend.plan_queue,
-        &backend.chunk_queue,
-        &backend.finalize_queue,
-    ] {
+    for (_, queue) in backend.queues.iter() {
         let (deps, queue, shutdown) = (deps.clone(), queue.clone(), shutdown.clone());
         let consumer = consumer.clone();
         loops.push(tokio::spawn(async move {
@@ -158,7 +153,7 @@ async fn serve_aws(
             consume(&deps, Arc::new(queue), &consumer, idle, &shutdown).await;
         }));
     }
-    for dlq in std::iter::once(&backend.dead_letters).chain(&backend.stage_dead_letters) {
+    for (_, dlq) in backend.dead_letters.iter() {
         let (deps, dlq, shutdown) = (deps.clone(), dlq.clone(), shutdown.clone());
         loops.push(tokio::spawn(async move {
             consume_dead_letters(&deps, &dlq, DEAD_LETTER_VISIBILITY, &shutdown).await;

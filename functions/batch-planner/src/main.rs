@@ -15,5 +15,5 @@ const FUNCTION: FunctionInfo = FunctionInfo {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     handle_flags(&FUNCTION);
-    prism_lambda::serve_work_queue(|backend| &backend.plan_queue).await
+    prism_lambda::serve_work_queue(prism_lambda::Stage::Plan).await
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
-use prism_core::batch_worker::ModelGate;
+use prism_core::gate::ModelGate;
 use prism_core::ids::IdGenerator;
 use prism_core::service::Deps;
 use prism_core::{Clock, SystemClock};
@@ -97,7 +97,7 @@ async fn connect(
     let upstream = HttpUpstream::new(config.providers(&env, &secrets), UpstreamOptions::default())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let deps = Deps {
-        store: Arc::new(backend.jobs.clone()),
+        jobs: Arc::new(backend.jobs.clone()),
         queue: Arc::new(backend.stages.clone()),
         scheduler: Arc::new(backend.scheduler.clone()),
         batches: Arc::new(backend.batches.clone()),
@@ -106,7 +106,7 @@ async fn connect(
         upstream: Arc::new(upstream),
         clock,
         ids: Arc::new(IdGenerator::new()),
-        policy: config.job_policy(),
+        job_policy: config.job_policy(),
         file_policy: config.aws_file_policy(),
         batch_policy: config.batch_policy(),
         model_gate: Arc::new(ModelGate::new(config.batch_policy().model_concurrency)),

@@ -19,7 +19,7 @@ use prism_core::reconcile::reconcile;
 use prism_core::scheduled::format_rfc3339;
 use prism_core::service::{cancel_job, submit_async_job, submit_scheduled_job};
 use prism_core::worker::{QueueAction, handle_delivery};
-use prism_core::{Clock, JobKind, JobStatus, TenantId};
+use prism_core::{Clock, JobKind, JobStatus, Stage, TenantId};
 use prism_testkit::schedule_pump::EmulatorSchedulePump;
 use prism_testkit::{ManualClock, MockUpstream, TestClock, spawn_mock_upstream};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 async fn app_with_mock() -> (AwsApp, MockUpstream) {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run these tests through scripts/test.sh, which starts the emulator"
+        "AWS_ENDPOINT_URL is not set: run scripts/test.sh (it starts the emulator), or start `.venv/bin/moto_server -H 127.0.0.1 -p PORT` and export AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
     );
     let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap())
         .await
@@ -113,7 +113,7 @@ async fn a_redelivered_message_does_not_call_the_upstream_twice() {
         "now terminal"
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, deps.clock.now())
         .await
         .unwrap()
@@ -147,7 +147,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     let consumer = tokio::spawn({
         let (deps, dlq, shutdown) = (
             deps.clone(),
-            app.backend.dead_letters.clone(),
+            app.backend.dead_letters.get(Stage::Jobs).clone(),
             shutdown.clone(),
         );
         async move { consume_dead_letters(&deps, &dlq, Duration::from_secs(30), &shutdown).await }
@@ -155,7 +155,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let failed = loop {
         let current = deps
-            .store
+            .jobs
             .get(&alpha(), &job.id, deps.clock.now())
             .await
             .unwrap()
@@ -190,7 +190,7 @@ async fn a_one_megabyte_prompt_and_its_result_round_trip_through_s3() {
         QueueAction::Ack
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, deps.clock.now())
         .await
         .unwrap()
@@ -272,7 +272,7 @@ async fn a_job_due_beyond_a_queue_delay_runs_when_its_eventbridge_schedule_fires
         QueueAction::Ack
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, clock.now())
         .await
         .unwrap()
@@ -326,7 +326,7 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
     let early = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
     assert_eq!(handle_delivery(&deps, &early, None).await, QueueAction::Ack);
     let waiting = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, clock.now())
         .await
         .unwrap()
@@ -336,7 +336,9 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
 
     // Its schedule is lost too: once due (and then stranded), the reconciler triggers it.
     clock
-        .advance(Duration::from_secs(3600) + deps.policy.stranded_after + Duration::from_secs(1))
+        .advance(
+            Duration::from_secs(3600) + deps.job_policy.stranded_after + Duration::from_secs(1),
+        )
         .await;
     let report = reconcile(&deps).await.unwrap();
     assert_eq!(report.retriggered, 1, "{report:?}");
@@ -346,7 +348,7 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
         QueueAction::Ack
     );
     let done = deps
-        .store
+        .jobs
         .get(&alpha(), &job.id, clock.now())
         .await
         .unwrap()
@@ -392,20 +394,20 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
         .unwrap()
         .batch_ref();
     let backend = &app.backend;
-    let run = |deliveries: Vec<prism_core::ports::Delivery>, queue: &'static str| async move {
+    let run = |deliveries: Vec<prism_core::ports::Delivery>, stage: Stage| async move {
         for delivery in deliveries {
             let action = handle_delivery(deps, &delivery, None).await;
-            assert_eq!(action, QueueAction::Ack, "{queue}: {:?}", delivery.item);
-            let q = match queue {
-                "plan" => &backend.plan_queue,
-                "chunks" => &backend.chunk_queue,
-                _ => &backend.finalize_queue,
-            };
+            assert_eq!(action, QueueAction::Ack, "{stage:?}: {:?}", delivery.item);
+            let q = backend.queues.get(stage);
             q.ack(&delivery.receipt).await.unwrap();
         }
     };
-    run(all_waiting(&backend.plan_queue).await, "plan").await;
-    let chunks = all_waiting(&backend.chunk_queue).await;
+    run(
+        all_waiting(backend.queues.get(Stage::Plan)).await,
+        Stage::Plan,
+    )
+    .await;
+    let chunks = all_waiting(backend.queues.get(Stage::Chunks)).await;
     assert_eq!(chunks.len(), 2);
     // SQS may deliver any message twice: send each chunk message again.
     for delivery in &chunks {
@@ -414,9 +416,13 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
             .await
             .unwrap();
     }
-    run(chunks, "chunks").await;
-    run(all_waiting(&backend.chunk_queue).await, "chunks").await;
-    let finals = all_waiting(&backend.finalize_queue).await;
+    run(chunks, Stage::Chunks).await;
+    run(
+        all_waiting(backend.queues.get(Stage::Chunks)).await,
+        Stage::Chunks,
+    )
+    .await;
+    let finals = all_waiting(backend.queues.get(Stage::Finalize)).await;
     assert!(!finals.is_empty());
     // And the finalize message twice more.
     for _ in 0..2 {
@@ -425,7 +431,7 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
             .await
             .unwrap();
     }
-    run(finals, "finalize").await;
+    run(finals, Stage::Finalize).await;
     let first = deps
         .batches
         .get(&batch.tenant, &batch.id)
@@ -433,7 +439,11 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
         .unwrap()
         .unwrap();
     assert_eq!(first.status, prism_core::batch::BatchStatus::Completed);
-    run(all_waiting(&backend.finalize_queue).await, "finalize").await;
+    run(
+        all_waiting(backend.queues.get(Stage::Finalize)).await,
+        Stage::Finalize,
+    )
+    .await;
     let again = deps
         .batches
         .get(&batch.tenant, &batch.id)

@@ -23,6 +23,29 @@ pub const RECONCILE_INDEX: &str = "reconcile";
 /// Epoch seconds after which DynamoDB's TTL deletes the item.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
+/// Shards of the reconcile index, so its writes spread over partitions (jobs' `R#<n>`, batches'
+/// `RB#<n>`).
+pub const RECONCILE_SHARDS: u32 = 16;
+
+/// The reconcile shard of an item: `<prefix><n>`, `n` from the id's last character.
+pub fn reconcile_shard(prefix: &str, id: &str) -> AttributeValue {
+    reconcile_shard_name(
+        prefix,
+        u32::from(id.bytes().last().unwrap_or(0)) % RECONCILE_SHARDS,
+    )
+}
+
+/// Shard `shard` of the reconcile index, as its items name it.
+pub fn reconcile_shard_name(prefix: &str, shard: u32) -> AttributeValue {
+    s(format!("{prefix}{shard}"))
+}
+
+/// Whether an item with an `expires_at` (ms) is still kept at `now`: DynamoDB's TTL deletes
+/// lag (and emulators never delete), so reads skip expired items themselves.
+pub fn is_live(item: &Item, now: Timestamp) -> bool {
+    get_n(item, "expires_at").is_none_or(|e| e > now.0)
+}
+
 /// The partition of one tenant's items of one kind: `T#<tenant>#<kind>` (`J` jobs, `IDEM`
 /// idempotency records, `F` files, `B` batches), so every read is scoped by its owner.
 pub fn tenant_pk(tenant: &TenantId, kind: &str) -> AttributeValue {

@@ -1,4 +1,6 @@
-//! Batches in DynamoDB: the `BatchStore` port, with the same semantics as the SQLite adapter.
+//! Batches in DynamoDB: the `BatchStore` port. What each transition decides (whether a batch
+//! takes results, a chunk claim's answers, a finalize lease, a cancel) is `prism_core::batch::
+//! decisions`; this adapter reads, asks, and writes conditionally on what it read.
 //!
 //! Layout, all in the one table:
 //! - a batch is one item under its owner's partition, `pk = T#<tenant>#B`, `sk = <batch id>`.
@@ -23,21 +25,16 @@
 //! lease.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::hash::BuildHasher;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, Select,
     TransactWriteItem, Update,
 };
 use futures::StreamExt;
+use prism_core::batch::decisions::{self, CancelDecision};
 use prism_core::batch::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
@@ -48,26 +45,16 @@ use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, SORT_KEY, get_n, get_s, get_ts, n, need_s,
-    s, tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, RECONCILE_SHARDS, SORT_KEY, get_n, get_s,
+    get_ts, n, need_s, reconcile_shard, reconcile_shard_name, s, tenant_of_pk, tenant_pk,
+    unavailable,
 };
+use crate::write::{self, Written};
 
-/// Shards of the reconcile index for batches, so its writes spread over partitions.
-const RECONCILE_SHARDS: u32 = 16;
 /// Chunk items written at once while planning.
 const CHUNK_WRITES_IN_FLIGHT: usize = 16;
-/// Tries of a write refused for contention (a colliding transaction, throttling) before the
-/// caller sees `Unavailable`.
-const CONTENTION_TRIES: u32 = 8;
 /// Reads-then-writes of a claim whose item changed between the read and the write.
 const CLAIM_TRIES: u32 = 4;
-
-const TERMINAL: [BatchStatus; 4] = [
-    BatchStatus::Failed,
-    BatchStatus::Completed,
-    BatchStatus::Expired,
-    BatchStatus::Cancelled,
-];
 
 #[derive(Clone)]
 pub struct DynamoBatchStore {
@@ -102,14 +89,8 @@ fn chunk_key(batch: &BatchRef, index: u32) -> Item {
     ])
 }
 
-fn reconcile_shard_name(shard: u32) -> AttributeValue {
-    s(format!("RB#{shard}"))
-}
-
-fn reconcile_shard(id: &BatchId) -> AttributeValue {
-    let last = id.as_str().bytes().last().unwrap_or(0);
-    reconcile_shard_name(u32::from(last) % RECONCILE_SHARDS)
-}
+/// Batches' shards of the reconcile index, apart from the jobs' ones.
+const RECONCILE_PREFIX: &str = "RB#";
 
 /// Counts are `u64` in the core and signed in [`n`]; nothing real comes near the limit.
 fn num(v: u64) -> AttributeValue {
@@ -296,122 +277,6 @@ fn chunk_item(batch: &BatchRef, plan: &ChunkPlan) -> Item {
     item
 }
 
-/// Whether the batch takes results now: running and inside its window.
-fn accepts_results(batch: &Batch, now: Timestamp) -> bool {
-    batch.status == BatchStatus::InProgress && now < batch.expires_at
-}
-
-/// The lease a finalize claim would hold on `current`, as the SQLite adapter decides it: a new
-/// one on a batch still running, a take-over (keeping the outcome and file ids) of a finalizing
-/// batch whose finalizer's lease ended, none otherwise.
-fn finalize_lease(current: &Batch, lease: &FinalizeLease, now: Timestamp) -> Option<FinalizeLease> {
-    match (current.status, &current.finalize) {
-        (BatchStatus::Validating | BatchStatus::InProgress | BatchStatus::Cancelling, _) => {
-            Some(lease.clone())
-        }
-        (BatchStatus::Finalizing, Some(previous)) if previous.expires_at <= now => {
-            Some(FinalizeLease {
-                token: lease.token.clone(),
-                expires_at: lease.expires_at,
-                ..previous.clone()
-            })
-        }
-        _ => None,
-    }
-}
-
-/// A short randomized wait before trying a contended write again, growing with the attempt.
-async fn back_off(attempt: u32) {
-    let base = 10u64 << attempt.min(6);
-    // A hasher's random keys are jitter enough, without another dependency.
-    let jitter = std::collections::hash_map::RandomState::new().hash_one(attempt) % base;
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-}
-
-/// Sends a single-item write again while it collides with a transaction on the same item
-/// (the batch item is in every checkpoint's transaction), which the SDK does not retry.
-async fn retry_contention<T, E, F, Fut>(mut send: F) -> Result<T, SdkError<E, HttpResponse>>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-    E: ProvideErrorMetadata,
-{
-    let mut attempt = 0;
-    loop {
-        match send().await {
-            Err(err)
-                if attempt + 1 < CONTENTION_TRIES
-                    && err.as_service_error().and_then(ProvideErrorMetadata::code)
-                        == Some("TransactionConflictException") =>
-            {
-                back_off(attempt).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// What a conditional single-item write came to.
-enum Written {
-    /// Applied; the item as written when `ReturnValue::AllNew` was asked for.
-    Applied(Option<Item>),
-    /// Its condition failed; the item it saw, when `AllOld` was asked for and it exists.
-    Refused(Option<Item>),
-}
-
-fn written<T>(
-    result: Result<T, SdkError<UpdateItemError, HttpResponse>>,
-    attributes: impl FnOnce(T) -> Option<Item>,
-) -> Result<Written, StoreError> {
-    match result {
-        Ok(out) => Ok(Written::Applied(attributes(out))),
-        Err(err) => match err.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                Ok(Written::Refused(c.item().cloned()))
-            }
-            _ => Err(unavailable(err)),
-        },
-    }
-}
-
-fn applied(result: Result<Written, StoreError>) -> Result<bool, StoreError> {
-    Ok(matches!(result?, Written::Applied(_)))
-}
-
-/// How a canceled transaction is to be read, from its per-item reasons.
-enum Cancelled {
-    /// A condition failed: the logical "no".
-    Condition,
-    /// Another transaction or throttling got in the way: worth trying again.
-    Contention,
-    Fault,
-}
-
-fn cancelled(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> Cancelled {
-    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = err.as_service_error()
-    else {
-        return Cancelled::Fault;
-    };
-    let codes: Vec<&str> = c
-        .cancellation_reasons()
-        .iter()
-        .filter_map(|r| r.code())
-        .collect();
-    if codes.contains(&"ConditionalCheckFailed") {
-        Cancelled::Condition
-    } else if codes.iter().any(|c| {
-        matches!(
-            *c,
-            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-        )
-    }) {
-        Cancelled::Contention
-    } else {
-        Cancelled::Fault
-    }
-}
-
 /// One item of a transaction, keyed and with its expression's names and values.
 struct Step<'a> {
     key: Item,
@@ -535,52 +400,20 @@ impl DynamoBatchStore {
         })
     }
 
-    /// Runs the transaction: true when applied, false when a condition refused it. Contention
-    /// is tried again, since a checkpoint collides with every other one on its batch.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        let mut attempt = 0;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let Err(err) = result else {
-                return Ok(true);
-            };
-            match cancelled(&err) {
-                Cancelled::Condition => return Ok(false),
-                Cancelled::Contention if attempt + 1 < CONTENTION_TRIES => {
-                    back_off(attempt).await;
-                    attempt += 1;
-                }
-                Cancelled::Contention | Cancelled::Fault => return Err(unavailable(err)),
-            }
-        }
+        write::transact(&self.client, items).await
     }
 
     /// Writes a chunk item unless one is there: a replanning never resets a chunk's progress.
     async fn put_chunk(&self, batch: &BatchRef, plan: &ChunkPlan) -> Result<(), StoreError> {
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(chunk_item(batch, plan)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+            .condition_expression("attribute_not_exists(pk)");
+        // Refused means it is there already: planned before, progress kept.
+        write::put(put).await.map(|_| ())
     }
 }
 
@@ -603,7 +436,10 @@ impl BatchStore for DynamoBatchStore {
             ("failed".to_owned(), n(0)),
             ("chunks".to_owned(), n(0)),
             ("chunks_done".to_owned(), n(0)),
-            (RC_PK.to_owned(), reconcile_shard(&batch.id)),
+            (
+                RC_PK.to_owned(),
+                reconcile_shard(RECONCILE_PREFIX, batch.id.as_str()),
+            ),
             (RC_AT.to_owned(), n(batch.created_at.0)),
         ]);
         for (name, value) in usage_fields(&Usage::default()) {
@@ -724,10 +560,7 @@ impl BatchStore for DynamoBatchStore {
             set.push_str(", model = :model");
         }
         let update = update.update_expression(set);
-        applied(written(
-            retry_contention(|| update.clone().send()).await,
-            |_| None,
-        ))
+        Ok(write::update(update).await?.applied())
     }
 
     async fn fail(
@@ -746,10 +579,7 @@ impl BatchStore for DynamoBatchStore {
             .expression_attribute_values(":failed", status_value(BatchStatus::Failed))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":errors", to_json(errors)?);
-        applied(written(
-            retry_contention(|| update.clone().send()).await,
-            |_| None,
-        ))
+        Ok(write::update(update).await?.applied())
     }
 
     async fn claim_chunk(
@@ -760,24 +590,12 @@ impl BatchStore for DynamoBatchStore {
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError> {
         for _ in 0..CLAIM_TRIES {
-            // Answers in the SQLite adapter's order: unknown, done, closed, busy.
-            let Some(current) = self.batch(batch).await? else {
-                return Ok(ChunkClaim::Closed);
+            let current = self.batch(batch).await?;
+            let record = self.chunk(batch, chunk).await?;
+            let (current, record) = match decisions::chunk_claim(current, record, lease, now) {
+                Ok(taken) => taken,
+                Err(refusal) => return Ok(refusal),
             };
-            let Some(record) = self.chunk(batch, chunk).await? else {
-                return Ok(ChunkClaim::Closed);
-            };
-            if record.done {
-                return Ok(ChunkClaim::Done);
-            }
-            if !accepts_results(&current, now) {
-                return Ok(ChunkClaim::Closed);
-            }
-            if let Some(until) = record.lease_expires_at.filter(|_| record.is_claimed(now)) {
-                return Ok(ChunkClaim::Busy {
-                    lease_expires_at: until,
-                });
-            }
             // The claim holds only if the chunk is as read: a stale holder may still commit a
             // part under its expired lease, and the claimant must resume after it.
             let take = self.update_step(
@@ -803,11 +621,7 @@ impl BatchStore for DynamoBatchStore {
             {
                 return Ok(ChunkClaim::Claimed {
                     batch: Box::new(current),
-                    chunk: Chunk {
-                        lease_token: Some(lease.token.clone()),
-                        lease_expires_at: Some(lease.expires_at),
-                        ..record
-                    },
+                    chunk: record,
                 });
             }
             // Something changed since the reads: read again and answer from that.
@@ -907,7 +721,7 @@ impl BatchStore for DynamoBatchStore {
         token: &str,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
-        // As on SQLite, only the status matters: the window's end is for the finalizer to act on.
+        // Only the status matters: the window's end is for the finalizer to act on.
         let running = self.check_step(Step {
             key: batch_key(batch),
             condition: "#s = :in_progress",
@@ -944,10 +758,7 @@ impl BatchStore for DynamoBatchStore {
             .update_expression("REMOVE lease_token, lease_expires_at")
             .condition_expression("lease_token = :token")
             .expression_attribute_values(":token", s(token));
-        applied(written(
-            retry_contention(|| update.clone().send()).await,
-            |_| None,
-        ))
+        Ok(write::update(update).await?.applied())
     }
 
     async fn chunks(&self, batch: &BatchRef) -> Result<Vec<Chunk>, StoreError> {
@@ -987,44 +798,35 @@ impl BatchStore for DynamoBatchStore {
             tenant: tenant.clone(),
             id: id.clone(),
         };
+        let [first, second] = BatchStatus::CANCELLABLE;
         let update = self
             .update_batch(&batch)
             .update_expression("SET #s = :cancelling, cancelling_at = :now")
-            .condition_expression("#s IN (:validating, :in_progress)")
+            .condition_expression("#s IN (:first, :second)")
             .expression_attribute_values(":cancelling", status_value(BatchStatus::Cancelling))
-            .expression_attribute_values(":validating", status_value(BatchStatus::Validating))
-            .expression_attribute_values(":in_progress", status_value(BatchStatus::InProgress))
+            .expression_attribute_values(":first", status_value(first))
+            .expression_attribute_values(":second", status_value(second))
             .expression_attribute_values(":now", n(now.0))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let result = written(retry_contention(|| update.clone().send()).await, |out| {
-            out.attributes
-        })?;
-        Ok(match result {
-            Written::Applied(item) => {
-                BatchCancelOutcome::Accepted(batch_from_item(&item.unwrap_or_default())?)
-            }
-            Written::Refused(None) => BatchCancelOutcome::NotFound,
-            Written::Refused(Some(old)) => {
-                let current = batch_from_item(&old)?;
-                match current.status {
-                    BatchStatus::Cancelling | BatchStatus::Cancelled => {
-                        BatchCancelOutcome::Accepted(current)
-                    }
-                    // A finalizing batch finishes what it assembles.
-                    BatchStatus::Finalizing
-                    | BatchStatus::Completed
-                    | BatchStatus::Failed
-                    | BatchStatus::Expired => BatchCancelOutcome::Finished(current),
-                    // Moved back to a cancellable state in between: no transition does that.
-                    BatchStatus::Validating | BatchStatus::InProgress => {
-                        return Err(StoreError::Unavailable(format!(
-                            "cancel of {id} raced with an unexpected transition"
-                        )));
-                    }
+        match write::update(update).await? {
+            Written::Applied(item) => Ok(BatchCancelOutcome::Accepted(batch_from_item(
+                &item.unwrap_or_default(),
+            )?)),
+            Written::Refused(seen) => {
+                match decisions::cancel_decision(
+                    seen.as_ref().map(batch_from_item).transpose()?,
+                    now,
+                ) {
+                    CancelDecision::Answer(outcome) => Ok(outcome),
+                    // Refused, yet cancellable as seen: moved back in between, which no
+                    // transition does.
+                    CancelDecision::Cancel(_) => Err(StoreError::Unavailable(format!(
+                        "cancel of {id} raced with an unexpected transition"
+                    ))),
                 }
             }
-        })
+        }
     }
 
     async fn claim_finalize(
@@ -1039,7 +841,7 @@ impl BatchStore for DynamoBatchStore {
                 return Ok(None);
             };
             let current = batch_from_item(&item)?;
-            let Some(held) = finalize_lease(&current, lease, now) else {
+            let Some(held) = decisions::finalize_lease(&current, lease, now) else {
                 return Ok(None);
             };
             let mut update = self
@@ -1065,9 +867,7 @@ impl BatchStore for DynamoBatchStore {
                     .condition_expression("#s = :seen")
                     .expression_attribute_values(":seen", status_value(status)),
             };
-            match written(retry_contention(|| update.clone().send()).await, |out| {
-                out.attributes
-            })? {
+            match write::update(update).await? {
                 Written::Applied(item) => {
                     return Ok(Some(batch_from_item(&item.unwrap_or_default())?));
                 }
@@ -1133,10 +933,7 @@ impl BatchStore for DynamoBatchStore {
             set.join(", "),
             remove.join(", ")
         ));
-        applied(written(
-            retry_contention(|| update.clone().send()).await,
-            |_| None,
-        ))
+        Ok(write::update(update).await?.applied())
     }
 
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {
@@ -1154,7 +951,7 @@ impl BatchStore for DynamoBatchStore {
                 .select(Select::Count)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take());
-            for (i, status) in TERMINAL.iter().enumerate() {
+            for (i, status) in BatchStatus::TERMINAL.iter().enumerate() {
                 query = query.expression_attribute_values(format!(":t{i}"), status_value(*status));
             }
             let out = query.send().await.map_err(unavailable)?;
@@ -1182,7 +979,10 @@ impl BatchStore for DynamoBatchStore {
                     .table_name(&self.table)
                     .index_name(RECONCILE_INDEX)
                     .key_condition_expression("rc_pk = :shard")
-                    .expression_attribute_values(":shard", reconcile_shard_name(shard))
+                    .expression_attribute_values(
+                        ":shard",
+                        reconcile_shard_name(RECONCILE_PREFIX, shard),
+                    )
                     .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
                     .set_exclusive_start_key(start.take())
                     .send()

@@ -11,8 +11,8 @@ use prism_core::ports::FileStore;
 use prism_core::{FileId, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_n, get_ts, n, need_s, s, tenant_of_pk,
-    tenant_pk, unavailable,
+    Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_n, get_ts, is_live, n, need_s, s,
+    tenant_of_pk, tenant_pk, unavailable,
 };
 
 #[derive(Clone)]
@@ -28,10 +28,6 @@ fn file_pk(tenant: &TenantId) -> aws_sdk_dynamodb::types::AttributeValue {
 /// The tenant of a partition of this kind.
 fn tenant_of(pk: &str) -> Option<TenantId> {
     tenant_of_pk(pk, "F")
-}
-
-fn is_live(item: &Item, now: Timestamp) -> bool {
-    get_n(item, "expires_at").is_none_or(|e| e > now.0)
 }
 
 fn file_from_item(item: &Item) -> Result<FileRecord, StoreError> {

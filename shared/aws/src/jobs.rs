@@ -1,6 +1,7 @@
 //! Jobs in DynamoDB. One item per job under the owner's partition (`pk = T#<tenant>#J`,
 //! `sk = <job id>`), so every read is scoped by tenant and listing is a base-table query in key
-//! order. State transitions are conditional writes; a sparse, sharded GSI (`reconcile`) holds only
+//! order. State transitions are conditional writes (`crate::write`), each decided by
+//! `prism_core::job::decisions` on the item as read or as the refused write saw it; a sparse, sharded GSI (`reconcile`) holds only
 //! unfinished jobs, keyed by when the reconciler should look at them. Attributes over
 //! [`SPILL_BYTES`] go to S3. `ttl` (seconds) is set at the terminal transition only, and reads
 //! ignore expired items themselves, since TTL deletion lags (and emulators never delete).
@@ -10,6 +11,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use bytes::Bytes;
+use prism_core::job::decisions::{self, CancelDecision};
 use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
@@ -18,16 +20,18 @@ use prism_core::ports::{
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s,
-    get_ts, n, need_s, s, tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, RECONCILE_SHARDS, SORT_KEY, TTL_ATTRIBUTE,
+    get_n, get_s, get_ts, is_live, n, need_s, reconcile_shard, reconcile_shard_name, s,
+    tenant_of_pk, tenant_pk, unavailable,
 };
 use crate::blobs::S3Blobs;
+use crate::write::{self, Written};
 
 /// Values larger than this are stored in S3 and referenced from the item, keeping items far
 /// below DynamoDB's 400 KB limit.
 pub const SPILL_BYTES: usize = 32 * 1024;
-/// Shards of the reconcile index, so its writes spread over partitions.
-const RECONCILE_SHARDS: u32 = 16;
+/// Jobs' shards of the reconcile index.
+const RECONCILE_PREFIX: &str = "R#";
 
 #[derive(Clone)]
 pub struct DynamoJobStore {
@@ -49,17 +53,8 @@ fn tenant_of(pk: &str) -> Option<TenantId> {
     tenant_of_pk(pk, "J")
 }
 
-fn reconcile_shard(id: &JobId) -> AttributeValue {
-    let last = id.as_str().bytes().last().unwrap_or(0);
-    s(format!("R#{}", u32::from(last) % RECONCILE_SHARDS))
-}
-
 fn ttl_seconds(expires_at: Timestamp) -> AttributeValue {
     n(expires_at.unix_seconds() + 1)
-}
-
-fn is_live(item: &Item, now: Timestamp) -> bool {
-    get_n(item, "expires_at").is_none_or(|e| e > now.0)
 }
 
 fn job_from_item(item: &Item) -> Result<Job, StoreError> {
@@ -90,25 +85,6 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
             .transpose()
             .map_err(|_| corrupt("metadata"))?,
     })
-}
-
-/// Whether an SDK error is a failed condition, i.e. a logical outcome rather than a fault.
-macro_rules! condition_failed {
-    ($err:expr) => {
-        $err.as_service_error()
-            .is_some_and(|e| e.is_conditional_check_failed_exception())
-    };
-}
-
-/// The item a failed condition saw (`ReturnValuesOnConditionCheckFailure::AllOld`).
-macro_rules! old_item {
-    ($err:expr) => {
-        $err.as_service_error()
-            .and_then(|e| match e {
-                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
-                _ => None,
-            })
-    };
 }
 
 impl DynamoJobStore {
@@ -168,7 +144,10 @@ impl DynamoJobStore {
             ("model".to_owned(), s(job.model.clone())),
             ("created_at".to_owned(), n(job.created_at.0)),
             ("attempts".to_owned(), n(0)),
-            (RC_PK.to_owned(), reconcile_shard(&job.id)),
+            (
+                RC_PK.to_owned(),
+                reconcile_shard(RECONCILE_PREFIX, job.id.as_str()),
+            ),
             // The reconciler looks at a pending job once it is due.
             (
                 RC_AT.to_owned(),
@@ -235,15 +214,20 @@ impl JobStore for DynamoJobStore {
     ) -> Result<CreateOutcome, StoreError> {
         let item = self.new_job_item(job).await?;
         let Some(claim) = idempotency else {
-            self.client
+            let put = self
+                .client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await
-                .map_err(unavailable)?;
-            return Ok(CreateOutcome::Created { triggered: false });
+                .condition_expression("attribute_not_exists(pk)");
+            return match write::put(put).await? {
+                Written::Applied(_) => Ok(CreateOutcome::Created { triggered: false }),
+                // Ids are fresh, so this is a fault, not an answer.
+                Written::Refused(_) => Err(StoreError::Unavailable(format!(
+                    "job {} already exists",
+                    job.id
+                ))),
+            };
         };
         let record = Item::from([
             (PARTITION_KEY.to_owned(), idempotency_pk(&job.tenant)),
@@ -271,31 +255,11 @@ impl JobStore for DynamoJobStore {
             Put::builder().condition_expression("attribute_not_exists(pk)"),
             item,
         )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(record_put)
-            .transact_items(job_put)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(CreateOutcome::Created { triggered: false }),
-            Err(err) => {
-                let key_taken = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                            c.cancellation_reasons().first().and_then(|r| r.code()).map(|c| c == "ConditionalCheckFailed")
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or(false);
-                if key_taken {
-                    self.replayed(&job.tenant, claim).await
-                } else {
-                    Err(unavailable(err))
-                }
-            }
+        if write::transact(&self.client, vec![record_put, job_put]).await? {
+            Ok(CreateOutcome::Created { triggered: false })
+        } else {
+            // The key is taken (the job id is new): answer with the job that took it.
+            self.replayed(&job.tenant, claim).await
         }
     }
 
@@ -392,7 +356,7 @@ impl JobStore for DynamoJobStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError> {
-        let result = self
+        let update = self
             .update(job)
             .update_expression(
                 "SET #s = :running, lease_token = :token, lease_expires_at = :until, rc_at = :until, \
@@ -410,32 +374,27 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(ClaimOutcome::Claimed(job_from_item(
-                &out.attributes.unwrap_or_default(),
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match write::update(update).await? {
+            Written::Applied(item) => Ok(ClaimOutcome::Claimed(job_from_item(
+                &item.unwrap_or_default(),
             )?)),
-            Err(err) if condition_failed!(err) => {
-                let Some(old) = old_item!(err) else {
-                    return Ok(ClaimOutcome::Missing);
-                };
-                if !is_live(&old, now) {
-                    return Ok(ClaimOutcome::Missing);
-                }
-                let current = job_from_item(&old)?;
-                if current.status.is_terminal() {
-                    return Ok(ClaimOutcome::Terminal(current));
-                }
-                if let Some(due_at) = current.scheduled_at.filter(|due| *due > now) {
-                    return Ok(ClaimOutcome::NotDue { due_at });
-                }
-                Ok(ClaimOutcome::Busy {
-                    lease_expires_at: get_ts(&old, "lease_expires_at").unwrap_or(now),
-                })
+            Written::Refused(seen) => {
+                let held_until = seen
+                    .as_ref()
+                    .filter(|old| get_s(old, "lease_token").is_some())
+                    .and_then(|old| get_ts(old, "lease_expires_at"));
+                let current = seen.as_ref().map(job_from_item).transpose()?;
+                // Refused, yet claimable as seen: it changed in between; busy brings the message
+                // back after the lease instead of dropping it.
+                Ok(
+                    decisions::claim_refusal(current.as_ref(), held_until, now).unwrap_or(
+                        ClaimOutcome::Busy {
+                            lease_expires_at: held_until.unwrap_or(now),
+                        },
+                    ),
+                )
             }
-            Err(err) => Err(unavailable(err)),
         }
     }
 
@@ -445,17 +404,15 @@ impl JobStore for DynamoJobStore {
         token: &str,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .update(job)
             .update_expression("SET lease_expires_at = :until, rc_at = :until ADD attempts :one")
             .condition_expression("#s = :running AND lease_token = :token")
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
             .expression_attribute_values(":token", s(token))
             .expression_attribute_values(":until", n(lease_until.0))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":one", n(1));
+        Ok(write::update(update).await?.applied())
     }
 
     async fn release(
@@ -464,16 +421,14 @@ impl JobStore for DynamoJobStore {
         token: &str,
         retry_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .update(job)
             .update_expression("SET lease_expires_at = :at, rc_at = :at REMOVE lease_token")
             .condition_expression("#s = :running AND lease_token = :token")
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
             .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":at", n(retry_at.0))
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":at", n(retry_at.0));
+        Ok(write::update(update).await?.applied())
     }
 
     async fn finish(
@@ -517,21 +472,20 @@ impl JobStore for DynamoJobStore {
                 "#e = :error"
             }
         };
-        let result = update
+        let update = update
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .update_expression(format!(
                 "SET #s = :status, {set}, completed_at = :now, expires_at = :expires, #ttl = :ttl \
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at"
-            ))
-            .send()
-            .await;
-        conditional(result)
+            ));
+        Ok(write::update(update).await?.applied())
     }
 
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
         Ok(self.item(job).await?.is_some_and(|item| {
-            get_s(&item, "status") == Some(JobStatus::Running.as_str())
-                && get_s(&item, "lease_token") == Some(token)
+            get_s(&item, "status")
+                .and_then(JobStatus::parse)
+                .is_some_and(|status| decisions::holds(status, get_s(&item, "lease_token"), token))
         }))
     }
 
@@ -546,7 +500,7 @@ impl JobStore for DynamoJobStore {
             tenant: tenant.clone(),
             id: id.clone(),
         };
-        let result = self
+        let update = self
             .update(&job)
             .update_expression(
                 "SET #s = :cancelled, completed_at = :now, expires_at = :expires, #ttl = :ttl \
@@ -561,24 +515,25 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":expires", n(expires_at.0))
             .expression_attribute_values(":ttl", ttl_seconds(expires_at))
             .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(CancelOutcome::Cancelled(job_from_item(
-                &out.attributes.unwrap_or_default(),
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match write::update(update).await? {
+            Written::Applied(item) => Ok(CancelOutcome::Cancelled(job_from_item(
+                &item.unwrap_or_default(),
             )?)),
-            Err(err) if condition_failed!(err) => match old_item!(err) {
-                Some(old) if is_live(&old, now) => {
-                    let current = self.hydrate(&old).await?;
-                    Ok(match current.status {
-                        JobStatus::Cancelled => CancelOutcome::AlreadyCancelled(current),
-                        _ => CancelOutcome::Finished(current),
-                    })
+            Written::Refused(seen) => {
+                // A spilled result is read only for a job that is still kept.
+                let current = match seen {
+                    Some(old) if is_live(&old, now) => Some(self.hydrate(&old).await?),
+                    _ => None,
+                };
+                match decisions::cancel_outcome(current, now, expires_at) {
+                    CancelDecision::Answer(outcome) => Ok(outcome),
+                    // Refused, yet cancellable as seen: no transition leads back to unfinished.
+                    CancelDecision::Cancel(_) => Err(StoreError::Unavailable(format!(
+                        "cancel of {id} raced with an unexpected transition"
+                    ))),
                 }
-                _ => Ok(CancelOutcome::NotFound),
-            },
-            Err(err) => Err(unavailable(err)),
+            }
         }
     }
 
@@ -590,7 +545,7 @@ impl JobStore for DynamoJobStore {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let result = self
+        let update = self
             .update(job)
             .update_expression(
                 "SET #s = :failed, #e = :error, completed_at = :now, expires_at = :expires, #ttl = :ttl \
@@ -606,9 +561,8 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))
             .expression_attribute_values(":ttl", ttl_seconds(expires_at))
-            .send()
-            .await;
-        conditional(result)
+            ;
+        Ok(write::update(update).await?.applied())
     }
 
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {
@@ -623,7 +577,10 @@ impl JobStore for DynamoJobStore {
                 .table_name(&self.table)
                 .index_name(RECONCILE_INDEX)
                 .key_condition_expression("rc_pk = :shard AND rc_at < :before")
-                .expression_attribute_values(":shard", s(format!("R#{shard}")))
+                .expression_attribute_values(
+                    ":shard",
+                    reconcile_shard_name(RECONCILE_PREFIX, shard),
+                )
                 .expression_attribute_values(":before", n(before.0))
                 .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
                 .send()
@@ -645,26 +602,5 @@ impl JobStore for DynamoJobStore {
         // DynamoDB's TTL deletes expired items (and reads already skip them); S3 copies expire
         // by the bucket's lifecycle rule. Nothing to do here.
         Ok(0)
-    }
-}
-
-fn conditional<T, E>(
-    result: Result<
-        T,
-        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-    >,
-) -> Result<bool, StoreError>
-where
-    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + Send + Sync + 'static,
-{
-    match result {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err.as_service_error().and_then(|e| e.code())
-                == Some("ConditionalCheckFailedException") =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(unavailable(err)),
     }
 }

@@ -1,7 +1,7 @@
-//! Prism's AWS backend: the core ports over DynamoDB (jobs, idempotency records, API keys), SQS
-//! (work queues), EventBridge Scheduler (deliveries past a queue delay) and S3 (attributes too
-//! large for an item), plus the Lambda event glue. Clients
-//! are built once from one `SdkConfig`; endpoints come from the standard `AWS_ENDPOINT_URL*`
+//! Prism's AWS backend: the core ports over DynamoDB (jobs, idempotency records, files, batches,
+//! API keys), SQS (one work queue per stage), EventBridge Scheduler (deliveries past a queue
+//! delay) and S3 (blobs, and attributes too large for an item). The Lambda glue is prism-lambda's.
+//! Clients are built once from one `SdkConfig`; endpoints come from the standard `AWS_ENDPOINT_URL*`
 //! variables, so the same code runs against AWS and an emulator. [`stack`] reads
 //! `infra/template.yaml`, the one definition of the infrastructure, and [`provision_stack`]
 //! creates it on an emulator.
@@ -18,6 +18,7 @@ mod schedules;
 mod settings;
 pub mod stack;
 mod stages;
+mod write;
 
 pub use batches::DynamoBatchStore;
 pub use blobs::S3Blobs;

@@ -1,5 +1,5 @@
 //! The `WorkQueue` port over SQS. Messages carry ids only (`{"v":1,"job":{"tenant","id"}}`,
-//! or `plan`, `chunk`, `finalize` for batch stages);
+//! the field named by the item's [`Stage`]);
 //! receipts are SQS receipt handles; the receive count is SQS's `ApproximateReceiveCount`.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use prism_core::batch::BatchRef;
 use prism_core::job::JobRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
-use prism_core::{BatchId, JobId, StoreError, TenantId};
+use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::attrs::unavailable;
@@ -25,90 +25,66 @@ pub struct SqsWorkQueue {
     wait: Duration,
 }
 
+/// What a message names: the owner and the job or batch (`id`; a chunk names its `batch` and
+/// `chunk` index instead).
 #[derive(Serialize, Deserialize)]
-struct IdMessage {
+struct Named {
     tenant: String,
-    id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    batch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    chunk: Option<u32>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct ChunkMessage {
-    tenant: String,
-    batch: String,
-    chunk: u32,
-}
-
-/// Version 1 of the message body: exactly one of the fields names the work.
-#[derive(Serialize, Deserialize, Default)]
-struct Message {
-    v: u8,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    job: Option<IdMessage>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    plan: Option<IdMessage>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    chunk: Option<ChunkMessage>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    finalize: Option<IdMessage>,
-}
-
-fn batch_message(batch: &BatchRef) -> IdMessage {
-    IdMessage {
-        tenant: batch.tenant.to_string(),
-        id: batch.id.to_string(),
-    }
-}
-
+/// Version 1 of the message body: `{"v":1,"<stage name>":{...}}`, one stage field naming the
+/// work (see [`Stage::name`]).
 pub fn encode_work_item(item: &WorkItem) -> String {
-    let mut message = Message {
-        v: 1,
-        ..Message::default()
+    let named = match item {
+        WorkItem::Job(job) => Named {
+            tenant: job.tenant.to_string(),
+            id: Some(job.id.to_string()),
+            batch: None,
+            chunk: None,
+        },
+        WorkItem::PlanBatch(batch) | WorkItem::FinalizeBatch(batch) => Named {
+            tenant: batch.tenant.to_string(),
+            id: Some(batch.id.to_string()),
+            batch: None,
+            chunk: None,
+        },
+        WorkItem::RunChunk { batch, chunk } => Named {
+            tenant: batch.tenant.to_string(),
+            id: None,
+            batch: Some(batch.id.to_string()),
+            chunk: Some(*chunk),
+        },
     };
-    match item {
-        WorkItem::Job(job) => {
-            message.job = Some(IdMessage {
-                tenant: job.tenant.to_string(),
-                id: job.id.to_string(),
-            })
-        }
-        WorkItem::PlanBatch(batch) => message.plan = Some(batch_message(batch)),
-        WorkItem::RunChunk { batch, chunk } => {
-            message.chunk = Some(ChunkMessage {
-                tenant: batch.tenant.to_string(),
-                batch: batch.id.to_string(),
-                chunk: *chunk,
-            })
-        }
-        WorkItem::FinalizeBatch(batch) => message.finalize = Some(batch_message(batch)),
-    }
-    serde_json::to_string(&message).unwrap_or_default()
-}
-
-fn batch_ref(tenant: &str, id: &str) -> Option<BatchRef> {
-    Some(BatchRef {
-        tenant: TenantId::parse(tenant)?,
-        id: BatchId::parse(id)?,
-    })
+    let named = serde_json::to_string(&named).unwrap_or_default();
+    format!(r#"{{"v":1,"{}":{named}}}"#, item.stage().name())
 }
 
 /// `None` for a body that is not one of our messages (it can only be acknowledged and dropped).
 pub fn decode_work_item(body: &str) -> Option<WorkItem> {
-    let message: Message = serde_json::from_str(body).ok()?;
-    match message {
-        Message { job: Some(job), .. } => Some(WorkItem::Job(JobRef {
-            tenant: TenantId::parse(&job.tenant)?,
-            id: JobId::parse(&job.id)?,
-        })),
-        Message { plan: Some(b), .. } => Some(WorkItem::PlanBatch(batch_ref(&b.tenant, &b.id)?)),
-        Message { chunk: Some(c), .. } => Some(WorkItem::RunChunk {
-            batch: batch_ref(&c.tenant, &c.batch)?,
-            chunk: c.chunk,
-        }),
-        Message {
-            finalize: Some(b), ..
-        } => Some(WorkItem::FinalizeBatch(batch_ref(&b.tenant, &b.id)?)),
-        _ => None,
+    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).ok()?;
+    let (stage, named) = fields
+        .iter()
+        .find_map(|(key, value)| Some((Stage::parse(key)?, value)))?;
+    let named = Named::deserialize(named).ok()?;
+    let tenant = TenantId::parse(&named.tenant)?;
+    if stage == Stage::Jobs {
+        return Some(WorkItem::Job(JobRef {
+            tenant,
+            id: JobId::parse(named.id.as_deref()?)?,
+        }));
     }
+    let id = named.batch.as_deref().or(named.id.as_deref())?;
+    let batch = BatchRef {
+        tenant,
+        id: BatchId::parse(id)?,
+    };
+    WorkItem::of_batch(stage, batch, named.chunk)
 }
 
 fn secs(d: Duration, cap: Duration) -> i32 {
@@ -261,5 +237,31 @@ mod tests {
             decode_work_item(r#"{"v":1,"job":{"tenant":"a#b","id":"job_x"}}"#),
             None
         );
+    }
+
+    #[test]
+    fn batch_stage_messages_keep_their_wire_format_and_round_trip() {
+        let batch = BatchRef {
+            tenant: TenantId::parse("acme").unwrap(),
+            id: prism_core::ids::IdGenerator::new().batch_id(prism_core::Timestamp(0)),
+        };
+        let chunk = WorkItem::RunChunk {
+            batch: batch.clone(),
+            chunk: 3,
+        };
+        assert_eq!(
+            encode_work_item(&chunk),
+            format!(
+                r#"{{"v":1,"chunk":{{"tenant":"acme","batch":"{}","chunk":3}}}}"#,
+                batch.id
+            )
+        );
+        for item in [
+            WorkItem::PlanBatch(batch.clone()),
+            chunk,
+            WorkItem::FinalizeBatch(batch.clone()),
+        ] {
+            assert_eq!(decode_work_item(&encode_work_item(&item)), Some(item));
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use prism_core::{PerStage, Stage};
 
 use crate::batches::DynamoBatchStore;
 use crate::blobs::S3Blobs;
@@ -23,15 +24,10 @@ pub enum SettingsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
     pub table: String,
-    pub jobs_queue_url: String,
-    pub jobs_dlq_url: String,
-    /// The batch stages' queues and their dead-letter queues.
-    pub plan_queue_url: String,
-    pub plan_dlq_url: String,
-    pub chunk_queue_url: String,
-    pub chunk_dlq_url: String,
-    pub finalize_queue_url: String,
-    pub finalize_dlq_url: String,
+    /// Each stage's queue.
+    pub queue_urls: PerStage<String>,
+    /// Each stage's dead-letter queue.
+    pub dlq_urls: PerStage<String>,
     pub bucket: String,
     /// Emulators serve S3 by path (`http://host/bucket/key`), not by virtual host.
     pub s3_force_path_style: bool,
@@ -57,6 +53,16 @@ mod var {
     pub const FINALIZE_QUEUE_ARN: &str = "PRISM_FINALIZE_QUEUE_ARN";
     pub const SCHEDULER_ROLE_ARN: &str = "PRISM_SCHEDULER_ROLE_ARN";
     pub const SCHEDULES_DLQ_ARN: &str = "PRISM_SCHEDULES_DLQ_ARN";
+}
+
+/// The variables naming a stage's queue and its dead-letter queue.
+fn stage_vars(stage: Stage) -> (&'static str, &'static str) {
+    match stage {
+        Stage::Jobs => (var::JOBS_QUEUE_URL, var::JOBS_DLQ_URL),
+        Stage::Plan => (var::PLAN_QUEUE_URL, var::PLAN_DLQ_URL),
+        Stage::Chunks => (var::CHUNK_QUEUE_URL, var::CHUNK_DLQ_URL),
+        Stage::Finalize => (var::FINALIZE_QUEUE_URL, var::FINALIZE_DLQ_URL),
+    }
 }
 
 impl AwsSettings {
@@ -93,16 +99,16 @@ impl AwsSettings {
                 String::new()
             })
         };
+        let table = need(var::TABLE);
+        // Each stage's queue, then its DLQ: the order of `REQUIRED_ENV`.
+        let urls = PerStage::from_fn(|stage| {
+            let (queue, dlq) = stage_vars(stage);
+            (need(queue), need(dlq))
+        });
         let settings = Self {
-            table: need(var::TABLE),
-            jobs_queue_url: need(var::JOBS_QUEUE_URL),
-            jobs_dlq_url: need(var::JOBS_DLQ_URL),
-            plan_queue_url: need(var::PLAN_QUEUE_URL),
-            plan_dlq_url: need(var::PLAN_DLQ_URL),
-            chunk_queue_url: need(var::CHUNK_QUEUE_URL),
-            chunk_dlq_url: need(var::CHUNK_DLQ_URL),
-            finalize_queue_url: need(var::FINALIZE_QUEUE_URL),
-            finalize_dlq_url: need(var::FINALIZE_DLQ_URL),
+            table,
+            queue_urls: urls.map(|_, (queue, _)| queue.clone()),
+            dlq_urls: urls.map(|_, (_, dlq)| dlq.clone()),
             bucket: need(var::BUCKET),
             s3_force_path_style: get(var::S3_FORCE_PATH_STYLE)
                 .is_some_and(|v| v == "true" || v == "1"),
@@ -126,16 +132,13 @@ impl AwsSettings {
     /// The environment that names these resources, as the template sets it for every function
     /// (plus [`AwsSettings::OPTIONAL_ENV`]).
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (var::TABLE, self.table.clone()),
-            (var::JOBS_QUEUE_URL, self.jobs_queue_url.clone()),
-            (var::JOBS_DLQ_URL, self.jobs_dlq_url.clone()),
-            (var::PLAN_QUEUE_URL, self.plan_queue_url.clone()),
-            (var::PLAN_DLQ_URL, self.plan_dlq_url.clone()),
-            (var::CHUNK_QUEUE_URL, self.chunk_queue_url.clone()),
-            (var::CHUNK_DLQ_URL, self.chunk_dlq_url.clone()),
-            (var::FINALIZE_QUEUE_URL, self.finalize_queue_url.clone()),
-            (var::FINALIZE_DLQ_URL, self.finalize_dlq_url.clone()),
+        let mut env = vec![(var::TABLE, self.table.clone())];
+        for stage in Stage::ALL {
+            let (queue, dlq) = stage_vars(stage);
+            env.push((queue, self.queue_urls.get(stage).clone()));
+            env.push((dlq, self.dlq_urls.get(stage).clone()));
+        }
+        env.extend([
             (var::BUCKET, self.bucket.clone()),
             (
                 var::S3_FORCE_PATH_STYLE,
@@ -152,7 +155,8 @@ impl AwsSettings {
                 var::SCHEDULES_DLQ_ARN,
                 self.schedules.dead_letter_arn.clone(),
             ),
-        ]
+        ]);
+        env
     }
 }
 
@@ -165,17 +169,12 @@ pub struct AwsBackend {
     pub batches: DynamoBatchStore,
     pub blobs: S3Blobs,
     pub keys: DynamoKeyStore,
-    /// The jobs queue.
-    pub queue: SqsWorkQueue,
-    pub plan_queue: SqsWorkQueue,
-    pub chunk_queue: SqsWorkQueue,
-    pub finalize_queue: SqsWorkQueue,
+    /// Each stage's queue, as its consumer drains it (long polls).
+    pub queues: PerStage<SqsWorkQueue>,
     /// Every queue, as the one `WorkQueue` the services send to.
     pub stages: StageQueues,
-    /// The jobs queue's dead-letter queue.
-    pub dead_letters: SqsWorkQueue,
-    /// The batch stages' dead-letter queues.
-    pub stage_dead_letters: Vec<SqsWorkQueue>,
+    /// Each stage's dead-letter queue.
+    pub dead_letters: PerStage<SqsWorkQueue>,
     pub scheduler: EventBridgeScheduler,
     pub ssm: aws_sdk_ssm::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
@@ -204,23 +203,12 @@ impl AwsBackend {
             batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone()),
             blobs,
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
-            queue: queue(&settings.jobs_queue_url),
-            plan_queue: queue(&settings.plan_queue_url),
-            chunk_queue: queue(&settings.chunk_queue_url),
-            finalize_queue: queue(&settings.finalize_queue_url),
+            queues: settings.queue_urls.map(|_, url| queue(url)),
             // Only sent to: its receives are short polls (see `StageQueues`).
             stages: StageQueues {
-                jobs: short(&settings.jobs_queue_url),
-                plan: short(&settings.plan_queue_url),
-                chunks: short(&settings.chunk_queue_url),
-                finalize: short(&settings.finalize_queue_url),
+                queues: settings.queue_urls.map(|_, url| short(url)),
             },
-            dead_letters: queue(&settings.jobs_dlq_url),
-            stage_dead_letters: vec![
-                queue(&settings.plan_dlq_url),
-                queue(&settings.chunk_dlq_url),
-                queue(&settings.finalize_dlq_url),
-            ],
+            dead_letters: settings.dlq_urls.map(|_, url| queue(url)),
             scheduler: EventBridgeScheduler::new(
                 aws_sdk_scheduler::Client::new(&config),
                 settings.schedules.clone(),

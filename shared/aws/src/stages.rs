@@ -1,51 +1,32 @@
-//! The work queues of the AWS backend as one `WorkQueue`: jobs, batch planning, batch chunks and
-//! batch finalization each have their own SQS queue (and dead-letter queue), so each stage gets
-//! its own Lambda, concurrency and alarms. Enqueue sends an item to its stage's queue; receive
-//! short-polls the four in turn and tags each receipt with its queue, so ack and extend reach
-//! the right one. Long-lived consumers drain each queue with its own `SqsWorkQueue` instead.
+//! The work queues of the AWS backend as one `WorkQueue`: each [`Stage`] has its own SQS queue
+//! (and dead-letter queue), so each stage gets its own Lambda, concurrency and alarms. Enqueue
+//! sends an item to its stage's queue; receive short-polls the queues in [`Stage::ALL`] order and
+//! tags each receipt with its stage, so ack and extend reach the right queue. Long-lived
+//! consumers drain each queue with its own `SqsWorkQueue` instead.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use prism_core::StoreError;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::{PerStage, Stage, StoreError};
 
 use crate::queue::SqsWorkQueue;
 
 #[derive(Clone)]
 pub struct StageQueues {
-    pub jobs: SqsWorkQueue,
-    pub plan: SqsWorkQueue,
-    pub chunks: SqsWorkQueue,
-    pub finalize: SqsWorkQueue,
+    pub queues: PerStage<SqsWorkQueue>,
 }
-
-const TAGS: [&str; 4] = ["jobs", "plan", "chunks", "finalize"];
 
 impl StageQueues {
     /// The queue an item is sent to.
     pub fn for_item(&self, item: &WorkItem) -> &SqsWorkQueue {
-        match item {
-            WorkItem::Job(_) => &self.jobs,
-            WorkItem::PlanBatch(_) => &self.plan,
-            WorkItem::RunChunk { .. } => &self.chunks,
-            WorkItem::FinalizeBatch(_) => &self.finalize,
-        }
-    }
-
-    fn by_tag(&self, tag: &str) -> Option<&SqsWorkQueue> {
-        match tag {
-            "jobs" => Some(&self.jobs),
-            "plan" => Some(&self.plan),
-            "chunks" => Some(&self.chunks),
-            "finalize" => Some(&self.finalize),
-            _ => None,
-        }
+        self.queues.get(item.stage())
     }
 
     fn untag(&self, receipt: &Receipt) -> Option<(&SqsWorkQueue, Receipt)> {
         let (tag, handle) = receipt.0.split_once('|')?;
-        Some((self.by_tag(tag)?, Receipt(handle.to_owned())))
+        let stage = Stage::parse(tag)?;
+        Some((self.queues.get(stage), Receipt(handle.to_owned())))
     }
 }
 
@@ -57,13 +38,13 @@ impl WorkQueue for StageQueues {
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
         let mut deliveries = Vec::new();
-        for tag in TAGS {
+        for (stage, queue) in self.queues.iter() {
             let room = max.saturating_sub(deliveries.len());
-            let Some(queue) = self.by_tag(tag).filter(|_| room > 0) else {
+            if room == 0 {
                 break;
-            };
+            }
             for mut delivery in queue.receive(room, visibility).await? {
-                delivery.receipt = Receipt(format!("{tag}|{}", delivery.receipt.0));
+                delivery.receipt = Receipt(format!("{}|{}", stage.name(), delivery.receipt.0));
                 deliveries.push(delivery);
             }
         }

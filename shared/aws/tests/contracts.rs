@@ -9,16 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prism_aws::{AwsBackend, provision};
 use prism_core::{Clock, SystemClock};
-use prism_testkit::contracts::{JobPorts, ScheduleTime};
-use prism_testkit::job_port_contract;
+use prism_testkit::contracts::{Ports, ScheduleTime};
+use prism_testkit::port_contract;
 use prism_testkit::schedule_pump::EmulatorSchedulePump;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-async fn fresh() -> JobPorts {
+async fn fresh() -> Ports {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run these tests through scripts/test.sh, which starts the emulator"
+        "AWS_ENDPOINT_URL is not set: run scripts/test.sh (it starts the emulator), or start `.venv/bin/moto_server -H 127.0.0.1 -p PORT` and export AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
     );
     let prefix = format!(
         "contract-{}-{}",
@@ -28,9 +28,9 @@ async fn fresh() -> JobPorts {
     let settings = provision(&prefix, 30).await.unwrap();
     let pump = EmulatorSchedulePump::connect(&settings.schedules.group).await;
     let backend = AwsBackend::connect(settings, Duration::ZERO).await;
-    JobPorts {
-        store: Arc::new(backend.jobs.clone()),
-        queue: Arc::new(backend.queue.clone()),
+    Ports {
+        jobs: Arc::new(backend.jobs.clone()),
+        queue: Arc::new(backend.queues.get(prism_core::Stage::Jobs).clone()),
         keys: Arc::new(backend.keys.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
@@ -51,4 +51,4 @@ impl ScheduleTime for PumpedTime {
     }
 }
 
-job_port_contract!(fresh);
+port_contract!(fresh);

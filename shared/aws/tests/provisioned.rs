@@ -20,7 +20,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 fn emulator() {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run these tests through scripts/test.sh, which starts the emulator"
+        "AWS_ENDPOINT_URL is not set: run scripts/test.sh (it starts the emulator), or start `.venv/bin/moto_server -H 127.0.0.1 -p PORT` and export AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
     );
 }
 
@@ -292,14 +292,15 @@ async fn the_old_entry_point_overrides_the_visibility_and_nothing_else() {
     let settings = provision(&prefix, 7).await.unwrap();
     assert!(settings.s3_force_path_style);
     let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-    for url in [&settings.jobs_queue_url, &settings.jobs_dlq_url] {
+    let jobs = prism_core::Stage::Jobs;
+    for url in [settings.queue_urls.get(jobs), settings.dlq_urls.get(jobs)] {
         let attributes = queue_attributes(&sqs, url).await;
         assert_eq!(
             attributes.get(&QueueAttributeName::VisibilityTimeout),
             Some(&"7".to_owned())
         );
     }
-    let dlq = queue_attributes(&sqs, &settings.jobs_dlq_url).await;
+    let dlq = queue_attributes(&sqs, settings.dlq_urls.get(jobs)).await;
     assert_eq!(
         dlq.get(&QueueAttributeName::MessageRetentionPeriod),
         Some(&"1209600".to_owned())

@@ -243,12 +243,8 @@ fn the_environment_names_the_right_resources() {
             "{what}"
         );
         // Each work queue's DLQ variable names the queue its redrive policy targets.
-        for (work, dlq) in [
-            (&s.jobs_queue_url, &s.jobs_dlq_url),
-            (&s.plan_queue_url, &s.plan_dlq_url),
-            (&s.chunk_queue_url, &s.chunk_dlq_url),
-            (&s.finalize_queue_url, &s.finalize_dlq_url),
-        ] {
+        for stage in prism_core::Stage::ALL {
+            let (work, dlq) = (s.queue_urls.get(stage), s.dlq_urls.get(stage));
             let work = queue(&queues, id_of(work, "ref:", "a work queue URL"));
             let dlq = id_of(dlq, "ref:", "a DLQ URL");
             let redrive = work.redrive.as_ref().expect("a work queue redrives");
@@ -261,7 +257,11 @@ fn the_environment_names_the_right_resources() {
         // Schedules deliver to the jobs queue and the finalize queue by ARN.
         assert_eq!(
             id_of(&s.schedules.queue_arn, "arn:", "the jobs queue ARN"),
-            id_of(&s.jobs_queue_url, "ref:", "the jobs queue URL"),
+            id_of(
+                s.queue_urls.get(prism_core::Stage::Jobs),
+                "ref:",
+                "the jobs queue URL"
+            ),
             "{what}"
         );
         assert_eq!(
@@ -270,7 +270,11 @@ fn the_environment_names_the_right_resources() {
                 "arn:",
                 "the finalize queue ARN"
             ),
-            id_of(&s.finalize_queue_url, "ref:", "the finalize queue URL"),
+            id_of(
+                s.queue_urls.get(prism_core::Stage::Finalize),
+                "ref:",
+                "the finalize queue URL"
+            ),
             "{what}"
         );
         let kind = |value: &str, form: &str, what: &str| {

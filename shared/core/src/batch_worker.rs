@@ -1,10 +1,9 @@
 //! The batch stages every trigger runs: planning (validate the input in one streamed pass and
 //! write the chunk records), processing (claim a chunk, run its lines with bounded concurrency,
-//! checkpoint parts under the chunk's fencing token) and finalizing (`try_finalize`: one winner
-//! assembles the output and error files in input order).
+//! checkpoint parts under the chunk's fencing token), and the output-line format; finalizing is
+//! `batch_finalize` (re-exported here as `try_finalize`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,94 +11,33 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{
-    Batch, BatchErrors, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
-    FinalizeLease, LineTarget, Part, RequestCounts, Usage, decode_part_line, encode_part_line,
-    encode_ranges, part_key,
+    Batch, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, LineTarget, Part, Usage,
+    encode_part_line, encode_ranges, part_key,
 };
 use crate::batch_input::{
     BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
 };
 use crate::clock::Timestamp;
 use crate::error::StoreError;
-use crate::files::{FilePurpose, FileRecord, UploadStream, file_blob_key};
-use crate::ports::{BatchResult, Lease, UpstreamError, WorkItem};
+use crate::files::{UploadStream, file_blob_key};
+use crate::ports::{Lease, UpstreamError, WorkItem};
 use crate::retry::delay_before_retry;
 use crate::service::Deps;
+use crate::upstream::{client_error, error_body};
 use crate::worker::QueueAction;
+
+pub use crate::batch_finalize::try_finalize;
 
 /// After a storage failure the message is left to reappear this soon.
 const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
-/// A finalize that must wait (claims still live) looks again this soon.
-const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 /// The longest a line waits between attempts.
 const MAX_LINE_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Caps lines in flight toward each model across the process, and pauses new starts toward a
-/// model that is shedding load (a 429 with `retry-after`): the per-model breaker.
-#[derive(Debug)]
-pub struct ModelGate {
-    per_model: usize,
-    models: Mutex<HashMap<String, Lane>>,
-}
-
-impl ModelGate {
-    pub fn new(per_model: usize) -> Self {
-        Self {
-            per_model: per_model.max(1),
-            models: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn entry(&self, model: &str) -> Lane {
-        match self.models.lock() {
-            Ok(mut models) => models
-                .entry(model.to_owned())
-                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_model)), None))
-                .clone(),
-            Err(_) => (Arc::new(Semaphore::new(self.per_model)), None),
-        }
-    }
-
-    /// Waits out a pause, then for a free slot toward `model`.
-    pub async fn enter(&self, model: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let (semaphore, paused_until) = self.entry(model);
-        if let Some(until) = paused_until.filter(|u| *u > Instant::now()) {
-            tokio::time::sleep_until(until).await;
-        }
-        semaphore.acquire_owned().await.ok()
-    }
-
-    /// Interactive work (a sync call, an async or scheduled job) takes a batch slot toward `model`
-    /// if one is free, without ever waiting for one: while it runs, batches run one line fewer.
-    /// This is how batch work yields to interactive traffic.
-    pub fn interactive(&self, model: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let (semaphore, _) = self.entry(model);
-        semaphore.try_acquire_owned().ok()
-    }
-
-    /// The upstream asked to slow down: no new line toward `model` starts for `wait`.
-    pub fn pause(&self, model: &str, wait: Duration) {
-        if let Ok(mut models) = self.models.lock() {
-            let entry = models
-                .entry(model.to_owned())
-                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_model)), None));
-            let until = Instant::now() + wait;
-            if entry.1.is_none_or(|u| u < until) {
-                entry.1 = Some(until);
-            }
-        }
-    }
-}
-
-/// One model's slots, and until when new starts toward it are paused.
-type Lane = (Arc<Semaphore>, Option<Instant>);
-
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill(&mut bytes);
     hex::encode(bytes)
@@ -114,11 +52,11 @@ pub async fn handle_batch_delivery(
     stop: &CancellationToken,
 ) -> QueueAction {
     let result = match item {
-        WorkItem::PlanBatch(batch) if receive_count > deps.policy.max_receives => {
+        WorkItem::PlanBatch(batch) if receive_count > deps.job_policy.max_receives => {
             dead_plan(deps, batch).await
         }
         WorkItem::PlanBatch(batch) => plan_batch(deps, batch).await,
-        WorkItem::RunChunk { batch, chunk } if receive_count > deps.policy.max_receives => {
+        WorkItem::RunChunk { batch, chunk } if receive_count > deps.job_policy.max_receives => {
             dead_chunk(deps, batch, *chunk).await
         }
         WorkItem::RunChunk { batch, chunk } => run_chunk(deps, batch, *chunk, deadline, stop).await,
@@ -131,7 +69,7 @@ pub async fn handle_batch_delivery(
     })
 }
 
-async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
+pub(crate) async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
     let mut stream = deps.blobs.get(key).await?;
     let mut chunks = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -279,7 +217,12 @@ pub async fn dead_chunk(
     batch: &BatchRef,
     index: u32,
 ) -> Result<QueueAction, StoreError> {
-    let (token, lease, current, chunk) = match claim(deps, batch, index).await? {
+    let Claimed {
+        token,
+        lease,
+        batch: current,
+        chunk,
+    } = match claim(deps, batch, index).await? {
         Ok(claimed) => claimed,
         Err(action) => return Ok(action),
     };
@@ -326,15 +269,21 @@ pub async fn dead_chunk(
     finish_chunk(deps, batch, index, &token).await
 }
 
-/// A chunk claimed under a fresh token: the token, its lease, the batch and the chunk; or what to
-/// do with the message when the chunk is not ours (busy elsewhere, done, batch closed).
-type Claimed = (String, Lease, Box<Batch>, Chunk);
+/// A chunk claimed under a fresh token, with the batch and the chunk as the claim found them.
+struct Claimed {
+    token: String,
+    lease: Lease,
+    batch: Box<Batch>,
+    chunk: Chunk,
+}
 
 async fn claim(
     deps: &Deps,
     batch: &BatchRef,
     index: u32,
 ) -> Result<Result<Claimed, QueueAction>, StoreError> {
+    // Err: what to do with the message when the chunk is not ours (busy elsewhere, done, batch
+    // closed).
     let now = deps.clock.now();
     let token = new_token();
     let lease = Lease {
@@ -343,7 +292,12 @@ async fn claim(
     };
     Ok(
         match deps.batches.claim_chunk(batch, index, &lease, now).await? {
-            ChunkClaim::Claimed { batch, chunk } => Ok((token, lease, batch, chunk)),
+            ChunkClaim::Claimed { batch, chunk } => Ok(Claimed {
+                token,
+                lease,
+                batch,
+                chunk,
+            }),
             ChunkClaim::Busy { lease_expires_at } => Err(QueueAction::RetryAfter(
                 now.until(lease_expires_at) + Duration::from_secs(1),
             )),
@@ -361,7 +315,7 @@ async fn queue_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
     Ok(QueueAction::Ack)
 }
 
-async fn store_part(deps: &Deps, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+pub(crate) async fn store_part(deps: &Deps, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
     let stream: UploadStream<'static> =
         futures::stream::once(async move { Ok(Bytes::from(body)) }).boxed();
     deps.blobs
@@ -372,7 +326,7 @@ async fn store_part(deps: &Deps, key: &str, body: Vec<u8>) -> Result<(), StoreEr
 }
 
 /// The chunk's request lines, read by byte range from the input file.
-async fn chunk_lines(
+pub(crate) async fn chunk_lines(
     deps: &Deps,
     batch: &Batch,
     chunk: &Chunk,
@@ -435,7 +389,7 @@ fn request_id() -> String {
     hex::encode(bytes)
 }
 
-fn error_line(deps: &Deps, custom_id: &str, code: &str, message: &str) -> String {
+pub(crate) fn error_line(deps: &Deps, custom_id: &str, code: &str, message: &str) -> String {
     serde_json::to_string(&OutputLine {
         id: deps.ids.batch_request_id(deps.clock.now()),
         custom_id,
@@ -473,7 +427,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
     loop {
         attempt += 1;
         let permit = deps.model_gate.enter(&line.model).await;
-        let timeout = deps.policy.upstream_timeout;
+        let timeout = deps.job_policy.upstream_timeout;
         let result = deps
             .upstream
             .complete(&line.model, line.body.clone(), timeout)
@@ -484,11 +438,10 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
                 let usage = Usage::of_completion(&completion.body);
                 let json = match serde_json::from_str::<&RawValue>(&completion.body) {
                     Ok(body) => response_line(deps, &line.custom_id, 200, body),
-                    Err(_) => error_line(
+                    Err(e) => failed_line(
                         deps,
                         &line.custom_id,
-                        "invalid_upstream_response",
-                        "The upstream provider sent a response that is not valid JSON.",
+                        &UpstreamError::InvalidResponse(e.to_string()),
                     ),
                 };
                 return LineResult {
@@ -518,38 +471,20 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
     }
 }
 
-/// An upstream HTTP failure keeps its status and OpenAI error body; other failures have no
-/// response.
+/// An upstream HTTP failure keeps its status, with the error body of the one upstream table
+/// ([`crate::upstream`]); other failures have no response, only that table's code and message.
 fn failed_line(deps: &Deps, custom_id: &str, error: &UpstreamError) -> String {
+    let shown = client_error(error).error;
+    let code = shown.code.as_deref().unwrap_or("upstream_error");
     match error {
         UpstreamError::Status { status, .. } => {
-            let job_error = error.to_job_error();
-            let body = serde_json::json!({"error": {
-                "message": job_error.message,
-                "type": job_error.kind,
-                "param": null,
-                "code": job_error.code,
-            }});
-            let raw = serde_json::value::to_raw_value(&body).ok();
-            match raw {
-                Some(raw) => response_line(deps, custom_id, *status, &raw),
-                None => error_line(
-                    deps,
-                    custom_id,
-                    "upstream_error",
-                    "The upstream request failed.",
-                ),
+            let body = error_body(&shown.message, &shown.kind, None, shown.code.as_deref());
+            match serde_json::value::to_raw_value(&body) {
+                Ok(raw) => response_line(deps, custom_id, *status, &raw),
+                Err(_) => error_line(deps, custom_id, code, &shown.message),
             }
         }
-        other => {
-            let job_error = other.to_job_error();
-            error_line(
-                deps,
-                custom_id,
-                job_error.code.as_deref().unwrap_or("upstream_error"),
-                &job_error.message,
-            )
-        }
+        _ => error_line(deps, custom_id, code, &shown.message),
     }
 }
 
@@ -567,7 +502,7 @@ pub async fn run_chunk(
         Ok(claimed) => claimed,
         Err(action) => return Ok(action),
     };
-    let token = claimed.0.clone();
+    let token = claimed.token.clone();
     let outcome = process(deps, batch, index, claimed, deadline, stop).await;
     if outcome.is_err() {
         // A storage failure mid-chunk: let the claim go now, so a cancel or expiry need not
@@ -584,7 +519,12 @@ async fn process(
     deps: &Deps,
     batch: &BatchRef,
     index: u32,
-    (token, _, current, chunk): Claimed,
+    Claimed {
+        token,
+        batch: current,
+        chunk,
+        ..
+    }: Claimed,
     deadline: Option<Instant>,
     stop: &CancellationToken,
 ) -> Result<QueueAction, StoreError> {
@@ -607,8 +547,14 @@ async fn process(
             async move { (line, run_line(&deps, &batch, &request).await) }
         })
         .buffer_unordered(policy.line_concurrency.max(1));
-    let mut seq = u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX);
-    let mut pending = PendingPart::default();
+    let mut run = ChunkRun {
+        deps,
+        batch,
+        index,
+        token,
+        seq: u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX),
+        pending: PendingPart::default(),
+    };
     let mut last_commit = Instant::now();
     // Finished lines are committed at least every `checkpoint_every`, even while the rest are
     // slow (a straggler must not hold them back past a cancel or the window's end), and the
@@ -619,45 +565,106 @@ async fn process(
     loop {
         let next = tokio::select! {
             next = results.next() => next,
-            _ = stop.cancelled() => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
-            _ = sleep_until_opt(stop_at) => return give_up(deps, batch, index, &token, &mut pending, &mut seq).await,
+            _ = stop.cancelled() => return run.give_up().await,
+            _ = sleep_until_opt(stop_at) => return run.give_up().await,
             _ = tick.tick() => {
                 // With nothing pending this only renews the lease.
-                if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
+                if !run.commit().await? {
                     tracing::info!("chunk claim ended (batch closed or taken over); stopping");
-                    return stop_for_finalize(deps, batch, index, &token).await;
+                    return run.stop_for_finalize().await;
                 }
                 last_commit = Instant::now();
                 continue;
             }
         };
         let Some((line, result)) = next else { break };
-        pending.push(line, result);
-        let due = pending.lines >= policy.checkpoint_lines as u32
+        run.pending.push(line, result);
+        let due = run.pending.lines >= policy.checkpoint_lines as u32
             || last_commit.elapsed() >= policy.checkpoint_every;
         if due {
-            if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
-                return stop_for_finalize(deps, batch, index, &token).await;
+            if !run.commit().await? {
+                return run.stop_for_finalize().await;
             }
             last_commit = Instant::now();
         }
     }
-    if !commit(deps, batch, index, &token, &mut pending, &mut seq).await? {
-        return stop_for_finalize(deps, batch, index, &token).await;
+    if !run.commit().await? {
+        return run.stop_for_finalize().await;
     }
-    finish_chunk(deps, batch, index, &token).await
+    finish_chunk(deps, batch, index, &run.token).await
 }
 
-/// The batch stopped taking results (cancel, expiry) or the claim was taken over: let the chunk
-/// go at once, so finalization need not wait out the lease, and ask for finalization.
-async fn stop_for_finalize(
-    deps: &Deps,
-    batch: &BatchRef,
+/// A chunk this processor holds while it runs: which chunk, the claim's token, the next part's
+/// sequence number and the finished lines not yet committed.
+struct ChunkRun<'a> {
+    deps: &'a Deps,
+    batch: &'a BatchRef,
     index: u32,
-    token: &str,
-) -> Result<QueueAction, StoreError> {
-    deps.batches.release_chunk(batch, index, token).await?;
-    queue_finalize(deps, batch).await
+    token: String,
+    seq: u32,
+    pending: PendingPart,
+}
+
+impl ChunkRun<'_> {
+    /// Stores the pending lines under a key unique to this claim and commits them with one
+    /// conditional write (with nothing pending, only renews the lease); false when the claim no
+    /// longer holds or the batch takes no more results.
+    async fn commit(&mut self) -> Result<bool, StoreError> {
+        let (deps, batch, index, token) = (self.deps, self.batch, self.index, &self.token);
+        let now = deps.clock.now();
+        let until = now.plus(deps.batch_policy.lease);
+        if self.pending.lines == 0 {
+            return deps.batches.renew_chunk(batch, index, token, until).await;
+        }
+        let part = std::mem::take(&mut self.pending);
+        let key = part_key(batch, index, token, self.seq);
+        self.seq += 1;
+        store_part(deps, &key, part.body).await?;
+        let record = Part {
+            key,
+            lines: part.lines,
+            completed: part.completed,
+            failed: part.failed,
+            usage: part.usage,
+            done: encode_ranges(&part.indexes),
+        };
+        let kept = deps
+            .batches
+            .checkpoint(batch, index, token, &record, until, now)
+            .await?;
+        if !kept {
+            // Discarded by its condition (cancelled, expired, or another claim): the stored part
+            // is never referenced, and its lines are written by whoever owns them now.
+            tracing::info!("checkpoint discarded: the claim no longer holds");
+            if let Err(error) = deps.blobs.delete(&record.key).await {
+                tracing::debug!(%error, "could not delete an unreferenced part");
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The batch stopped taking results (cancel, expiry) or the claim was taken over: let the
+    /// chunk go at once, so finalization need not wait out the lease, and ask for finalization.
+    async fn stop_for_finalize(&self) -> Result<QueueAction, StoreError> {
+        self.deps
+            .batches
+            .release_chunk(self.batch, self.index, &self.token)
+            .await?;
+        queue_finalize(self.deps, self.batch).await
+    }
+
+    /// Near the deadline or shutting down: keep what finished, let the chunk go, and let the
+    /// message reappear at once for whoever resumes from the cursor.
+    async fn give_up(&mut self) -> Result<QueueAction, StoreError> {
+        if self.commit().await? {
+            self.deps
+                .batches
+                .release_chunk(self.batch, self.index, &self.token)
+                .await?;
+        }
+        tracing::info!("chunk handed back with its progress saved");
+        Ok(QueueAction::RetryAfter(Duration::ZERO))
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -665,23 +672,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Near the deadline or shutting down: keep what finished, let the chunk go, and let the message
-/// reappear at once for whoever resumes from the cursor.
-async fn give_up(
-    deps: &Deps,
-    batch: &BatchRef,
-    index: u32,
-    token: &str,
-    pending: &mut PendingPart,
-    seq: &mut u32,
-) -> Result<QueueAction, StoreError> {
-    if commit(deps, batch, index, token, pending, seq).await? {
-        deps.batches.release_chunk(batch, index, token).await?;
-    }
-    tracing::info!("chunk handed back with its progress saved");
-    Ok(QueueAction::RetryAfter(Duration::ZERO))
 }
 
 #[derive(Default)]
@@ -704,353 +694,5 @@ impl PendingPart {
             LineTarget::Error => self.failed += 1,
         }
         self.usage.add(&result.usage);
-    }
-}
-
-/// Stores the pending lines under a key unique to this claim and commits them with one
-/// conditional write; false when the claim no longer holds or the batch takes no more results.
-async fn commit(
-    deps: &Deps,
-    batch: &BatchRef,
-    index: u32,
-    token: &str,
-    pending: &mut PendingPart,
-    seq: &mut u32,
-) -> Result<bool, StoreError> {
-    let now = deps.clock.now();
-    let until = now.plus(deps.batch_policy.lease);
-    if pending.lines == 0 {
-        return deps.batches.renew_chunk(batch, index, token, until).await;
-    }
-    let part = std::mem::take(pending);
-    let key = part_key(batch, index, token, *seq);
-    *seq += 1;
-    store_part(deps, &key, part.body).await?;
-    let record = Part {
-        key,
-        lines: part.lines,
-        completed: part.completed,
-        failed: part.failed,
-        usage: part.usage,
-        done: encode_ranges(&part.indexes),
-    };
-    let kept = deps
-        .batches
-        .checkpoint(batch, index, token, &record, until, now)
-        .await?;
-    if !kept {
-        // Discarded by its condition (cancelled, expired, or another claim): the stored part is
-        // never referenced, and its lines are written by whoever owns them now.
-        tracing::info!("checkpoint discarded: the claim no longer holds");
-        if let Err(error) = deps.blobs.delete(&record.key).await {
-            tracing::debug!(%error, "could not delete an unreferenced part");
-        }
-    }
-    Ok(kept)
-}
-
-/// What `try_finalize` decides about a batch right now.
-fn finalize_outcome(
-    batch: &Batch,
-    chunks: &[Chunk],
-    now: Timestamp,
-) -> Result<BatchOutcome, Option<Duration>> {
-    let all_done = chunks.iter().all(|c| c.done);
-    let claimed = chunks.iter().any(|c| c.is_claimed(now));
-    match batch.status {
-        BatchStatus::InProgress if all_done && batch.chunks_done >= batch.chunks => {
-            Ok(BatchOutcome::Completed)
-        }
-        BatchStatus::InProgress if now >= batch.expires_at => {
-            if claimed && now < batch.expires_at.plus(CANCEL_GRACE) {
-                Err(Some(FINALIZE_RECHECK))
-            } else {
-                Ok(BatchOutcome::Expired)
-            }
-        }
-        BatchStatus::InProgress => Err(None),
-        BatchStatus::Cancelling => {
-            let since = batch.cancelling_at.unwrap_or(now);
-            if claimed && now < since.plus(CANCEL_GRACE) {
-                Err(Some(FINALIZE_RECHECK))
-            } else {
-                Ok(BatchOutcome::Cancelled)
-            }
-        }
-        // Not planned yet: planning runs first and then comes back here.
-        BatchStatus::Validating if now >= batch.expires_at => Ok(BatchOutcome::Expired),
-        BatchStatus::Validating => Err(None),
-        BatchStatus::Finalizing => match &batch.finalize {
-            Some(lease) if lease.expires_at <= now => Ok(lease.outcome),
-            Some(lease) => Err(Some(now.until(lease.expires_at) + Duration::from_secs(1))),
-            None => Err(None),
-        },
-        BatchStatus::Failed
-        | BatchStatus::Completed
-        | BatchStatus::Expired
-        | BatchStatus::Cancelled => Err(None),
-    }
-}
-
-/// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
-/// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
-/// assembles the files.
-#[tracing::instrument(skip_all, fields(tenant = %batch.tenant, batch_id = %batch.id))]
-pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
-    let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
-        return Ok(QueueAction::Ack);
-    };
-    let chunks = deps.batches.chunks(batch).await?;
-    let now = deps.clock.now();
-    let outcome = match finalize_outcome(&current, &chunks, now) {
-        Ok(outcome) => outcome,
-        Err(Some(recheck)) => return Ok(QueueAction::RetryAfter(recheck)),
-        Err(None) => return Ok(QueueAction::Ack),
-    };
-    let lease = FinalizeLease {
-        token: new_token(),
-        expires_at: now.plus(deps.batch_policy.lease),
-        outcome,
-        output_file_id: deps.ids.file_id(now),
-        error_file_id: deps.ids.file_id(now),
-    };
-    let Some(claimed) = deps.batches.claim_finalize(batch, &lease, now).await? else {
-        return Ok(QueueAction::Ack);
-    };
-    let Some(held) = claimed.finalize.clone() else {
-        return Ok(QueueAction::Ack);
-    };
-    // The chunk records as of the claim: no checkpoint lands after it.
-    let chunks = deps.batches.chunks(batch).await?;
-    let result = assemble(deps, &claimed, &held, &chunks).await?;
-    if deps
-        .batches
-        .finish(batch, &held.token, &result, deps.clock.now())
-        .await?
-    {
-        tracing::info!(
-            outcome = held.outcome.as_str(),
-            completed = result.counts.completed,
-            failed = result.counts.failed,
-            "batch finalized"
-        );
-        release_input(deps, &claimed).await?;
-    }
-    Ok(QueueAction::Ack)
-}
-
-/// An input file deleted while this batch read it keeps its bytes until no unfinished batch
-/// needs them; this batch has just ended.
-async fn release_input(deps: &Deps, batch: &Batch) -> Result<(), StoreError> {
-    let now = deps.clock.now();
-    let file = &batch.input_file_id;
-    if deps.files.get(&batch.tenant, file, now).await?.is_none()
-        && !crate::file_service::input_in_use(deps, &batch.tenant, file).await?
-    {
-        deps.blobs
-            .delete(&file_blob_key(&batch.tenant, file))
-            .await?;
-    }
-    Ok(())
-}
-
-/// Writes the output and error files from the committed parts in input order, plus an error
-/// line for every line no part holds (cancel, expiry), and registers them.
-async fn assemble(
-    deps: &Deps,
-    batch: &Batch,
-    lease: &FinalizeLease,
-    chunks: &[Chunk],
-) -> Result<BatchResult, StoreError> {
-    let mut counts = RequestCounts {
-        total: batch.counts.total,
-        completed: 0,
-        failed: 0,
-    };
-    let mut usage = Usage::default();
-    for part in chunks.iter().flat_map(|c| &c.parts) {
-        counts.completed += u64::from(part.completed);
-        counts.failed += u64::from(part.failed);
-        usage.add(&part.usage);
-    }
-    let (output_bytes, _) = write_file(deps, batch, lease, chunks, LineTarget::Output).await?;
-    let (error_bytes, unrun) = write_file(deps, batch, lease, chunks, LineTarget::Error).await?;
-    counts.failed += unrun;
-    let now = deps.clock.now();
-    let expires_at = Some(
-        now.plus(
-            batch
-                .output_expires_after
-                .unwrap_or(crate::files::BATCH_INPUT_TTL),
-        ),
-    );
-    let register = |id: &crate::FileId, bytes: u64, name: &str| FileRecord {
-        id: id.clone(),
-        tenant: batch.tenant.clone(),
-        purpose: FilePurpose::BatchOutput,
-        filename: format!("{}_{name}.jsonl", batch.id),
-        bytes,
-        created_at: now,
-        expires_at,
-    };
-    let output_file_id = if output_bytes > 0 {
-        create_file_once(
-            deps,
-            &register(&lease.output_file_id, output_bytes, "output"),
-        )
-        .await?;
-        Some(lease.output_file_id.clone())
-    } else {
-        None
-    };
-    let error_file_id = if error_bytes > 0 {
-        create_file_once(deps, &register(&lease.error_file_id, error_bytes, "error")).await?;
-        Some(lease.error_file_id.clone())
-    } else {
-        None
-    };
-    Ok(BatchResult {
-        outcome: lease.outcome,
-        counts,
-        usage,
-        output_file_id,
-        error_file_id,
-    })
-}
-
-/// A finalizer that took over may find the record written by its predecessor.
-async fn create_file_once(deps: &Deps, record: &FileRecord) -> Result<(), StoreError> {
-    if deps
-        .files
-        .get(&record.tenant, &record.id, record.created_at)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    deps.files.create(record).await
-}
-
-/// Streams one of the two files into the blob store; returns its size and, for the error file,
-/// how many never-run lines it holds.
-async fn write_file(
-    deps: &Deps,
-    batch: &Batch,
-    lease: &FinalizeLease,
-    chunks: &[Chunk],
-    target: LineTarget,
-) -> Result<(u64, u64), StoreError> {
-    let file_id = match target {
-        LineTarget::Output => &lease.output_file_id,
-        LineTarget::Error => &lease.error_file_id,
-    };
-    let key = file_blob_key(&batch.tenant, file_id);
-    let unrun_error = match target {
-        LineTarget::Error => lease.outcome.unrun_line_error(),
-        LineTarget::Output => None,
-    };
-    // One chunk at a time, parts in order: memory holds one chunk's lines, never the file.
-    let unrun = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (owned_deps, owned_batch, counter) =
-        (deps.clone(), Arc::new(batch.clone()), Arc::clone(&unrun));
-    let body = futures::stream::iter(chunks.to_vec())
-        .then(move |chunk| {
-            let (deps, batch, counter) = (
-                owned_deps.clone(),
-                Arc::clone(&owned_batch),
-                Arc::clone(&counter),
-            );
-            async move { file_lines(&deps, &batch, &chunk, target, unrun_error, &counter).await }
-        })
-        .map(|r| r.map_err(crate::files::UploadError::from))
-        .boxed();
-    let bytes = deps
-        .blobs
-        .put_stream(&key, body)
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    if bytes == 0 {
-        deps.blobs.delete(&key).await?;
-    }
-    Ok((bytes, unrun.load(std::sync::atomic::Ordering::Relaxed)))
-}
-
-/// One chunk's lines of one file: its parts' lines for that file, in order, then (error file,
-/// cancel or expiry) a line for every request no part holds.
-async fn file_lines(
-    deps: &Deps,
-    batch: &Batch,
-    chunk: &Chunk,
-    target: LineTarget,
-    unrun_error: Option<(&'static str, &'static str)>,
-    unrun: &std::sync::atomic::AtomicU64,
-) -> Result<Bytes, StoreError> {
-    // (index within the chunk, JSON line): a chunk's lines, whichever part holds them.
-    let mut lines: Vec<(u32, Vec<u8>)> = Vec::new();
-    for part in &chunk.parts {
-        let whole = read_all(deps, &part.key).await?.concat();
-        for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            if let Some((line_target, index, json)) = decode_part_line(line)
-                && line_target == target
-            {
-                lines.push((index, json.to_vec()));
-            }
-        }
-    }
-    if let Some((code, message)) = unrun_error
-        && chunk.cursor < chunk.plan.lines
-    {
-        let done = chunk.done_lines();
-        for (index, line) in chunk_lines(deps, batch, chunk).await?.iter().enumerate() {
-            if !done.get(index).copied().unwrap_or(false) {
-                let json = error_line(deps, &line.custom_id, code, message);
-                lines.push((u32::try_from(index).unwrap_or(u32::MAX), json.into_bytes()));
-                unrun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    }
-    lines.sort_by_key(|(index, _)| *index);
-    let mut out = Vec::new();
-    for (_, json) in lines {
-        out.extend_from_slice(&json);
-        out.push(b'\n');
-    }
-    Ok(Bytes::from(out))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn interactive_calls_take_batch_slots_without_waiting_for_them() {
-        let gate = ModelGate::new(2);
-        let interactive = gate.interactive("m");
-        assert!(interactive.is_some());
-        let batch = gate.enter("m").await;
-        assert!(batch.is_some());
-        // Both slots are taken: another batch line waits, an interactive call does not.
-        assert!(gate.interactive("m").is_none());
-        let waiting = tokio::time::timeout(Duration::from_millis(50), gate.enter("m")).await;
-        assert!(waiting.is_err(), "a third line must wait");
-        drop(interactive);
-        let admitted = tokio::time::timeout(Duration::from_millis(50), gate.enter("m")).await;
-        assert!(
-            admitted.is_ok(),
-            "the slot came back when the interactive call ended"
-        );
-        assert!(
-            gate.interactive("other").is_some(),
-            "models have their own slots"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_paused_model_starts_no_line_until_the_pause_ends() {
-        let gate = ModelGate::new(4);
-        gate.pause("m", Duration::from_secs(3));
-        let started = Instant::now();
-        let _slot = gate.enter("m").await;
-        assert!(started.elapsed() >= Duration::from_secs(3));
     }
 }

@@ -2,6 +2,7 @@
 //! the services (submit, cancel, run) that every trigger and every backend shares.
 
 pub mod batch;
+pub mod batch_finalize;
 pub mod batch_input;
 pub mod batch_service;
 pub mod batch_worker;
@@ -11,6 +12,7 @@ pub mod consumer;
 pub mod error;
 pub mod file_service;
 pub mod files;
+pub mod gate;
 pub mod ids;
 pub mod job;
 pub mod json_strict;
@@ -22,9 +24,12 @@ pub mod retry;
 pub mod routing;
 pub mod scheduled;
 pub mod service;
+pub mod stage;
+pub mod upstream;
 pub mod worker;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
 pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
 pub use job::{Job, JobError, JobKind, JobStatus};
+pub use stage::{PerStage, Stage};

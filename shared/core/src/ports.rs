@@ -509,36 +509,9 @@ impl UpstreamError {
         }
     }
 
-    /// The error a job reports when this was its last failure.
+    /// The error a job reports when this was its last failure (see [`crate::upstream`]).
     pub fn to_job_error(&self) -> JobError {
-        match self {
-            UpstreamError::Status { error: Some(e), .. } => e.clone(),
-            UpstreamError::Status { status, .. } => JobError::new(
-                format!("The upstream provider answered HTTP {status}."),
-                "upstream_error",
-                Some("upstream_error"),
-            ),
-            UpstreamError::Timeout => JobError::new(
-                "The upstream provider did not answer in time.",
-                "upstream_error",
-                Some("upstream_timeout"),
-            ),
-            UpstreamError::Connect => JobError::new(
-                "Could not connect to the upstream provider.",
-                "upstream_error",
-                Some("upstream_unreachable"),
-            ),
-            UpstreamError::InvalidResponse(_) => JobError::new(
-                "The upstream provider sent a response that is not a valid chat completion.",
-                "upstream_error",
-                Some("invalid_upstream_response"),
-            ),
-            UpstreamError::NoRoute(model) => JobError::new(
-                format!("The model '{model}' does not exist or you do not have access to it."),
-                "invalid_request_error",
-                Some("model_not_found"),
-            ),
-        }
+        crate::upstream::client_error(self).error
     }
 }
 

@@ -26,8 +26,8 @@ const BATCH: usize = 500;
 pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     let now = deps.clock.now();
     let stranded = deps
-        .store
-        .stranded(now.minus(deps.policy.stranded_after), BATCH)
+        .jobs
+        .stranded(now.minus(deps.job_policy.stranded_after), BATCH)
         .await?;
     for job in &stranded {
         deps.queue
@@ -37,8 +37,8 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     if !stranded.is_empty() {
         tracing::info!(count = stranded.len(), "re-triggered stranded jobs");
     }
-    let batches = reconcile_batches(deps, now.minus(deps.policy.stranded_after)).await?;
-    let purged = deps.store.purge_expired(now, BATCH * 10).await?;
+    let batches = reconcile_batches(deps, now.minus(deps.job_policy.stranded_after)).await?;
+    let purged = deps.jobs.purge_expired(now, BATCH * 10).await?;
     let expired_files = deps.files.purge_expired(now, BATCH).await?;
     for file in &expired_files {
         // The record is gone, so the bytes are unreachable; a failure here only leaks disk.

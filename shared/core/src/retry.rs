@@ -1,5 +1,5 @@
-//! Backoff between upstream attempts: exponential with full jitter, unless the upstream said how
-//! long to wait.
+//! Backoff: between upstream attempts (exponential with full jitter, unless the upstream said how
+//! long to wait), and between storage writes refused for contention.
 
 use std::time::Duration;
 
@@ -23,6 +23,14 @@ fn ceiling(attempt: u32) -> Duration {
     BASE_DELAY.saturating_mul(factor).min(MAX_DELAY)
 }
 
+/// A short randomized wait before a storage write refused for contention (a colliding
+/// transaction, throttling) is tried again: `base` of 10 ms doubling per attempt up to 640 ms,
+/// plus up to as much again at random so colliding writers spread apart.
+pub fn contention_backoff(attempt: u32) -> Duration {
+    let base = 10u64 << attempt.min(6);
+    Duration::from_millis(base + rand::rng().random_range(0..base))
+}
+
 /// The wait before the next attempt: the upstream's hint when it gave one, else jittered backoff.
 pub fn delay_before_retry(attempt: u32, retry_after: Option<Duration>) -> Duration {
     retry_after.unwrap_or_else(|| full_jitter(attempt))
@@ -42,6 +50,15 @@ mod tests {
         assert_eq!(ceiling(1), BASE_DELAY);
         assert_eq!(ceiling(3), BASE_DELAY * 4);
         assert_eq!(ceiling(40), MAX_DELAY);
+    }
+
+    #[test]
+    fn contention_backoff_grows_and_stays_within_twice_its_base() {
+        for attempt in 0..10 {
+            let base = Duration::from_millis(10 << attempt.min(6));
+            let wait = contention_backoff(attempt);
+            assert!(wait >= base && wait < base * 2, "{attempt}: {wait:?}");
+        }
     }
 
     #[test]

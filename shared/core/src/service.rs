@@ -8,12 +8,12 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::batch_service::BatchPolicy;
-use crate::batch_worker::ModelGate;
 use crate::chat::summarize_chat_request;
 use crate::clock::Clock;
 use crate::clock::Timestamp;
 use crate::error::{ServiceError, StoreError};
 use crate::file_service::FilePolicy;
+use crate::gate::ModelGate;
 use crate::ids::{IdGenerator, JobId, TenantId};
 use crate::job::{Job, JobKind, NewJob};
 use crate::list::{ListQuery, Page};
@@ -72,7 +72,7 @@ impl Default for JobPolicy {
 /// Everything a service or worker call needs, shared by every trigger.
 #[derive(Clone)]
 pub struct Deps {
-    pub store: Arc<dyn JobStore>,
+    pub jobs: Arc<dyn JobStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub scheduler: Arc<dyn Scheduler>,
     pub batches: Arc<dyn BatchStore>,
@@ -81,7 +81,7 @@ pub struct Deps {
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
-    pub policy: JobPolicy,
+    pub job_policy: JobPolicy,
     pub file_policy: FilePolicy,
     pub batch_policy: BatchPolicy,
     /// Lines toward each model in flight across this process.
@@ -140,7 +140,7 @@ pub async fn submit_scheduled_job(
     idempotency_key: Option<&str>,
 ) -> Result<Submitted, ServiceError> {
     let now = deps.clock.now();
-    let request = parse_schedule_request(body, now, deps.policy.schedule_horizon)?;
+    let request = parse_schedule_request(body, now, deps.job_policy.schedule_horizon)?;
     if !deps.upstream.routes(&request.model) {
         return Err(ServiceError::invalid(
             format!(
@@ -174,14 +174,14 @@ async fn create_job(
         .map(|key| idempotency_claim(deps, key, &job))
         .transpose()?;
     tracing::Span::current().record("job_id", job.id.as_str());
-    let triggered = match deps.store.create(&job, claim.as_ref()).await? {
+    let triggered = match deps.jobs.create(&job, claim.as_ref()).await? {
         CreateOutcome::Created { triggered } => triggered,
         CreateOutcome::Replayed {
             job_id,
             same_body: true,
         } => {
             let job = deps
-                .store
+                .jobs
                 .get(&job.tenant, &job_id, job.created_at)
                 .await?
                 .ok_or(ServiceError::NotFound {
@@ -243,7 +243,7 @@ fn idempotency_claim(
     Ok(IdempotencyClaim {
         key: key.to_owned(),
         body_hash: hex::encode(hash.finalize()),
-        expires_at: job.created_at.plus(deps.policy.idempotency_ttl),
+        expires_at: job.created_at.plus(deps.job_policy.idempotency_ttl),
     })
 }
 
@@ -287,7 +287,7 @@ pub async fn get_job(
     id: &str,
 ) -> Result<Job, ServiceError> {
     let job_id = parse_job_id(id, kind)?;
-    deps.store
+    deps.jobs
         .get(tenant, &job_id, deps.clock.now())
         .await?
         .ok_or_else(|| ServiceError::NotFound {
@@ -303,7 +303,7 @@ pub async fn list_jobs(
     query: &ListQuery,
 ) -> Result<Page<Job>, ServiceError> {
     Ok(deps
-        .store
+        .jobs
         .list(tenant, kind, query, deps.clock.now())
         .await?)
 }
@@ -320,8 +320,8 @@ pub async fn cancel_job(
 ) -> Result<Job, ServiceError> {
     let job_id = parse_job_id(id, kind)?;
     let now = deps.clock.now();
-    let expires_at = now.plus(deps.policy.retention);
-    match deps.store.cancel(tenant, &job_id, now, expires_at).await? {
+    let expires_at = now.plus(deps.job_policy.retention);
+    match deps.jobs.cancel(tenant, &job_id, now, expires_at).await? {
         CancelOutcome::Cancelled(job) => {
             if went_through_scheduler(&job)
                 && job.started_at.is_none()

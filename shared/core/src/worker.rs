@@ -75,7 +75,7 @@ pub async fn handle_delivery_until(
     };
     tracing::Span::current().record("job_id", id.id.as_str());
     tracing::Span::current().record("tenant", id.tenant.as_str());
-    if delivery.receive_count > deps.policy.max_receives {
+    if delivery.receive_count > deps.job_policy.max_receives {
         return match dead_letter(deps, id).await {
             Ok(()) => QueueAction::Ack,
             Err(error) => {
@@ -164,12 +164,12 @@ pub async fn dead_letter_item(deps: &Deps, item: &WorkItem) -> QueueAction {
 pub async fn dead_letter(deps: &Deps, id: &JobRef) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let failed = deps
-        .store
+        .jobs
         .fail_unfinished(
             id,
             &JobError::processing_failed(),
             now,
-            now.plus(deps.policy.retention),
+            now.plus(deps.job_policy.retention),
         )
         .await?;
     if failed {
@@ -191,14 +191,14 @@ pub async fn run_job(
     deadline: Option<Instant>,
     stop: &CancellationToken,
 ) -> Result<RunOutcome, StoreError> {
-    let policy = &deps.policy;
+    let policy = &deps.job_policy;
     let now = deps.clock.now();
     let attempt_budget = attempt_timeout(policy.upstream_timeout, deadline);
     let lease = Lease {
         token: new_lease_token(),
         expires_at: now.plus(attempt_budget + policy.lease_margin),
     };
-    let mut job = match deps.store.claim(id, &lease, now).await? {
+    let mut job = match deps.jobs.claim(id, &lease, now).await? {
         ClaimOutcome::Claimed(job) => job,
         ClaimOutcome::Busy { lease_expires_at } => {
             // Not ours to run: reappear just after the live lease ends, never acknowledge.
@@ -214,7 +214,7 @@ pub async fn run_job(
         }
         ClaimOutcome::Terminal(_) | ClaimOutcome::Missing => return Ok(RunOutcome::Finished),
     };
-    let Some(body) = deps.store.request_body(id).await? else {
+    let Some(body) = deps.jobs.request_body(id).await? else {
         return Ok(RunOutcome::Finished);
     };
     let token = lease.token;
@@ -269,7 +269,7 @@ pub async fn run_job(
         let fits_deadline = deadline.is_none_or(|d| Instant::now() + wait + timeout < d);
         if wait > policy.max_inline_retry_wait || !fits_deadline {
             let retry_at = deps.clock.now().plus(wait);
-            deps.store.release(id, &token, retry_at).await?;
+            deps.jobs.release(id, &token, retry_at).await?;
             return Ok(RunOutcome::RetryLater(wait));
         }
         match watch_cancel(deps, id, &token, stop, tokio::time::sleep(wait)).await {
@@ -281,7 +281,7 @@ pub async fn run_job(
             .clock
             .now()
             .plus(attempt_timeout(policy.upstream_timeout, deadline) + policy.lease_margin);
-        if !deps.store.begin_attempt(id, &token, lease_until).await? {
+        if !deps.jobs.begin_attempt(id, &token, lease_until).await? {
             return Ok(RunOutcome::Finished);
         }
         job.attempts += 1;
@@ -291,7 +291,7 @@ pub async fn run_job(
 /// Shutdown: release the lease so the job can be claimed again at once.
 async fn give_back(deps: &Deps, id: &JobRef, token: &str) -> Result<RunOutcome, StoreError> {
     tracing::info!("worker stopping; job released for another worker");
-    deps.store.release(id, token, deps.clock.now()).await?;
+    deps.jobs.release(id, token, deps.clock.now()).await?;
     Ok(RunOutcome::RetryLater(Duration::ZERO))
 }
 
@@ -315,8 +315,14 @@ async fn call_upstream(
 async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let kept = deps
-        .store
-        .finish(id, token, &outcome, now, now.plus(deps.policy.retention))
+        .jobs
+        .finish(
+            id,
+            token,
+            &outcome,
+            now,
+            now.plus(deps.job_policy.retention),
+        )
         .await?;
     if !kept {
         // Cancelled meanwhile, or a newer lease took over: that writer's outcome stands.
@@ -346,14 +352,14 @@ async fn watch_cancel<T>(
     work: impl Future<Output = T>,
 ) -> Watched<T> {
     tokio::pin!(work);
-    let mut ticker = tokio::time::interval(deps.policy.cancel_poll);
+    let mut ticker = tokio::time::interval(deps.job_policy.cancel_poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         tokio::select! {
             out = &mut work => return Watched::Done(out),
             _ = stop.cancelled() => return Watched::Stopped,
-            _ = ticker.tick() => match deps.store.still_holds(id, token).await {
+            _ = ticker.tick() => match deps.jobs.still_holds(id, token).await {
                 Ok(true) => {}
                 Ok(false) => return Watched::Cancelled,
                 Err(error) => tracing::warn!(%error, "could not poll job status; continuing"),

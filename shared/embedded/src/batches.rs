@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prism_core::batch::decisions::{self, CancelDecision};
 use prism_core::batch::{
     Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
@@ -22,7 +23,14 @@ const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, comple
     completed_at, failed_at, expired_at, cancelling_at, cancelled_at, total, completed, failed, \
     usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize";
 
-const TERMINAL: &str = "('failed', 'completed', 'expired', 'cancelled')";
+/// The terminal statuses as an SQL list: `('failed', ...)`.
+fn terminal_list() -> String {
+    let names: Vec<String> = BatchStatus::TERMINAL
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    format!("({})", names.join(", "))
+}
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
@@ -128,11 +136,6 @@ fn load_chunk(conn: &Connection, batch: &str, index: u32) -> rusqlite::Result<Op
     ))?
     .query_row(params![batch, index], chunk_from_row)
     .optional()
-}
-
-/// Whether the batch takes results now: running and inside its window.
-fn accepts_results(batch: &Batch, now: Timestamp) -> bool {
-    batch.status == BatchStatus::InProgress && now < batch.expires_at
 }
 
 #[derive(Clone)]
@@ -308,23 +311,12 @@ impl BatchStore for SqliteBatchStore {
         let (batch, lease) = (batch.clone(), lease.clone());
         self.db
             .write(move |conn| {
-                let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
-                    return Ok(ChunkClaim::Closed);
+                let current = load(conn, batch.tenant.as_str(), batch.id.as_str())?;
+                let record = load_chunk(conn, batch.id.as_str(), chunk)?;
+                let (current, record) = match decisions::chunk_claim(current, record, &lease, now) {
+                    Ok(taken) => taken,
+                    Err(refusal) => return Ok(refusal),
                 };
-                let Some(record) = load_chunk(conn, batch.id.as_str(), chunk)? else {
-                    return Ok(ChunkClaim::Closed);
-                };
-                if record.done {
-                    return Ok(ChunkClaim::Done);
-                }
-                if !accepts_results(&current, now) {
-                    return Ok(ChunkClaim::Closed);
-                }
-                if let Some(until) = record.lease_expires_at.filter(|_| record.is_claimed(now)) {
-                    return Ok(ChunkClaim::Busy {
-                        lease_expires_at: until,
-                    });
-                }
                 conn.prepare_cached(
                     "UPDATE batch_chunks SET lease_token = ?3, lease_expires_at = ?4 \
                      WHERE batch_id = ?1 AND idx = ?2",
@@ -337,11 +329,7 @@ impl BatchStore for SqliteBatchStore {
                 ])?;
                 Ok(ChunkClaim::Claimed {
                     batch: Box::new(current),
-                    chunk: Chunk {
-                        lease_token: Some(lease.token.clone()),
-                        lease_expires_at: Some(lease.expires_at),
-                        ..record
-                    },
+                    chunk: record,
                 })
             })
             .await
@@ -365,10 +353,7 @@ impl BatchStore for SqliteBatchStore {
                 let Some(mut record) = load_chunk(conn, batch.id.as_str(), chunk)? else {
                     return Ok(false);
                 };
-                if !accepts_results(&current, now)
-                    || record.done
-                    || record.lease_token.as_deref() != Some(token.as_str())
-                {
+                if !decisions::may_commit(&current, &record, &token, now) {
                     return Ok(false);
                 }
                 record.cursor += part.lines;
@@ -487,29 +472,15 @@ impl BatchStore for SqliteBatchStore {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.db
             .write(move |conn| {
-                let Some(current) = load(conn, tenant.as_str(), id.as_str())? else {
-                    return Ok(BatchCancelOutcome::NotFound);
-                };
-                match current.status {
-                    BatchStatus::Validating | BatchStatus::InProgress => {
+                match decisions::cancel_decision(load(conn, tenant.as_str(), id.as_str())?, now) {
+                    CancelDecision::Answer(outcome) => Ok(outcome),
+                    CancelDecision::Cancel(cancelling) => {
                         conn.prepare_cached(
                             "UPDATE batches SET status = 'cancelling', cancelling_at = ?2 WHERE id = ?1",
                         )?
                         .execute(params![id.as_str(), now.0])?;
-                        Ok(BatchCancelOutcome::Accepted(Batch {
-                            status: BatchStatus::Cancelling,
-                            cancelling_at: Some(now),
-                            ..current
-                        }))
+                        Ok(BatchCancelOutcome::Accepted(cancelling))
                     }
-                    BatchStatus::Cancelling | BatchStatus::Cancelled => {
-                        Ok(BatchCancelOutcome::Accepted(current))
-                    }
-                    // A finalizing batch finishes what it assembles.
-                    BatchStatus::Finalizing
-                    | BatchStatus::Completed
-                    | BatchStatus::Failed
-                    | BatchStatus::Expired => Ok(BatchCancelOutcome::Finished(current)),
                 }
             })
             .await
@@ -527,32 +498,15 @@ impl BatchStore for SqliteBatchStore {
                 let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
                     return Ok(None);
                 };
-                let held = match (&current.status, &current.finalize) {
-                    (
-                        BatchStatus::Validating | BatchStatus::InProgress | BatchStatus::Cancelling,
-                        _,
-                    ) => lease.clone(),
-                    // A take-over keeps the outcome and file ids its predecessor chose.
-                    (BatchStatus::Finalizing, Some(previous)) if previous.expires_at <= now => {
-                        FinalizeLease {
-                            token: lease.token.clone(),
-                            expires_at: lease.expires_at,
-                            ..previous.clone()
-                        }
-                    }
-                    _ => return Ok(None),
+                let Some(held) = decisions::finalize_lease(&current, &lease, now) else {
+                    return Ok(None);
                 };
                 conn.prepare_cached(
                     "UPDATE batches SET status = 'finalizing', \
                        finalizing_at = COALESCE(finalizing_at, ?2), finalize = ?3 WHERE id = ?1",
                 )?
                 .execute(params![batch.id.as_str(), now.0, to_json(&held)?])?;
-                Ok(Some(Batch {
-                    status: BatchStatus::Finalizing,
-                    finalizing_at: current.finalizing_at.or(Some(now)),
-                    finalize: Some(held),
-                    ..current
-                }))
+                Ok(Some(decisions::finalizing(current, held, now)))
             })
             .await
     }
@@ -570,9 +524,7 @@ impl BatchStore for SqliteBatchStore {
                 let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
                     return Ok(false);
                 };
-                let holds = current.status == BatchStatus::Finalizing
-                    && current.finalize.as_ref().is_some_and(|f| f.token == token);
-                if !holds {
+                if !decisions::finalize_holds(&current, &token) {
                     return Ok(false);
                 }
                 let column = match result.outcome {
@@ -606,7 +558,8 @@ impl BatchStore for SqliteBatchStore {
         self.db
             .read(move |conn| {
                 conn.prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM batches WHERE tenant = ?1 AND status NOT IN {TERMINAL}"
+                    "SELECT COUNT(*) FROM batches WHERE tenant = ?1 AND status NOT IN {}",
+                    terminal_list()
                 ))?
                 .query_row(params![tenant.as_str()], |r| r.get::<_, i64>(0))
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
@@ -619,7 +572,8 @@ impl BatchStore for SqliteBatchStore {
             .read(move |conn| {
                 let rows = conn
                     .prepare_cached(&format!(
-                        "SELECT id, tenant FROM batches WHERE status NOT IN {TERMINAL} LIMIT ?1"
+                        "SELECT id, tenant FROM batches WHERE status NOT IN {} LIMIT ?1",
+                        terminal_list()
                     ))?
                     .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
                         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))

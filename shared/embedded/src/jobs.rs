@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use prism_core::batch::BatchRef;
+use prism_core::job::decisions::{self, CancelDecision, ClaimDecision};
 use prism_core::job::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
@@ -14,7 +15,8 @@ use prism_core::ports::{
     Receipt, WorkItem, WorkQueue,
 };
 use prism_core::{
-    BatchId, Clock, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
+    BatchId, Clock, Job, JobError, JobId, JobKind, JobStatus, Stage, StoreError, TenantId,
+    Timestamp,
 };
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -277,38 +279,25 @@ impl JobStore for SqliteJobStore {
         self.db
             .write(move |conn| {
                 let id = &target.id;
-                let Some(job) = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)? else {
-                    return Ok(ClaimOutcome::Missing);
-                };
-                if job.status.is_terminal() {
-                    return Ok(ClaimOutcome::Terminal(job));
-                }
-                if let Some(due_at) = job.scheduled_at.filter(|due| *due > now) {
-                    return Ok(ClaimOutcome::NotDue { due_at });
-                }
-                let live_lease: Option<i64> = conn
+                let job = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)?;
+                // A released lease has no token and holds nothing.
+                let held_until: Option<i64> = conn
                     .prepare_cached(
-                        "SELECT lease_expires_at FROM jobs WHERE id = ?1 \
-                         AND status = 'running' AND lease_token IS NOT NULL AND lease_expires_at > ?2",
+                        "SELECT lease_expires_at FROM jobs WHERE id = ?1 AND lease_token IS NOT NULL",
                     )?
-                    .query_row(params![id.as_str(), now.0], |r| r.get(0))
-                    .optional()?;
-                if let Some(until) = live_lease {
-                    return Ok(ClaimOutcome::Busy {
-                        lease_expires_at: Timestamp(until),
-                    });
-                }
+                    .query_row(params![id.as_str()], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                let claimed = match decisions::claim(job, held_until.map(Timestamp), now) {
+                    ClaimDecision::Take(claimed) => claimed,
+                    ClaimDecision::Refuse(refusal) => return Ok(refusal),
+                };
                 conn.prepare_cached(
                     "UPDATE jobs SET status = 'running', lease_token = ?2, lease_expires_at = ?3, \
                      started_at = COALESCE(started_at, ?4), attempts = attempts + 1 WHERE id = ?1",
                 )?
                 .execute(params![id.as_str(), lease.token, lease.expires_at.0, now.0])?;
-                Ok(ClaimOutcome::Claimed(Job {
-                    status: JobStatus::Running,
-                    started_at: job.started_at.or(Some(now)),
-                    attempts: job.attempts + 1,
-                    ..job
-                }))
+                Ok(ClaimOutcome::Claimed(claimed))
             })
             .await
     }
@@ -410,13 +399,10 @@ impl JobStore for SqliteJobStore {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.db
             .write(move |conn| {
-                let Some(job) = load_live(conn, tenant.as_str(), id.as_str(), now.0)? else {
-                    return Ok(CancelOutcome::NotFound);
-                };
-                match job.status {
-                    JobStatus::Cancelled => Ok(CancelOutcome::AlreadyCancelled(job)),
-                    JobStatus::Completed | JobStatus::Failed => Ok(CancelOutcome::Finished(job)),
-                    JobStatus::Pending | JobStatus::Running => {
+                let job = load_live(conn, tenant.as_str(), id.as_str(), now.0)?;
+                match decisions::cancel_outcome(job, now, expires_at) {
+                    CancelDecision::Answer(outcome) => Ok(outcome),
+                    CancelDecision::Cancel(cancelled) => {
                         // A pending job's queue entry is dropped with it; a running one's
                         // delivery is acknowledged by its worker once it sees the cancel.
                         conn.prepare_cached(
@@ -426,12 +412,7 @@ impl JobStore for SqliteJobStore {
                              WHERE id = ?1",
                         )?
                         .execute(params![id.as_str(), now.0, expires_at.0])?;
-                        Ok(CancelOutcome::Cancelled(Job {
-                            status: JobStatus::Cancelled,
-                            completed_at: Some(now),
-                            expires_at: Some(expires_at),
-                            ..job
-                        }))
+                        Ok(CancelOutcome::Cancelled(cancelled))
                     }
                 }
             })
@@ -576,16 +557,16 @@ fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
     receipt.0.strip_prefix("w:")?.rsplit_once(':')
 }
 
-/// One row per distinct item: a second enqueue of a waiting item keeps the earlier time; one of
-/// an item in flight makes a new message (the in-flight receipt goes stale, as in SQS a second
-/// message is independent of the first).
+/// One row per distinct batch-stage item, its `kind` the stage's name: a second enqueue of a
+/// waiting item keeps the earlier time; one of an item in flight makes a new message (the
+/// in-flight receipt goes stale, as in SQS a second message is independent of the first).
 fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
-    let (kind, batch, chunk) = match item {
-        WorkItem::PlanBatch(b) => ("plan", b, None),
-        WorkItem::RunChunk { batch, chunk } => ("chunk", batch, Some(*chunk)),
-        WorkItem::FinalizeBatch(b) => ("finalize", b, None),
+    let (batch, chunk) = match item {
+        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (b, None),
+        WorkItem::RunChunk { batch, chunk } => (batch, Some(*chunk)),
         WorkItem::Job(_) => return Ok(()),
     };
+    let kind = item.stage().name();
     conn.prepare_cached(
         "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -615,12 +596,7 @@ fn work_item_from(
         tenant: TenantId::parse(tenant)?,
         id: BatchId::parse(batch_id)?,
     };
-    match (kind, chunk) {
-        ("plan", _) => Some(WorkItem::PlanBatch(batch)),
-        ("chunk", Some(chunk)) => Some(WorkItem::RunChunk { batch, chunk }),
-        ("finalize", _) => Some(WorkItem::FinalizeBatch(batch)),
-        _ => None,
-    }
+    WorkItem::of_batch(Stage::parse(kind)?, batch, chunk)
 }
 
 fn receive_work_items(

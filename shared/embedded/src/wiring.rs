@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use prism_core::Clock;
 use prism_core::batch_service::BatchPolicy;
-use prism_core::batch_worker::ModelGate;
 use prism_core::file_service::FilePolicy;
+use prism_core::gate::ModelGate;
 use prism_core::ids::IdGenerator;
 use prism_core::ports::Upstream;
 use prism_core::service::{Deps, JobPolicy};
@@ -46,7 +46,7 @@ impl EmbeddedBackend {
         let store = SqliteJobStore::new(db.clone(), &queue);
         let batches = SqliteBatchStore::new(db.clone());
         let deps = Deps {
-            store: Arc::new(store.clone()),
+            jobs: Arc::new(store.clone()),
             queue: Arc::new(queue.clone()),
             scheduler: Arc::new(SqliteScheduler::new(queue.clone(), Arc::clone(&clock))),
             batches: Arc::new(batches.clone()),
@@ -56,7 +56,7 @@ impl EmbeddedBackend {
             clock,
             ids: Arc::new(IdGenerator::new()),
             model_gate: Arc::new(ModelGate::new(policies.batches.model_concurrency)),
-            policy: policies.jobs,
+            job_policy: policies.jobs,
             file_policy: policies.files,
             batch_policy: policies.batches,
         };

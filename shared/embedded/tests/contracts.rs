@@ -7,17 +7,17 @@ use prism_embedded::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore,
     SqliteScheduler, SqliteWorkQueue,
 };
-use prism_testkit::contracts::JobPorts;
-use prism_testkit::{ManualClock, job_port_contract};
+use prism_testkit::contracts::Ports;
+use prism_testkit::{ManualClock, port_contract};
 
-async fn fresh() -> JobPorts {
+async fn fresh() -> Ports {
     // Leaked on purpose: the database must outlive the test body, and the process ends soon.
     let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
     let clock = Arc::new(ManualClock::new());
     let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
-    JobPorts {
-        store: Arc::new(SqliteJobStore::new(db.clone(), &queue)),
+    Ports {
+        jobs: Arc::new(SqliteJobStore::new(db.clone(), &queue)),
         scheduler: Arc::new(SqliteScheduler::new(queue.clone(), clock.clone())),
         queue: Arc::new(queue),
         files: Arc::new(SqliteFileStore::new(db.clone())),
@@ -29,4 +29,4 @@ async fn fresh() -> JobPorts {
     }
 }
 
-job_port_contract!(fresh);
+port_contract!(fresh);

@@ -70,7 +70,7 @@ async fn submit(h: &Harness, model: &str) -> NewJob {
         scheduled_at: None,
         metadata: None,
     };
-    h.deps.store.create(&job, None).await.unwrap();
+    h.deps.jobs.create(&job, None).await.unwrap();
     h.queue
         .enqueue(&WorkItem::Job(job.job_ref()), Duration::ZERO)
         .await
@@ -81,7 +81,7 @@ async fn submit(h: &Harness, model: &str) -> NewJob {
 async fn status(h: &Harness, job: &NewJob) -> (JobStatus, u32) {
     let got = h
         .deps
-        .store
+        .jobs
         .get(&job.tenant, &job.id, h.deps.clock.now())
         .await
         .unwrap()
@@ -100,7 +100,7 @@ async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges()
     };
     assert!(matches!(
         h.deps
-            .store
+            .jobs
             .claim(&job.job_ref(), &other, now)
             .await
             .unwrap(),
@@ -151,7 +151,7 @@ async fn a_message_delivered_too_often_fails_its_job_with_processing_failed() {
     );
     let got = h
         .deps
-        .store
+        .jobs
         .get(&job.tenant, &job.id, h.deps.clock.now())
         .await
         .unwrap()

@@ -4,15 +4,15 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prism_core::ServiceError;
 use prism_core::ports::UpstreamError;
-use serde_json::json;
+use prism_core::upstream::{client_error, error_body};
+use prism_core::{ServiceError, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub param: Option<String>,
     pub code: Option<String>,
     /// Sent as `x-should-retry: false` so the SDKs do not repeat a request that cannot succeed.
@@ -22,11 +22,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
-            kind,
+            kind: kind.to_owned(),
             param: None,
             code: None,
             never_retry: false,
@@ -112,7 +112,7 @@ impl From<ServiceError> for ApiError {
             } => ApiError {
                 status: StatusCode::BAD_REQUEST,
                 message,
-                kind: "invalid_request_error",
+                kind: "invalid_request_error".to_owned(),
                 param,
                 code,
                 never_retry: false,
@@ -147,40 +147,39 @@ impl From<ServiceError> for ApiError {
             )
             .never_retry(),
             ServiceError::Store(store) => {
-                // Details go to the log once; the client gets a generic 5xx it may retry.
+                // Details go to the log once; the client gets a generic 5xx.
                 tracing::error!(error = %store, "storage failure");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    "The service is temporarily unable to store or read your request; try again.",
-                )
+                match store {
+                    StoreError::Unavailable(_) => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server_error",
+                        "The service is temporarily unable to store or read your request; try again.",
+                    ),
+                    // A record that cannot be read stays unreadable: a retry would fail alike.
+                    StoreError::Corrupt(_) => ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "The server could not read a stored record for this request; retrying \
+                         will not help. Contact the operator with the request id.",
+                    )
+                    .never_retry(),
+                }
             }
         }
     }
 }
 
+/// The one upstream table ([`prism_core::upstream`]) at the HTTP boundary.
 impl From<UpstreamError> for ApiError {
     fn from(error: UpstreamError) -> Self {
-        match error {
-            UpstreamError::NoRoute(model) => prism_core::service::model_not_found(&model).into(),
-            UpstreamError::Timeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_error",
-                "The upstream provider did not answer in time.",
-            )
-            .code("upstream_timeout"),
-            UpstreamError::Connect => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "Could not connect to the upstream provider.",
-            )
-            .code("upstream_unreachable"),
-            UpstreamError::InvalidResponse(_) | UpstreamError::Status { .. } => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "The upstream provider sent an invalid response.",
-            )
-            .code("upstream_error"),
+        let shown = client_error(&error);
+        ApiError {
+            status: StatusCode::from_u16(shown.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            message: shown.error.message,
+            kind: shown.error.kind,
+            param: shown.param.map(str::to_owned),
+            code: shown.error.code,
+            never_retry: false,
         }
     }
 }
@@ -212,14 +211,12 @@ fn rejection_error(status: StatusCode, text: String) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        });
+        let body = error_body(
+            &self.message,
+            &self.kind,
+            self.param.as_deref(),
+            self.code.as_deref(),
+        );
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after_secs {
             response
@@ -236,5 +233,34 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/json"),
         );
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_record_is_a_500_that_says_not_to_retry() {
+        let error = ApiError::from(ServiceError::Store(StoreError::Corrupt("bad".into())));
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(error.never_retry);
+    }
+
+    #[test]
+    fn unavailable_storage_is_a_503_worth_retrying() {
+        let error = ApiError::from(ServiceError::Store(StoreError::Unavailable("down".into())));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!error.never_retry);
+    }
+
+    #[test]
+    fn an_invalid_upstream_response_has_the_same_code_as_on_a_job() {
+        let error = UpstreamError::InvalidResponse("eof".into());
+        let job_code = error.to_job_error().code;
+        let api = ApiError::from(error);
+        assert_eq!(api.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(api.code, job_code);
+        assert_eq!(api.code.as_deref(), Some("invalid_upstream_response"));
     }
 }

@@ -141,7 +141,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         (Some(tenant), Some(id)) => {
             state
                 .deps
-                .store
+                .jobs
                 .get(&tenant, &id, state.deps.clock.now())
                 .await
         }

@@ -20,7 +20,7 @@ use crate::sqs::{Record, RecordOutcome, batch_response, deliveries_from_event};
 /// redelivery comes no sooner. A malformed body is acknowledged, since it can never succeed.
 ///
 /// `queue` is the queue the batch came from (`SqsWorkQueue` on AWS).
-pub async fn handle_job_event(
+pub async fn handle_work_event(
     deps: &Deps,
     queue: &dyn WorkQueue,
     event: SqsEvent,

@@ -12,7 +12,8 @@ mod telemetry;
 mod work_queue;
 
 pub use deadline::{DEADLINE_MARGIN, MAX_INVOCATION, worker_deadline};
-pub use handlers::{handle_dead_letter_event, handle_job_event, handle_reconcile_event};
+pub use handlers::{handle_dead_letter_event, handle_reconcile_event, handle_work_event};
+pub use prism_core::Stage;
 pub use sqs::{Record, RecordOutcome, batch_response, deliveries_from_event};
 pub use stage::{path_without_stage, strip_stage};
 pub use telemetry::init_tracing;

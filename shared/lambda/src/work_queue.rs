@@ -6,13 +6,13 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use prism_app::aws::{ConfigSource, connect_aws};
-use prism_aws::{AwsBackend, SqsWorkQueue};
+use prism_core::Stage;
 
-use crate::{handle_job_event, init_tracing, worker_deadline};
+use crate::{handle_work_event, init_tracing, worker_deadline};
 
-/// Runs the function; `queue` picks the queue its trigger drains, for the visibility changes
-/// that ask SQS for a later redelivery.
-pub async fn serve_work_queue(queue: fn(&AwsBackend) -> &SqsWorkQueue) -> Result<(), Error> {
+/// Runs the function of `stage`, whose queue its trigger drains (the visibility changes that
+/// ask SQS for a later redelivery go to that queue).
+pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
     init_tracing();
     // Lambda polls the queue for us: this function never receives, so no receive wait.
     let app = connect_aws(
@@ -24,8 +24,13 @@ pub async fn serve_work_queue(queue: fn(&AwsBackend) -> &SqsWorkQueue) -> Result
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = worker_deadline(event.context.deadline);
-        let response =
-            handle_job_event(&app.deps, queue(&app.backend), event.payload, deadline).await;
+        let response = handle_work_event(
+            &app.deps,
+            app.backend.queues.get(stage),
+            event.payload,
+            deadline,
+        )
+        .await;
         Ok::<_, Error>(response)
     }))
     .await

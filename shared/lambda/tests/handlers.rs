@@ -19,7 +19,7 @@ use prism_core::ports::{
 use prism_core::service::Deps;
 use prism_core::{Clock, Job, JobId, JobKind, JobStatus, StoreError, SystemClock, TenantId};
 use prism_embedded::{Database, EmbeddedBackend, Policies};
-use prism_lambda::{handle_dead_letter_event, handle_job_event};
+use prism_lambda::{handle_dead_letter_event, handle_work_event};
 use tokio::time::Instant;
 
 const JOB_8: &str = "job_01m8fjznbgbn54wfrbn0pv7xk8";
@@ -147,12 +147,12 @@ async fn submit(h: &Harness, id: &str, model: &str) {
         scheduled_at: None,
         metadata: None,
     };
-    h.deps.store.create(&job, None).await.unwrap();
+    h.deps.jobs.create(&job, None).await.unwrap();
 }
 
 async fn job(h: &Harness, id: &str) -> Job {
     h.deps
-        .store
+        .jobs
         .get(&acme(), &JobId::parse(id).unwrap(), h.deps.clock.now())
         .await
         .unwrap()
@@ -181,7 +181,7 @@ async fn job_batch_acknowledges_finished_and_malformed_records_and_delays_a_rate
     let receipt_9 = Receipt(event.records[1].receipt_handle.clone().unwrap());
 
     // WHEN the recorded batch (two jobs and a body that is not ours) is handled
-    let response = handle_job_event(&h.deps, &*h.queue, event, far_deadline()).await;
+    let response = handle_work_event(&h.deps, &*h.queue, event, far_deadline()).await;
 
     // THEN only the rate-limited record comes back, hidden for the wait the upstream asked
     assert_eq!(failed_ids(&response), [MESSAGE_9]);
@@ -198,7 +198,7 @@ async fn job_batch_acknowledges_messages_for_jobs_the_store_does_not_know() {
     let h = harness();
 
     let response =
-        handle_job_event(&h.deps, &*h.queue, fixture("sqs-jobs.json"), far_deadline()).await;
+        handle_work_event(&h.deps, &*h.queue, fixture("sqs-jobs.json"), far_deadline()).await;
 
     assert!(failed_ids(&response).is_empty());
     assert!(h.queue.extended.lock().unwrap().is_empty());
@@ -214,7 +214,7 @@ async fn job_batch_runs_its_records_concurrently() {
     // WHEN their batch is handled
     let started = Instant::now();
     let response =
-        handle_job_event(&h.deps, &*h.queue, fixture("sqs-jobs.json"), far_deadline()).await;
+        handle_work_event(&h.deps, &*h.queue, fixture("sqs-jobs.json"), far_deadline()).await;
 
     // THEN both complete in about one call's time, not two
     let elapsed = started.elapsed();
@@ -248,7 +248,7 @@ async fn dead_letter_leaves_a_completed_job_as_it_is() {
     // GIVEN a job that completed before its message was dead-lettered
     let h = harness();
     submit(&h, JOB_8, "gpt-ok").await;
-    handle_job_event(&h.deps, &*h.queue, fixture("sqs-jobs.json"), far_deadline()).await;
+    handle_work_event(&h.deps, &*h.queue, fixture("sqs-jobs.json"), far_deadline()).await;
 
     // WHEN the dead letter arrives
     let response = handle_dead_letter_event(&h.deps, fixture("sqs-dead-letters.json")).await;

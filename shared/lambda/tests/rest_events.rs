@@ -148,7 +148,7 @@ async fn seed_job(h: &Harness) {
         scheduled_at: None,
         metadata: None,
     };
-    h.deps.store.create(&job, None).await.unwrap();
+    h.deps.jobs.create(&job, None).await.unwrap();
 }
 
 async fn call(h: &Harness, request: Request) -> (StatusCode, Value) {

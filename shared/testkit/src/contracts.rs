@@ -1,6 +1,6 @@
 //! Contract suites for the storage ports: one suite per port, run against every adapter (SQLite
 //! now, DynamoDB/SQS next), so every backend has the same semantics. An adapter crate calls
-//! `job_port_contract!(fresh)` in a test file, where `fresh()` returns new, empty [`JobPorts`].
+//! `port_contract!(fresh)` in a test file, where `fresh()` returns new, empty [`Ports`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures panic
 
 use std::sync::Arc;
@@ -28,8 +28,8 @@ use prism_core::{FileId, JobError, JobId, JobKind, JobStatus, TenantId, Timestam
 use crate::clock::TestClock;
 
 /// The adapters under test, sharing one clock.
-pub struct JobPorts {
-    pub store: Arc<dyn JobStore>,
+pub struct Ports {
+    pub jobs: Arc<dyn JobStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub keys: Arc<dyn KeyStore>,
     pub scheduler: Arc<dyn Scheduler>,
@@ -67,7 +67,7 @@ fn lease(token: &str, until: Timestamp) -> Lease {
     }
 }
 
-async fn new_job(p: &JobPorts, ids: &IdGenerator, owner: &str) -> NewJob {
+async fn new_job(p: &Ports, ids: &IdGenerator, owner: &str) -> NewJob {
     let now = p.clock.now();
     let job = NewJob {
         id: ids.job_id(now),
@@ -79,7 +79,7 @@ async fn new_job(p: &JobPorts, ids: &IdGenerator, owner: &str) -> NewJob {
         scheduled_at: None,
         metadata: None,
     };
-    let outcome = p.store.create(&job, None).await.unwrap();
+    let outcome = p.jobs.create(&job, None).await.unwrap();
     let CreateOutcome::Created { triggered } = outcome else {
         panic!("expected a create, got {outcome:?}");
     };
@@ -101,10 +101,10 @@ fn page(limit: usize, after: Option<JobId>, status: Option<JobStatus>) -> ListQu
     }
 }
 
-async fn claimed(p: &JobPorts, id: &JobRef, token: &str) {
+async fn claimed(p: &Ports, id: &JobRef, token: &str) {
     let now = p.clock.now();
     match p
-        .store
+        .jobs
         .claim(id, &lease(token, now.plus(HOUR)), now)
         .await
         .unwrap()
@@ -114,12 +114,12 @@ async fn claimed(p: &JobPorts, id: &JobRef, token: &str) {
     }
 }
 
-pub async fn created_job_is_pending_and_visible_to_its_tenant_only(p: JobPorts) {
+pub async fn created_job_is_pending_and_visible_to_its_tenant_only(p: Ports) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     let now = p.clock.now();
     let got = p
-        .store
+        .jobs
         .get(&tenant("alpha"), &job.id, now)
         .await
         .unwrap()
@@ -128,19 +128,19 @@ pub async fn created_job_is_pending_and_visible_to_its_tenant_only(p: JobPorts) 
     assert_eq!(got.model, "gpt-contract");
     assert_eq!(got.attempts, 0);
     assert!(
-        p.store
+        p.jobs
             .get(&tenant("beta"), &job.id, now)
             .await
             .unwrap()
             .is_none()
     );
     assert_eq!(
-        p.store.request_body(&job.job_ref()).await.unwrap().unwrap(),
+        p.jobs.request_body(&job.job_ref()).await.unwrap().unwrap(),
         job.request
     );
 }
 
-pub async fn idempotency_claim_replays_within_its_tenant(p: JobPorts) {
+pub async fn idempotency_claim_replays_within_its_tenant(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
     let claim = |hash: &str| IdempotencyClaim {
@@ -160,26 +160,26 @@ pub async fn idempotency_claim_replays_within_its_tenant(p: JobPorts) {
     };
     let first = job.id.clone();
     assert!(matches!(
-        p.store.create(&job, Some(&claim("h1"))).await.unwrap(),
+        p.jobs.create(&job, Some(&claim("h1"))).await.unwrap(),
         CreateOutcome::Created { .. }
     ));
     job.id = ids.job_id(now);
     assert_eq!(
-        p.store.create(&job, Some(&claim("h1"))).await.unwrap(),
+        p.jobs.create(&job, Some(&claim("h1"))).await.unwrap(),
         CreateOutcome::Replayed {
             job_id: first.clone(),
             same_body: true
         }
     );
     assert_eq!(
-        p.store.create(&job, Some(&claim("h2"))).await.unwrap(),
+        p.jobs.create(&job, Some(&claim("h2"))).await.unwrap(),
         CreateOutcome::Replayed {
             job_id: first.clone(),
             same_body: false
         }
     );
     assert!(
-        p.store
+        p.jobs
             .get(&tenant("alpha"), &job.id, now)
             .await
             .unwrap()
@@ -188,63 +188,63 @@ pub async fn idempotency_claim_replays_within_its_tenant(p: JobPorts) {
     );
     job.tenant = tenant("beta");
     assert!(matches!(
-        p.store.create(&job, Some(&claim("h1"))).await.unwrap(),
+        p.jobs.create(&job, Some(&claim("h1"))).await.unwrap(),
         CreateOutcome::Created { .. }
     ));
 }
 
-pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: JobPorts) {
+pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: Ports) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     let now = p.clock.now();
     let short = Duration::from_secs(2);
     assert!(matches!(
-        p.store.claim(&job.job_ref(), &lease("first", now.plus(short)), now).await.unwrap(),
+        p.jobs.claim(&job.job_ref(), &lease("first", now.plus(short)), now).await.unwrap(),
         ClaimOutcome::Claimed(j) if j.attempts == 1 && j.started_at.is_some()
     ));
     assert!(matches!(
-        p.store.claim(&job.job_ref(), &lease("second", now.plus(short)), now).await.unwrap(),
+        p.jobs.claim(&job.job_ref(), &lease("second", now.plus(short)), now).await.unwrap(),
         ClaimOutcome::Busy { lease_expires_at } if lease_expires_at == now.plus(short)
     ));
-    assert!(p.store.still_holds(&job.job_ref(), "first").await.unwrap());
+    assert!(p.jobs.still_holds(&job.job_ref(), "first").await.unwrap());
 
     p.clock.advance(short + Duration::from_millis(500)).await;
     let later = p.clock.now();
     assert!(matches!(
-        p.store.claim(&job.job_ref(), &lease("second", later.plus(short)), later).await.unwrap(),
+        p.jobs.claim(&job.job_ref(), &lease("second", later.plus(short)), later).await.unwrap(),
         ClaimOutcome::Claimed(j) if j.attempts == 2
     ));
     let done = Finish::Completed {
         result: r#"{"id":"x"}"#.into(),
     };
     assert!(
-        !p.store
+        !p.jobs
             .finish(&job.job_ref(), "first", &done, later, later.plus(HOUR))
             .await
             .unwrap(),
         "stale token"
     );
     assert!(
-        !p.store
+        !p.jobs
             .begin_attempt(&job.job_ref(), "first", later.plus(HOUR))
             .await
             .unwrap()
     );
-    assert!(!p.store.still_holds(&job.job_ref(), "first").await.unwrap());
+    assert!(!p.jobs.still_holds(&job.job_ref(), "first").await.unwrap());
     assert!(
-        p.store
+        p.jobs
             .begin_attempt(&job.job_ref(), "second", later.plus(HOUR))
             .await
             .unwrap()
     );
     assert!(
-        p.store
+        p.jobs
             .finish(&job.job_ref(), "second", &done, later, later.plus(HOUR))
             .await
             .unwrap()
     );
     let got = p
-        .store
+        .jobs
         .get(&tenant("alpha"), &job.id, later)
         .await
         .unwrap()
@@ -253,7 +253,7 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: J
     assert_eq!(got.attempts, 3);
     assert_eq!(got.result.as_deref(), Some(r#"{"id":"x"}"#));
     assert!(matches!(
-        p.store
+        p.jobs
             .claim(&job.job_ref(), &lease("third", later.plus(short)), later)
             .await
             .unwrap(),
@@ -261,19 +261,19 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: J
     ));
 }
 
-pub async fn a_released_lease_can_be_claimed_at_once(p: JobPorts) {
+pub async fn a_released_lease_can_be_claimed_at_once(p: Ports) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     claimed(&p, &job.job_ref(), "first").await;
     let retry_at = p.clock.now().plus(Duration::from_secs(60));
     assert!(
-        p.store
+        p.jobs
             .release(&job.job_ref(), "first", retry_at)
             .await
             .unwrap()
     );
     assert!(
-        !p.store
+        !p.jobs
             .release(&job.job_ref(), "first", retry_at)
             .await
             .unwrap()
@@ -281,7 +281,7 @@ pub async fn a_released_lease_can_be_claimed_at_once(p: JobPorts) {
     claimed(&p, &job.job_ref(), "second").await;
 }
 
-pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
+pub async fn finished_jobs_expire_at_their_retention(p: Ports) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     claimed(&p, &job.job_ref(), "t").await;
@@ -291,7 +291,7 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
         error: error.clone(),
     };
     assert!(
-        p.store
+        p.jobs
             .finish(
                 &job.job_ref(),
                 "t",
@@ -303,7 +303,7 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
             .unwrap()
     );
     let got = p
-        .store
+        .jobs
         .get(&tenant("alpha"), &job.id, now)
         .await
         .unwrap()
@@ -312,7 +312,7 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
     assert_eq!(got.expires_at, Some(now.plus(Duration::from_secs(60))));
     let after = now.plus(Duration::from_secs(61));
     assert!(
-        p.store
+        p.jobs
             .get(&tenant("alpha"), &job.id, after)
             .await
             .unwrap()
@@ -320,16 +320,16 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
         "expired reads as absent"
     );
     assert!(matches!(
-        p.store
+        p.jobs
             .claim(&job.job_ref(), &lease("x", after.plus(HOUR)), after)
             .await
             .unwrap(),
         ClaimOutcome::Missing
     ));
     // Purging is the adapter's business (DynamoDB's TTL does it itself); the job stays gone.
-    p.store.purge_expired(after, 100).await.unwrap();
+    p.jobs.purge_expired(after, 100).await.unwrap();
     assert!(
-        p.store
+        p.jobs
             .get(&tenant("alpha"), &job.id, after)
             .await
             .unwrap()
@@ -337,7 +337,7 @@ pub async fn finished_jobs_expire_at_their_retention(p: JobPorts) {
     );
 }
 
-pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: JobPorts) {
+pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
     let pending = new_job(&p, &ids, "alpha").await;
@@ -349,7 +349,7 @@ pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: JobP
         result: "{}".into(),
     };
     assert!(
-        p.store
+        p.jobs
             .finish(&done.job_ref(), "d", &ok, now, now.plus(HOUR))
             .await
             .unwrap()
@@ -357,64 +357,64 @@ pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: JobP
 
     let alpha = tenant("alpha");
     assert!(matches!(
-        p.store
+        p.jobs
             .cancel(&tenant("beta"), &pending.id, now, now.plus(HOUR))
             .await
             .unwrap(),
         CancelOutcome::NotFound
     ));
     assert!(
-        matches!(p.store.cancel(&alpha, &pending.id, now, now.plus(HOUR)).await.unwrap(), CancelOutcome::Cancelled(j) if j.status == JobStatus::Cancelled)
+        matches!(p.jobs.cancel(&alpha, &pending.id, now, now.plus(HOUR)).await.unwrap(), CancelOutcome::Cancelled(j) if j.status == JobStatus::Cancelled)
     );
     assert!(matches!(
-        p.store
+        p.jobs
             .cancel(&alpha, &pending.id, now, now.plus(HOUR))
             .await
             .unwrap(),
         CancelOutcome::AlreadyCancelled(_)
     ));
     assert!(matches!(
-        p.store
+        p.jobs
             .cancel(&alpha, &running.id, now, now.plus(HOUR))
             .await
             .unwrap(),
         CancelOutcome::Cancelled(_)
     ));
     assert!(
-        !p.store.still_holds(&running.job_ref(), "r").await.unwrap(),
+        !p.jobs.still_holds(&running.job_ref(), "r").await.unwrap(),
         "the worker sees the cancel"
     );
     assert!(
-        !p.store
+        !p.jobs
             .finish(&running.job_ref(), "r", &ok, now, now.plus(HOUR))
             .await
             .unwrap(),
         "a late result is discarded"
     );
     assert!(
-        matches!(p.store.cancel(&alpha, &done.id, now, now.plus(HOUR)).await.unwrap(), CancelOutcome::Finished(j) if j.status == JobStatus::Completed)
+        matches!(p.jobs.cancel(&alpha, &done.id, now, now.plus(HOUR)).await.unwrap(), CancelOutcome::Finished(j) if j.status == JobStatus::Completed)
     );
 }
 
-pub async fn dead_letter_fails_only_unfinished_jobs(p: JobPorts) {
+pub async fn dead_letter_fails_only_unfinished_jobs(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
     let pending = new_job(&p, &ids, "alpha").await;
     let error = JobError::processing_failed();
     assert!(
-        p.store
+        p.jobs
             .fail_unfinished(&pending.job_ref(), &error, now, now.plus(HOUR))
             .await
             .unwrap()
     );
     assert!(
-        !p.store
+        !p.jobs
             .fail_unfinished(&pending.job_ref(), &error, now, now.plus(HOUR))
             .await
             .unwrap()
     );
     let got = p
-        .store
+        .jobs
         .get(&tenant("alpha"), &pending.id, now)
         .await
         .unwrap()
@@ -425,7 +425,7 @@ pub async fn dead_letter_fails_only_unfinished_jobs(p: JobPorts) {
     );
 }
 
-pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
+pub async fn list_is_newest_first_with_cursor_and_filter(p: Ports) {
     let ids = IdGenerator::new();
     let mut made = Vec::new();
     for _ in 0..5 {
@@ -445,7 +445,7 @@ pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
     let now = p.clock.now();
     let alpha = tenant("alpha");
     let first = p
-        .store
+        .jobs
         .list(&alpha, JobKind::Async, &page(3, None, None), now)
         .await
         .unwrap();
@@ -453,7 +453,7 @@ pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
     assert_eq!(got, vec![made[4].clone(), made[3].clone(), made[2].clone()]);
     assert!(first.has_more);
     let second = p
-        .store
+        .jobs
         .list(
             &alpha,
             JobKind::Async,
@@ -466,7 +466,7 @@ pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
     assert_eq!(got, vec![made[1].clone(), made[0].clone()]);
     assert!(!second.has_more);
     let running = p
-        .store
+        .jobs
         .list(
             &alpha,
             JobKind::Async,
@@ -479,7 +479,7 @@ pub async fn list_is_newest_first_with_cursor_and_filter(p: JobPorts) {
     assert_eq!(running.items[0].id, made[1]);
 }
 
-pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
+pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: Ports) {
     let ids = IdGenerator::new();
     let start = p.clock.now();
     let lost = new_job(&p, &ids, "alpha").await;
@@ -488,7 +488,7 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
     let finished = new_job(&p, &ids, "alpha").await;
     let short = lease("gone", start.plus(Duration::from_secs(1)));
     assert!(matches!(
-        p.store
+        p.jobs
             .claim(&crashed.job_ref(), &short, start)
             .await
             .unwrap(),
@@ -497,7 +497,7 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
     claimed(&p, &waiting.job_ref(), "w").await;
     let retry_at = start.plus(Duration::from_secs(4));
     assert!(
-        p.store
+        p.jobs
             .release(&waiting.job_ref(), "w", retry_at)
             .await
             .unwrap()
@@ -507,14 +507,14 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
         result: "{}".into(),
     };
     assert!(
-        p.store
+        p.jobs
             .finish(&finished.job_ref(), "f", &ok, start, start.plus(HOUR))
             .await
             .unwrap()
     );
 
     assert!(
-        p.store
+        p.jobs
             .stranded(start.minus(HOUR), 10)
             .await
             .unwrap()
@@ -523,7 +523,7 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
     );
     p.clock.advance(Duration::from_secs(2)).await;
     let mut found = p
-        .store
+        .jobs
         .stranded(p.clock.now().minus(Duration::from_millis(500)), 10)
         .await
         .unwrap();
@@ -535,7 +535,7 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
     );
     p.clock.advance(Duration::from_secs(3)).await;
     let found = p
-        .store
+        .jobs
         .stranded(p.clock.now().minus(Duration::from_millis(500)), 10)
         .await
         .unwrap();
@@ -543,7 +543,7 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: JobPorts) {
     assert!(!found.contains(&finished.job_ref()));
 }
 
-pub async fn queue_delivers_at_least_once_with_visibility(p: JobPorts) {
+pub async fn queue_delivers_at_least_once_with_visibility(p: Ports) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     let item = WorkItem::Job(job.job_ref());
@@ -583,7 +583,7 @@ pub async fn queue_delivers_at_least_once_with_visibility(p: JobPorts) {
     );
 }
 
-pub async fn delayed_enqueue_is_invisible_until_due(p: JobPorts) {
+pub async fn delayed_enqueue_is_invisible_until_due(p: Ports) {
     let ids = IdGenerator::new();
     let job = new_job(&p, &ids, "alpha").await;
     p.queue
@@ -596,7 +596,7 @@ pub async fn delayed_enqueue_is_invisible_until_due(p: JobPorts) {
 }
 
 /// A scheduled job stored without draining any delivery (its first one waits for its time).
-async fn new_scheduled_job(p: &JobPorts, ids: &IdGenerator, owner: &str, due: Timestamp) -> NewJob {
+async fn new_scheduled_job(p: &Ports, ids: &IdGenerator, owner: &str, due: Timestamp) -> NewJob {
     let now = p.clock.now();
     let job = NewJob {
         id: ids.scheduled_job_id(now),
@@ -609,26 +609,26 @@ async fn new_scheduled_job(p: &JobPorts, ids: &IdGenerator, owner: &str, due: Ti
         metadata: Some([("team".to_owned(), "search".to_owned())].into()),
     };
     assert!(matches!(
-        p.store.create(&job, None).await.unwrap(),
+        p.jobs.create(&job, None).await.unwrap(),
         CreateOutcome::Created { .. }
     ));
     job
 }
 
-pub async fn claim_waits_for_a_scheduled_job_to_fall_due(p: JobPorts) {
+pub async fn claim_waits_for_a_scheduled_job_to_fall_due(p: Ports) {
     let ids = IdGenerator::new();
     let due = p.clock.now().plus(Duration::from_secs(2));
     let job = new_scheduled_job(&p, &ids, "alpha", due).await;
     let now = p.clock.now();
     assert_eq!(
-        p.store
+        p.jobs
             .claim(&job.job_ref(), &lease("early", now.plus(HOUR)), now)
             .await
             .unwrap(),
         ClaimOutcome::NotDue { due_at: due }
     );
     assert!(
-        !p.store
+        !p.jobs
             .stranded(now, 10)
             .await
             .unwrap()
@@ -636,7 +636,7 @@ pub async fn claim_waits_for_a_scheduled_job_to_fall_due(p: JobPorts) {
         "a job not yet due is not stranded"
     );
     let stored = p
-        .store
+        .jobs
         .get(&tenant("alpha"), &job.id, now)
         .await
         .unwrap()
@@ -650,14 +650,14 @@ pub async fn claim_waits_for_a_scheduled_job_to_fall_due(p: JobPorts) {
     claimed(&p, &job.job_ref(), "on-time").await;
 }
 
-pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: JobPorts) {
+pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: Ports) {
     let ids = IdGenerator::new();
     let plain = new_job(&p, &ids, "alpha").await;
     let due = p.clock.now().plus(HOUR);
     let scheduled = new_scheduled_job(&p, &ids, "alpha", due).await;
     let now = p.clock.now();
     let asyncs = p
-        .store
+        .jobs
         .list(&tenant("alpha"), JobKind::Async, &page(10, None, None), now)
         .await
         .unwrap();
@@ -670,7 +670,7 @@ pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: Jo
         vec![plain.id]
     );
     let listed = p
-        .store
+        .jobs
         .list(
             &tenant("alpha"),
             JobKind::Scheduled,
@@ -686,7 +686,7 @@ pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: Jo
     assert_eq!(got.scheduled_at, Some(due));
     assert_eq!(got.metadata, scheduled.metadata);
     let fetched = p
-        .store
+        .jobs
         .get(&tenant("alpha"), &scheduled.id, now)
         .await
         .unwrap()
@@ -694,7 +694,7 @@ pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: Jo
     assert_eq!(&fetched, got);
 }
 
-pub async fn scheduler_delivers_at_its_time_once_and_never_after_unschedule(p: JobPorts) {
+pub async fn scheduler_delivers_at_its_time_once_and_never_after_unschedule(p: Ports) {
     let ids = IdGenerator::new();
     let kept = new_job(&p, &ids, "alpha").await;
     let dropped = new_job(&p, &ids, "alpha").await;
@@ -733,7 +733,7 @@ fn file_record(ids: &IdGenerator, owner: &str, now: Timestamp, purpose: FilePurp
     }
 }
 
-pub async fn file_records_belong_to_their_tenant_until_deleted_or_expired(p: JobPorts) {
+pub async fn file_records_belong_to_their_tenant_until_deleted_or_expired(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
     let file = file_record(&ids, "alpha", now, FilePurpose::Batch);
@@ -781,7 +781,7 @@ pub async fn file_records_belong_to_their_tenant_until_deleted_or_expired(p: Job
     );
 }
 
-pub async fn file_list_pages_either_way_with_a_purpose_filter(p: JobPorts) {
+pub async fn file_list_pages_either_way_with_a_purpose_filter(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
     let mut made = Vec::new();
@@ -869,7 +869,7 @@ fn chunks(total: usize, chunk: usize) -> Vec<bytes::Bytes> {
         .collect()
 }
 
-pub async fn blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing(p: JobPorts) {
+pub async fn blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing(p: Ports) {
     // Over 5 MiB, so S3 takes the multipart path, in chunks that do not align with its parts.
     let parts = chunks(12 * 1024 * 1024 + 17, 100_003);
     let expected: Vec<u8> = parts.iter().flat_map(|c| c.iter().copied()).collect();
@@ -917,7 +917,7 @@ pub async fn blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing(p: JobPo
     assert!(p.blobs.get("files/alpha/big").await.is_err());
 }
 
-async fn new_batch(p: &JobPorts, ids: &IdGenerator, owner: &str, window: Duration) -> BatchRef {
+async fn new_batch(p: &Ports, ids: &IdGenerator, owner: &str, window: Duration) -> BatchRef {
     let now = p.clock.now();
     let batch = NewBatch {
         id: ids.batch_id(now),
@@ -962,7 +962,7 @@ fn part(key: &str, completed: u32, failed: u32) -> Part {
     }
 }
 
-async fn claim(p: &JobPorts, batch: &BatchRef, chunk: u32, token: &str) -> ChunkClaim {
+async fn claim(p: &Ports, batch: &BatchRef, chunk: u32, token: &str) -> ChunkClaim {
     let now = p.clock.now();
     p.batches
         .claim_chunk(batch, chunk, &lease(token, now.plus(HOUR)), now)
@@ -970,7 +970,7 @@ async fn claim(p: &JobPorts, batch: &BatchRef, chunk: u32, token: &str) -> Chunk
         .unwrap()
 }
 
-pub async fn batch_plan_and_fail_happen_only_while_validating(p: JobPorts) {
+pub async fn batch_plan_and_fail_happen_only_while_validating(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;
     let got = p
@@ -1054,7 +1054,7 @@ pub async fn batch_plan_and_fail_happen_only_while_validating(p: JobPorts) {
     assert!(failed.failed_at.is_some());
 }
 
-pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: JobPorts) {
+pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;
     let now = p.clock.now();
@@ -1152,7 +1152,7 @@ pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: JobPorts) {
     );
 }
 
-pub async fn a_cancelled_batch_takes_no_more_claims_or_checkpoints(p: JobPorts) {
+pub async fn a_cancelled_batch_takes_no_more_claims_or_checkpoints(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;
     let now = p.clock.now();
@@ -1203,7 +1203,7 @@ pub async fn a_cancelled_batch_takes_no_more_claims_or_checkpoints(p: JobPorts) 
     assert!(p.batches.release_chunk(&batch, 0, "a").await.unwrap());
 }
 
-pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: JobPorts) {
+pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;
     let now = p.clock.now();
@@ -1305,7 +1305,7 @@ pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: JobPorts) {
     );
 }
 
-pub async fn batches_list_newest_first_and_count_only_unfinished(p: JobPorts) {
+pub async fn batches_list_newest_first_and_count_only_unfinished(p: Ports) {
     let ids = IdGenerator::new();
     let mut made = Vec::new();
     for _ in 0..3 {
@@ -1335,7 +1335,7 @@ pub async fn batches_list_newest_first_and_count_only_unfinished(p: JobPorts) {
     assert!(!unfinished.contains(&made[0]));
 }
 
-pub async fn an_expired_batch_takes_no_claims(p: JobPorts) {
+pub async fn an_expired_batch_takes_no_claims(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", Duration::from_secs(1)).await;
     let now = p.clock.now();
@@ -1347,7 +1347,7 @@ pub async fn an_expired_batch_takes_no_claims(p: JobPorts) {
     assert_eq!(claim(&p, &batch, 0, "late").await, ChunkClaim::Closed);
 }
 
-pub async fn keys_are_found_by_hash_until_revoked(p: JobPorts) {
+pub async fn keys_are_found_by_hash_until_revoked(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
     assert!(p.keys.is_empty().await.unwrap());
@@ -1382,9 +1382,9 @@ pub async fn keys_are_found_by_hash_until_revoked(p: JobPorts) {
 
 /// Expands to one `#[tokio::test]` per contract case, each on fresh ports from `$fresh().await`.
 #[macro_export]
-macro_rules! job_port_contract {
+macro_rules! port_contract {
     ($fresh:path) => {
-        $crate::job_port_contract!(@cases $fresh;
+        $crate::port_contract!(@cases $fresh;
             created_job_is_pending_and_visible_to_its_tenant_only,
             idempotency_claim_replays_within_its_tenant,
             a_live_lease_keeps_other_claimants_out_and_fences_stale_writes,

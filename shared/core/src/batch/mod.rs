@@ -10,6 +10,8 @@ use crate::clock::Timestamp;
 use crate::ids::{BatchId, FileId, TenantId};
 use crate::job::Metadata;
 
+pub mod decisions;
+
 /// The only endpoint batches run today.
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const COMPLETION_WINDOW: &str = "24h";
@@ -56,6 +58,17 @@ impl BatchStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// The statuses a batch never leaves: what counts as no longer active.
+    pub const TERMINAL: [BatchStatus; 4] = [
+        BatchStatus::Failed,
+        BatchStatus::Completed,
+        BatchStatus::Expired,
+        BatchStatus::Cancelled,
+    ];
+
+    /// The statuses a cancel moves to `cancelling`.
+    pub const CANCELLABLE: [BatchStatus; 2] = [BatchStatus::Validating, BatchStatus::InProgress];
 
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -523,6 +536,19 @@ mod tests {
         mark_ranges("0-2,5,9-10,40", &mut done);
         let marked: Vec<usize> = (0..12).filter(|i| done[*i]).collect();
         assert_eq!(marked, [0, 1, 2, 5, 9, 10]);
+    }
+
+    #[test]
+    fn the_terminal_set_is_exactly_the_terminal_statuses() {
+        let listed: Vec<_> = BatchStatus::ALL
+            .into_iter()
+            .filter(|s| BatchStatus::TERMINAL.contains(s))
+            .collect();
+        let terminal: Vec<_> = BatchStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(listed, terminal);
     }
 
     #[test]

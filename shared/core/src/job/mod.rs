@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::ids::{JobId, TenantId};
 
+pub mod decisions;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
     Async,
@@ -64,6 +66,10 @@ impl JobStatus {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// The statuses a job leaves only by reaching a terminal one: what cancel and dead-lettering
+    /// act on, and what the reconciler looks after.
+    pub const UNFINISHED: [JobStatus; 2] = [JobStatus::Pending, JobStatus::Running];
 
     pub fn is_terminal(self) -> bool {
         match self {
@@ -154,6 +160,12 @@ impl Job {
             tenant: self.tenant.clone(),
             id: self.id.clone(),
         }
+    }
+
+    /// Whether it is still kept: a job past its retention reads as unknown, since storage may
+    /// delete it lazily (DynamoDB's TTL lags; SQLite purges in batches).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
     }
 }
 

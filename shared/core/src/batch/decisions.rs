@@ -1,0 +1,501 @@
+//! The batch state machine's decisions, as pure functions of what a store read: whether a batch
+//! takes results, what a chunk claim answers, who may write a part, when a batch is finalized and
+//! with which outcome, what a finalize claim holds, and what a cancel does. Both adapters load,
+//! ask these, and write conditionally; the finalizer asks `finalize_outcome`.
+
+use std::time::Duration;
+
+use crate::batch::{
+    Batch, BatchCancelOutcome, BatchOutcome, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
+    FinalizeLease,
+};
+use crate::clock::Timestamp;
+use crate::ports::Lease;
+
+/// Whether the batch takes results now: running and inside its window. Chunk claims and part
+/// commits both need it, so no line is committed after the finalizer may have read the parts.
+pub fn accepts_results(batch: &Batch, now: Timestamp) -> bool {
+    batch.status == BatchStatus::InProgress && now < batch.expires_at
+}
+
+/// A chunk claim under `lease`, decided on the batch and chunk as read: the batch and the chunk
+/// as the claim leaves them, or the answer instead of taking it.
+///
+/// The answers come in one order on every store: an unknown batch or chunk is `Closed`, a
+/// finished chunk `Done` (even when the batch no longer takes results, so its message is simply
+/// dropped), a batch that takes no results `Closed`, a chunk under a live lease `Busy`.
+pub fn chunk_claim(
+    batch: Option<Batch>,
+    chunk: Option<Chunk>,
+    lease: &Lease,
+    now: Timestamp,
+) -> Result<(Batch, Chunk), ChunkClaim> {
+    let (Some(batch), Some(chunk)) = (batch, chunk) else {
+        return Err(ChunkClaim::Closed);
+    };
+    if chunk.done {
+        return Err(ChunkClaim::Done);
+    }
+    if !accepts_results(&batch, now) {
+        return Err(ChunkClaim::Closed);
+    }
+    if let Some(until) = chunk.lease_expires_at.filter(|_| chunk.is_claimed(now)) {
+        return Err(ChunkClaim::Busy {
+            lease_expires_at: until,
+        });
+    }
+    let claimed = Chunk {
+        lease_token: Some(lease.token.clone()),
+        lease_expires_at: Some(lease.expires_at),
+        ..chunk
+    };
+    Ok((batch, claimed))
+}
+
+/// Whether a part may be committed under `token`: the batch takes results and the chunk is
+/// unfinished and claimed with that token.
+pub fn may_commit(batch: &Batch, chunk: &Chunk, token: &str, now: Timestamp) -> bool {
+    accepts_results(batch, now) && !chunk.done && chunk.lease_token.as_deref() == Some(token)
+}
+
+/// The lease a finalize claim holds on `current`: the caller's on a batch not yet finalizing; a
+/// take-over of a finalizing batch whose finalizer's lease ended, keeping the outcome and file
+/// ids its predecessor chose (so both write the very same files); none otherwise (another
+/// finalizer holds it, or it is terminal).
+pub fn finalize_lease(
+    current: &Batch,
+    lease: &FinalizeLease,
+    now: Timestamp,
+) -> Option<FinalizeLease> {
+    match (current.status, &current.finalize) {
+        (BatchStatus::Validating | BatchStatus::InProgress | BatchStatus::Cancelling, _) => {
+            Some(lease.clone())
+        }
+        (BatchStatus::Finalizing, Some(previous)) if previous.expires_at <= now => {
+            Some(FinalizeLease {
+                token: lease.token.clone(),
+                expires_at: lease.expires_at,
+                ..previous.clone()
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The batch as a finalize claim at `now` under `held` leaves it.
+pub fn finalizing(current: Batch, held: FinalizeLease, now: Timestamp) -> Batch {
+    Batch {
+        status: BatchStatus::Finalizing,
+        finalizing_at: current.finalizing_at.or(Some(now)),
+        finalize: Some(held),
+        ..current
+    }
+}
+
+/// Whether the finalizer holding `token` may still end the batch.
+pub fn finalize_holds(batch: &Batch, token: &str) -> bool {
+    batch.status == BatchStatus::Finalizing
+        && batch.finalize.as_ref().is_some_and(|f| f.token == token)
+}
+
+/// What a cancel of a batch does, decided on the batch as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelDecision {
+    /// Validating or in progress: move it to `cancelling`; the batch as that leaves it.
+    Cancel(Batch),
+    /// Nothing to write: the answer as it stands.
+    Answer(BatchCancelOutcome),
+}
+
+/// A cancel of a cancelling or cancelled batch is accepted as it is; a finalizing batch finishes
+/// what it assembles, so it and a completed, failed or expired one answer `Finished`.
+pub fn cancel_decision(current: Option<Batch>, now: Timestamp) -> CancelDecision {
+    let Some(current) = current else {
+        return CancelDecision::Answer(BatchCancelOutcome::NotFound);
+    };
+    match current.status {
+        BatchStatus::Validating | BatchStatus::InProgress => CancelDecision::Cancel(Batch {
+            status: BatchStatus::Cancelling,
+            cancelling_at: Some(now),
+            ..current
+        }),
+        BatchStatus::Cancelling | BatchStatus::Cancelled => {
+            CancelDecision::Answer(BatchCancelOutcome::Accepted(current))
+        }
+        BatchStatus::Finalizing
+        | BatchStatus::Completed
+        | BatchStatus::Failed
+        | BatchStatus::Expired => CancelDecision::Answer(BatchCancelOutcome::Finished(current)),
+    }
+}
+
+/// A finalize that must wait (claims still live) looks again this soon.
+pub const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
+
+/// What a finalizer decides about a batch right now: the outcome to assemble, or not yet (with
+/// when to look again, or `None` when something else will ask again: a running batch's last
+/// chunk, planning, or nothing for a terminal batch). A cancelled or expired batch waits up to
+/// [`CANCEL_GRACE`] for processors to let go of their chunks; a finalizer whose lease ended is
+/// taken over with the outcome it chose.
+pub fn finalize_outcome(
+    batch: &Batch,
+    chunks: &[Chunk],
+    now: Timestamp,
+) -> Result<BatchOutcome, Option<Duration>> {
+    let all_done = chunks.iter().all(|c| c.done);
+    let claimed = chunks.iter().any(|c| c.is_claimed(now));
+    match batch.status {
+        BatchStatus::InProgress if all_done && batch.chunks_done >= batch.chunks => {
+            Ok(BatchOutcome::Completed)
+        }
+        BatchStatus::InProgress if now >= batch.expires_at => {
+            if claimed && now < batch.expires_at.plus(CANCEL_GRACE) {
+                Err(Some(FINALIZE_RECHECK))
+            } else {
+                Ok(BatchOutcome::Expired)
+            }
+        }
+        BatchStatus::InProgress => Err(None),
+        BatchStatus::Cancelling => {
+            let since = batch.cancelling_at.unwrap_or(now);
+            if claimed && now < since.plus(CANCEL_GRACE) {
+                Err(Some(FINALIZE_RECHECK))
+            } else {
+                Ok(BatchOutcome::Cancelled)
+            }
+        }
+        // Not planned yet: planning runs first and then comes back here.
+        BatchStatus::Validating if now >= batch.expires_at => Ok(BatchOutcome::Expired),
+        BatchStatus::Validating => Err(None),
+        BatchStatus::Finalizing => match &batch.finalize {
+            Some(lease) if lease.expires_at <= now => Ok(lease.outcome),
+            Some(lease) => Err(Some(now.until(lease.expires_at) + Duration::from_secs(1))),
+            None => Err(None),
+        },
+        BatchStatus::Failed
+        | BatchStatus::Completed
+        | BatchStatus::Expired
+        | BatchStatus::Cancelled => Err(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::LazyLock;
+
+    use super::*;
+    use crate::batch::{BatchOutcome, NewBatch};
+    use crate::batch_input::ChunkPlan;
+    use crate::ids::{BatchId, FileId, IdGenerator, TenantId};
+
+    const NOW: Timestamp = Timestamp(1_000);
+
+    static IDS: LazyLock<(BatchId, FileId)> = LazyLock::new(|| {
+        let ids = IdGenerator::new();
+        (ids.batch_id(Timestamp(0)), ids.file_id(Timestamp(0)))
+    });
+
+    fn batch(status: BatchStatus) -> Batch {
+        let new = NewBatch {
+            id: IDS.0.clone(),
+            tenant: TenantId::parse("acme").unwrap(),
+            input_file_id: IDS.1.clone(),
+            endpoint: crate::batch::CHAT_COMPLETIONS.into(),
+            completion_window: crate::batch::COMPLETION_WINDOW.into(),
+            metadata: None,
+            output_expires_after: None,
+            created_at: Timestamp(0),
+            expires_at: Timestamp(10_000),
+        };
+        Batch {
+            status,
+            ..Batch::from_new(&new)
+        }
+    }
+
+    fn chunk() -> Chunk {
+        Chunk::new(ChunkPlan {
+            index: 0,
+            start: 0,
+            end: 10,
+            lines: 2,
+        })
+    }
+
+    fn lease(token: &str, expires_at: Timestamp) -> FinalizeLease {
+        FinalizeLease {
+            token: token.into(),
+            expires_at,
+            outcome: BatchOutcome::Completed,
+            output_file_id: IDS.1.clone(),
+            error_file_id: IDS.1.clone(),
+        }
+    }
+
+    #[test]
+    fn only_a_running_batch_inside_its_window_takes_results() {
+        for status in BatchStatus::ALL {
+            assert_eq!(
+                accepts_results(&batch(status), NOW),
+                status == BatchStatus::InProgress
+            );
+        }
+        assert!(!accepts_results(
+            &batch(BatchStatus::InProgress),
+            Timestamp(10_000)
+        ));
+    }
+
+    fn chunk_lease() -> Lease {
+        Lease {
+            token: "u".into(),
+            expires_at: Timestamp(3_000),
+        }
+    }
+
+    fn refusal(batch: Option<Batch>, chunk: Option<Chunk>) -> Option<ChunkClaim> {
+        chunk_claim(batch, chunk, &chunk_lease(), NOW).err()
+    }
+
+    #[test]
+    fn a_chunk_claim_answers_closed_done_closed_busy_in_that_order() {
+        let running = || Some(batch(BatchStatus::InProgress));
+        let cancelling = || Some(batch(BatchStatus::Cancelling));
+        assert_eq!(refusal(None, Some(chunk())), Some(ChunkClaim::Closed));
+        assert_eq!(refusal(running(), None), Some(ChunkClaim::Closed));
+        let done = Chunk {
+            done: true,
+            ..chunk()
+        };
+        assert_eq!(refusal(cancelling(), Some(done)), Some(ChunkClaim::Done));
+        assert_eq!(
+            refusal(cancelling(), Some(chunk())),
+            Some(ChunkClaim::Closed)
+        );
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            lease_expires_at: Some(Timestamp(2_000)),
+            ..chunk()
+        };
+        assert_eq!(
+            refusal(running(), Some(held)),
+            Some(ChunkClaim::Busy {
+                lease_expires_at: Timestamp(2_000)
+            })
+        );
+    }
+
+    #[test]
+    fn a_chunk_whose_lease_ended_is_claimed_again_under_the_new_lease() {
+        let stale = Chunk {
+            lease_token: Some("t".into()),
+            lease_expires_at: Some(NOW),
+            cursor: 1,
+            ..chunk()
+        };
+        let claimed = chunk_claim(
+            Some(batch(BatchStatus::InProgress)),
+            Some(stale),
+            &chunk_lease(),
+            NOW,
+        );
+        let Ok((_, chunk)) = claimed else {
+            panic!("not claimed: {claimed:?}");
+        };
+        assert_eq!(chunk.lease_token.as_deref(), Some("u"));
+        assert_eq!(chunk.lease_expires_at, Some(Timestamp(3_000)));
+        assert_eq!(chunk.cursor, 1);
+    }
+
+    #[test]
+    fn a_part_is_committed_only_under_the_chunks_token_while_the_batch_takes_results() {
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            ..chunk()
+        };
+        let running = batch(BatchStatus::InProgress);
+        assert!(may_commit(&running, &held, "t", NOW));
+        assert!(!may_commit(&running, &held, "u", NOW));
+        assert!(!may_commit(
+            &batch(BatchStatus::Cancelling),
+            &held,
+            "t",
+            NOW
+        ));
+        let done = Chunk { done: true, ..held };
+        assert!(!may_commit(&running, &done, "t", NOW));
+    }
+
+    #[test]
+    fn a_finalize_claim_takes_an_unfinalized_batch_with_the_callers_lease() {
+        let mine = lease("new", Timestamp(5_000));
+        for status in [
+            BatchStatus::Validating,
+            BatchStatus::InProgress,
+            BatchStatus::Cancelling,
+        ] {
+            assert_eq!(
+                finalize_lease(&batch(status), &mine, NOW),
+                Some(mine.clone())
+            );
+        }
+        for status in BatchStatus::TERMINAL {
+            assert_eq!(finalize_lease(&batch(status), &mine, NOW), None);
+        }
+    }
+
+    #[test]
+    fn a_finalize_take_over_keeps_the_predecessors_outcome_and_files_but_not_its_token() {
+        let previous = FinalizeLease {
+            outcome: BatchOutcome::Cancelled,
+            ..lease("old", NOW)
+        };
+        let current = Batch {
+            finalize: Some(previous),
+            ..batch(BatchStatus::Finalizing)
+        };
+        let held = finalize_lease(&current, &lease("new", Timestamp(5_000)), NOW);
+        assert_eq!(
+            held.as_ref()
+                .map(|h| (h.token.as_str(), h.expires_at, h.outcome)),
+            Some(("new", Timestamp(5_000), BatchOutcome::Cancelled))
+        );
+        let live = finalize_lease(&current, &lease("new", Timestamp(5_000)), Timestamp(999));
+        assert_eq!(live, None);
+    }
+
+    #[test]
+    fn finalizing_keeps_the_first_finalizing_time_and_only_its_token_holds() {
+        let first = finalizing(batch(BatchStatus::InProgress), lease("a", NOW), NOW);
+        let again = finalizing(first, lease("b", NOW), Timestamp(4_000));
+        assert_eq!(again.finalizing_at, Some(NOW));
+        assert!(finalize_holds(&again, "b"));
+        assert!(!finalize_holds(&again, "a"));
+        assert!(!finalize_holds(&batch(BatchStatus::Completed), "b"));
+    }
+
+    fn done_chunk() -> Chunk {
+        Chunk {
+            done: true,
+            ..chunk()
+        }
+    }
+
+    #[test]
+    fn a_running_batch_completes_once_every_chunk_is_done() {
+        let running = Batch {
+            chunks: 1,
+            chunks_done: 1,
+            ..batch(BatchStatus::InProgress)
+        };
+        assert_eq!(
+            finalize_outcome(&running, &[done_chunk()], NOW),
+            Ok(BatchOutcome::Completed)
+        );
+        assert_eq!(finalize_outcome(&running, &[chunk()], NOW), Err(None));
+    }
+
+    #[test]
+    fn a_cancelled_batch_waits_for_claimed_chunks_only_within_the_grace() {
+        let cancelling = Batch {
+            cancelling_at: Some(NOW),
+            ..batch(BatchStatus::Cancelling)
+        };
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            lease_expires_at: Some(Timestamp(i64::MAX)),
+            ..chunk()
+        };
+        assert_eq!(
+            finalize_outcome(&cancelling, std::slice::from_ref(&held), NOW),
+            Err(Some(FINALIZE_RECHECK))
+        );
+        let later = NOW.plus(CANCEL_GRACE);
+        assert_eq!(
+            finalize_outcome(&cancelling, &[held], later),
+            Ok(BatchOutcome::Cancelled)
+        );
+        assert_eq!(
+            finalize_outcome(&cancelling, &[chunk()], NOW),
+            Ok(BatchOutcome::Cancelled)
+        );
+    }
+
+    #[test]
+    fn a_batch_past_its_window_expires_even_before_planning() {
+        let past = Timestamp(10_000);
+        assert_eq!(
+            finalize_outcome(&batch(BatchStatus::InProgress), &[chunk()], past),
+            Ok(BatchOutcome::Expired)
+        );
+        assert_eq!(
+            finalize_outcome(&batch(BatchStatus::Validating), &[], past),
+            Ok(BatchOutcome::Expired)
+        );
+        assert_eq!(
+            finalize_outcome(&batch(BatchStatus::Validating), &[], NOW),
+            Err(None)
+        );
+    }
+
+    #[test]
+    fn a_finalizing_batch_is_taken_over_only_after_its_lease_with_the_same_outcome() {
+        let finalizing = Batch {
+            finalize: Some(FinalizeLease {
+                outcome: BatchOutcome::Expired,
+                ..lease("old", Timestamp(2_000))
+            }),
+            ..batch(BatchStatus::Finalizing)
+        };
+        assert_eq!(
+            finalize_outcome(&finalizing, &[], NOW),
+            Err(Some(Duration::from_millis(1_000) + Duration::from_secs(1)))
+        );
+        assert_eq!(
+            finalize_outcome(&finalizing, &[], Timestamp(2_000)),
+            Ok(BatchOutcome::Expired)
+        );
+        for status in BatchStatus::TERMINAL {
+            assert_eq!(finalize_outcome(&batch(status), &[], NOW), Err(None));
+        }
+    }
+
+    #[test]
+    fn cancel_moves_a_validating_or_running_batch_to_cancelling() {
+        for status in BatchStatus::CANCELLABLE {
+            let CancelDecision::Cancel(after) = cancel_decision(Some(batch(status)), NOW) else {
+                panic!("{status:?} was not cancelled");
+            };
+            assert_eq!(
+                (after.status, after.cancelling_at),
+                (BatchStatus::Cancelling, Some(NOW))
+            );
+        }
+    }
+
+    #[test]
+    fn cancel_of_a_finalizing_or_finished_batch_is_too_late_and_of_a_cancelled_one_accepted() {
+        let answer = |status| cancel_decision(Some(batch(status)), NOW);
+        for status in [BatchStatus::Cancelling, BatchStatus::Cancelled] {
+            assert_eq!(
+                answer(status),
+                CancelDecision::Answer(BatchCancelOutcome::Accepted(batch(status)))
+            );
+        }
+        for status in [
+            BatchStatus::Finalizing,
+            BatchStatus::Completed,
+            BatchStatus::Failed,
+            BatchStatus::Expired,
+        ] {
+            assert_eq!(
+                answer(status),
+                CancelDecision::Answer(BatchCancelOutcome::Finished(batch(status)))
+            );
+        }
+        assert_eq!(
+            cancel_decision(None, NOW),
+            CancelDecision::Answer(BatchCancelOutcome::NotFound)
+        );
+    }
+}

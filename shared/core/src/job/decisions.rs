@@ -1,0 +1,264 @@
+//! The job state machine's decisions, as pure functions of what a store read: whether a claim
+//! may take the job (and if not, which refusal it answers), what a cancel does, and the job as
+//! each transition leaves it. Both adapters load, ask these, and write conditionally.
+
+use crate::clock::Timestamp;
+use crate::job::{Job, JobStatus};
+use crate::ports::{CancelOutcome, ClaimOutcome};
+
+/// Why a claim of `job` at `now` is refused, or `None` when the caller may take it.
+///
+/// `held_until` is the expiry of the lease the job carries, if a worker holds one (a released
+/// lease has no token and holds nothing, whatever its retry time). The answers come in one order
+/// on every store: unknown or expired (`Missing`), `Terminal`, a scheduled job before its time
+/// (`NotDue`), then a live lease elsewhere (`Busy`).
+pub fn claim_refusal(
+    job: Option<&Job>,
+    held_until: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<ClaimOutcome> {
+    let Some(job) = job.filter(|j| j.is_live(now)) else {
+        return Some(ClaimOutcome::Missing);
+    };
+    if job.status.is_terminal() {
+        return Some(ClaimOutcome::Terminal(job.clone()));
+    }
+    if let Some(due_at) = job.scheduled_at.filter(|due| *due > now) {
+        return Some(ClaimOutcome::NotDue { due_at });
+    }
+    match held_until {
+        Some(until) if job.status == JobStatus::Running && until > now => {
+            Some(ClaimOutcome::Busy {
+                lease_expires_at: until,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What a claim does, decided on the job as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimDecision {
+    /// Take it; the job as the claim leaves it.
+    Take(Job),
+    /// Nothing to write: the refusal.
+    Refuse(ClaimOutcome),
+}
+
+/// A claim decided on the job as read (see [`claim_refusal`]).
+pub fn claim(job: Option<Job>, held_until: Option<Timestamp>, now: Timestamp) -> ClaimDecision {
+    match (claim_refusal(job.as_ref(), held_until, now), job) {
+        (None, Some(job)) => ClaimDecision::Take(claimed(job, now)),
+        (Some(refusal), _) => ClaimDecision::Refuse(refusal),
+        (None, None) => ClaimDecision::Refuse(ClaimOutcome::Missing),
+    }
+}
+
+/// The job as a claim at `now` leaves it: running, started (the first claim's time
+/// is kept), with this attempt counted.
+pub fn claimed(job: Job, now: Timestamp) -> Job {
+    Job {
+        status: JobStatus::Running,
+        started_at: job.started_at.or(Some(now)),
+        attempts: job.attempts + 1,
+        ..job
+    }
+}
+
+/// What a cancel of a job does, decided on the job as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelDecision {
+    /// Unfinished: cancel it; the job as the cancel leaves it.
+    Cancel(Job),
+    /// Nothing to write: the answer as it stands.
+    Answer(CancelOutcome),
+}
+
+/// Unknown or expired is `NotFound`; already cancelled is answered as such; completed or failed
+/// is too late; pending or running is cancelled (a running job's worker sees it through the
+/// store and stops).
+pub fn cancel_outcome(job: Option<Job>, now: Timestamp, expires_at: Timestamp) -> CancelDecision {
+    let Some(job) = job.filter(|j| j.is_live(now)) else {
+        return CancelDecision::Answer(CancelOutcome::NotFound);
+    };
+    match job.status {
+        JobStatus::Cancelled => CancelDecision::Answer(CancelOutcome::AlreadyCancelled(job)),
+        JobStatus::Completed | JobStatus::Failed => {
+            CancelDecision::Answer(CancelOutcome::Finished(job))
+        }
+        JobStatus::Pending | JobStatus::Running => CancelDecision::Cancel(Job {
+            status: JobStatus::Cancelled,
+            completed_at: Some(now),
+            expires_at: Some(expires_at),
+            ..job
+        }),
+    }
+}
+
+/// Whether a worker holding `token` may still write: the job is running on that token.
+pub fn holds(status: JobStatus, lease_token: Option<&str>, token: &str) -> bool {
+    status == JobStatus::Running && lease_token == Some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::LazyLock;
+
+    use crate::ids::{IdGenerator, JobId, TenantId};
+    use crate::job::JobKind;
+
+    static ID: LazyLock<JobId> = LazyLock::new(|| IdGenerator::new().job_id(Timestamp(0)));
+
+    fn job(status: JobStatus) -> Job {
+        Job {
+            id: ID.clone(),
+            tenant: TenantId::parse("acme").unwrap(),
+            kind: JobKind::Async,
+            status,
+            model: "m".into(),
+            created_at: Timestamp(0),
+            scheduled_at: None,
+            metadata: None,
+            started_at: None,
+            completed_at: None,
+            expires_at: None,
+            result: None,
+            error: None,
+            attempts: 0,
+        }
+    }
+
+    const NOW: Timestamp = Timestamp(1_000);
+
+    #[test]
+    fn a_claim_of_nothing_or_an_expired_job_is_missing() {
+        assert_eq!(claim_refusal(None, None, NOW), Some(ClaimOutcome::Missing));
+        let expired = Job {
+            expires_at: Some(NOW),
+            ..job(JobStatus::Completed)
+        };
+        assert_eq!(
+            claim_refusal(Some(&expired), None, NOW),
+            Some(ClaimOutcome::Missing)
+        );
+    }
+
+    #[test]
+    fn a_claim_of_a_terminal_job_answers_it_terminal() {
+        for status in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            let j = job(status);
+            assert_eq!(
+                claim_refusal(Some(&j), None, NOW),
+                Some(ClaimOutcome::Terminal(j.clone()))
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_before_the_due_time_is_not_due_even_when_a_lease_is_live() {
+        let j = Job {
+            scheduled_at: Some(Timestamp(5_000)),
+            ..job(JobStatus::Running)
+        };
+        assert_eq!(
+            claim_refusal(Some(&j), Some(Timestamp(9_000)), NOW),
+            Some(ClaimOutcome::NotDue {
+                due_at: Timestamp(5_000)
+            })
+        );
+    }
+
+    #[test]
+    fn a_claim_of_a_job_under_a_live_lease_is_busy_until_it_ends() {
+        assert_eq!(
+            claim_refusal(Some(&job(JobStatus::Running)), Some(Timestamp(2_000)), NOW),
+            Some(ClaimOutcome::Busy {
+                lease_expires_at: Timestamp(2_000)
+            })
+        );
+    }
+
+    #[test]
+    fn a_pending_job_a_due_one_or_one_whose_lease_ended_may_be_taken() {
+        let due = Job {
+            scheduled_at: Some(NOW),
+            ..job(JobStatus::Pending)
+        };
+        assert_eq!(claim_refusal(Some(&due), None, NOW), None);
+        assert_eq!(
+            claim_refusal(Some(&job(JobStatus::Running)), Some(NOW), NOW),
+            None
+        );
+        assert_eq!(
+            claim_refusal(Some(&job(JobStatus::Running)), None, NOW),
+            None
+        );
+    }
+
+    #[test]
+    fn a_claim_takes_a_pending_job_and_refuses_a_missing_one() {
+        let ClaimDecision::Take(taken) = claim(Some(job(JobStatus::Pending)), None, NOW) else {
+            panic!("not taken");
+        };
+        assert_eq!(taken.status, JobStatus::Running);
+        assert_eq!(
+            claim(None, None, NOW),
+            ClaimDecision::Refuse(ClaimOutcome::Missing)
+        );
+    }
+
+    #[test]
+    fn a_claim_counts_the_attempt_and_keeps_the_first_start() {
+        let first = claimed(job(JobStatus::Pending), NOW);
+        assert_eq!(
+            (first.status, first.started_at, first.attempts),
+            (JobStatus::Running, Some(NOW), 1)
+        );
+        let again = claimed(first, Timestamp(7_000));
+        assert_eq!((again.started_at, again.attempts), (Some(NOW), 2));
+    }
+
+    #[test]
+    fn cancel_of_an_unfinished_job_cancels_it_with_its_retention() {
+        for status in JobStatus::UNFINISHED {
+            let CancelDecision::Cancel(after) =
+                cancel_outcome(Some(job(status)), NOW, Timestamp(9))
+            else {
+                panic!("{status:?} was not cancelled");
+            };
+            assert_eq!(after.status, JobStatus::Cancelled);
+            assert_eq!(
+                (after.completed_at, after.expires_at),
+                (Some(NOW), Some(Timestamp(9)))
+            );
+        }
+    }
+
+    #[test]
+    fn cancel_of_a_finished_job_answers_without_writing() {
+        let answer = |status| cancel_outcome(Some(job(status)), NOW, Timestamp(9));
+        assert_eq!(
+            answer(JobStatus::Cancelled),
+            CancelDecision::Answer(CancelOutcome::AlreadyCancelled(job(JobStatus::Cancelled)))
+        );
+        for status in [JobStatus::Completed, JobStatus::Failed] {
+            assert_eq!(
+                answer(status),
+                CancelDecision::Answer(CancelOutcome::Finished(job(status)))
+            );
+        }
+        assert_eq!(
+            cancel_outcome(None, NOW, Timestamp(9)),
+            CancelDecision::Answer(CancelOutcome::NotFound)
+        );
+    }
+
+    #[test]
+    fn only_the_running_token_holds() {
+        assert!(holds(JobStatus::Running, Some("t"), "t"));
+        assert!(!holds(JobStatus::Running, Some("u"), "t"));
+        assert!(!holds(JobStatus::Cancelled, Some("t"), "t"));
+        assert!(!holds(JobStatus::Running, None, "t"));
+    }
+}
