@@ -180,6 +180,7 @@ impl From<UpstreamError> for ApiError {
             param: shown.param.map(str::to_owned),
             code: shown.error.code,
             never_retry: false,
+            retry_after_secs: None,
         }
     }
 }
