@@ -71,22 +71,8 @@ rm -rf "${OUT:?}"/*
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-batch-bench.XXXXXX")"
 PIDS=()        # long-lived children (mock, top), stopped on exit
 PRISM_PID=""   # the prism of the current case, if any
-# stop PID...: SIGTERM, then SIGKILL whatever is still there after 5 s (an interrupted prism
-# would otherwise wait out its shutdown grace for lines in flight).
-stop() {
-    local pid
-    for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
+# An interrupted prism would otherwise wait out its shutdown grace for lines in flight.
+STOP_WAIT=50  # tenths of a second between SIGTERM and SIGKILL (bench/lib.sh stop)
 cleanup() {
     local rc=$?
     trap - EXIT

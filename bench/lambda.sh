@@ -87,20 +87,7 @@ rm -rf "${OUT:?}"/*
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-lambda-bench.XXXXXX")"
 PIDS=()       # long-lived children (moto, mock, the sampler), stopped on exit
 TARGET_PID="" # prism serve or prism-local-aws of the current step, if any
-stop() {
-    local pid
-    for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        for _ in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
+STOP_WAIT=100  # tenths of a second between SIGTERM and SIGKILL (bench/lib.sh stop)
 cleanup() {
     local rc=$?
     trap - EXIT

@@ -1,4 +1,5 @@
-# Process accounting shared by the benchmark scripts (bench/run.sh, bench/batch.sh): CPU time
+# Shared by the benchmark scripts (bench/run.sh, bench/batch.sh, bench/lambda.sh): stopping child
+# processes, and process accounting: CPU time
 # and per-thread CPU of a process from /proc, and the load other processes put on the machine
 # from `top` samples. Sourced, not run.
 
@@ -67,4 +68,21 @@ thread_rows() {
             for (n in cpu)
                 printf "| %s | %d (%d busy) | %.2f | %.0f%% |\n", n, all[n], busy[n], cpu[n] / hz, 100 * cpu[n] / hz / wall
         }' "$1" "$2" | sort -t'|' -k4 -rn
+}
+
+# stop PID...: SIGTERM, then SIGKILL whatever is still there after STOP_WAIT tenths of a second
+# (50 unless the script sets it).
+stop() {
+    local pid
+    for pid in "$@"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for _ in $(seq "${STOP_WAIT:-50}"); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
 }
