@@ -107,13 +107,23 @@ pub enum CancelDecision {
     Answer(BatchCancelOutcome),
 }
 
-/// A cancel of a cancelling or cancelled batch is accepted as it is; a finalizing batch finishes
-/// what it assembles, so it and a completed, failed or expired one answer `Finished`.
+/// A cancel of a cancelling or cancelled batch is accepted as it is, and so is one of a batch
+/// whose finalizer is assembling a cancel (a repeated cancel then answers 200, as the first did,
+/// rather than the 409 the SDK raises as `ConflictError`). A finalizing batch finishes what it
+/// assembles, so one assembling any other outcome, and a completed, failed or expired one, answer
+/// `Finished`.
 pub fn cancel_decision(current: Option<Batch>, now: Timestamp) -> CancelDecision {
     let Some(current) = current else {
         return CancelDecision::Answer(BatchCancelOutcome::NotFound);
     };
+    let assembling_a_cancel = current
+        .finalize
+        .as_ref()
+        .is_some_and(|lease| lease.outcome == BatchOutcome::Cancelled);
     match current.status {
+        BatchStatus::Finalizing if assembling_a_cancel => {
+            CancelDecision::Answer(BatchCancelOutcome::Accepted(current))
+        }
         BatchStatus::Validating | BatchStatus::InProgress => CancelDecision::Cancel(Batch {
             status: BatchStatus::Cancelling,
             cancelling_at: Some(now),
@@ -497,5 +507,27 @@ mod tests {
             cancel_decision(None, NOW),
             CancelDecision::Answer(BatchCancelOutcome::NotFound)
         );
+    }
+
+    #[test]
+    fn a_repeated_cancel_while_the_cancel_is_finalized_is_accepted_again() {
+        let finalizing = |outcome| Batch {
+            finalize: Some(FinalizeLease {
+                outcome,
+                ..lease("t", NOW)
+            }),
+            ..batch(BatchStatus::Finalizing)
+        };
+        let cancelling = finalizing(BatchOutcome::Cancelled);
+        assert_eq!(
+            cancel_decision(Some(cancelling.clone()), NOW),
+            CancelDecision::Answer(BatchCancelOutcome::Accepted(cancelling))
+        );
+        for outcome in [BatchOutcome::Completed, BatchOutcome::Expired] {
+            assert_eq!(
+                cancel_decision(Some(finalizing(outcome)), NOW),
+                CancelDecision::Answer(BatchCancelOutcome::Finished(finalizing(outcome)))
+            );
+        }
     }
 }
