@@ -111,19 +111,7 @@ top -b -w 200 -d 0.5 2>/dev/null |
 PIDS+=($!)
 
 # ---------------------------------------------------------------- mock upstream (shared)
-"$BIN/prism-mock-upstream" --listen 127.0.0.1:0 >"$WORK/mock.stdout" 2>"$OUT/mock.log" &
-MOCK_PID=$!
-PIDS+=("$MOCK_PID")
-MOCK_ADDR=""
-for _ in $(seq 100); do
-    MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.stdout" | head -1)"
-    [[ -n "$MOCK_ADDR" ]] && break
-    kill -0 "$MOCK_PID" 2>/dev/null || die "the mock upstream exited; see $OUT/mock.log"
-    sleep 0.1
-done
-[[ -n "$MOCK_ADDR" ]] || die "the mock upstream did not report its address"
-MOCK_URL="http://$MOCK_ADDR"
-log "mock upstream on $MOCK_URL (pid $MOCK_PID)"
+start_mock
 
 # ---------------------------------------------------------------- helpers
 # gen_input FILE LINES MODEL CONTENT_BYTES: a batch input with distinct custom_ids and one user

@@ -184,18 +184,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1 AWS_D
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
 log "moto on $AWS_ENDPOINT_URL (pid $MOTO_PID)"
 
-"$BIN/prism-mock-upstream" --listen 127.0.0.1:0 >"$WORK/mock.stdout" 2>"$OUT/mock.log" &
-MOCK_PID=$!
-PIDS+=("$MOCK_PID")
-MOCK_ADDR=""
-for _ in $(seq 100); do
-    MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.stdout" | head -1)"
-    [[ -n "$MOCK_ADDR" ]] && break
-    kill -0 "$MOCK_PID" 2>/dev/null || die "the mock upstream exited; see $OUT/mock.log"
-    sleep 0.1
-done
-[[ -n "$MOCK_ADDR" ]] || die "the mock upstream did not report its address"
-log "mock upstream on http://$MOCK_ADDR (pid $MOCK_PID)"
+start_mock
 cat >"$OUT/prism.toml" <<EOF
 [[providers]]
 name = "mock"

@@ -86,3 +86,21 @@ stop() {
         wait "$pid" 2>/dev/null || true
     done
 }
+
+# start_mock: the mock upstream on a free loopback port, stopped with the script's other PIDS;
+# sets MOCK_PID, MOCK_ADDR (host:port) and MOCK_URL. Needs BIN, WORK, OUT, PIDS, log and die.
+start_mock() {
+    "$BIN/prism-mock-upstream" --listen 127.0.0.1:0 >"$WORK/mock.stdout" 2>"$OUT/mock.log" &
+    MOCK_PID=$!
+    PIDS+=("$MOCK_PID")
+    MOCK_ADDR=""
+    for _ in $(seq 100); do
+        MOCK_ADDR="$(sed -n 's/^listening on //p' "$WORK/mock.stdout" | head -1)"
+        [[ -n "$MOCK_ADDR" ]] && break
+        kill -0 "$MOCK_PID" 2>/dev/null || die "the mock upstream exited; see $OUT/mock.log"
+        sleep 0.1
+    done
+    [[ -n "$MOCK_ADDR" ]] || die "the mock upstream did not report its address"
+    MOCK_URL="http://$MOCK_ADDR"
+    log "mock upstream on $MOCK_URL (pid $MOCK_PID)"
+}

@@ -24,20 +24,25 @@
 //! Prints a markdown report on stdout (progress on stderr); `--json` and `--samples` keep every
 //! sample. `bench/lambda.sh` runs it; results are in BENCHMARKS.md.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use prism_app::aws::CONFIG_PARAMETER_ENV;
 use prism_aws::{AwsBackend, ProvisionOptions, ProvisionedStack, provision_stack};
 use prism_core::ids::IdGenerator;
 use prism_core::{Clock, SystemClock};
 use prism_lambda_local::{LocalFunctions, RunOptions, create_api_key, emulator_env};
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+
+mod report;
+#[cfg(test)]
+use report::percentile;
+use report::{Report, Sample, markdown, stats, write_samples};
 
 /// The seven functions, in the order of the report.
 const FUNCTIONS: [&str; 7] = [
@@ -51,8 +56,6 @@ const FUNCTIONS: [&str; 7] = [
 ];
 /// How long a fresh process may take to appear after its predecessor was killed.
 const RESTART_WAIT: Duration = Duration::from_secs(10);
-/// The environment variable naming the configuration parameter every function reads at init.
-const CONFIG_PARAMETER_ENV: &str = "PRISM_CONFIG_PARAMETER";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,43 +113,6 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("invalid number of seconds {text:?}"))?;
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
-}
-
-/// One measurement.
-#[derive(Debug, Clone, Serialize)]
-struct Sample {
-    /// `alone`, `stack`, `init`, `exec`, or an emulator call (`sdk-connect`, `ssm-first`,
-    /// `ssm-warm`).
-    mode: String,
-    function: String,
-    round: usize,
-    pid: u32,
-    /// Process start (or call start) to the end of the first response (or the call's end).
-    ms: f64,
-    /// The same event again, right after: the warm invocation, through the same hops.
-    warm_ms: Option<f64>,
-    error: Option<String>,
-}
-
-impl Sample {
-    fn ok(mode: &str, function: &str, round: usize, pid: u32, ms: f64) -> Self {
-        Self {
-            mode: mode.to_owned(),
-            function: function.to_owned(),
-            round,
-            pid,
-            ms,
-            warm_ms: None,
-            error: None,
-        }
-    }
-
-    fn failed(mode: &str, function: &str, round: usize, error: &anyhow::Error) -> Self {
-        Self {
-            error: Some(format!("{error:#}")),
-            ..Self::ok(mode, function, round, 0, f64::NAN)
-        }
-    }
 }
 
 /// Where a function's events go.
@@ -577,81 +543,6 @@ async fn first_request(listener: &tokio::net::TcpListener) -> anyhow::Result<Str
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted.get(rank - 1).copied()
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Stats {
-    mode: String,
-    function: String,
-    n: usize,
-    errors: usize,
-    min: Option<f64>,
-    p50: Option<f64>,
-    max: Option<f64>,
-    warm_p50: Option<f64>,
-}
-
-fn stats(samples: &[Sample], mode: &str, function: &str) -> Stats {
-    let mine: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.mode == mode && s.function == function)
-        .collect();
-    let mut values: Vec<f64> = mine
-        .iter()
-        .filter(|s| s.error.is_none())
-        .map(|s| s.ms)
-        .collect();
-    values.sort_by(f64::total_cmp);
-    let mut warm: Vec<f64> = mine.iter().filter_map(|s| s.warm_ms).collect();
-    warm.sort_by(f64::total_cmp);
-    Stats {
-        mode: mode.to_owned(),
-        function: function.to_owned(),
-        n: values.len(),
-        errors: mine.len() - values.len(),
-        min: values.first().copied(),
-        p50: percentile(&values, 0.5),
-        max: values.last().copied(),
-        warm_p50: percentile(&warm, 0.5),
-    }
-}
-
-fn cell(value: Option<f64>) -> String {
-    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"))
-}
-
-fn cell1(value: Option<f64>) -> String {
-    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
-}
-
-fn summary_of(values: &[f64]) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    format!(
-        "p50 {} ms, max {} ms (n = {})",
-        cell(percentile(&sorted, 0.5)),
-        cell(sorted.last().copied()),
-        sorted.len()
-    )
-}
-
-#[derive(Debug, Serialize)]
-struct Report<'a> {
-    label: &'a str,
-    binary_dir: String,
-    stats: Vec<Stats>,
-    stack_ready_ms: &'a [f64],
-    stack_all_answered_ms: &'a [f64],
-    samples: &'a [Sample],
-}
-
 impl Bench {
     fn report(&self) -> Report<'_> {
         let mut all = Vec::new();
@@ -672,118 +563,6 @@ impl Bench {
             samples: &self.samples,
         }
     }
-}
-
-fn markdown(report: &Report<'_>) -> String {
-    let find = |mode: &str, function: &str| {
-        report
-            .stats
-            .iter()
-            .find(|s| s.mode == mode && s.function == function)
-    };
-    let mut out = format!(
-        "Cold starts, {} binaries (`{}`), ms; n per cell in brackets when runs failed:\n\n",
-        report.label, report.binary_dir
-    );
-    out.push_str(
-        "| Function | Alone p50 | Alone max | All 7 at once p50 | All 7 at once max | Init alone p50 | Init alone max | Warm event p50 | `--version` p50 |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for function in FUNCTIONS {
-        let with_errors = |s: Option<&Stats>, value: Option<f64>| match s {
-            Some(s) if s.errors > 0 => format!("{} [{} failed]", cell(value), s.errors),
-            _ => cell(value),
-        };
-        let alone = find("alone", function);
-        let stack = find("stack", function);
-        let init = find("init", function);
-        let exec = find("exec", function);
-        out.push_str(&format!(
-            "| {function} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            with_errors(alone, alone.and_then(|s| s.p50)),
-            cell(alone.and_then(|s| s.max)),
-            with_errors(stack, stack.and_then(|s| s.p50)),
-            cell(stack.and_then(|s| s.max)),
-            with_errors(init, init.and_then(|s| s.p50)),
-            cell(init.and_then(|s| s.max)),
-            cell1(alone.and_then(|s| s.warm_p50)),
-            cell1(exec.and_then(|s| s.p50)),
-        ));
-    }
-    let n = |mode: &str| find(mode, FUNCTIONS[0]).map_or(0, |s| s.n + s.errors);
-    out.push_str(&format!(
-        "\nRuns per function: alone {}, all at once {}, init {}. Stack start \
-         (`LocalFunctions::start`, the runtime emulator listening): {}; from it to the last of \
-         the seven first answers: {}.\n",
-        n("alone"),
-        n("stack"),
-        n("init"),
-        summary_of(report.stack_ready_ms),
-        summary_of(report.stack_all_answered_ms),
-    ));
-    let call = |mode: &str| {
-        find(mode, "-").map_or_else(
-            || "–".to_owned(),
-            |s| {
-                format!(
-                    "first {} ms, p50 {} ms",
-                    cell1(
-                        report
-                            .samples
-                            .iter()
-                            .find(|x| x.mode == mode && x.error.is_none())
-                            .map(|x| x.ms)
-                    ),
-                    cell1(s.p50)
-                )
-            },
-        )
-    };
-    out.push_str(&format!(
-        "\nEmulator calls of init, from this driver: SDK config and clients \
-         (`AwsBackend::connect`) {}; config parameter `GetParameter` on a fresh client {}, on a \
-         warm one {}.\n",
-        call("sdk-connect"),
-        call("ssm-first"),
-        call("ssm-warm"),
-    ));
-    let errors: Vec<&Sample> = report
-        .samples
-        .iter()
-        .filter(|s| s.error.is_some())
-        .collect();
-    if !errors.is_empty() {
-        out.push_str("\nFailed runs:\n\n");
-        for s in errors {
-            out.push_str(&format!(
-                "- {} {} round {}: {}\n",
-                s.mode,
-                s.function,
-                s.round,
-                s.error.as_deref().unwrap_or_default()
-            ));
-        }
-    }
-    out
-}
-
-fn write_samples(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
-    let mut text = String::from("mode,function,round,pid,ms,warm_ms,error\n");
-    for s in samples {
-        text.push_str(&format!(
-            "{},{},{},{},{:.3},{},{}\n",
-            s.mode,
-            s.function,
-            s.round,
-            s.pid,
-            s.ms,
-            s.warm_ms.map_or_else(String::new, |w| format!("{w:.3}")),
-            s.error
-                .as_deref()
-                .map_or_else(String::new, |e| format!("\"{}\"", e.replace('"', "'")))
-        ));
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
