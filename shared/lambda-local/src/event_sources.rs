@@ -4,7 +4,7 @@
 //! the queue's visibility timeout when the invocation fails. The queue's own redrive policy
 //! then moves a message to its dead-letter queue, exactly as on AWS.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{Value, json};
@@ -201,11 +201,4 @@ pub fn failed_ids(answer: &Value, report_batch_item_failures: bool) -> Vec<Strin
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Now, as the milliseconds SQS and EventBridge put in events.
-pub fn now_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
 }

@@ -247,11 +247,7 @@ impl LocalFunctions {
         for function in self.functions.values() {
             function.stop_gracefully();
         }
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        self.control.stop().await;
+        self.kill().await;
     }
 }
 
