@@ -1,0 +1,337 @@
+//! The batch store in memory. Every conditional transition asks core's batch decisions
+//! (`batch::decisions`): chunk claims, who may commit a part, the finalize lease, cancel.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use prism_core::batch::decisions::{self, CancelDecision};
+use prism_core::batch::{
+    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk,
+    ChunkClaim, FinalizeLease, NewBatch, Part,
+};
+use prism_core::batch_input::ChunkPlan;
+use prism_core::list::Page;
+use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::{BatchId, StoreError, TenantId, Timestamp};
+
+use super::lock;
+
+#[derive(Debug, Clone)]
+struct Row {
+    batch: Batch,
+    chunks: Vec<Chunk>,
+}
+
+#[derive(Default)]
+pub struct MemoryBatchStore {
+    rows: Mutex<HashMap<BatchId, Row>>,
+}
+
+fn find<'a>(rows: &'a mut HashMap<BatchId, Row>, batch: &BatchRef) -> Option<&'a mut Row> {
+    rows.get_mut(&batch.id)
+        .filter(|r| r.batch.tenant == batch.tenant)
+}
+
+impl MemoryBatchStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets a chunk's lease run out now, as if its processor died long ago.
+    pub fn lapse_chunk_lease(&self, batch: &BatchRef, chunk: u32) {
+        let mut rows = lock(&self.rows);
+        if let Some(record) =
+            find(&mut rows, batch).and_then(|r| r.chunks.get_mut(chunk as usize))
+        {
+            record.lease_expires_at = Some(Timestamp(0));
+        }
+    }
+}
+
+#[async_trait]
+impl BatchStore for MemoryBatchStore {
+    async fn create(&self, batch: &NewBatch) -> Result<(), StoreError> {
+        lock(&self.rows).insert(
+            batch.id.clone(),
+            Row {
+                batch: Batch::from_new(batch),
+                chunks: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError> {
+        Ok(lock(&self.rows)
+            .get(id)
+            .filter(|r| &r.batch.tenant == tenant)
+            .map(|r| r.batch.clone()))
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&BatchId>,
+    ) -> Result<Page<Batch>, StoreError> {
+        let rows = lock(&self.rows);
+        let mut items: Vec<Batch> = rows
+            .values()
+            .map(|r| &r.batch)
+            .filter(|b| &b.tenant == tenant && after.is_none_or(|a| &b.id < a))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| b.id.cmp(&a.id));
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, has_more })
+    }
+
+    async fn plan(
+        &self,
+        batch: &BatchRef,
+        chunks: &[ChunkPlan],
+        total: u64,
+        model: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
+        else {
+            return Ok(false);
+        };
+        row.batch.status = BatchStatus::InProgress;
+        row.batch.in_progress_at = Some(now);
+        row.batch.counts.total = total;
+        row.batch.model = model.map(str::to_owned);
+        row.batch.chunks = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+        row.chunks = chunks.iter().cloned().map(Chunk::new).collect();
+        Ok(true)
+    }
+
+    async fn fail(
+        &self,
+        batch: &BatchRef,
+        errors: &BatchErrors,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
+        else {
+            return Ok(false);
+        };
+        row.batch.status = BatchStatus::Failed;
+        row.batch.failed_at = Some(now);
+        row.batch.errors = Some(errors.clone());
+        Ok(true)
+    }
+
+    async fn claim_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<ChunkClaim, StoreError> {
+        let mut rows = lock(&self.rows);
+        let row = find(&mut rows, batch);
+        let current = row.as_ref().map(|r| r.batch.clone());
+        let record = row
+            .as_ref()
+            .and_then(|r| r.chunks.get(chunk as usize).cloned());
+        let (current, record) = match decisions::chunk_claim(current, record, lease, now) {
+            Ok(taken) => taken,
+            Err(refusal) => return Ok(refusal),
+        };
+        if let Some(slot) = row.and_then(|r| r.chunks.get_mut(chunk as usize)) {
+            *slot = record.clone();
+        }
+        Ok(ChunkClaim::Claimed {
+            batch: Box::new(current),
+            chunk: record,
+        })
+    }
+
+    async fn checkpoint(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+        part: &Part,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch) else {
+            return Ok(false);
+        };
+        let Some(record) = row.chunks.get_mut(chunk as usize) else {
+            return Ok(false);
+        };
+        if !decisions::may_commit(&row.batch, record, token, now) {
+            return Ok(false);
+        }
+        record.cursor += part.lines;
+        record.parts.push(part.clone());
+        record.lease_expires_at = Some(lease_until);
+        row.batch.counts.completed += u64::from(part.completed);
+        row.batch.counts.failed += u64::from(part.failed);
+        row.batch.usage.add(&part.usage);
+        Ok(true)
+    }
+
+    async fn complete_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch) else {
+            return Ok(false);
+        };
+        let Some(record) = row
+            .chunks
+            .get_mut(chunk as usize)
+            .filter(|c| !c.done && c.lease_token.as_deref() == Some(token))
+        else {
+            return Ok(false);
+        };
+        record.done = true;
+        record.lease_token = None;
+        record.lease_expires_at = None;
+        row.batch.chunks_done += 1;
+        Ok(true)
+    }
+
+    async fn renew_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // The port gives no `now`, so this cannot ask `may_commit`; it keeps the adapters' own
+        // condition (the batch in progress, the chunk unfinished and held under `token`).
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::InProgress)
+        else {
+            return Ok(false);
+        };
+        let Some(record) = row
+            .chunks
+            .get_mut(chunk as usize)
+            .filter(|c| !c.done && c.lease_token.as_deref() == Some(token))
+        else {
+            return Ok(false);
+        };
+        record.lease_expires_at = Some(lease_until);
+        Ok(true)
+    }
+
+    async fn release_chunk(
+        &self,
+        batch: &BatchRef,
+        chunk: u32,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(record) = find(&mut rows, batch)
+            .and_then(|r| r.chunks.get_mut(chunk as usize))
+            .filter(|c| c.lease_token.as_deref() == Some(token))
+        else {
+            return Ok(false);
+        };
+        record.lease_token = None;
+        record.lease_expires_at = None;
+        Ok(true)
+    }
+
+    async fn chunks(&self, batch: &BatchRef) -> Result<Vec<Chunk>, StoreError> {
+        let mut rows = lock(&self.rows);
+        Ok(find(&mut rows, batch).map_or_else(Vec::new, |r| r.chunks.clone()))
+    }
+
+    async fn request_cancel(
+        &self,
+        tenant: &TenantId,
+        id: &BatchId,
+        now: Timestamp,
+    ) -> Result<BatchCancelOutcome, StoreError> {
+        let mut rows = lock(&self.rows);
+        let row = rows.get_mut(id).filter(|r| &r.batch.tenant == tenant);
+        match decisions::cancel_decision(row.as_ref().map(|r| r.batch.clone()), now) {
+            CancelDecision::Answer(outcome) => Ok(outcome),
+            CancelDecision::Cancel(cancelling) => {
+                if let Some(row) = row {
+                    row.batch = cancelling.clone();
+                }
+                Ok(BatchCancelOutcome::Accepted(cancelling))
+            }
+        }
+    }
+
+    async fn claim_finalize(
+        &self,
+        batch: &BatchRef,
+        lease: &FinalizeLease,
+        now: Timestamp,
+    ) -> Result<Option<Batch>, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch) else {
+            return Ok(None);
+        };
+        let Some(held) = decisions::finalize_lease(&row.batch, lease, now) else {
+            return Ok(None);
+        };
+        row.batch = decisions::finalizing(row.batch.clone(), held, now);
+        Ok(Some(row.batch.clone()))
+    }
+
+    async fn finish(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        result: &BatchResult,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch).filter(|r| decisions::finalize_holds(&r.batch, token))
+        else {
+            return Ok(false);
+        };
+        let b = &mut row.batch;
+        b.status = result.outcome.status();
+        match result.outcome {
+            BatchOutcome::Completed => b.completed_at = Some(now),
+            BatchOutcome::Cancelled => b.cancelled_at = Some(now),
+            BatchOutcome::Expired => b.expired_at = Some(now),
+        }
+        b.counts = result.counts;
+        b.usage = result.usage;
+        b.output_file_id = result.output_file_id.clone();
+        b.error_file_id = result.error_file_id.clone();
+        b.finalize = None;
+        Ok(true)
+    }
+
+    async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {
+        Ok(lock(&self.rows)
+            .values()
+            .filter(|r| &r.batch.tenant == tenant && !r.batch.status.is_terminal())
+            .count())
+    }
+
+    async fn unfinished(&self, limit: usize) -> Result<Vec<BatchRef>, StoreError> {
+        let rows = lock(&self.rows);
+        let mut found: Vec<BatchRef> = rows
+            .values()
+            .filter(|r| !r.batch.status.is_terminal())
+            .map(|r| r.batch.batch_ref())
+            .collect();
+        found.sort();
+        found.truncate(limit);
+        Ok(found)
+    }
+}
