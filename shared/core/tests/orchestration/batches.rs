@@ -25,7 +25,10 @@ async fn create(world: &World, n: usize) -> BatchRef {
 async fn planned(world: &World, n: usize) -> BatchRef {
     let batch = create(world, n).await;
     let (item, action) = world.deliver_next().await.unwrap();
-    assert_eq!((item, action), (WorkItem::PlanBatch(batch.clone()), QueueAction::Ack));
+    assert_eq!(
+        (item, action),
+        (WorkItem::PlanBatch(batch.clone()), QueueAction::Ack)
+    );
     batch
 }
 
@@ -67,7 +70,11 @@ async fn a_batch_is_planned_into_chunks_and_each_chunk_is_queued() {
     assert_eq!(sizes, [4, 4, 2]);
     assert_eq!(
         world.queue.visible(),
-        [run_chunk(&batch, 0), run_chunk(&batch, 1), run_chunk(&batch, 2)]
+        [
+            run_chunk(&batch, 0),
+            run_chunk(&batch, 1),
+            run_chunk(&batch, 2)
+        ]
     );
     assert_eq!(world.upstream.call_count(), 0, "planning calls no model");
 }
@@ -126,7 +133,11 @@ async fn a_batch_runs_to_completed_with_its_files_in_input_order_and_counts_and_
         }
     );
     assert_eq!(
-        (done.usage.input_tokens, done.usage.output_tokens, done.usage.total_tokens),
+        (
+            done.usage.input_tokens,
+            done.usage.output_tokens,
+            done.usage.total_tokens
+        ),
         (15, 10, 25)
     );
     assert_eq!(world.upstream.call_count(), 7, "one retry after the 429");
@@ -143,19 +154,28 @@ async fn a_batch_runs_to_completed_with_its_files_in_input_order_and_counts_and_
     let errors = world.file_lines(done.error_file_id.as_ref().unwrap());
     assert_eq!(custom_ids(&errors), ids([2]));
     assert_eq!(errors[0]["response"]["status_code"], 400);
-    assert_eq!(errors[0]["response"]["body"]["error"]["code"], "invalid_prompt");
-    let output_file = get_file(&world.deps, &tenant(), done.output_file_id.as_ref().unwrap().as_str())
-        .await
-        .unwrap();
+    assert_eq!(
+        errors[0]["response"]["body"]["error"]["code"],
+        "invalid_prompt"
+    );
+    let output_file = get_file(
+        &world.deps,
+        &tenant(),
+        done.output_file_id.as_ref().unwrap().as_str(),
+    )
+    .await
+    .unwrap();
     assert_eq!(output_file.purpose, FilePurpose::BatchOutput);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_chunk_commits_parts_as_it_goes_and_resumes_from_its_cursor_after_a_lost_claim() {
     let world = World::new();
-    world
-        .upstream
-        .script([Reply::Echo, Reply::Echo, Reply::Hang(Hang::new(), Box::new(Reply::Echo))]);
+    world.upstream.script([
+        Reply::Echo,
+        Reply::Echo,
+        Reply::Hang(Hang::new(), Box::new(Reply::Echo)),
+    ]);
     let batch = planned(&world, 4).await;
     let delivery = world.queue.receive(1, VISIBILITY).await.unwrap().remove(0);
     assert_eq!(delivery.item, run_chunk(&batch, 0));
@@ -164,15 +184,30 @@ async fn a_chunk_commits_parts_as_it_goes_and_resumes_from_its_cursor_after_a_lo
     world.upstream.wait_for_calls(3).await;
 
     let chunk = world.deps.batches.chunks(&batch).await.unwrap().remove(0);
-    assert_eq!((chunk.cursor, chunk.parts.len()), (2, 1), "two lines committed as one part");
-    assert_eq!(world.batch(&batch).await.counts.completed, 2, "counts rise as parts land");
+    assert_eq!(
+        (chunk.cursor, chunk.parts.len()),
+        (2, 1),
+        "two lines committed as one part"
+    );
+    assert_eq!(
+        world.batch(&batch).await.counts.completed,
+        2,
+        "counts rise as parts land"
+    );
     processor.abort();
 
     // The dead processor's claim still holds: another delivery backs off until it ends.
-    world.deps.queue.enqueue(&run_chunk(&batch, 0), Duration::ZERO).await.unwrap();
+    world
+        .deps
+        .queue
+        .enqueue(&run_chunk(&batch, 0), Duration::ZERO)
+        .await
+        .unwrap();
     let (_, busy) = world.deliver_next().await.unwrap();
     assert!(matches!(busy, QueueAction::RetryAfter(wait) if wait > Duration::ZERO));
-    world.advance(world.deps.batch_policy.lease + Duration::from_secs(1)).await;
+    world
+        .advance(world.deps.batch_policy.lease + Duration::from_secs(1))
+        .await;
     world.drain().await;
 
     let prompts: Vec<String> = world.upstream.calls().iter().map(Call::prompt).collect();
@@ -190,7 +225,11 @@ async fn a_chunk_commits_parts_as_it_goes_and_resumes_from_its_cursor_after_a_lo
     assert_eq!(done.status, BatchStatus::Completed);
     assert_eq!((done.counts.completed, done.counts.failed), (4, 0));
     let output = world.file_lines(done.output_file_id.as_ref().unwrap());
-    assert_eq!(custom_ids(&output), ids(0..4), "each line once, in input order");
+    assert_eq!(
+        custom_ids(&output),
+        ids(0..4),
+        "each line once, in input order"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -200,10 +239,18 @@ async fn a_cancelled_batch_finalizes_cancelled_with_its_unrun_lines_as_errors() 
     let (item, _) = world.deliver_next().await.unwrap();
     assert_eq!(item, run_chunk(&batch, 0));
 
-    let cancelling = cancel_batch(&world.deps, &tenant(), batch.id.as_str()).await.unwrap();
+    let cancelling = cancel_batch(&world.deps, &tenant(), batch.id.as_str())
+        .await
+        .unwrap();
     assert_eq!(cancelling.status, BatchStatus::Cancelling);
-    let again = cancel_batch(&world.deps, &tenant(), batch.id.as_str()).await.unwrap();
-    assert_eq!(again.status, BatchStatus::Cancelling, "a repeated cancel is accepted");
+    let again = cancel_batch(&world.deps, &tenant(), batch.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status,
+        BatchStatus::Cancelling,
+        "a repeated cancel is accepted"
+    );
     world.drain().await;
 
     let cancelled = world.batch(&batch).await;
@@ -222,30 +269,43 @@ async fn a_cancelled_batch_finalizes_cancelled_with_its_unrun_lines_as_errors() 
     assert_eq!(custom_ids(&output), ids(0..4));
     let errors = world.file_lines(cancelled.error_file_id.as_ref().unwrap());
     assert_eq!(custom_ids(&errors), ids(4..8));
-    assert!(errors.iter().all(|l| l["error"]["code"] == "batch_cancelled"));
-    let after = cancel_batch(&world.deps, &tenant(), batch.id.as_str()).await.unwrap();
-    assert_eq!(after.status, BatchStatus::Cancelled, "cancelling a cancelled batch is accepted");
+    assert!(
+        errors
+            .iter()
+            .all(|l| l["error"]["code"] == "batch_cancelled")
+    );
+    let after = cancel_batch(&world.deps, &tenant(), batch.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status,
+        BatchStatus::Cancelled,
+        "cancelling a cancelled batch is accepted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_cancelled_mid_call_keeps_each_line_once_and_ends_cancelled() {
     let world = World::new();
     let hang = Hang::new();
-    world
-        .upstream
-        .script([Reply::Echo, Reply::Hang(hang.clone(), Box::new(Reply::Echo))]);
+    world.upstream.script([
+        Reply::Echo,
+        Reply::Hang(hang.clone(), Box::new(Reply::Echo)),
+    ]);
     let batch = planned(&world, 4).await;
     let delivery = world.queue.receive(1, VISIBILITY).await.unwrap().remove(0);
     let deps = world.deps.clone();
     let processor = tokio::spawn(async move { handle_delivery(&deps, &delivery, None).await });
     world.upstream.wait_for_calls(2).await;
 
-    cancel_batch(&world.deps, &tenant(), batch.id.as_str()).await.unwrap();
+    cancel_batch(&world.deps, &tenant(), batch.id.as_str())
+        .await
+        .unwrap();
     hang.release();
     assert_eq!(processor.await.unwrap(), QueueAction::Ack);
     // The finalizer waits for the chunk's claim to be let go, then assembles.
     world.drain().await;
-    world.advance(prism_core::batch::CANCEL_GRACE).await;
+    world.advance(CANCEL_GRACE).await;
     world.drain().await;
 
     let cancelled = world.batch(&batch).await;
@@ -260,7 +320,11 @@ async fn a_batch_cancelled_mid_call_keeps_each_line_once_and_ends_cancelled() {
         .collect::<Vec<_>>();
     seen.sort();
     assert_eq!(seen, ids(0..4), "every line is in exactly one file");
-    assert_eq!(world.upstream.call_count(), 2, "no line started after the cancel");
+    assert_eq!(
+        world.upstream.call_count(),
+        2,
+        "no line started after the cancel"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -275,7 +339,10 @@ async fn a_batch_not_done_by_the_end_of_its_window_finalizes_expired() {
     let expired = world.batch(&batch).await;
     assert_eq!(expired.status, BatchStatus::Expired);
     assert_eq!((expired.counts.completed, expired.counts.failed), (0, 3));
-    assert_eq!(expired.output_file_id, None, "nothing ran, so no output file");
+    assert_eq!(
+        expired.output_file_id, None,
+        "nothing ran, so no output file"
+    );
     let errors = world.file_lines(expired.error_file_id.as_ref().unwrap());
     assert_eq!(custom_ids(&errors), ids(0..3));
     assert!(errors.iter().all(|l| l["error"]["code"] == "batch_expired"));
@@ -289,7 +356,10 @@ async fn a_planning_message_received_too_often_fails_the_batch() {
     let mut delivery = world.queue.receive(1, VISIBILITY).await.unwrap().remove(0);
     delivery.receive_count = world.deps.job_policy.max_receives + 1;
 
-    assert_eq!(handle_delivery(&world.deps, &delivery, None).await, QueueAction::Ack);
+    assert_eq!(
+        handle_delivery(&world.deps, &delivery, None).await,
+        QueueAction::Ack
+    );
 
     let failed = world.batch(&batch).await;
     assert_eq!(failed.status, BatchStatus::Failed);
@@ -312,8 +382,16 @@ async fn a_dead_lettered_chunk_writes_its_unfinished_lines_as_failed_and_the_bat
     assert_eq!((done.counts.completed, done.counts.failed), (4, 4));
     let errors = world.file_lines(done.error_file_id.as_ref().unwrap());
     assert_eq!(custom_ids(&errors), ids(4..8));
-    assert!(errors.iter().all(|l| l["error"]["code"] == "processing_failed"));
-    assert_eq!(world.upstream.call_count(), 4, "the dead chunk's lines never ran");
+    assert!(
+        errors
+            .iter()
+            .all(|l| l["error"]["code"] == "processing_failed")
+    );
+    assert_eq!(
+        world.upstream.call_count(),
+        4,
+        "the dead chunk's lines never ran"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -321,9 +399,14 @@ async fn the_reconciler_requeues_planning_that_was_never_triggered() {
     let world = World::new();
     world.queue.refuse_enqueues(1);
     let batch = create(&world, 2).await;
-    assert!(world.queue.items().is_empty(), "the planning message was lost");
+    assert!(
+        world.queue.items().is_empty(),
+        "the planning message was lost"
+    );
 
-    world.advance(world.deps.job_policy.stranded_after + Duration::from_secs(1)).await;
+    world
+        .advance(world.deps.job_policy.stranded_after + Duration::from_secs(1))
+        .await;
     let report = reconcile(&world.deps).await.unwrap();
     assert_eq!(report.batches, 1);
     world.drain().await;

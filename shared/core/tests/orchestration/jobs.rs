@@ -5,7 +5,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
-use prism_core::worker::handle_delivery_until;
 
 fn policy(max_attempts: u32) -> JobPolicy {
     JobPolicy {
@@ -56,16 +55,21 @@ async fn an_async_job_runs_from_its_queued_message_to_completed_with_the_upstrea
     assert!(done.started_at.is_some() && done.completed_at.is_some());
     let calls = world.upstream.calls();
     assert_eq!(calls.len(), 1);
-    assert_eq!((calls[0].model.as_str(), &calls[0].body), (MODEL, &chat("hello")));
-    assert!(world.queue.items().is_empty(), "the message was acknowledged");
+    assert_eq!(
+        (calls[0].model.as_str(), &calls[0].body),
+        (MODEL, &chat("hello"))
+    );
+    assert!(
+        world.queue.items().is_empty(),
+        "the message was acknowledged"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_job_for_a_model_no_provider_routes_is_refused_and_nothing_is_queued() {
     let world = World::new();
-    let body = bytes::Bytes::from(
-        r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#,
-    );
+    let body =
+        bytes::Bytes::from(r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#);
     let refused = submit_async_job(&world.deps, &tenant(), body, None).await;
     assert!(
         matches!(refused, Err(ServiceError::InvalidRequest { code: Some(ref c), .. }) if c == "model_not_found")
@@ -88,7 +92,11 @@ async fn a_replayed_idempotency_key_returns_the_first_job_and_a_new_body_is_refu
     assert!(
         matches!(other, Err(ServiceError::InvalidRequest { code: Some(ref c), .. }) if c == "idempotency_key_reused")
     );
-    assert_eq!(world.queue.items().len(), 1, "only the first submit triggered");
+    assert_eq!(
+        world.queue.items().len(),
+        1,
+        "only the first submit triggered"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -110,7 +118,9 @@ async fn a_5xx_is_retried_and_the_job_completes_on_the_next_attempt() {
 async fn a_429_with_retry_after_waits_that_long_before_the_next_attempt() {
     let world = World::new();
     let wait = Duration::from_secs(3);
-    world.upstream.script([Reply::rate_limited(wait), Reply::Echo]);
+    world
+        .upstream
+        .script([Reply::rate_limited(wait), Reply::Echo]);
     let job = submit(&world, "slow down").await;
 
     world.drain().await;
@@ -126,15 +136,24 @@ async fn a_429_with_retry_after_waits_that_long_before_the_next_attempt() {
 async fn a_retry_wait_past_the_inline_limit_releases_the_job_until_its_message_returns() {
     let world = World::new();
     let wait = Duration::from_secs(60);
-    world.upstream.script([Reply::rate_limited(wait), Reply::Echo]);
+    world
+        .upstream
+        .script([Reply::rate_limited(wait), Reply::Echo]);
     let job = submit(&world, "later please").await;
 
     let ran = world.drain().await;
 
-    assert_eq!(ran, [(WorkItem::Job(job.job_ref()), QueueAction::RetryAfter(wait))]);
+    assert_eq!(
+        ran,
+        [(WorkItem::Job(job.job_ref()), QueueAction::RetryAfter(wait))]
+    );
     let waiting = world.job(&job).await;
     assert_eq!((waiting.status, waiting.attempts), (JobStatus::Running, 1));
-    assert_eq!(world.jobs.lease_of(&job.job_ref()).0, None, "the lease was given up");
+    assert_eq!(
+        world.jobs.lease_of(&job.job_ref()).0,
+        None,
+        "the lease was given up"
+    );
     assert_eq!(world.upstream.call_count(), 1);
 
     world.advance(wait).await;
@@ -147,7 +166,9 @@ async fn a_retry_wait_past_the_inline_limit_releases_the_job_until_its_message_r
 #[tokio::test(start_paused = true)]
 async fn a_job_that_keeps_failing_gives_up_after_max_attempts_with_the_upstream_error() {
     let world = World::with(policy(3), batch_policy());
-    world.upstream.script([Reply::status(500), Reply::status(502), Reply::status(500)]);
+    world
+        .upstream
+        .script([Reply::status(500), Reply::status(502), Reply::status(500)]);
     let job = submit(&world, "doomed").await;
 
     world.drain().await;
@@ -156,7 +177,11 @@ async fn a_job_that_keeps_failing_gives_up_after_max_attempts_with_the_upstream_
     assert_eq!((failed.status, failed.attempts), (JobStatus::Failed, 3));
     assert_eq!(error_code(&failed), Some("upstream_error"));
     assert_eq!(failed.result, None);
-    assert_eq!(world.upstream.call_count(), 3, "no call after the last attempt");
+    assert_eq!(
+        world.upstream.call_count(),
+        3,
+        "no call after the last attempt"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -234,13 +259,21 @@ async fn cancelling_a_job_mid_call_aborts_the_call_and_stores_no_result() {
     hang.release();
 
     assert_eq!(action, QueueAction::Ack);
-    assert_eq!(world.upstream.aborted(), 1, "the in-flight call was dropped");
+    assert_eq!(
+        world.upstream.aborted(),
+        1,
+        "the in-flight call was dropped"
+    );
     let stored = world.job(&job).await;
     assert_eq!((stored.status, stored.result), (JobStatus::Cancelled, None));
     let again = cancel_job(&world.deps, &tenant(), JobKind::Async, job.id.as_str())
         .await
         .unwrap();
-    assert_eq!(again.status, JobStatus::Cancelled, "a second cancel is answered as the first");
+    assert_eq!(
+        again.status,
+        JobStatus::Cancelled,
+        "a second cancel is answered as the first"
+    );
     assert_eq!(world.upstream.call_count(), 1);
 }
 
@@ -253,7 +286,10 @@ async fn cancelling_a_finished_job_is_a_conflict_and_an_unknown_one_is_not_found
     let late = cancel_job(&world.deps, &tenant(), JobKind::Async, job.id.as_str()).await;
     assert!(matches!(
         late,
-        Err(ServiceError::Conflict { status: JobStatus::Completed, .. })
+        Err(ServiceError::Conflict {
+            status: JobStatus::Completed,
+            ..
+        })
     ));
     let other = TenantId::parse("other").unwrap();
     let foreign = cancel_job(&world.deps, &other, JobKind::Async, job.id.as_str()).await;
@@ -285,7 +321,12 @@ async fn a_message_for_a_job_another_worker_holds_comes_back_after_that_lease() 
         token: "other-worker".into(),
         expires_at: held_until,
     };
-    world.deps.jobs.claim(&job.job_ref(), &other, now).await.unwrap();
+    world
+        .deps
+        .jobs
+        .claim(&job.job_ref(), &other, now)
+        .await
+        .unwrap();
 
     let ran = world.drain().await;
 
@@ -319,7 +360,11 @@ async fn a_worker_stopping_mid_call_hands_the_job_back_for_the_next_delivery() {
 
     assert_eq!(action, QueueAction::RetryAfter(Duration::ZERO));
     assert_eq!(world.upstream.aborted(), 1);
-    assert_eq!(world.jobs.lease_of(&job.job_ref()).0, None, "lease released");
+    assert_eq!(
+        world.jobs.lease_of(&job.job_ref()).0,
+        None,
+        "lease released"
+    );
     world.settle(&delivery, action).await;
     world.drain().await;
     let done = world.job(&job).await;
@@ -348,7 +393,10 @@ async fn a_dead_letter_fails_an_unfinished_job_and_leaves_a_finished_one_alone()
     let stuck = submit(&world, "stuck").await;
     let item = WorkItem::Job(stuck.job_ref());
     assert_eq!(dead_letter_item(&world.deps, &item).await, QueueAction::Ack);
-    assert_eq!(error_code(&world.job(&stuck).await), Some("processing_failed"));
+    assert_eq!(
+        error_code(&world.job(&stuck).await),
+        Some("processing_failed")
+    );
 
     let done = submit(&world, "fine").await;
     world.drain().await;
@@ -363,7 +411,10 @@ async fn a_scheduled_job_beyond_the_queue_delay_waits_in_the_scheduler_until_due
     let due = world.now().plus(Duration::from_secs(3600));
     let job = submit_scheduled(&world, due).await;
     assert!(world.queue.items().is_empty());
-    assert_eq!(world.scheduler.pending(), [(WorkItem::Job(job.job_ref()), due)]);
+    assert_eq!(
+        world.scheduler.pending(),
+        [(WorkItem::Job(job.job_ref()), due)]
+    );
 
     world.advance(Duration::from_secs(3599)).await;
     assert!(world.drain().await.is_empty(), "not due yet");

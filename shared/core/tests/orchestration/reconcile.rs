@@ -17,7 +17,9 @@ async fn the_reconciler_requeues_a_job_whose_trigger_was_lost() {
 
     let early = reconcile(&world.deps).await.unwrap();
     assert_eq!(early.retriggered, 0, "a fresh job is not stranded yet");
-    world.advance(world.deps.job_policy.stranded_after + Duration::from_secs(1)).await;
+    world
+        .advance(world.deps.job_policy.stranded_after + Duration::from_secs(1))
+        .await;
     let report = reconcile(&world.deps).await.unwrap();
     assert_eq!(report.retriggered, 1);
     world.drain().await;
@@ -43,7 +45,11 @@ async fn the_reconciler_requeues_a_job_whose_worker_died_once_its_lease_ends() {
     let (_, lease_until) = world.jobs.lease_of(&job.job_ref());
     let lease_until = lease_until.expect("the dead worker's lease is still on the job");
 
-    assert_eq!(reconcile(&world.deps).await.unwrap().retriggered, 0, "lease still live");
+    assert_eq!(
+        reconcile(&world.deps).await.unwrap().retriggered,
+        0,
+        "lease still live"
+    );
     let past = world.now().until(lease_until) + world.deps.job_policy.stranded_after;
     world.advance(past + Duration::from_secs(1)).await;
     assert_eq!(reconcile(&world.deps).await.unwrap().retriggered, 1);

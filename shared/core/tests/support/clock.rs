@@ -50,10 +50,8 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         let followed = self.origin.map_or(Duration::ZERO, |o| o.elapsed());
-        START
-            .plus(followed)
-            .plus(Duration::from_millis(
-                u64::try_from(self.offset_ms.load(Ordering::SeqCst)).unwrap_or(0),
-            ))
+        START.plus(followed).plus(Duration::from_millis(
+            u64::try_from(self.offset_ms.load(Ordering::SeqCst)).unwrap_or(0),
+        ))
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use prism_core::batch::{Batch, BatchOutcome, BatchRef, BatchStatus, Chunk, RequestCounts, Usage};
+pub use prism_core::batch::{
+    Batch, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, RequestCounts, Usage,
+};
 pub use prism_core::batch_service::{BatchPolicy, cancel_batch, create_batch, get_batch};
 pub use prism_core::file_service::{
     FileContent, FilePolicy, delete_file, file_content, get_file, register_upload, store_upload,
@@ -31,7 +33,9 @@ pub use prism_core::scheduled::format_rfc3339;
 pub use prism_core::service::{
     Deps, JobPolicy, MAX_QUEUE_DELAY, cancel_job, get_job, submit_async_job, submit_scheduled_job,
 };
-pub use prism_core::worker::{QueueAction, dead_letter_item, handle_delivery};
+pub use prism_core::worker::{
+    QueueAction, dead_letter_item, handle_delivery, handle_delivery_until,
+};
 pub use prism_core::{
     Clock, FileId, Job, JobError, JobKind, JobStatus, ServiceError, TenantId, Timestamp,
 };

@@ -167,7 +167,11 @@ impl ScriptedUpstream {
         let _ = started.wait_for(|count| *count >= n).await;
     }
 
-    async fn answer(reply: Reply, body: &Bytes, timeout: Duration) -> Result<Completion, UpstreamError> {
+    async fn answer(
+        reply: Reply,
+        body: &Bytes,
+        timeout: Duration,
+    ) -> Result<Completion, UpstreamError> {
         let mut reply = reply;
         loop {
             return match reply {
@@ -181,7 +185,8 @@ impl ScriptedUpstream {
                     code,
                 } => Err(UpstreamError::Status {
                     status,
-                    error: code.map(|c| JobError::new("scripted failure", "upstream_test", Some(c))),
+                    error: code
+                        .map(|c| JobError::new("scripted failure", "upstream_test", Some(c))),
                     retry_after,
                     should_retry: None,
                 }),
@@ -189,7 +194,10 @@ impl ScriptedUpstream {
                     "expected a chat completion".into(),
                 )),
                 Reply::Hang(hang, then) => {
-                    if tokio::time::timeout(timeout, hang.0.notified()).await.is_err() {
+                    if tokio::time::timeout(timeout, hang.0.notified())
+                        .await
+                        .is_err()
+                    {
                         return Err(UpstreamError::Timeout);
                     }
                     reply = *then;

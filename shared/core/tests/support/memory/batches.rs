@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use prism_core::batch::decisions::{self, CancelDecision};
 use prism_core::batch::{
-    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk,
-    ChunkClaim, FinalizeLease, NewBatch, Part,
+    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
+    FinalizeLease, NewBatch, Part,
 };
 use prism_core::batch_input::ChunkPlan;
 use prism_core::list::Page;
@@ -41,8 +41,7 @@ impl MemoryBatchStore {
     /// Lets a chunk's lease run out now, as if its processor died long ago.
     pub fn lapse_chunk_lease(&self, batch: &BatchRef, chunk: u32) {
         let mut rows = lock(&self.rows);
-        if let Some(record) =
-            find(&mut rows, batch).and_then(|r| r.chunks.get_mut(chunk as usize))
+        if let Some(record) = find(&mut rows, batch).and_then(|r| r.chunks.get_mut(chunk as usize))
         {
             record.lease_expires_at = Some(Timestamp(0));
         }
@@ -97,7 +96,8 @@ impl BatchStore for MemoryBatchStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
-        let Some(row) = find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
+        let Some(row) =
+            find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
         else {
             return Ok(false);
         };
@@ -117,7 +117,8 @@ impl BatchStore for MemoryBatchStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
-        let Some(row) = find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
+        let Some(row) =
+            find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
         else {
             return Ok(false);
         };
@@ -215,7 +216,8 @@ impl BatchStore for MemoryBatchStore {
         // The port gives no `now`, so this cannot ask `may_commit`; it keeps the adapters' own
         // condition (the batch in progress, the chunk unfinished and held under `token`).
         let mut rows = lock(&self.rows);
-        let Some(row) = find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::InProgress)
+        let Some(row) =
+            find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::InProgress)
         else {
             return Ok(false);
         };
@@ -297,7 +299,8 @@ impl BatchStore for MemoryBatchStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
-        let Some(row) = find(&mut rows, batch).filter(|r| decisions::finalize_holds(&r.batch, token))
+        let Some(row) =
+            find(&mut rows, batch).filter(|r| decisions::finalize_holds(&r.batch, token))
         else {
             return Ok(false);
         };

@@ -101,10 +101,7 @@ impl FileStore for MemoryFileStore {
             .map(|f| f.id.clone())
             .take(limit)
             .collect();
-        Ok(expired
-            .iter()
-            .filter_map(|id| records.remove(id))
-            .collect())
+        Ok(expired.iter().filter_map(|id| records.remove(id)).collect())
     }
 }
 
@@ -169,7 +166,11 @@ impl BlobStore for MemoryBlobStore {
         Ok(whole.slice(start..end.max(start)))
     }
 
-    async fn presigned_get(&self, _key: &str, _ttl: Duration) -> Result<Option<String>, StoreError> {
+    async fn presigned_get(
+        &self,
+        _key: &str,
+        _ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
 

@@ -70,7 +70,9 @@ impl State {
     }
 
     fn row_mut(&mut self, job: &JobRef) -> Option<&mut Row> {
-        self.jobs.get_mut(&job.id).filter(|r| r.job.tenant == job.tenant)
+        self.jobs
+            .get_mut(&job.id)
+            .filter(|r| r.job.tenant == job.tenant)
     }
 
     /// The tenant's job unless its retention has passed, what every real store reads first.
@@ -309,7 +311,11 @@ impl JobStore for MemoryJobStore {
             .values()
             .filter(|r| match r.job.status {
                 JobStatus::Pending => {
-                    r.job.scheduled_at.unwrap_or(r.job.created_at).max(r.job.created_at) < before
+                    r.job
+                        .scheduled_at
+                        .unwrap_or(r.job.created_at)
+                        .max(r.job.created_at)
+                        < before
                 }
                 JobStatus::Running => r.lease_until.unwrap_or(Timestamp(0)) < before,
                 _ => false,
