@@ -103,11 +103,17 @@ EOF
     renewals="$(grep -c 'chunk lease renewed' "$dir/prism.log" || true)"
     # The chunk records as finalized: parts per chunk and the record's size (what a DynamoDB
     # chunk item would weigh).
-    db="$(find "$WORK/data" -name '*.db' -o -name '*.sqlite' | head -1)"
     chunk_bytes="$(python3 -c "
-import sqlite3, sys
-rows = sqlite3.connect(sys.argv[1]).execute('SELECT length(parts), json_array_length(parts) FROM batch_chunks').fetchall()
-print(' '.join(f'{b}:{n}' for b, n in rows))" "$db")"
+import os, sqlite3, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        try:
+            rows = sqlite3.connect(os.path.join(root, name)).execute(
+                'SELECT length(parts), json_array_length(parts) FROM batch_chunks').fetchall()
+        except sqlite3.DatabaseError:
+            continue
+        print(' '.join(f'{b}:{n}' for b, n in rows))
+        sys.exit()" "$WORK/data")"
     stop "$PRISM_PID"
     PRISM_PID=""
     rm -rf "$WORK/data"
