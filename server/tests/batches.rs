@@ -397,6 +397,100 @@ async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
 }
 
 #[tokio::test]
+async fn cancel_mid_run_keeps_every_line_the_upstream_answered_before_it() {
+    // `checkpoint_every` at its former 5 s default: lines answered before the cancel are still
+    // waiting for their commit when it lands, which is the case under test.
+    let env = start(Setup {
+        batches: "line_concurrency = 50\ncheckpoint_every = \"5s\"",
+        ..Setup::default()
+    })
+    .await;
+    let model = "mock-slow-1500-keep";
+    let lines: Vec<String> = (0..250)
+        .map(|i| line(&format!("k-{i}"), model, "x"))
+        .collect();
+    let file = env.upload_batch_file(&env.alpha, &jsonl(&lines)).await;
+    let id = create_batch(&env, &file).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + SOON;
+    while env.mock.finished(model) < 50 {
+        assert!(Instant::now() < deadline, "no line finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answered_before_cancel = env.mock.finished(model) as usize;
+    let response = env
+        .post(&env.alpha, &format!("/v1/batches/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let done = env.wait_for_batch(&id, &["cancelled"], SOON).await;
+    let (output, errors) = env.finished_batch_lines(&done, 250).await;
+    assert!(
+        output.len() >= answered_before_cancel,
+        "{} lines in the output, {answered_before_cancel} answered before the cancel: {done}",
+        output.len()
+    );
+    assert!(output.len() as u64 <= env.mock.finished(model));
+    for o in &output {
+        assert_eq!(o["response"]["status_code"], 200);
+    }
+    for e in &errors {
+        assert!(e["response"].is_null());
+        assert_eq!(e["error"]["code"], "batch_cancelled");
+    }
+    let counts = &done["request_counts"];
+    assert_eq!(counts["completed"].as_u64().unwrap() as usize, output.len());
+    assert_eq!(counts["failed"].as_u64().unwrap() as usize, errors.len());
+    assert_eq!(counts["total"], 250);
+}
+
+#[tokio::test]
+async fn a_line_whose_upstream_keeps_failing_fails_after_max_attempts_not_the_window() {
+    let env = start(Setup {
+        workers: "max_attempts = 3\nupstream_timeout = \"2s\"",
+        ..Setup::default()
+    })
+    .await;
+    let models = ["mock-truncated-b", "mock-bad-json-b", "mock-500-1000000-b"];
+    let lines: Vec<String> = models
+        .iter()
+        .flat_map(|model| (0..2).map(move |i| line(&format!("{model}-{i}"), model, "x")))
+        .collect();
+    let file = env.upload_batch_file(&env.alpha, &jsonl(&lines)).await;
+    let id = create_batch(&env, &file).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Well inside the 24 h window: before, these lines retried until it ended.
+    let done = env.wait_for_batch(&id, &["completed"], SOON).await;
+    let (output, errors) = env.finished_batch_lines(&done, lines.len()).await;
+    assert!(output.is_empty(), "{output:?}");
+    assert_eq!(
+        done["request_counts"],
+        json!({"total": 6, "completed": 0, "failed": 6})
+    );
+    for e in &errors {
+        let custom_id = e["custom_id"].as_str().unwrap();
+        if custom_id.starts_with("mock-500") {
+            assert_eq!(e["response"]["status_code"], 500, "{e}");
+            assert!(e["response"]["body"]["error"]["message"].is_string(), "{e}");
+        } else {
+            assert!(e["response"].is_null(), "{e}");
+            assert!(e["error"]["code"].is_string(), "{e}");
+        }
+    }
+    for model in models {
+        assert_eq!(
+            env.mock.hits(model),
+            2 * 3,
+            "{model}: max_attempts calls per line"
+        );
+    }
+}
+
+#[tokio::test]
 async fn mixed_upstream_faults_end_every_line_in_the_right_file_and_shape() {
     let env = start(Setup {
         batches: "completion_window = \"12s\"\nlines_per_chunk = 4\ncheckpoint_every = \"1s\"",
@@ -439,7 +533,8 @@ async fn mixed_upstream_faults_end_every_line_in_the_right_file_and_shape() {
     );
     assert!(by_id["400"]["error"].is_null());
     assert_eq!(by_id["quota"]["response"]["status_code"], 429);
-    // Retried until the window closed, then written off with no response.
+    // Retried `max_attempts` times (or until the window closed), then written off with no
+    // response.
     for stuck in ["hang", "badjson"] {
         assert!(by_id[stuck]["response"].is_null(), "{stuck}");
         assert!(by_id[stuck]["error"]["code"].is_string(), "{stuck}");

@@ -96,6 +96,8 @@ pub struct BatchSection {
     pub line_concurrency: usize,
     /// Batch lines toward one model in flight at once, per process.
     pub model_concurrency: usize,
+    /// Finished lines are committed within this long of arriving (default 250 ms), so a kill
+    /// repeats at most the calls in flight; at most `checkpoint_lines` go in one commit.
     #[serde(with = "humantime_serde")]
     pub checkpoint_every: Duration,
     pub checkpoint_lines: usize,

@@ -37,7 +37,7 @@ use futures::StreamExt;
 use prism_core::batch::decisions::{self, CancelDecision};
 use prism_core::batch::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
-    FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+    ChunkWrite, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use prism_core::batch_input::ChunkPlan;
 use prism_core::list::Page;
@@ -400,6 +400,33 @@ impl DynamoBatchStore {
         })
     }
 
+    /// The batch-item condition under which a holder's write answers `answer`: its status is one
+    /// core's `chunk_write_in` maps to `answer` (and, for a commit while running, the window is
+    /// open, as `commit_answer` has it). Its values bind `:w0`.. and `:now`.
+    fn chunk_write_condition(
+        answer: ChunkWrite,
+        commit_at: Option<Timestamp>,
+    ) -> (String, Vec<(&'static str, AttributeValue)>) {
+        const PLACEHOLDERS: [&str; BatchStatus::ALL.len()] =
+            [":w0", ":w1", ":w2", ":w3", ":w4", ":w5", ":w6", ":w7"];
+        let mut values: Vec<(&'static str, AttributeValue)> = PLACEHOLDERS
+            .iter()
+            .zip(
+                BatchStatus::ALL
+                    .into_iter()
+                    .filter(|status| decisions::chunk_write_in(*status) == answer),
+            )
+            .map(|(placeholder, status)| (*placeholder, status_value(status)))
+            .collect();
+        let listed: Vec<&str> = values.iter().map(|(p, _)| *p).collect();
+        let mut condition = format!("#s IN ({})", listed.join(", "));
+        if let (ChunkWrite::Running, Some(now)) = (answer, commit_at) {
+            condition.push_str(" AND expires_at > :now");
+            values.push((":now", n(now.0)));
+        }
+        (condition, values)
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
         write::transact(&self.client, items).await
     }
@@ -640,47 +667,53 @@ impl BatchStore for DynamoBatchStore {
         part: &Part,
         lease_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let commit = self.update_step(
-            "SET #c = #c + :lines, parts = list_append(if_not_exists(parts, :none), :part), \
-             lease_expires_at = :until",
-            Step {
-                key: chunk_key(batch, chunk),
-                condition: "lease_token = :token AND done = :false",
-                names: &[("#c", "cursor")],
-                values: vec![
-                    (":lines", num(part.lines.into())),
-                    (":none", AttributeValue::L(Vec::new())),
-                    (":part", AttributeValue::L(vec![part_value(part)])),
-                    (":until", n(lease_until.0)),
-                    (":token", s(token)),
-                    (":false", AttributeValue::Bool(false)),
-                ],
-            },
-        )?;
-        let usage = &part.usage;
-        let counts = self.update_step(
-            "ADD completed :completed, failed :failed, input_tokens :input_tokens, \
-             cached_tokens :cached_tokens, output_tokens :output_tokens, \
-             reasoning_tokens :reasoning_tokens, total_tokens :total_tokens",
-            Step {
-                key: batch_key(batch),
-                condition: "#s = :in_progress AND expires_at > :now",
-                names: &[("#s", "status")],
-                values: vec![
-                    (":in_progress", status_value(BatchStatus::InProgress)),
-                    (":now", n(now.0)),
-                    (":completed", num(part.completed.into())),
-                    (":failed", num(part.failed.into())),
-                    (":input_tokens", num(usage.input_tokens)),
-                    (":cached_tokens", num(usage.cached_tokens)),
-                    (":output_tokens", num(usage.output_tokens)),
-                    (":reasoning_tokens", num(usage.reasoning_tokens)),
-                    (":total_tokens", num(usage.total_tokens)),
-                ],
-            },
-        )?;
-        self.transact(vec![commit, counts]).await
+    ) -> Result<ChunkWrite, StoreError> {
+        // Running first (the usual answer), then stopping: a cancel costs one more attempt.
+        for answer in [ChunkWrite::Running, ChunkWrite::Stopping] {
+            let commit = self.update_step(
+                "SET #c = #c + :lines, parts = list_append(if_not_exists(parts, :none), :part), \
+                 lease_expires_at = :until",
+                Step {
+                    key: chunk_key(batch, chunk),
+                    condition: "lease_token = :token AND done = :false",
+                    names: &[("#c", "cursor")],
+                    values: vec![
+                        (":lines", num(part.lines.into())),
+                        (":none", AttributeValue::L(Vec::new())),
+                        (":part", AttributeValue::L(vec![part_value(part)])),
+                        (":until", n(lease_until.0)),
+                        (":token", s(token)),
+                        (":false", AttributeValue::Bool(false)),
+                    ],
+                },
+            )?;
+            let usage = &part.usage;
+            let (condition, mut values) = Self::chunk_write_condition(answer, Some(now));
+            values.extend([
+                (":completed", num(part.completed.into())),
+                (":failed", num(part.failed.into())),
+                (":input_tokens", num(usage.input_tokens)),
+                (":cached_tokens", num(usage.cached_tokens)),
+                (":output_tokens", num(usage.output_tokens)),
+                (":reasoning_tokens", num(usage.reasoning_tokens)),
+                (":total_tokens", num(usage.total_tokens)),
+            ]);
+            let counts = self.update_step(
+                "ADD completed :completed, failed :failed, input_tokens :input_tokens, \
+                 cached_tokens :cached_tokens, output_tokens :output_tokens, \
+                 reasoning_tokens :reasoning_tokens, total_tokens :total_tokens",
+                Step {
+                    key: batch_key(batch),
+                    condition: &condition,
+                    names: &[("#s", "status")],
+                    values,
+                },
+            )?;
+            if self.transact(vec![commit, counts]).await? {
+                return Ok(answer);
+            }
+        }
+        Ok(ChunkWrite::Refused)
     }
 
     async fn complete_chunk(
@@ -720,28 +753,33 @@ impl BatchStore for DynamoBatchStore {
         chunk: u32,
         token: &str,
         lease_until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        // Only the status matters: the window's end is for the finalizer to act on.
-        let running = self.check_step(Step {
-            key: batch_key(batch),
-            condition: "#s = :in_progress",
-            names: &[("#s", "status")],
-            values: vec![(":in_progress", status_value(BatchStatus::InProgress))],
-        })?;
-        let renew = self.update_step(
-            "SET lease_expires_at = :until",
-            Step {
-                key: chunk_key(batch, chunk),
-                condition: "lease_token = :token AND done = :false",
-                names: &[],
-                values: vec![
-                    (":until", n(lease_until.0)),
-                    (":token", s(token)),
-                    (":false", AttributeValue::Bool(false)),
-                ],
-            },
-        )?;
-        self.transact(vec![running, renew]).await
+    ) -> Result<ChunkWrite, StoreError> {
+        for answer in [ChunkWrite::Running, ChunkWrite::Stopping] {
+            let (condition, values) = Self::chunk_write_condition(answer, None);
+            let status = self.check_step(Step {
+                key: batch_key(batch),
+                condition: &condition,
+                names: &[("#s", "status")],
+                values,
+            })?;
+            let renew = self.update_step(
+                "SET lease_expires_at = :until",
+                Step {
+                    key: chunk_key(batch, chunk),
+                    condition: "lease_token = :token AND done = :false",
+                    names: &[],
+                    values: vec![
+                        (":until", n(lease_until.0)),
+                        (":token", s(token)),
+                        (":false", AttributeValue::Bool(false)),
+                    ],
+                },
+            )?;
+            if self.transact(vec![status, renew]).await? {
+                return Ok(answer);
+            }
+        }
+        Ok(ChunkWrite::Refused)
     }
 
     async fn release_chunk(

@@ -28,7 +28,8 @@ pub struct BatchPolicy {
     pub line_concurrency: usize,
     /// Lines toward one model in flight at once across the process.
     pub model_concurrency: usize,
-    /// A checkpoint commits at least this often, and at most this many lines at a time.
+    /// Finished lines are committed within this long of the first of them arriving (so a crash
+    /// repeats little beyond the calls in flight), and at most this many lines at a time.
     pub checkpoint_every: Duration,
     pub checkpoint_lines: usize,
     /// How long a chunk or finalize claim lasts without renewal.
@@ -44,7 +45,7 @@ impl Default for BatchPolicy {
             lines_per_chunk: 1000,
             line_concurrency: 100,
             model_concurrency: 500,
-            checkpoint_every: Duration::from_secs(5),
+            checkpoint_every: Duration::from_millis(250),
             checkpoint_lines: 500,
             lease: Duration::from_secs(60),
             max_active_per_tenant: 100,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{
-    Batch, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, LineTarget, Part, Usage,
-    encode_part_line, encode_ranges, part_key,
+    Batch, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part,
+    Usage, encode_part_line, encode_ranges, part_key,
 };
 use crate::batch_input::{
     BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
@@ -25,7 +25,7 @@ use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::files::{UploadStream, file_blob_key};
 use crate::ports::{Lease, UpstreamError, WorkItem};
-use crate::retry::delay_before_retry;
+use crate::retry::{RateLimits, delay_before_retry, tries_again};
 use crate::service::Deps;
 use crate::upstream::{client_error, error_body};
 use crate::worker::QueueAction;
@@ -258,10 +258,11 @@ pub async fn dead_chunk(
             usage: Usage::default(),
             done: encode_ranges(&indexes),
         };
-        if !deps
+        if deps
             .batches
             .checkpoint(batch, index, &token, &part, lease.expires_at, now)
             .await?
+            == ChunkWrite::Refused
         {
             return queue_finalize(deps, batch).await;
         }
@@ -420,8 +421,9 @@ struct LineResult {
     usage: Usage,
 }
 
-/// Runs one line until it succeeds, fails for good, or the batch's window ends; retryable
-/// failures back off (the breaker pauses the model on a 429 with `retry-after`).
+/// Runs one line until it succeeds, fails for good (a permanent error, or `max_attempts`
+/// attempts of any other but a rate limit), or the batch's window ends; retryable failures back
+/// off (the breaker pauses the model on a 429 with `retry-after`).
 async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult {
     let mut attempt = 0u32;
     loop {
@@ -459,7 +461,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             deps.model_gate.pause(&line.model, after);
         }
         let fits = deps.clock.now().plus(wait) < batch.expires_at;
-        if error.is_retryable() && fits {
+        let again = tries_again(
+            &error,
+            attempt,
+            deps.job_policy.max_attempts,
+            RateLimits::RideOut,
+        );
+        if again && fits {
             tokio::time::sleep(wait).await;
             continue;
         }
@@ -539,14 +547,18 @@ async fn process(
         .map(|(line, request)| (u32::try_from(line).unwrap_or(u32::MAX), request))
         .collect();
     let shared = Arc::new(current);
+    let start_line = |(line, request): (u32, RequestLine)| {
+        let (deps, batch) = (deps.clone(), Arc::clone(&shared));
+        async move { (line, run_line(&deps, &batch, &request).await) }
+    };
+    let mut todo = todo.into_iter();
     // Unordered: a slow line holds back neither the others nor their commit; the finalizer
     // puts lines back in input order.
-    let mut results = futures::stream::iter(todo)
-        .map(|(line, request)| {
-            let (deps, batch) = (deps.clone(), Arc::clone(&shared));
-            async move { (line, run_line(&deps, &batch, &request).await) }
-        })
-        .buffer_unordered(policy.line_concurrency.max(1));
+    let mut results = futures::stream::FuturesUnordered::new();
+    // A line holds its slot from its call until its result is committed, so at most
+    // `line_concurrency` lines are ever started and not yet saved: all a kill can make the next
+    // claim run again.
+    let slots = u32::try_from(policy.line_concurrency.max(1)).unwrap_or(u32::MAX);
     let mut run = ChunkRun {
         deps,
         batch,
@@ -555,43 +567,58 @@ async fn process(
         seq: u32::try_from(chunk.parts.len()).unwrap_or(u32::MAX),
         pending: PendingPart::default(),
     };
-    let mut last_commit = Instant::now();
-    // Finished lines are committed at least every `checkpoint_every`, even while the rest are
-    // slow (a straggler must not hold them back past a cancel or the window's end), and the
-    // lease is renewed at least every third of its length.
-    let mut tick = tokio::time::interval(policy.checkpoint_every.min(policy.lease / 3));
-    tick.tick().await;
+    // Two clocks: finished lines are committed within `checkpoint_every` of the first of them
+    // arriving (a kill then repeats little more than the calls in flight, and a straggler holds
+    // back neither a cancel nor the window's end); the lease is renewed only when no commit
+    // renewed it for a third of its length, so a slow chunk with nothing finished costs no
+    // writes beyond that.
+    let renew_every = policy.lease / 3;
+    let mut commit_by: Option<Instant> = None;
+    let mut renew_by = Instant::now() + renew_every;
     let stop_at = deadline.map(|d| d.checked_sub(Duration::from_secs(10)).unwrap_or(d));
     loop {
-        let next = tokio::select! {
-            next = results.next() => next,
+        while results.len() as u32 + run.pending.lines < slots {
+            let Some(next) = todo.next() else { break };
+            results.push(start_line(next));
+        }
+        if results.is_empty() {
+            // Every line has run (a full set of slots waiting on a commit was committed at once).
+            break;
+        }
+        let write = tokio::select! {
+            Some((line, result)) = results.next(), if !results.is_empty() => {
+                run.pending.push(line, result);
+                // Half the slots waiting on a commit cost more throughput than one write.
+                let due = run.pending.lines >= policy.checkpoint_lines as u32
+                    || run.pending.lines * 2 >= slots;
+                if !due {
+                    commit_by.get_or_insert_with(|| Instant::now() + policy.checkpoint_every);
+                    continue;
+                }
+                run.commit().await?
+            }
             _ = stop.cancelled() => return run.give_up().await,
             _ = sleep_until_opt(stop_at) => return run.give_up().await,
-            _ = tick.tick() => {
-                // With nothing pending this only renews the lease.
-                if !run.commit().await? {
-                    tracing::info!("chunk claim ended (batch closed or taken over); stopping");
-                    return run.stop_for_finalize().await;
-                }
-                last_commit = Instant::now();
-                continue;
-            }
+            _ = sleep_until_opt(commit_by) => run.commit().await?,
+            // Nothing pending (a commit would have renewed it): only renews the lease.
+            _ = tokio::time::sleep_until(renew_by) => run.commit().await?,
         };
-        let Some((line, result)) = next else { break };
-        run.pending.push(line, result);
-        let due = run.pending.lines >= policy.checkpoint_lines as u32
-            || last_commit.elapsed() >= policy.checkpoint_every;
-        if due {
-            if !run.commit().await? {
+        commit_by = None;
+        renew_by = Instant::now() + renew_every;
+        match write {
+            ChunkWrite::Running => {}
+            ChunkWrite::Stopping => return run.stop_for_cancel(results).await,
+            ChunkWrite::Refused => {
+                tracing::info!("chunk claim ended (batch closed or taken over); stopping");
                 return run.stop_for_finalize().await;
             }
-            last_commit = Instant::now();
         }
     }
-    if !run.commit().await? {
-        return run.stop_for_finalize().await;
+    match run.commit().await? {
+        ChunkWrite::Running => finish_chunk(deps, batch, index, &run.token).await,
+        // Every line has run: its results are in, and the cancel's finalizer takes it from here.
+        ChunkWrite::Stopping | ChunkWrite::Refused => run.stop_for_finalize().await,
     }
-    finish_chunk(deps, batch, index, &run.token).await
 }
 
 /// A chunk this processor holds while it runs: which chunk, the claim's token, the next part's
@@ -607,16 +634,20 @@ struct ChunkRun<'a> {
 
 impl ChunkRun<'_> {
     /// Stores the pending lines under a key unique to this claim and commits them with one
-    /// conditional write (with nothing pending, only renews the lease); false when the claim no
-    /// longer holds or the batch takes no more results.
-    async fn commit(&mut self) -> Result<bool, StoreError> {
+    /// conditional write (with nothing pending, only renews the lease); the answer says whether
+    /// to carry on, to stop for a cancel (the lines were kept), or that nothing was kept.
+    async fn commit(&mut self) -> Result<ChunkWrite, StoreError> {
         let (deps, batch, index, token) = (self.deps, self.batch, self.index, &self.token);
         let now = deps.clock.now();
         let until = now.plus(deps.batch_policy.lease);
         if self.pending.lines == 0 {
+            // Counted by bench/checkpoint.sh (a store write per event).
+            tracing::debug!("chunk lease renewed");
             return deps.batches.renew_chunk(batch, index, token, until).await;
         }
         let part = std::mem::take(&mut self.pending);
+        // Counted by bench/checkpoint.sh (a blob put and a store write per event).
+        tracing::debug!(lines = part.lines, "chunk part committed");
         let key = part_key(batch, index, token, self.seq);
         self.seq += 1;
         store_part(deps, &key, part.body).await?;
@@ -628,19 +659,37 @@ impl ChunkRun<'_> {
             usage: part.usage,
             done: encode_ranges(&part.indexes),
         };
-        let kept = deps
+        let answer = deps
             .batches
             .checkpoint(batch, index, token, &record, until, now)
             .await?;
-        if !kept {
-            // Discarded by its condition (cancelled, expired, or another claim): the stored part
+        if answer == ChunkWrite::Refused {
+            // Discarded by its condition (finalizing, expired, or another claim): the stored part
             // is never referenced, and its lines are written by whoever owns them now.
             tracing::info!("checkpoint discarded: the claim no longer holds");
             if let Err(error) = deps.blobs.delete(&record.key).await {
                 tracing::debug!(%error, "could not delete an unreferenced part");
             }
         }
-        Ok(kept)
+        Ok(answer)
+    }
+
+    /// The batch is being cancelled: keep the lines that finished by now (also those finished
+    /// but not yet collected), abort the calls still in flight by dropping them, start nothing
+    /// more, and let the chunk go so the cancel's finalizer reads every committed line.
+    async fn stop_for_cancel<S>(&mut self, mut results: S) -> Result<QueueAction, StoreError>
+    where
+        S: futures::Stream<Item = (u32, LineResult)> + Unpin,
+    {
+        while let Some(Some((line, result))) = results.next().now_or_never() {
+            self.pending.push(line, result);
+        }
+        drop(results);
+        if self.pending.lines > 0 {
+            self.commit().await?;
+        }
+        tracing::info!("batch cancelling: finished lines kept, calls in flight aborted");
+        self.stop_for_finalize().await
     }
 
     /// The batch stopped taking results (cancel, expiry) or the claim was taken over: let the
@@ -656,7 +705,7 @@ impl ChunkRun<'_> {
     /// Near the deadline or shutting down: keep what finished, let the chunk go, and let the
     /// message reappear at once for whoever resumes from the cursor.
     async fn give_up(&mut self) -> Result<QueueAction, StoreError> {
-        if self.commit().await? {
+        if self.commit().await? != ChunkWrite::Refused {
             self.deps
                 .batches
                 .release_chunk(self.batch, self.index, &self.token)

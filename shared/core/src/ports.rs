@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::batch::{
-    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim,
+    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use crate::batch_input::ChunkPlan;
@@ -275,7 +275,8 @@ pub trait BatchStore: Send + Sync {
     ) -> Result<ChunkClaim, StoreError>;
 
     /// Commits a part: appends it, moves the cursor and adds its counts to the batch's, all in
-    /// one write, only while `token` holds and the batch takes results. Also renews the lease.
+    /// one write, as `decisions::commit_answer` decides (also while the batch is cancelling, so
+    /// finished lines are kept). Also renews the lease.
     async fn checkpoint(
         &self,
         batch: &BatchRef,
@@ -284,7 +285,7 @@ pub trait BatchStore: Send + Sync {
         part: &Part,
         lease_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<ChunkWrite, StoreError>;
 
     /// Marks the chunk done and counts it on the batch, once, while `token` holds.
     async fn complete_chunk(
@@ -294,14 +295,15 @@ pub trait BatchStore: Send + Sync {
         token: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Extends the chunk's lease while `token` holds (a processor between checkpoints).
+    /// Extends the chunk's lease as `decisions::renew_answer` decides (a processor between
+    /// checkpoints); the answer is how a holder with nothing to commit learns of a cancel.
     async fn renew_chunk(
         &self,
         batch: &BatchRef,
         chunk: u32,
         token: &str,
         lease_until: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<ChunkWrite, StoreError>;
 
     /// Gives the chunk up (a processor near its deadline or shutting down).
     async fn release_chunk(

@@ -1,9 +1,12 @@
 //! Backoff: between upstream attempts (exponential with full jitter, unless the upstream said how
-//! long to wait), and between storage writes refused for contention.
+//! long to wait), and between storage writes refused for contention; and whether a failed
+//! upstream attempt is tried again at all.
 
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::ports::UpstreamError;
 
 pub const BASE_DELAY: Duration = Duration::from_millis(500);
 pub const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -36,9 +39,75 @@ pub fn delay_before_retry(attempt: u32, retry_after: Option<Duration>) -> Durati
     retry_after.unwrap_or_else(|| full_jitter(attempt))
 }
 
+/// How rate limits count against `max_attempts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimits {
+    /// Like any other failure (an async job: its caller waits on it).
+    CountAsAttempts,
+    /// Not at all: the caller's window bounds them instead (a batch line rides out 429s for up
+    /// to its 24 h window, which is what a batch is for).
+    RideOut,
+}
+
+/// Whether a failed upstream attempt is tried again, the window aside: never for a permanent
+/// error; a rate limit always under [`RateLimits::RideOut`]; otherwise while fewer than
+/// `max_attempts` attempts were made (bad JSON, truncated bodies, cut streams and 5xx end there).
+pub fn tries_again(
+    error: &UpstreamError,
+    attempts: u32,
+    max_attempts: u32,
+    rate_limits: RateLimits,
+) -> bool {
+    if !error.is_retryable() {
+        return false;
+    }
+    let rate_limited = matches!(error, UpstreamError::Status { status: 429, .. });
+    (rate_limited && rate_limits == RateLimits::RideOut) || attempts < max_attempts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(status: u16) -> UpstreamError {
+        UpstreamError::Status {
+            status,
+            error: None,
+            retry_after: None,
+            should_retry: None,
+        }
+    }
+
+    #[test]
+    fn every_retryable_error_but_a_ridden_out_rate_limit_ends_after_max_attempts() {
+        let bad_body = UpstreamError::InvalidResponse("truncated".into());
+        for error in [status(500), status(408), bad_body, UpstreamError::Timeout] {
+            for rate_limits in [RateLimits::CountAsAttempts, RateLimits::RideOut] {
+                assert!(tries_again(&error, 4, 5, rate_limits), "{error}");
+                assert!(!tries_again(&error, 5, 5, rate_limits), "{error}");
+            }
+        }
+        assert!(tries_again(&status(429), 500, 5, RateLimits::RideOut));
+        assert!(!tries_again(
+            &status(429),
+            5,
+            5,
+            RateLimits::CountAsAttempts
+        ));
+    }
+
+    #[test]
+    fn a_permanent_error_is_never_tried_again() {
+        for rate_limits in [RateLimits::CountAsAttempts, RateLimits::RideOut] {
+            assert!(!tries_again(&status(400), 1, 5, rate_limits));
+            assert!(!tries_again(
+                &UpstreamError::NoRoute("m".into()),
+                1,
+                5,
+                rate_limits
+            ));
+        }
+    }
 
     #[test]
     fn jittered_delay_stays_under_the_exponential_ceiling() {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::StoreError;
 use crate::job::{Finish, JobError, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem, WorkQueue};
-use crate::retry::delay_before_retry;
+use crate::retry::{RateLimits, delay_before_retry, tries_again};
 use crate::service::{Deps, MAX_QUEUE_DELAY};
 
 /// What the trigger does with the message it was given.
@@ -251,7 +251,12 @@ pub async fn run_job(
             }
             Err(error) => error,
         };
-        if !error.is_retryable() || job.attempts >= policy.max_attempts {
+        if !tries_again(
+            &error,
+            job.attempts,
+            policy.max_attempts,
+            RateLimits::CountAsAttempts,
+        ) {
             tracing::info!(attempts = job.attempts, %error, "job failed");
             finish(
                 deps,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prism_core::batch::decisions::{self, CancelDecision};
 use prism_core::batch::{
-    Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim,
+    Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use prism_core::batch_input::ChunkPlan;
@@ -343,18 +343,19 @@ impl BatchStore for SqliteBatchStore {
         part: &Part,
         lease_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ChunkWrite, StoreError> {
         let (batch, token, part) = (batch.clone(), token.to_owned(), part.clone());
         self.db
             .write(move |conn| {
                 let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
-                    return Ok(false);
+                    return Ok(ChunkWrite::Refused);
                 };
                 let Some(mut record) = load_chunk(conn, batch.id.as_str(), chunk)? else {
-                    return Ok(false);
+                    return Ok(ChunkWrite::Refused);
                 };
-                if !decisions::may_commit(&current, &record, &token, now) {
-                    return Ok(false);
+                let answer = decisions::commit_answer(&current, &record, &token, now);
+                if answer == ChunkWrite::Refused {
+                    return Ok(answer);
                 }
                 record.cursor += part.lines;
                 record.parts.push(part.clone());
@@ -381,7 +382,7 @@ impl BatchStore for SqliteBatchStore {
                     part.failed,
                     to_json(&usage)?
                 ])?;
-                Ok(true)
+                Ok(answer)
             })
             .await
     }
@@ -392,17 +393,24 @@ impl BatchStore for SqliteBatchStore {
         chunk: u32,
         token: &str,
         lease_until: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ChunkWrite, StoreError> {
         let (batch, token) = (batch.clone(), token.to_owned());
         self.db
             .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE batch_chunks SET lease_expires_at = ?4 WHERE batch_id = ?1 AND idx = ?2 \
-                     AND lease_token = ?3 AND done = 0 \
-                     AND EXISTS (SELECT 1 FROM batches WHERE id = ?1 AND status = 'in_progress')",
-                )?
-                .execute(params![batch.id.as_str(), chunk, token, lease_until.0])
-                .map(|n| n == 1)
+                let (Some(current), Some(record)) = (
+                    load(conn, batch.tenant.as_str(), batch.id.as_str())?,
+                    load_chunk(conn, batch.id.as_str(), chunk)?,
+                ) else {
+                    return Ok(ChunkWrite::Refused);
+                };
+                let answer = decisions::renew_answer(&current, &record, &token);
+                if answer != ChunkWrite::Refused {
+                    conn.prepare_cached(
+                        "UPDATE batch_chunks SET lease_expires_at = ?3 WHERE batch_id = ?1 AND idx = ?2",
+                    )?
+                    .execute(params![batch.id.as_str(), chunk, lease_until.0])?;
+                }
+                Ok(answer)
             })
             .await
     }

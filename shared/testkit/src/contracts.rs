@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use prism_core::batch::{
-    BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, ChunkClaim,
+    BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use prism_core::batch_input::{BatchError, ChunkPlan};
@@ -1071,26 +1071,35 @@ pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: Ports) {
         ChunkClaim::Busy { .. }
     ));
     let until = now.plus(HOUR);
-    assert!(
-        !p.batches
+    assert_eq!(
+        p.batches
             .checkpoint(&batch, 0, "b", &part("p0", 4, 1), until, now)
             .await
-            .unwrap()
+            .unwrap(),
+        ChunkWrite::Refused
     );
-    assert!(
+    assert_eq!(
         p.batches
             .checkpoint(&batch, 0, "a", &part("p1", 4, 1), until, now)
             .await
-            .unwrap()
+            .unwrap(),
+        ChunkWrite::Running
     );
-    assert!(
+    assert_eq!(
         p.batches
             .checkpoint(&batch, 0, "a", &part("p2", 5, 0), until, now)
             .await
-            .unwrap()
+            .unwrap(),
+        ChunkWrite::Running
     );
-    assert!(p.batches.renew_chunk(&batch, 0, "a", until).await.unwrap());
-    assert!(!p.batches.renew_chunk(&batch, 0, "b", until).await.unwrap());
+    assert_eq!(
+        p.batches.renew_chunk(&batch, 0, "a", until).await.unwrap(),
+        ChunkWrite::Running
+    );
+    assert_eq!(
+        p.batches.renew_chunk(&batch, 0, "b", until).await.unwrap(),
+        ChunkWrite::Refused
+    );
     let running = p
         .batches
         .get(&batch.tenant, &batch.id)
@@ -1133,26 +1142,31 @@ pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: Ports) {
         claim(&p, &batch, 1, "d").await,
         ChunkClaim::Claimed { .. }
     ));
-    assert!(
+    assert_eq!(
         p.batches
             .checkpoint(&batch, 1, "d", &part("p3", 3, 0), until, now)
             .await
-            .unwrap()
+            .unwrap(),
+        ChunkWrite::Running
     );
     assert!(p.batches.release_chunk(&batch, 1, "d").await.unwrap());
     match claim(&p, &batch, 1, "e").await {
         ChunkClaim::Claimed { chunk, .. } => assert_eq!(chunk.cursor, 3),
         other => panic!("expected a claim, got {other:?}"),
     }
-    assert!(
-        !p.batches
+    assert_eq!(
+        p.batches
             .checkpoint(&batch, 1, "d", &part("p4", 1, 0), until, now)
             .await
-            .unwrap()
+            .unwrap(),
+        ChunkWrite::Refused
     );
 }
 
-pub async fn a_cancelled_batch_takes_no_more_claims_or_checkpoints(p: Ports) {
+/// A cancelling batch takes no new claims, but its holders' finished lines still land (they are
+/// paid for) and every write tells them to stop; once the cancel's finalizer claims the batch,
+/// nothing more lands.
+pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_claims(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;
     let now = p.clock.now();
@@ -1188,11 +1202,23 @@ pub async fn a_cancelled_batch_takes_no_more_claims_or_checkpoints(p: Ports) {
         BatchCancelOutcome::NotFound
     );
     let until = now.plus(HOUR);
-    assert!(
-        !p.batches
+    assert_eq!(
+        p.batches
             .checkpoint(&batch, 0, "a", &part("late", 1, 0), until, now)
             .await
-            .unwrap()
+            .unwrap(),
+        ChunkWrite::Stopping
+    );
+    assert_eq!(
+        p.batches.renew_chunk(&batch, 0, "a", until).await.unwrap(),
+        ChunkWrite::Stopping
+    );
+    assert_eq!(
+        p.batches
+            .checkpoint(&batch, 0, "x", &part("stranger", 1, 0), until, now)
+            .await
+            .unwrap(),
+        ChunkWrite::Refused
     );
     assert_eq!(claim(&p, &batch, 1, "b").await, ChunkClaim::Closed);
     let chunks = p.batches.chunks(&batch).await.unwrap();
@@ -1200,7 +1226,37 @@ pub async fn a_cancelled_batch_takes_no_more_claims_or_checkpoints(p: Ports) {
         chunks[0].is_claimed(now),
         "the claim stays until its holder lets go"
     );
+    assert_eq!(chunks[0].cursor, 1, "the finished line was kept");
+    let counted = p
+        .batches
+        .get(&batch.tenant, &batch.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted.counts.completed, 1);
     assert!(p.batches.release_chunk(&batch, 0, "a").await.unwrap());
+    let finalize = FinalizeLease {
+        token: "f".into(),
+        expires_at: now.plus(HOUR),
+        outcome: BatchOutcome::Cancelled,
+        output_file_id: ids.file_id(now),
+        error_file_id: ids.file_id(now),
+    };
+    assert!(
+        p.batches
+            .claim_finalize(&batch, &finalize, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        p.batches
+            .checkpoint(&batch, 0, "a", &part("after", 1, 0), until, now)
+            .await
+            .unwrap(),
+        ChunkWrite::Refused,
+        "nothing lands once the finalizer may have read the parts"
+    );
 }
 
 pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
@@ -1405,7 +1461,7 @@ macro_rules! port_contract {
             blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing,
             batch_plan_and_fail_happen_only_while_validating,
             chunk_claims_fence_checkpoints_and_counts_add_up,
-            a_cancelled_batch_takes_no_more_claims_or_checkpoints,
+            a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_claims,
             finalize_has_one_winner_and_finish_needs_its_token,
             batches_list_newest_first_and_count_only_unfinished,
             an_expired_batch_takes_no_claims,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::batch::{
     Batch, BatchCancelOutcome, BatchOutcome, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
-    FinalizeLease,
+    ChunkWrite, FinalizeLease,
 };
 use crate::clock::Timestamp;
 use crate::ports::Lease;
@@ -52,10 +52,41 @@ pub fn chunk_claim(
     Ok((batch, claimed))
 }
 
-/// Whether a part may be committed under `token`: the batch takes results and the chunk is
-/// unfinished and claimed with that token.
-pub fn may_commit(batch: &Batch, chunk: &Chunk, token: &str, now: Timestamp) -> bool {
-    accepts_results(batch, now) && !chunk.done && chunk.lease_token.as_deref() == Some(token)
+/// What a write by a chunk's holder answers while the batch is in `status`, the window aside: a
+/// running batch takes its results; a cancelling one still takes the results of lines that
+/// finished (they are paid for, and the cancel's finalizer waits for the claims to go, so none
+/// is missed) but tells the holder to stop; any other refuses (a finalizer may have read the
+/// parts). The AWS adapter builds its write conditions from this, status by status.
+pub fn chunk_write_in(status: BatchStatus) -> ChunkWrite {
+    match status {
+        BatchStatus::InProgress => ChunkWrite::Running,
+        BatchStatus::Cancelling => ChunkWrite::Stopping,
+        BatchStatus::Validating
+        | BatchStatus::Finalizing
+        | BatchStatus::Completed
+        | BatchStatus::Failed
+        | BatchStatus::Expired
+        | BatchStatus::Cancelled => ChunkWrite::Refused,
+    }
+}
+
+/// What committing a part under `token` answers: refused unless the chunk is unfinished and
+/// claimed with that token; a running batch takes parts only inside its window (past it, the
+/// expiry's finalizer owns the batch).
+pub fn commit_answer(batch: &Batch, chunk: &Chunk, token: &str, now: Timestamp) -> ChunkWrite {
+    match renew_answer(batch, chunk, token) {
+        ChunkWrite::Running if now >= batch.expires_at => ChunkWrite::Refused,
+        answer => answer,
+    }
+}
+
+/// What renewing the lease under `token` answers: as a commit, without the window (a renewal
+/// adds no result; the window's end is for the finalizer to act on).
+pub fn renew_answer(batch: &Batch, chunk: &Chunk, token: &str) -> ChunkWrite {
+    if chunk.done || chunk.lease_token.as_deref() != Some(token) {
+        return ChunkWrite::Refused;
+    }
+    chunk_write_in(batch.status)
 }
 
 /// The lease a finalize claim holds on `current`: the caller's on a batch not yet finalizing; a
@@ -324,16 +355,64 @@ mod tests {
             ..chunk()
         };
         let running = batch(BatchStatus::InProgress);
-        assert!(may_commit(&running, &held, "t", NOW));
-        assert!(!may_commit(&running, &held, "u", NOW));
-        assert!(!may_commit(
-            &batch(BatchStatus::Cancelling),
-            &held,
-            "t",
-            NOW
-        ));
-        let done = Chunk { done: true, ..held };
-        assert!(!may_commit(&running, &done, "t", NOW));
+        assert_eq!(
+            commit_answer(&running, &held, "t", NOW),
+            ChunkWrite::Running
+        );
+        assert_eq!(
+            commit_answer(&running, &held, "u", NOW),
+            ChunkWrite::Refused
+        );
+        let past = Timestamp(10_000);
+        assert_eq!(
+            commit_answer(&running, &held, "t", past),
+            ChunkWrite::Refused
+        );
+        assert_eq!(renew_answer(&running, &held, "t"), ChunkWrite::Running);
+        let done = Chunk {
+            done: true,
+            ..held.clone()
+        };
+        assert_eq!(
+            commit_answer(&running, &done, "t", NOW),
+            ChunkWrite::Refused
+        );
+        for status in [
+            BatchStatus::Validating,
+            BatchStatus::Finalizing,
+            BatchStatus::Completed,
+            BatchStatus::Failed,
+            BatchStatus::Expired,
+            BatchStatus::Cancelled,
+        ] {
+            assert_eq!(
+                commit_answer(&batch(status), &held, "t", NOW),
+                ChunkWrite::Refused
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelling_batch_still_takes_its_holders_finished_lines_and_tells_it_to_stop() {
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            ..chunk()
+        };
+        let cancelling = batch(BatchStatus::Cancelling);
+        assert_eq!(
+            commit_answer(&cancelling, &held, "t", NOW),
+            ChunkWrite::Stopping
+        );
+        assert_eq!(
+            commit_answer(&cancelling, &held, "t", Timestamp(10_000)),
+            ChunkWrite::Stopping,
+            "the cancel's finalizer, not the window, fences it"
+        );
+        assert_eq!(renew_answer(&cancelling, &held, "t"), ChunkWrite::Stopping);
+        assert_eq!(
+            commit_answer(&cancelling, &held, "u", NOW),
+            ChunkWrite::Refused
+        );
     }
 
     #[test]

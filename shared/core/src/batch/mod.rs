@@ -442,6 +442,18 @@ pub enum ChunkClaim {
     Closed,
 }
 
+/// What a write by a chunk's holder (a part commit or a lease renewal) answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkWrite {
+    /// Written; the batch is running: carry on.
+    Running,
+    /// Written; the batch is being cancelled: commit what has finished, start nothing more,
+    /// abort what is in flight and let the chunk go.
+    Stopping,
+    /// Nothing written: the claim no longer holds, or the batch takes no more results.
+    Refused,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum BatchCancelOutcome {
     /// Now `cancelling` (or already `cancelling` / `cancelled`): answered 200.

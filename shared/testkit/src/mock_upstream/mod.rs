@@ -81,6 +81,11 @@ impl MockUpstream {
         self.stats.aborted(model)
     }
 
+    /// Requests for `model` answered in full (the client got a result it was billed for).
+    pub fn finished(&self, model: &str) -> u64 {
+        self.stats.finished(model)
+    }
+
     /// All counters, as `GET /_stats` reports them.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()

@@ -8,19 +8,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-/// What `GET /_stats` reports: requests received and requests abandoned, per model.
+/// What `GET /_stats` reports: requests received, answered and abandoned, per model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
     /// Every request counted under its `model`; unparsable bodies count under `""`.
     pub requests: BTreeMap<String, u64>,
     /// Requests whose handling was dropped before it finished, i.e. the client went away.
     pub aborted: BTreeMap<String, u64>,
+    /// Requests answered in full: a client that got one holds a result it was billed for.
+    #[serde(default)]
+    pub finished: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     requests: u64,
     aborted: u64,
+    finished: u64,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +45,10 @@ impl Stats {
 
     fn record_abort(&self, model: &str) {
         self.bump(model, |counters| &mut counters.aborted);
+    }
+
+    fn record_finish(&self, model: &str) {
+        self.bump(model, |counters| &mut counters.finished);
     }
 
     fn bump(&self, model: &str, field: impl Fn(&mut Counters) -> &mut u64) -> u64 {
@@ -69,6 +77,12 @@ impl Stats {
             .map_or(0, |counters| counters.aborted)
     }
 
+    pub(crate) fn finished(&self, model: &str) -> u64 {
+        self.lock()
+            .get(model)
+            .map_or(0, |counters| counters.finished)
+    }
+
     pub(crate) fn reset(&self) {
         self.lock().clear();
     }
@@ -79,6 +93,7 @@ impl Stats {
         for (model, counters) in by_model.iter() {
             snapshot.requests.insert(model.clone(), counters.requests);
             snapshot.aborted.insert(model.clone(), counters.aborted);
+            snapshot.finished.insert(model.clone(), counters.finished);
         }
         snapshot
     }
@@ -112,6 +127,9 @@ impl CallGuard {
     }
 
     pub(crate) fn finish(&mut self) {
+        if !self.finished {
+            self.stats.record_finish(&self.model);
+        }
         self.finished = true;
     }
 }
@@ -148,6 +166,7 @@ mod tests {
         drop(abandoned);
         assert_eq!(stats.hits("m"), 2);
         assert_eq!(stats.aborted("m"), 1);
+        assert_eq!(stats.finished("m"), 1);
     }
 
     #[test]
