@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use prism_core::batch::decisions::{self, CancelDecision};
 use prism_core::batch::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
-    FinalizeLease, NewBatch, Part,
+    ChunkWrite, FinalizeLease, NewBatch, Part,
 };
 use prism_core::batch_input::ChunkPlan;
 use prism_core::list::Page;
@@ -162,16 +162,17 @@ impl BatchStore for MemoryBatchStore {
         part: &Part,
         lease_until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ChunkWrite, StoreError> {
         let mut rows = lock(&self.rows);
         let Some(row) = find(&mut rows, batch) else {
-            return Ok(false);
+            return Ok(ChunkWrite::Refused);
         };
         let Some(record) = row.chunks.get_mut(chunk as usize) else {
-            return Ok(false);
+            return Ok(ChunkWrite::Refused);
         };
-        if !decisions::may_commit(&row.batch, record, token, now) {
-            return Ok(false);
+        let answer = decisions::commit_answer(&row.batch, record, token, now);
+        if answer == ChunkWrite::Refused {
+            return Ok(answer);
         }
         record.cursor += part.lines;
         record.parts.push(part.clone());
@@ -179,7 +180,7 @@ impl BatchStore for MemoryBatchStore {
         row.batch.counts.completed += u64::from(part.completed);
         row.batch.counts.failed += u64::from(part.failed);
         row.batch.usage.add(&part.usage);
-        Ok(true)
+        Ok(answer)
     }
 
     async fn complete_chunk(
@@ -212,24 +213,19 @@ impl BatchStore for MemoryBatchStore {
         chunk: u32,
         token: &str,
         lease_until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        // The port gives no `now`, so this cannot ask `may_commit`; it keeps the adapters' own
-        // condition (the batch in progress, the chunk unfinished and held under `token`).
+    ) -> Result<ChunkWrite, StoreError> {
         let mut rows = lock(&self.rows);
-        let Some(row) =
-            find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::InProgress)
-        else {
-            return Ok(false);
+        let Some(row) = find(&mut rows, batch) else {
+            return Ok(ChunkWrite::Refused);
         };
-        let Some(record) = row
-            .chunks
-            .get_mut(chunk as usize)
-            .filter(|c| !c.done && c.lease_token.as_deref() == Some(token))
-        else {
-            return Ok(false);
+        let Some(record) = row.chunks.get_mut(chunk as usize) else {
+            return Ok(ChunkWrite::Refused);
         };
-        record.lease_expires_at = Some(lease_until);
-        Ok(true)
+        let answer = decisions::renew_answer(&row.batch, record, token);
+        if answer != ChunkWrite::Refused {
+            record.lease_expires_at = Some(lease_until);
+        }
+        Ok(answer)
     }
 
     async fn release_chunk(
