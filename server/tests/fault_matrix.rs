@@ -48,7 +48,11 @@ async fn submit(env: &Env, path: &str, body: &Value, key: &str, prompt: String) 
             request = request.header("x-prism-async", "true");
         }
         let response = request.send().await.unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         let job: Value = response.json().await.unwrap();
         let id = job["id"].as_str().unwrap().to_owned();
         if !ids.contains(&id) {
@@ -89,15 +93,23 @@ async fn jobs_and_a_batch_under_random_faults_and_two_kills_end_exactly_once() {
     let model = |kind: &str| format!("mock-chaos-20-{seed}-{kind}");
 
     let input = chat_batch_input("line", &model("batch"), LINES);
-    let prompts: HashMap<String, String> =
-        (0..LINES).map(|i| (format!("line-{i}"), i.to_string())).collect();
+    let prompts: HashMap<String, String> = (0..LINES)
+        .map(|i| (format!("line-{i}"), i.to_string()))
+        .collect();
     let batch_id = env.start_batch(&input).await;
     let mut asyncs = Vec::new();
     for i in 0..JOBS {
         let prompt = format!("async {i}");
         let body = chat_body(&model("async"), &prompt);
         let key = format!("fm-async-{seed}-{i}");
-        asyncs.push(Ok(submit(&env, "/v1/chat/completions", &body, &key, prompt).await));
+        asyncs.push(Ok(submit(
+            &env,
+            "/v1/chat/completions",
+            &body,
+            &key,
+            prompt,
+        )
+        .await));
     }
     let mut scheduled = Vec::new();
     for i in 0..SCHEDULED {
@@ -133,7 +145,14 @@ async fn jobs_and_a_batch_under_random_faults_and_two_kills_end_exactly_once() {
     let mut verdict = Verdict::default();
     check_jobs(&mut verdict, "async", &asyncs, &finals, &CHAOS_CODES);
     check_jobs(&mut verdict, "scheduled", &scheduled, &finals, &CHAOS_CODES);
-    check_batch(&mut verdict, &batch, &output, &errors, &prompts, &CHAOS_CODES);
+    check_batch(
+        &mut verdict,
+        &batch,
+        &output,
+        &errors,
+        &prompts,
+        &CHAOS_CODES,
+    );
     let stats = serde_json::to_value(env.mock.stats()).unwrap();
     let [a, s, b] = ["async", "sched", "batch"].map(|kind| Calls::of(&stats, &model(kind)));
     let jobs = Calls {
@@ -157,7 +176,14 @@ async fn jobs_and_a_batch_under_random_faults_and_two_kills_end_exactly_once() {
     let report: Vec<String> = verdict
         .checks
         .iter()
-        .map(|c| format!("{} {}: {}", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail))
+        .map(|c| {
+            format!(
+                "{} {}: {}",
+                if c.pass { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            )
+        })
         .collect();
     eprintln!("{}\noutcomes: {:?}", report.join("\n"), verdict.outcomes);
     assert!(verdict.passed(), "{}", report.join("\n"));

@@ -89,7 +89,10 @@ pub fn check_jobs(
             "{} of {} accepted{}",
             accepted.len(),
             submitted.len(),
-            refused.first().map(|e| format!("; first refusal: {e}")).unwrap_or_default()
+            refused
+                .first()
+                .map(|e| format!("; first refusal: {e}"))
+                .unwrap_or_default()
         ),
     );
     let replays_differ = accepted.iter().filter(|s| s.ids.len() > 1).count();
@@ -209,7 +212,11 @@ pub fn check_batch(
     verdict.check(
         "batch: request_counts match the files",
         matches,
-        format!("{counts} vs {} output, {} error", output.len(), errors.len()),
+        format!(
+            "{counts} vs {} output, {} error",
+            output.len(),
+            errors.len()
+        ),
     );
 }
 
@@ -279,7 +286,10 @@ pub fn check_calls(verdict: &mut Verdict, calls: Calls, bound: &Bound<'_>) {
     );
     let paid_bound = bound.items + repeat_allowance;
     verdict.check(
-        format!("{}: answered (paid) calls within items + kills × in flight", bound.kind),
+        format!(
+            "{}: answered (paid) calls within items + kills × in flight",
+            bound.kind
+        ),
         calls.ok <= paid_bound,
         format!(
             "{} answered calls for {} items: {} repeats (allowed {repeat_allowance})",

@@ -246,7 +246,11 @@ async fn handle(
         Err(err) => {
             shared.count(&service, "upstream_error");
             let body = format!("fault proxy: the emulator did not answer: {err}");
-            Ok(reply(StatusCode::BAD_GATEWAY, "text/plain", body.into_bytes()))
+            Ok(reply(
+                StatusCode::BAD_GATEWAY,
+                "text/plain",
+                body.into_bytes(),
+            ))
         }
     }
 }
@@ -407,7 +411,8 @@ mod tests {
                 *seen.entry((service, shared.choose(service))).or_default() += 1;
             }
         }
-        let near = |n: Option<&u32>, expected: u32| n.copied().unwrap_or(0).abs_diff(expected) < 300;
+        let near =
+            |n: Option<&u32>, expected: u32| n.copied().unwrap_or(0).abs_diff(expected) < 300;
         assert!(near(seen.get(&("dynamodb", Action::Throttle)), 1_000));
         assert!(near(seen.get(&("sqs", Action::ServerError)), 2_000));
         assert!(near(seen.get(&("s3", Action::ResetAfter)), 500));

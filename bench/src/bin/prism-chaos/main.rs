@@ -116,7 +116,9 @@ async fn main() -> anyhow::Result<()> {
         "aws" => Storage::provision_aws(&format!("chaos-{run}"), args.aws_endpoint.clone()).await?,
         other => anyhow::bail!("unknown backend {other:?}"),
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut prism = Prism::new(args.prism.clone(), &args.out, port, storage);
     std::fs::write(&prism.config, config(&args))?;
     let key = prism.create_key("chaos").await?;
@@ -155,7 +157,10 @@ async fn main() -> anyhow::Result<()> {
         work::submit_scheduled(&api, &models[1], &run, args.scheduled, lead, spread),
     );
     let kill_log = kill_log?;
-    eprintln!("[chaos] submitted after {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "[chaos] submitted after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(args.max_wait_s);
     let ids = |submitted: &[anyhow::Result<Submitted>]| {
@@ -238,14 +243,25 @@ async fn main() -> anyhow::Result<()> {
         "peak_wal_bytes": samples.iter().map(|s| s.wal_bytes).max(),
         "verdict": verdict,
     });
-    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let mut csv = String::from("second,rss_kb,data_bytes,wal_bytes\n");
     for s in &samples {
-        csv.push_str(&format!("{},{},{},{}\n", s.second, s.rss_kb, s.data_bytes, s.wal_bytes));
+        csv.push_str(&format!(
+            "{},{},{},{}\n",
+            s.second, s.rss_kb, s.data_bytes, s.wal_bytes
+        ));
     }
     std::fs::write(args.out.join("samples.csv"), csv)?;
     for check in &verdict.checks {
-        println!("{} {}: {}", if check.pass { "PASS" } else { "FAIL" }, check.name, check.detail);
+        println!(
+            "{} {}: {}",
+            if check.pass { "PASS" } else { "FAIL" },
+            check.name,
+            check.detail
+        );
     }
     println!("outcomes: {:?}", verdict.outcomes);
     println!("wall {finished_s:.1} s, kills {kills}");
@@ -261,7 +277,9 @@ fn kill_moments(args: &Args) -> Vec<Duration> {
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let window = args.kill_window_s.max(1) as f64;
-    let mut times: Vec<f64> = (0..args.kills).map(|_| rng.random::<f64>() * window + 1.0).collect();
+    let mut times: Vec<f64> = (0..args.kills)
+        .map(|_| rng.random::<f64>() * window + 1.0)
+        .collect();
     times.sort_by(f64::total_cmp);
     let mut last = f64::NEG_INFINITY;
     for t in &mut times {

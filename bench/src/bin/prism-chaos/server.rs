@@ -122,7 +122,10 @@ impl Prism {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!("prism exited during start ({status}); see {}", self.log.display());
+                bail!(
+                    "prism exited during start ({status}); see {}",
+                    self.log.display()
+                );
             }
             if Instant::now() > deadline {
                 bail!("prism did not become healthy; see {}", self.log.display());

@@ -36,7 +36,11 @@ impl Api {
     ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + SUBMIT_PATIENCE;
         loop {
-            let mut request = self.http.post(self.url(path)).bearer_auth(&self.key).json(body);
+            let mut request = self
+                .http
+                .post(self.url(path))
+                .bearer_auth(&self.key)
+                .json(body);
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
@@ -53,7 +57,9 @@ impl Api {
                         response.text().await.unwrap_or_default()
                     );
                 }
-                _ if Instant::now() > deadline => bail!("{path} not accepted within {SUBMIT_PATIENCE:?}"),
+                _ if Instant::now() > deadline => {
+                    bail!("{path} not accepted within {SUBMIT_PATIENCE:?}")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -106,7 +112,10 @@ impl Api {
         let (path, body) = match due_in_ms {
             None => ("/v1/chat/completions", chat),
             // Computed once: a replay must carry the same body, `scheduled_at` included.
-            Some(ms) => ("/v1/scheduled", json!({"scheduled_at": rfc3339_in(ms), "request": chat})),
+            Some(ms) => (
+                "/v1/scheduled",
+                json!({"scheduled_at": rfc3339_in(ms), "request": chat}),
+            ),
         };
         let headers: &[(&str, &str)] = match due_in_ms {
             None => &[("idempotency-key", idempotency), ("x-prism-async", "true")],
@@ -151,7 +160,10 @@ pub async fn submit_async(
                 let mut out = Vec::new();
                 for i in mine {
                     let key = format!("{run}-async-{i}");
-                    out.push(api.submit_one(&model, format!("async {run} {i}"), &key, None).await);
+                    out.push(
+                        api.submit_one(&model, format!("async {run} {i}"), &key, None)
+                            .await,
+                    );
                 }
                 out
             })
@@ -183,10 +195,7 @@ pub async fn submit_scheduled(
         let prompt = format!("scheduled {run} {i}");
         async move { api.submit_one(model, prompt, &key, Some(due)).await }
     });
-    futures::stream::iter(submits)
-        .buffered(16)
-        .collect()
-        .await
+    futures::stream::iter(submits).buffered(16).collect().await
 }
 
 /// The batch's input: `lines` chat lines for `model`, custom ids `line-<i>`, prompts
@@ -210,10 +219,12 @@ pub fn batch_input(model: &str, run: &str, lines: usize) -> (String, HashMap<Str
 
 /// Uploads the input and creates the batch; returns its id.
 pub async fn create_batch(api: &Api, input: String) -> anyhow::Result<String> {
-    let form = reqwest::multipart::Form::new().text("purpose", "batch").part(
-        "file",
-        reqwest::multipart::Part::bytes(input.into_bytes()).file_name("chaos.jsonl"),
-    );
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(input.into_bytes()).file_name("chaos.jsonl"),
+        );
     let response = api
         .http
         .post(api.url("/v1/files"))
@@ -227,7 +238,10 @@ pub async fn create_batch(api: &Api, input: String) -> anyhow::Result<String> {
     let file: Value = response.json().await?;
     let body = json!({"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"});
     let batch = api.post_until_accepted("/v1/batches", &body, &[]).await?;
-    Ok(batch["id"].as_str().context("batch without an id")?.to_owned())
+    Ok(batch["id"]
+        .as_str()
+        .context("batch without an id")?
+        .to_owned())
 }
 
 fn is_terminal(status: &str) -> bool {
@@ -251,7 +265,10 @@ pub async fn wait_for_jobs(
             };
             async move { (id.clone(), api.get_json(&path).await) }
         });
-        let seen: Vec<_> = futures::stream::iter(polls).buffer_unordered(32).collect().await;
+        let seen: Vec<_> = futures::stream::iter(polls)
+            .buffer_unordered(32)
+            .collect()
+            .await;
         open.clear();
         for (id, job) in seen {
             let done = match &job {

@@ -47,10 +47,13 @@ pub(crate) struct Chaos {
 
 /// The mix, as cumulative per-10,000 thresholds in the order they are drawn.
 const CHAOS_MIX: [(u64, Fault); 4] = [
-    (2_000, Fault::RateLimited {
-        first: u64::MAX,
-        hint: RetryHint::Seconds,
-    }),
+    (
+        2_000,
+        Fault::RateLimited {
+            first: u64::MAX,
+            hint: RetryHint::Seconds,
+        },
+    ),
     (3_000, Fault::ServerError { first: u64::MAX }),
     (3_500, Fault::Hang),
     (3_700, Fault::Truncated),
@@ -220,7 +223,12 @@ mod tests {
         };
         assert_eq!(Fault::from_model("mock-chaos-20-7"), chaos(20, 7));
         assert_eq!(Fault::from_model("mock-chaos-0-42-async"), chaos(0, 42));
-        for model in ["mock-chaos-20", "mock-chaos-20-", "mock-chaos--7", "mock-chaos-20-x"] {
+        for model in [
+            "mock-chaos-20",
+            "mock-chaos-20-",
+            "mock-chaos--7",
+            "mock-chaos-20-x",
+        ] {
             assert_eq!(Fault::from_model(model), Fault::Healthy, "{model}");
         }
     }
@@ -249,7 +257,13 @@ mod tests {
             *counts.entry(chaos.draw(call).kind()).or_insert(0_u64) += 1;
         }
         // Per cent of calls, within half a point of the mix.
-        for (kind, percent) in [("429", 20), ("500", 10), ("hang", 5), ("truncated", 2), ("ok", 63)] {
+        for (kind, percent) in [
+            ("429", 20),
+            ("500", 10),
+            ("hang", 5),
+            ("truncated", 2),
+            ("ok", 63),
+        ] {
             let measured = counts.get(kind).copied().unwrap_or(0) * 100;
             assert!(
                 measured.abs_diff(percent * calls) <= calls / 2,
