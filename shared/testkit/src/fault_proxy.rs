@@ -51,7 +51,7 @@ pub struct ProxyCounts(pub BTreeMap<String, BTreeMap<String, u64>>);
 /// Where `GET` reads the counters; `_` is not allowed in a bucket name, so no S3 path collides.
 pub const COUNTS_PATH: &str = "/_fault_proxy/counts";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Forward,
     Throttle,
