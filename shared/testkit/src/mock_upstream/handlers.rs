@@ -95,7 +95,7 @@ async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Respo
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
             let (mut guard, call) = CallGuard::begin(&stats, model);
-            match respond(guard.model(), call, &request).await {
+            match respond(&stats, guard.model(), call, &request).await {
                 Ok(Outcome::Whole(response)) => {
                     guard.finish();
                     response
@@ -118,9 +118,21 @@ async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Respo
     response
 }
 
-async fn respond(model: &str, call: u64, request: &ChatRequest) -> Result<Outcome, EncodeError> {
-    match Fault::from_model(model) {
-        Fault::Healthy => healthy(model, request),
+async fn respond(
+    stats: &Stats,
+    model: &str,
+    call: u64,
+    request: &ChatRequest,
+) -> Result<Outcome, EncodeError> {
+    let mut fault = Fault::from_model(model);
+    if let Fault::Chaos(chaos) = fault {
+        tokio::time::sleep(chaos.latency).await;
+        fault = chaos.draw(call);
+        stats.record_draw(model, fault.kind());
+    }
+    match fault {
+        // A chaos model's draw is never itself chaos.
+        Fault::Healthy | Fault::Chaos(_) => healthy(model, request),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
             healthy(model, request)

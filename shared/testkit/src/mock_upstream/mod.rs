@@ -3,8 +3,9 @@
 //!
 //! Fault models (chosen by prefix of the request's `model`, any `-suffix` allowed):
 //! `mock-slow-<ms>`, `mock-429-<n>`, `mock-429ms-<n>`, `mock-quota`, `mock-500-<n>`, `mock-400`,
-//! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`; every other
-//! model echoes the last user message. `GET /_stats` and `POST /_reset` expose the counters.
+//! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
+//! `mock-chaos-<ms>-<seed>` (faults drawn at random per call); every other model echoes the last
+//! user message. `GET /_stats` and `POST /_reset` expose the counters.
 
 mod fault;
 mod handlers;

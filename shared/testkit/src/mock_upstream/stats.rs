@@ -18,13 +18,18 @@ pub struct StatsSnapshot {
     /// Requests answered in full: a client that got one holds a result it was billed for.
     #[serde(default)]
     pub finished: BTreeMap<String, u64>,
+    /// For `mock-chaos` models: what each call drew (`ok`, `429`, `500`, `hang`, `truncated`),
+    /// counted once the latency is over, so a call its client abandoned before then is absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drawn: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Counters {
     requests: u64,
     aborted: u64,
     finished: u64,
+    drawn: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +46,14 @@ impl Stats {
     /// Counts one more request for `model` and returns its 1-based call number.
     pub(crate) fn record_request(&self, model: &str) -> u64 {
         self.bump(model, |counters| &mut counters.requests)
+    }
+
+    /// Counts what a `mock-chaos` call drew.
+    pub(crate) fn record_draw(&self, model: &str, kind: &'static str) {
+        let mut by_model = self.lock();
+        if let Some(counters) = by_model.get_mut(model) {
+            *counters.drawn.entry(kind).or_default() += 1;
+        }
     }
 
     fn record_abort(&self, model: &str) {
@@ -94,6 +107,13 @@ impl Stats {
             snapshot.requests.insert(model.clone(), counters.requests);
             snapshot.aborted.insert(model.clone(), counters.aborted);
             snapshot.finished.insert(model.clone(), counters.finished);
+            if !counters.drawn.is_empty() {
+                let drawn = counters
+                    .drawn
+                    .iter()
+                    .map(|(kind, count)| ((*kind).to_owned(), *count));
+                snapshot.drawn.insert(model.clone(), drawn.collect());
+            }
         }
         snapshot
     }
@@ -167,6 +187,18 @@ mod tests {
         assert_eq!(stats.hits("m"), 2);
         assert_eq!(stats.aborted("m"), 1);
         assert_eq!(stats.finished("m"), 1);
+    }
+
+    #[test]
+    fn draws_count_per_model_and_kind() {
+        let stats = Stats::default();
+        stats.record_request("c");
+        stats.record_draw("c", "429");
+        stats.record_draw("c", "429");
+        stats.record_draw("c", "ok");
+        let drawn = &stats.snapshot().drawn["c"];
+        assert_eq!(drawn["429"], 2);
+        assert_eq!(drawn["ok"], 1);
     }
 
     #[test]

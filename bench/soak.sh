@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The soak test (issue 11): JOBS (10,000) async jobs from CLIENTS (200) concurrent clients plus a
+# LINES (50,000) line batch against `mock-slow-LATENCY_MS` (200 ms), with KILLS (2) SIGKILLs of
+# `prism serve` (embedded) at random moments, run by `prism-chaos` under `nice`. Zero lost and
+# exactly once (prism-chaos's checks), prism's RSS and the data directory and WAL sampled every
+# second. Raw output in bench/out/soak/ (report.json, samples.csv, chaos.txt, prism.log); the
+# markdown summary, with RSS / data / WAL over time, in bench/out/soak/summary.md.
+#
+# Knobs: JOBS CLIENTS LINES KILLS KILL_WINDOW_S LATENCY_MS WORKER_CONCURRENCY MODEL_CONCURRENCY
+# EVERY_S (table row spacing), PROFILE (release), SKIP_BUILD=1.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${BENCH_OUT:-$ROOT/bench/out/soak}"
+PROFILE="${PROFILE:-release}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+JOBS="${JOBS:-10000}"
+CLIENTS="${CLIENTS:-200}"
+LINES="${LINES:-50000}"
+KILLS="${KILLS:-2}"
+KILL_WINDOW_S="${KILL_WINDOW_S:-60}"
+LATENCY_MS="${LATENCY_MS:-200}"
+WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-64}"
+MODEL_CONCURRENCY="${MODEL_CONCURRENCY:-500}"
+EVERY_S="${EVERY_S:-10}"
+
+log() { printf '[soak.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+source "$ROOT/bench/lib.sh"
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    flag=(); [[ "$PROFILE" == release ]] && flag=(--release)
+    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench) || die "build failed"
+fi
+mkdir -p "$OUT"
+rm -rf "${OUT:?}"/*
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-soak.XXXXXX")"
+PIDS=()
+cleanup() {
+    trap - EXIT
+    stop "${PIDS[@]}"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+start_mock
+
+log "$JOBS jobs from $CLIENTS clients + $LINES lines on mock-slow-$LATENCY_MS, $KILLS kills"
+start_s=$(date +%s)
+nice "$BIN/prism-chaos" --prism "$BIN/prism" --mock "$MOCK_URL" --model "mock-slow-$LATENCY_MS" \
+    --jobs "$JOBS" --clients "$CLIENTS" --scheduled 0 --lines "$LINES" --kills "$KILLS" \
+    --kill-window-s "$KILL_WINDOW_S" --worker-concurrency "$WORKER_CONCURRENCY" \
+    --model-concurrency "$MODEL_CONCURRENCY" --max-wait-s 1800 --out "$OUT" \
+    >"$OUT/chaos.txt" 2>"$OUT/chaos.log"
+rc=$?
+wall=$(($(date +%s) - start_s))
+log "exit $rc after $wall s"
+{
+    echo "Command: \`bench/soak.sh\` (JOBS=$JOBS CLIENTS=$CLIENTS LINES=$LINES KILLS=$KILLS LATENCY_MS=$LATENCY_MS PROFILE=$PROFILE), wall $wall s, exit $rc"
+    echo
+    sed 's/^/    /' "$OUT/chaos.txt"
+    echo
+    jq -r '"Peak RSS \((.peak_rss_kb // 0) / 1024 | floor) MB; peak data dir \((.peak_data_bytes // 0) / 1048576 | floor) MB; peak WAL \((.peak_wal_bytes // 0) / 1048576 | floor) MB; kills at \(.kills | map(.at_s | floor | tostring + " s") | join(", "))"' "$OUT/report.json"
+    echo
+    echo "| second | RSS MB | data dir MB | WAL MB |"
+    echo "|---|---|---|---|"
+    awk -F, -v every="$EVERY_S" 'NR > 1 && ($1 % every == 0) { printf "| %d | %.0f | %.1f | %.1f |\n", $1, $2 / 1024, $3 / 1048576, $4 / 1048576 }' "$OUT/samples.csv"
+} >"$OUT/summary.md"
+cat "$OUT/summary.md"
+exit "$rc"
