@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use prism_core::batch_service::BatchPolicy;
-use prism_core::file_service::FilePolicy;
-use prism_core::service::JobPolicy;
+use prism_core::batches::service::BatchPolicy;
+use prism_core::files::service::FilePolicy;
+use prism_core::jobs::service::JobPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
 use serde::Deserialize;
 

@@ -11,9 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::dispatch::{QueueAction, dead_letter_item, run_delivery};
+use crate::jobs::service::Deps;
 use crate::ports::WorkQueue;
-use crate::service::Deps;
-use crate::worker::{QueueAction, dead_letter_item, run_delivery};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {

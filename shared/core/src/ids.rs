@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rand::Rng;
 
 use crate::clock::Timestamp;
-use crate::job::JobKind;
+use crate::jobs::JobKind;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const BODY_LEN: usize = 26;

@@ -1,20 +1,16 @@
 //! Prism's domain: ids, clocks, jobs and their state machine, the ports adapters implement, and
 //! the services (submit, cancel, run) that every trigger and every backend shares.
 
-pub mod batch;
-pub mod batch_finalize;
-pub mod batch_input;
-pub mod batch_service;
-pub mod batch_worker;
+pub mod batches;
 pub mod chat;
 pub mod clock;
 pub mod consumer;
+pub mod dispatch;
 pub mod error;
-pub mod file_service;
 pub mod files;
 pub mod gate;
 pub mod ids;
-pub mod job;
+pub mod jobs;
 pub mod json_strict;
 pub mod keys;
 pub mod list;
@@ -22,14 +18,11 @@ pub mod ports;
 pub mod reconcile;
 pub mod retry;
 pub mod routing;
-pub mod scheduled;
-pub mod service;
 pub mod stage;
 pub mod upstream;
-pub mod worker;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
 pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
-pub use job::{Job, JobError, JobKind, JobStatus};
+pub use jobs::{Job, JobError, JobKind, JobStatus};
 pub use stage::{PerStage, Stage};

@@ -8,16 +8,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::batch::{
+use crate::batches::input::ChunkPlan;
+use crate::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
-use crate::batch_input::ChunkPlan;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::files::{FileListQuery, FileRecord, UploadError, UploadStream};
 use crate::ids::{BatchId, FileId, JobId, TenantId};
-use crate::job::{Finish, Job, JobError, JobKind, JobRef, NewJob};
+use crate::jobs::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
 

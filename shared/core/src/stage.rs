@@ -2,7 +2,7 @@
 //! one per [`Stage`]. A new stage is a variant here (the compiler then names every `match` to
 //! extend) plus its queue in the template.
 
-use crate::batch::BatchRef;
+use crate::batches::BatchRef;
 use crate::ports::WorkItem;
 
 /// A kind of deferred work, each with its own queue (and dead-letter queue) on AWS.

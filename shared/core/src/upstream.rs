@@ -2,7 +2,7 @@
 //! sync call, the error a failed async or scheduled job reports, and the error of a batch output
 //! line all come from [`client_error`], so the same failure reads the same everywhere.
 
-use crate::job::JobError;
+use crate::jobs::JobError;
 use crate::ports::UpstreamError;
 
 /// What a client is shown for an upstream failure.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use prism_core::consumer::{ConsumerConfig, IdleWait, consume};
+use prism_core::jobs::service::Deps;
 use prism_core::reconcile::reconcile_every;
-use prism_core::service::Deps;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{SqliteJobStore, SqliteWorkQueue};

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use prism_core::Clock;
-use prism_core::batch_service::BatchPolicy;
-use prism_core::file_service::FilePolicy;
+use prism_core::batches::service::BatchPolicy;
+use prism_core::files::service::FilePolicy;
 use prism_core::gate::ModelGate;
 use prism_core::ids::IdGenerator;
+use prism_core::jobs::service::{Deps, JobPolicy};
 use prism_core::ports::Upstream;
-use prism_core::service::{Deps, JobPolicy};
 
 use crate::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteScheduler,

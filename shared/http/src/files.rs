@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{StreamExt, TryStreamExt};
-use prism_core::file_service::{
+use prism_core::files::service::{
     self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_filename,
     upload_purpose, upload_too_large,
 };

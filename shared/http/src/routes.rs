@@ -1,5 +1,5 @@
 //! Routes and handlers. Handlers only translate HTTP to service calls and back; behaviour lives
-//! in `prism_core::service`.
+//! in `prism_core::jobs::service`.
 
 use std::time::Duration;
 
@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
-use prism_core::batch_service;
+use prism_core::batches::service;
 use prism_core::chat::summarize_chat_request;
 use prism_core::ids::new_request_id;
+use prism_core::jobs::service::{self, Deps, model_not_found};
 use prism_core::json_strict::reject_duplicate_keys;
 use prism_core::list::ListQuery;
-use prism_core::service::{self, Deps, model_not_found};
 use prism_core::{JobKind, TenantId};
 use serde_json::json;
 use tower_http::timeout::RequestBodyTimeoutLayer;

@@ -7,21 +7,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::batch_service::BatchPolicy;
+use crate::batches::service::BatchPolicy;
 use crate::chat::summarize_chat_request;
 use crate::clock::Clock;
 use crate::clock::Timestamp;
 use crate::error::{ServiceError, StoreError};
-use crate::file_service::FilePolicy;
+use crate::files::service::FilePolicy;
 use crate::gate::ModelGate;
 use crate::ids::{IdGenerator, JobId, TenantId};
-use crate::job::{Job, JobKind, NewJob};
+use crate::jobs::scheduled::parse_schedule_request;
+use crate::jobs::{Job, JobKind, NewJob};
 use crate::list::{ListQuery, Page};
 use crate::ports::{
     BatchStore, BlobStore, CancelOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore,
     Scheduler, Upstream, WorkItem, WorkQueue,
 };
-use crate::scheduled::parse_schedule_request;
 
 /// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
 /// [`Scheduler`].

@@ -10,6 +10,8 @@ use crate::clock::Timestamp;
 use crate::ids::{JobId, TenantId};
 
 pub mod decisions;
+pub mod scheduled;
+pub mod service;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {

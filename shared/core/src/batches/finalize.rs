@@ -7,16 +7,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::batch::decisions;
-use crate::batch::{
+use crate::batches::decisions;
+use crate::batches::process::{chunk_lines, error_line, new_token, read_all};
+use crate::batches::{
     Batch, BatchRef, Chunk, FinalizeLease, LineTarget, RequestCounts, Usage, decode_part_line,
 };
-use crate::batch_worker::{chunk_lines, error_line, new_token, read_all};
+use crate::dispatch::QueueAction;
 use crate::error::StoreError;
 use crate::files::{FilePurpose, FileRecord, file_blob_key};
+use crate::jobs::service::Deps;
 use crate::ports::BatchResult;
-use crate::service::Deps;
-use crate::worker::QueueAction;
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
@@ -71,7 +71,7 @@ async fn release_input(deps: &Deps, batch: &Batch) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let file = &batch.input_file_id;
     if deps.files.get(&batch.tenant, file, now).await?.is_none()
-        && !crate::file_service::input_in_use(deps, &batch.tenant, file).await?
+        && !crate::files::service::input_in_use(deps, &batch.tenant, file).await?
     {
         deps.blobs
             .delete(&file_blob_key(&batch.tenant, file))

@@ -14,23 +14,23 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{
+use crate::batches::input::{
+    BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
+};
+use crate::batches::{
     Batch, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, LineTarget, Part, Usage,
     encode_part_line, encode_ranges, part_key,
 };
-use crate::batch_input::{
-    BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
-};
 use crate::clock::Timestamp;
+use crate::dispatch::QueueAction;
 use crate::error::StoreError;
 use crate::files::{UploadStream, file_blob_key};
+use crate::jobs::service::Deps;
 use crate::ports::{Lease, UpstreamError, WorkItem};
 use crate::retry::delay_before_retry;
-use crate::service::Deps;
 use crate::upstream::{client_error, error_body};
-use crate::worker::QueueAction;
 
-pub use crate::batch_finalize::try_finalize;
+pub use crate::batches::finalize::try_finalize;
 
 /// After a storage failure the message is left to reappear this soon.
 const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::chat::summarize_chat_request;
 use crate::clock::Timestamp;
 use crate::error::ServiceError;
-use crate::job::Metadata;
+use crate::jobs::Metadata;
 
 /// How far in the past `scheduled_at` may be (clock skew, a slow client): such a job runs at once.
 pub const MAX_PAST: Duration = Duration::from_secs(60);

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::StoreError;
-use crate::job::{Finish, JobError, JobRef};
+use crate::jobs::service::{Deps, MAX_QUEUE_DELAY};
+use crate::jobs::{Finish, JobError, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Delivery, Lease, UpstreamError, WorkItem, WorkQueue};
 use crate::retry::delay_before_retry;
-use crate::service::{Deps, MAX_QUEUE_DELAY};
 
 /// What the trigger does with the message it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub async fn handle_delivery_until(
     let id = match &delivery.item {
         WorkItem::Job(id) => id,
         batch_item => {
-            return crate::batch_worker::handle_batch_delivery(
+            return crate::batches::process::handle_batch_delivery(
                 deps,
                 batch_item,
                 delivery.receive_count,
@@ -143,9 +143,9 @@ pub async fn run_delivery(
 pub async fn dead_letter_item(deps: &Deps, item: &WorkItem) -> QueueAction {
     let result = match item {
         WorkItem::Job(job) => dead_letter(deps, job).await.map(|()| QueueAction::Ack),
-        WorkItem::PlanBatch(batch) => crate::batch_worker::dead_plan(deps, batch).await,
+        WorkItem::PlanBatch(batch) => crate::batches::process::dead_plan(deps, batch).await,
         WorkItem::RunChunk { batch, chunk } => {
-            crate::batch_worker::dead_chunk(deps, batch, *chunk).await
+            crate::batches::process::dead_chunk(deps, batch, *chunk).await
         }
         // Finalizing is idempotent: send it back to its own queue for another try.
         WorkItem::FinalizeBatch(batch) => deps
