@@ -13,7 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use prism_app::aws::{AppError, ConfigSource, connect_aws};
 use prism_app::config::{Config, ConfigError, HttpSection};
 use prism_core::consumer::{ConsumerConfig, consume, consume_dead_letters};
-use prism_core::jobs::service::Deps;
+use prism_core::deps::Deps;
 use prism_core::ports::KeyStore;
 use prism_core::reconcile::reconcile_every;
 use prism_core::{Clock, StoreError, SystemClock};

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
+use prism_core::deps::Deps;
 use prism_core::gate::ModelGate;
 use prism_core::ids::IdGenerator;
-use prism_core::jobs::service::Deps;
 use prism_core::{Clock, SystemClock};
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
 

@@ -11,11 +11,11 @@ use prism_app::aws::{AwsApp, ConfigSource, connect_aws};
 use prism_app::config::Config;
 use prism_aws::provision;
 use prism_core::batches::service::create_batch;
+use prism_core::clock::format_rfc3339;
 use prism_core::consumer::consume_dead_letters;
 use prism_core::dispatch::{QueueAction, handle_delivery};
 use prism_core::files::FilePurpose;
 use prism_core::files::service::{register_upload, store_upload};
-use prism_core::jobs::scheduled::format_rfc3339;
 use prism_core::jobs::service::{cancel_job, submit_async_job, submit_scheduled_job};
 use prism_core::ports::{WorkItem, WorkQueue};
 use prism_core::reconcile::reconcile;
@@ -212,7 +212,7 @@ fn scheduled_body(due: prism_core::Timestamp, model: &str) -> Vec<u8> {
 
 /// The app's dependencies on a manual clock: the scheduler and queues keep real time, so only
 /// what Prism itself decides by the clock (lead times, the due check) moves with it.
-fn on_manual_clock(app: &AwsApp) -> (prism_core::jobs::service::Deps, ManualClock) {
+fn on_manual_clock(app: &AwsApp) -> (prism_core::deps::Deps, ManualClock) {
     let clock = ManualClock::new();
     let mut deps = app.deps.clone();
     deps.clock = std::sync::Arc::new(clock.clone());

@@ -71,6 +71,14 @@ impl IdGenerator {
     }
 }
 
+/// A fresh fencing token for a lease (a job run, a chunk claim, a finalize claim): 128 random
+/// bits, so no two claims ever share one.
+pub fn new_lease_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// An id for one HTTP request, returned as `x-request-id` and put on its log lines.
 pub fn new_request_id() -> String {
     let mut bytes = [0u8; 16];

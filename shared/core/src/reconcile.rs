@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::batches::BatchStatus;
-use crate::batches::process::queue_unfinished_chunks;
+use crate::batches::plan::queue_unfinished_chunks;
 use crate::clock::Timestamp;
+use crate::deps::Deps;
 use crate::error::StoreError;
-use crate::jobs::service::Deps;
 use crate::ports::WorkItem;
 
 /// What one pass did; also the reconciler Lambda's answer.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use prism_core::consumer::{ConsumerConfig, IdleWait, consume};
-use prism_core::jobs::service::Deps;
+use prism_core::deps::Deps;
 use prism_core::reconcile::reconcile_every;
 use tokio_util::sync::CancellationToken;
 

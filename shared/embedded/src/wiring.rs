@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use prism_core::Clock;
 use prism_core::batches::service::BatchPolicy;
+use prism_core::deps::Deps;
 use prism_core::files::service::FilePolicy;
 use prism_core::gate::ModelGate;
 use prism_core::ids::IdGenerator;
-use prism_core::jobs::service::{Deps, JobPolicy};
+use prism_core::jobs::service::JobPolicy;
 use prism_core::ports::Upstream;
 
 use crate::{

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use prism_core::batches::process::{run_chunk, try_finalize};
+use prism_core::batches::finalize::try_finalize;
+use prism_core::batches::process::run_chunk;
 use prism_core::batches::service::{BatchPolicy, cancel_batch, create_batch};
 use prism_core::batches::{BatchRef, BatchStatus};
+use prism_core::deps::Deps;
 use prism_core::dispatch::{QueueAction, dead_letter_item, handle_delivery};
 use prism_core::files::FilePurpose;
 use prism_core::files::service::{register_upload, store_upload};
-use prism_core::jobs::service::Deps;
 use prism_core::ports::{WorkItem, WorkQueue};
 use prism_core::{SystemClock, TenantId};
 use prism_embedded::{Database, EmbeddedBackend, Policies, SqliteWorkQueue};

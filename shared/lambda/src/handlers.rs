@@ -5,8 +5,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
 use prism_core::StoreError;
+use prism_core::deps::Deps;
 use prism_core::dispatch::{QueueAction, dead_letter_item, handle_delivery};
-use prism_core::jobs::service::Deps;
 use prism_core::ports::{Delivery, WorkItem, WorkQueue};
 use prism_core::reconcile::{ReconcileReport, reconcile};
 use tokio::time::Instant;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
+use prism_core::deps::Deps;
 use prism_core::jobs::NewJob;
-use prism_core::jobs::service::Deps;
 use prism_core::ports::{
     Completion, Delivery, Receipt, Relay, Upstream, UpstreamError, WorkItem, WorkQueue,
 };

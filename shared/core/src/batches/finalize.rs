@@ -8,14 +8,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::batches::decisions;
-use crate::batches::process::{chunk_lines, error_line, new_token, read_all};
+use crate::batches::output::error_line;
+use crate::batches::process::chunk_lines;
 use crate::batches::{
     Batch, BatchRef, Chunk, FinalizeLease, LineTarget, RequestCounts, Usage, decode_part_line,
 };
+use crate::deps::Deps;
 use crate::dispatch::QueueAction;
 use crate::error::StoreError;
 use crate::files::{FilePurpose, FileRecord, file_blob_key};
-use crate::jobs::service::Deps;
+use crate::ids::new_lease_token;
 use crate::ports::BatchResult;
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
@@ -34,7 +36,7 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
         Err(None) => return Ok(QueueAction::Ack),
     };
     let lease = FinalizeLease {
-        token: new_token(),
+        token: new_lease_token(),
         expires_at: now.plus(deps.batch_policy.lease),
         outcome,
         output_file_id: deps.ids.file_id(now),
@@ -242,4 +244,14 @@ async fn file_lines(
         out.push(b'\n');
     }
     Ok(Bytes::from(out))
+}
+
+/// Every byte of a stored blob, as the chunks it was read in.
+async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
+    let mut stream = deps.blobs.get(key).await?;
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk?);
+    }
+    Ok(chunks)
 }

@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::batches::input::{BatchError, ChunkPlan};
 use crate::clock::Timestamp;
 use crate::ids::{BatchId, FileId, TenantId};
-use crate::jobs::Metadata;
+use crate::metadata::Metadata;
 
 pub mod decisions;
 pub mod finalize;
 pub mod input;
+pub mod output;
+pub mod plan;
 pub mod process;
 pub mod service;
 

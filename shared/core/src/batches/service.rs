@@ -9,12 +9,12 @@ use serde_json::value::RawValue;
 use crate::batches::{
     Batch, BatchCancelOutcome, BatchRef, CHAT_COMPLETIONS, COMPLETION_WINDOW, NewBatch,
 };
+use crate::deps::{Deps, trigger_at};
 use crate::error::ServiceError;
 use crate::files::FilePurpose;
 use crate::ids::{BatchId, FileId, TenantId};
-use crate::jobs::scheduled::parse_metadata;
-use crate::jobs::service::{Deps, trigger_at};
 use crate::list::Page;
+use crate::metadata::parse_metadata;
 use crate::ports::WorkItem;
 
 /// Knobs of batch execution, read once from configuration.

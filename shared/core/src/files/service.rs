@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::files::{
     BATCH_INPUT_TTL, FileListQuery, FilePurpose, FileRecord, UploadError, UploadStream, Utf8Check,
     file_blob_key,
 };
 use crate::ids::{FileId, TenantId};
-use crate::jobs::service::Deps;
 use crate::list::Page;
 use crate::ports::BlobStream;
 

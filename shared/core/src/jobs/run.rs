@@ -1,0 +1,231 @@
+//! Running one job: claim it under a lease, call the upstream with retries while watching for a
+//! cancel, and record the outcome with the lease's fencing token; and failing a job whose
+//! message was dead-lettered. [`crate::dispatch`] hands it the job's deliveries.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::deps::Deps;
+use crate::error::StoreError;
+use crate::ids::new_lease_token;
+use crate::jobs::{Finish, JobError, JobRef};
+use crate::ports::{ClaimOutcome, Completion, Lease, UpstreamError};
+use crate::retry::delay_before_retry;
+
+/// How a run ended, before it is mapped to a queue action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Finished,
+    /// Another worker holds a live lease; come back after it ends.
+    Busy(Duration),
+    /// A retry is due later than is worth sleeping for; the lease was released.
+    RetryLater(Duration),
+    /// A scheduled job delivered this long before its time.
+    NotDue(Duration),
+}
+
+/// Drives a dead-lettered job to `failed` with code `processing_failed`, unless it already ended.
+pub async fn dead_letter(deps: &Deps, id: &JobRef) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    let failed = deps
+        .jobs
+        .fail_unfinished(
+            id,
+            &JobError::processing_failed(),
+            now,
+            now.plus(deps.job_policy.retention),
+        )
+        .await?;
+    if failed {
+        tracing::warn!("job dead-lettered and failed with processing_failed");
+    }
+    Ok(())
+}
+
+/// Runs one job to a terminal state, or until a retry is due later than is worth waiting for.
+pub async fn run_job(
+    deps: &Deps,
+    id: &JobRef,
+    deadline: Option<Instant>,
+    stop: &CancellationToken,
+) -> Result<RunOutcome, StoreError> {
+    let policy = &deps.job_policy;
+    let now = deps.clock.now();
+    let attempt_budget = attempt_timeout(policy.upstream_timeout, deadline);
+    let lease = Lease {
+        token: new_lease_token(),
+        expires_at: now.plus(attempt_budget + policy.lease_margin),
+    };
+    let mut job = match deps.jobs.claim(id, &lease, now).await? {
+        ClaimOutcome::Claimed(job) => job,
+        ClaimOutcome::Busy { lease_expires_at } => {
+            // Not ours to run: reappear just after the live lease ends, never acknowledge.
+            return Ok(RunOutcome::Busy(
+                now.until(lease_expires_at) + Duration::from_secs(1),
+            ));
+        }
+        ClaimOutcome::NotDue { due_at } => {
+            // Come back just after the due time, never before it.
+            return Ok(RunOutcome::NotDue(
+                now.until(due_at) + Duration::from_millis(100),
+            ));
+        }
+        ClaimOutcome::Terminal(_) | ClaimOutcome::Missing => return Ok(RunOutcome::Finished),
+    };
+    let Some(body) = deps.jobs.request_body(id).await? else {
+        return Ok(RunOutcome::Finished);
+    };
+    let token = lease.token;
+    loop {
+        let timeout = attempt_timeout(policy.upstream_timeout, deadline);
+        let attempt = watch_cancel(
+            deps,
+            id,
+            &token,
+            stop,
+            call_upstream(deps, &job.model, &body, timeout),
+        )
+        .await;
+        let result = match attempt {
+            Watched::Cancelled => {
+                tracing::info!("job cancelled while running; upstream call aborted");
+                return Ok(RunOutcome::Finished);
+            }
+            Watched::Stopped => return give_back(deps, id, &token).await,
+            Watched::Done(result) => result,
+        };
+        let error = match result {
+            Ok(completion) => {
+                finish(
+                    deps,
+                    id,
+                    &token,
+                    Finish::Completed {
+                        result: completion.body,
+                    },
+                )
+                .await?;
+                return Ok(RunOutcome::Finished);
+            }
+            Err(error) => error,
+        };
+        if !error.is_retryable() || job.attempts >= policy.max_attempts {
+            tracing::info!(attempts = job.attempts, %error, "job failed");
+            finish(
+                deps,
+                id,
+                &token,
+                Finish::Failed {
+                    error: error.to_job_error(),
+                },
+            )
+            .await?;
+            return Ok(RunOutcome::Finished);
+        }
+        let wait = delay_before_retry(job.attempts, error.retry_after());
+        tracing::debug!(attempts = job.attempts, ?wait, %error, "retrying upstream call");
+        let fits_deadline = deadline.is_none_or(|d| Instant::now() + wait + timeout < d);
+        if wait > policy.max_inline_retry_wait || !fits_deadline {
+            let retry_at = deps.clock.now().plus(wait);
+            deps.jobs.release(id, &token, retry_at).await?;
+            return Ok(RunOutcome::RetryLater(wait));
+        }
+        match watch_cancel(deps, id, &token, stop, tokio::time::sleep(wait)).await {
+            Watched::Cancelled => return Ok(RunOutcome::Finished),
+            Watched::Stopped => return give_back(deps, id, &token).await,
+            Watched::Done(()) => {}
+        }
+        let lease_until = deps
+            .clock
+            .now()
+            .plus(attempt_timeout(policy.upstream_timeout, deadline) + policy.lease_margin);
+        if !deps.jobs.begin_attempt(id, &token, lease_until).await? {
+            return Ok(RunOutcome::Finished);
+        }
+        job.attempts += 1;
+    }
+}
+
+/// Shutdown: release the lease so the job can be claimed again at once.
+async fn give_back(deps: &Deps, id: &JobRef, token: &str) -> Result<RunOutcome, StoreError> {
+    tracing::info!("worker stopping; job released for another worker");
+    deps.jobs.release(id, token, deps.clock.now()).await?;
+    Ok(RunOutcome::RetryLater(Duration::ZERO))
+}
+
+fn attempt_timeout(configured: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => configured.min(d.saturating_duration_since(Instant::now())),
+        None => configured,
+    }
+}
+
+async fn call_upstream(
+    deps: &Deps,
+    model: &str,
+    body: &Bytes,
+    timeout: Duration,
+) -> Result<Completion, UpstreamError> {
+    let _yielded = deps.model_gate.interactive(model);
+    deps.upstream.complete(model, body.clone(), timeout).await
+}
+
+async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    let kept = deps
+        .jobs
+        .finish(
+            id,
+            token,
+            &outcome,
+            now,
+            now.plus(deps.job_policy.retention),
+        )
+        .await?;
+    if !kept {
+        // Cancelled meanwhile, or a newer lease took over: that writer's outcome stands.
+        tracing::info!(
+            status = outcome.status().as_str(),
+            "outcome discarded: lease no longer held"
+        );
+    }
+    Ok(())
+}
+
+enum Watched<T> {
+    Done(T),
+    /// The job was cancelled (or taken over): it is no longer ours.
+    Cancelled,
+    /// This worker is shutting down.
+    Stopped,
+}
+
+/// Runs `work` while polling the store; drops it (aborting any request) once the job is no
+/// longer running under `token`.
+async fn watch_cancel<T>(
+    deps: &Deps,
+    id: &JobRef,
+    token: &str,
+    stop: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Watched<T> {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(deps.job_policy.cancel_poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return Watched::Done(out),
+            _ = stop.cancelled() => return Watched::Stopped,
+            _ = ticker.tick() => match deps.jobs.still_holds(id, token).await {
+                Ok(true) => {}
+                Ok(false) => return Watched::Cancelled,
+                Err(error) => tracing::warn!(%error, "could not poll job status; continuing"),
+            },
+        }
+    }
+}
