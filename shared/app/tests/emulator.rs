@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use prism_app::aws::{AwsApp, ConfigSource, connect_aws};
+use prism_app::aws::{AwsApp, ConfigSource, ProviderKeys, connect_aws};
 use prism_app::config::Config;
 use prism_aws::provision;
 use prism_core::batches::service::create_batch;
@@ -55,9 +55,14 @@ async fn app_with_mock() -> (AwsApp, MockUpstream) {
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value.clone())
     };
-    let app = connect_aws(ConfigSource::Loaded(Box::new(config)), env, Duration::ZERO)
-        .await
-        .unwrap();
+    let app = connect_aws(
+        ConfigSource::Loaded(Box::new(config)),
+        env,
+        Duration::ZERO,
+        ProviderKeys::Fetch,
+    )
+    .await
+    .unwrap();
     (app, mock)
 }
 

@@ -49,3 +49,57 @@ pub async fn trigger_at(deps: &Deps, item: &WorkItem, due: Timestamp) -> Result<
         deps.scheduler.schedule(item, due).await
     }
 }
+
+/// The knobs of every service, read once from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    pub jobs: JobPolicy,
+    pub files: FilePolicy,
+    pub batches: BatchPolicy,
+}
+
+/// One backend's adapters, one per storage and delivery port.
+pub struct Adapters {
+    pub jobs: Arc<dyn JobStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub batches: Arc<dyn BatchStore>,
+    pub files: Arc<dyn FileStore>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl Deps {
+    /// The one place [`Deps`] is assembled; each backend's wiring (`EmbeddedBackend::new`,
+    /// `prism_app::aws::connect_aws`) hands it its adapters. The id generator and the model gate
+    /// are per process.
+    pub fn new(
+        adapters: Adapters,
+        upstream: Arc<dyn Upstream>,
+        clock: Arc<dyn Clock>,
+        policies: Policies,
+    ) -> Self {
+        let Adapters {
+            jobs,
+            queue,
+            scheduler,
+            batches,
+            files,
+            blobs,
+        } = adapters;
+        Self {
+            jobs,
+            queue,
+            scheduler,
+            batches,
+            files,
+            blobs,
+            upstream,
+            clock,
+            ids: Arc::new(IdGenerator::new()),
+            model_gate: Arc::new(ModelGate::new(policies.batches.model_concurrency)),
+            job_policy: policies.jobs,
+            file_policy: policies.files,
+            batch_policy: policies.batches,
+        }
+    }
+}
