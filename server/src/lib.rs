@@ -1,5 +1,6 @@
-//! The `prism` binary's library half: configuration, the embedded wiring of every port, and the
-//! commands (`serve`, `keys`). `main.rs` only parses arguments and reports errors.
+//! The `prism` binary's library half: the commands (`serve`, `keys`) over the backends' wiring
+//! functions (`prism_embedded::EmbeddedBackend`, `prism_app::aws::connect_aws`). `main.rs` only
+//! parses arguments and reports errors.
 
 pub mod cli;
 pub mod keys;

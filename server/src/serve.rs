@@ -1,27 +1,28 @@
-//! `prism serve`: wires a backend's adapters, the upstream client, the router and the workers
-//! into one process, and shuts them down in order. `--backend embedded` runs on SQLite in the data
-//! directory; `--backend aws` runs the same router and workers against DynamoDB, SQS and S3 (how
-//! a team runs Prism's workers as containers when Lambda's limits do not suit them).
+//! `prism serve`: wiring only. Calls a backend's one wiring function, starts its worker runtime,
+//! serves the router on a listener, and shuts them down in order. `--backend embedded` runs on
+//! SQLite in the data directory (`EmbeddedBackend`, `WorkerRuntime`); `--backend aws` runs the
+//! same router and workers against DynamoDB, SQS and S3 (`prism_app::aws::connect_aws`,
+//! `prism_app::runtime::run_workers`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prism_app::aws::{AppError, ConfigSource, connect_aws};
+use prism_app::aws::{AppError, ConfigSource, ProviderKeys, connect_aws};
 use prism_app::config::{Config, ConfigError, HttpSection};
-use prism_core::consumer::{ConsumerConfig, consume, consume_dead_letters};
+use prism_app::http::{HttpHost, app_state};
+use prism_app::runtime::{SQS_RECEIVE_WAIT, run_workers};
+use prism_core::consumer::ConsumerConfig;
+use prism_core::deps::Deps;
 use prism_core::ports::KeyStore;
-use prism_core::reconcile::reconcile_every;
-use prism_core::service::Deps;
 use prism_core::{Clock, StoreError, SystemClock};
 use prism_embedded::{
-    DATABASE_FILE, DataDirLock, Database, EmbeddedBackend, LockError, Policies, RuntimeConfig,
+    DATABASE_FILE, DataDirLock, Database, EmbeddedBackend, LockError, RuntimeConfig,
     SqliteKeyStore, WorkerRuntime,
 };
-use prism_http::{AppState, DEFAULT_KEY_CACHE_TTL, HttpLimits, KeyCache, router};
+use prism_http::router;
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -49,10 +50,6 @@ pub enum ServeError {
     Listen(std::net::SocketAddr, std::io::Error),
 }
 
-/// A receive on SQS waits this long for messages; short enough that shutdown is prompt.
-const SQS_RECEIVE_WAIT: Duration = Duration::from_secs(5);
-const DEAD_LETTER_VISIBILITY: Duration = Duration::from_secs(60);
-
 /// Serves until `shutdown` is cancelled (SIGTERM or SIGINT in `main`).
 pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), ServeError> {
     let config = Config::load(args.config.as_deref())?;
@@ -79,7 +76,7 @@ async fn serve_embedded(
     )?;
     let EmbeddedBackend {
         deps,
-        store,
+        jobs,
         batches,
         queue,
     } = EmbeddedBackend::new(
@@ -87,13 +84,9 @@ async fn serve_embedded(
         &data_dir,
         Arc::clone(&clock),
         Arc::new(upstream),
-        Policies {
-            jobs: config.job_policy(),
-            files: config.file_policy(),
-            batches: config.batch_policy(),
-        },
+        config.embedded_policies(),
     );
-    let reclaimed = store.reclaim_all_leases(clock.now()).await?
+    let reclaimed = jobs.reclaim_all_leases(clock.now()).await?
         + batches.reclaim_all_leases(clock.now()).await?;
     if reclaimed > 0 {
         tracing::info!(reclaimed, "reclaimed leases of the previous process");
@@ -103,7 +96,7 @@ async fn serve_embedded(
 
     let runtime = WorkerRuntime::new(
         deps.clone(),
-        store,
+        jobs,
         queue,
         RuntimeConfig {
             consumer: ConsumerConfig {
@@ -132,45 +125,15 @@ async fn serve_aws(
         ConfigSource::Loaded(Box::new(config.clone())),
         |name| std::env::var(name).ok(),
         SQS_RECEIVE_WAIT,
+        ProviderKeys::Fetch,
     )
     .await?;
-    let deps = app.deps.clone();
-    let consumer = ConsumerConfig {
-        concurrency: config.workers.concurrency,
-        batch: 10,
-        visibility: config.workers.visibility,
-        shutdown_grace: config.workers.shutdown_grace,
-    };
-    // One consumer per queue, as one function per queue on Lambda: jobs and the batch stages.
-    let backend = &app.backend;
-    let mut loops = Vec::new();
-    for (_, queue) in backend.queues.iter() {
-        let (deps, queue, shutdown) = (deps.clone(), queue.clone(), shutdown.clone());
-        let consumer = consumer.clone();
-        loops.push(tokio::spawn(async move {
-            // The receive itself long-polls, so an empty one needs no extra wait.
-            let idle = Box::new(|| async {}.boxed());
-            consume(&deps, Arc::new(queue), &consumer, idle, &shutdown).await;
-        }));
-    }
-    for (_, dlq) in backend.dead_letters.iter() {
-        let (deps, dlq, shutdown) = (deps.clone(), dlq.clone(), shutdown.clone());
-        loops.push(tokio::spawn(async move {
-            consume_dead_letters(&deps, &dlq, DEAD_LETTER_VISIBILITY, &shutdown).await;
-        }));
-    }
-    let reconciler = tokio::spawn(reconcile_every(
-        deps.clone(),
-        config.workers.reconcile_every,
-        shutdown.clone(),
-    ));
-    let keys: Arc<dyn KeyStore> = Arc::new(app.backend.keys.clone());
+    let (deps, keys): (Deps, Arc<dyn KeyStore>) =
+        (app.deps.clone(), Arc::new(app.backend.keys.clone()));
+    let workers = tokio::spawn(run_workers(app, shutdown.clone()));
     let served = serve_http(&args, &config, deps, keys, &shutdown).await;
-    loops.push(reconciler);
-    for task in loops {
-        if let Err(error) = task.await {
-            tracing::error!(%error, "a worker loop ended abnormally");
-        }
+    if let Err(error) = workers.await {
+        tracing::error!(%error, "worker runtime ended abnormally");
     }
     tracing::info!("prism stopped");
     served
@@ -185,16 +148,7 @@ async fn serve_http(
     keys: Arc<dyn KeyStore>,
     shutdown: &CancellationToken,
 ) -> Result<(), ServeError> {
-    let app = router(AppState {
-        deps,
-        keys: KeyCache::new(keys, DEFAULT_KEY_CACHE_TTL),
-        limits: HttpLimits {
-            max_body_bytes: config.http.max_body_bytes,
-            sync_deadline: config.http.sync_deadline,
-            max_inflight_body_bytes: config.http.max_inflight_body_bytes,
-            body_read_timeout: Some(config.http.body_read_timeout),
-        },
-    });
+    let app = router(app_state(config, deps, keys, HttpHost::Listener));
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

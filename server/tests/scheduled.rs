@@ -14,7 +14,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// Seconds of an RFC 3339 UTC time, to compare with the unix-second timestamps of the object.
 fn unix_seconds(rfc3339: &str) -> i64 {
-    prism_core::scheduled::parse_rfc3339(rfc3339)
+    prism_core::clock::parse_rfc3339(rfc3339)
         .unwrap()
         .unix_seconds()
 }
@@ -24,9 +24,9 @@ async fn scheduled_job_runs_at_its_time_and_holds_the_completion() {
     let env = start(Setup::default()).await;
     // Given with a +02:00 offset: answered in UTC.
     let due = rfc3339_in(2_000);
-    let due_utc = prism_core::scheduled::parse_rfc3339(&due).unwrap();
+    let due_utc = prism_core::clock::parse_rfc3339(&due).unwrap();
     let shifted = prism_core::Timestamp(due_utc.millis() + 2 * HOUR_MS);
-    let local = prism_core::scheduled::format_rfc3339(shifted).replace('Z', "+02:00");
+    let local = prism_core::clock::format_rfc3339(shifted).replace('Z', "+02:00");
     let body = json!({
         "scheduled_at": local,
         "request": chat_body("gpt-sched", "scheduled hello"),

@@ -1,11 +1,11 @@
-//! `prism-validate`: throughput of batch input validation (`prism_core::batch_input::Planner`)
+//! `prism-validate`: throughput of batch input validation (`prism_core::batches::input::Planner`)
 //! over a realistic JSONL file generated in memory, fed in 64 KiB chunks as an upload streams.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use prism_core::batch_input::{PlanOutcome, Planner, PlannerLimits};
+use prism_core::batches::input::{PlanOutcome, Planner, PlannerLimits};
 
 const ENDPOINT: &str = "/v1/chat/completions";
 const FEED_CHUNK: usize = 64 * 1024;

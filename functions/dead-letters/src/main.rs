@@ -2,11 +2,9 @@
 //! stage) settles its item: a job fails with `processing_failed` unless it already ended, a batch
 //! stage settles its batch.
 
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use prism_app::aws::{ConfigSource, connect_aws_without_provider_keys};
+use prism_app::aws::{ProviderKeys, connect_lambda};
 use prism_lambda::cli::{FunctionInfo, handle_flags};
 use prism_lambda::handle_dead_letter_event;
 
@@ -24,14 +22,8 @@ const FUNCTION: FunctionInfo = FunctionInfo {
 async fn main() -> Result<(), Error> {
     handle_flags(&FUNCTION);
     prism_lambda::init_tracing();
-    // Lambda polls the queue for us: this function never receives, so no receive wait.
     // Never calls the upstream, so its role needs no access to provider keys.
-    let app = connect_aws_without_provider_keys(
-        ConfigSource::Parameter,
-        |key| std::env::var(key).ok(),
-        Duration::ZERO,
-    )
-    .await?;
+    let app = connect_lambda(ProviderKeys::Skip).await?;
     let deps = &app.deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle_dead_letter_event(deps, event.payload).await)

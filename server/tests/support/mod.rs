@@ -554,7 +554,7 @@ pub fn job_path(id: &str) -> String {
 pub fn rfc3339_in(offset_ms: i64) -> String {
     use prism_core::Clock;
     let now = prism_core::SystemClock.now();
-    prism_core::scheduled::format_rfc3339(prism_core::Timestamp(now.millis() + offset_ms))
+    prism_core::clock::format_rfc3339(prism_core::Timestamp(now.millis() + offset_ms))
 }
 
 /// A JSONL batch input of `count` chat lines for `model`, custom ids `{prefix}-{i}`.

@@ -1,16 +1,14 @@
-//! Wiring of the AWS backend: resource names from the environment, the routing configuration
-//! from a file or an SSM parameter, provider keys from Secrets Manager, and the core's
-//! dependencies over the DynamoDB/SQS/S3 adapters. Used by every Lambda at init and by
-//! `prism serve --backend aws`.
+//! The AWS backend's one wiring function ([`connect_aws`]): resource names from the environment,
+//! the routing configuration from a file or an SSM parameter, provider keys from Secrets
+//! Manager, and the core's dependencies over the DynamoDB/SQS/S3 adapters. Every Lambda calls
+//! it at init through [`connect_lambda`]; `prism serve --backend aws` calls it directly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
-use prism_core::gate::ModelGate;
-use prism_core::ids::IdGenerator;
-use prism_core::service::Deps;
+use prism_core::deps::{Adapters, Deps};
 use prism_core::{Clock, SystemClock};
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
 
@@ -49,33 +47,30 @@ pub enum ConfigSource {
     Parameter,
 }
 
-/// Connects to AWS (or the emulator named by `AWS_ENDPOINT_URL`) and builds the dependencies,
-/// provider keys included. `receive_wait` is how long queue receives long-poll.
-pub async fn connect_aws(
-    source: ConfigSource,
-    env: impl Fn(&str) -> Option<String>,
-    receive_wait: Duration,
-) -> Result<AwsApp, AppError> {
-    connect(source, env, receive_wait, ProviderKeys::Fetch).await
-}
-
-/// [`connect_aws`] for entry points that never call the upstream (reconciler, dead letters):
-/// provider keys are not read, so their roles need no access to the secret.
-pub async fn connect_aws_without_provider_keys(
-    source: ConfigSource,
-    env: impl Fn(&str) -> Option<String>,
-    receive_wait: Duration,
-) -> Result<AwsApp, AppError> {
-    connect(source, env, receive_wait, ProviderKeys::Skip).await
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ProviderKeys {
+/// Whether an entry point reads the provider keys. Those that never call the upstream
+/// (reconciler, dead letters) skip them, so their roles need no access to the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKeys {
     Fetch,
     Skip,
 }
 
-async fn connect(
+/// What every Lambda calls at init: the configuration from the SSM parameter named by
+/// `PRISM_CONFIG_PARAMETER` (the defaults without one), names from the process environment, and
+/// no receive wait (Lambda polls the queues itself; no function receives).
+pub async fn connect_lambda(keys: ProviderKeys) -> Result<AwsApp, AppError> {
+    connect_aws(
+        ConfigSource::Parameter,
+        |name| std::env::var(name).ok(),
+        Duration::ZERO,
+        keys,
+    )
+    .await
+}
+
+/// Connects to AWS (or the emulator named by `AWS_ENDPOINT_URL`) and builds the dependencies.
+/// `receive_wait` is how long queue receives long-poll.
+pub async fn connect_aws(
     source: ConfigSource,
     env: impl Fn(&str) -> Option<String>,
     receive_wait: Duration,
@@ -96,21 +91,15 @@ async fn connect(
     };
     let upstream = HttpUpstream::new(config.providers(&env, &secrets), UpstreamOptions::default())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let deps = Deps {
+    let adapters = Adapters {
         jobs: Arc::new(backend.jobs.clone()),
         queue: Arc::new(backend.stages.clone()),
         scheduler: Arc::new(backend.scheduler.clone()),
         batches: Arc::new(backend.batches.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
-        upstream: Arc::new(upstream),
-        clock,
-        ids: Arc::new(IdGenerator::new()),
-        job_policy: config.job_policy(),
-        file_policy: config.aws_file_policy(),
-        batch_policy: config.batch_policy(),
-        model_gate: Arc::new(ModelGate::new(config.batch_policy().model_concurrency)),
     };
+    let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
     Ok(AwsApp {
         config,
         backend,

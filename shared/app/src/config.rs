@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use prism_core::batch_service::BatchPolicy;
-use prism_core::file_service::FilePolicy;
-use prism_core::service::JobPolicy;
+use prism_core::batches::service::BatchPolicy;
+use prism_core::deps::Policies;
+use prism_core::files::service::FilePolicy;
+use prism_core::jobs::service::JobPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
 use serde::Deserialize;
 
@@ -155,7 +156,7 @@ fn default_providers() -> Vec<ProviderSection> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSection {
-    /// Jobs run at once by this process.
+    /// Work items (jobs, batch-stage messages) run at once by each of this process's consumers.
     pub concurrency: usize,
     /// Upstream attempts per job, the first included.
     pub max_attempts: u32,
@@ -170,7 +171,8 @@ pub struct WorkerSection {
     pub shutdown_grace: Duration,
     #[serde(with = "humantime_serde")]
     pub reconcile_every: Duration,
-    /// Deliveries of one job before it is failed with `processing_failed`.
+    /// Deliveries of one message (any stage) before it is dead-lettered: a job fails with
+    /// `processing_failed`, a batch stage settles as its dead letter does.
     pub max_receives: u32,
     /// How far a job's lease outlives the upstream attempt it covers.
     #[serde(with = "humantime_serde")]
@@ -301,6 +303,24 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Every service's knobs on the embedded backend.
+    pub fn embedded_policies(&self) -> Policies {
+        Policies {
+            jobs: self.job_policy(),
+            files: self.file_policy(),
+            batches: self.batch_policy(),
+        }
+    }
+
+    /// Every service's knobs on the AWS backend (its own Files API limits).
+    pub fn aws_policies(&self) -> Policies {
+        Policies {
+            jobs: self.job_policy(),
+            files: self.aws_file_policy(),
+            batches: self.batch_policy(),
+        }
     }
 
     pub fn job_policy(&self) -> JobPolicy {

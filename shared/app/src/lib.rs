@@ -1,7 +1,10 @@
-//! Prism's application wiring, shared by the `prism` binary and the Lambda functions:
-//! configuration, and building the core's dependencies ([`prism_core::service::Deps`]) for the
-//! AWS backend (the embedded backend's is `prism_embedded::EmbeddedBackend::new`, which the
-//! `prism` binary, the only one that runs it, calls).
+//! prism-app: Prism's application wiring, shared by the `prism` binary and the Lambda functions:
+//! configuration ([`config`]), the AWS backend's one wiring function ([`aws::connect_aws`]; the
+//! embedded backend's is `prism_embedded::EmbeddedBackend::new`), the HTTP API's state built in
+//! one place ([`http::app_state`]), and the AWS worker runtime of `prism serve --backend aws`
+//! ([`runtime::run_workers`]).
 
 pub mod aws;
 pub mod config;
+pub mod http;
+pub mod runtime;

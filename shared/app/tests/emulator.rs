@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use prism_app::aws::{AwsApp, ConfigSource, connect_aws};
+use prism_app::aws::{AwsApp, ConfigSource, ProviderKeys, connect_aws};
 use prism_app::config::Config;
 use prism_aws::provision;
-use prism_core::batch_service::create_batch;
+use prism_core::batches::service::create_batch;
+use prism_core::clock::format_rfc3339;
 use prism_core::consumer::consume_dead_letters;
-use prism_core::file_service::{register_upload, store_upload};
+use prism_core::dispatch::{QueueAction, handle_delivery};
 use prism_core::files::FilePurpose;
+use prism_core::files::service::{register_upload, store_upload};
+use prism_core::jobs::service::{cancel_job, submit_async_job, submit_scheduled_job};
 use prism_core::ports::{WorkItem, WorkQueue};
 use prism_core::reconcile::reconcile;
-use prism_core::scheduled::format_rfc3339;
-use prism_core::service::{cancel_job, submit_async_job, submit_scheduled_job};
-use prism_core::worker::{QueueAction, handle_delivery};
 use prism_core::{Clock, JobKind, JobStatus, Stage, TenantId};
 use prism_testkit::schedule_pump::EmulatorSchedulePump;
 use prism_testkit::{ManualClock, MockUpstream, TestClock, spawn_mock_upstream};
@@ -55,9 +55,14 @@ async fn app_with_mock() -> (AwsApp, MockUpstream) {
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value.clone())
     };
-    let app = connect_aws(ConfigSource::Loaded(Box::new(config)), env, Duration::ZERO)
-        .await
-        .unwrap();
+    let app = connect_aws(
+        ConfigSource::Loaded(Box::new(config)),
+        env,
+        Duration::ZERO,
+        ProviderKeys::Fetch,
+    )
+    .await
+    .unwrap();
     (app, mock)
 }
 
@@ -212,7 +217,7 @@ fn scheduled_body(due: prism_core::Timestamp, model: &str) -> Vec<u8> {
 
 /// The app's dependencies on a manual clock: the scheduler and queues keep real time, so only
 /// what Prism itself decides by the clock (lead times, the due check) moves with it.
-fn on_manual_clock(app: &AwsApp) -> (prism_core::service::Deps, ManualClock) {
+fn on_manual_clock(app: &AwsApp) -> (prism_core::deps::Deps, ManualClock) {
     let clock = ManualClock::new();
     let mut deps = app.deps.clone();
     deps.clock = std::sync::Arc::new(clock.clone());
@@ -438,7 +443,7 @@ async fn duplicate_chunk_and_finalize_messages_change_nothing_and_finalize_once(
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(first.status, prism_core::batch::BatchStatus::Completed);
+    assert_eq!(first.status, prism_core::batches::BatchStatus::Completed);
     run(
         all_waiting(backend.queues.get(Stage::Finalize)).await,
         Stage::Finalize,

@@ -1,5 +1,5 @@
 //! Batches in DynamoDB: the `BatchStore` port. What each transition decides (whether a batch
-//! takes results, a chunk claim's answers, a finalize lease, a cancel) is `prism_core::batch::
+//! takes results, a chunk claim's answers, a finalize lease, a cancel) is `prism_core::batches::
 //! decisions`; this adapter reads, asks, and writes conditionally on what it read.
 //!
 //! Layout, all in the one table:
@@ -34,12 +34,12 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 use futures::StreamExt;
-use prism_core::batch::decisions::{self, CancelDecision};
-use prism_core::batch::{
+use prism_core::batches::decisions::{self, CancelDecision};
+use prism_core::batches::input::ChunkPlan;
+use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
     ChunkWrite, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
-use prism_core::batch_input::ChunkPlan;
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};

@@ -1,7 +1,7 @@
 //! Jobs in DynamoDB. One item per job under the owner's partition (`pk = T#<tenant>#J`,
 //! `sk = <job id>`), so every read is scoped by tenant and listing is a base-table query in key
 //! order. State transitions are conditional writes (`crate::write`), each decided by
-//! `prism_core::job::decisions` on the item as read or as the refused write saw it; a sparse, sharded GSI (`reconcile`) holds only
+//! `prism_core::jobs::decisions` on the item as read or as the refused write saw it; a sparse, sharded GSI (`reconcile`) holds only
 //! unfinished jobs, keyed by when the reconciler should look at them. Attributes over
 //! [`SPILL_BYTES`] go to S3. `ttl` (seconds) is set at the terminal transition only, and reads
 //! ignore expired items themselves, since TTL deletion lags (and emulators never delete).
@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use bytes::Bytes;
-use prism_core::job::decisions::{self, CancelDecision};
-use prism_core::job::{Finish, JobRef, NewJob};
+use prism_core::jobs::decisions::{self, CancelDecision};
+use prism_core::jobs::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use prism_core::batch::BatchRef;
-use prism_core::job::JobRef;
+use prism_core::batches::BatchRef;
+use prism_core::jobs::JobRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
 use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};

@@ -8,8 +8,8 @@ use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, Target,
 };
+use prism_core::clock::format_rfc3339;
 use prism_core::ports::{Scheduler, WorkItem};
-use prism_core::scheduled::format_rfc3339;
 use prism_core::{StoreError, Timestamp};
 
 use crate::attrs::unavailable;
@@ -152,9 +152,9 @@ mod tests {
 
     #[test]
     fn at_expressions_round_up_to_the_minute_in_utc() {
-        let exact = prism_core::scheduled::parse_rfc3339("2026-04-05T09:00:00Z").unwrap();
+        let exact = prism_core::clock::parse_rfc3339("2026-04-05T09:00:00Z").unwrap();
         assert_eq!(at_expression(exact), "at(2026-04-05T09:00:00)");
-        let later = prism_core::scheduled::parse_rfc3339("2026-04-05T11:00:00.001+02:00").unwrap();
+        let later = prism_core::clock::parse_rfc3339("2026-04-05T11:00:00.001+02:00").unwrap();
         assert_eq!(at_expression(later), "at(2026-04-05T09:01:00)");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::types::{KeyType, ProjectionType, ScalarAttributeType, TimeToLiveStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
-use prism_app::aws::{ConfigSource, connect_aws};
+use prism_app::aws::{ConfigSource, ProviderKeys, connect_aws};
 use prism_aws::stack::{AttributeKind, KeyAttribute, Projection};
 use prism_aws::{AwsSettings, ProvisionOptions, ProvisionedStack, provision, provision_stack};
 
@@ -271,9 +271,14 @@ async fn a_function_started_with_its_template_environment_reads_the_templates_co
     };
     // As the api Lambda starts: settings from the environment, the configuration from the SSM
     // parameter, the provider key from the (stand-in) secret the configuration names.
-    let app = connect_aws(ConfigSource::Parameter, lookup, Duration::ZERO)
-        .await
-        .unwrap();
+    let app = connect_aws(
+        ConfigSource::Parameter,
+        lookup,
+        Duration::ZERO,
+        ProviderKeys::Fetch,
+    )
+    .await
+    .unwrap();
     assert_eq!(app.backend.settings, stack.settings);
     assert_eq!(app.config.providers.len(), 1);
     let secret = app.config.providers[0].api_key_secret.clone().unwrap();

@@ -1,7 +1,7 @@
 //! A long-lived queue consumer, the trigger of a process that runs its own workers (`prism serve`
 //! on either backend): receives as many messages as it has free workers, runs each delivery on
-//! its own task, and on shutdown stops receiving, lets running jobs finish for a grace period,
-//! then stops the rest so their jobs are released for the next worker at once.
+//! its own task, and on shutdown stops receiving, lets running work finish for a grace period,
+//! then stops the rest so their items are released for the next worker at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::deps::Deps;
+use crate::dispatch::{QueueAction, dead_letter_item, run_delivery};
 use crate::ports::WorkQueue;
-use crate::service::Deps;
-use crate::worker::{QueueAction, dead_letter_item, run_delivery};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -100,7 +100,7 @@ async fn drain(mut running: JoinSet<()>, grace: Duration, stop: &CancellationTok
     tracing::info!(
         in_flight = running.len(),
         ?grace,
-        "waiting for running jobs"
+        "waiting for running work"
     );
     let all_done = async |running: &mut JoinSet<()>| while running.join_next().await.is_some() {};
     if tokio::time::timeout(grace, all_done(&mut running))
@@ -111,7 +111,7 @@ async fn drain(mut running: JoinSet<()>, grace: Duration, stop: &CancellationTok
     }
     tracing::warn!(
         remaining = running.len(),
-        "grace period over; releasing running jobs"
+        "grace period over; releasing running work"
     );
     stop.cancel();
     if tokio::time::timeout(SETTLE, all_done(&mut running))
@@ -123,8 +123,9 @@ async fn drain(mut running: JoinSet<()>, grace: Duration, stop: &CancellationTok
     }
 }
 
-/// Consumes a dead-letter queue: every job whose messages ended there fails with
-/// `processing_failed` (unless it already ended), then the dead letter is deleted.
+/// Consumes a dead-letter queue of any stage: each dead letter goes to its stage's handling
+/// ([`dead_letter_item`]: a job or a batch fails, a chunk's unfinished lines fail, a finalize is
+/// tried again), then it is deleted.
 pub async fn consume_dead_letters(
     deps: &Deps,
     queue: &dyn WorkQueue,

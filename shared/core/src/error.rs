@@ -1,8 +1,8 @@
 //! Errors of the domain layer: what a service call can answer, and what a store can fail with.
 //! Each boundary (HTTP, queue) maps these exhaustively.
 
-use crate::batch::BatchStatus;
-use crate::job::JobStatus;
+use crate::batches::BatchStatus;
+use crate::jobs::JobStatus;
 
 /// A storage adapter's failure. All of them are worth retrying later: a logical conflict is not
 /// an error but an outcome of the call that had it.

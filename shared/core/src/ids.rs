@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rand::Rng;
 
 use crate::clock::Timestamp;
-use crate::job::JobKind;
+use crate::jobs::JobKind;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const BODY_LEN: usize = 26;
@@ -69,6 +69,14 @@ impl IdGenerator {
     pub fn key_id(&self, now: Timestamp) -> KeyId {
         KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
     }
+}
+
+/// A fresh fencing token for a lease (a job run, a chunk claim, a finalize claim): 128 random
+/// bits, so no two claims ever share one.
+pub fn new_lease_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// An id for one HTTP request, returned as `x-request-id` and put on its log lines.

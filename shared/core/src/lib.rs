@@ -1,35 +1,46 @@
-//! Prism's domain: ids, clocks, jobs and their state machine, the ports adapters implement, and
-//! the services (submit, cancel, run) that every trigger and every backend shares.
+//! prism-core: Prism's domain, with no IO. Every rule lives here once, and both backends (SQLite
+//! embedded, DynamoDB/SQS/S3 on AWS) and every trigger (HTTP, queue, schedule) share it.
+//!
+//! One folder per aggregate, each holding its model (`mod.rs`), its state-machine decisions as
+//! pure functions (`decisions.rs`), the services behind its HTTP routes (`service.rs`) and the
+//! stages that run it:
+//! - [`jobs`]: async and scheduled completions; [`jobs::run`] runs one.
+//! - [`batches`]: the Batch API; [`batches::input`] validates and plans an input file,
+//!   [`batches::plan`], [`batches::process`] and [`batches::finalize`] are its three stages and
+//!   [`batches::output`] the output-line format.
+//! - [`files`]: the Files API.
+//!
+//! Across them: [`deps`] (what every call is given, and triggering work at a time),
+//! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
+//! consumer), [`reconcile`], [`stage`] (the work stages, listed once), [`ports`] (the traits the
+//! adapters implement), [`upstream`] (the one upstream-failure table), [`gate`] (the per-model
+//! gate), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
+//! routing, retry and error.
 
-pub mod batch;
-pub mod batch_finalize;
-pub mod batch_input;
-pub mod batch_service;
-pub mod batch_worker;
+pub mod batches;
 pub mod chat;
 pub mod clock;
 pub mod consumer;
+pub mod deps;
+pub mod dispatch;
 pub mod error;
-pub mod file_service;
 pub mod files;
 pub mod gate;
 pub mod ids;
-pub mod job;
+pub mod jobs;
 pub mod json_strict;
 pub mod keys;
 pub mod list;
+pub mod metadata;
 pub mod ports;
 pub mod reconcile;
 pub mod retry;
 pub mod routing;
-pub mod scheduled;
-pub mod service;
 pub mod stage;
 pub mod upstream;
-pub mod worker;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
 pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
-pub use job::{Job, JobError, JobKind, JobStatus};
+pub use jobs::{Job, JobError, JobKind, JobStatus};
 pub use stage::{PerStage, Stage};

@@ -2,7 +2,7 @@
 
 use crate::error::ServiceError;
 use crate::ids::JobId;
-use crate::job::JobStatus;
+use crate::jobs::JobStatus;
 
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;

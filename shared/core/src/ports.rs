@@ -1,6 +1,8 @@
 //! The ports every backend implements (SQLite + local files embedded; DynamoDB, SQS and S3 on
 //! AWS). Semantics follow the stricter backend: single-item conditional writes, at-least-once
-//! delivery with a visibility timeout, and fencing tokens on every write a worker makes.
+//! delivery with a visibility timeout, and fencing tokens on every write a worker makes. Traits
+//! and the plain types their signatures speak only: the rules they follow are the aggregates'
+//! `decisions`, [`crate::stage`] and [`crate::upstream`].
 
 use std::time::Duration;
 
@@ -8,16 +10,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::batch::{
+use crate::batches::input::ChunkPlan;
+use crate::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
-use crate::batch_input::ChunkPlan;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::files::{FileListQuery, FileRecord, UploadError, UploadStream};
 use crate::ids::{BatchId, FileId, JobId, TenantId};
-use crate::job::{Finish, Job, JobError, JobKind, JobRef, NewJob};
+use crate::jobs::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
 
@@ -180,26 +182,6 @@ pub enum WorkItem {
     },
     /// Assemble a batch's output once its chunks are done (or it is cancelled or expired).
     FinalizeBatch(BatchRef),
-}
-
-impl WorkItem {
-    /// A short stable name of the item, unique per item (queue de-duplication, schedule names).
-    pub fn key(&self) -> String {
-        match self {
-            WorkItem::Job(job) => job.id.to_string(),
-            WorkItem::PlanBatch(b) => format!("plan-{}", b.id),
-            WorkItem::RunChunk { batch, chunk } => format!("chunk-{}-{chunk}", batch.id),
-            WorkItem::FinalizeBatch(b) => format!("final-{}", b.id),
-        }
-    }
-
-    pub fn tenant(&self) -> &TenantId {
-        match self {
-            WorkItem::Job(job) => &job.tenant,
-            WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => &b.tenant,
-            WorkItem::RunChunk { batch, .. } => &batch.tenant,
-        }
-    }
 }
 
 /// Opaque handle of one receipt of a message; acknowledging needs it.
@@ -475,46 +457,6 @@ pub enum UpstreamError {
     Connect,
     #[error("upstream response was not valid: {0}")]
     InvalidResponse(String),
-}
-
-impl UpstreamError {
-    /// 429 (but not `insufficient_quota`), 408, 5xx, timeouts and broken connections are worth
-    /// another try; the upstream's `x-should-retry` overrides the status.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            UpstreamError::Status {
-                status,
-                error,
-                should_retry,
-                ..
-            } => {
-                if let Some(explicit) = should_retry {
-                    return *explicit;
-                }
-                let quota = error
-                    .as_ref()
-                    .and_then(|e| e.code.as_deref())
-                    .is_some_and(|c| c == "insufficient_quota");
-                (*status == 429 && !quota) || *status == 408 || *status >= 500
-            }
-            UpstreamError::Timeout | UpstreamError::Connect | UpstreamError::InvalidResponse(_) => {
-                true
-            }
-            UpstreamError::NoRoute(_) => false,
-        }
-    }
-
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            UpstreamError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// The error a job reports when this was its last failure (see [`crate::upstream`]).
-    pub fn to_job_error(&self) -> JobError {
-        crate::upstream::client_error(self).error
-    }
 }
 
 #[async_trait]

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::BatchStatus;
-use crate::batch_worker::queue_unfinished_chunks;
+use crate::batches::BatchStatus;
+use crate::batches::plan::queue_unfinished_chunks;
 use crate::clock::Timestamp;
+use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::ports::WorkItem;
-use crate::service::Deps;
 
 /// What one pass did; also the reconciler Lambda's answer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -1,8 +1,10 @@
 //! The work stages, listed once: every queue, dead-letter queue, message kind and consumer is
 //! one per [`Stage`]. A new stage is a variant here (the compiler then names every `match` to
-//! extend) plus its queue in the template.
+//! extend) plus its queue in the template. Also what names a [`WorkItem`]: its stage, key and
+//! tenant.
 
-use crate::batch::BatchRef;
+use crate::batches::BatchRef;
+use crate::ids::TenantId;
 use crate::ports::WorkItem;
 
 /// A kind of deferred work, each with its own queue (and dead-letter queue) on AWS.
@@ -71,6 +73,24 @@ impl<T> PerStage<T> {
 }
 
 impl WorkItem {
+    /// A short stable name of the item, unique per item (queue de-duplication, schedule names).
+    pub fn key(&self) -> String {
+        match self {
+            WorkItem::Job(job) => job.id.to_string(),
+            WorkItem::PlanBatch(b) => format!("plan-{}", b.id),
+            WorkItem::RunChunk { batch, chunk } => format!("chunk-{}-{chunk}", batch.id),
+            WorkItem::FinalizeBatch(b) => format!("final-{}", b.id),
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            WorkItem::Job(job) => &job.tenant,
+            WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => &b.tenant,
+            WorkItem::RunChunk { batch, .. } => &batch.tenant,
+        }
+    }
+
     /// The stage that runs the item.
     pub fn stage(&self) -> Stage {
         match self {

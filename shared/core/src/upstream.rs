@@ -1,8 +1,11 @@
 //! The one table from an upstream failure to the error a client is shown: the HTTP answer of a
 //! sync call, the error a failed async or scheduled job reports, and the error of a batch output
-//! line all come from [`client_error`], so the same failure reads the same everywhere.
+//! line all come from [`client_error`], so the same failure reads the same everywhere. Also which
+//! upstream failures are worth another try, and after how long the upstream asked to wait.
 
-use crate::job::JobError;
+use std::time::Duration;
+
+use crate::jobs::JobError;
 use crate::ports::UpstreamError;
 
 /// What a client is shown for an upstream failure.
@@ -81,6 +84,46 @@ pub fn error_body(
         "param": param,
         "code": code,
     }})
+}
+
+impl UpstreamError {
+    /// 429 (but not `insufficient_quota`), 408, 5xx, timeouts and broken connections are worth
+    /// another try; the upstream's `x-should-retry` overrides the status.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Status {
+                status,
+                error,
+                should_retry,
+                ..
+            } => {
+                if let Some(explicit) = should_retry {
+                    return *explicit;
+                }
+                let quota = error
+                    .as_ref()
+                    .and_then(|e| e.code.as_deref())
+                    .is_some_and(|c| c == "insufficient_quota");
+                (*status == 429 && !quota) || *status == 408 || *status >= 500
+            }
+            UpstreamError::Timeout | UpstreamError::Connect | UpstreamError::InvalidResponse(_) => {
+                true
+            }
+            UpstreamError::NoRoute(_) => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error a job reports when this was its last failure (see [`crate::upstream`]).
+    pub fn to_job_error(&self) -> JobError {
+        client_error(self).error
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use prism_core::batch::decisions::{self, CancelDecision};
-use prism_core::batch::{
+use prism_core::batches::decisions::{self, CancelDecision};
+use prism_core::batches::input::ChunkPlan;
+use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
-use prism_core::batch_input::ChunkPlan;
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
@@ -536,9 +536,9 @@ impl BatchStore for SqliteBatchStore {
                     return Ok(false);
                 }
                 let column = match result.outcome {
-                    prism_core::batch::BatchOutcome::Completed => "completed_at",
-                    prism_core::batch::BatchOutcome::Cancelled => "cancelled_at",
-                    prism_core::batch::BatchOutcome::Expired => "expired_at",
+                    prism_core::batches::BatchOutcome::Completed => "completed_at",
+                    prism_core::batches::BatchOutcome::Cancelled => "cancelled_at",
+                    prism_core::batches::BatchOutcome::Expired => "expired_at",
                 };
                 conn.prepare_cached(&format!(
                     "UPDATE batches SET status = ?2, {column} = ?3, total = ?4, completed = ?5, \

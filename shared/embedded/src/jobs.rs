@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use prism_core::batch::BatchRef;
-use prism_core::job::decisions::{self, CancelDecision, ClaimDecision};
-use prism_core::job::{Finish, JobRef, NewJob};
+use prism_core::batches::BatchRef;
+use prism_core::jobs::decisions::{self, CancelDecision, ClaimDecision};
+use prism_core::jobs::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, Delivery, IdempotencyClaim, JobStore, Lease,

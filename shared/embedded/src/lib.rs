@@ -1,6 +1,7 @@
 //! Prism's embedded backend: SQLite (one writer with group commit, readers beside it) and local
-//! files behind the core ports, a data-directory lock, and the in-process runtime that runs workers and the
-//! reconciler inside `prism serve`.
+//! files behind the core ports, its one wiring function (`EmbeddedBackend::new`), a
+//! data-directory lock, and the in-process runtime that runs workers and the reconciler inside
+//! `prism serve`.
 
 mod batches;
 mod blobs;
@@ -22,7 +23,7 @@ pub use keys::SqliteKeyStore;
 pub use lock::{DataDirLock, LockError};
 pub use runtime::{RuntimeConfig, WorkerRuntime};
 pub use schedules::SqliteScheduler;
-pub use wiring::{EmbeddedBackend, Policies};
+pub use wiring::EmbeddedBackend;
 
 /// The database file inside a data directory.
 pub const DATABASE_FILE: &str = "prism.sqlite3";

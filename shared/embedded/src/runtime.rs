@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use prism_core::consumer::{ConsumerConfig, IdleWait, consume};
+use prism_core::deps::Deps;
 use prism_core::reconcile::reconcile_every;
-use prism_core::service::Deps;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{SqliteJobStore, SqliteWorkQueue};
@@ -40,7 +40,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct WorkerRuntime {
     deps: Deps,
-    store: SqliteJobStore,
+    jobs: SqliteJobStore,
     queue: SqliteWorkQueue,
     config: RuntimeConfig,
 }
@@ -48,13 +48,13 @@ pub struct WorkerRuntime {
 impl WorkerRuntime {
     pub fn new(
         deps: Deps,
-        store: SqliteJobStore,
+        jobs: SqliteJobStore,
         queue: SqliteWorkQueue,
         config: RuntimeConfig,
     ) -> Self {
         Self {
             deps,
-            store,
+            jobs,
             queue,
             config,
         }
@@ -93,7 +93,7 @@ impl WorkerRuntime {
         )
         .await;
         reconciler.abort();
-        match self.store.reclaim_all_leases(self.deps.clock.now()).await {
+        match self.jobs.reclaim_all_leases(self.deps.clock.now()).await {
             Ok(released) if released > 0 => tracing::info!(released, "released leases"),
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "could not release leases; the next start will"),

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prism_core::job::NewJob;
+use prism_core::deps::Deps;
+use prism_core::deps::Policies;
+use prism_core::dispatch::{QueueAction, handle_delivery};
+use prism_core::jobs::NewJob;
+use prism_core::jobs::service::JobPolicy;
 use prism_core::ports::{ClaimOutcome, Lease, WorkItem, WorkQueue};
-use prism_core::service::{Deps, JobPolicy};
-use prism_core::worker::{QueueAction, handle_delivery};
 use prism_core::{Clock, JobKind, JobStatus, SystemClock, TenantId};
-use prism_embedded::{Database, EmbeddedBackend, Policies, SqliteWorkQueue};
+use prism_embedded::{Database, EmbeddedBackend, SqliteWorkQueue};
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use prism_upstream::{HttpUpstream, ProviderConfig, UpstreamOptions};
 

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::{StreamExt, TryStreamExt};
-use prism_core::file_service::{
+use prism_core::files::service::{
     self, FileContent, PendingUpload, discard_upload, upload_expiry, upload_filename,
     upload_purpose, upload_too_large,
 };
@@ -128,7 +128,7 @@ pub async fn upload_file(
                     let body = field
                         .map_err(|e| UploadError::Interrupted(e.to_string()))
                         .boxed();
-                    let upload = file_service::store_upload(deps, &tenant, body).await?;
+                    let upload = service::store_upload(deps, &tenant, body).await?;
                     stored = Some((upload, filename));
                 }
                 // Unknown parts are read past, as OpenAI ignores them.
@@ -154,8 +154,7 @@ pub async fn upload_file(
         discard_upload(deps, &upload.tenant, &upload.id).await;
         return Err(invalid("Missing required parameter: 'purpose'.", "purpose"));
     };
-    let file =
-        file_service::register_upload(deps, upload, filename, purpose, expires_after).await?;
+    let file = service::register_upload(deps, upload, filename, purpose, expires_after).await?;
     Ok(Json(FileObject::from_record(&file)).into_response())
 }
 
@@ -237,7 +236,7 @@ pub async fn list_files(
         param("after"),
         param("order"),
     )?;
-    let page = file_service::list_files(&state.deps, &tenant, &query).await?;
+    let page = service::list_files(&state.deps, &tenant, &query).await?;
     Ok(Json(FileList::from_page(&page)).into_response())
 }
 
@@ -246,7 +245,7 @@ pub async fn get_file(
     Extension(tenant): Extension<TenantId>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let file = file_service::get_file(&state.deps, &tenant, &id).await?;
+    let file = service::get_file(&state.deps, &tenant, &id).await?;
     Ok(Json(FileObject::from_record(&file)).into_response())
 }
 
@@ -256,7 +255,7 @@ pub async fn file_content(
     Extension(tenant): Extension<TenantId>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    match file_service::file_content(&state.deps, &tenant, &id).await? {
+    match service::file_content(&state.deps, &tenant, &id).await? {
         FileContent::Redirect { url } => {
             let location = HeaderValue::from_str(&url).map_err(|_| ApiError::internal())?;
             Ok((
@@ -284,6 +283,6 @@ pub async fn delete_file(
     Extension(tenant): Extension<TenantId>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let id = file_service::delete_file(&state.deps, &tenant, &id).await?;
+    let id = service::delete_file(&state.deps, &tenant, &id).await?;
     Ok(Json(FileDeleted::new(&id)).into_response())
 }

@@ -1,5 +1,5 @@
 //! Routes and handlers. Handlers only translate HTTP to service calls and back; behaviour lives
-//! in `prism_core::service`.
+//! in `prism_core::jobs::service`.
 
 use std::time::Duration;
 
@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
-use prism_core::batch_service;
 use prism_core::chat::summarize_chat_request;
+use prism_core::deps::Deps;
 use prism_core::ids::new_request_id;
+use prism_core::jobs::service::model_not_found;
 use prism_core::json_strict::reject_duplicate_keys;
 use prism_core::list::ListQuery;
-use prism_core::service::{self, Deps, model_not_found};
-use prism_core::{JobKind, TenantId};
+use prism_core::{JobKind, TenantId, batches, jobs};
 use serde_json::json;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::Instrument;
@@ -215,7 +215,7 @@ async fn chat_completions(
     let held = read_json_body(&state, &budget, &headers, body).await?;
     let body = held.bytes.clone();
     if is_async {
-        let submitted = service::submit_async_job(&state.deps, &tenant, body, key).await?;
+        let submitted = jobs::service::submit_async_job(&state.deps, &tenant, body, key).await?;
         return Ok((
             StatusCode::ACCEPTED,
             Json(JobObject::from_job(&submitted.job)),
@@ -291,7 +291,7 @@ async fn get_job(
     kind: JobKind,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let job = service::get_job(&state.deps, &tenant, kind, &id).await?;
+    let job = jobs::service::get_job(&state.deps, &tenant, kind, &id).await?;
     Ok(Json(JobObject::from_job(&job)).into_response())
 }
 
@@ -322,7 +322,7 @@ async fn list_jobs(
         params.get("after"),
         params.get("status"),
     )?;
-    let page = service::list_jobs(&state.deps, &tenant, kind, &query).await?;
+    let page = jobs::service::list_jobs(&state.deps, &tenant, kind, &query).await?;
     Ok(Json(ListObject::from_page(&page)).into_response())
 }
 
@@ -348,7 +348,7 @@ async fn cancel_job(
     kind: JobKind,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let job = service::cancel_job(&state.deps, &tenant, kind, &id).await?;
+    let job = jobs::service::cancel_job(&state.deps, &tenant, kind, &id).await?;
     Ok(Json(JobObject::from_job(&job)).into_response())
 }
 
@@ -362,7 +362,8 @@ async fn create_scheduled_job(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let body = read_json_body(&state, &budget, &headers, body).await?;
-    let submitted = service::submit_scheduled_job(&state.deps, &tenant, &body.bytes, key).await?;
+    let submitted =
+        jobs::service::submit_scheduled_job(&state.deps, &tenant, &body.bytes, key).await?;
     Ok((
         StatusCode::CREATED,
         Json(JobObject::from_job(&submitted.job)),
@@ -378,7 +379,7 @@ async fn create_batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_json_body(&state, &budget, &headers, body).await?;
-    let batch = batch_service::create_batch(&state.deps, &tenant, &body.bytes).await?;
+    let batch = batches::service::create_batch(&state.deps, &tenant, &body.bytes).await?;
     Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }
 
@@ -387,7 +388,7 @@ async fn get_batch(
     Extension(tenant): Extension<TenantId>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let batch = batch_service::get_batch(&state.deps, &tenant, &id).await?;
+    let batch = batches::service::get_batch(&state.deps, &tenant, &id).await?;
     Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }
 
@@ -396,7 +397,7 @@ async fn list_batches(
     Extension(tenant): Extension<TenantId>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    let page = batch_service::list_batches(
+    let page = batches::service::list_batches(
         &state.deps,
         &tenant,
         params.get("limit"),
@@ -411,6 +412,6 @@ async fn cancel_batch(
     Extension(tenant): Extension<TenantId>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let batch = batch_service::cancel_batch(&state.deps, &tenant, &id).await?;
+    let batch = batches::service::cancel_batch(&state.deps, &tenant, &id).await?;
     Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }

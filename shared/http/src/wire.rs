@@ -1,11 +1,11 @@
 //! The JSON clients see: the async and scheduled job objects, OpenAI's file objects and list
 //! shape, mapped explicitly from domain types.
 
-use prism_core::batch::{Batch, RequestCounts};
+use prism_core::batches::{Batch, RequestCounts};
+use prism_core::clock::format_rfc3339;
 use prism_core::files::FileRecord;
-use prism_core::job::Metadata;
 use prism_core::list::Page;
-use prism_core::scheduled::format_rfc3339;
+use prism_core::metadata::Metadata;
 use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;

@@ -34,7 +34,7 @@ pub fn spawn_rule(
                 "detail-type": "Scheduled Event",
                 "source": "aws.events",
                 "account": "123456789012",
-                "time": prism_core::scheduled::format_rfc3339(SystemClock.now()),
+                "time": prism_core::clock::format_rfc3339(SystemClock.now()),
                 "region": region,
                 "resources": [format!("arn:aws:events:{region}:123456789012:rule/{rule}")],
                 "detail": {},

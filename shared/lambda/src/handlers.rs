@@ -1,23 +1,24 @@
 //! One handler per Lambda trigger: a batch from a work queue (jobs, or a batch stage), a batch
-//! from a dead-letter queue, and the reconciler's schedule. Each only translates the event into core calls and
-//! the results back; what happens to a job is decided in `prism_core`.
+//! from a dead-letter queue, and the reconciler's schedule. Each only translates the event into
+//! core calls and the results back; what happens to any work item is decided in `prism_core`.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::join_all;
 use prism_core::StoreError;
+use prism_core::deps::Deps;
+use prism_core::dispatch::{QueueAction, dead_letter_item, handle_delivery};
 use prism_core::ports::{Delivery, WorkItem, WorkQueue};
 use prism_core::reconcile::{ReconcileReport, reconcile};
-use prism_core::service::Deps;
-use prism_core::worker::{QueueAction, dead_letter_item, handle_delivery};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::sqs::{Record, RecordOutcome, batch_response, deliveries_from_event};
 
-/// Runs every record of a jobs-queue batch concurrently through the core worker, so one slow
-/// completion does not hold the others back. A worker that asks for a later retry gets it: the
-/// message's visibility is changed to the wait before it is reported as a failure, so Lambda's
-/// redelivery comes no sooner. A malformed body is acknowledged, since it can never succeed.
+/// Runs every record of a work queue's batch (jobs, or a batch stage) concurrently through the
+/// core's dispatch, so one slow item does not hold the others back. A stage that asks for a
+/// later retry gets it: the message's visibility is changed to the wait before it is reported
+/// as a failure, so Lambda's redelivery comes no sooner. A malformed body is acknowledged, since
+/// it can never succeed.
 ///
 /// `queue` is the queue the batch came from (`SqsWorkQueue` on AWS).
 pub async fn handle_work_event(
@@ -29,13 +30,13 @@ pub async fn handle_work_event(
     let records = deliveries_from_event(&event);
     let outcomes = join_all(records.into_iter().map(|record| {
         let span = tracing::info_span!("sqs_record", message_id = record.message_id());
-        job_record(deps, queue, record, deadline).instrument(span)
+        work_record(deps, queue, record, deadline).instrument(span)
     }))
     .await;
     batch_response(&outcomes)
 }
 
-async fn job_record(
+async fn work_record(
     deps: &Deps,
     queue: &dyn WorkQueue,
     record: Record,

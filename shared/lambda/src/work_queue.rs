@@ -1,11 +1,9 @@
 //! The whole life of a Lambda that drains one work queue (jobs, or a batch stage): connect once,
-//! then run every SQS batch through the core worker with the invocation's deadline.
-
-use std::time::Duration;
+//! then run every SQS batch through the core's dispatch with the invocation's deadline.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use prism_app::aws::{ConfigSource, connect_aws};
+use prism_app::aws::{ProviderKeys, connect_lambda};
 use prism_core::Stage;
 
 use crate::{handle_work_event, init_tracing, worker_deadline};
@@ -14,13 +12,7 @@ use crate::{handle_work_event, init_tracing, worker_deadline};
 /// ask SQS for a later redelivery go to that queue).
 pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
     init_tracing();
-    // Lambda polls the queue for us: this function never receives, so no receive wait.
-    let app = connect_aws(
-        ConfigSource::Parameter,
-        |key| std::env::var(key).ok(),
-        Duration::ZERO,
-    )
-    .await?;
+    let app = connect_lambda(ProviderKeys::Fetch).await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = worker_deadline(event.context.deadline);

@@ -12,13 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
-use prism_core::job::NewJob;
+use prism_core::deps::Deps;
+use prism_core::deps::Policies;
+use prism_core::jobs::NewJob;
 use prism_core::ports::{
     Completion, Delivery, Receipt, Relay, Upstream, UpstreamError, WorkItem, WorkQueue,
 };
-use prism_core::service::Deps;
 use prism_core::{Clock, Job, JobId, JobKind, JobStatus, StoreError, SystemClock, TenantId};
-use prism_embedded::{Database, EmbeddedBackend, Policies};
+use prism_embedded::{Database, EmbeddedBackend};
 use prism_lambda::{handle_dead_letter_event, handle_work_event};
 use tokio::time::Instant;
 

@@ -9,14 +9,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use prism_core::batch::{
+use prism_core::batches::input::{BatchError, ChunkPlan};
+use prism_core::batches::{
     BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
-use prism_core::batch_input::{BatchError, ChunkPlan};
 use prism_core::files::{FileListQuery, FilePurpose, FileRecord, ListOrder, UploadError};
 use prism_core::ids::IdGenerator;
-use prism_core::job::{Finish, JobRef, NewJob};
+use prism_core::jobs::{Finish, JobRef, NewJob};
 use prism_core::keys::{hash_key, mint_key};
 use prism_core::list::ListQuery;
 use prism_core::ports::{

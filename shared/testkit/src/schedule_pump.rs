@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failures panic
 
 use prism_core::Timestamp;
-use prism_core::scheduled::parse_rfc3339;
+use prism_core::clock::parse_rfc3339;
 
 #[derive(Clone)]
 pub struct EmulatorSchedulePump {

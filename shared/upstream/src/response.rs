@@ -5,7 +5,7 @@ use std::error::Error as _;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use prism_core::job::JobError;
+use prism_core::jobs::JobError;
 use prism_core::ports::{Completion, UpstreamError};
 use reqwest::header::HeaderMap;
 use serde_json::Value;

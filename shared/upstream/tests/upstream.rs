@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
-use prism_core::job::JobError;
+use prism_core::jobs::JobError;
 use prism_core::ports::{Relay, Upstream, UpstreamError};
 use prism_upstream::{
     HttpUpstream, MAX_RETRY_AFTER, ProviderConfig, SecretKey, UpstreamBuildError, UpstreamOptions,

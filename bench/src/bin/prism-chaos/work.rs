@@ -139,7 +139,7 @@ impl Api {
 fn rfc3339_in(offset_ms: i64) -> String {
     use prism_core::Clock;
     let now = prism_core::SystemClock.now();
-    prism_core::scheduled::format_rfc3339(prism_core::Timestamp(now.millis() + offset_ms))
+    prism_core::clock::format_rfc3339(prism_core::Timestamp(now.millis() + offset_ms))
 }
 
 /// `jobs` async jobs from `clients` concurrent clients (each submits its share in turn).

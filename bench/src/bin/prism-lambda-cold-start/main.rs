@@ -213,7 +213,7 @@ fn scheduled_event() -> Value {
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": "123456789012",
-        "time": prism_core::scheduled::format_rfc3339(now),
+        "time": prism_core::clock::format_rfc3339(now),
         "region": "us-east-1",
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/bench-cold-start"],
         "detail": {},

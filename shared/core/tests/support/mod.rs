@@ -14,28 +14,29 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use prism_core::batch::{
+pub use prism_core::batches::service::{BatchPolicy, cancel_batch, create_batch, get_batch};
+pub use prism_core::batches::{
     Batch, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, RequestCounts, Usage,
 };
-pub use prism_core::batch_service::{BatchPolicy, cancel_batch, create_batch, get_batch};
-pub use prism_core::file_service::{
+pub use prism_core::clock::format_rfc3339;
+pub use prism_core::deps::{Deps, MAX_QUEUE_DELAY};
+pub use prism_core::dispatch::{
+    QueueAction, dead_letter_item, handle_delivery, handle_delivery_until,
+};
+pub use prism_core::files::service::{
     FileContent, FilePolicy, delete_file, file_content, get_file, register_upload, store_upload,
 };
 pub use prism_core::files::{FilePurpose, FileRecord, UploadError, file_blob_key};
 pub use prism_core::gate::ModelGate;
 pub use prism_core::ids::IdGenerator;
-pub use prism_core::job::JobRef;
+pub use prism_core::jobs::JobRef;
+pub use prism_core::jobs::service::{
+    JobPolicy, cancel_job, get_job, submit_async_job, submit_scheduled_job,
+};
 pub use prism_core::ports::{
     BatchStore, BlobStore, Delivery, FileStore, JobStore, Lease, WorkItem, WorkQueue,
 };
 pub use prism_core::reconcile::reconcile;
-pub use prism_core::scheduled::format_rfc3339;
-pub use prism_core::service::{
-    Deps, JobPolicy, MAX_QUEUE_DELAY, cancel_job, get_job, submit_async_job, submit_scheduled_job,
-};
-pub use prism_core::worker::{
-    QueueAction, dead_letter_item, handle_delivery, handle_delivery_until,
-};
 pub use prism_core::{
     Clock, FileId, Job, JobError, JobKind, JobStatus, ServiceError, TenantId, Timestamp,
 };

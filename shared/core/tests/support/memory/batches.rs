@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use prism_core::batch::decisions::{self, CancelDecision};
-use prism_core::batch::{
+use prism_core::batches::decisions::{self, CancelDecision};
+use prism_core::batches::input::ChunkPlan;
+use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
     ChunkWrite, FinalizeLease, NewBatch, Part,
 };
-use prism_core::batch_input::ChunkPlan;
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::{BatchId, StoreError, TenantId, Timestamp};

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use prism_core::job::decisions::{self, CancelDecision, ClaimDecision};
-use prism_core::job::{Finish, JobRef, NewJob};
+use prism_core::jobs::decisions::{self, CancelDecision, ClaimDecision};
+use prism_core::jobs::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,

@@ -10,6 +10,8 @@ use crate::clock::Timestamp;
 use crate::error::{ServiceError, StoreError};
 use crate::ids::{FileId, TenantId};
 
+pub mod service;
+
 /// Batch input files expire this long after upload, as on OpenAI.
 pub const BATCH_INPUT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_FILE_LIST_LIMIT: usize = 10_000;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::files::{
     BATCH_INPUT_TTL, FileListQuery, FilePurpose, FileRecord, UploadError, UploadStream, Utf8Check,
@@ -13,7 +14,6 @@ use crate::files::{
 use crate::ids::{FileId, TenantId};
 use crate::list::Page;
 use crate::ports::BlobStream;
-use crate::service::Deps;
 
 /// Knobs of the Files API, read once from configuration and the backend.
 #[derive(Debug, Clone)]
@@ -303,7 +303,7 @@ pub async fn input_in_use(
     let oldest = deps
         .clock
         .now()
-        .minus(deps.batch_policy.completion_window + crate::batch::CANCEL_GRACE * 2);
+        .minus(deps.batch_policy.completion_window + crate::batches::CANCEL_GRACE * 2);
     let mut after = None;
     loop {
         let page = deps.batches.list(tenant, 100, after.as_ref()).await?;

@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch_input::{BatchError, ChunkPlan};
+use crate::batches::input::{BatchError, ChunkPlan};
 use crate::clock::Timestamp;
 use crate::ids::{BatchId, FileId, TenantId};
-use crate::job::Metadata;
+use crate::metadata::Metadata;
 
 pub mod decisions;
+pub mod finalize;
+pub mod input;
+pub mod output;
+pub mod plan;
+pub mod process;
+pub mod service;
 
 /// The only endpoint batches run today.
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";

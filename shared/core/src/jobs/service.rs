@@ -1,31 +1,20 @@
-//! The job services behind the HTTP routes: submit, read, list and cancel. Each is a plain
-//! function over [`Deps`], the same for every backend and every trigger.
+//! The job services behind the HTTP routes: submit (async and scheduled, with idempotency keys),
+//! read, list and cancel, and the job policy. Each is a plain function over [`Deps`], the same
+//! for every backend and every trigger.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::batch_service::BatchPolicy;
 use crate::chat::summarize_chat_request;
-use crate::clock::Clock;
-use crate::clock::Timestamp;
-use crate::error::{ServiceError, StoreError};
-use crate::file_service::FilePolicy;
-use crate::gate::ModelGate;
-use crate::ids::{IdGenerator, JobId, TenantId};
-use crate::job::{Job, JobKind, NewJob};
+use crate::deps::{Deps, MAX_QUEUE_DELAY, trigger_at};
+use crate::error::ServiceError;
+use crate::ids::{JobId, TenantId};
+use crate::jobs::scheduled::parse_schedule_request;
+use crate::jobs::{Job, JobKind, NewJob};
 use crate::list::{ListQuery, Page};
-use crate::ports::{
-    BatchStore, BlobStore, CancelOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore,
-    Scheduler, Upstream, WorkItem, WorkQueue,
-};
-use crate::scheduled::parse_schedule_request;
-
-/// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
-/// [`Scheduler`].
-pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+use crate::ports::{CancelOutcome, CreateOutcome, IdempotencyClaim, WorkItem};
 
 /// Knobs of the job lifecycle, read once from configuration.
 #[derive(Debug, Clone)]
@@ -67,25 +56,6 @@ impl Default for JobPolicy {
             schedule_horizon: Duration::from_secs(365 * 24 * 3600),
         }
     }
-}
-
-/// Everything a service or worker call needs, shared by every trigger.
-#[derive(Clone)]
-pub struct Deps {
-    pub jobs: Arc<dyn JobStore>,
-    pub queue: Arc<dyn WorkQueue>,
-    pub scheduler: Arc<dyn Scheduler>,
-    pub batches: Arc<dyn BatchStore>,
-    pub files: Arc<dyn FileStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub upstream: Arc<dyn Upstream>,
-    pub clock: Arc<dyn Clock>,
-    pub ids: Arc<IdGenerator>,
-    pub job_policy: JobPolicy,
-    pub file_policy: FilePolicy,
-    pub batch_policy: BatchPolicy,
-    /// Lines toward each model in flight across this process.
-    pub model_gate: Arc<ModelGate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -245,17 +215,6 @@ fn idempotency_claim(
         body_hash: hex::encode(hash.finalize()),
         expires_at: job.created_at.plus(deps.job_policy.idempotency_ttl),
     })
-}
-
-/// Delivers `item` to the work queue at `due`: at once when due, by a message delay when the
-/// queue can carry it, through the [`Scheduler`] beyond that.
-pub async fn trigger_at(deps: &Deps, item: &WorkItem, due: Timestamp) -> Result<(), StoreError> {
-    let lead = deps.clock.now().until(due);
-    if lead <= MAX_QUEUE_DELAY {
-        deps.queue.enqueue(item, lead).await
-    } else {
-        deps.scheduler.schedule(item, due).await
-    }
 }
 
 /// Whether a job was handed to the [`Scheduler`] when it was created.

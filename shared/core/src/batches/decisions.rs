@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::batch::{
+use crate::batches::{
     Batch, BatchCancelOutcome, BatchOutcome, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
     ChunkWrite, FinalizeLease,
 };
@@ -225,8 +225,8 @@ mod tests {
     use std::sync::LazyLock;
 
     use super::*;
-    use crate::batch::{BatchOutcome, NewBatch};
-    use crate::batch_input::ChunkPlan;
+    use crate::batches::input::ChunkPlan;
+    use crate::batches::{BatchOutcome, NewBatch};
     use crate::ids::{BatchId, FileId, IdGenerator, TenantId};
 
     const NOW: Timestamp = Timestamp(1_000);
@@ -241,8 +241,8 @@ mod tests {
             id: IDS.0.clone(),
             tenant: TenantId::parse("acme").unwrap(),
             input_file_id: IDS.1.clone(),
-            endpoint: crate::batch::CHAT_COMPLETIONS.into(),
-            completion_window: crate::batch::COMPLETION_WINDOW.into(),
+            endpoint: crate::batches::CHAT_COMPLETIONS.into(),
+            completion_window: crate::batches::COMPLETION_WINDOW.into(),
             metadata: None,
             output_expires_after: None,
             created_at: Timestamp(0),

@@ -1,214 +1,35 @@
-//! The batch stages every trigger runs: planning (validate the input in one streamed pass and
-//! write the chunk records), processing (claim a chunk, run its lines with bounded concurrency,
-//! checkpoint parts under the chunk's fencing token), and the output-line format; finalizing is
-//! `batch_finalize` (re-exported here as `try_finalize`).
+//! Processing a batch's chunks: claim a chunk under a fencing token, run its remaining lines
+//! with bounded concurrency (`buffer_unordered`, so a slow line holds back no other), commit
+//! finished lines as parts named by their done ranges every `checkpoint_lines` lines or
+//! `checkpoint_every`, renew the claim, and mark the chunk done; a chunk whose message was
+//! dead-lettered has its unfinished lines written as failed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use rand::Rng;
-use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{
-    Batch, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part,
-    Usage, encode_part_line, encode_ranges, part_key,
+use crate::batches::input::{RequestLine, request_lines};
+use crate::batches::output::{error_line, response_line};
+use crate::batches::{
+    Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part, Usage, encode_part_line,
+    encode_ranges, part_key,
 };
-use crate::batch_input::{
-    BatchError, PlanOutcome, Planner, PlannerLimits, RequestLine, request_lines,
-};
-use crate::clock::Timestamp;
+use crate::deps::Deps;
+use crate::dispatch::QueueAction;
 use crate::error::StoreError;
 use crate::files::{UploadStream, file_blob_key};
+use crate::ids::new_lease_token;
 use crate::ports::{Lease, UpstreamError, WorkItem};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
-use crate::service::Deps;
 use crate::upstream::{client_error, error_body};
-use crate::worker::QueueAction;
 
-pub use crate::batch_finalize::try_finalize;
-
-/// After a storage failure the message is left to reappear this soon.
-const STORE_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 /// The longest a line waits between attempts.
 const MAX_LINE_BACKOFF: Duration = Duration::from_secs(60);
-
-pub(crate) fn new_token() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill(&mut bytes);
-    hex::encode(bytes)
-}
-
-/// Handles one delivery of a batch stage.
-pub async fn handle_batch_delivery(
-    deps: &Deps,
-    item: &WorkItem,
-    receive_count: u32,
-    deadline: Option<Instant>,
-    stop: &CancellationToken,
-) -> QueueAction {
-    let result = match item {
-        WorkItem::PlanBatch(batch) if receive_count > deps.job_policy.max_receives => {
-            dead_plan(deps, batch).await
-        }
-        WorkItem::PlanBatch(batch) => plan_batch(deps, batch).await,
-        WorkItem::RunChunk { batch, chunk } if receive_count > deps.job_policy.max_receives => {
-            dead_chunk(deps, batch, *chunk).await
-        }
-        WorkItem::RunChunk { batch, chunk } => run_chunk(deps, batch, *chunk, deadline, stop).await,
-        WorkItem::FinalizeBatch(batch) => try_finalize(deps, batch).await,
-        WorkItem::Job(_) => Ok(QueueAction::Ack),
-    };
-    result.unwrap_or_else(|error| {
-        tracing::warn!(%error, "batch stage hit a storage failure; the message will reappear");
-        QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
-    })
-}
-
-pub(crate) async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
-    let mut stream = deps.blobs.get(key).await?;
-    let mut chunks = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        chunks.push(chunk?);
-    }
-    Ok(chunks)
-}
-
-/// Planning: streams the input once through the validator; fails the batch with every error
-/// found (the first ones and a count) or writes its chunk records and queues them.
-#[tracing::instrument(skip_all, fields(tenant = %batch.tenant, batch_id = %batch.id))]
-pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
-    let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
-        return Ok(QueueAction::Ack);
-    };
-    match current.status {
-        BatchStatus::Validating => {}
-        BatchStatus::InProgress => {
-            // Planned by an earlier delivery that died before queueing every chunk.
-            queue_unfinished_chunks(deps, batch, None).await?;
-            return Ok(QueueAction::Ack);
-        }
-        BatchStatus::Cancelling => return queue_finalize(deps, batch).await,
-        _ => return Ok(QueueAction::Ack),
-    }
-    let now = deps.clock.now();
-    let key = file_blob_key(&batch.tenant, &current.input_file_id);
-    let mut stream = match deps.blobs.get(&key).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::info!(%error, "input file unreadable; failing the batch");
-            let errors = BatchErrors {
-                data: vec![BatchError {
-                    code: "invalid_request".into(),
-                    message: format!(
-                        "Cannot find file {}, or it is not accessible.",
-                        current.input_file_id
-                    ),
-                    param: Some("input_file_id".into()),
-                    line: None,
-                }],
-                total: 1,
-            };
-            deps.batches.fail(batch, &errors, now).await?;
-            return Ok(QueueAction::Ack);
-        }
-    };
-    let routes = |model: &str| deps.upstream.routes(model);
-    let limits = PlannerLimits {
-        lines_per_chunk: deps.batch_policy.lines_per_chunk,
-        ..PlannerLimits::default()
-    };
-    let mut planner = Planner::new(&current.endpoint, limits, &routes);
-    while let Some(chunk) = stream.next().await {
-        planner.feed(&chunk?);
-    }
-    match planner.finish() {
-        PlanOutcome::Invalid {
-            errors,
-            total_errors,
-        } => {
-            tracing::info!(total_errors, "batch input invalid");
-            let errors = BatchErrors {
-                data: errors,
-                total: total_errors,
-            };
-            deps.batches.fail(batch, &errors, deps.clock.now()).await?;
-        }
-        PlanOutcome::Valid {
-            total,
-            chunks,
-            models,
-        } => {
-            let model = (models.len() == 1).then(|| models[0].as_str());
-            if deps
-                .batches
-                .plan(batch, &chunks, total, model, deps.clock.now())
-                .await?
-            {
-                tracing::info!(total, chunks = chunks.len(), "batch planned");
-                for plan in &chunks {
-                    deps.queue
-                        .enqueue(
-                            &WorkItem::RunChunk {
-                                batch: batch.clone(),
-                                chunk: plan.index,
-                            },
-                            Duration::ZERO,
-                        )
-                        .await?;
-                }
-            }
-        }
-    }
-    Ok(QueueAction::Ack)
-}
-
-/// Queues every chunk that is neither done nor held (and, with `idle_since`, untouched since).
-pub async fn queue_unfinished_chunks(
-    deps: &Deps,
-    batch: &BatchRef,
-    idle_since: Option<Timestamp>,
-) -> Result<usize, StoreError> {
-    let now = deps.clock.now();
-    let mut queued = 0;
-    for chunk in deps.batches.chunks(batch).await? {
-        let idle = idle_since.is_none_or(|since| chunk.lease_expires_at.is_none_or(|t| t < since));
-        if !chunk.done && !chunk.is_claimed(now) && idle {
-            deps.queue
-                .enqueue(
-                    &WorkItem::RunChunk {
-                        batch: batch.clone(),
-                        chunk: chunk.plan.index,
-                    },
-                    Duration::ZERO,
-                )
-                .await?;
-            queued += 1;
-        }
-    }
-    Ok(queued)
-}
-
-/// A planning message that kept failing: the batch fails with a file-level error.
-pub async fn dead_plan(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
-    let errors = BatchErrors {
-        data: vec![BatchError {
-            code: "processing_failed".into(),
-            message: "The input file could not be validated after repeated attempts.".into(),
-            param: None,
-            line: None,
-        }],
-        total: 1,
-    };
-    if deps.batches.fail(batch, &errors, deps.clock.now()).await? {
-        tracing::warn!(batch_id = %batch.id, "planning dead-lettered; batch failed");
-    }
-    Ok(QueueAction::Ack)
-}
 
 /// A chunk message that kept failing: its unfinished lines are written as failed (code
 /// `processing_failed`) and counted, then finalization is tried.
@@ -286,7 +107,7 @@ async fn claim(
     // Err: what to do with the message when the chunk is not ours (busy elsewhere, done, batch
     // closed).
     let now = deps.clock.now();
-    let token = new_token();
+    let token = new_lease_token();
     let lease = Lease {
         token: token.clone(),
         expires_at: now.plus(deps.batch_policy.lease),
@@ -309,7 +130,10 @@ async fn claim(
 
 /// Finalizing happens on its own queue (its own Lambda on AWS): every other stage only asks for
 /// it. Duplicates are harmless: `try_finalize` is idempotent.
-async fn queue_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, StoreError> {
+pub(crate) async fn queue_finalize(
+    deps: &Deps,
+    batch: &BatchRef,
+) -> Result<QueueAction, StoreError> {
     deps.queue
         .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
         .await?;
@@ -361,57 +185,6 @@ async fn finish_chunk(
             .await?;
     }
     Ok(QueueAction::Ack)
-}
-
-#[derive(Serialize)]
-struct OutputLine<'a> {
-    id: String,
-    custom_id: &'a str,
-    response: Option<ResponsePart<'a>>,
-    error: Option<LineError<'a>>,
-}
-
-#[derive(Serialize)]
-struct ResponsePart<'a> {
-    status_code: u16,
-    request_id: String,
-    body: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct LineError<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
-fn request_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill(&mut bytes);
-    hex::encode(bytes)
-}
-
-pub(crate) fn error_line(deps: &Deps, custom_id: &str, code: &str, message: &str) -> String {
-    serde_json::to_string(&OutputLine {
-        id: deps.ids.batch_request_id(deps.clock.now()),
-        custom_id,
-        response: None,
-        error: Some(LineError { code, message }),
-    })
-    .unwrap_or_default()
-}
-
-fn response_line(deps: &Deps, custom_id: &str, status: u16, body: &RawValue) -> String {
-    serde_json::to_string(&OutputLine {
-        id: deps.ids.batch_request_id(deps.clock.now()),
-        custom_id,
-        response: Some(ResponsePart {
-            status_code: status,
-            request_id: request_id(),
-            body,
-        }),
-        error: None,
-    })
-    .unwrap_or_default()
 }
 
 /// One line's result, ready for its part.

@@ -1,15 +1,17 @@
 //! Jobs (async and scheduled completions): their statuses, the legal transitions between them,
 //! and the error a failed job reports.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::ids::{JobId, TenantId};
+use crate::metadata::Metadata;
 
 pub mod decisions;
+pub mod run;
+pub mod scheduled;
+pub mod service;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
@@ -128,9 +130,6 @@ pub struct JobRef {
     pub tenant: TenantId,
     pub id: JobId,
 }
-
-/// Caller-supplied labels, as OpenAI's `metadata`: up to 16 string pairs.
-pub type Metadata = BTreeMap<String, String>;
 
 /// A job as the store holds it. `result` is the upstream's chat completion, kept as raw JSON so
 /// it is relayed byte for byte.

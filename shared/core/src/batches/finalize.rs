@@ -7,16 +7,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::batch::decisions;
-use crate::batch::{
+use crate::batches::decisions;
+use crate::batches::output::error_line;
+use crate::batches::process::chunk_lines;
+use crate::batches::{
     Batch, BatchRef, Chunk, FinalizeLease, LineTarget, RequestCounts, Usage, decode_part_line,
 };
-use crate::batch_worker::{chunk_lines, error_line, new_token, read_all};
+use crate::deps::Deps;
+use crate::dispatch::QueueAction;
 use crate::error::StoreError;
 use crate::files::{FilePurpose, FileRecord, file_blob_key};
+use crate::ids::new_lease_token;
 use crate::ports::BatchResult;
-use crate::service::Deps;
-use crate::worker::QueueAction;
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
@@ -34,7 +36,7 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
         Err(None) => return Ok(QueueAction::Ack),
     };
     let lease = FinalizeLease {
-        token: new_token(),
+        token: new_lease_token(),
         expires_at: now.plus(deps.batch_policy.lease),
         outcome,
         output_file_id: deps.ids.file_id(now),
@@ -71,7 +73,7 @@ async fn release_input(deps: &Deps, batch: &Batch) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let file = &batch.input_file_id;
     if deps.files.get(&batch.tenant, file, now).await?.is_none()
-        && !crate::file_service::input_in_use(deps, &batch.tenant, file).await?
+        && !crate::files::service::input_in_use(deps, &batch.tenant, file).await?
     {
         deps.blobs
             .delete(&file_blob_key(&batch.tenant, file))
@@ -242,4 +244,14 @@ async fn file_lines(
         out.push(b'\n');
     }
     Ok(Bytes::from(out))
+}
+
+/// Every byte of a stored blob, as the chunks it was read in.
+async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
+    let mut stream = deps.blobs.get(key).await?;
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk?);
+    }
+    Ok(chunks)
 }

@@ -1,24 +1,19 @@
-//! Scheduled completions: reading a create request (`scheduled_at`, `request`, `metadata`), the
-//! RFC 3339 times the API speaks, and the metadata rules shared with the Batch API.
+//! Scheduled completions: reading a create request (`scheduled_at`, `request`, `metadata`) and
+//! the rules of `scheduled_at` (an RFC 3339 time with an offset, not too far past or ahead).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::chat::summarize_chat_request;
-use crate::clock::Timestamp;
+use crate::clock::{Timestamp, format_rfc3339, parse_rfc3339};
 use crate::error::ServiceError;
-use crate::job::Metadata;
+use crate::metadata::{Metadata, parse_metadata};
 
 /// How far in the past `scheduled_at` may be (clock skew, a slow client): such a job runs at once.
 pub const MAX_PAST: Duration = Duration::from_secs(60);
-pub const MAX_METADATA_PAIRS: usize = 16;
-const MAX_METADATA_KEY_CHARS: usize = 64;
-const MAX_METADATA_VALUE_CHARS: usize = 512;
 
 /// A validated create request.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,69 +173,6 @@ fn has_offset(text: &str) -> bool {
         && bytes[bytes.len() - 3] == b':'
 }
 
-/// An RFC 3339 time with an offset, to the millisecond.
-pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    let ms = at.unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(ms).ok().map(Timestamp)
-}
-
-/// A time in UTC as RFC 3339 (`2026-04-05T09:00:00Z`, with milliseconds only when there are some).
-pub fn format_rfc3339(at: Timestamp) -> String {
-    let Ok(time) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000) else {
-        return at.0.to_string();
-    };
-    let date = time.date();
-    let (h, m, s) = (time.hour(), time.minute(), time.second());
-    let ms = time.millisecond();
-    let fraction = if ms == 0 {
-        String::new()
-    } else {
-        format!(".{ms:03}")
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{h:02}:{m:02}:{s:02}{fraction}Z",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
-}
-
-/// OpenAI's metadata rules: an object of at most 16 string pairs, keys up to 64 characters,
-/// values up to 512. `null` means none.
-pub fn parse_metadata(raw: &RawValue) -> Result<Option<Metadata>, ServiceError> {
-    let invalid = |message: String| {
-        ServiceError::invalid(message, Some("metadata"), Some("invalid_metadata"))
-    };
-    let Ok(map) = serde_json::from_str::<Option<Metadata>>(raw.get()) else {
-        return Err(invalid(
-            "Invalid 'metadata': expected an object whose values are strings.".into(),
-        ));
-    };
-    let Some(map) = map else {
-        return Ok(None);
-    };
-    if map.len() > MAX_METADATA_PAIRS {
-        return Err(invalid(format!(
-            "Invalid 'metadata': {} pairs given, at most {MAX_METADATA_PAIRS} are allowed.",
-            map.len()
-        )));
-    }
-    for (key, value) in &map {
-        if key.chars().count() > MAX_METADATA_KEY_CHARS {
-            return Err(invalid(format!(
-                "Invalid 'metadata': keys are at most {MAX_METADATA_KEY_CHARS} characters."
-            )));
-        }
-        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
-            return Err(invalid(format!(
-                "Invalid 'metadata': values are at most {MAX_METADATA_VALUE_CHARS} characters."
-            )));
-        }
-    }
-    Ok(Some(map))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,18 +250,5 @@ mod tests {
         let (param, code) = param_of(parse_schedule_request(streamed.as_bytes(), NOW, YEAR));
         assert_eq!(param.as_deref(), Some("request.stream"));
         assert_eq!(code.as_deref(), Some("streaming_unsupported"));
-    }
-
-    #[test]
-    fn metadata_is_capped_at_sixteen_string_pairs() {
-        let raw = |json: &str| RawValue::from_string(json.to_owned()).unwrap();
-        assert!(parse_metadata(&raw(r#"{"a": "b"}"#)).unwrap().is_some());
-        assert!(parse_metadata(&raw("null")).unwrap().is_none());
-        assert!(parse_metadata(&raw(r#"{"a": 1}"#)).is_err());
-        let seventeen: serde_json::Map<String, serde_json::Value> = (0..17)
-            .map(|i| (format!("k{i}"), serde_json::Value::String("v".into())))
-            .collect();
-        let json = serde_json::to_string(&seventeen).unwrap();
-        assert!(parse_metadata(&raw(&json)).is_err());
     }
 }

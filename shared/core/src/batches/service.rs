@@ -6,16 +6,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::batch::{
+use crate::batches::{
     Batch, BatchCancelOutcome, BatchRef, CHAT_COMPLETIONS, COMPLETION_WINDOW, NewBatch,
 };
+use crate::deps::{Deps, trigger_at};
 use crate::error::ServiceError;
 use crate::files::FilePurpose;
 use crate::ids::{BatchId, FileId, TenantId};
 use crate::list::Page;
+use crate::metadata::parse_metadata;
 use crate::ports::WorkItem;
-use crate::scheduled::parse_metadata;
-use crate::service::{Deps, trigger_at};
 
 /// Knobs of batch execution, read once from configuration.
 #[derive(Debug, Clone)]

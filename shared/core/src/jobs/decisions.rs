@@ -3,7 +3,7 @@
 //! each transition leaves it. Both adapters load, ask these, and write conditionally.
 
 use crate::clock::Timestamp;
-use crate::job::{Job, JobStatus};
+use crate::jobs::{Job, JobStatus};
 use crate::ports::{CancelOutcome, ClaimOutcome};
 
 /// Why a claim of `job` at `now` is refused, or `None` when the caller may take it.
@@ -106,7 +106,7 @@ mod tests {
     use std::sync::LazyLock;
 
     use crate::ids::{IdGenerator, JobId, TenantId};
-    use crate::job::JobKind;
+    use crate::jobs::JobKind;
 
     static ID: LazyLock<JobId> = LazyLock::new(|| IdGenerator::new().job_id(Timestamp(0)));
 

@@ -1,0 +1,59 @@
+//! The output-line wire format of the Batch API: one JSON object per request line, with either
+//! the upstream's response (status, request id, body) or an error (code, message).
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::deps::Deps;
+
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    id: String,
+    custom_id: &'a str,
+    response: Option<ResponsePart<'a>>,
+    error: Option<LineError<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponsePart<'a> {
+    status_code: u16,
+    request_id: String,
+    body: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct LineError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub(crate) fn error_line(deps: &Deps, custom_id: &str, code: &str, message: &str) -> String {
+    serde_json::to_string(&OutputLine {
+        id: deps.ids.batch_request_id(deps.clock.now()),
+        custom_id,
+        response: None,
+        error: Some(LineError { code, message }),
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn response_line(deps: &Deps, custom_id: &str, status: u16, body: &RawValue) -> String {
+    serde_json::to_string(&OutputLine {
+        id: deps.ids.batch_request_id(deps.clock.now()),
+        custom_id,
+        response: Some(ResponsePart {
+            status_code: status,
+            request_id: request_id(),
+            body,
+        }),
+        error: None,
+    })
+    .unwrap_or_default()
+}
