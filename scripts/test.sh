@@ -21,9 +21,11 @@ cargo build --workspace --all-targets --locked --features "$EMULATOR_FEATURES"
 start_emulator target/moto.log
 
 cargo test --workspace --locked --features "$EMULATOR_FEATURES"
+# `hardening` and the attack battery (`attacks`) run here too: `prism serve --backend aws` has
+# the same HTTP layer as on embedded storage, over the emulator's store.
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
-    --test files --test batches
+    --test files --test batches --test hardening --test attacks
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 

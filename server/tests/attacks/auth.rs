@@ -11,91 +11,67 @@ use crate::support::{
     Setup, chat_body, create_key_on, eventually, revoke_key_on, rfc3339_in, start,
 };
 
-/// One request of each route family that would do work if it were let in: `(method, path,
-/// extra header lines, content type, body)`.
-fn every_route_family() -> Vec<(&'static str, &'static str, &'static [u8], Vec<u8>, Vec<u8>)> {
-    let json = b"application/json".to_vec();
-    let chat = chat_body("gpt-auth", "secret prompt")
-        .to_string()
-        .into_bytes();
+/// A request that would do work if it were let in.
+struct Call {
+    method: &'static str,
+    path: &'static str,
+    /// Header lines besides the credential, each ending in CRLF.
+    head: &'static [u8],
+    content_type: &'static [u8],
+    body: Vec<u8>,
+}
+
+fn call(method: &'static str, path: &'static str) -> Call {
+    Call {
+        method,
+        path,
+        head: b"",
+        content_type: b"",
+        body: Vec::new(),
+    }
+}
+
+fn posting(path: &'static str, content_type: &'static [u8], body: impl Into<Vec<u8>>) -> Call {
+    Call {
+        content_type,
+        body: body.into(),
+        ..call("POST", path)
+    }
+}
+
+/// One call of each route family, reads and writes.
+fn every_route_family() -> Vec<Call> {
+    const JSON: &[u8] = b"application/json";
+    let chat = chat_body("gpt-auth", "secret prompt").to_string();
     let scheduled =
-        json!({"scheduled_at": rfc3339_in(3_600_000), "request": chat_body("gpt-auth", "x")})
-            .to_string()
-            .into_bytes();
-    let batch = crate::batch_body("file-0123456789abcdef01234567")
-        .to_string()
-        .into_bytes();
-    let multipart = b"--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\n\r\n--XyZ--\r\n".to_vec();
-    let none = Vec::new();
+        json!({"scheduled_at": rfc3339_in(3_600_000), "request": chat_body("gpt-auth", "x")});
+    let batch = crate::batch_body("file-0123456789abcdef01234567");
+    let upload = b"--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\n\r\n--XyZ--\r\n";
     vec![
-        (
-            "POST",
-            "/v1/chat/completions",
-            b"",
-            json.clone(),
-            chat.clone(),
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            b"x-prism-async: true\r\n",
-            json.clone(),
-            chat,
-        ),
-        ("GET", "/v1/async", b"", none.clone(), none.clone()),
-        (
-            "GET",
-            "/v1/async/job_01m8fjznbgbn54wfrbn0pv7xk8",
-            b"",
-            none.clone(),
-            none.clone(),
-        ),
-        (
-            "DELETE",
-            "/v1/async/job_01m8fjznbgbn54wfrbn0pv7xk8",
-            b"",
-            none.clone(),
-            none.clone(),
-        ),
-        ("POST", "/v1/scheduled", b"", json.clone(), scheduled),
-        ("GET", "/v1/scheduled", b"", none.clone(), none.clone()),
-        (
-            "DELETE",
-            "/v1/scheduled/sched_01m8fjznbgbn54wfrbn0pv7xk8",
-            b"",
-            none.clone(),
-            none.clone(),
-        ),
-        (
-            "POST",
+        posting("/v1/chat/completions", JSON, chat.clone()),
+        Call {
+            head: b"x-prism-async: true\r\n",
+            ..posting("/v1/chat/completions", JSON, chat)
+        },
+        call("GET", "/v1/async"),
+        call("GET", "/v1/async/job_01m8fjznbgbn54wfrbn0pv7xk8"),
+        call("DELETE", "/v1/async/job_01m8fjznbgbn54wfrbn0pv7xk8"),
+        posting("/v1/scheduled", JSON, scheduled.to_string()),
+        call("GET", "/v1/scheduled"),
+        call("DELETE", "/v1/scheduled/sched_01m8fjznbgbn54wfrbn0pv7xk8"),
+        posting(
             "/v1/files",
-            b"",
-            b"multipart/form-data; boundary=XyZ".to_vec(),
-            multipart,
+            b"multipart/form-data; boundary=XyZ",
+            upload.to_vec(),
         ),
-        ("GET", "/v1/files", b"", none.clone(), none.clone()),
-        (
-            "GET",
-            "/v1/files/file-0123456789abcdef01234567/content",
-            b"",
-            none.clone(),
-            none.clone(),
-        ),
-        (
-            "DELETE",
-            "/v1/files/file-0123456789abcdef01234567",
-            b"",
-            none.clone(),
-            none.clone(),
-        ),
-        ("POST", "/v1/batches", b"", json, batch),
-        ("GET", "/v1/batches", b"", none.clone(), none.clone()),
-        (
+        call("GET", "/v1/files"),
+        call("GET", "/v1/files/file-0123456789abcdef01234567/content"),
+        call("DELETE", "/v1/files/file-0123456789abcdef01234567"),
+        posting("/v1/batches", JSON, batch.to_string()),
+        call("GET", "/v1/batches"),
+        call(
             "POST",
             "/v1/batches/batch_01m8fjznbgbn54wfrbn0pv7xk8/cancel",
-            b"",
-            none.clone(),
-            none,
         ),
     ]
 }
@@ -177,15 +153,21 @@ async fn every_wrong_credential_is_a_json_401_on_every_route_family_and_does_not
         ),
     ];
     for (what, auth) in &variants {
-        for (method, path, extra, content_type, body) in every_route_family() {
-            let head = [auth.as_slice(), extra].concat();
-            let answer = raw_request(&env, method, path, &head, &content_type, &body).await;
-            let error = answer.openai_error(401, &format!("{what}: {method} {path}"));
-            assert_eq!(error["code"], "invalid_api_key", "{what}: {method} {path}");
-            assert_eq!(
-                error["type"], "invalid_request_error",
-                "{what}: {method} {path}"
-            );
+        for call in every_route_family() {
+            let head = [auth.as_slice(), call.head].concat();
+            let answer = raw_request(
+                &env,
+                call.method,
+                call.path,
+                &head,
+                call.content_type,
+                &call.body,
+            )
+            .await;
+            let what = format!("{what}: {} {}", call.method, call.path);
+            let error = answer.openai_error(401, &what);
+            assert_eq!(error["code"], "invalid_api_key", "{what}");
+            assert_eq!(error["type"], "invalid_request_error", "{what}");
         }
     }
     // A key in the query string is not a credential.

@@ -89,20 +89,54 @@ fn dechunk(mut bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// `host:port` of the server under test.
 pub fn address(env: &Env) -> String {
-    env.base().trim_start_matches("http://").to_owned()
+    let rest = env.base().trim_start_matches("http://");
+    rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
-/// Sends `request` as is (the caller ends it with `Connection: close`) and reads the answer to
-/// the end of the connection.
+/// The path the server's routes sit under (the Lambda front's function URL has one).
+fn base_path(env: &Env) -> String {
+    let rest = env.base().trim_start_matches("http://");
+    rest.find('/').map_or_else(String::new, |at| {
+        rest[at..].trim_end_matches('/').to_owned()
+    })
+}
+
+/// Sends `request` as is (the caller ends it with `Connection: close`) and reads the answer, to
+/// its end by its framing or to the end of the connection (a front end may keep it open).
 pub async fn raw(env: &Env, request: &[u8]) -> Raw {
     let mut stream = TcpStream::connect(address(env)).await.unwrap();
     // The server may answer and close before reading everything (a refused header): a failed
     // write is then expected, and the answer is still read.
     let _ = stream.write_all(request).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 16 * 1024];
+        while !is_complete(&answer) {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
     parse_response(&answer)
         .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&answer)))
+}
+
+/// Whether `bytes` hold a whole response by its own framing.
+fn is_complete(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let body = &bytes[end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .is_some_and(|length| body.len() >= length)
 }
 
 /// A bodiless request; `auth` is whole header lines (`Authorization: ...\r\n`) or nothing.
@@ -120,6 +154,7 @@ pub async fn raw_request(
     content_type: &[u8],
     body: &[u8],
 ) -> Raw {
+    let target = format!("{}{target}", base_path(env));
     let mut request =
         format!("{method} {target} HTTP/1.1\r\nHost: prism\r\nConnection: close\r\n").into_bytes();
     request.extend_from_slice(head);
