@@ -84,6 +84,16 @@ fn altered(key: &str) -> String {
     other
 }
 
+/// Variants the Lambda front rewrites before Prism sees them: a function URL joins repeated
+/// headers into one (cargo-lambda's keeps one of them), and header bytes that are not UTF-8
+/// cannot travel in its JSON event. On `prism serve` Prism reads them as sent.
+const SHAPED_BY_THE_LAMBDA_FRONT: &[&str] = &[
+    "two headers",
+    "two tenants' headers",
+    "latin-1 byte",
+    "invalid utf-8",
+];
+
 #[tokio::test]
 async fn every_wrong_credential_is_a_json_401_on_every_route_family_and_does_nothing() {
     let env = start(Setup::default()).await;
@@ -153,6 +163,9 @@ async fn every_wrong_credential_is_a_json_401_on_every_route_family_and_does_not
         ),
     ];
     for (what, auth) in &variants {
+        if env.backend.is_lambda() && SHAPED_BY_THE_LAMBDA_FRONT.contains(what) {
+            continue;
+        }
         for call in every_route_family() {
             let head = [auth.as_slice(), call.head].concat();
             let answer = raw_request(

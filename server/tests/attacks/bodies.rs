@@ -444,6 +444,11 @@ fn upload_cases() -> Vec<Bad> {
 async fn refuses_each(env: &Env, path: &str, extra: &[u8], cases: &[Bad]) -> usize {
     let head = [bearer(&env.alpha).as_bytes(), extra].concat();
     for case in cases {
+        // The Lambda front (cargo-lambda's function URL) answers a text body that is not UTF-8
+        // with its own plain-text 500 before Prism sees it.
+        if env.backend.is_lambda() && std::str::from_utf8(&case.body).is_err() {
+            continue;
+        }
         let answer = raw_request(env, "POST", path, &head, case.content_type, &case.body).await;
         let what = format!("POST {path} with {}", case.what);
         let error = answer.openai_error(case.status, &what);
