@@ -31,8 +31,11 @@ PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pyte
 
 # The Lambda binaries themselves, under cargo-lambda's runtime emulator (`prism-lambda-local`).
 export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
+# `hardening` is left out here: it tests `prism serve`'s own HTTP layer (read timeouts, body
+# budget, connection cap), which the Lambda front replaces.
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
-    --test sync_completions --test async_jobs --test scheduled --test files --test batches
+    --test sync_completions --test async_jobs --test scheduled --test files --test batches \
+    --test attacks
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 scripts/check-infra.sh

@@ -12,6 +12,16 @@ use crate::{SOON, batch_body, batch_line, list_ids};
 
 const SUBMITTERS: usize = 200;
 
+/// The local Lambda front runs a handful of API sandboxes that take one invocation each, so 200
+/// requests at once queue behind them for minutes; 40 still race for the key.
+fn submitters(env: &crate::support::Env) -> usize {
+    if env.backend.is_lambda() {
+        40
+    } else {
+        SUBMITTERS
+    }
+}
+
 /// Whether the store makes racing conditional writes atomic, so that of two writers only one
 /// wins. SQLite does, and so does DynamoDB. The emulator (moto) does not: it checks a condition
 /// and then writes, with no lock across its request threads, and applies a TransactWriteItems
@@ -35,7 +45,7 @@ async fn two_hundred_concurrent_submits_with_one_idempotency_key_make_one_job_an
             .json(&chat_body("gpt-race", "once"))
             .send()
     };
-    let answers = join_all((0..SUBMITTERS).map(|_| submit())).await;
+    let answers = join_all((0..submitters(&env)).map(|_| submit())).await;
     let mut ids = std::collections::BTreeSet::new();
     for answer in answers {
         let answer = answer.unwrap();
@@ -66,7 +76,7 @@ async fn two_hundred_concurrent_submits_with_one_idempotency_key_make_one_job_an
             .json(&body)
             .send()
     };
-    let answers = join_all((0..SUBMITTERS).map(|_| schedule())).await;
+    let answers = join_all((0..submitters(&env)).map(|_| schedule())).await;
     let mut ids = std::collections::BTreeSet::new();
     for answer in answers {
         let answer = answer.unwrap();
