@@ -21,16 +21,22 @@ cargo build --workspace --all-targets --locked --features "$EMULATOR_FEATURES"
 start_emulator target/moto.log
 
 cargo test --workspace --locked --features "$EMULATOR_FEATURES"
+# `hardening` and the attack battery (`attacks`) run here too: `prism serve --backend aws` has
+# the same HTTP layer as on embedded storage, over the emulator's store.
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
-    --test files --test batches --test batch_crashes --test fault_matrix
+    --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
+    --test attacks
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 
 # The Lambda binaries themselves, under cargo-lambda's runtime emulator (`prism-lambda-local`).
 export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
+# `hardening` is left out here: it tests `prism serve`'s own HTTP layer (read timeouts, body
+# budget, connection cap), which the Lambda front replaces.
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
-    --test sync_completions --test async_jobs --test scheduled --test files --test batches
+    --test sync_completions --test async_jobs --test scheduled --test files --test batches \
+    --test attacks
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 scripts/check-infra.sh

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+pub mod raw;
+
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -221,6 +223,23 @@ pub async fn create_key_on(backend: &Backend, data: &Path, tenant: &str) -> Stri
         "unexpected key output {key:?}"
     );
     key
+}
+
+/// `prism keys revoke` for `secret`, by the display prefix `keys list` shows.
+pub async fn revoke_key_on(backend: &Backend, data: &Path, secret: &str) {
+    let prefix: String = secret.chars().take("sk-prism-".len() + 8).collect();
+    let out = Command::new(PRISM)
+        .args(["keys", "revoke", &prefix, "--data-dir"])
+        .arg(data)
+        .envs(backend.env())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keys revoke failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The Lambda functions of `stack`, built next to `prism`, with the test's reconcile period

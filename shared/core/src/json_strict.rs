@@ -1,6 +1,9 @@
-//! Duplicate keys in JSON objects. RFC 8259 leaves their meaning open: serde answers a struct
-//! field seen twice with an error, a map keeps the last value, and the upstream provider may keep
-//! either. Prism refuses them everywhere with one answer, naming the key and where it sits.
+//! Duplicate keys in JSON objects, and nesting too deep to read. RFC 8259 leaves the meaning of
+//! a repeated key open: serde answers a struct field seen twice with an error, a map keeps the
+//! last value, and the upstream provider may keep either. Prism refuses them everywhere with one
+//! answer, naming the key and where it sits. Nesting past [`MAX_JSON_DEPTH`] is refused too:
+//! Prism only skims the parts of a body it reads, so a depth bomb inside a message would
+//! otherwise be stored and sent upstream.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -31,30 +34,87 @@ impl DuplicateKey {
     }
 }
 
+/// How deeply arrays and objects may nest in a request body: far more than any chat request or
+/// JSON schema needs, and below serde_json's own recursion limit (128), so that this check and
+/// not a parse error is what answers.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Whether a body is a JSON object by its first byte (its parser checks the rest): serde would
+/// also read a struct from an array.
+pub fn is_json_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Whether `body` is one well-formed JSON value in UTF-8 (RFC 8259). A struct's parser reports
+/// the first problem it meets, so an unknown field ahead of a syntax error would hide that the
+/// body is not JSON; and skipping a value does not check its strings' UTF-8.
+pub fn is_well_formed(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok() && serde_json::from_slice::<de::IgnoredAny>(body).is_ok()
+}
+
+/// What the walk stopped at.
+#[derive(Debug)]
+enum Finding {
+    Duplicate(DuplicateKey),
+    TooDeep,
+}
+
 /// The first duplicated key of `json`, at any depth. Text that is not JSON has none: the caller's
-/// own parsing reports it. Nesting is bounded by serde_json's recursion limit.
+/// own parsing reports it. The walk stops at [`MAX_JSON_DEPTH`].
 pub fn find_duplicate_key(json: &[u8]) -> Option<DuplicateKey> {
+    match walk(json) {
+        Some(Finding::Duplicate(duplicate)) => Some(duplicate),
+        Some(Finding::TooDeep) | None => None,
+    }
+}
+
+fn walk(json: &[u8]) -> Option<Finding> {
     let mut found = None;
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    // The walk stops at the first duplicate with an error whose text does not matter: the
-    // duplicate itself is in `found`.
+    // The walk stops at the first finding with an error whose text does not matter: the finding
+    // itself is in `found`.
     let _ = Walk {
         path: String::new(),
+        depth: 0,
         found: &mut found,
     }
     .deserialize(&mut deserializer);
     found
 }
 
-/// [`find_duplicate_key`] as a service answer: `Err` with the 400 when a key repeats.
+/// A request body as a service answer: `Err` with the 400 when a key repeats, or when the JSON
+/// nests deeper than [`MAX_JSON_DEPTH`].
 pub fn reject_duplicate_keys(json: &[u8]) -> Result<(), ServiceError> {
-    find_duplicate_key(json).map_or(Ok(()), |duplicate| Err(duplicate.into_error()))
+    match walk(json) {
+        None => Ok(()),
+        Some(Finding::Duplicate(duplicate)) => Err(duplicate.into_error()),
+        Some(Finding::TooDeep) => Err(ServiceError::invalid(
+            format!(
+                "We could not parse the JSON body of your request: it nests arrays and objects more than {MAX_JSON_DEPTH} levels deep."
+            ),
+            None,
+            Some("invalid_json"),
+        )),
+    }
 }
 
-/// Visits one value without building it, noting the first duplicated key.
+/// Visits one value without building it, noting the first duplicated key or excessive depth.
 struct Walk<'f> {
     path: String,
-    found: &'f mut Option<DuplicateKey>,
+    /// Arrays and objects around this value.
+    depth: usize,
+    found: &'f mut Option<Finding>,
+}
+
+impl Walk<'_> {
+    /// Refuses to enter one more array or object past the limit.
+    fn enter<E: de::Error>(&mut self) -> Result<usize, E> {
+        if self.depth >= MAX_JSON_DEPTH {
+            *self.found = Some(Finding::TooDeep);
+            return Err(E::custom("too deep"));
+        }
+        Ok(self.depth + 1)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
@@ -91,11 +151,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.enter()?;
         let mut index = 0usize;
         loop {
             let element = Walk {
                 path: format!("{}[{index}]", self.path),
+                depth,
                 found: &mut *self.found,
             };
             if seq.next_element_seed(element)?.is_none() {
@@ -105,7 +167,8 @@ impl<'de> Visitor<'de> for Walk<'_> {
         }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let depth = self.enter()?;
         let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
             let path = if self.path.is_empty() {
@@ -114,11 +177,12 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 format!("{}.{key}", self.path)
             };
             if !seen.insert(key.clone()) {
-                *self.found = Some(DuplicateKey { key, path });
+                *self.found = Some(Finding::Duplicate(DuplicateKey { key, path }));
                 return Err(de::Error::custom("duplicate key"));
             }
             map.next_value_seed(Walk {
                 path,
+                depth,
                 found: &mut *self.found,
             })?;
         }
@@ -178,6 +242,30 @@ mod tests {
         let duplicate = find_duplicate_key(line).unwrap();
         assert_eq!(duplicate.path, "body.model");
         assert!(duplicate.message().contains("'model'"));
+    }
+
+    fn nested(depth: usize) -> String {
+        format!(
+            r#"{{"model":"m","messages":[{{"content":{}{}}}]}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_a_400_and_up_to_it_is_fine() {
+        // The body's object, `messages` and its message object are three levels.
+        assert!(reject_duplicate_keys(nested(MAX_JSON_DEPTH - 3).as_bytes()).is_ok());
+        for depth in [MAX_JSON_DEPTH - 2, 200, 100_000] {
+            match reject_duplicate_keys(nested(depth).as_bytes()) {
+                Err(ServiceError::InvalidRequest { param, code, .. }) => {
+                    assert_eq!(param, None);
+                    assert_eq!(code.as_deref(), Some("invalid_json"));
+                }
+                other => panic!("depth {depth}: expected a 400, got {other:?}"),
+            }
+        }
+        assert_eq!(find_duplicate_key(nested(100_000).as_bytes()), None);
     }
 
     #[test]

@@ -92,14 +92,17 @@ pub fn renew_answer(batch: &Batch, chunk: &Chunk, token: &str) -> ChunkWrite {
 /// The lease a finalize claim holds on `current`: the caller's on a batch not yet finalizing; a
 /// take-over of a finalizing batch whose finalizer's lease ended, keeping the outcome and file
 /// ids its predecessor chose (so both write the very same files); none otherwise (another
-/// finalizer holds it, or it is terminal).
+/// finalizer holds it, or it is terminal). A cancelling batch takes only a lease that assembles
+/// the cancel: an outcome chosen before a cancel landed (all lines done, say) would end as
+/// `completed` a batch whose cancel was answered 200; the cancel's own finalize assembles it.
 pub fn finalize_lease(
     current: &Batch,
     lease: &FinalizeLease,
     now: Timestamp,
 ) -> Option<FinalizeLease> {
     match (current.status, &current.finalize) {
-        (BatchStatus::Validating | BatchStatus::InProgress | BatchStatus::Cancelling, _) => {
+        (BatchStatus::Validating | BatchStatus::InProgress, _) => Some(lease.clone()),
+        (BatchStatus::Cancelling, _) if lease.outcome == BatchOutcome::Cancelled => {
             Some(lease.clone())
         }
         (BatchStatus::Finalizing, Some(previous)) if previous.expires_at <= now => {
@@ -418,18 +421,37 @@ mod tests {
     #[test]
     fn a_finalize_claim_takes_an_unfinalized_batch_with_the_callers_lease() {
         let mine = lease("new", Timestamp(5_000));
-        for status in [
-            BatchStatus::Validating,
-            BatchStatus::InProgress,
-            BatchStatus::Cancelling,
-        ] {
+        for status in [BatchStatus::Validating, BatchStatus::InProgress] {
             assert_eq!(
                 finalize_lease(&batch(status), &mine, NOW),
                 Some(mine.clone())
             );
         }
+        let cancel = FinalizeLease {
+            outcome: BatchOutcome::Cancelled,
+            ..mine.clone()
+        };
+        assert_eq!(
+            finalize_lease(&batch(BatchStatus::Cancelling), &cancel, NOW),
+            Some(cancel.clone())
+        );
         for status in BatchStatus::TERMINAL {
             assert_eq!(finalize_lease(&batch(status), &mine, NOW), None);
+        }
+    }
+
+    #[test]
+    fn an_outcome_chosen_before_a_cancel_landed_cannot_finalize_the_cancelling_batch() {
+        for outcome in [BatchOutcome::Completed, BatchOutcome::Expired] {
+            let chosen_while_running = FinalizeLease {
+                outcome,
+                ..lease("new", Timestamp(5_000))
+            };
+            assert_eq!(
+                finalize_lease(&batch(BatchStatus::Cancelling), &chosen_while_running, NOW),
+                None,
+                "{outcome:?}"
+            );
         }
     }
 

@@ -115,13 +115,26 @@ pub async fn create_batch(
     tenant: &TenantId,
     body: &[u8],
 ) -> Result<Batch, ServiceError> {
-    let parsed: CreateBody<'_> = serde_json::from_slice(body).map_err(|e| {
-        ServiceError::invalid(
-            format!("We could not parse the JSON body of your request: {e}"),
-            None,
-            Some("invalid_json"),
-        )
-    })?;
+    // serde reads a struct from an array too (`["file-…", "/v1/chat/completions", "24h"]`).
+    let is_object = crate::json_strict::is_json_object(body);
+    let parsed: CreateBody<'_> = match serde_json::from_slice(body) {
+        Ok(parsed) if is_object => parsed,
+        // The only data error an object can cause here is an unknown field.
+        Err(e) if e.is_data() && is_object && crate::json_strict::is_well_formed(body) => {
+            return Err(ServiceError::invalid(
+                format!("Unrecognized request argument supplied: {e}."),
+                None,
+                Some("unknown_parameter"),
+            ));
+        }
+        _ => {
+            return Err(ServiceError::invalid(
+                "We could not parse the JSON body of your request: expected a JSON object.",
+                None,
+                Some("invalid_json"),
+            ));
+        }
+    };
     let input_file_id = required_string(parsed.input_file_id, "input_file_id")?;
     let endpoint = required_string(parsed.endpoint, "endpoint")?;
     if endpoint != CHAT_COMPLETIONS {

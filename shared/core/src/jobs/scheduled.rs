@@ -46,7 +46,7 @@ pub fn parse_schedule_request(
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let parsed: Body<'_> = match serde_json::from_slice(body) {
         Ok(b) if is_object => b,
-        Err(e) if e.is_data() && is_object => {
+        Err(e) if e.is_data() && is_object && crate::json_strict::is_well_formed(body) => {
             // The only data error an object can cause here is an unknown field.
             return Err(ServiceError::invalid(
                 format!(
@@ -215,6 +215,14 @@ mod tests {
             parsed.request.as_ref(),
             br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#
         );
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_only_in_a_body_that_is_json() {
+        let (_, code) = param_of(parse_schedule_request(br#"{"priority": 1}"#, NOW, YEAR));
+        assert_eq!(code.as_deref(), Some("unknown_parameter"));
+        let (_, code) = param_of(parse_schedule_request(br#"{"priority": 1, "#, NOW, YEAR));
+        assert_eq!(code.as_deref(), Some("invalid_json"));
     }
 
     #[test]
