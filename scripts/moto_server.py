@@ -1,0 +1,102 @@
+"""moto's server with DynamoDB requests taken one at a time.
+
+moto handles each request on its own thread, and its DynamoDB backend is not safe for that:
+TransactWriteItems snapshots the whole table (copy.deepcopy) before it starts and, when any
+condition fails, puts that snapshot back, discarding every write other threads acknowledged in
+between; a conditional write checks and then writes without a lock; and the deep copy itself can
+fail with an HTML 500 while another thread changes the table. Real DynamoDB is atomic per item
+and per transaction, and Prism's AWS adapter relies on it, so the emulator suites and benchmarks
+run moto through this wrapper: one lock around every DynamoDB request. S3, SQS (whose long polls
+must not hold a lock) and the rest stay concurrent. `bench/moto_races.py` shows the lost writes
+with and without it.
+
+It also honours TransactWriteItems' ClientRequestToken, which moto ignores: real DynamoDB answers
+a transaction sent again with the token of one that succeeded (the AWS SDK's own retry after a
+lost answer) with success and applies nothing; moto would apply it twice. The answers of
+successful transactions are kept for 10 minutes, as DynamoDB keeps tokens.
+
+Arguments: the host and port, as moto_server's -H and -p.
+"""
+
+import argparse
+import io
+import json
+import os
+import threading
+import time
+
+from werkzeug.serving import run_simple
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+
+DYNAMODB = threading.Lock()
+TOKEN_SECONDS = 600
+# ClientRequestToken -> (when, status, headers, body) of a transaction that succeeded.
+TRANSACTIONS = {}
+
+
+def serialize_dynamodb(app):
+    def wrapped(environ, start_response):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB_"):
+            return app(environ, start_response)
+        with DYNAMODB:
+            if not target.endswith(".TransactWriteItems"):
+                # The whole answer is built inside the lock.
+                return list(app(environ, start_response))
+            return transact_once(app, environ, start_response)
+
+    return wrapped
+
+
+def transact_once(app, environ, start_response):
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        token = json.loads(body).get("ClientRequestToken")
+    except ValueError:
+        token = None
+    now = time.monotonic()
+    for old in [t for t, kept in TRANSACTIONS.items() if now - kept[0] > TOKEN_SECONDS]:
+        del TRANSACTIONS[old]
+    if token in TRANSACTIONS:
+        _, status, headers, answer = TRANSACTIONS[token]
+        print(f"TransactWriteItems token {token} seen before: answered as then", flush=True)
+        start_response(status, headers)
+        return [answer]
+    seen = {}
+
+    def remember(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, list(headers)
+        return start_response(status, headers, exc_info)
+
+    answer = b"".join(app(environ, remember))
+    if token and seen.get("status", "").startswith("200"):
+        TRANSACTIONS[token] = (now, seen["status"], seen["headers"], answer)
+    return [answer]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+    # moto builds some URLs (SQS queue URLs) from it, as its own server sets it.
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(
+        args.host,
+        args.port,
+        serialize_dynamodb(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()
