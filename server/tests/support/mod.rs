@@ -109,6 +109,8 @@ pub struct Env {
     pub beta: String,
     pub http: reqwest::Client,
     pub backend: Backend,
+    /// See [`Setup::aws_endpoint`].
+    pub aws_endpoint: Option<String>,
 }
 
 pub struct Server {
@@ -131,6 +133,9 @@ pub struct Setup<'a> {
     pub files: &'a str,
     pub batches: &'a str,
     pub models: &'a str,
+    /// AWS backends: where `prism serve` sends its AWS calls instead of `AWS_ENDPOINT_URL` (a
+    /// fault proxy in front of the emulator).
+    pub aws_endpoint: Option<&'a str>,
 }
 
 impl Default for Setup<'_> {
@@ -142,6 +147,7 @@ impl Default for Setup<'_> {
             files: "",
             batches: "",
             models: r#"["*"]"#,
+            aws_endpoint: None,
         }
     }
 }
@@ -193,6 +199,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
         beta,
         http: reqwest::Client::new(),
         backend,
+        aws_endpoint: setup.aws_endpoint.map(str::to_owned),
     };
     env.start_server().await;
     env
@@ -273,7 +280,11 @@ impl Env {
             return;
         }
         let port = free_port();
-        let child = Command::new(PRISM)
+        let mut command = Command::new(PRISM);
+        if let Some(endpoint) = &self.aws_endpoint {
+            command.env("AWS_ENDPOINT_URL", endpoint);
+        }
+        let child = command
             .args([
                 "serve",
                 "--listen",

@@ -15,7 +15,7 @@ use crate::error::{ServiceError, StoreError};
 use crate::file_service::FilePolicy;
 use crate::gate::ModelGate;
 use crate::ids::{IdGenerator, JobId, TenantId};
-use crate::job::{Job, JobKind, NewJob};
+use crate::job::{Job, JobKind, NewJob, decisions};
 use crate::list::{ListQuery, Page};
 use crate::ports::{
     BatchStore, BlobStore, CancelOutcome, CreateOutcome, FileStore, IdempotencyClaim, JobStore,
@@ -174,7 +174,8 @@ async fn create_job(
         .map(|key| idempotency_claim(deps, key, &job))
         .transpose()?;
     tracing::Span::current().record("job_id", job.id.as_str());
-    let triggered = match deps.jobs.create(&job, claim.as_ref()).await? {
+    let created = deps.jobs.create(&job, claim.as_ref()).await?;
+    let triggered = match decisions::create_outcome(created, &job.id) {
         CreateOutcome::Created { triggered } => triggered,
         CreateOutcome::Replayed {
             job_id,

@@ -79,6 +79,9 @@ struct Shared {
     rates: FaultRates,
     rng: Mutex<StdRng>,
     counts: Mutex<ProxyCounts>,
+    /// Operations (`TransactWriteItems`, `SendMessage`) whose next requests get a reset, before
+    /// or after the emulator did them, and how many more: a test's chosen fault.
+    armed: Mutex<BTreeMap<String, (Action, u32)>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -114,6 +117,20 @@ impl Shared {
         Action::Forward
     }
 
+    /// The armed fault of this request's operation (JSON protocols name it in `x-amz-target`),
+    /// if any is left.
+    fn armed_for<B>(&self, request: &Request<B>) -> Option<Action> {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|target| target.rsplit('.').next())?;
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        let (action, left) = armed.get_mut(operation).filter(|(_, left)| *left > 0)?;
+        *left -= 1;
+        Some(*action)
+    }
+
     fn count(&self, service: &str, action: &str) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         *counts
@@ -133,6 +150,27 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// Resets the connection of the next `times` requests of `operation` (DynamoDB's
+    /// `TransactWriteItems`, SQS's `SendMessage`) after the emulator did them: the write
+    /// happened, its answer is lost.
+    pub fn reset_after_next(&self, operation: &str, times: u32) {
+        self.arm(operation, Action::ResetAfter, times);
+    }
+
+    /// Resets the connection of the next `times` requests of `operation` before they reach the
+    /// emulator: nothing happened.
+    pub fn reset_before_next(&self, operation: &str, times: u32) {
+        self.arm(operation, Action::ResetBefore, times);
+    }
+
+    fn arm(&self, operation: &str, action: Action, times: u32) {
+        self.shared
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(operation.to_owned(), (action, times));
+    }
+
     /// What was injected and forwarded so far.
     pub fn counts(&self) -> ProxyCounts {
         self.shared
@@ -164,6 +202,7 @@ pub async fn spawn_fault_proxy(
         rates,
         rng: Mutex::new(StdRng::seed_from_u64(seed)),
         counts: Mutex::new(ProxyCounts::default()),
+        armed: Mutex::new(BTreeMap::new()),
         client: Client::builder(TokioExecutor::new()).build_http(),
     });
     let (stop, mut stopped) = oneshot::channel::<()>();
@@ -221,7 +260,9 @@ async fn handle(
         return Ok(reply(StatusCode::OK, "application/json", body));
     }
     let service = service_of(&request);
-    let action = shared.choose(&service);
+    let action = shared
+        .armed_for(&request)
+        .unwrap_or_else(|| shared.choose(&service));
     shared.count(&service, action.name());
     let reply_now = match action {
         Action::Throttle => Some(dynamodb_throttle(shared.roll() < 0.5)),
