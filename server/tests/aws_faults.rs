@@ -99,6 +99,26 @@ async fn a_submit_whose_stored_answer_was_lost_is_accepted_and_runs_once() {
 
 #[tokio::test]
 #[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn resets_before_a_write_are_tried_again_by_the_sdk_until_its_last_attempt() {
+    let (proxy, env) = proxied_env("stranded_after = \"1h\"").await;
+
+    // Every try but the SDK's last never reaches DynamoDB.
+    let lost = prism_aws::SDK_MAX_ATTEMPTS - 1;
+    proxy.reset_before_next("PutItem", lost);
+    let (status, job) = submit_async(&env, "tried again", None).await;
+    assert_eq!(
+        injected(&proxy, "dynamodb", "reset_before"),
+        u64::from(lost)
+    );
+    assert_eq!(status, 202, "{job}");
+
+    let job = wait_until_done(&env, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(env.mock.hits("mock-echo"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
 async fn a_keyed_submit_whose_stored_answer_was_lost_runs_and_replays_the_same_job() {
     let (proxy, env) = proxied_env("stranded_after = \"1h\"").await;
 
