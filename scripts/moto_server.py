@@ -15,10 +15,16 @@ a transaction sent again with the token of one that succeeded (the AWS SDK's own
 lost answer) with success and applies nothing; moto would apply it twice. The answers of
 successful transactions are kept for 10 minutes, as DynamoDB keeps tokens.
 
+Under the lock a transaction also no longer copies the whole table: it keeps a copy of each item
+it touches and puts those back if it is cancelled. moto's whole-table copy costs O(table) per
+transaction (0.13 s on 3,000 items) and leaks its copy when a condition fails (about 500 MB
+after 200 failed transactions on 3,000 items, plain moto as well).
+
 Arguments: the host and port, as moto_server's -H and -p.
 """
 
 import argparse
+import copy
 import io
 import json
 import os
@@ -26,6 +32,10 @@ import threading
 import time
 
 from werkzeug.serving import run_simple
+
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -81,6 +91,50 @@ def transact_once(app, environ, start_response):
     return [answer]
 
 
+class _TableCopyIsItself:
+    """`copy` for moto's DynamoDB module: its whole-table snapshot becomes the table itself
+    (`transact_item_level` restores the touched items instead); every other copy is a copy."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        if isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+def transact_item_level(original):
+    def transact_write_items(self, transact_items):
+        saved = []
+        for entry in transact_items:
+            try:
+                op_type, op = next(iter(entry.items()))
+                table = self.get_table(op["TableName"])
+                key = op["Item"] if op_type == "Put" else op["Key"]
+                hash_key, range_key = self.get_keys_value(table, key)
+            except Exception:  # moto itself answers a malformed transaction
+                continue
+            item = table.get_item(hash_key, range_key)
+            saved.append((table, hash_key, range_key, copy.deepcopy(item)))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            # Cancelled: every touched item back as it was, in reverse order.
+            for table, hash_key, range_key, item in reversed(saved):
+                if item is None:
+                    if table.get_item(hash_key, range_key) is not None:
+                        table.delete_item(hash_key, range_key)
+                elif range_key is not None:
+                    table.items[hash_key][range_key] = item
+                else:
+                    table.items[hash_key] = item
+            raise
+
+    return transact_write_items
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -88,6 +142,10 @@ def main():
     args = parser.parse_args()
     # moto builds some URLs (SQS queue URLs) from it, as its own server sets it.
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    dynamodb_models.copy = _TableCopyIsItself()
+    DynamoDBBackend.transact_write_items = transact_item_level(
+        DynamoDBBackend.transact_write_items
+    )
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,
