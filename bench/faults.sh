@@ -13,7 +13,8 @@
 # summary in bench/out/faults/summary.md. Exits non-zero if any check failed.
 #
 # Knobs: MODES ("embedded aws aws-proxy"), JOBS CLIENTS SCHEDULED LINES KILLS KILL_WINDOW_S
-# LATENCY_MS SEED, PROFILE (release), SKIP_BUILD=1.
+# LATENCY_MS SEED MAX_WAIT_S, PROFILE (release), SKIP_BUILD=1; MOTO_RAW=1 runs plain
+# moto_server instead of scripts/moto_server.py (see bench/moto_races.py).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +30,7 @@ KILLS="${KILLS:-4}"
 KILL_WINDOW_S="${KILL_WINDOW_S:-40}"
 LATENCY_MS="${LATENCY_MS:-50}"
 SEED="${SEED:-7}"
+MAX_WAIT_S="${MAX_WAIT_S:-900}"
 
 log() { printf '[faults.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
@@ -85,7 +87,7 @@ for mode in $MODES; do
     nice "$BIN/prism-chaos" --prism "$BIN/prism" --mock "$MOCK_URL" --backend "$backend" "${endpoint[@]}" \
         --model "mock-chaos-$LATENCY_MS-$SEED" --jobs "$JOBS" --clients "$CLIENTS" \
         --scheduled "$SCHEDULED" --lines "$LINES" --kills "$KILLS" --kill-window-s "$KILL_WINDOW_S" \
-        --seed "$SEED" --out "$dir" >"$dir/chaos.txt" 2>"$dir/chaos.log"
+        --seed "$SEED" --max-wait-s "$MAX_WAIT_S" --out "$dir" >"$dir/chaos.txt" 2>"$dir/chaos.log"
     rc=$?
     [[ $rc == 0 ]] || failed=1
     injected="-"

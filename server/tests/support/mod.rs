@@ -111,6 +111,8 @@ pub struct Env {
     pub beta: String,
     pub http: reqwest::Client,
     pub backend: Backend,
+    /// See [`Setup::aws_endpoint`].
+    pub aws_endpoint: Option<String>,
 }
 
 pub struct Server {
@@ -133,6 +135,9 @@ pub struct Setup<'a> {
     pub files: &'a str,
     pub batches: &'a str,
     pub models: &'a str,
+    /// AWS backends: where `prism serve` sends its AWS calls instead of `AWS_ENDPOINT_URL` (a
+    /// fault proxy in front of the emulator).
+    pub aws_endpoint: Option<&'a str>,
 }
 
 impl Default for Setup<'_> {
@@ -144,6 +149,7 @@ impl Default for Setup<'_> {
             files: "",
             batches: "",
             models: r#"["*"]"#,
+            aws_endpoint: None,
         }
     }
 }
@@ -195,6 +201,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
         beta,
         http: reqwest::Client::new(),
         backend,
+        aws_endpoint: setup.aws_endpoint.map(str::to_owned),
     };
     env.start_server().await;
     env
@@ -292,7 +299,11 @@ impl Env {
             return;
         }
         let port = free_port();
-        let child = Command::new(PRISM)
+        let mut command = Command::new(PRISM);
+        if let Some(endpoint) = &self.aws_endpoint {
+            command.env("AWS_ENDPOINT_URL", endpoint);
+        }
+        let child = command
             .args([
                 "serve",
                 "--listen",

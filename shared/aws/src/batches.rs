@@ -481,14 +481,15 @@ impl BatchStore for DynamoBatchStore {
                 num(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
             );
         }
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .condition_expression("attribute_not_exists(pk)");
+        // Ids are fresh, so a refusal is this same put, applied by an earlier try whose answer
+        // was lost (the SDK sent it again): created all the same.
+        write::put(put).await?;
         Ok(())
     }
 

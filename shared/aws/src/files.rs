@@ -14,6 +14,7 @@ use crate::attrs::{
     Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_n, get_ts, is_live, n, need_s, s,
     tenant_of_pk, tenant_pk, unavailable,
 };
+use crate::write;
 
 #[derive(Clone)]
 pub struct DynamoFileStore {
@@ -69,14 +70,15 @@ impl FileStore for DynamoFileStore {
             item.insert("expires_at".into(), n(expires_at.0));
             item.insert(TTL_ATTRIBUTE.into(), n(expires_at.unix_seconds() + 1));
         }
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .condition_expression("attribute_not_exists(pk)");
+        // Ids are fresh, so a refusal is this same put, applied by an earlier try whose answer
+        // was lost (the SDK sent it again): stored all the same.
+        write::put(put).await?;
         Ok(())
     }
 

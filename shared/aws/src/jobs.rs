@@ -220,14 +220,10 @@ impl JobStore for DynamoJobStore {
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)");
-            return match write::put(put).await? {
-                Written::Applied(_) => Ok(CreateOutcome::Created { triggered: false }),
-                // Ids are fresh, so this is a fault, not an answer.
-                Written::Refused(_) => Err(StoreError::Unavailable(format!(
-                    "job {} already exists",
-                    job.id
-                ))),
-            };
+            // Ids are fresh, so an item already under this one was put by an earlier try of this
+            // same write whose answer was lost (the SDK sent it again): created all the same.
+            write::put(put).await?;
+            return Ok(CreateOutcome::Created { triggered: false });
         };
         let record = Item::from([
             (PARTITION_KEY.to_owned(), idempotency_pk(&job.tenant)),
@@ -385,6 +381,13 @@ impl JobStore for DynamoJobStore {
                     .filter(|old| get_s(old, "lease_token").is_some())
                     .and_then(|old| get_ts(old, "lease_expires_at"));
                 let current = seen.as_ref().map(job_from_item).transpose()?;
+                let seen_token = seen.as_ref().and_then(|old| get_s(old, "lease_token"));
+                if let Some(job) = current
+                    .as_ref()
+                    .filter(|job| decisions::claim_was_applied(job, seen_token, &lease.token))
+                {
+                    return Ok(ClaimOutcome::Claimed(job.clone()));
+                }
                 // Refused, yet claimable as seen: it changed in between; busy brings the message
                 // back after the lease instead of dropping it.
                 Ok(

@@ -31,7 +31,7 @@ pub use provision::{
 };
 pub use queue::{SqsWorkQueue, decode_work_item, encode_work_item};
 pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedule_name};
-pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SettingsError};
+pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SDK_MAX_ATTEMPTS, SettingsError};
 pub use stack::{MAX_RECEIVE_COUNT, StackError, StackTemplate};
 pub use stages::StageQueues;
 

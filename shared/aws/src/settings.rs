@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
 use prism_core::{PerStage, Stage};
 
 use crate::batches::DynamoBatchStore;
@@ -183,10 +184,20 @@ pub struct AwsBackend {
 /// How long a receive waits for messages: long polling keeps an idle consumer cheap.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 
+/// Tries of every AWS call, the first included, in the SDK's standard retry mode: throttling,
+/// 5xx, connection resets and timeouts are tried again after an exponential backoff with
+/// jitter (bench/faults.sh `aws-proxy` shows it holds under injected faults). A write tried
+/// again after its answer was lost meets its own success: transactions carry the SDK's
+/// `ClientRequestToken`, and creates and job claims read the refusal they caused as done.
+pub const SDK_MAX_ATTEMPTS: u32 = 3;
+
 impl AwsBackend {
     /// Loads credentials, region and endpoints the standard way and builds every client once.
     pub async fn connect(settings: AwsSettings, receive_wait: Duration) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+            .load()
+            .await;
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)

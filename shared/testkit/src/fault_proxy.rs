@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +27,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
 /// Per-request probabilities, each in [0, 1]; drawn in this order, at most one per request.
@@ -79,6 +83,9 @@ struct Shared {
     rates: FaultRates,
     rng: Mutex<StdRng>,
     counts: Mutex<ProxyCounts>,
+    /// Operations (`TransactWriteItems`, `SendMessage`) whose next requests get a reset, before
+    /// or after the emulator did them, and how many more: a test's chosen fault.
+    armed: Mutex<BTreeMap<String, (Action, u32)>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -114,6 +121,20 @@ impl Shared {
         Action::Forward
     }
 
+    /// The armed fault of this request's operation (JSON protocols name it in `x-amz-target`),
+    /// if any is left.
+    fn armed_for<B>(&self, request: &Request<B>) -> Option<Action> {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|target| target.rsplit('.').next())?;
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        let (action, left) = armed.get_mut(operation).filter(|(_, left)| *left > 0)?;
+        *left -= 1;
+        Some(*action)
+    }
+
     fn count(&self, service: &str, action: &str) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         *counts
@@ -133,6 +154,27 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// Resets the connection of the next `times` requests of `operation` (DynamoDB's
+    /// `TransactWriteItems`, SQS's `SendMessage`) after the emulator did them: the write
+    /// happened, its answer is lost.
+    pub fn reset_after_next(&self, operation: &str, times: u32) {
+        self.arm(operation, Action::ResetAfter, times);
+    }
+
+    /// Resets the connection of the next `times` requests of `operation` before they reach the
+    /// emulator: nothing happened.
+    pub fn reset_before_next(&self, operation: &str, times: u32) {
+        self.arm(operation, Action::ResetBefore, times);
+    }
+
+    fn arm(&self, operation: &str, action: Action, times: u32) {
+        self.shared
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(operation.to_owned(), (action, times));
+    }
+
     /// What was injected and forwarded so far.
     pub fn counts(&self) -> ProxyCounts {
         self.shared
@@ -164,6 +206,7 @@ pub async fn spawn_fault_proxy(
         rates,
         rng: Mutex::new(StdRng::seed_from_u64(seed)),
         counts: Mutex::new(ProxyCounts::default()),
+        armed: Mutex::new(BTreeMap::new()),
         client: Client::builder(TokioExecutor::new()).build_http(),
     });
     let (stop, mut stopped) = oneshot::channel::<()>();
@@ -175,11 +218,6 @@ pub async fn spawn_fault_proxy(
                 _ = &mut stopped => return,
             };
             let Ok((stream, _)) = accepted else { continue };
-            // A close then sends RST instead of FIN: what a reset is. Without it the reset would
-            // be a clean close, which the SDK may read differently.
-            if stream.set_zero_linger().is_err() {
-                continue;
-            }
             tokio::spawn(serve_connection(stream, Arc::clone(&accepting)));
         }
     });
@@ -190,19 +228,72 @@ pub async fn spawn_fault_proxy(
     })
 }
 
+/// A client connection that closes with RST instead of FIN once `reset` is set: what a reset
+/// is (a clean close the SDK may read differently). Only then: every close with zero linger
+/// would also throw away response bytes still unsent, and moto answers `Connection: close`, so a
+/// large answer (an S3 object) would be cut short without any fault being drawn.
+struct ClientStream {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::SeqCst) {
+            // Best effort: if it fails, the close is a clean one.
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// Serves one client connection until it closes, or drops it (an RST) when a request's fault
 /// is a reset.
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let reset = Arc::new(Notify::new());
     let service = {
         let reset = Arc::clone(&reset);
         service_fn(move |request| handle(request, Arc::clone(&shared), Arc::clone(&reset)))
     };
+    let resetting = Arc::new(AtomicBool::new(false));
+    let stream = ClientStream {
+        stream,
+        reset: Arc::clone(&resetting),
+    };
     let connection =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
     tokio::select! {
-        _ = connection => {}
-        () = reset.notified() => {}
+        _ = &mut connection => {}
+        // Returning drops the connection and its stream, which closes with RST now.
+        () = reset.notified() => resetting.store(true, Ordering::SeqCst),
     }
 }
 
@@ -221,7 +312,9 @@ async fn handle(
         return Ok(reply(StatusCode::OK, "application/json", body));
     }
     let service = service_of(&request);
-    let action = shared.choose(&service);
+    let action = shared
+        .armed_for(&request)
+        .unwrap_or_else(|| shared.choose(&service));
     shared.count(&service, action.name());
     let reply_now = match action {
         Action::Throttle => Some(dynamodb_throttle(shared.roll() < 0.5)),
@@ -386,14 +479,50 @@ mod tests {
         assert_eq!(service_of(&Request::new(())), "-");
     }
 
+    const FAULTLESS: FaultRates = FaultRates {
+        dynamodb_throttle: 0.0,
+        sqs_5xx: 0.0,
+        s3_slow_down: 0.0,
+        reset_before: 0.0,
+        reset_after: 0.0,
+    };
+
     fn shared_with(rates: FaultRates) -> Shared {
         Shared {
             upstream: Uri::from_static("http://127.0.0.1:1"),
             rates,
             rng: Mutex::new(StdRng::seed_from_u64(3)),
             counts: Mutex::new(ProxyCounts::default()),
+            armed: Mutex::new(BTreeMap::new()),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    #[test]
+    fn an_armed_operation_gets_its_fault_as_many_times_as_asked() {
+        let shared = shared_with(FAULTLESS);
+        shared
+            .armed
+            .lock()
+            .unwrap()
+            .insert("PutItem".into(), (Action::ResetAfter, 2));
+        let request = |operation: &str| {
+            Request::builder()
+                .header("x-amz-target", format!("DynamoDB_20120810.{operation}"))
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(shared.armed_for(&request("GetItem")), None);
+        assert_eq!(
+            shared.armed_for(&request("PutItem")),
+            Some(Action::ResetAfter)
+        );
+        assert_eq!(
+            shared.armed_for(&request("PutItem")),
+            Some(Action::ResetAfter)
+        );
+        assert_eq!(shared.armed_for(&request("PutItem")), None);
+        assert_eq!(shared.armed_for(&Request::new(())), None);
     }
 
     #[test]

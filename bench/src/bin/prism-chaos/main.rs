@@ -228,7 +228,30 @@ async fn main() -> anyhow::Result<()> {
         },
     );
 
+    // The evidence behind a failed check: keys answered with two ids, and ids that never ended.
+    let doubled: Vec<&Vec<String>> = asyncs
+        .iter()
+        .chain(&scheduled)
+        .filter_map(|s| s.as_ref().ok())
+        .filter(|s| s.ids.len() > 1)
+        .map(|s| &s.ids)
+        .collect();
+    let open: Vec<Value> = asyncs
+        .iter()
+        .chain(&scheduled)
+        .filter_map(|s| s.as_ref().ok())
+        .map(|s| &s.ids[0])
+        .filter_map(|id| match finals.get(id) {
+            None => Some(json!({"id": id, "status": null})),
+            Some(job) if !work::is_terminal(job["status"].as_str().unwrap_or("")) => {
+                Some(json!({"id": id, "status": job["status"]}))
+            }
+            Some(_) => None,
+        })
+        .collect();
     let report = json!({
+        "doubled_keys": doubled,
+        "open_jobs": open,
         "args": format!("{args:?}"),
         "backend": args.backend,
         "proxy": args.aws_endpoint,

@@ -244,7 +244,7 @@ pub async fn create_batch(api: &Api, input: String) -> anyhow::Result<String> {
         .to_owned())
 }
 
-fn is_terminal(status: &str) -> bool {
+pub fn is_terminal(status: &str) -> bool {
     matches!(status, "completed" | "failed" | "cancelled" | "expired")
 }
 

@@ -3,8 +3,28 @@
 //! each transition leaves it. Both adapters load, ask these, and write conditionally.
 
 use crate::clock::Timestamp;
+use crate::ids::JobId;
 use crate::jobs::{Job, JobStatus};
-use crate::ports::{CancelOutcome, ClaimOutcome};
+use crate::ports::{CancelOutcome, ClaimOutcome, CreateOutcome};
+
+/// What a create came to, read against the id it tried to store. A replay that names that very
+/// id is not another submit's job: it is this create, applied by an earlier try of the same write
+/// whose answer was lost (a reset connection, the SDK sending it again). So it was created, and
+/// nothing has triggered it yet.
+pub fn create_outcome(outcome: CreateOutcome, new_job: &JobId) -> CreateOutcome {
+    match outcome {
+        CreateOutcome::Replayed { job_id, .. } if job_id == *new_job => {
+            CreateOutcome::Created { triggered: false }
+        }
+        other => other,
+    }
+}
+
+/// Whether a claim refused by its condition was this very claim, applied by an earlier try whose
+/// answer was lost: the job as the refusal saw it runs on the caller's lease token.
+pub fn claim_was_applied(job: &Job, lease_token: Option<&str>, token: &str) -> bool {
+    holds(job.status, lease_token, token)
+}
 
 /// Why a claim of `job` at `now` is refused, or `None` when the caller may take it.
 ///
@@ -130,6 +150,46 @@ mod tests {
     }
 
     const NOW: Timestamp = Timestamp(1_000);
+
+    #[test]
+    fn a_replay_naming_the_job_being_created_is_that_create_applied_earlier() {
+        let replayed = |job_id: &JobId| CreateOutcome::Replayed {
+            job_id: job_id.clone(),
+            same_body: true,
+        };
+        assert_eq!(
+            create_outcome(replayed(&ID), &ID),
+            CreateOutcome::Created { triggered: false }
+        );
+        let ids = IdGenerator::new();
+        let other = [ids.job_id(Timestamp(0)), ids.job_id(Timestamp(0))]
+            .into_iter()
+            .find(|id| *id != *ID)
+            .unwrap();
+        assert_eq!(create_outcome(replayed(&other), &ID), replayed(&other));
+        let created = CreateOutcome::Created { triggered: true };
+        assert_eq!(create_outcome(created.clone(), &ID), created);
+    }
+
+    #[test]
+    fn a_refused_claim_was_applied_only_when_the_job_runs_on_the_callers_token() {
+        assert!(claim_was_applied(
+            &job(JobStatus::Running),
+            Some("t1"),
+            "t1"
+        ));
+        assert!(!claim_was_applied(
+            &job(JobStatus::Running),
+            Some("t2"),
+            "t1"
+        ));
+        assert!(!claim_was_applied(&job(JobStatus::Running), None, "t1"));
+        assert!(!claim_was_applied(
+            &job(JobStatus::Completed),
+            Some("t1"),
+            "t1"
+        ));
+    }
 
     #[test]
     fn a_claim_of_nothing_or_an_expired_job_is_missing() {

@@ -12,7 +12,7 @@ use crate::deps::{Deps, MAX_QUEUE_DELAY, trigger_at};
 use crate::error::ServiceError;
 use crate::ids::{JobId, TenantId};
 use crate::jobs::scheduled::parse_schedule_request;
-use crate::jobs::{Job, JobKind, NewJob};
+use crate::jobs::{Job, JobKind, NewJob, decisions};
 use crate::list::{ListQuery, Page};
 use crate::ports::{CancelOutcome, CreateOutcome, IdempotencyClaim, WorkItem};
 
@@ -144,7 +144,8 @@ async fn create_job(
         .map(|key| idempotency_claim(deps, key, &job))
         .transpose()?;
     tracing::Span::current().record("job_id", job.id.as_str());
-    let triggered = match deps.jobs.create(&job, claim.as_ref()).await? {
+    let created = deps.jobs.create(&job, claim.as_ref()).await?;
+    let triggered = match decisions::create_outcome(created, &job.id) {
         CreateOutcome::Created { triggered } => triggered,
         CreateOutcome::Replayed {
             job_id,

@@ -1,0 +1,199 @@
+//! `prism serve --backend aws` when DynamoDB did a write but its answer never came back (or a
+//! trigger never reached SQS): the
+//! fault proxy (testkit) between prism and the emulator resets the connection right after the
+//! emulator applied the write, and the AWS SDK sends it again. The retried write then meets its
+//! own earlier success and must read it as done, not as someone else's. Needs
+//! `PRISM_TEST_BACKEND=aws` (scripts/test.sh runs it with `--ignored`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod support;
+
+use std::time::Duration;
+
+use prism_testkit::fault_proxy::{FaultProxy, FaultRates, spawn_fault_proxy};
+use serde_json::{Value, json};
+use support::{Env, Setup, chat_batch_input, chat_body, start};
+
+const NO_RANDOM_FAULTS: FaultRates = FaultRates {
+    dynamodb_throttle: 0.0,
+    sqs_5xx: 0.0,
+    s3_slow_down: 0.0,
+    reset_before: 0.0,
+    reset_after: 0.0,
+};
+
+async fn proxied_env(jobs: &str) -> (FaultProxy, Env) {
+    let emulator = std::env::var("AWS_ENDPOINT_URL").expect("run with the emulator");
+    let proxy = spawn_fault_proxy(
+        "127.0.0.1:0".parse().unwrap(),
+        emulator.parse().unwrap(),
+        NO_RANDOM_FAULTS,
+        1,
+    )
+    .await
+    .unwrap();
+    let endpoint = format!("http://{}", proxy.addr);
+    let env = start(Setup {
+        jobs,
+        aws_endpoint: Some(&endpoint),
+        ..Setup::default()
+    })
+    .await;
+    assert!(env.backend.is_aws(), "run with PRISM_TEST_BACKEND=aws");
+    (proxy, env)
+}
+
+fn injected(proxy: &FaultProxy, service: &str, action: &str) -> u64 {
+    proxy
+        .counts()
+        .0
+        .get(service)
+        .and_then(|actions| actions.get(action))
+        .copied()
+        .unwrap_or(0)
+}
+
+async fn submit_async(env: &Env, content: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = env
+        .http
+        .post(env.url("/v1/chat/completions"))
+        .bearer_auth(&env.alpha)
+        .header("x-prism-async", "true")
+        .json(&chat_body("mock-echo", content));
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn wait_until_done(env: &Env, id: &str) -> Value {
+    env.wait_for(
+        &env.alpha,
+        id,
+        &["completed", "failed", "cancelled"],
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_submit_whose_stored_answer_was_lost_is_accepted_and_runs_once() {
+    // The reconciler would rescue an untriggered job only after an hour: a job that runs did so
+    // because its submit triggered it.
+    let (proxy, env) = proxied_env("stranded_after = \"1h\"").await;
+
+    // The job's conditional PutItem is applied, its answer lost; the SDK's retry is refused by
+    // the condition, since the item is there now.
+    proxy.reset_after_next("PutItem", 1);
+    let (status, job) = submit_async(&env, "stored once", None).await;
+    assert_eq!(injected(&proxy, "dynamodb", "reset_after"), 1);
+    assert_eq!(status, 202, "{job}");
+
+    let job = wait_until_done(&env, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(env.mock.hits("mock-echo"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn resets_before_a_write_are_tried_again_by_the_sdk_until_its_last_attempt() {
+    let (proxy, env) = proxied_env("stranded_after = \"1h\"").await;
+
+    // Every try but the SDK's last never reaches DynamoDB.
+    let lost = prism_aws::SDK_MAX_ATTEMPTS - 1;
+    proxy.reset_before_next("PutItem", lost);
+    let (status, job) = submit_async(&env, "tried again", None).await;
+    assert_eq!(
+        injected(&proxy, "dynamodb", "reset_before"),
+        u64::from(lost)
+    );
+    assert_eq!(status, 202, "{job}");
+
+    let job = wait_until_done(&env, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(env.mock.hits("mock-echo"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_keyed_submit_whose_stored_answer_was_lost_runs_and_replays_the_same_job() {
+    let (proxy, env) = proxied_env("stranded_after = \"1h\"").await;
+
+    // The job and its idempotency record are written in one transaction; its answer is lost,
+    // and the SDK sends it again with the same ClientRequestToken.
+    proxy.reset_after_next("TransactWriteItems", 1);
+    let (status, job) = submit_async(&env, "stored once", Some("lost-answer-1")).await;
+    assert_eq!(injected(&proxy, "dynamodb", "reset_after"), 1);
+    assert_eq!(status, 202, "{job}");
+
+    let id = job["id"].as_str().unwrap();
+    let job = wait_until_done(&env, id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let (_, replay) = submit_async(&env, "stored once", Some("lost-answer-1")).await;
+    assert_eq!(replay["id"], job["id"], "{replay}");
+    assert_eq!(env.mock.hits("mock-echo"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_job_whose_trigger_was_lost_is_run_by_the_reconciler() {
+    let (proxy, env) = proxied_env("stranded_after = \"2s\"").await;
+
+    // Every try the SDK makes of the job's first SendMessage fails: the job is stored, its
+    // trigger is lost, and the submit still answers.
+    proxy.reset_before_next("SendMessage", prism_aws::SDK_MAX_ATTEMPTS);
+    let id = env.submit(&env.alpha, "mock-echo", "trigger lost").await;
+    assert_eq!(
+        injected(&proxy, "sqs", "reset_before"),
+        u64::from(prism_aws::SDK_MAX_ATTEMPTS),
+        "the trigger was not lost"
+    );
+
+    let job = wait_until_done(&env, &id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(env.mock.hits("mock-echo"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_file_and_a_batch_whose_stored_answers_were_lost_are_accepted_once() {
+    let (proxy, env) = proxied_env("").await;
+    let input = chat_batch_input("line", "mock-echo", 3);
+
+    // The file's record, then the batch's item: each conditional PutItem is applied and its
+    // answer lost; the SDK's retry is refused by the condition.
+    proxy.reset_after_next("PutItem", 1);
+    let file = env.upload_batch_file(&env.alpha, input.as_bytes()).await;
+    assert_eq!(injected(&proxy, "dynamodb", "reset_after"), 1);
+    proxy.reset_after_next("PutItem", 1);
+    let response = env
+        .post(
+            &env.alpha,
+            "/v1/batches",
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(injected(&proxy, "dynamodb", "reset_after"), 2);
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let batch: Value = response.json().await.unwrap();
+
+    let batch = env
+        .wait_for_batch(
+            batch["id"].as_str().unwrap(),
+            &["completed", "failed"],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(batch["status"], "completed", "{batch}");
+    assert_eq!(batch["request_counts"]["completed"], 3, "{batch}");
+    let listed: Value = env
+        .get(&env.alpha, "/v1/batches")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+}
