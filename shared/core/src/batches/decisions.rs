@@ -118,7 +118,10 @@ pub fn renew_answer(batch: &Batch, chunk: &Chunk, token: &str) -> ChunkWrite {
 /// The chunk as completing it under `token` leaves it (done, its lease gone; the batch counts one
 /// more chunk done), or `None` when `token` does not hold it: a chunk is counted done once.
 pub fn completed_chunk(chunk: Chunk, token: &str) -> Option<Chunk> {
-    holds_chunk(&chunk, token).then(|| Chunk {
+    if !holds_chunk(&chunk, token) {
+        return None;
+    }
+    Some(Chunk {
         done: true,
         lease_token: None,
         lease_expires_at: None,
@@ -130,7 +133,10 @@ pub fn completed_chunk(chunk: Chunk, token: &str) -> Option<Chunk> {
 /// takes it at once), or `None` when the chunk's lease is not that token's: a stale holder never
 /// frees a chunk another claim holds.
 pub fn released_chunk(chunk: Chunk, token: &str) -> Option<Chunk> {
-    (chunk.lease_token.as_deref() == Some(token)).then(|| Chunk {
+    if chunk.lease_token.as_deref() != Some(token) {
+        return None;
+    }
+    Some(Chunk {
         lease_token: None,
         lease_expires_at: None,
         ..chunk
