@@ -228,7 +228,8 @@ pub trait BatchStore: Send + Sync {
         after: Option<&BatchId>,
     ) -> Result<Page<Batch>, StoreError>;
 
-    /// `validating -> in_progress` with one record per chunk; false when no longer validating.
+    /// `validating -> in_progress` with one record per chunk; false when planning no longer
+    /// settles it (`decisions::planning_settles`).
     async fn plan(
         &self,
         batch: &BatchRef,
@@ -238,7 +239,8 @@ pub trait BatchStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// `validating -> failed` with the validation errors; false when no longer validating.
+    /// `validating -> failed` with the validation errors; false when planning no longer settles
+    /// it (`decisions::planning_settles`).
     async fn fail(
         &self,
         batch: &BatchRef,
@@ -269,7 +271,8 @@ pub trait BatchStore: Send + Sync {
         now: Timestamp,
     ) -> Result<ChunkWrite, StoreError>;
 
-    /// Marks the chunk done and counts it on the batch, once, while `token` holds.
+    /// Marks the chunk done and counts it on the batch, once, while `token` holds
+    /// (`decisions::completed_chunk`).
     async fn complete_chunk(
         &self,
         batch: &BatchRef,
@@ -287,7 +290,8 @@ pub trait BatchStore: Send + Sync {
         lease_until: Timestamp,
     ) -> Result<ChunkWrite, StoreError>;
 
-    /// Gives the chunk up (a processor near its deadline or shutting down).
+    /// Gives the chunk up (a processor near its deadline or shutting down), if `token` still
+    /// holds its lease (`decisions::released_chunk`).
     async fn release_chunk(
         &self,
         batch: &BatchRef,

@@ -138,6 +138,35 @@ fn load_chunk(conn: &Connection, batch: &str, index: u32) -> rusqlite::Result<Op
     .optional()
 }
 
+/// Whether planning may still settle the batch (`decisions::planning_settles`), as stored now.
+fn settled_by_planning(conn: &Connection, batch: &BatchRef) -> rusqlite::Result<bool> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM batches WHERE id = ?1 AND tenant = ?2")?
+        .query_row(params![batch.id.as_str(), batch.tenant.as_str()], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(status
+        .as_deref()
+        .and_then(BatchStatus::parse)
+        .is_some_and(decisions::planning_settles))
+}
+
+/// Stores the chunk's lease as a decision left it (taken, or given up).
+fn write_lease(conn: &Connection, batch: &str, chunk: &Chunk) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE batch_chunks SET lease_token = ?3, lease_expires_at = ?4 \
+         WHERE batch_id = ?1 AND idx = ?2",
+    )?
+    .execute(params![
+        batch,
+        chunk.plan.index,
+        chunk.lease_token,
+        chunk.lease_expires_at.map(|t| t.0)
+    ])
+    .map(|_| ())
+}
+
 #[derive(Clone)]
 pub struct SqliteBatchStore {
     db: Database,
@@ -160,8 +189,8 @@ impl SqliteBatchStore {
                 )?;
                 conn.execute(
                     "UPDATE batches SET finalize = json_set(finalize, '$.expires_at', ?1) \
-                     WHERE status = 'finalizing' AND finalize IS NOT NULL",
-                    params![now.0],
+                     WHERE status = ?2 AND finalize IS NOT NULL",
+                    params![now.0, BatchStatus::Finalizing.as_str()],
                 )?;
                 Ok(chunks)
             })
@@ -244,22 +273,21 @@ impl BatchStore for SqliteBatchStore {
         let (batch, chunks, model) = (batch.clone(), chunks.to_vec(), model.map(str::to_owned));
         self.db
             .write(move |conn| {
-                let moved = conn
-                    .prepare_cached(
-                        "UPDATE batches SET status = 'in_progress', in_progress_at = ?3, total = ?4, \
-                         model = ?5, chunks = ?6 WHERE id = ?1 AND tenant = ?2 AND status = 'validating'",
-                    )?
-                    .execute(params![
-                        batch.id.as_str(),
-                        batch.tenant.as_str(),
-                        now.0,
-                        i64::try_from(total).unwrap_or(i64::MAX),
-                        model,
-                        u32::try_from(chunks.len()).unwrap_or(u32::MAX)
-                    ])?;
-                if moved == 0 {
+                if !settled_by_planning(conn, &batch)? {
                     return Ok(false);
                 }
+                conn.prepare_cached(
+                    "UPDATE batches SET status = ?2, in_progress_at = ?3, total = ?4, model = ?5, \
+                     chunks = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    BatchStatus::InProgress.as_str(),
+                    now.0,
+                    i64::try_from(total).unwrap_or(i64::MAX),
+                    model,
+                    u32::try_from(chunks.len()).unwrap_or(u32::MAX)
+                ])?;
                 let mut insert = conn.prepare_cached(
                     "INSERT INTO batch_chunks (batch_id, idx, start, \"end\", lines) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
@@ -286,13 +314,15 @@ impl BatchStore for SqliteBatchStore {
         let (batch, errors) = (batch.clone(), errors.clone());
         self.db
             .write(move |conn| {
+                if !settled_by_planning(conn, &batch)? {
+                    return Ok(false);
+                }
                 conn.prepare_cached(
-                    "UPDATE batches SET status = 'failed', failed_at = ?3, errors = ?4 \
-                     WHERE id = ?1 AND tenant = ?2 AND status = 'validating'",
+                    "UPDATE batches SET status = ?2, failed_at = ?3, errors = ?4 WHERE id = ?1",
                 )?
                 .execute(params![
                     batch.id.as_str(),
-                    batch.tenant.as_str(),
+                    BatchStatus::Failed.as_str(),
                     now.0,
                     to_json(&errors)?
                 ])
@@ -317,16 +347,7 @@ impl BatchStore for SqliteBatchStore {
                     Ok(taken) => taken,
                     Err(refusal) => return Ok(refusal),
                 };
-                conn.prepare_cached(
-                    "UPDATE batch_chunks SET lease_token = ?3, lease_expires_at = ?4 \
-                     WHERE batch_id = ?1 AND idx = ?2",
-                )?
-                .execute(params![
-                    batch.id.as_str(),
-                    chunk,
-                    lease.token,
-                    lease.expires_at.0
-                ])?;
+                write_lease(conn, batch.id.as_str(), &record)?;
                 Ok(ChunkClaim::Claimed {
                     batch: Box::new(current),
                     chunk: record,
@@ -424,17 +445,21 @@ impl BatchStore for SqliteBatchStore {
         let (batch, token) = (batch.clone(), token.to_owned());
         self.db
             .write(move |conn| {
-                let marked = conn
-                    .prepare_cached(
-                        "UPDATE batch_chunks SET done = 1, lease_token = NULL, lease_expires_at = NULL \
-                         WHERE batch_id = ?1 AND idx = ?2 AND lease_token = ?3 AND done = 0",
-                    )?
-                    .execute(params![batch.id.as_str(), chunk, token])?;
-                if marked == 1 {
-                    conn.prepare_cached("UPDATE batches SET chunks_done = chunks_done + 1 WHERE id = ?1")?
-                        .execute(params![batch.id.as_str()])?;
-                }
-                Ok(marked == 1)
+                let Some(done) = load_chunk(conn, batch.id.as_str(), chunk)?
+                    .and_then(|record| decisions::completed_chunk(record, &token))
+                else {
+                    return Ok(false);
+                };
+                write_lease(conn, batch.id.as_str(), &done)?;
+                conn.prepare_cached(
+                    "UPDATE batch_chunks SET done = ?3 WHERE batch_id = ?1 AND idx = ?2",
+                )?
+                .execute(params![batch.id.as_str(), chunk, done.done])?;
+                conn.prepare_cached(
+                    "UPDATE batches SET chunks_done = chunks_done + 1 WHERE id = ?1",
+                )?
+                .execute(params![batch.id.as_str()])?;
+                Ok(true)
             })
             .await
     }
@@ -448,12 +473,13 @@ impl BatchStore for SqliteBatchStore {
         let (batch, token) = (batch.clone(), token.to_owned());
         self.db
             .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE batch_chunks SET lease_token = NULL, lease_expires_at = NULL \
-                     WHERE batch_id = ?1 AND idx = ?2 AND lease_token = ?3",
-                )?
-                .execute(params![batch.id.as_str(), chunk, token])
-                .map(|n| n == 1)
+                let Some(released) = load_chunk(conn, batch.id.as_str(), chunk)?
+                    .and_then(|record| decisions::released_chunk(record, &token))
+                else {
+                    return Ok(false);
+                };
+                write_lease(conn, batch.id.as_str(), &released)?;
+                Ok(true)
             })
             .await
     }
@@ -484,9 +510,13 @@ impl BatchStore for SqliteBatchStore {
                     CancelDecision::Answer(outcome) => Ok(outcome),
                     CancelDecision::Cancel(cancelling) => {
                         conn.prepare_cached(
-                            "UPDATE batches SET status = 'cancelling', cancelling_at = ?2 WHERE id = ?1",
+                            "UPDATE batches SET status = ?2, cancelling_at = ?3 WHERE id = ?1",
                         )?
-                        .execute(params![id.as_str(), now.0])?;
+                        .execute(params![
+                            id.as_str(),
+                            cancelling.status.as_str(),
+                            cancelling.cancelling_at.map(|t| t.0)
+                        ])?;
                         Ok(BatchCancelOutcome::Accepted(cancelling))
                     }
                 }
@@ -509,12 +539,17 @@ impl BatchStore for SqliteBatchStore {
                 let Some(held) = decisions::finalize_lease(&current, &lease, now) else {
                     return Ok(None);
                 };
+                let finalizing = decisions::finalizing(current, held, now);
                 conn.prepare_cached(
-                    "UPDATE batches SET status = 'finalizing', \
-                       finalizing_at = COALESCE(finalizing_at, ?2), finalize = ?3 WHERE id = ?1",
+                    "UPDATE batches SET status = ?2, finalizing_at = ?3, finalize = ?4 WHERE id = ?1",
                 )?
-                .execute(params![batch.id.as_str(), now.0, to_json(&held)?])?;
-                Ok(Some(decisions::finalizing(current, held, now)))
+                .execute(params![
+                    batch.id.as_str(),
+                    finalizing.status.as_str(),
+                    finalizing.finalizing_at.map(|t| t.0),
+                    finalizing.finalize.as_ref().map(to_json).transpose()?
+                ])?;
+                Ok(Some(finalizing))
             })
             .await
     }

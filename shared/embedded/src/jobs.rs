@@ -1,28 +1,22 @@
-//! Jobs in SQLite: the `JobStore` port, and the `WorkQueue` port kept on the same rows (a job row
-//! is its own queue entry, so storing a job and queueing it cannot drift apart).
+//! Jobs in SQLite: the `JobStore` port. A job row is also its own queue entry (see `queue`), so
+//! storing a job and queueing it cannot drift apart.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use prism_core::batches::BatchRef;
 use prism_core::jobs::decisions::{self, CancelDecision, ClaimDecision};
 use prism_core::jobs::{Finish, JobRef, NewJob};
 use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
-    CancelOutcome, ClaimOutcome, CreateOutcome, Delivery, IdempotencyClaim, JobStore, Lease,
-    Receipt, WorkItem, WorkQueue,
+    CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
-use prism_core::{
-    BatchId, Clock, Job, JobError, JobId, JobKind, JobStatus, Stage, StoreError, TenantId,
-    Timestamp,
-};
-use rand::Rng;
+use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
+use crate::queue::SqliteWorkQueue;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
                            expires_at, result, error, attempts, scheduled_at, metadata";
@@ -72,7 +66,42 @@ fn load_live(conn: &Connection, tenant: &str, id: &str, now: i64) -> rusqlite::R
     .optional()
 }
 
-fn job_ref(id: &str, tenant: &str) -> Option<JobRef> {
+/// The statuses of a job that may still run, as an SQL list: `('pending', 'running')`.
+pub(crate) fn unfinished_list() -> String {
+    let names: Vec<String> = JobStatus::UNFINISHED
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    format!("({})", names.join(", "))
+}
+
+/// A job's stored status, whatever its retention.
+fn status_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobStatus>> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM jobs WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    status
+        .map(|s| JobStatus::parse(&s).ok_or_else(|| corrupt("status")))
+        .transpose()
+}
+
+/// Whether a worker holding `token` may still write the job, as core's `decisions::holds` has
+/// it of the row as stored. Every write of a lease holder asks this first; the single writer
+/// makes the check and the write one step.
+fn held_by(conn: &Connection, id: &str, token: &str) -> rusqlite::Result<bool> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT status, lease_token FROM jobs WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((status, lease_token)) = row else {
+        return Ok(false);
+    };
+    let status = JobStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
+    Ok(decisions::holds(status, lease_token.as_deref(), token))
+}
+
+pub(crate) fn job_ref(id: &str, tenant: &str) -> Option<JobRef> {
     Some(JobRef {
         id: JobId::parse(id)?,
         tenant: TenantId::parse(tenant)?,
@@ -106,8 +135,8 @@ impl SqliteJobStore {
             .write(move |conn| {
                 let leases = conn.execute(
                     "UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL \
-                     WHERE status = 'running' AND lease_token IS NOT NULL",
-                    [],
+                     WHERE status = ?1 AND lease_token IS NOT NULL",
+                    params![JobStatus::Running.as_str()],
                 )?;
                 // A batch stage cut off by the crash did nothing wrong: its delivery does not count
                 // toward dead-lettering (a long chunk may live through several restarts).
@@ -182,7 +211,7 @@ impl JobStore for SqliteJobStore {
                 conn.prepare_cached(
                     "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at, \
                        scheduled_at, metadata, queue_visible_at) \
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)))",
+                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)))",
                 )?
                 .execute(params![
                     job.id.as_str(),
@@ -192,7 +221,8 @@ impl JobStore for SqliteJobStore {
                     job.request.as_ref(),
                     job.created_at.0,
                     job.scheduled_at.map(|t| t.0),
-                    metadata
+                    metadata,
+                    JobStatus::Pending.as_str()
                 ])?;
                 Ok(CreateOutcome::Created { triggered: true })
             })
@@ -293,10 +323,17 @@ impl JobStore for SqliteJobStore {
                     ClaimDecision::Refuse(refusal) => return Ok(refusal),
                 };
                 conn.prepare_cached(
-                    "UPDATE jobs SET status = 'running', lease_token = ?2, lease_expires_at = ?3, \
-                     started_at = COALESCE(started_at, ?4), attempts = attempts + 1 WHERE id = ?1",
+                    "UPDATE jobs SET status = ?2, lease_token = ?3, lease_expires_at = ?4, \
+                     started_at = ?5, attempts = ?6 WHERE id = ?1",
                 )?
-                .execute(params![id.as_str(), lease.token, lease.expires_at.0, now.0])?;
+                .execute(params![
+                    id.as_str(),
+                    claimed.status.as_str(),
+                    lease.token,
+                    lease.expires_at.0,
+                    claimed.started_at.map(|t| t.0),
+                    claimed.attempts
+                ])?;
                 Ok(ClaimOutcome::Claimed(claimed))
             })
             .await
@@ -311,11 +348,13 @@ impl JobStore for SqliteJobStore {
         let (id, token) = (job.id.clone(), token.to_owned());
         self.db
             .write(move |conn| {
+                if !held_by(conn, id.as_str(), &token)? {
+                    return Ok(false);
+                }
                 conn.prepare_cached(
-                    "UPDATE jobs SET lease_expires_at = ?3, attempts = attempts + 1 \
-                     WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                    "UPDATE jobs SET lease_expires_at = ?2, attempts = attempts + 1 WHERE id = ?1",
                 )?
-                .execute(params![id.as_str(), token, lease_until.0])
+                .execute(params![id.as_str(), lease_until.0])
                 .map(|n| n == 1)
             })
             .await
@@ -330,11 +369,13 @@ impl JobStore for SqliteJobStore {
         let (id, token) = (job.id.clone(), token.to_owned());
         self.db
             .write(move |conn| {
+                if !held_by(conn, id.as_str(), &token)? {
+                    return Ok(false);
+                }
                 conn.prepare_cached(
-                    "UPDATE jobs SET lease_token = NULL, lease_expires_at = ?3 \
-                     WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                    "UPDATE jobs SET lease_token = NULL, lease_expires_at = ?2 WHERE id = ?1",
                 )?
-                .execute(params![id.as_str(), token, retry_at.0])
+                .execute(params![id.as_str(), retry_at.0])
                 .map(|n| n == 1)
             })
             .await
@@ -355,15 +396,16 @@ impl JobStore for SqliteJobStore {
         };
         self.db
             .write(move |conn| {
+                if !held_by(conn, id.as_str(), &token)? {
+                    return Ok(false);
+                }
                 let error = error.as_ref().map(error_json).transpose()?;
                 conn.prepare_cached(
-                    "UPDATE jobs SET status = ?3, result = ?4, error = ?5, completed_at = ?6, \
-                     expires_at = ?7, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
+                    "UPDATE jobs SET status = ?2, result = ?3, error = ?4, completed_at = ?5, \
+                     expires_at = ?6, lease_token = NULL, lease_expires_at = NULL WHERE id = ?1",
                 )?
                 .execute(params![
                     id.as_str(),
-                    token,
                     status.as_str(),
                     result,
                     error,
@@ -378,14 +420,7 @@ impl JobStore for SqliteJobStore {
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
         let (id, token) = (job.id.clone(), token.to_owned());
         self.db
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT 1 FROM jobs WHERE id = ?1 AND status = 'running' AND lease_token = ?2",
-                )?
-                .query_row(params![id.as_str(), token], |_| Ok(()))
-                .optional()
-                .map(|found| found.is_some())
-            })
+            .read(move |conn| held_by(conn, id.as_str(), &token))
             .await
     }
 
@@ -406,12 +441,18 @@ impl JobStore for SqliteJobStore {
                         // A pending job's queue entry is dropped with it; a running one's
                         // delivery is acknowledged by its worker once it sees the cancel.
                         conn.prepare_cached(
-                            "UPDATE jobs SET status = 'cancelled', completed_at = ?2, expires_at = ?3, \
+                            "UPDATE jobs SET status = ?2, completed_at = ?3, expires_at = ?4, \
                              lease_token = NULL, lease_expires_at = NULL, \
-                             queue_visible_at = CASE WHEN status = 'pending' THEN NULL ELSE queue_visible_at END \
+                             queue_visible_at = CASE WHEN status = ?5 THEN NULL ELSE queue_visible_at END \
                              WHERE id = ?1",
                         )?
-                        .execute(params![id.as_str(), now.0, expires_at.0])?;
+                        .execute(params![
+                            id.as_str(),
+                            cancelled.status.as_str(),
+                            cancelled.completed_at.map(|t| t.0),
+                            cancelled.expires_at.map(|t| t.0),
+                            JobStatus::Pending.as_str()
+                        ])?;
                         Ok(CancelOutcome::Cancelled(cancelled))
                     }
                 }
@@ -429,12 +470,21 @@ impl JobStore for SqliteJobStore {
         let (id, error) = (job.id.clone(), error.clone());
         self.db
             .write(move |conn| {
+                let unfinished = status_of(conn, id.as_str())?.is_some_and(|s| !s.is_terminal());
+                if !unfinished {
+                    return Ok(false);
+                }
                 conn.prepare_cached(
-                    "UPDATE jobs SET status = 'failed', error = ?2, completed_at = ?3, expires_at = ?4, \
-                     lease_token = NULL, lease_expires_at = NULL \
-                     WHERE id = ?1 AND status IN ('pending', 'running')",
+                    "UPDATE jobs SET status = ?2, error = ?3, completed_at = ?4, expires_at = ?5, \
+                     lease_token = NULL, lease_expires_at = NULL WHERE id = ?1",
                 )?
-                .execute(params![id.as_str(), error_json(&error)?, now.0, expires_at.0])
+                .execute(params![
+                    id.as_str(),
+                    JobStatus::Failed.as_str(),
+                    error_json(&error)?,
+                    now.0,
+                    expires_at.0
+                ])
                 .map(|n| n == 1)
             })
             .await
@@ -444,13 +494,18 @@ impl JobStore for SqliteJobStore {
         self.db
             .read(move |conn| {
                 // The row is its own queue entry, so "no trigger waiting" is known exactly.
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, tenant FROM jobs WHERE status IN ('pending', 'running') \
+                // The statuses are written into the text, not bound, so SQLite can prove the query
+                // inside the partial index on unfinished jobs and use it.
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT id, tenant FROM jobs WHERE status IN {unfinished} \
                      AND queue_visible_at IS NULL \
-                     AND ((status = 'pending' AND MAX(created_at, COALESCE(scheduled_at, 0)) < ?1) \
-                       OR (status = 'running' AND COALESCE(lease_expires_at, 0) < ?1)) \
+                     AND ((status = '{pending}' AND MAX(created_at, COALESCE(scheduled_at, 0)) < ?1) \
+                       OR (status = '{running}' AND COALESCE(lease_expires_at, 0) < ?1)) \
                      LIMIT ?2",
-                )?;
+                    unfinished = unfinished_list(),
+                    pending = JobStatus::Pending.as_str(),
+                    running = JobStatus::Running.as_str(),
+                ))?;
                 let ids = stmt
                     .query_map(
                         params![before.0, i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -482,298 +537,5 @@ impl JobStore for SqliteJobStore {
                 Ok(u64::try_from(jobs).unwrap_or(0))
             })
             .await
-    }
-}
-
-/// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
-/// workers wait on a notification instead of polling.
-#[derive(Clone)]
-pub struct SqliteWorkQueue {
-    db: Database,
-    clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
-}
-
-impl SqliteWorkQueue {
-    pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            db,
-            clock,
-            wake: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Signalled whenever a message may have become visible.
-    pub fn wake(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
-    }
-
-    /// When the next waiting message becomes visible, if any is waiting.
-    pub async fn next_visible_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.db
-            .read(|conn| {
-                let jobs: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT MIN(queue_visible_at) FROM jobs WHERE queue_visible_at IS NOT NULL",
-                    )?
-                    .query_row([], |r| r.get(0))?;
-                let items: Option<i64> = conn
-                    .prepare_cached("SELECT MIN(visible_at) FROM work_items")?
-                    .query_row([], |r| r.get(0))?;
-                Ok(jobs.into_iter().chain(items).min().map(Timestamp))
-            })
-            .await
-    }
-}
-
-impl SqliteWorkQueue {
-    /// Drops the item's message if it is waiting (not in flight): what deleting a schedule is on
-    /// a queue that carries delays itself.
-    pub async fn drop_waiting(&self, item: &WorkItem) -> Result<(), StoreError> {
-        let item = item.clone();
-        self.db
-            .write(move |conn| match &item {
-                WorkItem::Job(job) => conn
-                    .prepare_cached(
-                        "UPDATE jobs SET queue_visible_at = NULL, queue_receives = 0 \
-                         WHERE id = ?1 AND queue_receipt IS NULL",
-                    )?
-                    .execute(params![job.id.as_str()]),
-                other => conn
-                    .prepare_cached("DELETE FROM work_items WHERE key = ?1 AND receipt IS NULL")?
-                    .execute(params![other.key()]),
-            })
-            .await
-            .map(|_| ())
-    }
-}
-
-fn split_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
-    receipt.0.split_once(':')
-}
-
-/// Receipts of work items are `w:<key>:<token>`; job ids never start with `w:`.
-fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
-    receipt.0.strip_prefix("w:")?.rsplit_once(':')
-}
-
-/// One row per distinct batch-stage item, its `kind` the stage's name: a second enqueue of a
-/// waiting item keeps the earlier time; one of an item in flight makes a new message (the
-/// in-flight receipt goes stale, as in SQS a second message is independent of the first).
-fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
-    let (batch, chunk) = match item {
-        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (b, None),
-        WorkItem::RunChunk { batch, chunk } => (batch, Some(*chunk)),
-        WorkItem::Job(_) => return Ok(()),
-    };
-    let kind = item.stage().name();
-    conn.prepare_cached(
-        "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         ON CONFLICT(key) DO UPDATE SET \
-           visible_at = CASE WHEN receipt IS NOT NULL OR visible_at > excluded.visible_at \
-             THEN excluded.visible_at ELSE visible_at END, \
-           receipt = NULL, receives = 0",
-    )?
-    .execute(params![
-        item.key(),
-        kind,
-        batch.tenant.as_str(),
-        batch.id.as_str(),
-        chunk,
-        visible_at
-    ])
-    .map(|_| ())
-}
-
-fn work_item_from(
-    kind: &str,
-    tenant: &str,
-    batch_id: &str,
-    chunk: Option<u32>,
-) -> Option<WorkItem> {
-    let batch = BatchRef {
-        tenant: TenantId::parse(tenant)?,
-        id: BatchId::parse(batch_id)?,
-    };
-    WorkItem::of_batch(Stage::parse(kind)?, batch, chunk)
-}
-
-fn receive_work_items(
-    conn: &Connection,
-    now: Timestamp,
-    hidden_until: i64,
-    max: usize,
-    rng: &mut impl Rng,
-) -> rusqlite::Result<Vec<Delivery>> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT key, kind, tenant, batch_id, chunk FROM work_items WHERE visible_at <= ?1 \
-             ORDER BY visible_at LIMIT ?2",
-        )?
-        .query_map(
-            params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<u32>>(4)?,
-                ))
-            },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut hide = conn.prepare_cached(
-        "UPDATE work_items SET visible_at = ?2, receipt = ?3, receives = receives + 1 \
-         WHERE key = ?1 RETURNING receives",
-    )?;
-    let mut deliveries = Vec::with_capacity(rows.len());
-    for (key, kind, tenant, batch_id, chunk) in rows {
-        let Some(item) = work_item_from(&kind, &tenant, &batch_id, chunk) else {
-            conn.prepare_cached("DELETE FROM work_items WHERE key = ?1")?
-                .execute(params![key])?;
-            continue;
-        };
-        let receipt = hex::encode(rng.random::<[u8; 8]>());
-        let receives: u32 = hide.query_row(params![key, hidden_until, receipt], |r| r.get(0))?;
-        deliveries.push(Delivery {
-            item,
-            receipt: Receipt(format!("w:{key}:{receipt}")),
-            receive_count: receives,
-        });
-    }
-    Ok(deliveries)
-}
-
-#[async_trait]
-impl WorkQueue for SqliteWorkQueue {
-    async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
-        let visible_at = self.clock.now().plus(delay).0;
-        let item = item.clone();
-        self.db
-            .write(move |conn| match &item {
-                // Like a second SQS message: never later than a message already waiting.
-                WorkItem::Job(job) => conn
-                    .prepare_cached(
-                        "UPDATE jobs SET queue_visible_at = \
-                           CASE WHEN queue_visible_at IS NULL OR queue_visible_at > ?2 THEN ?2 \
-                           ELSE queue_visible_at END \
-                         WHERE id = ?1 AND status IN ('pending', 'running')",
-                    )?
-                    .execute(params![job.id.as_str(), visible_at])
-                    .map(|_| ()),
-                other => enqueue_work_item(conn, other, visible_at),
-            })
-            .await?;
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
-        let now = self.clock.now();
-        let hidden_until = now.plus(visibility).0;
-        self.db
-            .write(move |conn| {
-                let ids = conn
-                    .prepare_cached(
-                        "SELECT id, tenant FROM jobs WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
-                         ORDER BY queue_visible_at LIMIT ?2",
-                    )?
-                    .query_map(
-                        params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let mut stmt = conn.prepare_cached(
-                    "UPDATE jobs SET queue_visible_at = ?2, queue_receipt = ?3, \
-                     queue_receives = queue_receives + 1 WHERE id = ?1 RETURNING queue_receives",
-                )?;
-                let mut rng = rand::rng();
-                let mut deliveries = Vec::with_capacity(ids.len());
-                for (id, tenant) in ids {
-                    let receipt = hex::encode(rng.random::<[u8; 8]>());
-                    let receives: u32 =
-                        stmt.query_row(params![id, hidden_until, receipt], |r| r.get(0))?;
-                    let Some(job) = job_ref(&id, &tenant) else {
-                        continue;
-                    };
-                    deliveries.push(Delivery {
-                        item: WorkItem::Job(job),
-                        receipt: Receipt(format!("{id}:{receipt}")),
-                        receive_count: receives,
-                    });
-                }
-                // Jobs first: interactive work goes ahead of batch stages.
-                let room = max.saturating_sub(deliveries.len());
-                if room > 0 {
-                    deliveries.extend(receive_work_items(conn, now, hidden_until, room, &mut rng)?);
-                }
-                Ok(deliveries)
-            })
-            .await
-    }
-
-    async fn ack(&self, receipt: &Receipt) -> Result<(), StoreError> {
-        if let Some((key, token)) = split_work_receipt(receipt) {
-            let (key, token) = (key.to_owned(), token.to_owned());
-            return self
-                .db
-                .write(move |conn| {
-                    conn.prepare_cached("DELETE FROM work_items WHERE key = ?1 AND receipt = ?2")?
-                        .execute(params![key, token])
-                        .map(|_| ())
-                })
-                .await;
-        }
-        let Some((id, token)) = split_receipt(receipt) else {
-            return Ok(());
-        };
-        let (id, token) = (id.to_owned(), token.to_owned());
-        self.db
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE jobs SET queue_visible_at = NULL, queue_receipt = NULL, queue_receives = 0 \
-                     WHERE id = ?1 AND queue_receipt = ?2",
-                )?
-                .execute(params![id, token])
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError> {
-        let visible_at = self.clock.now().plus(visibility).0;
-        if let Some((key, token)) = split_work_receipt(receipt) {
-            let (key, token) = (key.to_owned(), token.to_owned());
-            self.db
-                .write(move |conn| {
-                    conn.prepare_cached(
-                        "UPDATE work_items SET visible_at = ?3 WHERE key = ?1 AND receipt = ?2",
-                    )?
-                    .execute(params![key, token, visible_at])
-                })
-                .await?;
-            if visibility.is_zero() {
-                self.wake.notify_one();
-            }
-            return Ok(());
-        }
-        let Some((id, token)) = split_receipt(receipt) else {
-            return Ok(());
-        };
-        let (id, token) = (id.to_owned(), token.to_owned());
-        self.db
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE jobs SET queue_visible_at = ?3 WHERE id = ?1 AND queue_receipt = ?2",
-                )?
-                .execute(params![id, token, visible_at])
-            })
-            .await?;
-        if visibility.is_zero() {
-            self.wake.notify_one();
-        }
-        Ok(())
     }
 }

@@ -12,7 +12,8 @@ use prism_core::deps::Deps;
 use prism_core::reconcile::reconcile_every;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{SqliteJobStore, SqliteWorkQueue};
+use crate::jobs::SqliteJobStore;
+use crate::queue::SqliteWorkQueue;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use prism_core::ports::{Scheduler, WorkItem, WorkQueue};
 use prism_core::{Clock, StoreError, Timestamp};
 
-use crate::jobs::SqliteWorkQueue;
+use crate::queue::SqliteWorkQueue;
 
 #[derive(Clone)]
 pub struct SqliteScheduler {

@@ -1,7 +1,8 @@
-//! The batch state machine's decisions, as pure functions of what a store read: whether a batch
-//! takes results, what a chunk claim answers, who may write a part, when a batch is finalized and
-//! with which outcome, what a finalize claim holds, and what a cancel does. Both adapters load,
-//! ask these, and write conditionally; the finalizer asks `finalize_outcome`.
+//! The batch state machine's decisions, as pure functions of what a store read: whether planning
+//! may settle a batch, whether a batch takes results, what a chunk claim answers, who may write,
+//! complete or release a chunk, when a batch is finalized and with which outcome, what a finalize
+//! claim holds, and what a cancel does. Both adapters load, ask these, and write conditionally;
+//! the finalizer asks `finalize_outcome`.
 
 use std::time::Duration;
 
@@ -12,10 +13,22 @@ use crate::batches::{
 use crate::clock::Timestamp;
 use crate::ports::Lease;
 
+/// Whether planning may settle a batch in `status`, planning it or failing its validation: only
+/// while it is validating. A batch cancelled or expired meanwhile keeps that, and a second
+/// planning of a planned batch (a redelivered message) changes nothing.
+pub fn planning_settles(status: BatchStatus) -> bool {
+    status == BatchStatus::Validating
+}
+
+/// Whether the batch's window is still open at `now`: past it, the expiry's finalizer owns it.
+pub fn window_open(batch: &Batch, now: Timestamp) -> bool {
+    now < batch.expires_at
+}
+
 /// Whether the batch takes results now: running and inside its window. Chunk claims and part
 /// commits both need it, so no line is committed after the finalizer may have read the parts.
 pub fn accepts_results(batch: &Batch, now: Timestamp) -> bool {
-    batch.status == BatchStatus::InProgress && now < batch.expires_at
+    batch.status == BatchStatus::InProgress && window_open(batch, now)
 }
 
 /// A chunk claim under `lease`, decided on the batch and chunk as read: the batch and the chunk
@@ -70,12 +83,25 @@ pub fn chunk_write_in(status: BatchStatus) -> ChunkWrite {
     }
 }
 
-/// What committing a part under `token` answers: refused unless the chunk is unfinished and
-/// claimed with that token; a running batch takes parts only inside its window (past it, the
-/// expiry's finalizer owns the batch).
+/// Whether a commit that would answer `answer` also needs the batch's window open: a running
+/// batch's does (past the window, the expiry's finalizer owns the batch); a cancelling batch's
+/// is fenced by the cancel's finalizer instead.
+pub fn commit_needs_window(answer: ChunkWrite) -> bool {
+    answer == ChunkWrite::Running
+}
+
+/// Whether `token` holds the chunk for its holder's writes (commit, renew, complete): the chunk
+/// is unfinished and claimed with that token.
+pub fn holds_chunk(chunk: &Chunk, token: &str) -> bool {
+    !chunk.done && chunk.lease_token.as_deref() == Some(token)
+}
+
+/// What committing a part under `token` answers: refused unless `token` holds the chunk; then
+/// as the batch's status has it ([`chunk_write_in`]), refused outside the window when
+/// [`commit_needs_window`].
 pub fn commit_answer(batch: &Batch, chunk: &Chunk, token: &str, now: Timestamp) -> ChunkWrite {
     match renew_answer(batch, chunk, token) {
-        ChunkWrite::Running if now >= batch.expires_at => ChunkWrite::Refused,
+        answer if commit_needs_window(answer) && !window_open(batch, now) => ChunkWrite::Refused,
         answer => answer,
     }
 }
@@ -83,10 +109,38 @@ pub fn commit_answer(batch: &Batch, chunk: &Chunk, token: &str, now: Timestamp) 
 /// What renewing the lease under `token` answers: as a commit, without the window (a renewal
 /// adds no result; the window's end is for the finalizer to act on).
 pub fn renew_answer(batch: &Batch, chunk: &Chunk, token: &str) -> ChunkWrite {
-    if chunk.done || chunk.lease_token.as_deref() != Some(token) {
+    if !holds_chunk(chunk, token) {
         return ChunkWrite::Refused;
     }
     chunk_write_in(batch.status)
+}
+
+/// The chunk as completing it under `token` leaves it (done, its lease gone; the batch counts one
+/// more chunk done), or `None` when `token` does not hold it: a chunk is counted done once.
+pub fn completed_chunk(chunk: Chunk, token: &str) -> Option<Chunk> {
+    if !holds_chunk(&chunk, token) {
+        return None;
+    }
+    Some(Chunk {
+        done: true,
+        lease_token: None,
+        lease_expires_at: None,
+        ..chunk
+    })
+}
+
+/// The chunk as its holder's release under `token` leaves it (its lease gone, so the next claim
+/// takes it at once), or `None` when the chunk's lease is not that token's: a stale holder never
+/// frees a chunk another claim holds.
+pub fn released_chunk(chunk: Chunk, token: &str) -> Option<Chunk> {
+    if chunk.lease_token.as_deref() != Some(token) {
+        return None;
+    }
+    Some(Chunk {
+        lease_token: None,
+        lease_expires_at: None,
+        ..chunk
+    })
 }
 
 /// The lease a finalize claim holds on `current`: the caller's on a batch not yet finalizing; a
@@ -416,6 +470,66 @@ mod tests {
             commit_answer(&cancelling, &held, "u", NOW),
             ChunkWrite::Refused
         );
+    }
+
+    #[test]
+    fn only_a_validating_batch_is_planned_or_failed() {
+        for status in BatchStatus::ALL {
+            assert_eq!(
+                planning_settles(status),
+                status == BatchStatus::Validating,
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chunk_is_completed_once_and_only_under_its_token() {
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            lease_expires_at: Some(Timestamp(2_000)),
+            ..chunk()
+        };
+        assert_eq!(completed_chunk(held.clone(), "u"), None);
+        let done = completed_chunk(held, "t").unwrap();
+        assert_eq!(
+            (
+                done.done,
+                done.lease_token.as_deref(),
+                done.lease_expires_at
+            ),
+            (true, None, None)
+        );
+        assert_eq!(completed_chunk(done, "t"), None);
+        assert_eq!(completed_chunk(chunk(), "t"), None);
+    }
+
+    #[test]
+    fn a_chunk_is_released_only_by_the_token_that_holds_it() {
+        let held = Chunk {
+            lease_token: Some("t".into()),
+            lease_expires_at: Some(Timestamp(2_000)),
+            cursor: 1,
+            ..chunk()
+        };
+        assert_eq!(released_chunk(held.clone(), "u"), None);
+        assert_eq!(released_chunk(chunk(), "t"), None);
+        let released = released_chunk(held, "t").unwrap();
+        assert_eq!(
+            (
+                released.lease_token,
+                released.lease_expires_at,
+                released.cursor
+            ),
+            (None, None, 1)
+        );
+    }
+
+    #[test]
+    fn only_a_running_batchs_commits_need_its_window() {
+        assert!(commit_needs_window(ChunkWrite::Running));
+        assert!(!commit_needs_window(ChunkWrite::Stopping));
+        assert!(!commit_needs_window(ChunkWrite::Refused));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The batch store in memory. Every conditional transition asks core's batch decisions
-//! (`batch::decisions`): chunk claims, who may commit a part, the finalize lease, cancel.
+//! (`batches::decisions`): planning, chunk claims, who may commit, complete or release a chunk,
+//! the finalize lease, cancel.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -97,7 +98,7 @@ impl BatchStore for MemoryBatchStore {
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
         let Some(row) =
-            find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
+            find(&mut rows, batch).filter(|r| decisions::planning_settles(r.batch.status))
         else {
             return Ok(false);
         };
@@ -118,7 +119,7 @@ impl BatchStore for MemoryBatchStore {
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
         let Some(row) =
-            find(&mut rows, batch).filter(|r| r.batch.status == BatchStatus::Validating)
+            find(&mut rows, batch).filter(|r| decisions::planning_settles(r.batch.status))
         else {
             return Ok(false);
         };
@@ -193,16 +194,13 @@ impl BatchStore for MemoryBatchStore {
         let Some(row) = find(&mut rows, batch) else {
             return Ok(false);
         };
-        let Some(record) = row
-            .chunks
-            .get_mut(chunk as usize)
-            .filter(|c| !c.done && c.lease_token.as_deref() == Some(token))
-        else {
+        let Some(record) = row.chunks.get_mut(chunk as usize) else {
             return Ok(false);
         };
-        record.done = true;
-        record.lease_token = None;
-        record.lease_expires_at = None;
+        let Some(done) = decisions::completed_chunk(record.clone(), token) else {
+            return Ok(false);
+        };
+        *record = done;
         row.batch.chunks_done += 1;
         Ok(true)
     }
@@ -235,14 +233,14 @@ impl BatchStore for MemoryBatchStore {
         token: &str,
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
-        let Some(record) = find(&mut rows, batch)
-            .and_then(|r| r.chunks.get_mut(chunk as usize))
-            .filter(|c| c.lease_token.as_deref() == Some(token))
+        let Some(record) = find(&mut rows, batch).and_then(|r| r.chunks.get_mut(chunk as usize))
         else {
             return Ok(false);
         };
-        record.lease_token = None;
-        record.lease_expires_at = None;
+        let Some(released) = decisions::released_chunk(record.clone(), token) else {
+            return Ok(false);
+        };
+        *record = released;
         Ok(true)
     }
 

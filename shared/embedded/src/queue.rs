@@ -1,0 +1,310 @@
+//! The `WorkQueue` port in SQLite: a job's deliveries on its own row (storing and queueing a job
+//! cannot drift apart), batch-stage items in `work_items`, receipts, visibility and delays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prism_core::batches::BatchRef;
+use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::{BatchId, Clock, Stage, StoreError, TenantId, Timestamp};
+use rand::Rng;
+use rusqlite::{Connection, params};
+use tokio::sync::Notify;
+
+use crate::db::Database;
+use crate::jobs::{job_ref, unfinished_list};
+
+/// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
+/// workers wait on a notification instead of polling.
+#[derive(Clone)]
+pub struct SqliteWorkQueue {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl SqliteWorkQueue {
+    pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Signalled whenever a message may have become visible.
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// When the next waiting message becomes visible, if any is waiting.
+    pub async fn next_visible_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.db
+            .read(|conn| {
+                let jobs: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT MIN(queue_visible_at) FROM jobs WHERE queue_visible_at IS NOT NULL",
+                    )?
+                    .query_row([], |r| r.get(0))?;
+                let items: Option<i64> = conn
+                    .prepare_cached("SELECT MIN(visible_at) FROM work_items")?
+                    .query_row([], |r| r.get(0))?;
+                Ok(jobs.into_iter().chain(items).min().map(Timestamp))
+            })
+            .await
+    }
+}
+
+impl SqliteWorkQueue {
+    /// Drops the item's message if it is waiting (not in flight): what deleting a schedule is on
+    /// a queue that carries delays itself.
+    pub async fn drop_waiting(&self, item: &WorkItem) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.db
+            .write(move |conn| match &item {
+                WorkItem::Job(job) => conn
+                    .prepare_cached(
+                        "UPDATE jobs SET queue_visible_at = NULL, queue_receives = 0 \
+                         WHERE id = ?1 AND queue_receipt IS NULL",
+                    )?
+                    .execute(params![job.id.as_str()]),
+                other => conn
+                    .prepare_cached("DELETE FROM work_items WHERE key = ?1 AND receipt IS NULL")?
+                    .execute(params![other.key()]),
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+fn split_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
+    receipt.0.split_once(':')
+}
+
+/// Receipts of work items are `w:<key>:<token>`; job ids never start with `w:`.
+fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
+    receipt.0.strip_prefix("w:")?.rsplit_once(':')
+}
+
+/// One row per distinct batch-stage item, its `kind` the stage's name: a second enqueue of a
+/// waiting item keeps the earlier time; one of an item in flight makes a new message (the
+/// in-flight receipt goes stale, as in SQS a second message is independent of the first).
+fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
+    let (batch, chunk) = match item {
+        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (b, None),
+        WorkItem::RunChunk { batch, chunk } => (batch, Some(*chunk)),
+        WorkItem::Job(_) => return Ok(()),
+    };
+    let kind = item.stage().name();
+    conn.prepare_cached(
+        "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT(key) DO UPDATE SET \
+           visible_at = CASE WHEN receipt IS NOT NULL OR visible_at > excluded.visible_at \
+             THEN excluded.visible_at ELSE visible_at END, \
+           receipt = NULL, receives = 0",
+    )?
+    .execute(params![
+        item.key(),
+        kind,
+        batch.tenant.as_str(),
+        batch.id.as_str(),
+        chunk,
+        visible_at
+    ])
+    .map(|_| ())
+}
+
+fn work_item_from(
+    kind: &str,
+    tenant: &str,
+    batch_id: &str,
+    chunk: Option<u32>,
+) -> Option<WorkItem> {
+    let batch = BatchRef {
+        tenant: TenantId::parse(tenant)?,
+        id: BatchId::parse(batch_id)?,
+    };
+    WorkItem::of_batch(Stage::parse(kind)?, batch, chunk)
+}
+
+fn receive_work_items(
+    conn: &Connection,
+    now: Timestamp,
+    hidden_until: i64,
+    max: usize,
+    rng: &mut impl Rng,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT key, kind, tenant, batch_id, chunk FROM work_items WHERE visible_at <= ?1 \
+             ORDER BY visible_at LIMIT ?2",
+        )?
+        .query_map(
+            params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<u32>>(4)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut hide = conn.prepare_cached(
+        "UPDATE work_items SET visible_at = ?2, receipt = ?3, receives = receives + 1 \
+         WHERE key = ?1 RETURNING receives",
+    )?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for (key, kind, tenant, batch_id, chunk) in rows {
+        let Some(item) = work_item_from(&kind, &tenant, &batch_id, chunk) else {
+            conn.prepare_cached("DELETE FROM work_items WHERE key = ?1")?
+                .execute(params![key])?;
+            continue;
+        };
+        let receipt = hex::encode(rng.random::<[u8; 8]>());
+        let receives: u32 = hide.query_row(params![key, hidden_until, receipt], |r| r.get(0))?;
+        deliveries.push(Delivery {
+            item,
+            receipt: Receipt(format!("w:{key}:{receipt}")),
+            receive_count: receives,
+        });
+    }
+    Ok(deliveries)
+}
+
+#[async_trait]
+impl WorkQueue for SqliteWorkQueue {
+    async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
+        let visible_at = self.clock.now().plus(delay).0;
+        let item = item.clone();
+        self.db
+            .write(move |conn| match &item {
+                // Like a second SQS message: never later than a message already waiting.
+                WorkItem::Job(job) => conn
+                    .prepare_cached(&format!(
+                        "UPDATE jobs SET queue_visible_at = \
+                           CASE WHEN queue_visible_at IS NULL OR queue_visible_at > ?2 THEN ?2 \
+                           ELSE queue_visible_at END \
+                         WHERE id = ?1 AND status IN {}",
+                        unfinished_list()
+                    ))?
+                    .execute(params![job.id.as_str(), visible_at])
+                    .map(|_| ()),
+                other => enqueue_work_item(conn, other, visible_at),
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let now = self.clock.now();
+        let hidden_until = now.plus(visibility).0;
+        self.db
+            .write(move |conn| {
+                let ids = conn
+                    .prepare_cached(
+                        "SELECT id, tenant FROM jobs WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
+                         ORDER BY queue_visible_at LIMIT ?2",
+                    )?
+                    .query_map(
+                        params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = ?2, queue_receipt = ?3, \
+                     queue_receives = queue_receives + 1 WHERE id = ?1 RETURNING queue_receives",
+                )?;
+                let mut rng = rand::rng();
+                let mut deliveries = Vec::with_capacity(ids.len());
+                for (id, tenant) in ids {
+                    let receipt = hex::encode(rng.random::<[u8; 8]>());
+                    let receives: u32 =
+                        stmt.query_row(params![id, hidden_until, receipt], |r| r.get(0))?;
+                    let Some(job) = job_ref(&id, &tenant) else {
+                        continue;
+                    };
+                    deliveries.push(Delivery {
+                        item: WorkItem::Job(job),
+                        receipt: Receipt(format!("{id}:{receipt}")),
+                        receive_count: receives,
+                    });
+                }
+                // Jobs first: interactive work goes ahead of batch stages.
+                let room = max.saturating_sub(deliveries.len());
+                if room > 0 {
+                    deliveries.extend(receive_work_items(conn, now, hidden_until, room, &mut rng)?);
+                }
+                Ok(deliveries)
+            })
+            .await
+    }
+
+    async fn ack(&self, receipt: &Receipt) -> Result<(), StoreError> {
+        if let Some((key, token)) = split_work_receipt(receipt) {
+            let (key, token) = (key.to_owned(), token.to_owned());
+            return self
+                .db
+                .write(move |conn| {
+                    conn.prepare_cached("DELETE FROM work_items WHERE key = ?1 AND receipt = ?2")?
+                        .execute(params![key, token])
+                        .map(|_| ())
+                })
+                .await;
+        }
+        let Some((id, token)) = split_receipt(receipt) else {
+            return Ok(());
+        };
+        let (id, token) = (id.to_owned(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = NULL, queue_receipt = NULL, queue_receives = 0 \
+                     WHERE id = ?1 AND queue_receipt = ?2",
+                )?
+                .execute(params![id, token])
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<(), StoreError> {
+        let visible_at = self.clock.now().plus(visibility).0;
+        if let Some((key, token)) = split_work_receipt(receipt) {
+            let (key, token) = (key.to_owned(), token.to_owned());
+            self.db
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "UPDATE work_items SET visible_at = ?3 WHERE key = ?1 AND receipt = ?2",
+                    )?
+                    .execute(params![key, token, visible_at])
+                })
+                .await?;
+            if visibility.is_zero() {
+                self.wake.notify_one();
+            }
+            return Ok(());
+        }
+        let Some((id, token)) = split_receipt(receipt) else {
+            return Ok(());
+        };
+        let (id, token) = (id.to_owned(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE jobs SET queue_visible_at = ?3 WHERE id = ?1 AND queue_receipt = ?2",
+                )?
+                .execute(params![id, token, visible_at])
+            })
+            .await?;
+        if visibility.is_zero() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
