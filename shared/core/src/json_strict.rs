@@ -51,6 +51,24 @@ pub fn reject_duplicate_keys(json: &[u8]) -> Result<(), ServiceError> {
     find_duplicate_key(json).map_or(Ok(()), |duplicate| Err(duplicate.into_error()))
 }
 
+/// Longest key and path a [`DuplicateKey`] holds, in bytes. They are echoed into messages (a
+/// batch keeps up to 1,000 of them), and every level of the walk holds its path: uncapped, a
+/// long key above deep nesting would cost its length once per level.
+const MAX_ECHO_BYTES: usize = 256;
+
+/// `text` cut to [`MAX_ECHO_BYTES`] at a character boundary, marked with `...` when cut.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_ECHO_BYTES {
+        let mut cut = MAX_ECHO_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
 /// Visits one value without building it, noting the first duplicated key.
 struct Walk<'f> {
     path: String,
@@ -95,7 +113,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let mut index = 0usize;
         loop {
             let element = Walk {
-                path: format!("{}[{index}]", self.path),
+                path: capped(format!("{}[{index}]", self.path)),
                 found: &mut *self.found,
             };
             if seq.next_element_seed(element)?.is_none() {
@@ -108,13 +126,16 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
+            let path = capped(if self.path.is_empty() {
                 key.clone()
             } else {
                 format!("{}.{key}", self.path)
-            };
+            });
             if !seen.insert(key.clone()) {
-                *self.found = Some(DuplicateKey { key, path });
+                *self.found = Some(DuplicateKey {
+                    key: capped(key),
+                    path,
+                });
                 return Err(de::Error::custom("duplicate key"));
             }
             map.next_value_seed(Walk {
@@ -178,6 +199,21 @@ mod tests {
         let duplicate = find_duplicate_key(line).unwrap();
         assert_eq!(duplicate.path, "body.model");
         assert!(duplicate.message().contains("'model'"));
+    }
+
+    #[test]
+    fn a_long_key_and_a_deep_path_are_echoed_cut_short() {
+        let key = "k".repeat(100_000);
+        let json = format!(
+            "{{\"{key}\":{}{{\"{key}\":1,\"{key}\":2}}{}}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let duplicate = find_duplicate_key(json.as_bytes()).unwrap();
+        assert!(duplicate.key.starts_with("kkk") && duplicate.key.ends_with("..."));
+        assert_eq!(duplicate.key.len(), MAX_ECHO_BYTES + 3);
+        assert_eq!(duplicate.path.len(), MAX_ECHO_BYTES + 3);
+        assert!(duplicate.message().len() < 4 * MAX_ECHO_BYTES);
     }
 
     #[test]
