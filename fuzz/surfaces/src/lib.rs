@@ -21,8 +21,11 @@ pub use multipart::multipart_upload;
 pub use planner::batch_planner;
 pub use scheduled::scheduled_request;
 
+/// A target's body: returns for every input the product handles right, panics otherwise.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its cargo-fuzz binary and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("batch_planner", batch_planner),
     ("chat_request", chat_request),
     ("scheduled_request", scheduled_request),

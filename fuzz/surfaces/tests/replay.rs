@@ -1,6 +1,10 @@
 //! Replays, on stable, every input the fuzz targets keep: the minimised corpora
 //! (`fuzz/corpus/<target>/`) and the inputs that once broke a target (`fuzz/regressions/<target>/`).
 //! Each must pass its target's properties, so a fixed crash stays fixed in the ordinary test run.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers sit outside #[test] functions, where clippy.toml's allowances do not reach"
+)]
 
 use std::path::{Path, PathBuf};
 
