@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 30), one after another, on one core, from its
-# committed corpus plus the seeds, with the product's caps; fails on the first crash, leak of
-# the RSS limit or timeout. Installs the nightly toolchain and cargo-fuzz when missing, so CI on
+# committed corpus plus the seeds, with the product's caps; fails if any target crashed, passed
+# the RSS limit or timed out. Installs the nightly toolchain and cargo-fuzz when missing, so CI on
 # a fresh machine can call it. New corpus entries land in fuzz/corpus/<target>; after a long run,
 # minimise them with `fuzz/run.sh --cmin` before committing.
 #   fuzz/run.sh [SECONDS] [TARGET...]
@@ -39,11 +39,16 @@ seconds="${1:-30}"
 shift || true
 (($#)) && TARGETS=("$@")
 "${FUZZ[@]}" build "${BUILD_FLAGS[@]}"
+failed=()
 # One process, one thread per target (no -jobs: that forks a worker whose log is a file).
 for target in "${TARGETS[@]}"; do
     mkdir -p "corpus/$target"
     echo "== $target: ${seconds}s"
     nice -n 19 "${FUZZ[@]}" run "${BUILD_FLAGS[@]}" "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -max_len=$MAX_LEN \
-        -rss_limit_mb=1024 -timeout=5 -print_final_stats=1
+        -rss_limit_mb=1024 -timeout=5 -print_final_stats=1 || failed+=("$target")
 done
+if ((${#failed[@]})); then
+    echo "fuzz targets that failed: ${failed[*]} (their inputs are in fuzz/artifacts/)" >&2
+    exit 1
+fi
