@@ -7,16 +7,68 @@ use lambda_http::RequestExt;
 use lambda_http::request::from_str;
 use prism_aws::{decode_work_item, encode_work_item};
 use prism_lambda::{Record, deliveries_from_event, strip_stage};
+use serde_json::Value;
 
 pub fn lambda_events(data: &[u8]) {
     if let Ok(event) = serde_json::from_slice::<SqsEvent>(data) {
         sqs_event(&event);
     }
     if let Ok(text) = std::str::from_utf8(data)
+        && lambda_http_can_convert(text)
         && let Ok(request) = from_str(text)
     {
         http_event(request);
     }
+}
+
+/// lambda_http 1.3.2 builds the request URL with `Url::parse(..).unwrap()` from the `Host` and
+/// `X-Forwarded-Proto` headers and the event's path (`request.rs`, `build_request_uri`), so an
+/// event with, say, `x-forwarded-proto: "http]s"` panics inside the library, before Prism sees
+/// a request. Until that is fixed there, such events are left out here (BENCHMARKS.md,
+/// "Fuzzing"): those headers must be a plain hostname and `http`/`https`, and paths absolute.
+fn lambda_http_can_convert(text: &str) -> bool {
+    let Ok(event) = serde_json::from_str::<Value>(text) else {
+        return true; // Refused by lambda_http's own parse.
+    };
+    let plain_host = |v: &str| {
+        v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    let plain_proto = |v: &str| v.eq_ignore_ascii_case("http") || v.eq_ignore_ascii_case("https");
+    let headers_ok = ["headers", "multiValueHeaders"].iter().all(|table| {
+        let Some(Value::Object(headers)) = event.get(*table) else {
+            return true;
+        };
+        headers.iter().all(|(name, value)| {
+            let check: &dyn Fn(&str) -> bool = if name.eq_ignore_ascii_case("host") {
+                &plain_host
+            } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+                &plain_proto
+            } else {
+                return true;
+            };
+            match value {
+                Value::String(v) => check(v),
+                Value::Array(vs) => vs.iter().all(|v| v.as_str().is_none_or(check)),
+                _ => true,
+            }
+        })
+    });
+    let paths = [
+        event.get("path"),
+        event.get("rawPath"),
+        event.pointer("/requestContext/path"),
+        event.pointer("/requestContext/http/path"),
+    ];
+    let paths_ok = paths.iter().flatten().all(|v| match v {
+        Value::String(p) => p.is_empty() || p.starts_with('/'),
+        _ => true,
+    });
+    let domain_ok = match event.pointer("/requestContext/domainName") {
+        Some(Value::String(domain)) => plain_host(domain),
+        _ => true,
+    };
+    headers_ok && paths_ok && domain_ok
 }
 
 /// One record per message, in order, and every decoded work item encodes back to itself.
