@@ -85,5 +85,12 @@ fn check_duplicates_are_found(data: &[u8], value: &Value, refused: bool) {
     };
     let doubled = [&data[..=open], &key, b":0,", &data[open + 1..]].concat();
     let found = find_duplicate_key(&doubled).expect("a repeated top-level key goes unnoticed");
-    assert_eq!(&found.key, first);
+    // A long key is reported cut short, marked `...`.
+    let reported = found.key.strip_suffix("...").unwrap_or(&found.key);
+    assert!(
+        found.key == *first || (found.key.len() < first.len() && first.starts_with(reported)),
+        "{} reported as {}",
+        first,
+        found.key
+    );
 }
