@@ -33,9 +33,20 @@ fn lambda_http_can_convert(text: &str) -> bool {
     let Ok(event) = serde_json::from_str::<Value>(text) else {
         return true; // Refused by lambda_http's own parse.
     };
+    // Dot-separated labels of letters, digits and `-`, the last one letters only: a last label
+    // with digits reads as an IPv4 address, which the URL parser may refuse.
     let plain_host = |v: &str| {
-        v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        let labels_ok = v.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        let last_ok = v
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_alphabetic()));
+        labels_ok && last_ok
     };
     let plain_proto = |v: &str| v.eq_ignore_ascii_case("http") || v.eq_ignore_ascii_case("https");
     let headers_ok = ["headers", "multiValueHeaders"].iter().all(|table| {
