@@ -125,6 +125,30 @@ async fn malformed_bodies_get_openai_shaped_400s() {
 }
 
 #[tokio::test]
+async fn a_body_with_invalid_utf8_in_an_unread_field_is_a_400_and_never_sent_upstream() {
+    let env = start(Setup::default()).await;
+    let mut body =
+        br#"{"model":"gpt-x","messages":[{"role":"user","content":"x"}],"tools":"o"#.to_vec();
+    body.extend_from_slice(b"\xa8\x95\"}");
+    for async_mode in [false, true] {
+        let mut request = env
+            .http
+            .post(env.url("/v1/chat/completions"))
+            .bearer_auth(&env.alpha)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if async_mode {
+            request = request.header("x-prism-async", "true");
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "invalid_json");
+    }
+    assert_eq!(env.mock.hits("gpt-x"), 0);
+}
+
+#[tokio::test]
 async fn requests_without_a_valid_key_are_401() {
     let env = start(Setup::default()).await;
     let missing = env

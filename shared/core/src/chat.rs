@@ -26,7 +26,17 @@ struct Probe<'a> {
 pub fn summarize_chat_request(body: &[u8]) -> Result<ChatRequestSummary, ServiceError> {
     // serde would also read a struct from a JSON array; a body must be an object.
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let probe: Probe<'_> = match serde_json::from_slice(body) {
+    // JSON is UTF-8, and serde_json skips the fields it ignores without checking theirs: without
+    // this, invalid UTF-8 in an unread field would be accepted and sent on.
+    let parsed = std::str::from_utf8(body).map(serde_json::from_str::<Probe<'_>>);
+    let Ok(parsed) = parsed else {
+        return Err(ServiceError::invalid(
+            "We could not parse the JSON body of your request: it is not valid UTF-8.",
+            None,
+            Some("invalid_json"),
+        ));
+    };
+    let probe: Probe<'_> = match parsed {
         Ok(p) if is_object => p,
         Ok(_) => {
             return Err(ServiceError::invalid(
@@ -135,6 +145,18 @@ mod tests {
                 stream: true
             }
         );
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_field_prism_does_not_read_is_refused() {
+        let mut body = br#"{"model":"m","messages":[{}],"tools":"o"#.to_vec();
+        body.extend_from_slice(b"\xa8\x95\"}");
+        match summarize_chat_request(&body) {
+            Err(ServiceError::InvalidRequest { code, .. }) => {
+                assert_eq!(code.as_deref(), Some("invalid_json"));
+            }
+            other => panic!("expected invalid_json, got {other:?}"),
+        }
     }
 
     #[test]

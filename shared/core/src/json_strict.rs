@@ -98,6 +98,24 @@ pub fn reject_duplicate_keys(json: &[u8]) -> Result<(), ServiceError> {
     }
 }
 
+/// Longest key and path a [`DuplicateKey`] holds, in bytes. They are echoed into messages (a
+/// batch keeps up to 1,000 of them), and every level of the walk holds its path: uncapped, a
+/// long key above deep nesting would cost its length once per level.
+const MAX_ECHO_BYTES: usize = 256;
+
+/// `text` cut to [`MAX_ECHO_BYTES`] at a character boundary, marked with `...` when cut.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_ECHO_BYTES {
+        let mut cut = MAX_ECHO_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
 /// Visits one value without building it, noting the first duplicated key or excessive depth.
 struct Walk<'f> {
     path: String,
@@ -156,7 +174,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let mut index = 0usize;
         loop {
             let element = Walk {
-                path: format!("{}[{index}]", self.path),
+                path: capped(format!("{}[{index}]", self.path)),
                 depth,
                 found: &mut *self.found,
             };
@@ -171,13 +189,16 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let depth = self.enter()?;
         let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
+            let path = capped(if self.path.is_empty() {
                 key.clone()
             } else {
                 format!("{}.{key}", self.path)
-            };
+            });
             if !seen.insert(key.clone()) {
-                *self.found = Some(Finding::Duplicate(DuplicateKey { key, path }));
+                *self.found = Some(Finding::Duplicate(DuplicateKey {
+                    key: capped(key),
+                    path,
+                }));
                 return Err(de::Error::custom("duplicate key"));
             }
             map.next_value_seed(Walk {
@@ -266,6 +287,21 @@ mod tests {
             }
         }
         assert_eq!(find_duplicate_key(nested(100_000).as_bytes()), None);
+    }
+
+    #[test]
+    fn a_long_key_and_a_deep_path_are_echoed_cut_short() {
+        let key = "k".repeat(100_000);
+        let json = format!(
+            "{{\"{key}\":{}{{\"{key}\":1,\"{key}\":2}}{}}}",
+            "[".repeat(90),
+            "]".repeat(90)
+        );
+        let duplicate = find_duplicate_key(json.as_bytes()).unwrap();
+        assert!(duplicate.key.starts_with("kkk") && duplicate.key.ends_with("..."));
+        assert_eq!(duplicate.key.len(), MAX_ECHO_BYTES + 3);
+        assert_eq!(duplicate.path.len(), MAX_ECHO_BYTES + 3);
+        assert!(duplicate.message().len() < 4 * MAX_ECHO_BYTES);
     }
 
     #[test]
