@@ -18,7 +18,7 @@
 # and the AWS cost model: BENCHMARKS.md ("Batch API").
 #
 # Knobs (environment): LINES LATENCY_MS MODEL_CONCURRENCY LINE_CONCURRENCY LINES_PER_CHUNK
-# WORKER_CONCURRENCY THROUGHPUT_RUNS MEMORY_SIZES_MB MEMORY_LINES VALIDATE_MB POLL_S MAX_WAIT_S
+# WORKER_CONCURRENCY CHECKPOINT_EVERY CHECKPOINT_LINES THROUGHPUT_RUNS MEMORY_SIZES_MB MEMORY_LINES VALIDATE_MB POLL_S MAX_WAIT_S
 # SKIP_BUILD=1 (use the binaries already in target/release), BENCH_OUT (another output directory
 # for side experiments; emptied first). THROUGHPUT_RUNS=0 or MEMORY_SIZES_MB="" skips a part.
 set -euo pipefail
@@ -33,6 +33,8 @@ MODEL_CONCURRENCY="${MODEL_CONCURRENCY:-500}"
 LINE_CONCURRENCY="${LINE_CONCURRENCY:-100}"
 LINES_PER_CHUNK="${LINES_PER_CHUNK:-1000}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-64}"
+CHECKPOINT_EVERY="${CHECKPOINT_EVERY:-5s}" # prism's own default is 250ms
+CHECKPOINT_LINES="${CHECKPOINT_LINES:-500}"
 THROUGHPUT_RUNS="${THROUGHPUT_RUNS:-2}"
 MEMORY_SIZES_MB="${MEMORY_SIZES_MB-50 200}" # decimal MB; the cap is 200 MiB = 209.7 MB
 MEMORY_LINES="${MEMORY_LINES:-50000}"
@@ -154,8 +156,8 @@ concurrency = $WORKER_CONCURRENCY
 model_concurrency = $MODEL_CONCURRENCY
 line_concurrency = $LINE_CONCURRENCY
 lines_per_chunk = $LINES_PER_CHUNK
-checkpoint_lines = 500
-checkpoint_every = "5s"
+checkpoint_lines = $CHECKPOINT_LINES
+checkpoint_every = "$CHECKPOINT_EVERY"
 EOF
     KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$WORK/data")"
     local port
@@ -269,6 +271,10 @@ run_case() {
     threads="$(awk '$1 == "Threads:" { print $2 }' "/proc/$PRISM_PID/status")"
     local others
     others="$(interference "$d0" "$d1" "$PRISM_PID")"
+    # Part commits: each is a blob under .../chunks/<chunk>/ that stays until the batch is deleted.
+    local parts chunks
+    parts="$(find "$WORK/data" -path '*/chunks/*' -type f | wc -l)"
+    chunks="$(find "$WORK/data" -path '*/chunks/*' -type d | wc -l)"
     stop_prism
 
     jq -n -c \
@@ -281,7 +287,7 @@ run_case() {
         --argjson download_s "$download_s" \
         --argjson prism_cpu_s "$(cpu_seconds "$p0" "$p1")" --argjson mock_cpu_s "$(cpu_seconds "$m0" "$m1")" \
         --argjson peak_rss_kib "$hwm" --argjson upload_peak_rss_kib "$upload_hwm" --argjson rss_end_kib "$rss" --argjson threads "$threads" \
-        --arg others "$others" \
+        --arg others "$others" --argjson parts "$parts" --argjson chunks "$chunks" \
         --slurpfile batch "$dir/batch.json" --slurpfile mock "$dir/mock-stats.json" \
         '{name: $name, model: $model, status: $status, lines: $lines, bytes: $bytes,
           upload_s: $upload_s, create_to_done_s: $create_to_done_s,
@@ -293,7 +299,8 @@ run_case() {
           output_lines: $output_lines, output_bytes: $output_bytes, download_s: $download_s,
           prism_cpu_s: $prism_cpu_s, mock_cpu_s: $mock_cpu_s, peak_rss_kib: $peak_rss_kib,
           upload_peak_rss_kib: $upload_peak_rss_kib,
-          rss_end_kib: $rss_end_kib, threads: $threads, others: $others}' | tee -a "$RESULTS" >&2
+          rss_end_kib: $rss_end_kib, threads: $threads, others: $others,
+          part_commits: $parts, chunks: $chunks}' | tee -a "$RESULTS" >&2
 }
 
 FAILED=()
@@ -342,12 +349,13 @@ echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.
     echo
     echo "Throughput: $LINES lines of \`$SLOW_MODEL\`, model_concurrency $MODEL_CONCURRENCY," \
         "line_concurrency $LINE_CONCURRENCY, $LINES_PER_CHUNK-line chunks, $WORKER_CONCURRENCY workers;" \
+        "checkpoint_every $CHECKPOINT_EVERY, checkpoint_lines $CHECKPOINT_LINES;" \
         "ideal $IDEAL_S s, target ≤ 1.1× ideal. Times from the client, polling every $POLL_S s."
     echo
-    echo "| Run | Status | Create → completed | In progress → completed | × ideal | Upstream requests | Output lines | Prism CPU s | Peak RSS | Others avg (peak) |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| Run | Status | Create → completed | In progress → completed | × ideal | Upstream requests | Output lines | Prism CPU s | Peak RSS | Part commits (per chunk) | Others avg (peak) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     jq -r -s 'map(select(.name | startswith("throughput")))[] |
-        "| \(.name) | \(.status) | \(.create_to_done_s) s | \(.in_progress_to_done_s) s | \(.create_to_done_s / .ideal_s * 1000 | round / 1000) | \(.upstream_requests) | \(.output_lines) | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
+        "| \(.name) | \(.status) | \(.create_to_done_s) s | \(.in_progress_to_done_s) s | \(.create_to_done_s / .ideal_s * 1000 | round / 1000) | \(.upstream_requests) | \(.output_lines) | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.part_commits) (\(if .chunks > 0 then .part_commits / .chunks * 10 | round / 10 else 0 end)) | \(.others) |"' "$RESULTS"
     echo
     echo "Memory: zero-latency mock (\`$FAST_MODEL\`), fresh prism per size; target peak RSS ≤ 150 MB, flat in file size."
     echo
