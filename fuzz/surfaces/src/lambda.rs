@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use lambda_http::RequestExt;
 use lambda_http::request::from_str;
 use prism_aws::{decode_work_item, encode_work_item};
+use prism_core::json_strict::find_duplicate_key;
 use prism_lambda::{Record, deliveries_from_event, strip_stage};
 use serde_json::Value;
 
@@ -33,6 +34,11 @@ fn lambda_http_can_convert(text: &str) -> bool {
     let Ok(event) = serde_json::from_str::<Value>(text) else {
         return true; // Refused by lambda_http's own parse.
     };
+    // A repeated key (AWS never sends one) would make the screen below read another value than
+    // lambda_http, which keeps every repeated header.
+    if find_duplicate_key(text.as_bytes()).is_some() {
+        return false;
+    }
     // Dot-separated labels of letters, digits and `-`, the last one letters only: a last label
     // with digits reads as an IPv4 address, which the URL parser may refuse.
     let plain_host = |v: &str| {
@@ -88,7 +94,13 @@ fn lambda_http_can_convert(text: &str) -> bool {
         (Some(Value::Bool(true)), Some(Value::String(body))) => STANDARD.decode(body).is_ok(),
         _ => true,
     };
-    headers_ok && paths_ok && domain_ok && body_ok
+    // lambda_http 1.3.2 `expect`s the URI built with `rawQueryString` to be valid; clients
+    // send it percent-encoded (a raw space cannot be on an HTTP request line).
+    let query_ok = match event.get("rawQueryString") {
+        Some(Value::String(query)) => query.bytes().all(|b| b.is_ascii_graphic() && b != b'#'),
+        _ => true,
+    };
+    headers_ok && paths_ok && domain_ok && body_ok && query_ok
 }
 
 /// One record per message, in order, and every decoded work item encodes back to itself.
