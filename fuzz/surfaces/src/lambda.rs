@@ -97,7 +97,9 @@ fn lambda_http_can_convert(text: &str) -> bool {
     // lambda_http 1.3.2 `expect`s the URI built with `rawQueryString` to be valid; clients
     // send it percent-encoded (a raw space cannot be on an HTTP request line).
     let query_ok = match event.get("rawQueryString") {
-        Some(Value::String(query)) => query.bytes().all(|b| b.is_ascii_graphic() && b != b'#'),
+        Some(Value::String(query)) => query
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)),
         _ => true,
     };
     headers_ok && paths_ok && domain_ok && body_ok && query_ok
