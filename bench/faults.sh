@@ -39,27 +39,13 @@ die() {
 }
 source "$ROOT/bench/lib.sh"
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    flag=(); [[ "$PROFILE" == release ]] && flag=(--release)
-    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench) || die "build failed"
-fi
-mkdir -p "$OUT"
-rm -rf "${OUT:?}"/*
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-faults.XXXXXX")"
-PIDS=()
-cleanup() {
-    trap - EXIT
-    stop "${PIDS[@]}"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-start_mock
+start_chaos_run faults
 
 if [[ "$MODES" == *aws* ]]; then
     cd "$ROOT"
     source scripts/emulator.sh
     start_emulator "$OUT/moto.log"
-    trap 'cleanup; kill "$moto_pid" 2>/dev/null || true' EXIT
+    trap 'chaos_cleanup; kill "$moto_pid" 2>/dev/null || true' EXIT
     log "moto on $AWS_ENDPOINT_URL"
 fi
 

@@ -1,4 +1,4 @@
-# Shared by the benchmark scripts (bench/run.sh, bench/batch.sh, bench/lambda.sh): stopping child
+# Shared by the benchmark scripts (run.sh, batch.sh, lambda.sh, faults.sh, soak.sh, ...): stopping child
 # processes, and process accounting: CPU time
 # and per-thread CPU of a process from /proc, and the load other processes put on the machine
 # from `top` samples. Sourced, not run.
@@ -103,4 +103,27 @@ start_mock() {
     [[ -n "$MOCK_ADDR" ]] || die "the mock upstream did not report its address"
     MOCK_URL="http://$MOCK_ADDR"
     log "mock upstream on $MOCK_URL (pid $MOCK_PID)"
+}
+
+# The set-up bench/faults.sh and bench/soak.sh share: builds prism, the mock and prism-chaos
+# (unless SKIP_BUILD=1) in $PROFILE, empties $OUT, makes $WORK (prism-NAME.XXXXXX), stops every
+# process in $PIDS and removes $WORK on exit, and starts the mock upstream.
+start_chaos_run() {
+    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+        local flag=()
+        [[ "$PROFILE" == release ]] && flag=(--release)
+        (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench) ||
+            die "build failed"
+    fi
+    mkdir -p "$OUT"
+    rm -rf "${OUT:?}"/*
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-$1.XXXXXX")"
+    PIDS=()
+    trap chaos_cleanup EXIT
+    start_mock
+}
+chaos_cleanup() {
+    trap - EXIT
+    stop "${PIDS[@]}"
+    rm -rf "$WORK"
 }

@@ -31,21 +31,7 @@ die() {
 }
 source "$ROOT/bench/lib.sh"
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    flag=(); [[ "$PROFILE" == release ]] && flag=(--release)
-    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench) || die "build failed"
-fi
-mkdir -p "$OUT"
-rm -rf "${OUT:?}"/*
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-soak.XXXXXX")"
-PIDS=()
-cleanup() {
-    trap - EXIT
-    stop "${PIDS[@]}"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-start_mock
+start_chaos_run soak
 
 log "$JOBS jobs from $CLIENTS clients + $LINES lines on mock-slow-$LATENCY_MS, $KILLS kills"
 start_s=$(date +%s)
