@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::functions::Supervisor;
 
@@ -21,6 +22,8 @@ pub enum InvokeError {
     Function { status: u16, body: String },
     #[error("the function's answer is not JSON: {0}")]
     NotJson(String),
+    #[error("the local stack is stopping; the invocation was abandoned")]
+    Stopped,
 }
 
 /// Posts events to one function.
@@ -29,14 +32,23 @@ pub struct Invoker {
     http: reqwest::Client,
     url: String,
     function: Arc<Supervisor>,
+    /// The stack's stop: an invocation in flight is abandoned then, because the function's
+    /// processes are being ended and would never answer it.
+    stop: CancellationToken,
 }
 
 impl Invoker {
-    pub fn new(http: reqwest::Client, url: String, function: Arc<Supervisor>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        url: String,
+        function: Arc<Supervisor>,
+        stop: CancellationToken,
+    ) -> Self {
         Self {
             http,
             url,
             function,
+            stop,
         }
     }
 
@@ -69,6 +81,7 @@ impl Invoker {
         tokio::select! {
             answer = call => answer,
             () = died => Err(InvokeError::Died),
+            () = self.stop.cancelled() => Err(InvokeError::Stopped),
             () = tokio::time::sleep(timeout) => Err(InvokeError::TimedOut),
         }
     }

@@ -143,6 +143,7 @@ impl LocalFunctions {
                 http.clone(),
                 control.invoke_url(&supervisor.plan().binary),
                 Arc::clone(supervisor),
+                stop.clone(),
             ))
         };
         let region = options
