@@ -102,7 +102,9 @@ fn lambda_http_can_convert(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)),
         _ => true,
     };
-    headers_ok && paths_ok && domain_ok && body_ok && query_ok
+    // http's `Uri` holds at most 65,534 bytes (API Gateway's own URL limit is far below).
+    let short_enough = text.len() < 60_000;
+    headers_ok && paths_ok && domain_ok && body_ok && query_ok && short_enough
 }
 
 /// One record per message, in order, and every decoded work item encodes back to itself.

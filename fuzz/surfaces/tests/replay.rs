@@ -1,5 +1,6 @@
 //! Replays, on stable, every input the fuzz targets keep: the minimised corpora
-//! (`fuzz/corpus/<target>/`) and the inputs that once broke a target (`fuzz/regressions/<target>/`).
+//! (`fuzz/corpus/<target>/`), the inputs that once broke a target (`fuzz/regressions/<target>/`)
+//! and the dependency panics a target screens out (`fuzz/known-issues/<target>/`).
 //! Each must pass its target's properties, so a fixed crash stays fixed in the ordinary test run.
 #![allow(
     clippy::unwrap_used,
@@ -47,4 +48,11 @@ fn every_corpus_input_keeps_its_targets_properties() {
 #[test]
 fn every_input_that_once_broke_a_target_now_passes() {
     replay("regressions", 0);
+}
+
+/// Inputs that panic inside a dependency pass because the target screens them out; this keeps
+/// the screens covering every one found.
+#[test]
+fn every_known_dependency_panic_stays_screened_out() {
+    replay("known-issues", 0);
 }
