@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prism_core::batches::service::BatchPolicy;
-use prism_core::deps::Policies;
+use prism_core::deps::{Policies, WorkPolicy};
 use prism_core::files::service::FilePolicy;
 use prism_core::jobs::service::JobPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
@@ -185,15 +185,16 @@ pub struct WorkerSection {
 impl Default for WorkerSection {
     fn default() -> Self {
         let policy = JobPolicy::default();
+        let work = WorkPolicy::default();
         Self {
             concurrency: 64,
-            max_attempts: policy.max_attempts,
-            upstream_timeout: policy.upstream_timeout,
+            max_attempts: work.max_attempts,
+            upstream_timeout: work.upstream_timeout,
             max_inline_retry_wait: policy.max_inline_retry_wait,
             cancel_poll: policy.cancel_poll,
             shutdown_grace: Duration::from_secs(30),
             reconcile_every: Duration::from_secs(10),
-            max_receives: policy.max_receives,
+            max_receives: work.max_receives,
             lease_margin: policy.lease_margin,
             visibility: Duration::from_secs(30),
         }
@@ -222,7 +223,7 @@ impl Default for JobSection {
         Self {
             retention: policy.retention,
             idempotency_ttl: policy.idempotency_ttl,
-            stranded_after: policy.stranded_after,
+            stranded_after: WorkPolicy::default().stranded_after,
             schedule_horizon: policy.schedule_horizon,
         }
     }
@@ -308,6 +309,7 @@ impl Config {
     /// Every service's knobs on the embedded backend.
     pub fn embedded_policies(&self) -> Policies {
         Policies {
+            work: self.work_policy(),
             jobs: self.job_policy(),
             files: self.file_policy(),
             batches: self.batch_policy(),
@@ -317,9 +319,21 @@ impl Config {
     /// Every service's knobs on the AWS backend (its own Files API limits).
     pub fn aws_policies(&self) -> Policies {
         Policies {
+            work: self.work_policy(),
             jobs: self.job_policy(),
             files: self.aws_file_policy(),
             batches: self.batch_policy(),
+        }
+    }
+
+    /// What every stage shares: `[workers]`' attempt and delivery bounds, and when the
+    /// reconciler takes untouched work back (`[jobs] stranded_after`).
+    pub fn work_policy(&self) -> WorkPolicy {
+        WorkPolicy {
+            upstream_timeout: self.workers.upstream_timeout,
+            max_attempts: self.workers.max_attempts,
+            max_receives: self.workers.max_receives,
+            stranded_after: self.jobs.stranded_after,
         }
     }
 
@@ -327,12 +341,8 @@ impl Config {
         JobPolicy {
             retention: self.jobs.retention,
             idempotency_ttl: self.jobs.idempotency_ttl,
-            upstream_timeout: self.workers.upstream_timeout,
-            max_attempts: self.workers.max_attempts,
             max_inline_retry_wait: self.workers.max_inline_retry_wait,
             cancel_poll: self.workers.cancel_poll,
-            max_receives: self.workers.max_receives,
-            stranded_after: self.jobs.stranded_after,
             schedule_horizon: self.jobs.schedule_horizon,
             lease_margin: self.workers.lease_margin,
         }

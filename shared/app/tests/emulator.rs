@@ -342,7 +342,7 @@ async fn an_early_delivery_is_dropped_and_the_reconciler_runs_the_job_once_due()
     // Its schedule is lost too: once due (and then stranded), the reconciler triggers it.
     clock
         .advance(
-            Duration::from_secs(3600) + deps.job_policy.stranded_after + Duration::from_secs(1),
+            Duration::from_secs(3600) + deps.work_policy.stranded_after + Duration::from_secs(1),
         )
         .await;
     let report = reconcile(&deps).await.unwrap();

@@ -1,8 +1,11 @@
 //! Jobs in DynamoDB. One item per job under the owner's partition (`pk = T#<tenant>#J`,
 //! `sk = <job id>`), so every read is scoped by tenant and listing is a base-table query in key
-//! order. State transitions are conditional writes (`crate::write`), each decided by
-//! `prism_core::jobs::decisions` on the item as read or as the refused write saw it; a sparse, sharded GSI (`reconcile`) holds only
-//! unfinished jobs, keyed by when the reconciler should look at them. Attributes over
+//! order. State transitions are conditional writes (`crate::write`), one round trip each: their
+//! conditions are core's rules stated for DynamoDB ([`CLAIMABLE`] for `decisions::claim_refusal`,
+//! [`HOLDS_LEASE`] for `decisions::holds`, [`unfinished`] enumerating `JobStatus::UNFINISHED`),
+//! and a refused write is answered by asking `prism_core::jobs::decisions` about the item as the
+//! refusal saw it; the contract suite holds both stores to the same answers. A sparse, sharded
+//! GSI (`reconcile`) holds only unfinished jobs, keyed by when the reconciler should look at them. Attributes over
 //! [`SPILL_BYTES`] go to S3. `ttl` (seconds) is set at the terminal transition only, and reads
 //! ignore expired items themselves, since TTL deletion lags (and emulators never delete).
 
@@ -30,6 +33,41 @@ use crate::write::{self, Written};
 /// Values larger than this are stored in S3 and referenced from the item, keeping items far
 /// below DynamoDB's 400 KB limit.
 pub const SPILL_BYTES: usize = 32 * 1024;
+/// `decisions::claim_refusal`'s "take it" as a condition (binds `:now`, `:pending`, `:running`):
+/// a live, unfinished job that is due, pending or running on a lease that was released or ran
+/// out.
+const CLAIMABLE: &str = "attribute_exists(pk) AND attribute_not_exists(expires_at) AND \
+     (attribute_not_exists(scheduled_at) OR scheduled_at <= :now) AND \
+     (#s = :pending OR (#s = :running AND (attribute_not_exists(lease_token) OR lease_expires_at <= :now)))";
+
+/// `decisions::holds` as a condition: the job runs on the caller's lease (binds `:running`,
+/// `:token`), for the writes of a lease holder.
+const HOLDS_LEASE: &str = "#s = :running AND lease_token = :token";
+
+type UpdateJob = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+
+/// `update` conditioned on [`HOLDS_LEASE`] for `token`.
+fn holding(update: UpdateJob, token: &str) -> UpdateJob {
+    update
+        .condition_expression(HOLDS_LEASE)
+        .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+        .expression_attribute_values(":token", s(token))
+}
+
+/// `update` conditioned on the job being one of `JobStatus::UNFINISHED` (binding `:u0`..),
+/// after `prefix` (`""` or a condition ending in `AND`): what a cancel or a dead letter may still
+/// end.
+fn unfinished(update: UpdateJob, prefix: &str) -> UpdateJob {
+    const PLACEHOLDERS: [&str; JobStatus::UNFINISHED.len()] = [":u0", ":u1"];
+    let listed = PLACEHOLDERS.join(", ");
+    PLACEHOLDERS.iter().zip(JobStatus::UNFINISHED).fold(
+        update.condition_expression(format!("{prefix} #s IN ({listed})").trim_start().to_owned()),
+        |update, (placeholder, status)| {
+            update.expression_attribute_values(*placeholder, s(status.as_str()))
+        },
+    )
+}
+
 /// Jobs' shards of the reconcile index.
 const RECONCILE_PREFIX: &str = "R#";
 
@@ -123,10 +161,7 @@ impl DynamoJobStore {
         Ok(job)
     }
 
-    fn update(
-        &self,
-        job: &JobRef,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    fn update(&self, job: &JobRef) -> UpdateJob {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -358,11 +393,7 @@ impl JobStore for DynamoJobStore {
                 "SET #s = :running, lease_token = :token, lease_expires_at = :until, rc_at = :until, \
                  started_at = if_not_exists(started_at, :now) ADD attempts :one",
             )
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(expires_at) AND \
-                 (attribute_not_exists(scheduled_at) OR scheduled_at <= :now) AND \
-                 (#s = :pending OR (#s = :running AND (attribute_not_exists(lease_token) OR lease_expires_at <= :now)))",
-            )
+            .condition_expression(CLAIMABLE)
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
             .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
             .expression_attribute_values(":token", s(lease.token.clone()))
@@ -407,12 +438,8 @@ impl JobStore for DynamoJobStore {
         token: &str,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .update(job)
+        let update = holding(self.update(job), token)
             .update_expression("SET lease_expires_at = :until, rc_at = :until ADD attempts :one")
-            .condition_expression("#s = :running AND lease_token = :token")
-            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
-            .expression_attribute_values(":token", s(token))
             .expression_attribute_values(":until", n(lease_until.0))
             .expression_attribute_values(":one", n(1));
         Ok(write::update(update).await?.applied())
@@ -424,12 +451,8 @@ impl JobStore for DynamoJobStore {
         token: &str,
         retry_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .update(job)
+        let update = holding(self.update(job), token)
             .update_expression("SET lease_expires_at = :at, rc_at = :at REMOVE lease_token")
-            .condition_expression("#s = :running AND lease_token = :token")
-            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
-            .expression_attribute_values(":token", s(token))
             .expression_attribute_values(":at", n(retry_at.0));
         Ok(write::update(update).await?.applied())
     }
@@ -442,11 +465,7 @@ impl JobStore for DynamoJobStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut update = self
-            .update(job)
-            .condition_expression("#s = :running AND lease_token = :token")
-            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
-            .expression_attribute_values(":token", s(token))
+        let mut update = holding(self.update(job), token)
             .expression_attribute_values(":status", s(outcome.status().as_str()))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))
@@ -503,17 +522,13 @@ impl JobStore for DynamoJobStore {
             tenant: tenant.clone(),
             id: id.clone(),
         };
-        let update = self
-            .update(&job)
+        let update = unfinished(self.update(&job), "attribute_exists(pk) AND")
             .update_expression(
                 "SET #s = :cancelled, completed_at = :now, expires_at = :expires, #ttl = :ttl \
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at",
             )
-            .condition_expression("attribute_exists(pk) AND (#s = :pending OR #s = :running)")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":cancelled", s(JobStatus::Cancelled.as_str()))
-            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
-            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))
             .expression_attribute_values(":ttl", ttl_seconds(expires_at))
@@ -548,18 +563,14 @@ impl JobStore for DynamoJobStore {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
         let json = serde_json::to_string(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let update = self
-            .update(job)
+        let update = unfinished(self.update(job), "")
             .update_expression(
                 "SET #s = :failed, #e = :error, completed_at = :now, expires_at = :expires, #ttl = :ttl \
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at",
             )
-            .condition_expression("#s = :pending OR #s = :running")
             .expression_attribute_names("#e", "error")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":failed", s(JobStatus::Failed.as_str()))
-            .expression_attribute_values(":pending", s(JobStatus::Pending.as_str()))
-            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
             .expression_attribute_values(":error", s(json))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))

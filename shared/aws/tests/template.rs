@@ -356,7 +356,7 @@ fn every_queue_but_a_dead_letter_queue_redrives_after_the_same_receives() {
     }
     // The embedded backend dead-letters after the same count (prism-core's default policy).
     assert_eq!(
-        prism_core::jobs::service::JobPolicy::default().max_receives,
+        prism_core::deps::WorkPolicy::default().max_receives,
         MAX_RECEIVE_COUNT
     );
 }

@@ -32,6 +32,7 @@ pub struct Deps {
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
+    pub work_policy: WorkPolicy,
     pub job_policy: JobPolicy,
     pub file_policy: FilePolicy,
     pub batch_policy: BatchPolicy,
@@ -50,9 +51,36 @@ pub async fn trigger_at(deps: &Deps, item: &WorkItem, due: Timestamp) -> Result<
     }
 }
 
+/// The knobs every stage shares (config `[workers]`): how upstream attempts are bounded and how
+/// often one message may be delivered, for async and scheduled jobs and batch lines alike.
+#[derive(Debug, Clone)]
+pub struct WorkPolicy {
+    /// Per-attempt upstream timeout.
+    pub upstream_timeout: Duration,
+    /// Upstream attempts per job or batch line, the first included.
+    pub max_attempts: u32,
+    /// Deliveries of one message (any stage) before it counts as dead-lettered.
+    pub max_receives: u32,
+    /// Work left untouched this long with no trigger waiting is triggered again by the
+    /// reconciler.
+    pub stranded_after: Duration,
+}
+
+impl Default for WorkPolicy {
+    fn default() -> Self {
+        Self {
+            upstream_timeout: Duration::from_secs(300),
+            max_attempts: 5,
+            max_receives: 10,
+            stranded_after: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The knobs of every service, read once from configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
+    pub work: WorkPolicy,
     pub jobs: JobPolicy,
     pub files: FilePolicy,
     pub batches: BatchPolicy,
@@ -97,6 +125,7 @@ impl Deps {
             clock,
             ids: Arc::new(IdGenerator::new()),
             model_gate: Arc::new(ModelGate::new(policies.batches.model_concurrency)),
+            work_policy: policies.work,
             job_policy: policies.jobs,
             file_policy: policies.files,
             batch_policy: policies.batches,

@@ -55,7 +55,7 @@ pub async fn handle_delivery_until(
     };
     tracing::Span::current().record("job_id", id.id.as_str());
     tracing::Span::current().record("tenant", id.tenant.as_str());
-    if delivery.receive_count > deps.job_policy.max_receives {
+    if delivery.receive_count > deps.work_policy.max_receives {
         return match dead_letter(deps, id).await {
             Ok(()) => QueueAction::Ack,
             Err(error) => {
@@ -126,11 +126,11 @@ async fn handle_batch_delivery(
     stop: &CancellationToken,
 ) -> QueueAction {
     let result = match item {
-        WorkItem::PlanBatch(batch) if receive_count > deps.job_policy.max_receives => {
+        WorkItem::PlanBatch(batch) if receive_count > deps.work_policy.max_receives => {
             plan::dead_plan(deps, batch).await
         }
         WorkItem::PlanBatch(batch) => plan::plan_batch(deps, batch).await,
-        WorkItem::RunChunk { batch, chunk } if receive_count > deps.job_policy.max_receives => {
+        WorkItem::RunChunk { batch, chunk } if receive_count > deps.work_policy.max_receives => {
             process::dead_chunk(deps, batch, *chunk).await
         }
         WorkItem::RunChunk { batch, chunk } => {

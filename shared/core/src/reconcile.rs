@@ -27,7 +27,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     let now = deps.clock.now();
     let stranded = deps
         .jobs
-        .stranded(now.minus(deps.job_policy.stranded_after), BATCH)
+        .stranded(now.minus(deps.work_policy.stranded_after), BATCH)
         .await?;
     for job in &stranded {
         deps.queue
@@ -37,7 +37,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
     if !stranded.is_empty() {
         tracing::info!(count = stranded.len(), "re-triggered stranded jobs");
     }
-    let batches = reconcile_batches(deps, now.minus(deps.job_policy.stranded_after)).await?;
+    let batches = reconcile_batches(deps, now.minus(deps.work_policy.stranded_after)).await?;
     let purged = deps.jobs.purge_expired(now, BATCH * 10).await?;
     let expired_files = deps.files.purge_expired(now, BATCH).await?;
     for file in &expired_files {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prism_core::deps::Deps;
-use prism_core::deps::Policies;
+use prism_core::deps::{Policies, WorkPolicy};
 use prism_core::dispatch::{QueueAction, handle_delivery};
 use prism_core::jobs::NewJob;
 use prism_core::jobs::service::JobPolicy;
@@ -24,7 +24,7 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-async fn harness(policy: JobPolicy) -> Harness {
+async fn harness(policies: Policies) -> Harness {
     let mock = spawn_mock_upstream("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -41,16 +41,8 @@ async fn harness(policy: JobPolicy) -> Harness {
         UpstreamOptions::default(),
     )
     .unwrap();
-    let EmbeddedBackend { deps, queue, .. } = EmbeddedBackend::new(
-        &db,
-        dir.path(),
-        clock,
-        Arc::new(upstream),
-        Policies {
-            jobs: policy,
-            ..Policies::default()
-        },
-    );
+    let EmbeddedBackend { deps, queue, .. } =
+        EmbeddedBackend::new(&db, dir.path(), clock, Arc::new(upstream), policies);
     Harness {
         deps,
         queue,
@@ -93,7 +85,7 @@ async fn status(h: &Harness, job: &NewJob) -> (JobStatus, u32) {
 
 #[tokio::test]
 async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges() {
-    let h = harness(JobPolicy::default()).await;
+    let h = harness(Policies::default()).await;
     let job = submit(&h, "gpt-redelivered").await;
     let now = h.deps.clock.now();
     let other = Lease {
@@ -130,9 +122,12 @@ async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges()
 
 #[tokio::test]
 async fn a_message_delivered_too_often_fails_its_job_with_processing_failed() {
-    let h = harness(JobPolicy {
-        max_receives: 2,
-        ..JobPolicy::default()
+    let h = harness(Policies {
+        work: WorkPolicy {
+            max_receives: 2,
+            ..WorkPolicy::default()
+        },
+        ..Policies::default()
     })
     .await;
     let job = submit(&h, "gpt-poison").await;
@@ -168,11 +163,14 @@ async fn a_message_delivered_too_often_fails_its_job_with_processing_failed() {
 
 #[tokio::test]
 async fn a_long_retry_wait_releases_the_job_and_hides_its_message() {
-    let policy = JobPolicy {
-        max_inline_retry_wait: Duration::ZERO,
-        ..JobPolicy::default()
-    };
-    let h = harness(policy).await;
+    let h = harness(Policies {
+        jobs: JobPolicy {
+            max_inline_retry_wait: Duration::ZERO,
+            ..JobPolicy::default()
+        },
+        ..Policies::default()
+    })
+    .await;
     let job = submit(&h, "mock-429-1-release").await;
     let delivery = h
         .queue
@@ -212,7 +210,7 @@ async fn a_long_retry_wait_releases_the_job_and_hides_its_message() {
 
 #[tokio::test]
 async fn a_job_near_its_deadline_is_released_rather_than_slept_on() {
-    let h = harness(JobPolicy::default()).await;
+    let h = harness(Policies::default()).await;
     let job = submit(&h, "mock-500-1-deadline").await;
     let delivery = h
         .queue

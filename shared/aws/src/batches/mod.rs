@@ -356,14 +356,16 @@ impl BatchStore for DynamoBatchStore {
             tenant: tenant.clone(),
             id: id.clone(),
         };
-        let [first, second] = BatchStatus::CANCELLABLE;
-        let update = self
+        let (condition, values) = status_in(BatchStatus::is_cancellable);
+        let mut update = self
             .update_batch(&batch)
             .update_expression("SET #s = :cancelling, cancelling_at = :now")
-            .condition_expression("#s IN (:first, :second)")
+            .condition_expression(condition);
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        let update = update
             .expression_attribute_values(":cancelling", status_value(BatchStatus::Cancelling))
-            .expression_attribute_values(":first", status_value(first))
-            .expression_attribute_values(":second", status_value(second))
             .expression_attribute_values(":now", n(now.0))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);

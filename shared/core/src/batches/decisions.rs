@@ -212,7 +212,7 @@ pub fn cancel_decision(current: Option<Batch>, now: Timestamp) -> CancelDecision
         BatchStatus::Finalizing if assembling_a_cancel => {
             CancelDecision::Answer(BatchCancelOutcome::Accepted(current))
         }
-        BatchStatus::Validating | BatchStatus::InProgress => CancelDecision::Cancel(Batch {
+        status if status.is_cancellable() => CancelDecision::Cancel(Batch {
             status: BatchStatus::Cancelling,
             cancelling_at: Some(now),
             ..current
@@ -220,10 +220,8 @@ pub fn cancel_decision(current: Option<Batch>, now: Timestamp) -> CancelDecision
         BatchStatus::Cancelling | BatchStatus::Cancelled => {
             CancelDecision::Answer(BatchCancelOutcome::Accepted(current))
         }
-        BatchStatus::Finalizing
-        | BatchStatus::Completed
-        | BatchStatus::Failed
-        | BatchStatus::Expired => CancelDecision::Answer(BatchCancelOutcome::Finished(current)),
+        // Finalizing for another outcome, or terminal: too late to cancel.
+        _ => CancelDecision::Answer(BatchCancelOutcome::Finished(current)),
     }
 }
 

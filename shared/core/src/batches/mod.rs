@@ -77,13 +77,13 @@ impl BatchStatus {
     pub const CANCELLABLE: [BatchStatus; 2] = [BatchStatus::Validating, BatchStatus::InProgress];
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            BatchStatus::Failed
-                | BatchStatus::Completed
-                | BatchStatus::Expired
-                | BatchStatus::Cancelled
-        )
+        Self::TERMINAL.contains(&self)
+    }
+
+    /// Whether a cancel moves this status to `cancelling`: the rule `cancel_decision` applies
+    /// and the stores' conditional writes render.
+    pub fn is_cancellable(self) -> bool {
+        Self::CANCELLABLE.contains(&self)
     }
 }
 

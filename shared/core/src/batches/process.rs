@@ -202,7 +202,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
     loop {
         attempt += 1;
         let permit = deps.model_gate.enter(&line.model).await;
-        let timeout = deps.job_policy.upstream_timeout;
+        let timeout = deps.work_policy.upstream_timeout;
         let result = deps
             .upstream
             .complete(&line.model, line.body.clone(), timeout)
@@ -237,7 +237,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         let again = tries_again(
             &error,
             attempt,
-            deps.job_policy.max_attempts,
+            deps.work_policy.max_attempts,
             RateLimits::RideOut,
         );
         if again && fits {

@@ -74,10 +74,7 @@ impl JobStatus {
     pub const UNFINISHED: [JobStatus; 2] = [JobStatus::Pending, JobStatus::Running];
 
     pub fn is_terminal(self) -> bool {
-        match self {
-            JobStatus::Pending | JobStatus::Running => false,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => true,
-        }
+        !Self::UNFINISHED.contains(&self)
     }
 
     /// The state machine every store enforces with its conditional writes.

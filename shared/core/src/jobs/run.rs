@@ -55,7 +55,7 @@ pub async fn run_job(
 ) -> Result<RunOutcome, StoreError> {
     let policy = &deps.job_policy;
     let now = deps.clock.now();
-    let attempt_budget = attempt_timeout(policy.upstream_timeout, deadline);
+    let attempt_budget = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
     let lease = Lease {
         token: new_lease_token(),
         expires_at: now.plus(attempt_budget + policy.lease_margin),
@@ -81,7 +81,7 @@ pub async fn run_job(
     };
     let token = lease.token;
     loop {
-        let timeout = attempt_timeout(policy.upstream_timeout, deadline);
+        let timeout = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
         let attempt = watch_cancel(
             deps,
             id,
@@ -116,7 +116,7 @@ pub async fn run_job(
         if !tries_again(
             &error,
             job.attempts,
-            policy.max_attempts,
+            deps.work_policy.max_attempts,
             RateLimits::CountAsAttempts,
         ) {
             tracing::info!(attempts = job.attempts, %error, "job failed");
@@ -144,10 +144,9 @@ pub async fn run_job(
             Watched::Stopped => return give_back(deps, id, &token).await,
             Watched::Done(()) => {}
         }
-        let lease_until = deps
-            .clock
-            .now()
-            .plus(attempt_timeout(policy.upstream_timeout, deadline) + policy.lease_margin);
+        let lease_until = deps.clock.now().plus(
+            attempt_timeout(deps.work_policy.upstream_timeout, deadline) + policy.lease_margin,
+        );
         if !deps.jobs.begin_attempt(id, &token, lease_until).await? {
             return Ok(RunOutcome::Finished);
         }

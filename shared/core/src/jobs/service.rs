@@ -23,20 +23,12 @@ pub struct JobPolicy {
     pub retention: Duration,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
-    /// Per-attempt upstream timeout.
-    pub upstream_timeout: Duration,
-    /// Upstream attempts per job, the first included.
-    pub max_attempts: u32,
     /// A retry wait up to this long is slept through; a longer one releases the message.
     pub max_inline_retry_wait: Duration,
     /// How often a running job's worker checks the store for a cancel.
     pub cancel_poll: Duration,
     /// How far a lease outlives the attempt it covers.
     pub lease_margin: Duration,
-    /// Deliveries of one message before it counts as dead-lettered.
-    pub max_receives: u32,
-    /// A `pending` job older than this with no trigger waiting is re-triggered.
-    pub stranded_after: Duration,
     /// How far ahead a scheduled job may be due.
     pub schedule_horizon: Duration,
 }
@@ -46,13 +38,9 @@ impl Default for JobPolicy {
         Self {
             retention: Duration::from_secs(7 * 24 * 3600),
             idempotency_ttl: Duration::from_secs(24 * 3600),
-            upstream_timeout: Duration::from_secs(300),
-            max_attempts: 5,
             max_inline_retry_wait: Duration::from_secs(5),
             cancel_poll: Duration::from_secs(1),
             lease_margin: Duration::from_secs(30),
-            max_receives: 10,
-            stranded_after: Duration::from_secs(60),
             schedule_horizon: Duration::from_secs(365 * 24 * 3600),
         }
     }

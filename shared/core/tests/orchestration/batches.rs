@@ -354,7 +354,7 @@ async fn a_planning_message_received_too_often_fails_the_batch() {
     let world = World::new();
     let batch = create(&world, 2).await;
     let mut delivery = world.queue.receive(1, VISIBILITY).await.unwrap().remove(0);
-    delivery.receive_count = world.deps.job_policy.max_receives + 1;
+    delivery.receive_count = world.deps.work_policy.max_receives + 1;
 
     assert_eq!(
         handle_delivery(&world.deps, &delivery, None).await,
@@ -405,7 +405,7 @@ async fn the_reconciler_requeues_planning_that_was_never_triggered() {
     );
 
     world
-        .advance(world.deps.job_policy.stranded_after + Duration::from_secs(1))
+        .advance(world.deps.work_policy.stranded_after + Duration::from_secs(1))
         .await;
     let report = reconcile(&world.deps).await.unwrap();
     assert_eq!(report.batches, 1);

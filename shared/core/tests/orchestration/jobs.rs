@@ -6,10 +6,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
 
-fn policy(max_attempts: u32) -> JobPolicy {
-    JobPolicy {
-        max_attempts,
-        ..job_policy()
+fn policy(max_attempts: u32) -> Policies {
+    Policies {
+        work: WorkPolicy {
+            max_attempts,
+            ..WorkPolicy::default()
+        },
+        ..policies()
     }
 }
 
@@ -165,7 +168,7 @@ async fn a_retry_wait_past_the_inline_limit_releases_the_job_until_its_message_r
 
 #[tokio::test(start_paused = true)]
 async fn a_job_that_keeps_failing_gives_up_after_max_attempts_with_the_upstream_error() {
-    let world = World::with(policy(3), batch_policy());
+    let world = World::with(policy(3));
     world
         .upstream
         .script([Reply::status(500), Reply::status(502), Reply::status(500)]);
@@ -186,7 +189,7 @@ async fn a_job_that_keeps_failing_gives_up_after_max_attempts_with_the_upstream_
 
 #[tokio::test(start_paused = true)]
 async fn an_invalid_upstream_body_is_retried_then_fails_as_invalid_upstream_response() {
-    let world = World::with(policy(2), batch_policy());
+    let world = World::with(policy(2));
     world.upstream.script([Reply::Invalid, Reply::Invalid]);
     let job = submit(&world, "garbled").await;
 
@@ -217,13 +220,13 @@ async fn a_client_error_from_the_upstream_fails_at_once_with_its_own_error() {
 
 #[tokio::test(start_paused = true)]
 async fn an_attempt_that_times_out_is_retried() {
-    let world = World::with(
-        JobPolicy {
+    let world = World::with(Policies {
+        work: WorkPolicy {
             upstream_timeout: Duration::from_secs(10),
-            ..job_policy()
+            ..WorkPolicy::default()
         },
-        batch_policy(),
-    );
+        ..policies()
+    });
     world
         .upstream
         .script([Reply::Hang(Hang::new(), Box::new(Reply::Echo)), Reply::Echo]);
@@ -376,7 +379,7 @@ async fn a_message_received_too_often_dead_letters_its_job_as_processing_failed(
     let world = World::new();
     let job = submit(&world, "poison").await;
     let mut delivery = world.queue.receive(1, VISIBILITY).await.unwrap().remove(0);
-    delivery.receive_count = world.deps.job_policy.max_receives + 1;
+    delivery.receive_count = world.deps.work_policy.max_receives + 1;
 
     let action = handle_delivery(&world.deps, &delivery, None).await;
 

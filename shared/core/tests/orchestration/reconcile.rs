@@ -18,7 +18,7 @@ async fn the_reconciler_requeues_a_job_whose_trigger_was_lost() {
     let early = reconcile(&world.deps).await.unwrap();
     assert_eq!(early.retriggered, 0, "a fresh job is not stranded yet");
     world
-        .advance(world.deps.job_policy.stranded_after + Duration::from_secs(1))
+        .advance(world.deps.work_policy.stranded_after + Duration::from_secs(1))
         .await;
     let report = reconcile(&world.deps).await.unwrap();
     assert_eq!(report.retriggered, 1);
@@ -50,7 +50,7 @@ async fn the_reconciler_requeues_a_job_whose_worker_died_once_its_lease_ends() {
         0,
         "lease still live"
     );
-    let past = world.now().until(lease_until) + world.deps.job_policy.stranded_after;
+    let past = world.now().until(lease_until) + world.deps.work_policy.stranded_after;
     world.advance(past + Duration::from_secs(1)).await;
     assert_eq!(reconcile(&world.deps).await.unwrap().retriggered, 1);
     world.drain().await;

@@ -19,7 +19,7 @@ pub use prism_core::batches::{
     Batch, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, RequestCounts, Usage,
 };
 pub use prism_core::clock::format_rfc3339;
-pub use prism_core::deps::{Deps, MAX_QUEUE_DELAY};
+pub use prism_core::deps::{Deps, MAX_QUEUE_DELAY, Policies, WorkPolicy};
 pub use prism_core::dispatch::{
     QueueAction, dead_letter_item, handle_delivery, handle_delivery_until,
 };
@@ -70,9 +70,13 @@ pub fn batch_line(custom_id: &str, prompt: &str) -> String {
     .to_string()
 }
 
-/// The job knobs of these tests: the defaults, which the tests spell out where they matter.
-pub fn job_policy() -> JobPolicy {
-    JobPolicy::default()
+/// The knobs of these tests: the defaults, except small batch chunks (below); the tests spell
+/// out the ones that matter to them.
+pub fn policies() -> Policies {
+    Policies {
+        batches: batch_policy(),
+        ..Policies::default()
+    }
 }
 
 /// Small chunks run one line at a time, so the order of upstream calls is the input's.
@@ -100,10 +104,16 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        Self::with(job_policy(), batch_policy())
+        Self::with(policies())
     }
 
-    pub fn with(job_policy: JobPolicy, batch_policy: BatchPolicy) -> Self {
+    pub fn with(policies: Policies) -> Self {
+        let Policies {
+            work: work_policy,
+            jobs: job_policy,
+            files: file_policy,
+            batches: batch_policy,
+        } = policies;
         let clock = Arc::new(ManualClock::following_tokio());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let jobs = Arc::new(MemoryJobStore::new());
@@ -126,8 +136,9 @@ impl World {
             upstream: upstream.clone(),
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),
+            work_policy,
             job_policy,
-            file_policy: FilePolicy::default(),
+            file_policy,
             model_gate: Arc::new(ModelGate::new(batch_policy.model_concurrency)),
             batch_policy,
         };
