@@ -275,10 +275,11 @@ impl JobStore for DynamoJobStore {
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(unavailable)
         };
-        // A record whose key has expired may be taken over by a new create.
+        // A record whose key no longer holds (`decisions::idempotency_key_holds`, negated) may
+        // be taken over by a new create.
         let record_put = put(
             Put::builder()
-                .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
                 .expression_attribute_values(":now", n(job.created_at.0)),
             record,
         )?;

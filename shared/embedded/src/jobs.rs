@@ -56,14 +56,16 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// Reads one of a tenant's jobs that has not outlived its retention.
+/// Reads one of a tenant's jobs that core still counts as kept (`Job::is_live`): one past its
+/// retention reads as unknown until the purge deletes it.
 fn load_live(conn: &Connection, tenant: &str, id: &str, now: i64) -> rusqlite::Result<Option<Job>> {
-    conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs \
-         WHERE id = ?1 AND tenant = ?2 AND (expires_at IS NULL OR expires_at > ?3)"
-    ))?
-    .query_row(params![id, tenant, now], job_from_row)
-    .optional()
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND tenant = ?2"
+        ))?
+        .query_row(params![id, tenant], job_from_row)
+        .optional()?
+        .filter(|job| job.is_live(Timestamp(now))))
 }
 
 /// The statuses of a job that may still run, as an SQL list: `('pending', 'running')`.
@@ -181,7 +183,7 @@ impl JobStore for SqliteJobStore {
                         })
                         .optional()?;
                     if let Some((job_id, hash, expires_at)) = existing
-                        && expires_at > job.created_at.0
+                        && decisions::idempotency_key_holds(Timestamp(expires_at), job.created_at)
                     {
                         return Ok(CreateOutcome::Replayed {
                             job_id: JobId::parse(&job_id).ok_or_else(|| corrupt("job_id"))?,
@@ -269,7 +271,8 @@ impl JobStore for SqliteJobStore {
         let (tenant, query) = (tenant.clone(), query.clone());
         self.db
             .read(move |conn| {
-                // The cursor and filter are optional; NULL parameters switch them off.
+                // The cursor and filter are optional; NULL parameters switch them off. The
+                // expiry test is `Job::is_live` in SQL, so a page holds `limit` kept jobs.
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs \
                      WHERE tenant = ?1 AND kind = ?2 \

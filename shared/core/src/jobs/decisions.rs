@@ -20,6 +20,12 @@ pub fn create_outcome(outcome: CreateOutcome, new_job: &JobId) -> CreateOutcome 
     }
 }
 
+/// Whether an `Idempotency-Key` record that expires at `expires_at` still names its job for a
+/// submit at `now`, which then replays it. An expired record is taken over by the new job.
+pub fn idempotency_key_holds(expires_at: Timestamp, now: Timestamp) -> bool {
+    expires_at > now
+}
+
 /// Whether a claim refused by its condition was this very claim, applied by an earlier try whose
 /// answer was lost: the job as the refusal saw it runs on the caller's lease token.
 pub fn claim_was_applied(job: &Job, lease_token: Option<&str>, token: &str) -> bool {
@@ -123,6 +129,14 @@ pub fn holds(status: JobStatus, lease_token: Option<&str>, token: &str) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idempotency_key_holds_until_the_instant_it_expires() {
+        let expires_at = Timestamp(1_000);
+        assert!(idempotency_key_holds(expires_at, Timestamp(999)));
+        assert!(!idempotency_key_holds(expires_at, Timestamp(1_000)));
+        assert!(!idempotency_key_holds(expires_at, Timestamp(1_001)));
+    }
     use std::sync::LazyLock;
 
     use crate::ids::{IdGenerator, JobId, TenantId};
