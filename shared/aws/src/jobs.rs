@@ -183,13 +183,12 @@ impl DynamoJobStore {
                 RC_PK.to_owned(),
                 reconcile_shard(RECONCILE_PREFIX, job.id.as_str()),
             ),
-            // The reconciler looks at a pending job once it is due.
+            // The reconciler looks at a pending job once it is due (`quiet_since`); claims and
+            // releases move `rc_at` to the lease's end, as the same rule says.
             (
                 RC_AT.to_owned(),
-                n(job
-                    .scheduled_at
+                n(decisions::quiet_since(&job.to_job(), None)
                     .unwrap_or(job.created_at)
-                    .max(job.created_at)
                     .0),
             ),
         ]);

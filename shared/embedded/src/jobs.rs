@@ -496,7 +496,9 @@ impl JobStore for SqliteJobStore {
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {
         self.db
             .read(move |conn| {
-                // The row is its own queue entry, so "no trigger waiting" is known exactly.
+                // The row is its own queue entry, so "no trigger waiting" is known exactly. The
+                // times are `decisions::quiet_since` in SQL (the contract suite's stranded cases
+                // hold it to the same answers), so the partial index serves the query.
                 // The statuses are written into the text, not bound, so SQLite can prove the query
                 // inside the partial index on unfinished jobs and use it.
                 let mut stmt = conn.prepare_cached(&format!(

@@ -20,6 +20,21 @@ pub fn create_outcome(outcome: CreateOutcome, new_job: &JobId) -> CreateOutcome 
     }
 }
 
+/// From when an unfinished job counts as stranded if nothing triggers it (the reconciler then
+/// triggers it again, once `stranded_after` has passed): a pending job from its creation or its
+/// due time, whichever is later; a running one from the end of its lease (`lease_until`, or at
+/// once without one). A terminal job is never stranded.
+pub fn quiet_since(job: &Job, lease_until: Option<Timestamp>) -> Option<Timestamp> {
+    match job.status {
+        JobStatus::Pending => Some(
+            job.scheduled_at
+                .map_or(job.created_at, |due| due.max(job.created_at)),
+        ),
+        JobStatus::Running => Some(lease_until.unwrap_or(Timestamp(0))),
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => None,
+    }
+}
+
 /// Whether an `Idempotency-Key` record that expires at `expires_at` still names its job for a
 /// submit at `now`, which then replays it. An expired record is taken over by the new job.
 pub fn idempotency_key_holds(expires_at: Timestamp, now: Timestamp) -> bool {
@@ -129,6 +144,31 @@ pub fn holds(status: JobStatus, lease_token: Option<&str>, token: &str) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_is_quiet_from_its_due_time_or_its_lease_end_and_never_when_finished() {
+        let mut job = job(JobStatus::Pending);
+        job.created_at = Timestamp(100);
+        assert_eq!(quiet_since(&job, None), Some(Timestamp(100)));
+        job.scheduled_at = Some(Timestamp(500));
+        assert_eq!(quiet_since(&job, None), Some(Timestamp(500)));
+        job.scheduled_at = Some(Timestamp(50));
+        assert_eq!(quiet_since(&job, None), Some(Timestamp(100)));
+        job.status = JobStatus::Running;
+        assert_eq!(
+            quiet_since(&job, Some(Timestamp(900))),
+            Some(Timestamp(900))
+        );
+        assert_eq!(quiet_since(&job, None), Some(Timestamp(0)));
+        for status in [
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ] {
+            job.status = status;
+            assert_eq!(quiet_since(&job, Some(Timestamp(900))), None);
+        }
+    }
 
     #[test]
     fn an_idempotency_key_holds_until_the_instant_it_expires() {

@@ -309,17 +309,7 @@ impl JobStore for MemoryJobStore {
         let mut found: Vec<JobRef> = state
             .jobs
             .values()
-            .filter(|r| match r.job.status {
-                JobStatus::Pending => {
-                    r.job
-                        .scheduled_at
-                        .unwrap_or(r.job.created_at)
-                        .max(r.job.created_at)
-                        < before
-                }
-                JobStatus::Running => r.lease_until.unwrap_or(Timestamp(0)) < before,
-                _ => false,
-            })
+            .filter(|r| decisions::quiet_since(&r.job, r.lease_until).is_some_and(|t| t < before))
             .map(|r| r.job.job_ref())
             .collect();
         found.sort();
