@@ -80,6 +80,10 @@ struct Args {
     /// Directory for prism's data, config and log, and the run's outputs.
     #[arg(long)]
     out: PathBuf,
+    /// `PRISM_LOG` for `prism serve`; its log (stdout and stderr, appended across restarts)
+    /// is `<out>/prism.log`.
+    #[arg(long, default_value = server::PRISM_LOG)]
+    prism_log: String,
     /// Seed of the kill moments (the mock's faults have their own, in the model name).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let mut prism = Prism::new(args.prism.clone(), &args.out, port, storage);
+    prism.log_filter = args.prism_log.clone();
     std::fs::write(&prism.config, config(&args))?;
     let key = prism.create_key("chaos").await?;
     prism.start(&http).await?;
