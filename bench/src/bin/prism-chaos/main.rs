@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use prism_testkit::chaos::{
     Bound, CHAOS_CODES, Calls, Submitted, Verdict, check_batch, check_calls, check_jobs,
+    timed_out_attempts,
 };
 use server::{Prism, Storage};
 use work::Api;
@@ -208,6 +209,15 @@ async fn main() -> anyhow::Result<()> {
         ok: async_calls.ok + sched_calls.ok,
         rate_limited: async_calls.rate_limited + sched_calls.rate_limited,
     };
+    let prism_log = std::fs::read_to_string(&prism.log).unwrap_or_default();
+    let timed_out = |models: &[&String]| {
+        models
+            .iter()
+            .map(|m| timed_out_attempts(&prism_log, m))
+            .sum::<u64>()
+    };
+    let (jobs_timed_out, batch_timed_out) =
+        (timed_out(&[&models[0], &models[1]]), timed_out(&[&models[2]]));
     check_calls(
         &mut verdict,
         jobs_calls,
@@ -218,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limits_count: true,
             kills,
             in_flight: args.worker_concurrency,
+            timed_out: jobs_timed_out,
         },
     );
     check_calls(
@@ -230,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limits_count: false,
             kills,
             in_flight: args.model_concurrency,
+            timed_out: batch_timed_out,
         },
     );
 
@@ -264,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
         "kills": kill_log,
         "wall_s": finished_s,
         "calls": {"async": async_calls, "scheduled": sched_calls, "batch": batch_calls},
+        "attempts_timed_out": {"jobs": jobs_timed_out, "batch": batch_timed_out},
         "mock_drawn": stats["drawn"],
         "batch_status": batch["status"], "request_counts": batch["request_counts"],
         "peak_rss_kb": samples.iter().map(|s| s.rss_kb).max(),
