@@ -278,7 +278,10 @@ async fn a_file_deleted_while_a_batch_is_created_from_it_never_leaves_a_broken_b
         let done = env
             .wait_for_batch(id, &["completed", "failed", "expired", "cancelled"], SOON)
             .await;
-        assert_eq!(done["status"], "completed", "a created batch lost its file: {done}");
+        assert_eq!(
+            done["status"], "completed",
+            "a created batch lost its file: {done}"
+        );
         assert_eq!(done["request_counts"]["completed"], 2, "{done}");
         env.finished_batch_lines(&done, 2).await;
     }

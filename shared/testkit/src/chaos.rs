@@ -359,6 +359,9 @@ mod tests {
         let mut explained = Verdict::default();
         check_calls(&mut explained, calls, &bound(5));
         assert!(explained.checks[1].pass);
-        assert!(!explained.checks[0].pass, "115 calls > 100 × 1 + 10 either way");
+        assert!(
+            !explained.checks[0].pass,
+            "115 calls > 100 × 1 + 10 either way"
+        );
     }
 }

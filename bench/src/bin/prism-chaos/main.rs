@@ -216,8 +216,10 @@ async fn main() -> anyhow::Result<()> {
             .map(|m| timed_out_attempts(&prism_log, m))
             .sum::<u64>()
     };
-    let (jobs_timed_out, batch_timed_out) =
-        (timed_out(&[&models[0], &models[1]]), timed_out(&[&models[2]]));
+    let (jobs_timed_out, batch_timed_out) = (
+        timed_out(&[&models[0], &models[1]]),
+        timed_out(&[&models[2]]),
+    );
     check_calls(
         &mut verdict,
         jobs_calls,

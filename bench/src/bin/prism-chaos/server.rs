@@ -51,7 +51,8 @@ impl Storage {
 /// write (with their timings and the job id of the span), which tell a repeated paid call's cause
 /// (a kill, a lapsed lease, an attempt timeout). Never prompts or completions: those are not
 /// logged at any level.
-pub const PRISM_LOG: &str = "warn,prism_core::jobs=debug,prism_core::dispatch=debug,prism_upstream=debug";
+pub const PRISM_LOG: &str =
+    "warn,prism_core::jobs=debug,prism_core::dispatch=debug,prism_upstream=debug";
 
 pub struct Prism {
     pub bin: PathBuf,
