@@ -167,6 +167,8 @@ async fn jobs_and_a_batch_under_random_faults_and_two_kills_end_exactly_once() {
         rate_limits_count,
         kills: KILLS,
         in_flight,
+        // Strict here: the mock's calls take 20 ms against a 1 s attempt timeout.
+        timed_out: 0,
     };
     let jobs_bound = bound("jobs", (JOBS + SCHEDULED) as u64, true, WORKER_CONCURRENCY);
     check_calls(&mut verdict, jobs, &jobs_bound);

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 pub mod raw;
@@ -100,6 +99,33 @@ fn aws_env(settings: &prism_aws::AwsSettings) -> Vec<(&'static str, String)> {
 
 /// Multipart parts: `(name, filename, bytes)`; the filename only matters for `file`.
 pub type Parts<'a> = &'a [(&'a str, &'a str, &'a [u8])];
+
+/// `PRISM_LOG` of the tests' `prism serve`: info, and the batch stages' chunk claims, commits
+/// and finalizing at debug, so a batch that hangs can be read back. Never prompts or keys.
+const PRISM_TEST_LOG: &str = "info,prism_core::batches=debug";
+
+/// How much of prism's log a failing test prints.
+const LOG_TAIL_LINES: usize = 400;
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(log) = std::fs::read_to_string(self.prism_log()) else {
+            return;
+        };
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        eprintln!(
+            "--- prism serve's log, last {} of {} lines ({}) ---\n{}\n--- end of prism's log ---",
+            tail.len(),
+            lines.len(),
+            self.prism_log().display(),
+            tail.join("\n")
+        );
+    }
+}
 
 pub struct Env {
     pub mock: MockUpstream,
@@ -299,6 +325,11 @@ impl Env {
             return;
         }
         let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.prism_log())
+            .unwrap();
         let mut command = Command::new(PRISM);
         if let Some(endpoint) = &self.aws_endpoint {
             command.env("AWS_ENDPOINT_URL", endpoint);
@@ -313,10 +344,10 @@ impl Env {
             .arg(self.data_dir())
             .arg("--config")
             .arg(&self.config)
-            .env("PRISM_LOG", "warn")
+            .env("PRISM_LOG", PRISM_TEST_LOG)
             .envs(self.backend.env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -326,6 +357,12 @@ impl Env {
             process: Process::Prism(child),
             base,
         });
+    }
+
+    /// `prism serve`'s log (stdout and stderr of every start, in the test's temp dir), printed
+    /// when the test fails.
+    pub fn prism_log(&self) -> PathBuf {
+        self.dir.path().join("prism.log")
     }
 
     /// SIGKILL: the process dies at whatever instruction it was on.

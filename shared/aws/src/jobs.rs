@@ -436,12 +436,15 @@ impl JobStore for DynamoJobStore {
         &self,
         job: &JobRef,
         token: &str,
+        attempt: u32,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
+        // A set, not `ADD`: the SDK sends a write again when its answer is lost, and the second
+        // one, still holding the token, must not count the attempt twice.
         let update = holding(self.update(job), token)
-            .update_expression("SET lease_expires_at = :until, rc_at = :until ADD attempts :one")
+            .update_expression("SET lease_expires_at = :until, rc_at = :until, attempts = :attempt")
             .expression_attribute_values(":until", n(lease_until.0))
-            .expression_attribute_values(":one", n(1));
+            .expression_attribute_values(":attempt", n(i64::from(attempt)));
         Ok(write::update(update).await?.applied())
     }
 

@@ -10,6 +10,8 @@ use std::future::Future;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -63,6 +65,15 @@ impl ConditionRefusal for PutItemError {
     }
 }
 
+impl ConditionRefusal for DeleteItemError {
+    fn refused(&self) -> Option<Option<Item>> {
+        match self {
+            DeleteItemError::ConditionalCheckFailedException(c) => Some(c.item().cloned()),
+            _ => None,
+        }
+    }
+}
+
 /// Sends an update (retrying contention) and reads what it came to.
 pub async fn update(update: UpdateItemFluentBuilder) -> Result<Written, StoreError> {
     written(retry_contention(|| update.clone().send()).await, |out| {
@@ -73,6 +84,13 @@ pub async fn update(update: UpdateItemFluentBuilder) -> Result<Written, StoreErr
 /// Sends a put (retrying contention) and reads what it came to.
 pub async fn put(put: PutItemFluentBuilder) -> Result<Written, StoreError> {
     written(retry_contention(|| put.clone().send()).await, |out| {
+        out.attributes
+    })
+}
+
+/// Sends a delete (retrying contention) and reads what it came to.
+pub async fn delete(delete: DeleteItemFluentBuilder) -> Result<Written, StoreError> {
+    written(retry_contention(|| delete.clone().send()).await, |out| {
         out.attributes
     })
 }

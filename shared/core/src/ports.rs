@@ -110,12 +110,14 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError>;
 
-    /// Extends the lease for one more upstream attempt and counts it. False when the token no
-    /// longer holds (cancelled, or another worker took over).
+    /// Extends the lease for upstream attempt number `attempt` (`decisions::next_attempt`) and
+    /// sets the job's count to it: a set, so the same write applied twice counts it once. False
+    /// when the token no longer holds (cancelled, or another worker took over).
     async fn begin_attempt(
         &self,
         job: &JobRef,
         token: &str,
+        attempt: u32,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError>;
 
@@ -216,6 +218,11 @@ pub trait WorkQueue: Send + Sync {
 #[async_trait]
 pub trait BatchStore: Send + Sync {
     async fn create(&self, batch: &NewBatch) -> Result<(), StoreError>;
+
+    /// Removes a batch its own create takes back (`decisions::create_stands` said its input
+    /// file went while it was written), while it is still `validating`; false when it is gone
+    /// or has moved on. Nothing was queued for it yet.
+    async fn withdraw(&self, batch: &BatchRef) -> Result<bool, StoreError>;
 
     /// The tenant's batch; `None` for another tenant's or an unknown one.
     async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError>;

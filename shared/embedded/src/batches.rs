@@ -228,6 +228,23 @@ impl BatchStore for SqliteBatchStore {
             .await
     }
 
+    async fn withdraw(&self, batch: &BatchRef) -> Result<bool, StoreError> {
+        let batch = batch.clone();
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM batches WHERE id = ?1 AND tenant = ?2 AND status = ?3",
+                )?
+                .execute(params![
+                    batch.id.as_str(),
+                    batch.tenant.as_str(),
+                    BatchStatus::Validating.as_str()
+                ])
+                .map(|n| n == 1)
+            })
+            .await
+    }
+
     async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError> {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.db

@@ -346,6 +346,7 @@ impl JobStore for SqliteJobStore {
         &self,
         job: &JobRef,
         token: &str,
+        attempt: u32,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
         let (id, token) = (job.id.clone(), token.to_owned());
@@ -355,9 +356,9 @@ impl JobStore for SqliteJobStore {
                     return Ok(false);
                 }
                 conn.prepare_cached(
-                    "UPDATE jobs SET lease_expires_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+                    "UPDATE jobs SET lease_expires_at = ?2, attempts = ?3 WHERE id = ?1",
                 )?
-                .execute(params![id.as_str(), lease_until.0])
+                .execute(params![id.as_str(), lease_until.0, attempt])
                 .map(|n| n == 1)
             })
             .await

@@ -251,9 +251,25 @@ impl Calls {
     }
 }
 
+/// How many upstream attempts for `model` prism gave up at its attempt timeout, from its log
+/// (`upstream attempt failed ... upstream timed out`, in the `upstream_complete` span that names
+/// the model). The mock may well have answered such a call: Prism did not wait for the answer
+/// and tried again, so it is a paid repeat the attempt timeout caused, not one a kill did.
+pub fn timed_out_attempts(prism_log: &str, model: &str) -> u64 {
+    let span = format!("model=\"{model}\"");
+    prism_log
+        .lines()
+        .filter(|line| {
+            line.contains("upstream attempt failed")
+                && line.contains("upstream timed out")
+                && line.contains(&span)
+        })
+        .count() as u64
+}
+
 /// The two call bounds of one kind of work: at most `attempts` calls per item that count toward
 /// its attempts, and one answered call per item, each plus `kills × in_flight` calls a kill may
-/// make the next process repeat.
+/// make the next process repeat (and, for answered calls, the attempts prism timed out).
 pub struct Bound<'a> {
     pub kind: &'a str,
     pub items: u64,
@@ -262,6 +278,9 @@ pub struct Bound<'a> {
     pub rate_limits_count: bool,
     pub kills: u64,
     pub in_flight: u64,
+    /// Attempts prism gave up at its attempt timeout ([`timed_out_attempts`]); each may have
+    /// been answered, and so paid, all the same.
+    pub timed_out: u64,
 }
 
 pub fn check_calls(verdict: &mut Verdict, calls: Calls, bound: &Bound<'_>) {
@@ -284,18 +303,65 @@ pub fn check_calls(verdict: &mut Verdict, calls: Calls, bound: &Bound<'_>) {
             bound.in_flight
         ),
     );
-    let paid_bound = bound.items + repeat_allowance;
+    let paid_bound = bound.items + repeat_allowance + bound.timed_out;
     verdict.check(
         format!(
-            "{}: answered (paid) calls within items + kills × in flight",
+            "{}: answered (paid) calls within items + kills × in flight + attempts timed out",
             bound.kind
         ),
         calls.ok <= paid_bound,
         format!(
-            "{} answered calls for {} items: {} repeats (allowed {repeat_allowance})",
+            "{} answered calls for {} items: {} repeats (allowed {repeat_allowance} for kills + {} attempts prism timed out)",
             calls.ok,
             bound.items,
-            calls.ok.saturating_sub(bound.items)
+            calls.ok.saturating_sub(bound.items),
+            bound.timed_out
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_timed_out_attempts_of_the_model_are_counted() {
+        let log = "\
+2026-11-30T10:00:42Z  INFO handle_delivery_until{receive_count=1 job_id=\"job_1\" tenant=\"t\"}:upstream_complete{provider=mock model=\"m-async\"}: prism_upstream::client: upstream attempt failed elapsed_ms=2006 error=upstream timed out
+2026-11-30T10:00:43Z  INFO handle_delivery_until{receive_count=1}:upstream_complete{provider=mock model=\"m-batch\"}: prism_upstream::client: upstream attempt failed elapsed_ms=2100 error=upstream timed out
+2026-11-30T10:00:44Z  INFO handle_delivery_until{receive_count=1 job_id=\"job_2\" tenant=\"t\"}:upstream_complete{provider=mock model=\"m-async\"}: prism_upstream::client: upstream attempt failed elapsed_ms=20 error=upstream returned 500
+2026-11-30T10:00:45Z DEBUG handle_delivery_until{receive_count=1 job_id=\"job_3\" tenant=\"t\"}:upstream_complete{provider=mock model=\"m-async\"}: prism_upstream::client: upstream completed elapsed_ms=201
+";
+        assert_eq!(timed_out_attempts(log, "m-async"), 1);
+        assert_eq!(timed_out_attempts(log, "m-batch"), 1);
+        assert_eq!(timed_out_attempts(log, "m-sched"), 0);
+    }
+
+    #[test]
+    fn timed_out_attempts_widen_only_the_paid_bound() {
+        let bound = |timed_out| Bound {
+            kind: "jobs",
+            items: 100,
+            attempts: 1,
+            rate_limits_count: true,
+            kills: 1,
+            in_flight: 10,
+            timed_out,
+        };
+        let calls = Calls {
+            requests: 115,
+            ok: 115,
+            rate_limited: 0,
+        };
+        let mut strict = Verdict::default();
+        check_calls(&mut strict, calls, &bound(0));
+        assert!(!strict.checks[1].pass, "15 repeats > 10 for one kill");
+        let mut explained = Verdict::default();
+        check_calls(&mut explained, calls, &bound(5));
+        assert!(explained.checks[1].pass);
+        assert!(
+            !explained.checks[0].pass,
+            "115 calls > 100 × 1 + 10 either way"
+        );
+    }
 }

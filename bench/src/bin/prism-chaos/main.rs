@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use prism_testkit::chaos::{
     Bound, CHAOS_CODES, Calls, Submitted, Verdict, check_batch, check_calls, check_jobs,
+    timed_out_attempts,
 };
 use server::{Prism, Storage};
 use work::Api;
@@ -80,6 +81,10 @@ struct Args {
     /// Directory for prism's data, config and log, and the run's outputs.
     #[arg(long)]
     out: PathBuf,
+    /// `PRISM_LOG` for `prism serve`; its log (stdout and stderr, appended across restarts)
+    /// is `<out>/prism.log`.
+    #[arg(long, default_value = server::PRISM_LOG)]
+    prism_log: String,
     /// Seed of the kill moments (the mock's faults have their own, in the model name).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -120,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let mut prism = Prism::new(args.prism.clone(), &args.out, port, storage);
+    prism.log_filter = args.prism_log.clone();
     std::fs::write(&prism.config, config(&args))?;
     let key = prism.create_key("chaos").await?;
     prism.start(&http).await?;
@@ -203,6 +209,17 @@ async fn main() -> anyhow::Result<()> {
         ok: async_calls.ok + sched_calls.ok,
         rate_limited: async_calls.rate_limited + sched_calls.rate_limited,
     };
+    let prism_log = std::fs::read_to_string(&prism.log).unwrap_or_default();
+    let timed_out = |models: &[&String]| {
+        models
+            .iter()
+            .map(|m| timed_out_attempts(&prism_log, m))
+            .sum::<u64>()
+    };
+    let (jobs_timed_out, batch_timed_out) = (
+        timed_out(&[&models[0], &models[1]]),
+        timed_out(&[&models[2]]),
+    );
     check_calls(
         &mut verdict,
         jobs_calls,
@@ -213,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limits_count: true,
             kills,
             in_flight: args.worker_concurrency,
+            timed_out: jobs_timed_out,
         },
     );
     check_calls(
@@ -225,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limits_count: false,
             kills,
             in_flight: args.model_concurrency,
+            timed_out: batch_timed_out,
         },
     );
 
@@ -259,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
         "kills": kill_log,
         "wall_s": finished_s,
         "calls": {"async": async_calls, "scheduled": sched_calls, "batch": batch_calls},
+        "attempts_timed_out": {"jobs": jobs_timed_out, "batch": batch_timed_out},
         "mock_drawn": stats["drawn"],
         "batch_status": batch["status"], "request_counts": batch["request_counts"],
         "peak_rss_kb": samples.iter().map(|s| s.rss_kb).max(),

@@ -3,7 +3,6 @@
 //! (aws), on the same port so clients keep one URL.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +47,13 @@ impl Storage {
     }
 }
 
+/// What `prism serve` logs in a run: warnings, plus each job's claim, upstream call and outcome
+/// write (with their timings and the job id of the span), which tell a repeated paid call's cause
+/// (a kill, a lapsed lease, an attempt timeout). Never prompts or completions: those are not
+/// logged at any level.
+pub const PRISM_LOG: &str =
+    "warn,prism_core::jobs=debug,prism_core::dispatch=debug,prism_upstream=debug";
+
 pub struct Prism {
     pub bin: PathBuf,
     pub data: PathBuf,
@@ -55,6 +61,8 @@ pub struct Prism {
     pub port: u16,
     pub storage: Storage,
     pub log: PathBuf,
+    /// `PRISM_LOG` for `prism serve` (see [`PRISM_LOG`]).
+    pub log_filter: String,
     child: Option<Child>,
     /// The running process's pid, 0 while down; read by the sampler.
     pub pid: Arc<AtomicU32>,
@@ -70,6 +78,7 @@ impl Prism {
             port,
             storage,
             log: work.join("prism.log"),
+            log_filter: PRISM_LOG.to_owned(),
             child: None,
             pid: Arc::new(AtomicU32::new(0)),
             kills: 0,
@@ -104,9 +113,9 @@ impl Prism {
             .arg(&self.data)
             .arg("--config")
             .arg(&self.config)
-            .env("PRISM_LOG", "warn")
+            .env("PRISM_LOG", &self.log_filter)
             .envs(self.storage.env(true))
-            .stdout(Stdio::null())
+            .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
@@ -141,6 +150,10 @@ impl Prism {
             child.wait().await?;
             self.pid.store(0, Ordering::SeqCst);
             self.kills += 1;
+            // A marker in the log, so each process's lines are told apart from the next one's.
+            use std::io::Write;
+            let mut log = std::fs::OpenOptions::new().append(true).open(&self.log)?;
+            writeln!(log, "=== prism-chaos: SIGKILL {} ===", self.kills)?;
         }
         Ok(())
     }

@@ -166,6 +166,20 @@ impl BatchStore for DynamoBatchStore {
         Ok(())
     }
 
+    async fn withdraw(&self, batch: &BatchRef) -> Result<bool, StoreError> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(batch_key(batch)))
+            .condition_expression("#s = :validating")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":validating", status_value(BatchStatus::Validating));
+        // A refusal after a lost answer is this delete, applied already (the item is gone, and
+        // nothing else deletes a validating batch); either way, false is only "not withdrawn".
+        Ok(write::delete(delete).await?.applied())
+    }
+
     async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError> {
         self.batch(&BatchRef {
             tenant: tenant.clone(),

@@ -1,7 +1,7 @@
 //! The batch state machine's decisions, as pure functions of what a store read: whether planning
 //! may settle a batch, whether a batch takes results, what a chunk claim answers, who may write,
 //! complete or release a chunk, when a batch is finalized and with which outcome, what a finalize
-//! claim holds, and what a cancel does. Both adapters load, ask these, and write conditionally;
+//! claim holds, what a cancel does, and whether a create stands over its input file. Both adapters load, ask these, and write conditionally;
 //! the finalizer asks `finalize_outcome`.
 
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::batches::{
     ChunkWrite, FinalizeLease,
 };
 use crate::clock::Timestamp;
+use crate::files::FileRecord;
 use crate::ports::Lease;
 
 /// Whether planning may settle a batch in `status`, planning it or failing its validation: only
@@ -18,6 +19,16 @@ use crate::ports::Lease;
 /// planning of a planned batch (a redelivered message) changes nothing.
 pub fn planning_settles(status: BatchStatus) -> bool {
     status == BatchStatus::Validating
+}
+
+/// Whether a batch just written stands, given its input file's record as read after the write.
+/// A file delete removes the record first and then looks for unfinished batches reading it,
+/// keeping the bytes for any it finds. So a record still there means the delete (if any) will
+/// find this batch; a record gone means the delete may have looked before this batch existed and
+/// removed the bytes, and the create takes the batch back and answers 404, as if the delete had
+/// landed first.
+pub fn create_stands(input_after_write: Option<&FileRecord>) -> bool {
+    input_after_write.is_some()
 }
 
 /// Whether the batch's window is still open at `now`: past it, the expiry's finalizer owns it.
@@ -225,6 +236,18 @@ pub fn cancel_decision(current: Option<Batch>, now: Timestamp) -> CancelDecision
     }
 }
 
+/// The chunks that are lines of the batch: those its planning transition counted. A plan whose
+/// transition a cancel refused may already have stored its chunk records (DynamoDB takes them
+/// before the transition, as a batch may have more chunks than one transaction holds); those
+/// never ran and are no part of a batch that never left `validating`, so a finalizer neither
+/// waits on them nor writes their lines as cancelled.
+pub fn planned_chunks(batch: &Batch, chunks: Vec<Chunk>) -> Vec<Chunk> {
+    chunks
+        .into_iter()
+        .filter(|chunk| chunk.plan.index < batch.chunks)
+        .collect()
+}
+
 /// A finalize that must wait (claims still live) looks again this soon.
 pub const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 
@@ -316,6 +339,20 @@ mod tests {
             end: 10,
             lines: 2,
         })
+    }
+
+    #[test]
+    fn chunks_stored_by_a_plan_a_cancel_refused_are_no_lines_of_the_batch() {
+        let cancelled_while_validating = Batch {
+            cancelling_at: Some(NOW),
+            ..batch(BatchStatus::Cancelling)
+        };
+        assert!(planned_chunks(&cancelled_while_validating, vec![chunk()]).is_empty());
+        let planned = Batch {
+            chunks: 1,
+            ..batch(BatchStatus::Cancelling)
+        };
+        assert_eq!(planned_chunks(&planned, vec![chunk()]), vec![chunk()]);
     }
 
     fn lease(token: &str, expires_at: Timestamp) -> FinalizeLease {

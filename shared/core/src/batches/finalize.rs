@@ -28,7 +28,7 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
     let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
         return Ok(QueueAction::Ack);
     };
-    let chunks = deps.batches.chunks(batch).await?;
+    let chunks = decisions::planned_chunks(&current, deps.batches.chunks(batch).await?);
     let now = deps.clock.now();
     let outcome = match decisions::finalize_outcome(&current, &chunks, now) {
         Ok(outcome) => outcome,
@@ -49,7 +49,7 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
         return Ok(QueueAction::Ack);
     };
     // The chunk records as of the claim: no checkpoint lands after it.
-    let chunks = deps.batches.chunks(batch).await?;
+    let chunks = decisions::planned_chunks(&claimed, deps.batches.chunks(batch).await?);
     let result = assemble(deps, &claimed, &held, &chunks).await?;
     if deps
         .batches

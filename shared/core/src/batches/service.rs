@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::batches::{
-    Batch, BatchCancelOutcome, BatchRef, CHAT_COMPLETIONS, COMPLETION_WINDOW, NewBatch,
+    Batch, BatchCancelOutcome, BatchRef, CHAT_COMPLETIONS, COMPLETION_WINDOW, NewBatch, decisions,
 };
 use crate::deps::{Deps, trigger_at};
 use crate::error::ServiceError;
@@ -200,6 +200,26 @@ pub async fn create_batch(
     };
     tracing::Span::current().record("batch_id", batch.id.as_str());
     deps.batches.create(&batch).await?;
+    // Read again after the write: a delete that raced the read above either finds this batch
+    // (and keeps the bytes) or is seen here (see `decisions::create_stands`). Nothing is queued
+    // for the batch until it stands. A failed read keeps the batch: planning then fails it
+    // cleanly if the bytes went.
+    let input_now = deps
+        .files
+        .get(tenant, &batch.input_file_id, deps.clock.now())
+        .await;
+    match input_now {
+        Ok(input) if !decisions::create_stands(input.as_ref()) => {
+            if deps.batches.withdraw(&batch.batch_ref()).await? {
+                tracing::info!("input file deleted while the batch was created; batch withdrawn");
+                return Err(not_found());
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not read the input file again; the batch stands");
+        }
+    }
     // The record is the truth: a lost message is sent again by the reconciler.
     let batch_ref = batch.batch_ref();
     if let Err(error) = deps

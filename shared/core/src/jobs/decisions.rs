@@ -101,9 +101,16 @@ pub fn claimed(job: Job, now: Timestamp) -> Job {
     Job {
         status: JobStatus::Running,
         started_at: job.started_at.or(Some(now)),
-        attempts: job.attempts + 1,
+        attempts: next_attempt(job.attempts),
         ..job
     }
+}
+
+/// The number of the attempt after `attempts` counted ones. Stores write it as the count (a set,
+/// never an increment), so a write applied twice (its answer lost, the SDK sending it again)
+/// still counts the attempt once.
+pub fn next_attempt(attempts: u32) -> u32 {
+    attempts.saturating_add(1)
 }
 
 /// What a cancel of a job does, decided on the job as read.

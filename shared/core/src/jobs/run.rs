@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::ids::new_lease_token;
+use crate::jobs::decisions::next_attempt;
 use crate::jobs::{Finish, JobError, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Lease, UpstreamError};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
@@ -61,8 +62,21 @@ pub async fn run_job(
         expires_at: now.plus(attempt_budget + policy.lease_margin),
     };
     let mut job = match deps.jobs.claim(id, &lease, now).await? {
-        ClaimOutcome::Claimed(job) => job,
+        ClaimOutcome::Claimed(job) => {
+            // The lease's clock started before the claim waited for the store: what is left of
+            // it tells a lapse (another worker re-running the job) apart from a slow upstream.
+            tracing::debug!(
+                attempts = job.attempts,
+                lease_left_ms = deps.clock.now().until(lease.expires_at).as_millis(),
+                "job claimed"
+            );
+            job
+        }
         ClaimOutcome::Busy { lease_expires_at } => {
+            tracing::debug!(
+                busy_for_ms = now.until(lease_expires_at).as_millis(),
+                "job busy under another lease"
+            );
             // Not ours to run: reappear just after the live lease ends, never acknowledge.
             return Ok(RunOutcome::Busy(
                 now.until(lease_expires_at) + Duration::from_secs(1),
@@ -147,10 +161,15 @@ pub async fn run_job(
         let lease_until = deps.clock.now().plus(
             attempt_timeout(deps.work_policy.upstream_timeout, deadline) + policy.lease_margin,
         );
-        if !deps.jobs.begin_attempt(id, &token, lease_until).await? {
+        let attempt = next_attempt(job.attempts);
+        if !deps
+            .jobs
+            .begin_attempt(id, &token, attempt, lease_until)
+            .await?
+        {
             return Ok(RunOutcome::Finished);
         }
-        job.attempts += 1;
+        job.attempts = attempt;
     }
 }
 
@@ -180,6 +199,7 @@ async fn call_upstream(
 
 async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {
     let now = deps.clock.now();
+    let asked = Instant::now();
     let kept = deps
         .jobs
         .finish(
@@ -194,7 +214,14 @@ async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Resul
         // Cancelled meanwhile, or a newer lease took over: that writer's outcome stands.
         tracing::info!(
             status = outcome.status().as_str(),
+            write_ms = asked.elapsed().as_millis(),
             "outcome discarded: lease no longer held"
+        );
+    } else {
+        tracing::debug!(
+            status = outcome.status().as_str(),
+            write_ms = asked.elapsed().as_millis(),
+            "job outcome recorded"
         );
     }
     Ok(())

@@ -488,3 +488,41 @@ pub async fn an_expired_batch_takes_no_claims(p: Ports) {
     p.clock.advance(Duration::from_millis(1500)).await;
     assert_eq!(claim(&p, &batch, 0, "late").await, ChunkClaim::Closed);
 }
+
+pub async fn only_a_validating_batch_can_be_withdrawn_and_only_by_its_tenant(p: Ports) {
+    let ids = IdGenerator::new();
+    let batch = new_batch(&p, &ids, "alpha", HOUR).await;
+    let other_tenant = BatchRef {
+        tenant: tenant("beta"),
+        id: batch.id.clone(),
+    };
+    assert!(!p.batches.withdraw(&other_tenant).await.unwrap());
+    assert!(p.batches.withdraw(&batch).await.unwrap());
+    assert!(
+        p.batches
+            .get(&batch.tenant, &batch.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = p.batches.list(&batch.tenant, 10, None).await.unwrap();
+    assert!(listed.items.iter().all(|b| b.id != batch.id));
+    assert!(!p.batches.withdraw(&batch).await.unwrap(), "withdrawn once");
+
+    let planned = new_batch(&p, &ids, "alpha", HOUR).await;
+    let now = p.clock.now();
+    assert!(
+        p.batches
+            .plan(&planned, &plans(1), 10, Some("m"), now)
+            .await
+            .unwrap()
+    );
+    assert!(!p.batches.withdraw(&planned).await.unwrap());
+    assert!(
+        p.batches
+            .get(&planned.tenant, &planned.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

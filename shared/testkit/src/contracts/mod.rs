@@ -134,6 +134,7 @@ macro_rules! port_contract {
             file_list_pages_either_way_with_a_purpose_filter,
             blobs_stream_in_and_out_and_a_failed_upload_leaves_nothing,
             batch_plan_and_fail_happen_only_while_validating,
+            only_a_validating_batch_can_be_withdrawn_and_only_by_its_tenant,
             chunk_claims_fence_checkpoints_and_counts_add_up,
             a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_claims,
             finalize_has_one_winner_and_finish_needs_its_token,

@@ -62,6 +62,18 @@ impl BatchStore for MemoryBatchStore {
         Ok(())
     }
 
+    async fn withdraw(&self, batch: &BatchRef) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let validating = rows.get(&batch.id).is_some_and(|r| {
+            r.batch.tenant == batch.tenant
+                && prism_core::batches::decisions::planning_settles(r.batch.status)
+        });
+        if validating {
+            rows.remove(&batch.id);
+        }
+        Ok(validating)
+    }
+
     async fn get(&self, tenant: &TenantId, id: &BatchId) -> Result<Option<Batch>, StoreError> {
         Ok(lock(&self.rows)
             .get(id)

@@ -214,6 +214,7 @@ impl JobStore for MemoryJobStore {
         &self,
         job: &JobRef,
         token: &str,
+        attempt: u32,
         lease_until: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut state = lock(&self.state);
@@ -221,7 +222,7 @@ impl JobStore for MemoryJobStore {
             return Ok(false);
         };
         row.lease_until = Some(lease_until);
-        row.job.attempts += 1;
+        row.job.attempts = attempt;
         Ok(true)
     }
 
