@@ -73,7 +73,7 @@ test('a batch runs from a JSONL upload to its output lines', async () => {
   await assert.rejects(sdk.batches.cancel(batch.id), OpenAI.ConflictError);
 });
 
-test('a cancelled batch ends cancelled with the unstarted lines in its error file', async () => {
+test('a batch cancelled in progress ends cancelled with its lines in the error file', async () => {
   const sdk = client();
   const input = writeJsonl('slow.jsonl', requests(4, 'mock-hang-node-batch'));
   const file = await sdk.files.create({ file: fs.createReadStream(input), purpose: 'batch' });
@@ -82,6 +82,12 @@ test('a cancelled batch ends cancelled with the unstarted lines in its error fil
     endpoint: '/v1/chat/completions',
     completion_window: '24h',
   });
+  // Its lines are planned (and hang upstream) once it is in progress.
+  await pollUntil(
+    () => sdk.batches.retrieve(created.id),
+    (b) => b.status === 'in_progress',
+    { every: 200 },
+  );
   const cancelling = await sdk.batches.cancel(created.id);
   assert.ok(['cancelling', 'cancelled'].includes(cancelling.status), cancelling.status);
 
