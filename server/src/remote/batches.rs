@@ -92,7 +92,7 @@ async fn create_and_wait(
         Format::Table if std::io::stdout().is_terminal() => Progress::bar(),
         Format::Table => Progress::lines(Box::new(std::io::stdout())),
     };
-    let interrupts = signal(SignalKind::interrupt()).map_err(|source| CommandError::Io {
+    let mut interrupts = signal(SignalKind::interrupt()).map_err(|source| CommandError::Io {
         path: "SIGINT".into(),
         source,
     })?;
@@ -101,7 +101,7 @@ async fn create_and_wait(
         batch.id,
         input.display()
     ));
-    let batch = match watch(client, batch, poll_interval, &mut progress, interrupts).await? {
+    let batch = match watch(client, batch, poll_interval, &mut progress, &mut interrupts).await? {
         Watched::Finished(batch) => batch,
         Watched::Left(batch) => {
             eprintln!(
@@ -111,17 +111,18 @@ async fn create_and_wait(
             return Ok(Outcome::StoppedWatching);
         }
     };
-    let mut written = Vec::new();
-    for (file_id, suffix) in [
-        (&batch.output_file_id, "output"),
-        (&batch.error_file_id, "errors"),
-    ] {
-        if let Some(file_id) = file_id {
-            let path = next_to(input, suffix);
-            let bytes = files::download(client, file_id, &path).await?;
-            written.push((path, bytes));
+    // SIGINT stays caught once watching began, so Ctrl-C while the results download is heard
+    // here: it stops (the batch has ended; `batches output` writes them later).
+    let written = tokio::select! {
+        written = write_results(client, &batch, input) => written?,
+        _ = interrupts.recv() => {
+            eprintln!(
+                "\nstopped writing the results of {}: `prism batches output {}` writes them",
+                batch.id, batch.id
+            );
+            return Ok(Outcome::StoppedWatching);
         }
-    }
+    };
     format.batch(&batch);
     for (path, bytes) in written {
         // Under --json, stdout holds only the batch.
@@ -138,6 +139,26 @@ async fn create_and_wait(
     })
 }
 
+/// Downloads the batch's output and error files (those it has) next to `input`.
+async fn write_results(
+    client: &Client,
+    batch: &Batch,
+    input: &Path,
+) -> Result<Vec<(PathBuf, u64)>, CommandError> {
+    let mut written = Vec::new();
+    for (file_id, suffix) in [
+        (&batch.output_file_id, "output"),
+        (&batch.error_file_id, "errors"),
+    ] {
+        if let Some(file_id) = file_id {
+            let path = next_to(input, suffix);
+            let bytes = files::download(client, file_id, &path).await?;
+            written.push((path, bytes));
+        }
+    }
+    Ok(written)
+}
+
 enum Watched {
     Finished(Batch),
     /// Ctrl-C, and the batch was not to be cancelled.
@@ -151,7 +172,7 @@ async fn watch(
     mut batch: Batch,
     poll_interval: Duration,
     progress: &mut Progress,
-    mut interrupts: Signal,
+    interrupts: &mut Signal,
 ) -> Result<Watched, CommandError> {
     let mut cancel_asked = false;
     loop {
@@ -164,7 +185,7 @@ async fn watch(
             _ = tokio::time::sleep(poll_interval) => {}
             _ = interrupts.recv() => {
                 progress.clear();
-                if cancel_asked || !confirm_cancel(&batch.id, &mut interrupts).await {
+                if cancel_asked || !confirm_cancel(&batch.id, interrupts).await {
                     return Ok(Watched::Left(batch));
                 }
                 batches::cancel(client, &batch.id).await?;
