@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::{Batch, Client, ClientError, Page};
+use super::{Batch, Client, ClientError, Page, path_id};
 
 /// Creates a chat completions batch over the uploaded file `input_file_id`.
 pub async fn create(
@@ -30,7 +30,7 @@ pub async fn create(
 pub async fn get(client: &Client, id: &str) -> Result<Batch, ClientError> {
     client
         .json(
-            client.request(Method::GET, &format!("/batches/{id}")),
+            client.request(Method::GET, &format!("/batches/{}", path_id(id)?)),
             "a batch",
         )
         .await
@@ -62,7 +62,7 @@ pub async fn list(
 pub async fn cancel(client: &Client, id: &str) -> Result<Batch, ClientError> {
     client
         .json(
-            client.request(Method::POST, &format!("/batches/{id}/cancel")),
+            client.request(Method::POST, &format!("/batches/{}/cancel", path_id(id)?)),
             "a batch",
         )
         .await

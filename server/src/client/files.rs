@@ -7,7 +7,7 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Method, Response};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Client, ClientError, FileObject};
+use super::{Client, ClientError, FileObject, path_id};
 
 /// Uploads the file at `path` with `purpose` (`batch` for batch input), streamed as it is read.
 pub async fn upload(
@@ -34,7 +34,7 @@ pub async fn upload(
 pub async fn get(client: &Client, id: &str) -> Result<FileObject, ClientError> {
     client
         .json(
-            client.request(Method::GET, &format!("/files/{id}")),
+            client.request(Method::GET, &format!("/files/{}", path_id(id)?)),
             "a file",
         )
         .await
@@ -67,7 +67,7 @@ pub async fn copy_content(
 
 async fn content(client: &Client, id: &str) -> Result<Response, ClientError> {
     client
-        .send(client.request(Method::GET, &format!("/files/{id}/content")))
+        .send(client.request(Method::GET, &format!("/files/{}/content", path_id(id)?)))
         .await
 }
 

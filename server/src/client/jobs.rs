@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::{Client, ClientError, Job, Page};
+use super::{Client, ClientError, Job, Page, path_id};
 
 /// Which of the two job collections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct ListQuery {
 pub async fn get(client: &Client, kind: JobKind, id: &str) -> Result<Job, ClientError> {
     client
         .json(
-            client.request(Method::GET, &format!("{}/{id}", kind.path())),
+            client.request(Method::GET, &format!("{}/{}", kind.path(), path_id(id)?)),
             "a job",
         )
         .await
@@ -65,7 +65,7 @@ pub async fn list(
 pub async fn cancel(client: &Client, kind: JobKind, id: &str) -> Result<Job, ClientError> {
     client
         .json(
-            client.request(Method::DELETE, &format!("{}/{id}", kind.path())),
+            client.request(Method::DELETE, &format!("{}/{}", kind.path(), path_id(id)?)),
             "a job",
         )
         .await

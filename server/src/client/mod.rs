@@ -50,6 +50,8 @@ pub enum ClientError {
     InvalidBaseUrl(String),
     #[error("invalid API key: it must be printable ASCII")]
     InvalidKey,
+    #[error("{0:?} is not an id: ids are letters, digits, '_' and '-'")]
+    InvalidId(String),
 }
 
 impl ClientError {
@@ -133,6 +135,20 @@ impl Client {
     }
 }
 
+/// `id` as a path segment: only the characters Prism's ids use, so an argument can never reach
+/// another route (`../`, `?`, `#`).
+pub(crate) fn path_id(id: &str) -> Result<&str, ClientError> {
+    let valid = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(id)
+    } else {
+        Err(ClientError::InvalidId(id.to_owned()))
+    }
+}
+
 #[derive(Deserialize)]
 struct ErrorEnvelope {
     error: ErrorBody,
@@ -166,5 +182,28 @@ async fn api_error(response: Response) -> ClientError {
             param: None,
             message: text.chars().take(200).collect::<String>().trim().to_owned(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_id_takes_prism_ids_and_refuses_anything_that_could_leave_the_segment() {
+        for id in [
+            "batch_01m8p04y240askjexr1zpamcex",
+            "file-01m8p0",
+            "sched_1",
+            "job_1",
+        ] {
+            assert_eq!(path_id(id).unwrap(), id);
+        }
+        for id in ["", "../keys", "batch_1?x=1", "a/b", "a#b", "a b", "é"] {
+            assert!(
+                matches!(path_id(id), Err(ClientError::InvalidId(_))),
+                "{id:?}"
+            );
+        }
     }
 }
