@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine. Installs the Python tools (the official OpenAI SDK,
-# the moto AWS emulator, cfn-lint and SAM) in .venv, builds the workspace, starts the emulator on
-# a free loopback port, then runs: every Rust suite (the end-to-end suites on embedded storage,
-# the port contract suites on SQLite and on the emulator), the end-to-end suites again against
+# the moto AWS emulator, cfn-lint and SAM) in .venv and the Node SDK suite's (node and npm from
+# apt when missing, the SDK by `npm ci`), builds the workspace, starts the emulator on a free
+# loopback port, then runs: every Rust suite (the end-to-end suites on embedded storage, the port
+# contract suites on SQLite and on the emulator), the end-to-end suites again against
 # `prism serve --backend aws` on the emulator, and once more against the seven Lambda binaries
-# run locally under cargo-lambda (with Lambda sandboxes crashed mid-work), the SDK suite on all
-# three, and the template checks.
+# run locally under cargo-lambda (with Lambda sandboxes crashed mid-work), the Python and Node
+# SDK suites on all three, and the template checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 source scripts/emulator.sh
 install_python_tools
+source scripts/node.sh
+install_node_tools
 
 # The emulator suites of prism-aws and prism-app are behind their `emulator` feature.
 EMULATOR_FEATURES=prism-aws/emulator,prism-app/emulator
@@ -26,10 +29,13 @@ cargo test --workspace --locked --features "$EMULATOR_FEATURES"
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
-    --test attacks
+    --test attacks --test cli_client
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test aws_faults -- --ignored
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
+# The official Node SDK (tests/node) under node's own test runner, against the same stacks.
+PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
+PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
 
 # The Lambda binaries themselves, under cargo-lambda's runtime emulator (`prism-lambda-local`).
 export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
@@ -37,7 +43,8 @@ export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
 # budget, connection cap), which the Lambda front replaces.
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test files --test batches \
-    --test attacks
+    --test attacks --test cli_client
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
+PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
 scripts/check-infra.sh

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::remote_args::{BatchesArgs, JobsArgs, ScheduledArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "prism",
@@ -32,6 +34,12 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Batches on a running Prism: upload and create (and watch), show, list, cancel, output.
+    Batches(BatchesArgs),
+    /// Async jobs on a running Prism: show, list, cancel.
+    Jobs(JobsArgs),
+    /// Scheduled jobs on a running Prism: create, show, list, cancel.
+    Scheduled(ScheduledArgs),
 }
 
 /// Where state, queues and files live.

@@ -3,6 +3,7 @@
 use clap::Parser;
 use prism_server::cli::{Cli, Command, KeysCommand, LogFormat};
 use prism_server::keys::{create_key, list_keys, open_key_store, revoke_key};
+use prism_server::remote;
 use prism_server::serve::serve;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -40,8 +41,17 @@ async fn main() -> anyhow::Result<()> {
             revoke_key(store.as_ref(), &key).await?;
             eprintln!("revoked {key}");
         }
+        Command::Batches(args) => exit(remote::run_batches(args).await?),
+        Command::Jobs(args) => exit(remote::run_jobs(args).await?),
+        Command::Scheduled(args) => exit(remote::run_scheduled(args).await?),
     }
     Ok(())
+}
+
+/// Ends the process with the outcome's status at once: a Ctrl-C prompt may still be reading stdin
+/// on a blocking thread that the runtime would otherwise wait for.
+fn exit(outcome: remote::Outcome) -> ! {
+    std::process::exit(i32::from(outcome.exit_code()))
 }
 
 fn init_logging(format: LogFormat) {
