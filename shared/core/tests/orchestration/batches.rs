@@ -284,6 +284,49 @@ async fn a_cancelled_batch_finalizes_cancelled_with_its_unrun_lines_as_errors() 
     );
 }
 
+/// On DynamoDB a plan stores its chunk records before its transition, which a cancel while
+/// validating refuses (the memory store does the same): those chunks never ran and are no lines
+/// of the batch, which ends cancelled with nothing counted and no files.
+#[tokio::test(start_paused = true)]
+async fn a_batch_cancelled_while_validating_ends_with_no_lines_even_when_its_plan_stored_chunks() {
+    let world = World::new();
+    let input = world.upload_batch_input(&lines(8)).await;
+    let body = serde_json::json!({"input_file_id": input.id, "endpoint": "/v1/chat/completions",
+        "completion_window": "24h"});
+    let batch = create_batch(&world.deps, &tenant(), body.to_string().as_bytes())
+        .await
+        .unwrap()
+        .batch_ref();
+    let cancelling = cancel_batch(&world.deps, &tenant(), batch.id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(cancelling.status, BatchStatus::Cancelling);
+    // The planning that read `validating` just before the cancel writes now: its chunk record
+    // is stored, its transition refused.
+    let whole_input = prism_core::batches::input::ChunkPlan {
+        index: 0,
+        start: 0,
+        end: input.bytes,
+        lines: 8,
+    };
+    let now = world.deps.clock.now();
+    let planned = world
+        .deps
+        .batches
+        .plan(&batch, &[whole_input], 8, Some("gpt-test"), now)
+        .await
+        .unwrap();
+    assert!(!planned, "a cancelled batch is not planned");
+    world.drain().await;
+
+    let cancelled = world.batch(&batch).await;
+    assert_eq!(cancelled.status, BatchStatus::Cancelled);
+    assert_eq!(cancelled.counts, RequestCounts::default());
+    assert_eq!(cancelled.output_file_id, None);
+    assert_eq!(cancelled.error_file_id, None);
+    assert_eq!(world.upstream.call_count(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_batch_cancelled_mid_call_keeps_each_line_once_and_ends_cancelled() {
     let world = World::new();

@@ -109,17 +109,22 @@ impl BatchStore for MemoryBatchStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut rows = lock(&self.rows);
-        let Some(row) =
-            find(&mut rows, batch).filter(|r| decisions::planning_settles(r.batch.status))
-        else {
+        let Some(row) = find(&mut rows, batch) else {
             return Ok(false);
         };
+        // As on DynamoDB: the chunk records go first, each only if it is not there yet, and
+        // stay when the transition is then refused (a batch cancelled while validating).
+        for plan in chunks.iter().skip(row.chunks.len()) {
+            row.chunks.push(Chunk::new(plan.clone()));
+        }
+        if !decisions::planning_settles(row.batch.status) {
+            return Ok(false);
+        }
         row.batch.status = BatchStatus::InProgress;
         row.batch.in_progress_at = Some(now);
         row.batch.counts.total = total;
         row.batch.model = model.map(str::to_owned);
         row.batch.chunks = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
-        row.chunks = chunks.iter().cloned().map(Chunk::new).collect();
         Ok(true)
     }
 
