@@ -44,6 +44,8 @@ pub struct Config {
     pub files: FileSection,
     #[serde(default)]
     pub batches: BatchSection,
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 impl Default for Config {
@@ -55,6 +57,25 @@ impl Default for Config {
             http: HttpSection::default(),
             files: FileSection::default(),
             batches: BatchSection::default(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+/// The embedded store's group commit: how many writes, and how many bytes of them (request
+/// bodies, results), one SQLite transaction takes at most.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub group_max_writes: usize,
+    pub group_max_bytes: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            group_max_writes: 1024,
+            group_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
