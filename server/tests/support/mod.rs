@@ -113,6 +113,8 @@ pub struct Env {
     pub backend: Backend,
     /// See [`Setup::aws_endpoint`].
     pub aws_endpoint: Option<String>,
+    /// More environment for `prism serve` from the next start on (test hooks).
+    pub extra_env: Vec<(String, String)>,
 }
 
 pub struct Server {
@@ -202,6 +204,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
         http: reqwest::Client::new(),
         backend,
         aws_endpoint: setup.aws_endpoint.map(str::to_owned),
+        extra_env: Vec::new(),
     };
     env.start_server().await;
     env
@@ -315,6 +318,7 @@ impl Env {
             .arg(&self.config)
             .env("PRISM_LOG", "warn")
             .envs(self.backend.env())
+            .envs(self.extra_env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -326,6 +330,14 @@ impl Env {
             process: Process::Prism(child),
             base,
         });
+    }
+
+    /// The running `prism serve`'s process id (embedded and `--backend aws`).
+    pub fn server_pid(&self) -> Option<u32> {
+        match &self.server.as_ref()?.process {
+            Process::Prism(child) => child.id(),
+            Process::Lambda(_) => None,
+        }
     }
 
     /// SIGKILL: the process dies at whatever instruction it was on.
