@@ -464,6 +464,14 @@ mod tests {
     }
 
     #[test]
+    fn storage_section_bounds_the_group_commit_and_keeps_the_other_default() {
+        let config = Config::parse("[storage]\ngroup_max_writes = 64\n", "test").unwrap();
+        assert_eq!(config.storage.group_max_writes, 64);
+        assert_eq!(config.storage.group_max_bytes, 16 * 1024 * 1024);
+        assert!(Config::parse("[storage]\ngroup_size = 1\n", "test").is_err());
+    }
+
+    #[test]
     fn no_config_routes_everything_to_openai_with_its_env_key() {
         let providers = Config::default().providers(
             |name| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned()),
