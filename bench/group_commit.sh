@@ -16,7 +16,8 @@
 #
 # Knobs (environment): REPEATS RATES GET_RATE SYNC_RATE DURATION WARMUP E2E_JOBS E2E_CONCURRENCY
 # GROUP_BOUNDS CURVE_RATE CURVE_E2E_JOBS BEFORE_REF SKIP_BUILD=1 (reuse bench/out/gc/bin)
-# SKIP_CURVE=1 WRITER_LOG=0. Output: bench/out/gc/ (summary.md and raw JSON per run).
+# SKIP_CURVE=1 WRITER_LOG=0 PROFILE=debug (a quick check of the script itself, not a measurement).
+# Output: bench/out/gc/ (summary.md and raw JSON per run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +38,9 @@ CURVE_RATE="${CURVE_RATE:-2000}"
 CURVE_E2E_JOBS="${CURVE_E2E_JOBS:-10000}"
 BEFORE_REF="${BEFORE_REF:-main}"
 WRITER_LOG="${WRITER_LOG:-1}"
+PROFILE="${PROFILE:-release}"
+PROFILE_FLAG=()
+[[ "$PROFILE" == release ]] && PROFILE_FLAG=(--release)
 MODEL="mock"
 
 log() { printf '[group_commit.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -66,24 +70,25 @@ BEFORE_SHA="$(git -C "$ROOT" rev-parse --short "$BEFORE_REF")"
 AFTER_SHA="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "building AFTER ($AFTER_SHA) from $ROOT"
-    (cd "$ROOT" && cargo build --release -p prism-server -p prism-testkit -p prism-bench \
+    (cd "$ROOT" && cargo build "${PROFILE_FLAG[@]}" -p prism-server -p prism-testkit -p prism-bench \
         --bin prism --bin prism-mock-upstream --bin prism-loadgen) || die "AFTER build failed"
     mkdir -p "$BINS/after"
-    cp "$TARGET/release/prism" "$TARGET/release/prism-mock-upstream" \
-        "$TARGET/release/prism-loadgen" "$BINS/after/"
-    if [[ ! -x "$BINS/before-$BEFORE_SHA/prism" ]]; then
+    cp "$TARGET/$PROFILE/prism" "$TARGET/$PROFILE/prism-mock-upstream" \
+        "$TARGET/$PROFILE/prism-loadgen" "$BINS/after/"
+    if [[ ! -x "$BINS/before-$BEFORE_SHA/prism" || "$PROFILE" != "$(cat "$BINS/before-$BEFORE_SHA/profile" 2>/dev/null)" ]]; then
         # Built from a clean export of the ref in a directory of its own; the target directory is
         # shared so the third-party crates compile once (the workspace crates' paths differ, so
         # cargo keeps both builds apart), and the binary is copied out at once.
         log "building BEFORE ($BEFORE_REF = $BEFORE_SHA) from a git export"
         rm -rf "$WORK/before-src" && mkdir -p "$WORK/before-src"
         git -C "$ROOT" archive "$BEFORE_SHA" | tar -x -C "$WORK/before-src"
-        (cd "$WORK/before-src" && CARGO_TARGET_DIR="$TARGET" cargo build --release \
+        (cd "$WORK/before-src" && CARGO_TARGET_DIR="$TARGET" cargo build "${PROFILE_FLAG[@]}" \
             -p prism-server --bin prism) || die "BEFORE build failed"
         mkdir -p "$BINS/before-$BEFORE_SHA"
-        cp "$TARGET/release/prism" "$BINS/before-$BEFORE_SHA/prism"
+        cp "$TARGET/$PROFILE/prism" "$BINS/before-$BEFORE_SHA/prism"
+        echo "$PROFILE" >"$BINS/before-$BEFORE_SHA/profile"
         # The shared target now holds BEFORE's prism; put AFTER's back.
-        cp "$BINS/after/prism" "$TARGET/release/prism"
+        cp "$BINS/after/prism" "$TARGET/$PROFILE/prism"
     fi
 fi
 BIN="$BINS/after" # the mock and the generator: AFTER's for both revisions
@@ -99,7 +104,7 @@ CPU_MODEL="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
     echo "cpu: $CPU_MODEL, nproc $(nproc)"
     echo "kernel: $(uname -sr)"
     echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
-    echo "BEFORE: $BEFORE_REF = $BEFORE_SHA; AFTER: $AFTER_SHA"
+    echo "BEFORE: $BEFORE_REF = $BEFORE_SHA; AFTER: $AFTER_SHA; profile $PROFILE"
     echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "knobs: REPEATS=$REPEATS RATES='$RATES' GET_RATE=$GET_RATE SYNC_RATE=$SYNC_RATE DURATION=$DURATION WARMUP=$WARMUP E2E_JOBS=$E2E_JOBS GROUP_BOUNDS='$GROUP_BOUNDS' CURVE_RATE=$CURVE_RATE"
 } >"$OUT/env.txt"
