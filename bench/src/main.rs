@@ -38,6 +38,8 @@ enum Command {
     Sync(OpenLoopArgs),
     /// Async submits (`x-prism-async: true`) at a fixed rate; expects 202.
     Submit(OpenLoopArgs),
+    /// `GET /v1/async/{id}` of one job at a fixed rate; expects 200 (reads while writes burst).
+    Get(GetArgs),
     /// Submit N async jobs with bounded concurrency and wait for all of them to complete.
     E2e(E2eArgs),
     /// Print the markdown summary of a `bench/run.sh` run from its JSON outputs.
@@ -81,6 +83,15 @@ struct OpenLoopArgs {
     /// Also write every measured request (send time, latencies, outcome) to this CSV file.
     #[arg(long)]
     samples: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    #[command(flatten)]
+    open_loop: OpenLoopArgs,
+    /// The job to read.
+    #[arg(long)]
+    job_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -163,8 +174,19 @@ fn free_port() -> anyhow::Result<u16> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Sync(args) => open_loop_mode(open_loop::Mode::Sync, args, cli.json).await,
-        Command::Submit(args) => open_loop_mode(open_loop::Mode::Submit, args, cli.json).await,
+        Command::Sync(args) => open_loop_mode(open_loop::Mode::Sync, args, None, cli.json).await,
+        Command::Submit(args) => {
+            open_loop_mode(open_loop::Mode::Submit, args, None, cli.json).await
+        }
+        Command::Get(args) => {
+            open_loop_mode(
+                open_loop::Mode::Get,
+                args.open_loop,
+                Some(args.job_id),
+                cli.json,
+            )
+            .await
+        }
         Command::E2e(args) => {
             let target = client::Target::new(&args.target.url, Some(args.target.key))?;
             let http = client::build_client(args.target.timeout)?;
@@ -208,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn open_loop_mode(
     mode: open_loop::Mode,
     args: OpenLoopArgs,
+    job_id: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
     let target = client::Target::new(&args.target.url, Some(args.target.key))?;
@@ -220,6 +243,7 @@ async fn open_loop_mode(
         max_in_flight: args.max_in_flight,
         model: args.target.model,
         samples: args.samples,
+        job_id,
     };
     let summary = open_loop::run(http, &target, &plan).await?;
     emit(json, &summary.human(), &summary)?;

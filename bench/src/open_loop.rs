@@ -29,6 +29,8 @@ pub enum Mode {
     Sync,
     /// The same with `x-prism-async: true`, expecting 202.
     Submit,
+    /// `GET /v1/async/{id}` of one job, expecting 200: a read while writes burst.
+    Get,
 }
 
 impl Mode {
@@ -36,6 +38,7 @@ impl Mode {
         match self {
             Mode::Sync => "sync",
             Mode::Submit => "submit",
+            Mode::Get => "get",
         }
     }
 
@@ -43,6 +46,7 @@ impl Mode {
         match self {
             Mode::Sync => StatusCode::OK,
             Mode::Submit => StatusCode::ACCEPTED,
+            Mode::Get => StatusCode::OK,
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct Plan {
     pub model: String,
     /// Where to write every measured request as CSV, for looking at when the slow ones happened.
     pub samples: Option<PathBuf>,
+    /// The job `Get` reads.
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +141,7 @@ struct Sample {
 /// Everything a request task needs, shared by all of them.
 struct Request {
     client: Client,
+    method: reqwest::Method,
     url: String,
     headers: HeaderMap,
     body: Bytes,
@@ -143,13 +150,14 @@ struct Request {
 
 impl Request {
     async fn send(&self) -> Outcome {
-        let response = self
+        let mut request = self
             .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .body(self.body.clone())
-            .send()
-            .await;
+            .request(self.method.clone(), &self.url)
+            .headers(self.headers.clone());
+        if self.method == reqwest::Method::POST {
+            request = request.body(self.body.clone());
+        }
+        let response = request.send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => return Outcome::Failed(classify(&e)),
@@ -174,9 +182,15 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
     if !(plan.rate.is_finite() && plan.rate > 0.0) {
         anyhow::bail!("--rate must be a positive number");
     }
+    let (method, url) = match (plan.mode, &plan.job_id) {
+        (Mode::Get, Some(id)) => (reqwest::Method::GET, target.job_url(id)),
+        (Mode::Get, None) => anyhow::bail!("get needs --job-id"),
+        _ => (reqwest::Method::POST, target.chat_url()),
+    };
     let request = Arc::new(Request {
         client,
-        url: target.chat_url(),
+        method,
+        url: url.clone(),
         headers: target.headers(plan.mode == Mode::Submit)?,
         body: chat_body(&plan.model)?,
         expected: plan.mode.expected(),
@@ -297,7 +311,7 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
     let ok = latency.count();
     Ok(Summary {
         mode: plan.mode.name().to_owned(),
-        url: target.chat_url(),
+        url,
         model: plan.model.clone(),
         target_rate: plan.rate,
         duration_s: plan.duration.as_secs_f64(),

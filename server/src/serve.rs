@@ -20,7 +20,7 @@ use prism_core::ports::KeyStore;
 use prism_core::{Clock, StoreError, SystemClock};
 use prism_embedded::{
     DATABASE_FILE, DataDirLock, Database, EmbeddedBackend, LockError, RuntimeConfig,
-    SqliteKeyStore, WorkerRuntime,
+    SqliteKeyStore, WorkerRuntime, WriterConfig,
 };
 use prism_http::router;
 use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
@@ -50,6 +50,10 @@ pub enum ServeError {
     Listen(std::net::SocketAddr, std::io::Error),
 }
 
+/// Crash tests: while the file this names exists, the embedded writer holds each group before
+/// its commit (see `WriterConfig::hold_commit_while`).
+const HOLD_COMMIT_ENV: &str = "PRISM_TEST_HOLD_COMMIT_WHILE";
+
 /// Serves until `shutdown` is cancelled (SIGTERM or SIGINT in `main`).
 pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), ServeError> {
     let config = Config::load(args.config.as_deref())?;
@@ -69,7 +73,15 @@ async fn serve_embedded(
     let _lock = DataDirLock::acquire(&data_dir)?;
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let db = Database::open(&data_dir.join(DATABASE_FILE))?;
+    let db = Database::open_with(
+        &data_dir.join(DATABASE_FILE),
+        WriterConfig {
+            max_group_writes: config.storage.group_max_writes.max(1),
+            max_group_bytes: config.storage.group_max_bytes,
+            // The crash tests' hook (server/tests/group_commit_crash.rs); unset in production.
+            hold_commit_while: std::env::var_os(HOLD_COMMIT_ENV).map(PathBuf::from),
+        },
+    )?;
     let upstream = HttpUpstream::new(
         config.providers(|name| std::env::var(name).ok(), &Default::default()),
         UpstreamOptions::default(),

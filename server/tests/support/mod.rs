@@ -139,6 +139,8 @@ pub struct Env {
     pub backend: Backend,
     /// See [`Setup::aws_endpoint`].
     pub aws_endpoint: Option<String>,
+    /// More environment for `prism serve` from the next start on (test hooks).
+    pub extra_env: Vec<(String, String)>,
 }
 
 pub struct Server {
@@ -228,6 +230,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
         http: reqwest::Client::new(),
         backend,
         aws_endpoint: setup.aws_endpoint.map(str::to_owned),
+        extra_env: Vec::new(),
     };
     env.start_server().await;
     env
@@ -346,6 +349,7 @@ impl Env {
             .arg(&self.config)
             .env("PRISM_LOG", PRISM_TEST_LOG)
             .envs(self.backend.env())
+            .envs(self.extra_env.iter().cloned())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)
@@ -363,6 +367,14 @@ impl Env {
     /// when the test fails.
     pub fn prism_log(&self) -> PathBuf {
         self.dir.path().join("prism.log")
+    }
+
+    /// The running `prism serve`'s process id (embedded and `--backend aws`).
+    pub fn server_pid(&self) -> Option<u32> {
+        match &self.server.as_ref()?.process {
+            Process::Prism(child) => child.id(),
+            Process::Lambda(_) => None,
+        }
     }
 
     /// SIGKILL: the process dies at whatever instruction it was on.

@@ -44,6 +44,8 @@ pub struct Config {
     pub files: FileSection,
     #[serde(default)]
     pub batches: BatchSection,
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 impl Default for Config {
@@ -55,6 +57,25 @@ impl Default for Config {
             http: HttpSection::default(),
             files: FileSection::default(),
             batches: BatchSection::default(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+/// The embedded store's group commit: how many writes, and how many bytes of them (request
+/// bodies, results), one SQLite transaction takes at most.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub group_max_writes: usize,
+    pub group_max_bytes: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            group_max_writes: 1024,
+            group_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -450,6 +471,14 @@ mod tests {
         assert_eq!(config.jobs.retention, Duration::from_secs(7 * 86400));
         assert_eq!(config.workers.max_attempts, 5);
         assert_eq!(config.providers[0].api_key_env, None);
+    }
+
+    #[test]
+    fn storage_section_bounds_the_group_commit_and_keeps_the_other_default() {
+        let config = Config::parse("[storage]\ngroup_max_writes = 64\n", "test").unwrap();
+        assert_eq!(config.storage.group_max_writes, 64);
+        assert_eq!(config.storage.group_max_bytes, 16 * 1024 * 1024);
+        assert!(Config::parse("[storage]\ngroup_size = 1\n", "test").is_err());
     }
 
     #[test]

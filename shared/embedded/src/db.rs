@@ -1,22 +1,26 @@
-//! The SQLite database: schema, one writer thread that commits queued writes in groups, and a
-//! pool of read connections. Crash model: the process may die at any instruction, the disk
-//! survives; WAL with `synchronous=NORMAL` loses no committed transaction in that model.
+//! The SQLite database: schema, the writer thread (group commit, in `writer`), the checkpoint
+//! thread, and a pool of read connections. Crash model: the process may die at any
+//! instruction, the disk survives; WAL with `synchronous=NORMAL` loses no committed transaction
+//! in that model.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prism_core::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A write run on the writer thread; `None` when its transaction could not begin.
-type WriteCmd = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+use crate::writer::{
+    WriteCmd, WriterConfig, WriterCounters, WriterStats, retry_when_busy, run_in_savepoint,
+    writer_loop,
+};
 
-/// Writes waiting when a transaction starts join it, up to this many.
-const MAX_GROUP: usize = 1024;
 const MAX_IDLE_READERS: usize = 16;
+/// What a write is counted as toward the group's byte bound when its caller gives no size: a
+/// row update or two.
+const SMALL_WRITE_BYTES: usize = 512;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -145,6 +149,7 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<WriteCmd>>,
     readers: Mutex<Vec<Connection>>,
+    counters: Arc<WriterCounters>,
 }
 
 /// A handle on the database, cheap to clone.
@@ -161,8 +166,9 @@ pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
 /// the WAL keeps its high-water mark forever (hundreds of MiB after a burst of jobs).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
+    // In place of `busy_timeout`'s escalating sleeps (see `retry_when_busy`).
+    conn.busy_handler(Some(retry_when_busy))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -191,29 +197,38 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 impl Database {
-    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    /// Opens (creating if needed) the database at `path` and starts its writer thread, with the
+    /// default group bounds.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(unavailable)?;
+        Self::open_with(path, WriterConfig::default())
+    }
+
+    /// [`Database::open`] with the writer's group bounds given.
+    pub fn open_with(path: &Path, writer: WriterConfig) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
-        configure(&conn).map_err(unavailable)?;
+        configure(&mut conn).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         migrate(&conn).map_err(unavailable)?;
         // Checkpoints (which copy the WAL into the database and fsync) run on their own thread,
         // so no commit ever waits behind one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(unavailable)?;
-        let checkpointer = Connection::open(path).map_err(unavailable)?;
-        configure(&checkpointer).map_err(unavailable)?;
+        let mut checkpointer = Connection::open(path).map_err(unavailable)?;
+        configure(&mut checkpointer).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel::<WriteCmd>();
+        let counters = Arc::new(WriterCounters::default());
+        let writer_counters = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("prism-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, writer, writer_counters))
             .map_err(unavailable)?;
         let inner = Arc::new(Inner {
             path: path.to_owned(),
             writer: Mutex::new(tx),
             readers: Mutex::new(Vec::new()),
+            counters,
         });
         let alive = Arc::downgrade(&inner);
         let mut wal = path.as_os_str().to_owned();
@@ -226,6 +241,11 @@ impl Database {
         Ok(Self { inner })
     }
 
+    /// What the writer has done since the database was opened.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.counters.stats()
+    }
+
     /// Runs `op` inside the writer's current transaction and answers once that transaction has
     /// committed. A failing `op` is rolled back to its own savepoint without touching the others.
     pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
@@ -233,26 +253,44 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.write_sized(SMALL_WRITE_BYTES, op).await
+    }
+
+    /// [`Database::write`] of a write expected to add about `bytes` to the WAL (a request body,
+    /// a result), which the group's byte bound counts.
+    pub(crate) async fn write_sized<T, F>(&self, bytes: usize, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let cmd: WriteCmd = Box::new(move |conn: Option<&Connection>| -> Reply {
-            let Some(conn) = conn else {
-                return Box::new(move |outcome: Result<(), String>| {
-                    let _ = tx.send(Err(StoreError::Unavailable(
-                        outcome
-                            .err()
-                            .unwrap_or_else(|| "transaction did not start".into()),
-                    )));
-                });
-            };
-            let result = run_in_savepoint(conn, op);
-            Box::new(move |commit: Result<(), String>| {
-                let answer = match commit {
-                    Ok(()) => result.map_err(unavailable),
-                    Err(e) => Err(StoreError::Unavailable(e)),
+        let run = Box::new(
+            move |conn: Option<&Connection>| -> Box<dyn FnOnce(Result<(), String>) + Send> {
+                let Some(conn) = conn else {
+                    return Box::new(move |outcome: Result<(), String>| {
+                        let _ = tx.send(Err(StoreError::Unavailable(
+                            outcome
+                                .err()
+                                .unwrap_or_else(|| "transaction did not start".into()),
+                        )));
+                    });
                 };
-                let _ = tx.send(answer);
-            })
-        });
+                let result = run_in_savepoint(conn, op);
+                Box::new(move |commit: Result<(), String>| {
+                    let answer = match commit {
+                        Ok(()) => result.map_err(unavailable),
+                        Err(e) => Err(StoreError::Unavailable(e)),
+                    };
+                    let _ = tx.send(answer);
+                })
+            },
+        );
+        let cmd = WriteCmd {
+            run,
+            bytes: bytes.saturating_add(SMALL_WRITE_BYTES),
+            queued_at: Instant::now(),
+        };
+        self.inner.counters.queued();
         self.inner
             .writer
             .lock()
@@ -299,9 +337,16 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 fn checkpoint_loop(conn: Connection, wal: PathBuf, alive: std::sync::Weak<Inner>) {
     while alive.strong_count() > 0 {
         std::thread::sleep(CHECKPOINT_EVERY);
+        let started = Instant::now();
         let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         });
+        tracing::debug!(
+            target: "prism_embedded::writer",
+            took_us = started.elapsed().as_micros() as u64,
+            frames = passive.as_ref().map(|p| p.0).unwrap_or(-1),
+            "passive checkpoint"
+        );
         let caught_up = match passive {
             Ok((frames, copied)) => frames == copied,
             Err(error) => {
@@ -311,62 +356,27 @@ fn checkpoint_loop(conn: Connection, wal: PathBuf, alive: std::sync::Weak<Inner>
         };
         let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let limit = u64::try_from(WAL_SIZE_LIMIT).unwrap_or(u64::MAX);
-        if size > limit
-            && (caught_up || size > 4 * limit)
-            && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            tracing::warn!(%error, "WAL truncation failed; will retry");
+        if size > limit && (caught_up || size > 4 * limit) {
+            let started = Instant::now();
+            if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(%error, "WAL truncation failed; will retry");
+            }
+            // The one checkpoint that holds writes back: the writer waits for it in `BEGIN`.
+            tracing::debug!(
+                target: "prism_embedded::writer",
+                took_us = started.elapsed().as_micros() as u64,
+                wal_bytes = size,
+                "truncating checkpoint"
+            );
         }
     }
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    configure(&conn)?;
+    configure(&mut conn)?;
     Ok(conn)
-}
-
-fn run_in_savepoint<T>(
-    conn: &Connection,
-    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.execute_batch("SAVEPOINT op")?;
-    let result = op(conn);
-    match &result {
-        Ok(_) => conn.execute_batch("RELEASE op")?,
-        Err(_) => conn.execute_batch("ROLLBACK TO op; RELEASE op")?,
-    }
-    result
-}
-
-/// Group commit: every write waiting when a transaction begins shares its single fsync-free
-/// commit, which is what lets thousands of small writes a second through one connection.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteCmd>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(cmd) => group.push(cmd),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let message = e.to_string();
-            for cmd in group {
-                cmd(None)(Err(message.clone()));
-            }
-            continue;
-        }
-        let replies: Vec<Reply> = group.into_iter().map(|cmd| cmd(Some(&conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for reply in replies {
-            reply(commit.clone());
-        }
-    }
 }

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::queue::SqliteWorkQueue;
+use crate::queue::{SettledByFinish, SqliteWorkQueue};
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
                            expires_at, result, error, attempts, scheduled_at, metadata";
@@ -119,6 +119,7 @@ fn error_json(error: &JobError) -> rusqlite::Result<String> {
 pub struct SqliteJobStore {
     db: Database,
     wake: Arc<Notify>,
+    settled: SettledByFinish,
 }
 
 impl SqliteJobStore {
@@ -126,6 +127,7 @@ impl SqliteJobStore {
         Self {
             db,
             wake: queue.wake(),
+            settled: queue.settled_by_finish(),
         }
     }
 
@@ -169,9 +171,10 @@ impl JobStore for SqliteJobStore {
     ) -> Result<CreateOutcome, StoreError> {
         let job = job.clone();
         let claim = idempotency.cloned();
+        let bytes = job.request.len();
         let outcome = self
             .db
-            .write(move |conn| {
+            .write_sized(bytes, move |conn| {
                 if let Some(claim) = &claim {
                     let existing: Option<(String, String, i64)> = conn
                         .prepare_cached(
@@ -398,15 +401,23 @@ impl JobStore for SqliteJobStore {
             Finish::Completed { result } => (JobStatus::Completed, Some(result.clone()), None),
             Finish::Failed { error } => (JobStatus::Failed, None, Some(error.clone())),
         };
-        self.db
-            .write(move |conn| {
+        let bytes = result.as_ref().map_or(0, |r| r.len());
+        let settled_id = id.as_str().to_owned();
+        let kept = self
+            .db
+            .write_sized(bytes, move |conn| {
                 if !held_by(conn, id.as_str(), &token)? {
                     return Ok(false);
                 }
                 let error = error.as_ref().map(error_json).transpose()?;
+                // A terminal job's queue message is redundant (any delivery of it is
+                // acknowledged unrun), so the finishing write drops it too: the worker's
+                // acknowledgement then costs no write of its own.
                 conn.prepare_cached(
                     "UPDATE jobs SET status = ?2, result = ?3, error = ?4, completed_at = ?5, \
-                     expires_at = ?6, lease_token = NULL, lease_expires_at = NULL WHERE id = ?1",
+                     expires_at = ?6, lease_token = NULL, lease_expires_at = NULL, \
+                     queue_visible_at = NULL, queue_receipt = NULL, queue_receives = 0 \
+                     WHERE id = ?1",
                 )?
                 .execute(params![
                     id.as_str(),
@@ -418,7 +429,11 @@ impl JobStore for SqliteJobStore {
                 ])
                 .map(|n| n == 1)
             })
-            .await
+            .await?;
+        if kept {
+            self.settled.insert(&settled_id);
+        }
+        Ok(kept)
     }
 
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {

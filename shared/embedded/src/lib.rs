@@ -14,6 +14,7 @@ mod queue;
 mod runtime;
 mod schedules;
 mod wiring;
+mod writer;
 
 pub use batches::SqliteBatchStore;
 pub use blobs::LocalBlobStore;
@@ -26,6 +27,7 @@ pub use queue::SqliteWorkQueue;
 pub use runtime::{RuntimeConfig, WorkerRuntime};
 pub use schedules::SqliteScheduler;
 pub use wiring::EmbeddedBackend;
+pub use writer::{WriterConfig, WriterStats};
 
 /// The database file inside a data directory.
 pub const DATABASE_FILE: &str = "prism.sqlite3";

@@ -1,7 +1,8 @@
 //! The `WorkQueue` port in SQLite: a job's deliveries on its own row (storing and queueing a job
 //! cannot drift apart), batch-stage items in `work_items`, receipts, visibility and delays.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,32 @@ pub struct SqliteWorkQueue {
     db: Database,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
+    settled: SettledByFinish,
+}
+
+/// Jobs whose queue entry their finishing write already dropped (a terminal job's message is
+/// redundant): the acknowledgement that follows costs no write of its own. Losing an entry
+/// (a restart, the cap) only costs that write.
+#[derive(Clone, Default)]
+pub(crate) struct SettledByFinish(Arc<Mutex<HashSet<String>>>);
+
+/// Entries kept at most; an acknowledgement follows each finish at once, so this is only reached
+/// if acknowledgements stop coming.
+const MAX_SETTLED: usize = 65_536;
+
+impl SettledByFinish {
+    pub(crate) fn insert(&self, id: &str) {
+        if let Ok(mut ids) = self.0.lock() {
+            if ids.len() >= MAX_SETTLED {
+                ids.clear();
+            }
+            ids.insert(id.to_owned());
+        }
+    }
+
+    fn take(&self, id: &str) -> bool {
+        self.0.lock().is_ok_and(|mut ids| ids.remove(id))
+    }
 }
 
 impl SqliteWorkQueue {
@@ -30,7 +57,12 @@ impl SqliteWorkQueue {
             db,
             clock,
             wake: Arc::new(Notify::new()),
+            settled: SettledByFinish::default(),
         }
+    }
+
+    pub(crate) fn settled_by_finish(&self) -> SettledByFinish {
+        self.settled.clone()
     }
 
     /// Signalled whenever a message may have become visible.
@@ -260,6 +292,10 @@ impl WorkQueue for SqliteWorkQueue {
         let Some((id, token)) = split_receipt(receipt) else {
             return Ok(());
         };
+        if self.settled.take(id) {
+            // The job's finishing write dropped its queue entry: acknowledged as part of it.
+            return Ok(());
+        }
         let (id, token) = (id.to_owned(), token.to_owned());
         self.db
             .write(move |conn| {

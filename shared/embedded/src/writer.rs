@@ -1,0 +1,285 @@
+//! The single SQLite writer and its group commit: every write waiting when a transaction begins
+//! joins it (up to a count and a byte bound), each in its own savepoint so that one caller's
+//! error or refused condition never undoes another's, and every caller is answered only after
+//! the one `COMMIT` that made its write durable. Also the writer's timings (queue wait, lock
+//! wait, statements, commit), which are what `BENCHMARKS.md` reads the submit tail from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A write run on the writer thread; `None` when its transaction could not begin.
+type Run = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+
+/// One caller's write, as queued for the writer.
+pub(crate) struct WriteCmd {
+    pub(crate) run: Run,
+    /// What the write is expected to put in the WAL, roughly: the group's byte bound counts it.
+    pub(crate) bytes: usize,
+    pub(crate) queued_at: Instant,
+}
+
+/// How large a group commit may grow.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Writes in one transaction at most.
+    pub max_group_writes: usize,
+    /// Estimated bytes written by one transaction at most (a single larger write still runs,
+    /// alone).
+    pub max_group_bytes: usize,
+    /// Crash tests only: while this file exists, a group that has run its statements waits
+    /// before its `COMMIT` (having written `<file>.held`), so a test can kill the process
+    /// inside a group commit.
+    pub hold_commit_while: Option<PathBuf>,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_group_writes: 1024,
+            max_group_bytes: 16 * 1024 * 1024,
+            hold_commit_while: None,
+        }
+    }
+}
+
+/// Counters of the writer since the database was opened.
+#[derive(Debug, Default)]
+pub(crate) struct WriterCounters {
+    queued: AtomicU64,
+    groups: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Writes handed to the writer.
+    pub queued: u64,
+    /// Transactions committed (or attempted).
+    pub groups: u64,
+    /// Writes run in them.
+    pub writes: u64,
+}
+
+impl WriterCounters {
+    pub(crate) fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            queued: self.queued.load(Ordering::Relaxed),
+            groups: self.groups.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A group whose oldest write waited or ran this long in all is logged (target
+/// `prism_embedded::writer`, debug) with where the time went.
+const SLOW_GROUP: Duration = Duration::from_millis(2);
+/// A summary of the writer's timings is logged this often (debug) while it is busy.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// The retry policy of a connection that finds the database locked (the checkpoint thread's
+/// `TRUNCATE` takes the write lock): SQLite's own handler sleeps 1, 2, 5, 10, 15, 20, 25 ms and
+/// so on, which turns a lock held for a fraction of a millisecond into a stall of many
+/// milliseconds. This one retries every 50 µs for the first 10 ms, then every millisecond, and
+/// gives up after about 10 s as `busy_timeout` did.
+pub(crate) fn retry_when_busy(attempts: i32) -> bool {
+    const FINE: i32 = 200;
+    if attempts < FINE {
+        std::thread::sleep(Duration::from_micros(50));
+        true
+    } else if attempts < FINE + 10_000 {
+        std::thread::sleep(Duration::from_millis(1));
+        true
+    } else {
+        false
+    }
+}
+
+/// Where one group's time went.
+#[derive(Debug, Default, Clone, Copy)]
+struct GroupTimes {
+    /// From the oldest write's queueing to the group's start.
+    queued: Duration,
+    /// `BEGIN IMMEDIATE`: waiting for the write lock.
+    begin: Duration,
+    /// The writes' statements.
+    statements: Duration,
+    /// `COMMIT`: writing the WAL frames.
+    commit: Duration,
+}
+
+impl GroupTimes {
+    fn total(&self) -> Duration {
+        self.queued + self.begin + self.statements + self.commit
+    }
+}
+
+/// Maxima and sums over a summary period.
+#[derive(Default)]
+struct Summary {
+    groups: u64,
+    writes: u64,
+    slow: u64,
+    max: GroupTimes,
+    max_group: usize,
+}
+
+impl Summary {
+    fn add(&mut self, times: GroupTimes, size: usize) {
+        self.groups += 1;
+        self.writes += size as u64;
+        if times.total() >= SLOW_GROUP {
+            self.slow += 1;
+        }
+        self.max.queued = self.max.queued.max(times.queued);
+        self.max.begin = self.max.begin.max(times.begin);
+        self.max.statements = self.max.statements.max(times.statements);
+        self.max.commit = self.max.commit.max(times.commit);
+        self.max_group = self.max_group.max(size);
+    }
+}
+
+/// Takes the next group: blocks for the first write, then adds every write already waiting
+/// while the bounds allow. A write that would cross the byte bound is kept for the next group.
+fn next_group(
+    rx: &mpsc::Receiver<WriteCmd>,
+    carried: &mut Option<WriteCmd>,
+    config: &WriterConfig,
+) -> Option<Vec<WriteCmd>> {
+    let first = match carried.take() {
+        Some(cmd) => cmd,
+        None => rx.recv().ok()?,
+    };
+    let mut bytes = first.bytes;
+    let mut group = vec![first];
+    while group.len() < config.max_group_writes.max(1) {
+        let Ok(cmd) = rx.try_recv() else { break };
+        if bytes.saturating_add(cmd.bytes) > config.max_group_bytes {
+            *carried = Some(cmd);
+            break;
+        }
+        bytes += cmd.bytes;
+        group.push(cmd);
+    }
+    Some(group)
+}
+
+/// Crash tests: holds the group before its commit while the configured file exists.
+fn hold_before_commit(config: &WriterConfig, size: usize) {
+    let Some(path) = &config.hold_commit_while else {
+        return;
+    };
+    if !path.exists() {
+        return;
+    }
+    let mut held = path.as_os_str().to_owned();
+    held.push(".held");
+    if let Err(error) = std::fs::write(PathBuf::from(held), size.to_string()) {
+        tracing::warn!(%error, "could not mark a held commit");
+    }
+    while path.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub(crate) fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<WriteCmd>,
+    config: WriterConfig,
+    counters: Arc<WriterCounters>,
+) {
+    let mut carried = None;
+    let mut summary = Summary::default();
+    let mut summary_since = Instant::now();
+    while let Some(group) = next_group(&rx, &mut carried, &config) {
+        let size = group.len();
+        let started = Instant::now();
+        let mut times = GroupTimes {
+            queued: group
+                .first()
+                .map(|cmd| started.saturating_duration_since(cmd.queued_at))
+                .unwrap_or_default(),
+            ..GroupTimes::default()
+        };
+        counters.groups.fetch_add(1, Ordering::Relaxed);
+        counters.writes.fetch_add(size as u64, Ordering::Relaxed);
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = e.to_string();
+            for cmd in group {
+                (cmd.run)(None)(Err(message.clone()));
+            }
+            continue;
+        }
+        let began = Instant::now();
+        times.begin = began - started;
+        let replies: Vec<Reply> = group
+            .into_iter()
+            .map(|cmd| (cmd.run)(Some(&conn)))
+            .collect();
+        let ran = Instant::now();
+        times.statements = ran - began;
+        hold_before_commit(&config, size);
+        let committing = Instant::now();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        times.commit = committing.elapsed();
+        for reply in replies {
+            reply(commit.clone());
+        }
+        if times.total() >= SLOW_GROUP {
+            tracing::debug!(
+                target: "prism_embedded::writer",
+                writes = size,
+                queued_us = times.queued.as_micros() as u64,
+                begin_us = times.begin.as_micros() as u64,
+                statements_us = times.statements.as_micros() as u64,
+                commit_us = times.commit.as_micros() as u64,
+                "slow group commit"
+            );
+        }
+        summary.add(times, size);
+        if summary_since.elapsed() >= SUMMARY_EVERY {
+            let s = std::mem::take(&mut summary);
+            tracing::debug!(
+                target: "prism_embedded::writer",
+                groups = s.groups,
+                writes = s.writes,
+                slow_groups = s.slow,
+                largest_group = s.max_group,
+                max_queued_us = s.max.queued.as_micros() as u64,
+                max_begin_us = s.max.begin.as_micros() as u64,
+                max_statements_us = s.max.statements.as_micros() as u64,
+                max_commit_us = s.max.commit.as_micros() as u64,
+                "writer summary"
+            );
+            summary_since = Instant::now();
+        }
+    }
+}
+
+/// Runs `op` in a savepoint of the current transaction: a failing `op` is rolled back to it
+/// without touching what the other writes of the group did.
+pub(crate) fn run_in_savepoint<T>(
+    conn: &Connection,
+    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    let result = op(conn);
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE op")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO op; RELEASE op")?,
+    }
+    result
+}
