@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 pub mod raw;
+pub mod receiver;
 
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use serde_json::{Value, json};
@@ -135,6 +136,8 @@ pub struct Setup<'a> {
     pub files: &'a str,
     pub batches: &'a str,
     pub models: &'a str,
+    /// The `[webhooks]` section.
+    pub webhooks: &'a str,
     /// AWS backends: where `prism serve` sends its AWS calls instead of `AWS_ENDPOINT_URL` (a
     /// fault proxy in front of the emulator).
     pub aws_endpoint: Option<&'a str>,
@@ -149,6 +152,7 @@ impl Default for Setup<'_> {
             files: "",
             batches: "",
             models: r#"["*"]"#,
+            webhooks: "",
             aws_endpoint: None,
         }
     }
@@ -177,14 +181,16 @@ pub async fn start(setup: Setup<'_>) -> Env {
         &config,
         format!(
             "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
-             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n",
+             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n\n\
+             [webhooks]\n{}\n",
             mock.base_url(),
             setup.models,
             setup.workers,
             setup.jobs,
             setup.http,
             setup.files,
-            setup.batches
+            setup.batches,
+            setup.webhooks
         ),
     )
     .unwrap();

@@ -8,7 +8,9 @@ use super::{
     Attempt, DeliveryState, Endpoint, EndpointStatus, EventKind, Secret, WebhookEvent, decisions,
     signing,
 };
+use crate::clock::Timestamp;
 use crate::deps::Deps;
+use crate::ports::{WebhookSender, WebhookStore};
 use crate::error::ServiceError;
 use crate::ids::TenantId;
 use crate::webhooks::target::{TargetError, parse_target};
@@ -47,9 +49,36 @@ pub async fn create_endpoint(
     tenant: &TenantId,
     body: &[u8],
 ) -> Result<Endpoint, ServiceError> {
+    let now = deps.clock.now();
+    let id = deps.ids.prefixed("we_", now);
+    create_endpoint_in(
+        deps.webhooks.as_ref(),
+        deps.webhook_sender.as_ref(),
+        deps.webhook_policy.allow_private_targets,
+        NewEndpoint { id, tenant, now },
+        body,
+    )
+    .await
+}
+
+/// What names a new endpoint: its id, owner and creation time.
+pub struct NewEndpoint<'a> {
+    pub id: String,
+    pub tenant: &'a TenantId,
+    pub now: Timestamp,
+}
+
+/// [`create_endpoint`] over the two ports it needs, for the operator command as well.
+pub async fn create_endpoint_in(
+    store: &dyn WebhookStore,
+    sender: &dyn WebhookSender,
+    allow_private: bool,
+    new: NewEndpoint<'_>,
+    body: &[u8],
+) -> Result<Endpoint, ServiceError> {
+    let NewEndpoint { id, tenant, now } = new;
     let request: CreateEndpoint = serde_json::from_slice(body)
         .map_err(|e| ServiceError::invalid(format!("invalid request body: {e}"), None, None))?;
-    let allow_private = deps.webhook_policy.allow_private_targets;
     if request.url.len() > MAX_URL_LEN {
         return Err(invalid_target(TargetError::InvalidUrl));
     }
@@ -81,18 +110,17 @@ pub async fn create_endpoint(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if deps.webhooks.endpoints(tenant).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
+    if store.endpoints(tenant).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
         return Err(ServiceError::RateLimited {
             message: format!("at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints per tenant"),
         });
     }
-    deps.webhook_sender
+    sender
         .check_target(&request.url, allow_private)
         .await
         .map_err(invalid_target)?;
-    let now = deps.clock.now();
     let endpoint = Endpoint {
-        id: deps.ids.prefixed("we_", now),
+        id,
         tenant: tenant.clone(),
         url: request.url,
         events,
@@ -106,7 +134,7 @@ pub async fn create_endpoint(
         failing_since: None,
         disabled_at: None,
     };
-    deps.webhooks.create_endpoint(&endpoint).await?;
+    store.create_endpoint(&endpoint).await?;
     Ok(endpoint)
 }
 
