@@ -4,7 +4,9 @@ use clap::Parser;
 use prism_server::cli::{Cli, Command, KeysCommand, LogFormat, WebhooksCommand};
 use prism_server::keys::{create_key, list_keys, open_key_store, revoke_key};
 use prism_server::serve::serve;
-use prism_server::webhooks::{create_endpoint, delete_endpoint, list_endpoints, open_webhook_store};
+use prism_server::webhooks::{
+    create_endpoint, delete_endpoint, list_endpoints, open_webhook_store,
+};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -49,11 +51,21 @@ async fn main() -> anyhow::Result<()> {
             store,
         }) => {
             let store = open_webhook_store(&store).await?;
-            let endpoint =
-                create_endpoint(store.as_ref(), &tenant, &url, &events, allow_private_targets)
-                    .await?;
+            let endpoint = create_endpoint(
+                store.as_ref(),
+                &tenant,
+                &url,
+                &events,
+                allow_private_targets,
+            )
+            .await?;
             let secret = endpoint.secrets.first().map(|s| s.value.as_str());
-            println!("{}\t{}\t{}", endpoint.id, endpoint.url, secret.unwrap_or(""));
+            println!(
+                "{}\t{}\t{}",
+                endpoint.id,
+                endpoint.url,
+                secret.unwrap_or("")
+            );
         }
         Command::Webhooks(WebhooksCommand::List { tenant, store }) => {
             let store = open_webhook_store(&store).await?;
@@ -64,7 +76,11 @@ async fn main() -> anyhow::Result<()> {
                     e.id,
                     e.url,
                     e.status.as_str(),
-                    if events.is_empty() { "*".to_owned() } else { events.join(",") }
+                    if events.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        events.join(",")
+                    }
                 );
             }
         }

@@ -83,10 +83,7 @@ pub async fn list_endpoints(
     tenant_name: &str,
 ) -> Result<Vec<Endpoint>, WebhooksError> {
     let tenant = tenant(tenant_name)?;
-    Ok(store
-        .endpoints(&tenant)
-        .await
-        .map_err(KeysError::from)?)
+    Ok(store.endpoints(&tenant).await.map_err(KeysError::from)?)
 }
 
 pub async fn delete_endpoint(

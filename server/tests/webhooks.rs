@@ -17,8 +17,12 @@ const SOON: Duration = Duration::from_secs(60);
 const LOCAL: &str = "allow_private_targets = true\nretry_base = \"200ms\"";
 
 async fn create_endpoint(env: &Env, key: &str, url: &str, events: Value) -> reqwest::Response {
-    env.post(key, "/v1/webhook_endpoints", &json!({"url": url, "events": events}))
-        .await
+    env.post(
+        key,
+        "/v1/webhook_endpoints",
+        &json!({"url": url, "events": events}),
+    )
+    .await
 }
 
 /// Creates alpha's endpoint for `receiver`; returns (id, secret).
@@ -53,7 +57,10 @@ fn assert_one_event(
         received.len(),
         1,
         "exactly one event about {subject}: {:?}",
-        received.iter().map(|r| (&r.headers, &r.body)).collect::<Vec<_>>()
+        received
+            .iter()
+            .map(|r| (&r.headers, &r.body))
+            .collect::<Vec<_>>()
     );
     let event = sdk_unwrap(&received[0], secret);
     assert_eq!(event["type"], kind);
@@ -152,7 +159,10 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx() {
         .map(|r| r.header("webhook-id").unwrap())
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    assert_eq!(sdk_unwrap(&received[3], &secret)["type"], "async.job.completed");
+    assert_eq!(
+        sdk_unwrap(&received[3], &secret)["type"],
+        "async.job.completed"
+    );
 
     let deliveries: Value = env
         .get(
@@ -178,7 +188,10 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx() {
         .await
         .unwrap();
     assert_eq!(endpoint_now["status"], "enabled");
-    assert!(endpoint_now.get("secret").is_none(), "secret only on create");
+    assert!(
+        endpoint_now.get("secret").is_none(),
+        "secret only on create"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +204,9 @@ async fn a_kill_between_a_batch_finishing_and_its_delivery_still_delivers_after_
     // The first attempt hangs: the batch is terminal, its event recorded, not yet delivered.
     let receiver = Receiver::start(vec![Answer::Hang]).await;
     let (_, secret) = endpoint_for(&env, &receiver).await;
-    let batch = env.start_batch(&chat_batch_input("k", "mock-echo", 2)).await;
+    let batch = env
+        .start_batch(&chat_batch_input("k", "mock-echo", 2))
+        .await;
     env.wait_for_batch(&batch, &["completed"], SOON).await;
     events_about(&receiver, &batch).await;
     env.kill_server().await;
@@ -256,7 +271,10 @@ async fn unsafe_targets_are_refused_and_another_tenants_endpoint_is_not_found() 
     let config = std::fs::read_to_string(&env.config).unwrap();
     std::fs::write(
         &env.config,
-        config.replace("allow_private_targets = true", "allow_private_targets = false"),
+        config.replace(
+            "allow_private_targets = true",
+            "allow_private_targets = false",
+        ),
     )
     .unwrap();
     env.start_server().await;
@@ -318,7 +336,11 @@ async fn rotation_signs_with_both_secrets_and_test_and_redeliver_reach_the_endpo
     let first = receiver.received()[0].clone();
     assert_eq!(first.header("webhook-id").unwrap(), test["id"]);
     assert_eq!(
-        first.header("webhook-signature").unwrap().split(' ').count(),
+        first
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
         2,
         "both secrets sign during the overlap"
     );

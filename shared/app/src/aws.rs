@@ -10,7 +10,7 @@ use std::time::Duration;
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
 use prism_core::deps::{Adapters, Deps};
 use prism_core::{Clock, SystemClock};
-use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions, HttpWebhookSender};
+use prism_upstream::{HttpUpstream, HttpWebhookSender, UpstreamBuildError, UpstreamOptions};
 
 use crate::config::{Config, ConfigError};
 

@@ -120,12 +120,8 @@ impl DynamoJobStore {
             return Ok(write::update(update.clone()).await?.applied());
         };
         let event = WebhookEvent::for_subject(&job.tenant, kind, job.id.as_str(), now);
-        let applied = write::update_with_event(
-            &self.client,
-            update,
-            event_put(&self.table, &event)?,
-        )
-        .await?;
+        let applied =
+            write::update_with_event(&self.client, update, event_put(&self.table, &event)?).await?;
         if applied {
             relay(self.webhook_trigger.as_ref(), &event).await;
         }

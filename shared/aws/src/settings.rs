@@ -223,9 +223,10 @@ impl AwsBackend {
                 .with_webhook_trigger(webhook_trigger.clone()),
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
             batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone())
-                .with_webhook_trigger(webhook_trigger),
+                .with_webhook_trigger(webhook_trigger.clone()),
             blobs,
-            webhooks: DynamoWebhookStore::new(dynamo.clone(), settings.table.clone()),
+            webhooks: DynamoWebhookStore::new(dynamo.clone(), settings.table.clone())
+                .with_webhook_trigger(webhook_trigger.clone()),
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
             queues: settings.queue_urls.map(|_, url| queue(url)),
             // Only sent to: its receives are short polls (see `StageQueues`).

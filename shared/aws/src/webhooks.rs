@@ -64,7 +64,10 @@ pub fn event_item(event: &WebhookEvent) -> Item {
         ("kind".to_owned(), s(event.kind.as_str())),
         ("subject".to_owned(), s(event.subject.as_str())),
         ("created_at".to_owned(), n(event.created_at.0)),
-        (RC_PK.to_owned(), reconcile_shard(RECONCILE_PREFIX, &event.id)),
+        (
+            RC_PK.to_owned(),
+            reconcile_shard(RECONCILE_PREFIX, &event.id),
+        ),
         (RC_AT.to_owned(), n(event.created_at.0)),
         (TTL_ATTRIBUTE.to_owned(), ttl(event.created_at)),
     ]);
@@ -151,11 +154,22 @@ fn outcome_name(outcome: DeliveryOutcome) -> &'static str {
 pub struct DynamoWebhookStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Where a recorded event's delivery is triggered (the webhooks queue).
+    trigger: Option<SqsWorkQueue>,
 }
 
 impl DynamoWebhookStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+        Self {
+            client,
+            table,
+            trigger: None,
+        }
+    }
+
+    pub fn with_webhook_trigger(mut self, queue: SqsWorkQueue) -> Self {
+        self.trigger = Some(queue);
+        self
     }
 
     async fn query(
@@ -250,7 +264,10 @@ impl WebhookStore for DynamoWebhookStore {
             .table_name(&self.table)
             .set_item(Some(event_item(event)))
             .condition_expression("attribute_not_exists(pk)");
-        write::put(put).await.map(|_| ())
+        if write::put(put).await?.applied() {
+            relay(self.trigger.as_ref(), event).await;
+        }
+        Ok(())
     }
 
     async fn event(&self, event: &EventRef) -> Result<Option<WebhookEvent>, StoreError> {

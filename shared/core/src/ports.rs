@@ -535,8 +535,11 @@ pub trait WebhookStore: Send + Sync {
     /// Events recorded but whose delivery is not settled and not known to be waiting on a
     /// trigger, due before `before`: the reconciler re-triggers them. Stores whose outbox write
     /// also queues the trigger (SQLite) return none.
-    async fn undelivered(&self, before: Timestamp, limit: usize)
-    -> Result<Vec<EventRef>, StoreError>;
+    async fn undelivered(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<EventRef>, StoreError>;
 
     /// Marks the event settled (every endpoint delivered or given up), so the reconciler stops
     /// looking at it.

@@ -15,8 +15,8 @@ use prism_core::batches::{
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
-use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 use prism_core::webhooks::{EventKind, WebhookEvent};
+use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 

@@ -40,7 +40,11 @@ pub(crate) fn record_event_in(conn: &Connection, event: &WebhookEvent) -> rusqli
             event.endpoint
         ])?;
     if inserted == 1 {
-        enqueue_work_item(conn, &WorkItem::Webhook(event.event_ref()), event.created_at.0)?;
+        enqueue_work_item(
+            conn,
+            &WorkItem::Webhook(event.event_ref()),
+            event.created_at.0,
+        )?;
     }
     Ok(inserted == 1)
 }

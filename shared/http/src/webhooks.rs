@@ -26,8 +26,7 @@ fn endpoint_object(endpoint: &Endpoint, secret: bool) -> Value {
         "disabled_at": endpoint.disabled_at.map(|t| t.unix_seconds()),
         "failing_since": endpoint.failing_since.map(|t| t.unix_seconds()),
     });
-    if secret
-        && let (Some(map), Some(current)) = (object.as_object_mut(), endpoint.secrets.first())
+    if secret && let (Some(map), Some(current)) = (object.as_object_mut(), endpoint.secrets.first())
     {
         map.insert("secret".into(), json!(current.value));
     }
@@ -83,7 +82,10 @@ pub(crate) async fn list_endpoints(
 ) -> Result<Response, ApiError> {
     let endpoints = service::list_endpoints(&state.deps, &tenant).await?;
     Ok(list(
-        endpoints.iter().map(|e| endpoint_object(e, false)).collect(),
+        endpoints
+            .iter()
+            .map(|e| endpoint_object(e, false))
+            .collect(),
     ))
 }
 
@@ -102,7 +104,10 @@ pub(crate) async fn delete_endpoint(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     service::delete_endpoint(&state.deps, &tenant, &id).await?;
-    Ok(Json(json!({"id": id, "object": "webhook_endpoint.deleted", "deleted": true})).into_response())
+    Ok(
+        Json(json!({"id": id, "object": "webhook_endpoint.deleted", "deleted": true}))
+            .into_response(),
+    )
 }
 
 pub(crate) async fn rotate_secret(

@@ -111,8 +111,7 @@ impl DynamoBatchStore {
     ) -> Result<bool, StoreError> {
         let event = WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now);
         let applied =
-            write::update_with_event(&self.client, update, event_put(&self.table, &event)?)
-                .await?;
+            write::update_with_event(&self.client, update, event_put(&self.table, &event)?).await?;
         if applied {
             relay(self.webhook_trigger.as_ref(), &event).await;
         }

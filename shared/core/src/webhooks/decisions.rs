@@ -192,7 +192,10 @@ mod tests {
             value: "whsec_old".into(),
             expires_at: Some(Timestamp(0).plus(ROTATION_OVERLAP)),
         });
-        assert_eq!(signing_secrets(&e, Timestamp(1)), ["whsec_new", "whsec_old"]);
+        assert_eq!(
+            signing_secrets(&e, Timestamp(1)),
+            ["whsec_new", "whsec_old"]
+        );
         assert_eq!(
             signing_secrets(&e, Timestamp(0).plus(ROTATION_OVERLAP)),
             ["whsec_new"]
@@ -219,7 +222,13 @@ mod tests {
         assert_eq!(failed.next_at, Some(Timestamp(5_000)));
         let timed_out = after_attempt(&failed, None, Timestamp(5_000), DEFAULT_RETRY_BASE, 0.0);
         assert_eq!(timed_out.next_at, Some(Timestamp(15_000)));
-        let ok = after_attempt(&timed_out, Some(200), Timestamp(15_000), DEFAULT_RETRY_BASE, 0.0);
+        let ok = after_attempt(
+            &timed_out,
+            Some(200),
+            Timestamp(15_000),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
         assert_eq!(ok.outcome, DeliveryOutcome::Delivered);
         assert_eq!(ok.attempts, 3);
         assert_eq!(ok.next_at, None);

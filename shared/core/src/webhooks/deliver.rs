@@ -25,16 +25,14 @@ pub async fn deliver_event(deps: &Deps, event: &EventRef) -> Result<QueueAction,
     let known = deps.webhooks.delivery_states(&event.event_ref()).await?;
     let now = deps.clock.now();
     let mut states = Vec::new();
-    for endpoint in endpoints
-        .iter()
-        .filter(|e| decisions::receives(e, &event))
-    {
+    for endpoint in endpoints.iter().filter(|e| decisions::receives(e, &event)) {
         let state = known
             .iter()
             .find(|s| s.endpoint_id == endpoint.id)
             .cloned()
             .unwrap_or_else(|| DeliveryState::new(&event.id, &endpoint.id, now));
-        let due = state.outcome == DeliveryOutcome::Pending && state.next_at.is_none_or(|t| t <= now);
+        let due =
+            state.outcome == DeliveryOutcome::Pending && state.next_at.is_none_or(|t| t <= now);
         if !due {
             states.push(state);
             continue;

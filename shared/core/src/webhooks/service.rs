@@ -10,9 +10,9 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::deps::Deps;
-use crate::ports::{WebhookSender, WebhookStore};
 use crate::error::ServiceError;
 use crate::ids::TenantId;
+use crate::ports::{WebhookSender, WebhookStore};
 use crate::webhooks::target::{TargetError, parse_target};
 
 #[derive(Debug, Deserialize)]
@@ -153,11 +153,7 @@ pub async fn list_endpoints(deps: &Deps, tenant: &TenantId) -> Result<Vec<Endpoi
     Ok(deps.webhooks.endpoints(tenant).await?)
 }
 
-pub async fn delete_endpoint(
-    deps: &Deps,
-    tenant: &TenantId,
-    id: &str,
-) -> Result<(), ServiceError> {
+pub async fn delete_endpoint(deps: &Deps, tenant: &TenantId, id: &str) -> Result<(), ServiceError> {
     if deps.webhooks.delete_endpoint(tenant, id).await? {
         Ok(())
     } else {

@@ -117,7 +117,10 @@ mod tests {
             parse_target("https://u:p@hooks.example.com/", false),
             Err(TargetError::Credentials)
         );
-        assert_eq!(parse_target("not a url", false), Err(TargetError::InvalidUrl));
+        assert_eq!(
+            parse_target("not a url", false),
+            Err(TargetError::InvalidUrl)
+        );
     }
 
     #[test]
