@@ -44,7 +44,7 @@ pub use prism_core::{
 pub use clock::{ManualClock, START};
 pub use memory::{
     MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
-    MemoryQueue, MemoryScheduler,
+    MemoryQueue, MemoryScheduler, MemoryWebhookStore, ScriptedSender,
 };
 pub use upstream::{Call, Hang, MODEL, Reply, ScriptedUpstream, echo_body};
 
@@ -124,6 +124,9 @@ impl World {
             files: files.clone(),
             blobs: blobs.clone(),
             upstream: upstream.clone(),
+            webhooks: Arc::new(MemoryWebhookStore::new()),
+            webhook_sender: Arc::new(ScriptedSender::default()),
+            webhook_policy: Default::default(),
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),
             job_policy,
