@@ -2,6 +2,7 @@
 //! finished job or batch, verified with the official SDK's `webhooks.unwrap`; retries keep the
 //! webhook-id; a kill -9 between a batch turning terminal and its delivery still delivers; the
 //! SSRF refusals. Runs on both backends (`PRISM_TEST_BACKEND`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
 

@@ -19,7 +19,7 @@ pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
 
 /// What serves the suites: `prism serve` on embedded storage; with `PRISM_TEST_BACKEND=aws`,
 /// `prism serve --backend aws` against DynamoDB, SQS and S3 on the emulator named by
-/// `AWS_ENDPOINT_URL` (scripts/test.sh starts it); with `PRISM_TEST_BACKEND=lambda`, the seven
+/// `AWS_ENDPOINT_URL` (scripts/test.sh starts it); with `PRISM_TEST_BACKEND=lambda`, the eight
 /// Lambda binaries under cargo-lambda's runtime emulator over the same emulator, with the local
 /// stand-ins for event source mappings and schedules (`prism-lambda-local`).
 #[derive(Debug, Clone)]

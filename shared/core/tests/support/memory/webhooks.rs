@@ -137,10 +137,13 @@ impl WebhookStore for MemoryWebhookStore {
     }
 }
 
+/// The headers of one attempt.
+pub type Headers = Vec<(&'static str, String)>;
+
 /// Records each attempt's URL and headers; answers the scripted statuses in turn.
 #[derive(Default)]
 pub struct ScriptedSender {
-    pub sent: Mutex<Vec<(String, Vec<(&'static str, String)>)>>,
+    pub sent: Mutex<Vec<(String, Headers)>>,
     pub script: Mutex<VecDeque<Option<u16>>>,
 }
 
