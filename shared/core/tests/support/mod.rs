@@ -96,6 +96,8 @@ pub struct World {
     pub files: Arc<MemoryFileStore>,
     pub blobs: Arc<MemoryBlobStore>,
     pub upstream: Arc<ScriptedUpstream>,
+    pub webhooks: Arc<MemoryWebhookStore>,
+    pub sender: Arc<ScriptedSender>,
 }
 
 impl World {
@@ -116,6 +118,8 @@ impl World {
         let files = Arc::new(MemoryFileStore::new());
         let blobs = Arc::new(MemoryBlobStore::new());
         let upstream = Arc::new(ScriptedUpstream::new(Arc::clone(&dyn_clock)));
+        let webhooks = Arc::new(MemoryWebhookStore::new());
+        let sender = Arc::new(ScriptedSender::default());
         let deps = Deps {
             jobs: jobs.clone(),
             queue: queue.clone(),
@@ -124,8 +128,8 @@ impl World {
             files: files.clone(),
             blobs: blobs.clone(),
             upstream: upstream.clone(),
-            webhooks: Arc::new(MemoryWebhookStore::new()),
-            webhook_sender: Arc::new(ScriptedSender::default()),
+            webhooks: webhooks.clone(),
+            webhook_sender: sender.clone(),
             webhook_policy: Default::default(),
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),
@@ -144,6 +148,8 @@ impl World {
             files,
             blobs,
             upstream,
+            webhooks,
+            sender,
         }
     }
 
