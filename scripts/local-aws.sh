@@ -20,7 +20,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 cargo build --locked -p prism-lambda-local \
     -p api -p async-worker -p reconciler -p dead-letters \
-    -p batch-planner -p batch-processor -p batch-finalizer
+    -p batch-planner -p batch-processor -p batch-finalizer -p webhooks
 
 # What the functions get instead of a role and a region: the emulator and dummy credentials.
 start_emulator target/local-aws-moto.log

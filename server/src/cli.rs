@@ -40,6 +40,9 @@ pub enum Command {
     Jobs(JobsArgs),
     /// Scheduled jobs on a running Prism: create, show, list, cancel.
     Scheduled(ScheduledArgs),
+    /// Manage tenants' webhook endpoints.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
 }
 
 /// Where state, queues and files live.
@@ -97,6 +100,41 @@ pub enum KeysCommand {
     /// Revoke a key by id or by the prefix `keys list` shows.
     Revoke {
         key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Create an endpoint and print it with its signing secret (shown only now).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        url: String,
+        /// Event types to send (comma-separated); all of them when absent.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Accept loopback, private and link-local targets over http (as `[webhooks]
+        /// allow_private_targets`).
+        #[arg(long)]
+        allow_private_targets: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a tenant's endpoints (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete one of a tenant's endpoints.
+    Delete {
+        id: String,
+        #[arg(long)]
+        tenant: String,
         #[command(flatten)]
         store: StoreArgs,
     },

@@ -1,7 +1,8 @@
-//! The `prism` binary's library half: the commands (`serve`, `keys`) over the backends' wiring
-//! functions (`prism_embedded::EmbeddedBackend`, `prism_app::aws::connect_aws`), and the commands
-//! that are clients of a running Prism (`batches`, `jobs`, `scheduled`: `remote`) over its API as
-//! plain functions (`client`). `main.rs` only parses arguments and reports errors.
+//! The `prism` binary's library half: the commands (`serve`, `keys`, `webhooks`) over the
+//! backends' wiring functions (`prism_embedded::EmbeddedBackend`, `prism_app::aws::connect_aws`),
+//! and the commands that are clients of a running Prism (`batches`, `jobs`, `scheduled`:
+//! `remote`) over its API as plain functions (`client`). `main.rs` only parses arguments and
+//! reports errors.
 
 pub mod cli;
 pub mod client;
@@ -9,3 +10,4 @@ pub mod keys;
 pub mod remote;
 pub mod remote_args;
 pub mod serve;
+pub mod webhooks;

@@ -1,10 +1,13 @@
 //! `prism`: parses arguments, sets up logging and signals, and runs a command.
 
 use clap::Parser;
-use prism_server::cli::{Cli, Command, KeysCommand, LogFormat};
+use prism_server::cli::{Cli, Command, KeysCommand, LogFormat, WebhooksCommand};
 use prism_server::keys::{create_key, list_keys, open_key_store, revoke_key};
 use prism_server::remote;
 use prism_server::serve::serve;
+use prism_server::webhooks::{
+    create_endpoint, delete_endpoint, list_endpoints, open_webhook_store,
+};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +47,52 @@ async fn main() -> anyhow::Result<()> {
         Command::Batches(args) => exit(remote::run_batches(args).await?),
         Command::Jobs(args) => exit(remote::run_jobs(args).await?),
         Command::Scheduled(args) => exit(remote::run_scheduled(args).await?),
+        Command::Webhooks(WebhooksCommand::Create {
+            tenant,
+            url,
+            events,
+            allow_private_targets,
+            store,
+        }) => {
+            let store = open_webhook_store(&store).await?;
+            let endpoint = create_endpoint(
+                store.as_ref(),
+                &tenant,
+                &url,
+                &events,
+                allow_private_targets,
+            )
+            .await?;
+            let secret = endpoint.secrets.first().map(|s| s.value.as_str());
+            println!(
+                "{}\t{}\t{}",
+                endpoint.id,
+                endpoint.url,
+                secret.unwrap_or("")
+            );
+        }
+        Command::Webhooks(WebhooksCommand::List { tenant, store }) => {
+            let store = open_webhook_store(&store).await?;
+            for e in list_endpoints(store.as_ref(), &tenant).await? {
+                let events: Vec<&str> = e.events.iter().map(|k| k.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    e.id,
+                    e.url,
+                    e.status.as_str(),
+                    if events.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        events.join(",")
+                    }
+                );
+            }
+        }
+        Command::Webhooks(WebhooksCommand::Delete { id, tenant, store }) => {
+            let store = open_webhook_store(&store).await?;
+            delete_endpoint(store.as_ref(), &tenant, &id).await?;
+            eprintln!("deleted {id}");
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod raw;
+pub mod receiver;
 
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use serde_json::{Value, json};
@@ -17,7 +18,7 @@ pub const PRISM: &str = env!("CARGO_BIN_EXE_prism");
 
 /// What serves the suites: `prism serve` on embedded storage; with `PRISM_TEST_BACKEND=aws`,
 /// `prism serve --backend aws` against DynamoDB, SQS and S3 on the emulator named by
-/// `AWS_ENDPOINT_URL` (scripts/test.sh starts it); with `PRISM_TEST_BACKEND=lambda`, the seven
+/// `AWS_ENDPOINT_URL` (scripts/test.sh starts it); with `PRISM_TEST_BACKEND=lambda`, the eight
 /// Lambda binaries under cargo-lambda's runtime emulator over the same emulator, with the local
 /// stand-ins for event source mappings and schedules (`prism-lambda-local`).
 #[derive(Debug, Clone)]
@@ -163,6 +164,8 @@ pub struct Setup<'a> {
     pub files: &'a str,
     pub batches: &'a str,
     pub models: &'a str,
+    /// The `[webhooks]` section.
+    pub webhooks: &'a str,
     /// AWS backends: where `prism serve` sends its AWS calls instead of `AWS_ENDPOINT_URL` (a
     /// fault proxy in front of the emulator).
     pub aws_endpoint: Option<&'a str>,
@@ -177,6 +180,7 @@ impl Default for Setup<'_> {
             files: "",
             batches: "",
             models: r#"["*"]"#,
+            webhooks: "",
             aws_endpoint: None,
         }
     }
@@ -205,14 +209,16 @@ pub async fn start(setup: Setup<'_>) -> Env {
         &config,
         format!(
             "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
-             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n",
+             [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n\n\
+             [webhooks]\n{}\n",
             mock.base_url(),
             setup.models,
             setup.workers,
             setup.jobs,
             setup.http,
             setup.files,
-            setup.batches
+            setup.batches,
+            setup.webhooks
         ),
     )
     .unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
 use prism_core::deps::{Adapters, Deps};
 use prism_core::{Clock, SystemClock};
-use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
+use prism_upstream::{HttpUpstream, HttpWebhookSender, UpstreamBuildError, UpstreamOptions};
 
 use crate::config::{Config, ConfigError};
 
@@ -98,6 +98,8 @@ pub async fn connect_aws(
         batches: Arc::new(backend.batches.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
+        webhooks: Arc::new(backend.webhooks.clone()),
+        webhook_sender: Arc::new(HttpWebhookSender::new()),
     };
     let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
     Ok(AwsApp {

@@ -10,6 +10,7 @@ use prism_core::batches::service::BatchPolicy;
 use prism_core::deps::{Policies, WorkPolicy};
 use prism_core::files::service::FilePolicy;
 use prism_core::jobs::service::JobPolicy;
+use prism_core::webhooks::WebhookPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
 use serde::Deserialize;
 
@@ -46,6 +47,30 @@ pub struct Config {
     pub batches: BatchSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub webhooks: WebhookSection,
+}
+
+/// `[webhooks]`: delivery of events for finished work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSection {
+    /// Lets endpoints target loopback, private and link-local addresses over plain http (tests,
+    /// a receiver on the same box). Off by default: https to public addresses only.
+    pub allow_private_targets: bool,
+    /// The first retry's base wait; each later one doubles it, up to an hour.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        let policy = WebhookPolicy::default();
+        Self {
+            allow_private_targets: policy.allow_private_targets,
+            retry_base: policy.retry_base,
+        }
+    }
 }
 
 impl Default for Config {
@@ -57,6 +82,7 @@ impl Default for Config {
             http: HttpSection::default(),
             files: FileSection::default(),
             batches: BatchSection::default(),
+            webhooks: WebhookSection::default(),
             storage: StorageSection::default(),
         }
     }
@@ -334,6 +360,7 @@ impl Config {
             jobs: self.job_policy(),
             files: self.file_policy(),
             batches: self.batch_policy(),
+            webhooks: self.webhook_policy(),
         }
     }
 
@@ -344,6 +371,14 @@ impl Config {
             jobs: self.job_policy(),
             files: self.aws_file_policy(),
             batches: self.batch_policy(),
+            webhooks: self.webhook_policy(),
+        }
+    }
+
+    pub fn webhook_policy(&self) -> WebhookPolicy {
+        WebhookPolicy {
+            allow_private_targets: self.webhooks.allow_private_targets,
+            retry_base: self.webhooks.retry_base,
         }
     }
 

@@ -20,6 +20,7 @@ use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
+use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
@@ -28,6 +29,8 @@ use crate::attrs::{
     tenant_of_pk, tenant_pk, unavailable,
 };
 use crate::blobs::S3Blobs;
+use crate::queue::SqsWorkQueue;
+use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 
 /// Values larger than this are stored in S3 and referenced from the item, keeping items far
@@ -76,6 +79,8 @@ pub struct DynamoJobStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
     blobs: S3Blobs,
+    /// Where a terminal write's webhook event is triggered (the webhooks queue).
+    webhook_trigger: Option<SqsWorkQueue>,
 }
 
 fn job_pk(tenant: &TenantId) -> AttributeValue {
@@ -131,7 +136,34 @@ impl DynamoJobStore {
             client,
             table,
             blobs,
+            webhook_trigger: None,
         }
+    }
+
+    pub fn with_webhook_trigger(mut self, queue: SqsWorkQueue) -> Self {
+        self.webhook_trigger = Some(queue);
+        self
+    }
+
+    /// Applies a terminal update together with its webhook event (the outbox), then triggers
+    /// the event's delivery.
+    async fn finish_with_event(
+        &self,
+        job: &JobRef,
+        status: JobStatus,
+        update: &aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let Some(kind) = EventKind::of_job(job.id.kind(), status) else {
+            return Ok(write::update(update.clone()).await?.applied());
+        };
+        let event = WebhookEvent::for_subject(&job.tenant, kind, job.id.as_str(), now);
+        let applied =
+            write::update_with_event(&self.client, update, event_put(&self.table, &event)?).await?;
+        if applied {
+            relay(self.webhook_trigger.as_ref(), &event).await;
+        }
+        Ok(applied)
     }
 
     async fn item(&self, job: &JobRef) -> Result<Option<Item>, StoreError> {
@@ -503,7 +535,8 @@ impl JobStore for DynamoJobStore {
                 "SET #s = :status, {set}, completed_at = :now, expires_at = :expires, #ttl = :ttl \
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at"
             ));
-        Ok(write::update(update).await?.applied())
+        self.finish_with_event(job, outcome.status(), &update, now)
+            .await
     }
 
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
@@ -534,14 +567,18 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":cancelled", s(JobStatus::Cancelled.as_str()))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))
-            .expression_attribute_values(":ttl", ttl_seconds(expires_at))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        match write::update(update).await? {
-            Written::Applied(item) => Ok(CancelOutcome::Cancelled(job_from_item(
+            .expression_attribute_values(":ttl", ttl_seconds(expires_at));
+        // A transaction returns no item: the job is read back (consistently) after it, both
+        // to answer with it and to decide a refusal.
+        let applied = self
+            .finish_with_event(&job, JobStatus::Cancelled, &update, now)
+            .await?;
+        let seen = self.item(&job).await?;
+        match (applied, seen) {
+            (true, item) => Ok(CancelOutcome::Cancelled(job_from_item(
                 &item.unwrap_or_default(),
             )?)),
-            Written::Refused(seen) => {
+            (false, seen) => {
                 // A spilled result is read only for a job that is still kept.
                 let current = match seen {
                     Some(old) if is_live(&old, now) => Some(self.hydrate(&old).await?),
@@ -577,9 +614,9 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":error", s(json))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))
-            .expression_attribute_values(":ttl", ttl_seconds(expires_at))
-            ;
-        Ok(write::update(update).await?.applied())
+            .expression_attribute_values(":ttl", ttl_seconds(expires_at));
+        self.finish_with_event(job, JobStatus::Failed, &update, now)
+            .await
     }
 
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {

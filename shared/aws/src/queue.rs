@@ -9,6 +9,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use prism_core::batches::BatchRef;
 use prism_core::jobs::JobRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::webhooks::EventRef;
 use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,12 @@ pub fn encode_work_item(item: &WorkItem) -> String {
             batch: Some(batch.id.to_string()),
             chunk: Some(*chunk),
         },
+        WorkItem::Webhook(event) => Named {
+            tenant: event.tenant.to_string(),
+            id: Some(event.id.clone()),
+            batch: None,
+            chunk: None,
+        },
     };
     let named = serde_json::to_string(&named).unwrap_or_default();
     format!(r#"{{"v":1,"{}":{named}}}"#, item.stage().name())
@@ -77,6 +84,12 @@ pub fn decode_work_item(body: &str) -> Option<WorkItem> {
         return Some(WorkItem::Job(JobRef {
             tenant,
             id: JobId::parse(named.id.as_deref()?)?,
+        }));
+    }
+    if stage == Stage::Webhooks {
+        return Some(WorkItem::Webhook(EventRef {
+            tenant,
+            id: named.id?,
         }));
     }
     let id = named.batch.as_deref().or(named.id.as_deref())?;

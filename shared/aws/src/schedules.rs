@@ -72,9 +72,12 @@ impl Scheduler for EventBridgeScheduler {
     async fn schedule(&self, item: &WorkItem, at: Timestamp) -> Result<(), StoreError> {
         let queue = match item {
             WorkItem::FinalizeBatch(_) => &self.target.finalize_queue_arn,
-            WorkItem::Job(_) | WorkItem::PlanBatch(_) | WorkItem::RunChunk { .. } => {
-                &self.target.queue_arn
-            }
+            // Webhook retries wait at most a queue delay, so they are never scheduled; were one
+            // to be, any stage's consumer dispatches it by its item.
+            WorkItem::Job(_)
+            | WorkItem::PlanBatch(_)
+            | WorkItem::RunChunk { .. }
+            | WorkItem::Webhook(_) => &self.target.queue_arn,
         };
         let target = Target::builder()
             .arn(queue)

@@ -14,6 +14,7 @@ use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
 use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
 use crate::stages::StageQueues;
+use crate::webhooks::DynamoWebhookStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -47,6 +48,8 @@ mod var {
     pub const CHUNK_DLQ_URL: &str = "PRISM_CHUNK_DLQ_URL";
     pub const FINALIZE_QUEUE_URL: &str = "PRISM_FINALIZE_QUEUE_URL";
     pub const FINALIZE_DLQ_URL: &str = "PRISM_FINALIZE_DLQ_URL";
+    pub const WEBHOOKS_QUEUE_URL: &str = "PRISM_WEBHOOKS_QUEUE_URL";
+    pub const WEBHOOKS_DLQ_URL: &str = "PRISM_WEBHOOKS_DLQ_URL";
     pub const BUCKET: &str = "PRISM_BUCKET";
     pub const S3_FORCE_PATH_STYLE: &str = "PRISM_S3_FORCE_PATH_STYLE";
     pub const SCHEDULE_GROUP: &str = "PRISM_SCHEDULE_GROUP";
@@ -63,13 +66,14 @@ fn stage_vars(stage: Stage) -> (&'static str, &'static str) {
         Stage::Plan => (var::PLAN_QUEUE_URL, var::PLAN_DLQ_URL),
         Stage::Chunks => (var::CHUNK_QUEUE_URL, var::CHUNK_DLQ_URL),
         Stage::Finalize => (var::FINALIZE_QUEUE_URL, var::FINALIZE_DLQ_URL),
+        Stage::Webhooks => (var::WEBHOOKS_QUEUE_URL, var::WEBHOOKS_DLQ_URL),
     }
 }
 
 impl AwsSettings {
     /// Every variable [`AwsSettings::from_lookup`] requires: the SAM template must set each for
     /// every function (`tests/template.rs` checks it).
-    pub const REQUIRED_ENV: [&'static str; 15] = [
+    pub const REQUIRED_ENV: [&'static str; 17] = [
         var::TABLE,
         var::JOBS_QUEUE_URL,
         var::JOBS_DLQ_URL,
@@ -79,6 +83,8 @@ impl AwsSettings {
         var::CHUNK_DLQ_URL,
         var::FINALIZE_QUEUE_URL,
         var::FINALIZE_DLQ_URL,
+        var::WEBHOOKS_QUEUE_URL,
+        var::WEBHOOKS_DLQ_URL,
         var::BUCKET,
         var::SCHEDULE_GROUP,
         var::JOBS_QUEUE_ARN,
@@ -170,6 +176,7 @@ pub struct AwsBackend {
     pub batches: DynamoBatchStore,
     pub blobs: S3Blobs,
     pub keys: DynamoKeyStore,
+    pub webhooks: DynamoWebhookStore,
     /// Each stage's queue, as its consumer drains it (long polls).
     pub queues: PerStage<SqsWorkQueue>,
     /// Every queue, as the one `WorkQueue` the services send to.
@@ -208,11 +215,18 @@ impl AwsBackend {
         let blobs = S3Blobs::new(s3, settings.bucket.clone());
         let queue = |url: &String| SqsWorkQueue::new(sqs.clone(), url.clone(), receive_wait);
         let short = |url: &String| SqsWorkQueue::new(sqs.clone(), url.clone(), Duration::ZERO);
+        // The outbox's immediate relay: a terminal write that recorded an event sends its
+        // trigger here; the reconciler finds any trigger lost in between.
+        let webhook_trigger = short(settings.queue_urls.get(Stage::Webhooks));
         Self {
-            jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone()),
+            jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone())
+                .with_webhook_trigger(webhook_trigger.clone()),
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
-            batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone()),
+            batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone())
+                .with_webhook_trigger(webhook_trigger.clone()),
             blobs,
+            webhooks: DynamoWebhookStore::new(dynamo.clone(), settings.table.clone())
+                .with_webhook_trigger(webhook_trigger.clone()),
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
             queues: settings.queue_urls.map(|_, url| queue(url)),
             // Only sent to: its receives are short polls (see `StageQueues`).

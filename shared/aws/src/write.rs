@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use prism_core::StoreError;
 use prism_core::retry::contention_backoff;
 
@@ -166,6 +166,31 @@ fn cancelled(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> Cancelled
     } else {
         Cancelled::Fault
     }
+}
+
+/// A conditional update and the outbox put of the event it announces, all or nothing: true
+/// when applied, false when the update's condition refused it. The update is built as for
+/// [`update`] (no return values: a transaction has none).
+pub async fn update_with_event(
+    client: &Client,
+    update: &UpdateItemFluentBuilder,
+    event: TransactWriteItem,
+) -> Result<bool, StoreError> {
+    let input = update.as_input();
+    let step = Update::builder()
+        .set_table_name(input.get_table_name().clone())
+        .set_key(input.get_key().clone())
+        .set_update_expression(input.get_update_expression().clone())
+        .set_condition_expression(input.get_condition_expression().clone())
+        .set_expression_attribute_names(input.get_expression_attribute_names().clone())
+        .set_expression_attribute_values(input.get_expression_attribute_values().clone())
+        .build()
+        .map_err(unavailable)?;
+    transact(
+        client,
+        vec![TransactWriteItem::builder().update(step).build(), event],
+    )
+    .await
 }
 
 /// Runs a transaction: true when applied, false when a condition refused it. Contention is

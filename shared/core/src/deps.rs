@@ -13,8 +13,10 @@ use crate::gate::ModelGate;
 use crate::ids::IdGenerator;
 use crate::jobs::service::JobPolicy;
 use crate::ports::{
-    BatchStore, BlobStore, FileStore, JobStore, Scheduler, Upstream, WorkItem, WorkQueue,
+    BatchStore, BlobStore, FileStore, JobStore, Scheduler, Upstream, WebhookSender, WebhookStore,
+    WorkItem, WorkQueue,
 };
+use crate::webhooks::WebhookPolicy;
 
 /// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
 /// [`Scheduler`].
@@ -30,12 +32,15 @@ pub struct Deps {
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub upstream: Arc<dyn Upstream>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub webhook_sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
     pub work_policy: WorkPolicy,
     pub job_policy: JobPolicy,
     pub file_policy: FilePolicy,
     pub batch_policy: BatchPolicy,
+    pub webhook_policy: WebhookPolicy,
     /// Lines toward each model in flight across this process.
     pub model_gate: Arc<ModelGate>,
 }
@@ -84,6 +89,7 @@ pub struct Policies {
     pub jobs: JobPolicy,
     pub files: FilePolicy,
     pub batches: BatchPolicy,
+    pub webhooks: WebhookPolicy,
 }
 
 /// One backend's adapters, one per storage and delivery port.
@@ -94,6 +100,8 @@ pub struct Adapters {
     pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub webhook_sender: Arc<dyn WebhookSender>,
 }
 
 impl Deps {
@@ -113,6 +121,8 @@ impl Deps {
             batches,
             files,
             blobs,
+            webhooks,
+            webhook_sender,
         } = adapters;
         Self {
             jobs,
@@ -122,6 +132,8 @@ impl Deps {
             files,
             blobs,
             upstream,
+            webhooks,
+            webhook_sender,
             clock,
             ids: Arc::new(IdGenerator::new()),
             model_gate: Arc::new(ModelGate::new(policies.batches.model_concurrency)),
@@ -129,6 +141,7 @@ impl Deps {
             job_policy: policies.jobs,
             file_policy: policies.files,
             batch_policy: policies.batches,
+            webhook_policy: policies.webhooks,
         }
     }
 }

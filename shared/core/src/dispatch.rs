@@ -13,6 +13,7 @@ use crate::batches::{finalize, plan, process};
 use crate::deps::{Deps, MAX_QUEUE_DELAY};
 use crate::jobs::run::{RunOutcome, dead_letter, run_job};
 use crate::ports::{Delivery, WorkItem, WorkQueue};
+use crate::webhooks::deliver;
 
 /// What the trigger does with the message it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,7 @@ async fn handle_batch_delivery(
             process::run_chunk(deps, batch, *chunk, deadline, stop).await
         }
         WorkItem::FinalizeBatch(batch) => finalize::try_finalize(deps, batch).await,
+        WorkItem::Webhook(event) => deliver::deliver_event(deps, event).await,
         WorkItem::Job(_) => Ok(QueueAction::Ack),
     };
     result.unwrap_or_else(|error| {
@@ -159,6 +161,7 @@ pub async fn dead_letter_item(deps: &Deps, item: &WorkItem) -> QueueAction {
             .enqueue(&WorkItem::FinalizeBatch(batch.clone()), Duration::ZERO)
             .await
             .map(|()| QueueAction::Ack),
+        WorkItem::Webhook(event) => deliver::dead_letter_event(deps, event).await,
     };
     result.unwrap_or_else(|error| {
         tracing::error!(%error, "could not settle a dead letter; it will reappear");

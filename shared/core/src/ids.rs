@@ -66,6 +66,11 @@ impl IdGenerator {
         format!("batch_req_{}", self.next_body(now))
     }
 
+    /// A time-sortable id of a kind without its own type (webhook endpoints, events, attempts).
+    pub fn prefixed(&self, prefix: &str, now: Timestamp) -> String {
+        format!("{prefix}{}", self.next_body(now))
+    }
+
     pub fn key_id(&self, now: Timestamp) -> KeyId {
         KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
     }

@@ -9,6 +9,7 @@
 //!   [`batches::plan`], [`batches::process`] and [`batches::finalize`] are its three stages and
 //!   [`batches::output`] the output-line format.
 //! - [`files`]: the Files API.
+//! - [`webhooks`]: events for finished work, their endpoints, signing and delivery.
 //!
 //! Across them: [`deps`] (what every call is given, and triggering work at a time),
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
@@ -38,6 +39,7 @@ pub mod retry;
 pub mod routing;
 pub mod stage;
 pub mod upstream;
+pub mod webhooks;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};

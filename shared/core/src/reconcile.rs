@@ -38,6 +38,17 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
         tracing::info!(count = stranded.len(), "re-triggered stranded jobs");
     }
     let batches = reconcile_batches(deps, now.minus(deps.work_policy.stranded_after)).await?;
+    // Outbox events whose trigger was lost (a crash between the terminal write and the enqueue
+    // on AWS): their delivery runs again, and decides itself which attempts are due.
+    let events = deps
+        .webhooks
+        .undelivered(now.minus(deps.work_policy.stranded_after), BATCH)
+        .await?;
+    for event in &events {
+        deps.queue
+            .enqueue(&WorkItem::Webhook(event.clone()), Duration::ZERO)
+            .await?;
+    }
     let purged = deps.jobs.purge_expired(now, BATCH * 10).await?;
     let expired_files = deps.files.purge_expired(now, BATCH).await?;
     for file in &expired_files {
@@ -47,7 +58,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
         }
     }
     Ok(ReconcileReport {
-        retriggered: stranded.len(),
+        retriggered: stranded.len() + events.len(),
         purged,
         purged_files: expired_files.len(),
         batches,

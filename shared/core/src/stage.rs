@@ -18,11 +18,19 @@ pub enum Stage {
     Chunks,
     /// Assembling a batch's output.
     Finalize,
+    /// Delivering webhook events.
+    Webhooks,
 }
 
 impl Stage {
     /// In the order a shared receive serves them: interactive jobs before batch stages.
-    pub const ALL: [Stage; 4] = [Stage::Jobs, Stage::Plan, Stage::Chunks, Stage::Finalize];
+    pub const ALL: [Stage; 5] = [
+        Stage::Jobs,
+        Stage::Plan,
+        Stage::Chunks,
+        Stage::Finalize,
+        Stage::Webhooks,
+    ];
 
     /// The stage's name in messages and stored queue rows (`job`, `plan`, `chunk`, `finalize`).
     pub fn name(self) -> &'static str {
@@ -31,6 +39,7 @@ impl Stage {
             Stage::Plan => "plan",
             Stage::Chunks => "chunk",
             Stage::Finalize => "finalize",
+            Stage::Webhooks => "webhook",
         }
     }
 
@@ -44,13 +53,14 @@ impl Stage {
             Stage::Plan => 1,
             Stage::Chunks => 2,
             Stage::Finalize => 3,
+            Stage::Webhooks => 4,
         }
     }
 }
 
 /// One `T` per stage, e.g. each stage's queue.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PerStage<T>([T; 4]);
+pub struct PerStage<T>([T; 5]);
 
 impl<T> PerStage<T> {
     /// Builds each stage's value.
@@ -80,6 +90,7 @@ impl WorkItem {
             WorkItem::PlanBatch(b) => format!("plan-{}", b.id),
             WorkItem::RunChunk { batch, chunk } => format!("chunk-{}-{chunk}", batch.id),
             WorkItem::FinalizeBatch(b) => format!("final-{}", b.id),
+            WorkItem::Webhook(e) => format!("hook-{}", e.id),
         }
     }
 
@@ -88,6 +99,7 @@ impl WorkItem {
             WorkItem::Job(job) => &job.tenant,
             WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => &b.tenant,
             WorkItem::RunChunk { batch, .. } => &batch.tenant,
+            WorkItem::Webhook(e) => &e.tenant,
         }
     }
 
@@ -98,6 +110,7 @@ impl WorkItem {
             WorkItem::PlanBatch(_) => Stage::Plan,
             WorkItem::RunChunk { .. } => Stage::Chunks,
             WorkItem::FinalizeBatch(_) => Stage::Finalize,
+            WorkItem::Webhook(_) => Stage::Webhooks,
         }
     }
 
@@ -107,7 +120,7 @@ impl WorkItem {
             (Stage::Plan, _) => Some(WorkItem::PlanBatch(batch)),
             (Stage::Chunks, Some(chunk)) => Some(WorkItem::RunChunk { batch, chunk }),
             (Stage::Finalize, _) => Some(WorkItem::FinalizeBatch(batch)),
-            (Stage::Jobs, _) | (Stage::Chunks, None) => None,
+            (Stage::Jobs | Stage::Webhooks, _) | (Stage::Chunks, None) => None,
         }
     }
 }

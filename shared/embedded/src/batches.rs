@@ -1,7 +1,9 @@
 //! Batches in SQLite: the `BatchStore` port. A batch row carries its counters; one row per chunk
 //! carries its byte range, cursor, committed parts and lease. Every transition runs on the single
-//! writer, so a check and its write are one step, as a conditional write is on DynamoDB.
+//! writer, so a check and its write are one step, as a conditional write is on DynamoDB. Every
+//! terminal write also records its webhook event (the outbox) in the same transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,10 +15,13 @@ use prism_core::batches::{
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::Notify;
 
 use crate::db::Database;
+use crate::webhooks::record_event_in;
 
 const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
     metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
@@ -167,14 +172,38 @@ fn write_lease(conn: &Connection, batch: &str, chunk: &Chunk) -> rusqlite::Resul
     .map(|_| ())
 }
 
+/// The outbox write: the event announcing the batch's terminal status, in the same transaction.
+fn record_batch_event(
+    conn: &Connection,
+    batch: &BatchRef,
+    kind: EventKind,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    record_event_in(
+        conn,
+        &WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now),
+    )
+    .map(|_| ())
+}
+
 #[derive(Clone)]
 pub struct SqliteBatchStore {
     db: Database,
+    wake: Arc<Notify>,
 }
 
 impl SqliteBatchStore {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the queue's dispatcher when a terminal write queued a webhook event.
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// At start (the data-directory lock is held): every chunk and finalize claim belongs to the
@@ -329,23 +358,32 @@ impl BatchStore for SqliteBatchStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let (batch, errors) = (batch.clone(), errors.clone());
-        self.db
+        let failed = self
+            .db
             .write(move |conn| {
                 if !settled_by_planning(conn, &batch)? {
                     return Ok(false);
                 }
-                conn.prepare_cached(
-                    "UPDATE batches SET status = ?2, failed_at = ?3, errors = ?4 WHERE id = ?1",
-                )?
-                .execute(params![
-                    batch.id.as_str(),
-                    BatchStatus::Failed.as_str(),
-                    now.0,
-                    to_json(&errors)?
-                ])
-                .map(|n| n == 1)
+                let written = conn
+                    .prepare_cached(
+                        "UPDATE batches SET status = ?2, failed_at = ?3, errors = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        batch.id.as_str(),
+                        BatchStatus::Failed.as_str(),
+                        now.0,
+                        to_json(&errors)?
+                    ])?;
+                if written == 1 {
+                    record_batch_event(conn, &batch, EventKind::BatchFailed, now)?;
+                }
+                Ok(written == 1)
             })
-            .await
+            .await?;
+        if failed {
+            self.wake.notify_one();
+        }
+        Ok(failed)
     }
 
     async fn claim_chunk(
@@ -579,7 +617,8 @@ impl BatchStore for SqliteBatchStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let (batch, token, result) = (batch.clone(), token.to_owned(), result.clone());
-        self.db
+        let finished = self
+            .db
             .write(move |conn| {
                 let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
                     return Ok(false);
@@ -608,9 +647,14 @@ impl BatchStore for SqliteBatchStore {
                     result.output_file_id.as_ref().map(FileId::as_str),
                     result.error_file_id.as_ref().map(FileId::as_str)
                 ])?;
+                record_batch_event(conn, &batch, EventKind::of_batch(result.outcome), now)?;
                 Ok(true)
             })
-            .await
+            .await?;
+        if finished {
+            self.wake.notify_one();
+        }
+        Ok(finished)
     }
 
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {

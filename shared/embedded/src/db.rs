@@ -122,7 +122,8 @@ CREATE TABLE IF NOT EXISTS batch_chunks (
     PRIMARY KEY (batch_id, idx)
 );
 
--- Queue entries for work that is not a job row (batch stages), one row per distinct item.
+-- Queue entries for work that is not a job row (batch stages, webhook events), one row per
+-- distinct item; `batch_id` holds a webhook item's event id.
 CREATE TABLE IF NOT EXISTS work_items (
     key        TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
@@ -134,6 +135,57 @@ CREATE TABLE IF NOT EXISTS work_items (
     receives   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS work_items_visible ON work_items (visible_at);
+
+-- Webhooks: endpoints, the event outbox (written with the terminal transition it announces),
+-- each event's state per endpoint, and every attempt.
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    events        TEXT NOT NULL,
+    description   TEXT,
+    status        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    secrets       TEXT NOT NULL,
+    failing_since INTEGER,
+    disabled_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_by_tenant ON webhook_endpoints (tenant, id);
+
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    endpoint   TEXT,
+    settled    INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    event_id         TEXT NOT NULL,
+    endpoint_id      TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    first_attempt_at INTEGER,
+    next_at          INTEGER,
+    outcome          TEXT NOT NULL,
+    PRIMARY KEY (event_id, endpoint_id)
+);
+
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    status_code INTEGER,
+    latency_ms  INTEGER NOT NULL,
+    error       TEXT,
+    succeeded   INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_by_endpoint ON webhook_attempts (endpoint_id, id);
 
 CREATE TABLE IF NOT EXISTS api_keys (
     id             TEXT PRIMARY KEY,

@@ -1,5 +1,6 @@
 //! Jobs in SQLite: the `JobStore` port. A job row is also its own queue entry (see `queue`), so
-//! storing a job and queueing it cannot drift apart.
+//! storing a job and queueing it cannot drift apart. Every terminal write also records its
+//! webhook event (the outbox) in the same transaction.
 
 use std::sync::Arc;
 
@@ -11,12 +12,14 @@ use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
+use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
 use crate::queue::{SettledByFinish, SqliteWorkQueue};
+use crate::webhooks::record_event_in;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
                            expires_at, result, error, attempts, scheduled_at, metadata";
@@ -108,6 +111,23 @@ pub(crate) fn job_ref(id: &str, tenant: &str) -> Option<JobRef> {
         id: JobId::parse(id)?,
         tenant: TenantId::parse(tenant)?,
     })
+}
+
+/// The outbox write: the event announcing the job's terminal `status`, in the same transaction.
+fn record_job_event(
+    conn: &Connection,
+    tenant: &TenantId,
+    id: &JobId,
+    status: JobStatus,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    if let Some(kind) = EventKind::of_job(id.kind(), status) {
+        record_event_in(
+            conn,
+            &WebhookEvent::for_subject(tenant, kind, id.as_str(), now),
+        )?;
+    }
+    Ok(())
 }
 
 fn error_json(error: &JobError) -> rusqlite::Result<String> {
@@ -396,7 +416,7 @@ impl JobStore for SqliteJobStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (id, token) = (job.id.clone(), token.to_owned());
+        let (id, token, tenant) = (job.id.clone(), token.to_owned(), job.tenant.clone());
         let (status, result, error) = match outcome {
             Finish::Completed { result } => (JobStatus::Completed, Some(result.clone()), None),
             Finish::Failed { error } => (JobStatus::Failed, None, Some(error.clone())),
@@ -412,26 +432,33 @@ impl JobStore for SqliteJobStore {
                 let error = error.as_ref().map(error_json).transpose()?;
                 // A terminal job's queue message is redundant (any delivery of it is
                 // acknowledged unrun), so the finishing write drops it too: the worker's
-                // acknowledgement then costs no write of its own.
-                conn.prepare_cached(
-                    "UPDATE jobs SET status = ?2, result = ?3, error = ?4, completed_at = ?5, \
-                     expires_at = ?6, lease_token = NULL, lease_expires_at = NULL, \
-                     queue_visible_at = NULL, queue_receipt = NULL, queue_receives = 0 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    id.as_str(),
-                    status.as_str(),
-                    result,
-                    error,
-                    now.0,
-                    expires_at.0
-                ])
-                .map(|n| n == 1)
+                // acknowledgement then costs no write of its own. The job's event goes into the
+                // outbox in the same write.
+                let written = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET status = ?2, result = ?3, error = ?4, completed_at = ?5, \
+                         expires_at = ?6, lease_token = NULL, lease_expires_at = NULL, \
+                         queue_visible_at = NULL, queue_receipt = NULL, queue_receives = 0 \
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id.as_str(),
+                        status.as_str(),
+                        result,
+                        error,
+                        now.0,
+                        expires_at.0
+                    ])?;
+                if written == 1 {
+                    record_job_event(conn, &tenant, &id, status, now)?;
+                }
+                Ok(written == 1)
             })
             .await?;
         if kept {
             self.settled.insert(&settled_id);
+            // The outbox row is queued: wake the dispatcher for it.
+            self.wake.notify_one();
         }
         Ok(kept)
     }
@@ -451,7 +478,8 @@ impl JobStore for SqliteJobStore {
         expires_at: Timestamp,
     ) -> Result<CancelOutcome, StoreError> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.db
+        let outcome = self
+            .db
             .write(move |conn| {
                 let job = load_live(conn, tenant.as_str(), id.as_str(), now.0)?;
                 match decisions::cancel_outcome(job, now, expires_at) {
@@ -472,11 +500,16 @@ impl JobStore for SqliteJobStore {
                             cancelled.expires_at.map(|t| t.0),
                             JobStatus::Pending.as_str()
                         ])?;
+                        record_job_event(conn, &tenant, &id, JobStatus::Cancelled, now)?;
                         Ok(CancelOutcome::Cancelled(cancelled))
                     }
                 }
             })
-            .await
+            .await?;
+        if matches!(outcome, CancelOutcome::Cancelled(_)) {
+            self.wake.notify_one();
+        }
+        Ok(outcome)
     }
 
     async fn fail_unfinished(
@@ -486,27 +519,36 @@ impl JobStore for SqliteJobStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let (id, error) = (job.id.clone(), error.clone());
-        self.db
+        let (id, error, tenant) = (job.id.clone(), error.clone(), job.tenant.clone());
+        let failed = self
+            .db
             .write(move |conn| {
                 let unfinished = status_of(conn, id.as_str())?.is_some_and(|s| !s.is_terminal());
                 if !unfinished {
                     return Ok(false);
                 }
-                conn.prepare_cached(
-                    "UPDATE jobs SET status = ?2, error = ?3, completed_at = ?4, expires_at = ?5, \
+                let written = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET status = ?2, error = ?3, completed_at = ?4, expires_at = ?5, \
                      lease_token = NULL, lease_expires_at = NULL WHERE id = ?1",
-                )?
-                .execute(params![
-                    id.as_str(),
-                    JobStatus::Failed.as_str(),
-                    error_json(&error)?,
-                    now.0,
-                    expires_at.0
-                ])
-                .map(|n| n == 1)
+                    )?
+                    .execute(params![
+                        id.as_str(),
+                        JobStatus::Failed.as_str(),
+                        error_json(&error)?,
+                        now.0,
+                        expires_at.0
+                    ])?;
+                if written == 1 {
+                    record_job_event(conn, &tenant, &id, JobStatus::Failed, now)?;
+                }
+                Ok(written == 1)
             })
-            .await
+            .await?;
+        if failed {
+            self.wake.notify_one();
+        }
+        Ok(failed)
     }
 
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {

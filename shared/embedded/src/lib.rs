@@ -13,6 +13,7 @@ mod lock;
 mod queue;
 mod runtime;
 mod schedules;
+mod webhooks;
 mod wiring;
 mod writer;
 
@@ -26,6 +27,7 @@ pub use lock::{DataDirLock, LockError};
 pub use queue::SqliteWorkQueue;
 pub use runtime::{RuntimeConfig, WorkerRuntime};
 pub use schedules::SqliteScheduler;
+pub use webhooks::SqliteWebhookStore;
 pub use wiring::EmbeddedBackend;
 pub use writer::{WriterConfig, WriterStats};
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prism_core::batches::BatchRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::webhooks::EventRef;
 use prism_core::{BatchId, Clock, Stage, StoreError, TenantId, Timestamp};
 use rand::Rng;
 use rusqlite::{Connection, params};
@@ -122,10 +123,15 @@ fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
 /// One row per distinct batch-stage item, its `kind` the stage's name: a second enqueue of a
 /// waiting item keeps the earlier time; one of an item in flight makes a new message (the
 /// in-flight receipt goes stale, as in SQS a second message is independent of the first).
-fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
-    let (batch, chunk) = match item {
-        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (b, None),
-        WorkItem::RunChunk { batch, chunk } => (batch, Some(*chunk)),
+pub(crate) fn enqueue_work_item(
+    conn: &Connection,
+    item: &WorkItem,
+    visible_at: i64,
+) -> rusqlite::Result<()> {
+    let (tenant, subject, chunk) = match item {
+        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (&b.tenant, b.id.as_str(), None),
+        WorkItem::RunChunk { batch, chunk } => (&batch.tenant, batch.id.as_str(), Some(*chunk)),
+        WorkItem::Webhook(event) => (&event.tenant, event.id.as_str(), None),
         WorkItem::Job(_) => return Ok(()),
     };
     let kind = item.stage().name();
@@ -140,8 +146,8 @@ fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rus
     .execute(params![
         item.key(),
         kind,
-        batch.tenant.as_str(),
-        batch.id.as_str(),
+        tenant.as_str(),
+        subject,
         chunk,
         visible_at
     ])
@@ -154,11 +160,18 @@ fn work_item_from(
     batch_id: &str,
     chunk: Option<u32>,
 ) -> Option<WorkItem> {
+    let stage = Stage::parse(kind)?;
+    if stage == Stage::Webhooks {
+        return Some(WorkItem::Webhook(EventRef {
+            tenant: TenantId::parse(tenant)?,
+            id: batch_id.to_owned(),
+        }));
+    }
     let batch = BatchRef {
         tenant: TenantId::parse(tenant)?,
         id: BatchId::parse(batch_id)?,
     };
-    WorkItem::of_batch(Stage::parse(kind)?, batch, chunk)
+    WorkItem::of_batch(stage, batch, chunk)
 }
 
 fn receive_work_items(

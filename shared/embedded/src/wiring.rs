@@ -10,8 +10,9 @@ use prism_core::ports::Upstream;
 
 use crate::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteScheduler,
-    SqliteWorkQueue,
+    SqliteWebhookStore, SqliteWorkQueue,
 };
+use prism_upstream::HttpWebhookSender;
 
 /// The dependencies of every service and worker, plus the adapters the runtime drives directly
 /// (lease reclaim, the dispatcher's wake-ups).
@@ -32,7 +33,7 @@ impl EmbeddedBackend {
     ) -> Self {
         let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
         let jobs = SqliteJobStore::new(db.clone(), &queue);
-        let batches = SqliteBatchStore::new(db.clone());
+        let batches = SqliteBatchStore::new(db.clone()).with_wake(queue.wake());
         let adapters = Adapters {
             jobs: Arc::new(jobs.clone()),
             queue: Arc::new(queue.clone()),
@@ -40,6 +41,8 @@ impl EmbeddedBackend {
             batches: Arc::new(batches.clone()),
             files: Arc::new(SqliteFileStore::new(db.clone())),
             blobs: Arc::new(LocalBlobStore::new(blob_dir)),
+            webhooks: Arc::new(SqliteWebhookStore::new(db.clone(), queue.wake())),
+            webhook_sender: Arc::new(HttpWebhookSender::new()),
         };
         Self {
             deps: Deps::new(adapters, upstream, clock, policies),

@@ -28,6 +28,7 @@ use crate::files;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
+use crate::webhooks;
 use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
 
 #[derive(Debug, Clone)]
@@ -91,6 +92,27 @@ pub fn router(state: AppState) -> Router {
         .route("/batches", post(create_batch).get(list_batches))
         .route("/batches/{id}", get(get_batch))
         .route("/batches/{id}/cancel", post(cancel_batch))
+        .route(
+            "/webhook_endpoints",
+            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
+        )
+        .route(
+            "/webhook_endpoints/{id}",
+            get(webhooks::get_endpoint).delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/webhook_endpoints/{id}/rotate_secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhook_endpoints/{id}/test", post(webhooks::send_test))
+        .route(
+            "/webhook_endpoints/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route(
+            "/webhook_endpoints/{id}/deliveries/{event_id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     let app = Router::new()
         .route("/health", get(health))
@@ -187,7 +209,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 }
 
 /// The body under the per-request cap and the process budget, refused when a key repeats.
-async fn read_json_body(
+pub(crate) async fn read_json_body(
     state: &AppState,
     budget: &BodyBudget,
     headers: &HeaderMap,

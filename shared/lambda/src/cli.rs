@@ -34,6 +34,8 @@ pub const BACKEND_ENV: &[(&str, &str)] = &[
     ("PRISM_CHUNK_DLQ_URL", "its dead-letter queue"),
     ("PRISM_FINALIZE_QUEUE_URL", "SQS batch finalize queue"),
     ("PRISM_FINALIZE_DLQ_URL", "its dead-letter queue"),
+    ("PRISM_WEBHOOKS_QUEUE_URL", "SQS webhooks queue"),
+    ("PRISM_WEBHOOKS_DLQ_URL", "its dead-letter queue"),
     (
         "PRISM_BUCKET",
         "S3 bucket: spilled bodies, files, batch parts",

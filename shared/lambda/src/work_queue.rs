@@ -12,7 +12,13 @@ use crate::{handle_work_event, init_tracing, worker_deadline};
 /// ask SQS for a later redelivery go to that queue).
 pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
     init_tracing();
-    let app = connect_lambda(ProviderKeys::Fetch).await?;
+    // Webhook delivery never calls a provider, so its function is given no provider key.
+    let keys = if stage == Stage::Webhooks {
+        ProviderKeys::Skip
+    } else {
+        ProviderKeys::Fetch
+    };
+    let app = connect_lambda(keys).await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = worker_deadline(event.context.deadline);

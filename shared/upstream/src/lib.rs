@@ -1,10 +1,13 @@
 //! Prism's OpenAI-compatible upstream client: routes a model to the first provider whose globs
-//! match it and implements [`prism_core::ports::Upstream`] over one pooled `reqwest` client.
+//! match it and implements [`prism_core::ports::Upstream`] over one pooled `reqwest` client;
+//! and [`HttpWebhookSender`], the webhook delivery client behind `WebhookSender`.
 
 mod client;
 mod config;
 mod response;
+mod webhook;
 
 pub use client::{HttpUpstream, UpstreamBuildError};
 pub use config::{ProviderConfig, SecretKey, UpstreamOptions};
 pub use response::MAX_RETRY_AFTER;
+pub use webhook::HttpWebhookSender;

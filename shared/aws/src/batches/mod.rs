@@ -38,12 +38,15 @@ use prism_core::batches::{
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{BatchId, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
     Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, RECONCILE_SHARDS, SORT_KEY, get_s, n,
     reconcile_shard, reconcile_shard_name, s, unavailable,
 };
+use crate::queue::SqsWorkQueue;
+use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 use items::{
     RECONCILE_PREFIX, batch_from_item, batch_key, batch_pk, num, status_value, tenant_of, to_json,
@@ -79,11 +82,40 @@ fn status_in(keep: impl Fn(BatchStatus) -> bool) -> Condition {
 pub struct DynamoBatchStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Where a terminal write's webhook event is triggered (the webhooks queue).
+    webhook_trigger: Option<SqsWorkQueue>,
 }
 
 impl DynamoBatchStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+        Self {
+            client,
+            table,
+            webhook_trigger: None,
+        }
+    }
+
+    pub fn with_webhook_trigger(mut self, queue: SqsWorkQueue) -> Self {
+        self.webhook_trigger = Some(queue);
+        self
+    }
+
+    /// Applies a terminal update together with its webhook event (the outbox), then triggers
+    /// the event's delivery.
+    async fn finish_with_event(
+        &self,
+        batch: &BatchRef,
+        kind: EventKind,
+        update: &UpdateItemFluentBuilder,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let event = WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now);
+        let applied =
+            write::update_with_event(&self.client, update, event_put(&self.table, &event)?).await?;
+        if applied {
+            relay(self.webhook_trigger.as_ref(), &event).await;
+        }
+        Ok(applied)
     }
 
     async fn batch_item(&self, batch: &BatchRef) -> Result<Option<Item>, StoreError> {
@@ -301,7 +333,8 @@ impl BatchStore for DynamoBatchStore {
             .expression_attribute_values(":failed", status_value(BatchStatus::Failed))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":errors", to_json(errors)?);
-        Ok(write::update(update).await?.applied())
+        self.finish_with_event(batch, EventKind::BatchFailed, &update, now)
+            .await
     }
 
     async fn claim_chunk(
@@ -518,7 +551,8 @@ impl BatchStore for DynamoBatchStore {
             set.join(", "),
             remove.join(", ")
         ));
-        Ok(write::update(update).await?.applied())
+        self.finish_with_event(batch, EventKind::of_batch(result.outcome), &update, now)
+            .await
     }
 
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {

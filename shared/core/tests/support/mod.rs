@@ -44,7 +44,7 @@ pub use prism_core::{
 pub use clock::{ManualClock, START};
 pub use memory::{
     MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
-    MemoryQueue, MemoryScheduler,
+    MemoryQueue, MemoryScheduler, MemoryWebhookStore, ScriptedSender,
 };
 pub use upstream::{Call, Hang, MODEL, Reply, ScriptedUpstream, echo_body};
 
@@ -100,6 +100,8 @@ pub struct World {
     pub files: Arc<MemoryFileStore>,
     pub blobs: Arc<MemoryBlobStore>,
     pub upstream: Arc<ScriptedUpstream>,
+    pub webhooks: Arc<MemoryWebhookStore>,
+    pub sender: Arc<ScriptedSender>,
 }
 
 impl World {
@@ -113,6 +115,7 @@ impl World {
             jobs: job_policy,
             files: file_policy,
             batches: batch_policy,
+            webhooks: webhook_policy,
         } = policies;
         let clock = Arc::new(ManualClock::following_tokio());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -126,6 +129,8 @@ impl World {
         let files = Arc::new(MemoryFileStore::new());
         let blobs = Arc::new(MemoryBlobStore::new());
         let upstream = Arc::new(ScriptedUpstream::new(Arc::clone(&dyn_clock)));
+        let webhooks = Arc::new(MemoryWebhookStore::new());
+        let sender = Arc::new(ScriptedSender::default());
         let deps = Deps {
             jobs: jobs.clone(),
             queue: queue.clone(),
@@ -134,6 +139,9 @@ impl World {
             files: files.clone(),
             blobs: blobs.clone(),
             upstream: upstream.clone(),
+            webhooks: webhooks.clone(),
+            webhook_sender: sender.clone(),
+            webhook_policy,
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),
             work_policy,
@@ -152,6 +160,8 @@ impl World {
             files,
             blobs,
             upstream,
+            webhooks,
+            sender,
         }
     }
 
