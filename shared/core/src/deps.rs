@@ -13,7 +13,8 @@ use crate::gate::ModelGate;
 use crate::ids::IdGenerator;
 use crate::jobs::service::JobPolicy;
 use crate::ports::{
-    BatchStore, BlobStore, FileStore, JobStore, Scheduler, Upstream, WorkItem, WorkQueue,
+    BatchStore, BlobStore, FileStore, JobStore, RecurringStore, RecurringTrigger, Scheduler,
+    Upstream, WorkItem, WorkQueue,
 };
 
 /// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
@@ -29,6 +30,8 @@ pub struct Deps {
     pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub recurring: Arc<dyn RecurringStore>,
+    pub recurring_trigger: Arc<dyn RecurringTrigger>,
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
@@ -66,6 +69,8 @@ pub struct Adapters {
     pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub recurring: Arc<dyn RecurringStore>,
+    pub recurring_trigger: Arc<dyn RecurringTrigger>,
 }
 
 impl Deps {
@@ -85,6 +90,8 @@ impl Deps {
             batches,
             files,
             blobs,
+            recurring,
+            recurring_trigger,
         } = adapters;
         Self {
             jobs,
@@ -93,6 +100,8 @@ impl Deps {
             batches,
             files,
             blobs,
+            recurring,
+            recurring_trigger,
             upstream,
             clock,
             ids: Arc::new(IdGenerator::new()),

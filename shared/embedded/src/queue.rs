@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prism_core::batches::BatchRef;
+use prism_core::recurring::RecurringRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
 use prism_core::{BatchId, Clock, Stage, StoreError, TenantId, Timestamp};
 use rand::Rng;
@@ -57,6 +58,21 @@ impl SqliteWorkQueue {
 }
 
 impl SqliteWorkQueue {
+    /// Drops the waiting (not in-flight) firings of a recurring schedule: what pausing or
+    /// deleting it is on a queue that carries delays itself.
+    pub async fn drop_waiting_firings(&self, schedule: &RecurringRef) -> Result<(), StoreError> {
+        let id = schedule.id.as_str().to_owned();
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM work_items WHERE kind = ?1 AND batch_id = ?2 AND receipt IS NULL",
+                )?
+                .execute(params![FIRE_KIND, id])
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Drops the item's message if it is waiting (not in flight): what deleting a schedule is on
     /// a queue that carries delays itself.
     pub async fn drop_waiting(&self, item: &WorkItem) -> Result<(), StoreError> {
@@ -91,12 +107,21 @@ fn split_work_receipt(receipt: &Receipt) -> Option<(&str, &str)> {
 /// waiting item keeps the earlier time; one of an item in flight makes a new message (the
 /// in-flight receipt goes stale, as in SQS a second message is independent of the first).
 fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rusqlite::Result<()> {
-    let (batch, chunk) = match item {
-        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (b, None),
-        WorkItem::RunChunk { batch, chunk } => (batch, Some(*chunk)),
+    let (tenant, owner, chunk, kind) = match item {
+        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => {
+            (&b.tenant, b.id.as_str(), None, item.stage().name())
+        }
+        WorkItem::RunChunk { batch, chunk } => (
+            &batch.tenant,
+            batch.id.as_str(),
+            Some(i64::from(*chunk)),
+            item.stage().name(),
+        ),
+        WorkItem::FireSchedule { schedule, at } => {
+            (&schedule.tenant, schedule.id.as_str(), Some(at.0), FIRE_KIND)
+        }
         WorkItem::Job(_) => return Ok(()),
     };
-    let kind = item.stage().name();
     conn.prepare_cached(
         "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -108,20 +133,33 @@ fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rus
     .execute(params![
         item.key(),
         kind,
-        batch.tenant.as_str(),
-        batch.id.as_str(),
+        tenant.as_str(),
+        owner,
         chunk,
         visible_at
     ])
     .map(|_| ())
 }
 
+/// The `kind` of a firing's row (batch stages use their stage's name).
+const FIRE_KIND: &str = "fire";
+
 fn work_item_from(
     kind: &str,
     tenant: &str,
     batch_id: &str,
-    chunk: Option<u32>,
+    chunk: Option<i64>,
 ) -> Option<WorkItem> {
+    if kind == FIRE_KIND {
+        return Some(WorkItem::FireSchedule {
+            schedule: RecurringRef {
+                tenant: TenantId::parse(tenant)?,
+                id: prism_core::JobId::parse(batch_id)?,
+            },
+            at: Timestamp(chunk?),
+        });
+    }
+    let chunk = chunk.map(u32::try_from).transpose().ok()?;
     let batch = BatchRef {
         tenant: TenantId::parse(tenant)?,
         id: BatchId::parse(batch_id)?,
@@ -149,7 +187,7 @@ fn receive_work_items(
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
-                    r.get::<_, Option<u32>>(4)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             },
         )?

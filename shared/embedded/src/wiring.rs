@@ -9,8 +9,8 @@ use prism_core::deps::{Adapters, Deps, Policies};
 use prism_core::ports::Upstream;
 
 use crate::{
-    Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteScheduler,
-    SqliteWorkQueue,
+    Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore,
+    SqliteRecurringStore, SqliteRecurringTrigger, SqliteScheduler, SqliteWorkQueue,
 };
 
 /// The dependencies of every service and worker, plus the adapters the runtime drives directly
@@ -40,6 +40,11 @@ impl EmbeddedBackend {
             batches: Arc::new(batches.clone()),
             files: Arc::new(SqliteFileStore::new(db.clone())),
             blobs: Arc::new(LocalBlobStore::new(blob_dir)),
+            recurring: Arc::new(SqliteRecurringStore::new(db.clone())),
+            recurring_trigger: Arc::new(SqliteRecurringTrigger::new(
+                queue.clone(),
+                Arc::clone(&clock),
+            )),
         };
         Self {
             deps: Deps::new(adapters, upstream, clock, policies),

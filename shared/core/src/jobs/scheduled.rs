@@ -90,7 +90,7 @@ pub fn parse_schedule_request(
 }
 
 /// The chat body's own errors, with `param` naming where they sit in this request.
-fn nest_under_request(error: ServiceError) -> ServiceError {
+pub(crate) fn nest_under_request(error: ServiceError) -> ServiceError {
     match error {
         ServiceError::InvalidRequest {
             message,
@@ -105,7 +105,7 @@ fn nest_under_request(error: ServiceError) -> ServiceError {
     }
 }
 
-fn parse_scheduled_at(
+pub(crate) fn parse_scheduled_at(
     raw: Option<&RawValue>,
     now: Timestamp,
     horizon: Duration,
