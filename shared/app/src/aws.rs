@@ -98,6 +98,8 @@ pub async fn connect_aws(
         batches: Arc::new(backend.batches.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
+        recurring: Arc::new(backend.recurring.clone()),
+        recurring_trigger: Arc::new(backend.recurring_trigger.clone()),
     };
     let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
     Ok(AwsApp {

@@ -72,7 +72,10 @@ impl Scheduler for EventBridgeScheduler {
     async fn schedule(&self, item: &WorkItem, at: Timestamp) -> Result<(), StoreError> {
         let queue = match item {
             WorkItem::FinalizeBatch(_) => &self.target.finalize_queue_arn,
-            WorkItem::Job(_) | WorkItem::PlanBatch(_) | WorkItem::RunChunk { .. } => {
+            WorkItem::Job(_)
+            | WorkItem::PlanBatch(_)
+            | WorkItem::RunChunk { .. }
+            | WorkItem::FireSchedule { .. } => {
                 &self.target.queue_arn
             }
         };

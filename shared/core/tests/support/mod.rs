@@ -44,7 +44,7 @@ pub use prism_core::{
 pub use clock::{ManualClock, START};
 pub use memory::{
     MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
-    MemoryQueue, MemoryScheduler,
+    MemoryQueue, MemoryRecurringStore, MemoryScheduler, RecordingTrigger,
 };
 pub use upstream::{Call, Hang, MODEL, Reply, ScriptedUpstream, echo_body};
 
@@ -123,6 +123,8 @@ impl World {
             batches: batches.clone(),
             files: files.clone(),
             blobs: blobs.clone(),
+            recurring: Arc::new(MemoryRecurringStore::new()),
+            recurring_trigger: Arc::new(RecordingTrigger::default()),
             upstream: upstream.clone(),
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),
