@@ -355,10 +355,11 @@ async fn a_firing_delivered_twice_makes_one_run() {
         &prism_core::JobId::parse(&id).unwrap(),
         at,
     );
-    match &pump {
+    let queue = match &pump {
         Some((pump, _)) => {
             pump.invoke_recurring(&id, at).await;
             pump.invoke_recurring(&id, at).await;
+            None
         }
         None => {
             // The same firing queued again beside the server, in its own database.
@@ -369,9 +370,15 @@ async fn a_firing_delivered_twice_makes_one_run() {
             let queue = prism_embedded::SqliteWorkQueue::new(db, Arc::new(SystemClock));
             use prism_core::ports::WorkQueue;
             queue.enqueue(&item, Duration::ZERO).await.unwrap();
+            Some(queue)
         }
-    }
+    };
     tokio::time::sleep(Duration::from_secs(4)).await;
+    if let Some(queue) = queue {
+        // The duplicate was delivered and acknowledged: only tomorrow's firing still waits.
+        let next = queue.next_visible_at().await.unwrap().unwrap();
+        assert!(next > SystemClock.now().plus(Duration::from_secs(3600)));
+    }
     let after = schedule(&env, &id).await;
     assert_eq!(run_count(&after), 1, "{after}");
     assert_eq!(after["skipped_count"], 0);

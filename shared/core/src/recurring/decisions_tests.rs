@@ -100,15 +100,19 @@ fn a_firing_after_downtime_makes_one_run_for_the_latest_missed_time() {
         on_fire(&next, at("2026-04-05T09:05:00Z"), at("2026-04-05T09:17:31Z"), false),
         FireDecision::Ignore
     );
+    // Skip: the latest missed fire time (09:15) is 150 s past, so no run; a fire time within
+    // a minute would still run.
     let mut skip = s.clone();
     skip.recurrence.catch_up = CatchUpPolicy::Skip;
-    let (_, run, next) = handled(on_fire(
+    skip.recurrence.cron = parse_cron("*/5 * * * *").unwrap();
+    let (fired, run, next) = handled(on_fire(
         &skip,
-        at("2026-04-05T09:01:00Z"),
+        at("2026-04-05T09:05:00Z"),
         at("2026-04-05T09:17:30Z"),
         false,
     ));
-    assert!(!run);
+    assert_eq!((fired, run), (at("2026-04-05T09:15:00Z"), false));
+    assert_eq!(next.next_run_at, Some(at("2026-04-05T09:20:00Z")));
     assert_eq!((next.run_count, next.skipped_count), (0, 1));
 }
 
