@@ -64,7 +64,11 @@ async fn schedule(env: &Env, id: &str) -> Value {
 
 async fn action(env: &Env, id: &str, verb: &str) -> (u16, Value) {
     let response = env
-        .post(&env.alpha, &format!("/v1/scheduled/{id}/{verb}"), &json!({}))
+        .post(
+            &env.alpha,
+            &format!("/v1/scheduled/{id}/{verb}"),
+            &json!({}),
+        )
         .await;
     (response.status().as_u16(), response.json().await.unwrap())
 }
@@ -89,7 +93,10 @@ where
         if let Some(found) = check().await {
             return found;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -108,7 +115,13 @@ fn daily_in(in_ms: i64) -> (String, Timestamp) {
     let text = prism_core::clock::format_rfc3339(at);
     let (h, m, s) = (&text[11..13], &text[14..16], &text[17..19]);
     let trim = |f: &str| f.trim_start_matches('0').to_owned();
-    let field = |f: &str| if trim(f).is_empty() { "0".to_owned() } else { trim(f) };
+    let field = |f: &str| {
+        if trim(f).is_empty() {
+            "0".to_owned()
+        } else {
+            trim(f)
+        }
+    };
     (format!("{} {} {} * * *", field(s), field(m), field(h)), at)
 }
 
@@ -140,12 +153,17 @@ async fn every_minute_schedule_runs_at_each_minute_boundary_and_the_runs_complet
     if let Some((pump, _)) = &pump {
         let eventbridge = pump.schedule(&id).await;
         assert_eq!(eventbridge.schedule_expression(), Some("cron(* * * * ? *)"));
-        assert_eq!(eventbridge.schedule_expression_timezone(), Some("Europe/Berlin"));
+        assert_eq!(
+            eventbridge.schedule_expression_timezone(),
+            Some("Europe/Berlin")
+        );
     }
 
-    let done = poll(Duration::from_secs(150), "two runs, then finished", || async {
-        Some(schedule(&env, &id).await).filter(|s| s["status"] == "finished")
-    })
+    let done = poll(
+        Duration::from_secs(150),
+        "two runs, then finished",
+        || async { Some(schedule(&env, &id).await).filter(|s| s["status"] == "finished") },
+    )
     .await;
     assert_eq!(run_count(&done), 2);
     assert!(done["next_run_at"].is_null() && done["completed_at"].is_i64());
@@ -178,7 +196,10 @@ async fn every_minute_schedule_runs_at_each_minute_boundary_and_the_runs_complet
     }
     assert_eq!(env.mock.hits("gpt-minute"), 2);
     if let Some((pump, task)) = pump {
-        assert!(!pump.names().await.contains(&id), "finished: schedule removed");
+        assert!(
+            !pump.names().await.contains(&id),
+            "finished: schedule removed"
+        );
         task.abort();
     }
 }
@@ -191,7 +212,10 @@ async fn pause_resume_and_delete_do_what_they_say() {
     }
     let created = create(
         &env,
-        &recurring(json!({"cron": "*/2 * * * * *", "timezone": "UTC"}), "gpt-life"),
+        &recurring(
+            json!({"cron": "*/2 * * * * *", "timezone": "UTC"}),
+            "gpt-life",
+        ),
     )
     .await;
     let id = created["id"].as_str().unwrap();
@@ -214,9 +238,11 @@ async fn pause_resume_and_delete_do_what_they_say() {
     let (status, resumed) = action(&env, id, "resume").await;
     assert_eq!((status, resumed["status"].as_str()), (200, Some("active")));
     assert!(resumed["next_run_at"].is_string());
-    eventually(Duration::from_secs(10), "runs again after resume", || async {
-        run_count(&schedule(&env, id).await) > count
-    })
+    eventually(
+        Duration::from_secs(10),
+        "runs again after resume",
+        || async { run_count(&schedule(&env, id).await) > count },
+    )
     .await;
 
     let response = env.delete(&env.alpha, &format!("/v1/scheduled/{id}")).await;
@@ -226,12 +252,21 @@ async fn pause_resume_and_delete_do_what_they_say() {
     assert!(deleted["completed_at"].is_i64() && deleted["next_run_at"].is_null());
     let count = run_count(&deleted);
     tokio::time::sleep(Duration::from_millis(4_500)).await;
-    assert_eq!(run_count(&schedule(&env, id).await), count, "no runs after delete");
+    assert_eq!(
+        run_count(&schedule(&env, id).await),
+        count,
+        "no runs after delete"
+    );
     assert_eq!(runs(&env, id, "").await.len() as u64, count);
     for verb in ["resume", "pause"] {
         let (status, error) = action(&env, id, verb).await;
         assert_eq!(status, 409, "{verb}: {error}");
-        assert!(error["error"]["message"].as_str().unwrap().contains("cancelled"));
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cancelled")
+        );
     }
     let again = env.delete(&env.alpha, &format!("/v1/scheduled/{id}")).await;
     assert_eq!(again.status(), 200);
@@ -260,7 +295,10 @@ async fn pause_resume_and_delete_set_the_eventbridge_schedule(env: Env) {
     .await;
     let id = created["id"].as_str().unwrap();
     let eventbridge = pump.schedule(id).await;
-    assert_eq!(eventbridge.schedule_expression(), Some("cron(0 9 ? * 2-6 *)"));
+    assert_eq!(
+        eventbridge.schedule_expression(),
+        Some("cron(0 9 ? * 2-6 *)")
+    );
     assert!(eventbridge.start_date().is_some() && eventbridge.end_date().is_some());
     assert_eq!(pump.state(id).await.as_deref(), Some("ENABLED"));
     let (status, _) = action(&env, id, "pause").await;
@@ -307,12 +345,18 @@ async fn max_runs_and_end_at_finish_the_schedule() {
     let limited = schedule(&env, limited["id"].as_str().unwrap()).await;
     assert_eq!(run_count(&limited), 3);
     assert!(limited["next_run_at"].is_null());
-    assert_eq!(runs(&env, limited["id"].as_str().unwrap(), "").await.len(), 3);
+    assert_eq!(
+        runs(&env, limited["id"].as_str().unwrap(), "").await.len(),
+        3
+    );
     let ending = schedule(&env, ending["id"].as_str().unwrap()).await;
     let made = run_count(&ending);
     assert!((2..=4).contains(&made), "{ending}");
     assert!(ts(&ending["last_run_at"]) <= ts(&ending["schedule"]["end_at"]));
-    assert_eq!(runs(&env, ending["id"].as_str().unwrap(), "").await.len() as u64, made);
+    assert_eq!(
+        runs(&env, ending["id"].as_str().unwrap(), "").await.len() as u64,
+        made
+    );
     // Runs filter by status and page newest first.
     let id = limited["id"].as_str().unwrap();
     eventually(Duration::from_secs(10), "runs complete", || async {
@@ -321,7 +365,12 @@ async fn max_runs_and_end_at_finish_the_schedule() {
     .await;
     let page = runs(&env, id, "?limit=2").await;
     assert_eq!(page.len(), 2);
-    let rest = runs(&env, id, &format!("?after={}", page[1]["id"].as_str().unwrap())).await;
+    let rest = runs(
+        &env,
+        id,
+        &format!("?after={}", page[1]["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(rest.len(), 1);
     assert!(page[0]["id"].as_str() > page[1]["id"].as_str());
     assert!(runs(&env, id, "?status=running").await.is_empty());
@@ -340,21 +389,25 @@ async fn a_firing_delivered_twice_makes_one_run() {
     let pump = pump_for(&env).await;
     let created = create(
         &env,
-        &recurring(json!({"cron": cron, "timezone": "UTC", "max_runs": 5}), "gpt-dup"),
+        &recurring(
+            json!({"cron": cron, "timezone": "UTC", "max_runs": 5}),
+            "gpt-dup",
+        ),
     )
     .await;
     let id = created["id"].as_str().unwrap().to_owned();
-    let at = if fire { ts(&created["next_run_at"]) } else { at };
+    let at = if fire {
+        ts(&created["next_run_at"])
+    } else {
+        at
+    };
     eventually(Duration::from_secs(75), "the first run", || async {
         run_count(&schedule(&env, &id).await) == 1
     })
     .await;
     let tenant = prism_core::TenantId::parse("alpha").unwrap();
-    let item = prism_core::recurring::fire::firing(
-        &tenant,
-        &prism_core::JobId::parse(&id).unwrap(),
-        at,
-    );
+    let item =
+        prism_core::recurring::fire::firing(&tenant, &prism_core::JobId::parse(&id).unwrap(), at);
     let queue = match &pump {
         Some((pump, _)) => {
             pump.invoke_recurring(&id, at).await;
@@ -363,10 +416,9 @@ async fn a_firing_delivered_twice_makes_one_run() {
         }
         None => {
             // The same firing queued again beside the server, in its own database.
-            let db = prism_embedded::Database::open(
-                &env.data_dir().join(prism_embedded::DATABASE_FILE),
-            )
-            .unwrap();
+            let db =
+                prism_embedded::Database::open(&env.data_dir().join(prism_embedded::DATABASE_FILE))
+                    .unwrap();
             let queue = prism_embedded::SqliteWorkQueue::new(db, Arc::new(SystemClock));
             use prism_core::ports::WorkQueue;
             queue.enqueue(&item, Duration::ZERO).await.unwrap();
@@ -416,7 +468,10 @@ async fn a_kill_across_a_fire_time_makes_exactly_one_run_after_restart() {
     let after = schedule(&env, id).await;
     assert_eq!(run_count(&after), 1, "{after}");
     assert_eq!(ts(&after["last_run_at"]), at);
-    assert_eq!(ts(&after["next_run_at"]), at.plus(Duration::from_secs(86_400)));
+    assert_eq!(
+        ts(&after["next_run_at"]),
+        at.plus(Duration::from_secs(86_400))
+    );
     assert_eq!(runs(&env, id, "").await.len(), 1);
     assert_eq!(env.mock.hits("gpt-restart"), 1);
 }
@@ -439,15 +494,60 @@ async fn each_invalid_schedule_is_a_400_naming_its_param() {
         json!({"schedule": schedule, "request": request})
     };
     let cases = [
-        (json!({"scheduled_at": at, "schedule": ok, "request": request}), "schedule", "conflicting_parameters", ""),
-        (json!({"request": request}), "scheduled_at", "missing_required_parameter", ""),
-        (with(json!({"cron": "0 25 * * *"})), "schedule.cron", "invalid_cron", "position 2"),
-        (with(json!({"cron": "0 9 * *"})), "schedule.cron", "invalid_cron", "position 7"),
-        (with(json!({"timezone": "Mars/Olympus_Mons"})), "schedule.timezone", "unknown_timezone", "Mars"),
-        (with(json!({"cron": "*/30 * * * * *"})), "schedule.cron", "interval_too_short", ""),
-        (with(json!({"start_at": rfc3339_in(7_200_000), "end_at": at})), "schedule.end_at", "end_before_start", ""),
-        (with(json!({"max_runs": 0})), "schedule.max_runs", "invalid_value", ""),
-        (with(json!({"overlap": "sometimes"})), "schedule.overlap", "invalid_value", ""),
+        (
+            json!({"scheduled_at": at, "schedule": ok, "request": request}),
+            "schedule",
+            "conflicting_parameters",
+            "",
+        ),
+        (
+            json!({"request": request}),
+            "scheduled_at",
+            "missing_required_parameter",
+            "",
+        ),
+        (
+            with(json!({"cron": "0 25 * * *"})),
+            "schedule.cron",
+            "invalid_cron",
+            "position 2",
+        ),
+        (
+            with(json!({"cron": "0 9 * *"})),
+            "schedule.cron",
+            "invalid_cron",
+            "position 7",
+        ),
+        (
+            with(json!({"timezone": "Mars/Olympus_Mons"})),
+            "schedule.timezone",
+            "unknown_timezone",
+            "Mars",
+        ),
+        (
+            with(json!({"cron": "*/30 * * * * *"})),
+            "schedule.cron",
+            "interval_too_short",
+            "",
+        ),
+        (
+            with(json!({"start_at": rfc3339_in(7_200_000), "end_at": at})),
+            "schedule.end_at",
+            "end_before_start",
+            "",
+        ),
+        (
+            with(json!({"max_runs": 0})),
+            "schedule.max_runs",
+            "invalid_value",
+            "",
+        ),
+        (
+            with(json!({"overlap": "sometimes"})),
+            "schedule.overlap",
+            "invalid_value",
+            "",
+        ),
     ];
     for (body, param, code, text) in cases {
         let response = env.post(&env.alpha, "/v1/scheduled", &body).await;
@@ -455,25 +555,38 @@ async fn each_invalid_schedule_is_a_400_naming_its_param() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["param"], param, "{error}");
         assert_eq!(error["error"]["code"], code, "{error}");
-        assert!(error["error"]["message"].as_str().unwrap().contains(text), "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(text),
+            "{error}"
+        );
     }
     // The per-tenant cap counts active and paused schedules; a deleted one frees its place.
     let first = create(&env, &json!({"schedule": ok, "request": request})).await;
     create(&env, &json!({"schedule": ok, "request": request})).await;
     let response = env
-        .post(&env.alpha, "/v1/scheduled", &json!({"schedule": ok, "request": request}))
+        .post(
+            &env.alpha,
+            "/v1/scheduled",
+            &json!({"schedule": ok, "request": request}),
+        )
         .await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "schedule");
     assert_eq!(error["error"]["code"], "too_many_recurring_schedules");
     let other = env
-        .post(&env.beta, "/v1/scheduled", &json!({"schedule": ok, "request": request}))
+        .post(
+            &env.beta,
+            "/v1/scheduled",
+            &json!({"schedule": ok, "request": request}),
+        )
         .await;
     assert_eq!(other.status(), 201, "the cap is per tenant");
     let id = first["id"].as_str().unwrap();
     assert_eq!(
-        env.delete(&env.alpha, &format!("/v1/scheduled/{id}")).await.status(),
+        env.delete(&env.alpha, &format!("/v1/scheduled/{id}"))
+            .await
+            .status(),
         200
     );
     create(&env, &json!({"schedule": ok, "request": request})).await;

@@ -328,9 +328,7 @@ impl Config {
         Policies {
             // EventBridge Scheduler's cron has no seconds field.
             jobs: JobPolicy {
-                recurring_min_interval: jobs
-                    .recurring_min_interval
-                    .max(Duration::from_secs(60)),
+                recurring_min_interval: jobs.recurring_min_interval.max(Duration::from_secs(60)),
                 ..jobs
             },
             files: self.aws_file_policy(),

@@ -9,8 +9,8 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use prism_core::batches::BatchRef;
 use prism_core::clock::{format_rfc3339, parse_rfc3339};
 use prism_core::jobs::JobRef;
-use prism_core::recurring::RecurringRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::recurring::RecurringRef;
 use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 

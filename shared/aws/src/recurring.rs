@@ -119,7 +119,10 @@ impl RecurringStore for DynamoRecurringStore {
             (SORT_KEY.to_owned(), s(sch.id.as_str())),
             ("status".to_owned(), s(sch.status.as_str())),
             ("model".to_owned(), s(sch.model.clone())),
-            ("request".to_owned(), AttributeValue::B(request.to_vec().into())),
+            (
+                "request".to_owned(),
+                AttributeValue::B(request.to_vec().into()),
+            ),
             ("cron".to_owned(), s(r.cron.as_str())),
             ("timezone".to_owned(), s(r.timezone.clone())),
             ("overlap".to_owned(), s(r.overlap.as_str())),
@@ -295,7 +298,12 @@ impl EventBridgeRecurringTrigger {
     }
 
     /// Creates the schedule, or (`update`) replaces it whole, as UpdateSchedule requires.
-    async fn put(&self, sch: &Recurring, state: ScheduleState, update: bool) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        sch: &Recurring,
+        state: ScheduleState,
+        update: bool,
+    ) -> Result<(), StoreError> {
         let r = &sch.recurrence;
         let expression = eventbridge_expression(&r.cron).ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -326,7 +334,9 @@ impl EventBridgeRecurringTrigger {
                 .await
                 .map(|_| ())
                 .map_err(|e| {
-                    if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) {
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception())
+                    {
                         None
                     } else {
                         Some(unavailable(e))
@@ -349,7 +359,9 @@ impl EventBridgeRecurringTrigger {
                 .map(|_| ())
                 .map_err(|e| {
                     // Created by an earlier try of this same call.
-                    if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) {
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conflict_exception())
+                    {
                         None
                     } else {
                         Some(unavailable(e))

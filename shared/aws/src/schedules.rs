@@ -75,9 +75,7 @@ impl Scheduler for EventBridgeScheduler {
             WorkItem::Job(_)
             | WorkItem::PlanBatch(_)
             | WorkItem::RunChunk { .. }
-            | WorkItem::FireSchedule { .. } => {
-                &self.target.queue_arn
-            }
+            | WorkItem::FireSchedule { .. } => &self.target.queue_arn,
         };
         let target = Target::builder()
             .arn(queue)

@@ -81,7 +81,11 @@ pub fn run_job_id(schedule: &JobId, fire_at: Timestamp) -> JobId {
         .iter()
         .take(10)
         .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
-    JobId(format!("{}{}", JobId::ASYNC_PREFIX, encode(fire_at.0, random)))
+    JobId(format!(
+        "{}{}",
+        JobId::ASYNC_PREFIX,
+        encode(fire_at.0, random)
+    ))
 }
 
 /// A fresh fencing token for a lease (a job run, a chunk claim, a finalize claim): 128 random

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prism_core::batches::BatchRef;
-use prism_core::recurring::RecurringRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::recurring::RecurringRef;
 use prism_core::{BatchId, Clock, Stage, StoreError, TenantId, Timestamp};
 use rand::Rng;
 use rusqlite::{Connection, params};
@@ -117,9 +117,12 @@ fn enqueue_work_item(conn: &Connection, item: &WorkItem, visible_at: i64) -> rus
             Some(i64::from(*chunk)),
             item.stage().name(),
         ),
-        WorkItem::FireSchedule { schedule, at } => {
-            (&schedule.tenant, schedule.id.as_str(), Some(at.0), FIRE_KIND)
-        }
+        WorkItem::FireSchedule { schedule, at } => (
+            &schedule.tenant,
+            schedule.id.as_str(),
+            Some(at.0),
+            FIRE_KIND,
+        ),
         WorkItem::Job(_) => return Ok(()),
     };
     conn.prepare_cached(

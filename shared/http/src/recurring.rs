@@ -2,15 +2,15 @@
 //! pause, resume and runs. Create, read and delete share their routes with one-time scheduled
 //! jobs (`routes`), which ask here first.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use prism_core::TenantId;
 use prism_core::clock::format_rfc3339;
 use prism_core::list::ListQuery;
 use prism_core::metadata::Metadata;
 use prism_core::recurring::{Recurring, service};
-use prism_core::TenantId;
 use serde::Serialize;
 
 use crate::error::ApiError;

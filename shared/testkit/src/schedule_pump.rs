@@ -46,7 +46,11 @@ pub fn posix_from_eventbridge(expression: &str) -> String {
                 return item.replace('?', "*");
             }
             let (base, step) = item.split_once('/').map_or((item, ""), |(b, s)| (b, s));
-            let step = if step.is_empty() { String::new() } else { format!("/{step}") };
+            let step = if step.is_empty() {
+                String::new()
+            } else {
+                format!("/{step}")
+            };
             let base = if let Some((d, nth)) = base.split_once('#') {
                 format!("{}#{nth}", day(d))
             } else if let Some(d) = base.strip_suffix('L').filter(|d| !d.is_empty()) {
@@ -209,12 +213,9 @@ impl EmulatorSchedulePump {
         let posix = posix_from_eventbridge(schedule.schedule_expression().unwrap_or_default());
         let cron = parse_cron(&posix).unwrap();
         let zone = parse_zone(schedule.schedule_expression_timezone().unwrap_or("UTC")).unwrap();
-        let millis = |d: &aws_sdk_scheduler::primitives::DateTime| {
-            Timestamp(d.to_millis().unwrap())
-        };
-        let upto = schedule
-            .end_date()
-            .map_or(now, |end| now.min(millis(end)));
+        let millis =
+            |d: &aws_sdk_scheduler::primitives::DateTime| Timestamp(d.to_millis().unwrap());
+        let upto = schedule.end_date().map_or(now, |end| now.min(millis(end)));
         let created = schedule.creation_date().map_or(Timestamp(0), millis);
         let floor = schedule
             .start_date()

@@ -147,7 +147,10 @@ fn weekdays_follow_posix_numbering() {
 
 #[test]
 fn an_expression_that_never_fires_again_has_no_next_time() {
-    assert_eq!(fires("0 0 30 2 *", "UTC", "2026-01-01T00:00:00Z", 1), Vec::<String>::new());
+    assert_eq!(
+        fires("0 0 30 2 *", "UTC", "2026-01-01T00:00:00Z", 1),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -162,7 +165,12 @@ fn catch_up_picks_only_the_latest_missed_fire_time() {
     );
     assert_eq!(latest, Some(at("2026-04-05T11:17:00Z")));
     assert_eq!(
-        latest_fire_until(&expr, zone, at("2026-04-05T11:17:00Z"), at("2026-04-05T11:17:30Z")),
+        latest_fire_until(
+            &expr,
+            zone,
+            at("2026-04-05T11:17:00Z"),
+            at("2026-04-05T11:17:30Z")
+        ),
         None
     );
 }
@@ -188,7 +196,10 @@ fn syntax_errors_name_the_field_and_its_position() {
             "{cron}: {}",
             error.message
         );
-        assert!(error.message.contains(&format!("position {position}")), "{cron}");
+        assert!(
+            error.message.contains(&format!("position {position}")),
+            "{cron}"
+        );
     }
 }
 

@@ -78,7 +78,12 @@ fn an_on_time_firing_makes_one_run_and_a_repeat_of_it_is_ignored() {
 fn an_early_firing_is_not_due() {
     let s = every_minute("2026-04-05T09:00:20Z");
     assert_eq!(
-        on_fire(&s, at("2026-04-05T09:01:00Z"), at("2026-04-05T09:00:58Z"), false),
+        on_fire(
+            &s,
+            at("2026-04-05T09:01:00Z"),
+            at("2026-04-05T09:00:58Z"),
+            false
+        ),
         FireDecision::NotDue(Duration::from_secs(2))
     );
 }
@@ -97,7 +102,12 @@ fn a_firing_after_downtime_makes_one_run_for_the_latest_missed_time() {
     assert_eq!(next.next_run_at, Some(at("2026-04-05T09:18:00Z")));
     // The other late deliveries of the outage are duplicates now.
     assert_eq!(
-        on_fire(&next, at("2026-04-05T09:05:00Z"), at("2026-04-05T09:17:31Z"), false),
+        on_fire(
+            &next,
+            at("2026-04-05T09:05:00Z"),
+            at("2026-04-05T09:17:31Z"),
+            false
+        ),
         FireDecision::Ignore
     );
     // Skip: the latest missed fire time (09:15) is 150 s past, so no run; a fire time within
@@ -132,15 +142,33 @@ fn overlap_skip_passes_a_firing_while_the_previous_run_is_unfinished() {
 fn max_runs_and_end_at_finish_the_schedule() {
     let mut s = every_minute("2026-04-05T09:00:20Z");
     s.recurrence.max_runs = Some(2);
-    let (_, _, s) = handled(on_fire(&s, at("2026-04-05T09:01:00Z"), at("2026-04-05T09:01:00Z"), false));
+    let (_, _, s) = handled(on_fire(
+        &s,
+        at("2026-04-05T09:01:00Z"),
+        at("2026-04-05T09:01:00Z"),
+        false,
+    ));
     assert_eq!(s.status, RecurringStatus::Active);
-    let (_, run, s) = handled(on_fire(&s, at("2026-04-05T09:02:00Z"), at("2026-04-05T09:02:00Z"), false));
+    let (_, run, s) = handled(on_fire(
+        &s,
+        at("2026-04-05T09:02:00Z"),
+        at("2026-04-05T09:02:00Z"),
+        false,
+    ));
     assert!(run);
-    assert_eq!((s.status, s.run_count, s.next_run_at), (RecurringStatus::Finished, 2, None));
+    assert_eq!(
+        (s.status, s.run_count, s.next_run_at),
+        (RecurringStatus::Finished, 2, None)
+    );
 
     let mut s = every_minute("2026-04-05T09:00:20Z");
     s.recurrence.end_at = Some(at("2026-04-05T09:01:30Z"));
-    let (_, run, s) = handled(on_fire(&s, at("2026-04-05T09:01:00Z"), at("2026-04-05T09:01:00Z"), false));
+    let (_, run, s) = handled(on_fire(
+        &s,
+        at("2026-04-05T09:01:00Z"),
+        at("2026-04-05T09:01:00Z"),
+        false,
+    ));
     assert!(run);
     assert_eq!(s.status, RecurringStatus::Finished);
 }
@@ -148,24 +176,49 @@ fn max_runs_and_end_at_finish_the_schedule() {
 #[test]
 fn pause_resume_and_delete_follow_the_state_machine() {
     let s = every_minute("2026-04-05T09:00:20Z");
-    let Transition::Write(paused) = pause(&s) else { panic!() };
-    assert_eq!((paused.status, paused.next_run_at), (RecurringStatus::Paused, None));
+    let Transition::Write(paused) = pause(&s) else {
+        panic!()
+    };
+    assert_eq!(
+        (paused.status, paused.next_run_at),
+        (RecurringStatus::Paused, None)
+    );
     assert_eq!(pause(&paused), Transition::Unchanged);
     assert_eq!(
-        on_fire(&paused, at("2026-04-05T09:01:00Z"), at("2026-04-05T09:01:00Z"), false),
+        on_fire(
+            &paused,
+            at("2026-04-05T09:01:00Z"),
+            at("2026-04-05T09:01:00Z"),
+            false
+        ),
         FireDecision::Ignore
     );
     // Resumed ten minutes later: the fire times it slept through are not caught up.
-    let Transition::Write(resumed) = resume(&paused, at("2026-04-05T09:10:10Z")) else { panic!() };
+    let Transition::Write(resumed) = resume(&paused, at("2026-04-05T09:10:10Z")) else {
+        panic!()
+    };
     assert_eq!(resumed.next_run_at, Some(at("2026-04-05T09:11:00Z")));
     assert_eq!(
-        on_fire(&resumed, at("2026-04-05T09:05:00Z"), at("2026-04-05T09:10:20Z"), false),
+        on_fire(
+            &resumed,
+            at("2026-04-05T09:05:00Z"),
+            at("2026-04-05T09:10:20Z"),
+            false
+        ),
         FireDecision::Ignore
     );
-    let Transition::Write(cancelled) = cancel(&resumed, at("2026-04-05T09:10:30Z")) else { panic!() };
+    let Transition::Write(cancelled) = cancel(&resumed, at("2026-04-05T09:10:30Z")) else {
+        panic!()
+    };
     assert_eq!(cancelled.status, RecurringStatus::Cancelled);
-    assert_eq!(cancel(&cancelled, at("2026-04-05T09:11:00Z")), Transition::Unchanged);
-    assert_eq!(resume(&cancelled, at("2026-04-05T09:11:00Z")), Transition::Refused);
+    assert_eq!(
+        cancel(&cancelled, at("2026-04-05T09:11:00Z")),
+        Transition::Unchanged
+    );
+    assert_eq!(
+        resume(&cancelled, at("2026-04-05T09:11:00Z")),
+        Transition::Refused
+    );
     assert_eq!(pause(&cancelled), Transition::Refused);
 }
 
@@ -178,5 +231,8 @@ fn run_ids_derive_from_the_schedule_and_the_fire_time() {
     assert!(a.as_str().starts_with("job_"));
     assert!(crate::JobId::parse(a.as_str()).is_some());
     let other = every_minute("2026-04-05T09:00:21Z");
-    assert_ne!(a, crate::ids::run_job_id(&other.id, at("2026-04-05T09:01:00Z")));
+    assert_ne!(
+        a,
+        crate::ids::run_job_id(&other.id, at("2026-04-05T09:01:00Z"))
+    );
 }

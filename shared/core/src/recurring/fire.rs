@@ -11,7 +11,7 @@ use crate::jobs::{JobKind, JobRef, NewJob};
 use crate::ports::{CreateOutcome, WorkItem};
 use crate::recurring::decisions::{self, FireDecision};
 use crate::recurring::{OverlapPolicy, Recurring, RecurringRef, RecurringStatus};
-use crate::{Timestamp, TenantId};
+use crate::{TenantId, Timestamp};
 
 /// Versioned writes tried before the message is left to reappear.
 const WRITE_TRIES: usize = 5;

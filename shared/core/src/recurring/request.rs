@@ -105,7 +105,10 @@ fn invalid(param: &str, code: &str, message: String) -> ServiceError {
     ServiceError::invalid(message, Some(param), Some(code))
 }
 
-fn text<'v>(value: Option<&'v serde_json::Value>, param: &str) -> Result<Option<&'v str>, ServiceError> {
+fn text<'v>(
+    value: Option<&'v serde_json::Value>,
+    param: &str,
+) -> Result<Option<&'v str>, ServiceError> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
@@ -189,8 +192,13 @@ fn parse_schedule(
             "Missing required parameter: 'schedule.cron' (5 fields: minute hour day-of-month month day-of-week, e.g. \"0 9 * * 1-5\").".into(),
         ));
     };
-    let cron = parse_cron(cron_text)
-        .map_err(|e| invalid("schedule.cron", "invalid_cron", format!("Invalid 'schedule.cron': {}", e.message)))?;
+    let cron = parse_cron(cron_text).map_err(|e| {
+        invalid(
+            "schedule.cron",
+            "invalid_cron",
+            format!("Invalid 'schedule.cron': {}", e.message),
+        )
+    })?;
     let Some(timezone) = text(schedule.timezone.as_ref(), "schedule.timezone")? else {
         return Err(invalid(
             "schedule.timezone",
@@ -209,7 +217,9 @@ fn parse_schedule(
         return Err(invalid(
             "schedule.cron",
             "interval_too_short",
-            format!("Invalid 'schedule.cron': '{cron_text}' has a seconds field; schedules fire at most once a minute, so use 5 fields."),
+            format!(
+                "Invalid 'schedule.cron': '{cron_text}' has a seconds field; schedules fire at most once a minute, so use 5 fields."
+            ),
         ));
     }
     if let Some(shortest) = shortest_interval(&cron, zone, now, INTERVAL_SAMPLE)
@@ -244,7 +254,10 @@ fn parse_schedule(
         return Err(invalid(
             "schedule.end_at",
             "end_in_past",
-            format!("Invalid 'schedule.end_at': {} is in the past.", format_rfc3339(end)),
+            format!(
+                "Invalid 'schedule.end_at': {} is in the past.",
+                format_rfc3339(end)
+            ),
         ));
     }
     let max_runs = match &schedule.max_runs {
@@ -258,7 +271,8 @@ fn parse_schedule(
                     invalid(
                         "schedule.max_runs",
                         "invalid_value",
-                        "Invalid 'schedule.max_runs': expected a whole number of at least 1.".into(),
+                        "Invalid 'schedule.max_runs': expected a whole number of at least 1."
+                            .into(),
                     )
                 })?,
         ),
@@ -266,13 +280,21 @@ fn parse_schedule(
     let overlap = match text(schedule.overlap.as_ref(), "schedule.overlap")? {
         None => OverlapPolicy::default(),
         Some(s) => OverlapPolicy::parse(s).ok_or_else(|| {
-            invalid("schedule.overlap", "invalid_value", format!("Invalid 'schedule.overlap': '{s}'. Expected 'skip' or 'allow'."))
+            invalid(
+                "schedule.overlap",
+                "invalid_value",
+                format!("Invalid 'schedule.overlap': '{s}'. Expected 'skip' or 'allow'."),
+            )
         })?,
     };
     let catch_up = match text(schedule.catch_up.as_ref(), "schedule.catch_up")? {
         None => CatchUpPolicy::default(),
         Some(s) => CatchUpPolicy::parse(s).ok_or_else(|| {
-            invalid("schedule.catch_up", "invalid_value", format!("Invalid 'schedule.catch_up': '{s}'. Expected 'latest' or 'skip'."))
+            invalid(
+                "schedule.catch_up",
+                "invalid_value",
+                format!("Invalid 'schedule.catch_up': '{s}'. Expected 'latest' or 'skip'."),
+            )
         })?,
     };
     let recurrence = Recurrence {
@@ -289,7 +311,9 @@ fn parse_schedule(
         return Err(invalid(
             "schedule.cron",
             "no_fire_time",
-            format!("Invalid 'schedule.cron': '{cron_text}' never fires between the start and 'schedule.end_at'."),
+            format!(
+                "Invalid 'schedule.cron': '{cron_text}' never fires between the start and 'schedule.end_at'."
+            ),
         ));
     }
     Ok(recurrence)

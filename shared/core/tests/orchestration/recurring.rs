@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use prism_core::list::ListQuery;
+use prism_core::recurring::RecurringStatus;
 use prism_core::recurring::fire::fire_schedule;
 use prism_core::recurring::service::{create_recurring, delete_recurring, list_runs};
-use prism_core::recurring::RecurringStatus;
 
 use crate::support::*;
 
