@@ -590,4 +590,17 @@ async fn each_invalid_schedule_is_a_400_naming_its_param() {
         200
     );
     create(&env, &json!({"schedule": ok, "request": request})).await;
+    // An Idempotency-Key is refused, not ignored (a retried create would make a second one).
+    let response = env
+        .http
+        .post(env.url("/v1/scheduled"))
+        .bearer_auth(&env.beta)
+        .header("Idempotency-Key", "k-1")
+        .json(&json!({"schedule": ok, "request": request}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "Idempotency-Key");
 }

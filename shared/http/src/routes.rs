@@ -392,6 +392,15 @@ async fn create_scheduled_job(
     if prism_core::recurring::request::scheduled_kind(&body.bytes)?
         == prism_core::recurring::request::ScheduledKind::Recurring
     {
+        // Refused rather than ignored: a retried create would make a second schedule.
+        if key.is_some() {
+            return Err(prism_core::ServiceError::invalid(
+                "The Idempotency-Key header is not supported for recurring schedules yet; send the request without it.",
+                Some("Idempotency-Key"),
+                Some("idempotency_unsupported"),
+            )
+            .into());
+        }
         let schedule =
             prism_core::recurring::service::create_recurring(&state.deps, &tenant, &body.bytes)
                 .await?;

@@ -31,7 +31,7 @@ pub fn first_fire(
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// Write this schedule (its version is the one read; the store bumps it).
-    Write(Recurring),
+    Write(Box<Recurring>),
     /// Already in the asked-for state: answer with it as is.
     Unchanged,
     /// Not allowed from this status (409).
@@ -42,10 +42,10 @@ fn moved(schedule: &Recurring, status: RecurringStatus) -> Transition {
     if schedule.status == status {
         Transition::Unchanged
     } else if schedule.status.can_become(status) {
-        Transition::Write(Recurring {
+        Transition::Write(Box::new(Recurring {
             status,
             ..schedule.clone()
-        })
+        }))
     } else {
         Transition::Refused
     }
@@ -53,10 +53,10 @@ fn moved(schedule: &Recurring, status: RecurringStatus) -> Transition {
 
 pub fn pause(schedule: &Recurring) -> Transition {
     match moved(schedule, RecurringStatus::Paused) {
-        Transition::Write(next) => Transition::Write(Recurring {
+        Transition::Write(next) => Transition::Write(Box::new(Recurring {
             next_run_at: None,
-            ..next
-        }),
+            ..*next
+        })),
         other => other,
     }
 }
@@ -69,24 +69,24 @@ pub fn resume(schedule: &Recurring, now: Timestamp) -> Transition {
     }
     let handled = schedule.last_fire_at.map_or(now, |last| last.max(now));
     match first_fire(&schedule.recurrence, now, schedule.last_fire_at) {
-        Some(next) => Transition::Write(Recurring {
+        Some(next) => Transition::Write(Box::new(Recurring {
             status: RecurringStatus::Active,
             next_run_at: Some(next),
             last_fire_at: Some(handled),
             ..schedule.clone()
-        }),
-        None => Transition::Write(finished(schedule, now)),
+        })),
+        None => Transition::Write(Box::new(finished(schedule, now))),
     }
 }
 
 /// Delete: no further runs. A finished schedule stays finished (nothing left to stop).
 pub fn cancel(schedule: &Recurring, now: Timestamp) -> Transition {
     match moved(schedule, RecurringStatus::Cancelled) {
-        Transition::Write(next) => Transition::Write(Recurring {
+        Transition::Write(next) => Transition::Write(Box::new(Recurring {
             next_run_at: None,
             ended_at: Some(now),
-            ..next
-        }),
+            ..*next
+        })),
         other => other,
     }
 }
@@ -113,7 +113,7 @@ pub enum FireDecision {
     Handle {
         at: Timestamp,
         run: bool,
-        next: Recurring,
+        next: Box<Recurring>,
     },
 }
 
@@ -157,9 +157,9 @@ pub fn on_fire(
     let out_of_runs = recurrence
         .max_runs
         .is_some_and(|max| schedule.run_count >= max);
-    let run = !out_of_runs
-        && !(late && recurrence.catch_up == CatchUpPolicy::Skip)
-        && !(previous_unfinished && recurrence.overlap == OverlapPolicy::Skip);
+    let skip_late = late && recurrence.catch_up == CatchUpPolicy::Skip;
+    let skip_overlap = previous_unfinished && recurrence.overlap == OverlapPolicy::Skip;
+    let run = !(out_of_runs || skip_late || skip_overlap);
     let run_count = schedule.run_count + u32::from(run);
     let mut next = Recurring {
         last_fire_at: Some(at),
@@ -175,7 +175,11 @@ pub fn on_fire(
         Some(n) if !exhausted => next.next_run_at = Some(n),
         _ => next = finished(&next, now),
     }
-    FireDecision::Handle { at, run, next }
+    FireDecision::Handle {
+        at,
+        run,
+        next: Box::new(next),
+    }
 }
 
 #[cfg(test)]

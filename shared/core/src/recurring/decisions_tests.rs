@@ -41,7 +41,7 @@ fn every_minute(created: &str) -> Recurring {
 
 fn handled(decision: FireDecision) -> (Timestamp, bool, Recurring) {
     match decision {
-        FireDecision::Handle { at, run, next } => (at, run, next),
+        FireDecision::Handle { at, run, next } => (at, run, *next),
         other => panic!("expected a run decision, got {other:?}"),
     }
 }
@@ -194,7 +194,7 @@ fn pause_resume_and_delete_follow_the_state_machine() {
         FireDecision::Ignore
     );
     // Resumed ten minutes later: the fire times it slept through are not caught up.
-    let Transition::Write(resumed) = resume(&paused, at("2026-04-05T09:10:10Z")) else {
+    let Transition::Write(resumed) = resume(paused.as_ref(), at("2026-04-05T09:10:10Z")) else {
         panic!()
     };
     assert_eq!(resumed.next_run_at, Some(at("2026-04-05T09:11:00Z")));
@@ -207,7 +207,7 @@ fn pause_resume_and_delete_follow_the_state_machine() {
         ),
         FireDecision::Ignore
     );
-    let Transition::Write(cancelled) = cancel(&resumed, at("2026-04-05T09:10:30Z")) else {
+    let Transition::Write(cancelled) = cancel(resumed.as_ref(), at("2026-04-05T09:10:30Z")) else {
         panic!()
     };
     assert_eq!(cancelled.status, RecurringStatus::Cancelled);

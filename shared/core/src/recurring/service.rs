@@ -142,7 +142,7 @@ async fn transition(
                     return Ok((
                         Recurring {
                             version: next.version + 1,
-                            ..next
+                            ..*next
                         },
                         true,
                     ));
