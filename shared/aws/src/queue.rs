@@ -254,6 +254,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_firing_round_trips_and_its_template_names_the_scheduled_time() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let id = JobId::parse("sched_01m8fjznbgbn54wfrbn0pv7xk8").unwrap();
+        let at = parse_rfc3339("2026-04-05T09:00:00Z").unwrap();
+        let item = WorkItem::FireSchedule {
+            schedule: RecurringRef {
+                tenant: tenant.clone(),
+                id: id.clone(),
+            },
+            at,
+        };
+        assert_eq!(
+            decode_work_item(&encode_work_item(&item)),
+            Some(item.clone())
+        );
+        // What EventBridge sends once it has put the invocation's time in the template.
+        let template = encode_firing(&tenant, &id, SCHEDULED_TIME);
+        assert!(template.contains(SCHEDULED_TIME));
+        let sent = template.replace(SCHEDULED_TIME, "2026-04-05T09:00:00Z");
+        assert_eq!(decode_work_item(&sent), Some(item));
+        assert_eq!(
+            decode_work_item(&template),
+            None,
+            "an unfilled template is no firing"
+        );
+    }
+
+    #[test]
     fn work_items_round_trip_through_message_bodies() {
         let item = WorkItem::Job(JobRef {
             tenant: TenantId::parse("acme").unwrap(),

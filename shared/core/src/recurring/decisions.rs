@@ -147,11 +147,9 @@ pub fn on_fire(
     }
     let upto = recurrence.end_at.map_or(now, |end| now.min(end));
     let Some(at) = latest_fire_until(&recurrence.cron, recurrence.zone, floor, upto) else {
-        // Nothing due: the message is early for its schedule, or a stray.
-        return match schedule.next_run_at {
-            Some(next) if next > now => FireDecision::NotDue(now.until(next)),
-            _ => FireDecision::Ignore,
-        };
+        // No fire time due past the ones handled: a repeat of a handled firing (EventBridge's
+        // scheduled time need not be the cron instant to the second), or a stray.
+        return FireDecision::Ignore;
     };
     let late = at.until(now) > ON_TIME;
     let out_of_runs = recurrence

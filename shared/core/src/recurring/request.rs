@@ -41,7 +41,7 @@ fn given(raw: Option<&RawValue>) -> bool {
     raw.is_some_and(|r| r.get() != "null")
 }
 
-/// Exactly one of `scheduled_at` and `schedule`.
+/// Exactly one of `scheduled_at` and `schedule` (neither is left to the one-time reader).
 pub fn scheduled_kind(body: &[u8]) -> Result<ScheduledKind, ServiceError> {
     let Ok(peek) = serde_json::from_slice::<Peek<'_>>(body) else {
         return Ok(ScheduledKind::Once);
@@ -54,11 +54,9 @@ pub fn scheduled_kind(body: &[u8]) -> Result<ScheduledKind, ServiceError> {
             Some("schedule"),
             Some("conflicting_parameters"),
         )),
-        (false, false) => Err(ServiceError::invalid(
-            "Missing required parameter: 'scheduled_at' (an RFC 3339 time, for one run) or 'schedule' (a cron expression and time zone, for recurring runs).",
-            Some("scheduled_at"),
-            Some("missing_required_parameter"),
-        )),
+        // Neither: the one-time reader names what is wrong (an unknown field before the
+        // missing `scheduled_at`, whose message offers `schedule` too).
+        (false, false) => Ok(ScheduledKind::Once),
     }
 }
 
@@ -317,4 +315,141 @@ fn parse_schedule(
         ));
     }
     Ok(recurrence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_790_000_000_000);
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn param_of(result: Result<RecurringRequest, ServiceError>) -> (String, String, String) {
+        match result {
+            Err(ServiceError::InvalidRequest {
+                message,
+                param,
+                code,
+            }) => (param.unwrap_or_default(), code.unwrap_or_default(), message),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    fn body(schedule: &str) -> Vec<u8> {
+        format!(
+            r#"{{"schedule": {schedule}, "request": {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn exactly_one_of_scheduled_at_and_schedule() {
+        let both = br#"{"scheduled_at": "2026-04-05T09:00:00Z", "schedule": {}}"#;
+        assert!(scheduled_kind(both).is_err());
+        assert_eq!(
+            scheduled_kind(&body("{}")).unwrap(),
+            ScheduledKind::Recurring
+        );
+        assert_eq!(
+            scheduled_kind(br#"{"scheduled_at": "x"}"#).unwrap(),
+            ScheduledKind::Once
+        );
+        // Neither: the one-time reader reports it (or an unknown field first).
+        assert_eq!(scheduled_kind(br#"{"x": 1}"#).unwrap(), ScheduledKind::Once);
+    }
+
+    #[test]
+    fn a_valid_schedule_keeps_its_fields_and_defaults() {
+        let parsed = parse_recurring_request(
+            &body(r#"{"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "max_runs": 3}"#),
+            NOW,
+            MINUTE,
+        )
+        .unwrap();
+        assert_eq!(parsed.model, "m");
+        let r = parsed.recurrence;
+        assert_eq!(
+            (r.cron.as_str(), r.timezone.as_str()),
+            ("0 9 * * 1-5", "Europe/Berlin")
+        );
+        assert_eq!(r.max_runs, Some(3));
+        assert_eq!(
+            (r.overlap, r.catch_up),
+            (OverlapPolicy::Skip, CatchUpPolicy::Latest)
+        );
+    }
+
+    #[test]
+    fn each_bad_schedule_names_its_param() {
+        for (schedule, param, code) in [
+            (
+                r#"{"timezone": "UTC"}"#,
+                "schedule.cron",
+                "missing_required_parameter",
+            ),
+            (
+                r#"{"cron": "0 25 * * *", "timezone": "UTC"}"#,
+                "schedule.cron",
+                "invalid_cron",
+            ),
+            (
+                r#"{"cron": "0 9 * * *"}"#,
+                "schedule.timezone",
+                "missing_required_parameter",
+            ),
+            (
+                r#"{"cron": "0 9 * * *", "timezone": "Nowhere/Else"}"#,
+                "schedule.timezone",
+                "unknown_timezone",
+            ),
+            (
+                r#"{"cron": "*/10 * * * * *", "timezone": "UTC"}"#,
+                "schedule.cron",
+                "interval_too_short",
+            ),
+            (
+                r#"{"cron": "0 9 * * *", "timezone": "UTC", "start_at": "2027-01-02T00:00:00Z", "end_at": "2027-01-01T00:00:00Z"}"#,
+                "schedule.end_at",
+                "end_before_start",
+            ),
+            (
+                r#"{"cron": "0 9 * * *", "timezone": "UTC", "end_at": "2020-01-01T00:00:00Z"}"#,
+                "schedule.end_at",
+                "end_in_past",
+            ),
+            (
+                r#"{"cron": "0 9 * * *", "timezone": "UTC", "max_runs": -1}"#,
+                "schedule.max_runs",
+                "invalid_value",
+            ),
+            (
+                r#"{"cron": "0 9 * * *", "timezone": "UTC", "catch_up": "all"}"#,
+                "schedule.catch_up",
+                "invalid_value",
+            ),
+            (
+                r#"{"cron": "0 0 30 2 *", "timezone": "UTC"}"#,
+                "schedule.cron",
+                "no_fire_time",
+            ),
+            (r#""daily""#, "schedule", "invalid_value"),
+        ] {
+            let (got_param, got_code, message) =
+                param_of(parse_recurring_request(&body(schedule), NOW, MINUTE));
+            assert_eq!(
+                (got_param.as_str(), got_code.as_str()),
+                (param, code),
+                "{schedule}: {message}"
+            );
+        }
+        // Under a minute apart is allowed where the deployment lowers the floor (tests).
+        assert!(
+            parse_recurring_request(
+                &body(r#"{"cron": "*/10 * * * * *", "timezone": "UTC"}"#),
+                NOW,
+                Duration::from_secs(1)
+            )
+            .is_ok()
+        );
+    }
 }
