@@ -604,3 +604,73 @@ async fn each_invalid_schedule_is_a_400_naming_its_param() {
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "Idempotency-Key");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_lets_a_running_run_finish_unless_cancel_running_and_overlap_skips_while_it_runs() {
+    let env = start(Setup {
+        workers: "upstream_timeout = \"60s\"",
+        ..fast()
+    })
+    .await;
+    if env.backend.is_aws() {
+        return; // seconds fields are embedded-only
+    }
+    let mut ids = Vec::new();
+    for model in ["mock-hang-keep", "mock-hang-cancel"] {
+        let created = create(
+            &env,
+            &recurring(json!({"cron": "* * * * * *", "timezone": "UTC"}), model),
+        )
+        .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        eventually(Duration::from_secs(10), "a run hangs upstream", || async {
+            runs(&env, id, "?status=running").await.len() == 1
+        })
+        .await;
+    }
+    // While the first run hangs, later fire times are skipped (overlap: skip), not run.
+    eventually(Duration::from_secs(10), "firings skipped", || async {
+        schedule(&env, &ids[0]).await["skipped_count"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    })
+    .await;
+    assert_eq!(runs(&env, &ids[0], "").await.len(), 1);
+
+    let keep = env
+        .delete(&env.alpha, &format!("/v1/scheduled/{}", ids[0]))
+        .await;
+    assert_eq!(keep.status(), 200);
+    let cancel = env
+        .delete(
+            &env.alpha,
+            &format!("/v1/scheduled/{}?cancel_running=true", ids[1]),
+        )
+        .await;
+    assert_eq!(cancel.status(), 200);
+    assert_eq!(cancel.json::<Value>().await.unwrap()["status"], "cancelled");
+    eventually(
+        Duration::from_secs(5),
+        "the run's upstream call aborted",
+        || async { env.mock.aborted("mock-hang-cancel") == 1 },
+    )
+    .await;
+    assert_eq!(runs(&env, &ids[1], "?status=cancelled").await.len(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        runs(&env, &ids[0], "?status=running").await.len(),
+        1,
+        "a run in progress finishes by itself"
+    );
+    assert_eq!(env.mock.aborted("mock-hang-keep"), 0);
+    let bad = env
+        .delete(
+            &env.alpha,
+            &format!("/v1/scheduled/{}?cancel_running=yes", ids[0]),
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+}

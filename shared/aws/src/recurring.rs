@@ -24,6 +24,8 @@ use crate::attrs::{
     Item, PARTITION_KEY, SORT_KEY, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk, tenant_pk,
     unavailable,
 };
+use crate::blobs::S3Blobs;
+use crate::jobs::SPILL_BYTES;
 use crate::queue::{SCHEDULED_TIME, encode_firing};
 use crate::schedules::ScheduleTarget;
 use crate::write;
@@ -88,11 +90,17 @@ fn schedule_from_item(item: &Item) -> Result<Recurring, StoreError> {
 pub struct DynamoRecurringStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Request bodies over [`SPILL_BYTES`], as for jobs.
+    blobs: S3Blobs,
 }
 
 impl DynamoRecurringStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String, blobs: S3Blobs) -> Self {
+        Self {
+            client,
+            table,
+            blobs,
+        }
     }
 
     async fn item(&self, tenant: &TenantId, id: &JobId) -> Result<Option<Item>, StoreError> {
@@ -132,6 +140,13 @@ impl RecurringStore for DynamoRecurringStore {
             ("skipped_count".to_owned(), n(i64::from(sch.skipped_count))),
             ("version".to_owned(), n(sch.version)),
         ]);
+        if request.len() > SPILL_BYTES {
+            let key = format!("requests/{}/{}", sch.tenant, sch.id);
+            self.blobs.put(&key, request.clone()).await?;
+            item.insert("request_ref".into(), s(key));
+        } else {
+            item.insert("request".into(), AttributeValue::B(request.to_vec().into()));
+        }
         if let Some(metadata) = &sch.metadata {
             let json =
                 serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -159,7 +174,11 @@ impl RecurringStore for DynamoRecurringStore {
     }
 
     async fn request_body(&self, sch: &RecurringRef) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.item(&sch.tenant, &sch.id).await?.and_then(|item| {
+        let item = self.item(&sch.tenant, &sch.id).await?;
+        if let Some(key) = item.as_ref().and_then(|i| get_s(i, "request_ref")) {
+            return Ok(Some(self.blobs.read_all(key).await?));
+        }
+        Ok(item.and_then(|item| {
             item.get("request")
                 .and_then(|v| v.as_b().ok())
                 .map(|b| Bytes::copy_from_slice(b.as_ref()))

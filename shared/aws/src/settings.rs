@@ -215,7 +215,7 @@ impl AwsBackend {
             jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone()),
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
             batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone()),
-            blobs,
+            blobs: blobs.clone(),
             keys: DynamoKeyStore::new(dynamo.clone(), settings.table.clone()),
             queues: settings.queue_urls.map(|_, url| queue(url)),
             // Only sent to: its receives are short polls (see `StageQueues`).
@@ -227,7 +227,11 @@ impl AwsBackend {
                 aws_sdk_scheduler::Client::new(&config),
                 settings.schedules.clone(),
             ),
-            recurring: DynamoRecurringStore::new(dynamo.clone(), settings.table.clone()),
+            recurring: DynamoRecurringStore::new(
+                dynamo.clone(),
+                settings.table.clone(),
+                blobs.clone(),
+            ),
             recurring_trigger: EventBridgeRecurringTrigger::new(
                 aws_sdk_scheduler::Client::new(&config),
                 settings.schedules.clone(),
