@@ -43,6 +43,11 @@ fn given(raw: Option<&RawValue>) -> bool {
 
 /// Exactly one of `scheduled_at` and `schedule` (neither is left to the one-time reader).
 pub fn scheduled_kind(body: &[u8]) -> Result<ScheduledKind, ServiceError> {
+    // Only an object says which it is (serde would read an array's items as the fields); the
+    // one-time reader answers anything else with invalid_json.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Ok(ScheduledKind::Once);
+    }
     let Ok(peek) = serde_json::from_slice::<Peek<'_>>(body) else {
         return Ok(ScheduledKind::Once);
     };
@@ -356,6 +361,11 @@ mod tests {
         );
         // Neither: the one-time reader reports it (or an unknown field first).
         assert_eq!(scheduled_kind(br#"{"x": 1}"#).unwrap(), ScheduledKind::Once);
+        // Not an object: the one-time reader answers invalid_json.
+        assert_eq!(
+            scheduled_kind(br#"["a", {}]"#).unwrap(),
+            ScheduledKind::Once
+        );
     }
 
     #[test]
