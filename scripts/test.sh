@@ -28,6 +28,7 @@ cargo test --workspace --locked --features "$EMULATOR_FEATURES"
 # the same HTTP layer as on embedded storage, over the emulator's store.
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
+    --test recurring \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test webhooks

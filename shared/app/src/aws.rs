@@ -100,6 +100,8 @@ pub async fn connect_aws(
         blobs: Arc::new(backend.blobs.clone()),
         webhooks: Arc::new(backend.webhooks.clone()),
         webhook_sender: Arc::new(HttpWebhookSender::new()),
+        recurring: Arc::new(backend.recurring.clone()),
+        recurring_trigger: Arc::new(backend.recurring_trigger.clone()),
     };
     let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
     Ok(AwsApp {

@@ -262,6 +262,12 @@ pub struct JobSection {
     /// How far ahead `scheduled_at` may be.
     #[serde(with = "humantime_serde")]
     pub schedule_horizon: Duration,
+    /// The shortest interval between a recurring schedule's fire times. Under a minute allows a
+    /// 6-field cron with seconds, on embedded only (tests); the AWS backend keeps 60 s.
+    #[serde(with = "humantime_serde")]
+    pub recurring_min_interval: Duration,
+    /// Active and paused recurring schedules per tenant.
+    pub max_recurring_per_tenant: usize,
 }
 
 impl Default for JobSection {
@@ -272,6 +278,8 @@ impl Default for JobSection {
             idempotency_ttl: policy.idempotency_ttl,
             stranded_after: WorkPolicy::default().stranded_after,
             schedule_horizon: policy.schedule_horizon,
+            recurring_min_interval: policy.recurring_min_interval,
+            max_recurring_per_tenant: policy.max_recurring_per_tenant,
         }
     }
 }
@@ -366,9 +374,14 @@ impl Config {
 
     /// Every service's knobs on the AWS backend (its own Files API limits).
     pub fn aws_policies(&self) -> Policies {
+        let jobs = self.job_policy();
         Policies {
             work: self.work_policy(),
-            jobs: self.job_policy(),
+            // EventBridge Scheduler's cron has no seconds field.
+            jobs: JobPolicy {
+                recurring_min_interval: jobs.recurring_min_interval.max(Duration::from_secs(60)),
+                ..jobs
+            },
             files: self.aws_file_policy(),
             batches: self.batch_policy(),
             webhooks: self.webhook_policy(),
@@ -401,6 +414,8 @@ impl Config {
             cancel_poll: self.workers.cancel_poll,
             schedule_horizon: self.jobs.schedule_horizon,
             lease_margin: self.workers.lease_margin,
+            recurring_min_interval: self.jobs.recurring_min_interval,
+            max_recurring_per_tenant: self.jobs.max_recurring_per_tenant,
         }
     }
 

@@ -123,6 +123,9 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
             .and_then(|a| u32::try_from(a).ok())
             .unwrap_or(0),
         scheduled_at: get_ts(item, "scheduled_at"),
+        scheduled_job_id: get_s(item, "scheduled_job_id")
+            .map(|id| JobId::parse(id).ok_or_else(|| corrupt("scheduled_job_id")))
+            .transpose()?,
         metadata: get_s(item, "metadata")
             .map(serde_json::from_str)
             .transpose()
@@ -226,6 +229,9 @@ impl DynamoJobStore {
         ]);
         if let Some(at) = job.scheduled_at {
             item.insert("scheduled_at".into(), n(at.0));
+        }
+        if let Some(schedule) = &job.scheduled_job_id {
+            item.insert("scheduled_job_id".into(), s(schedule.as_str()));
         }
         if let Some(metadata) = &job.metadata {
             let json =
@@ -366,6 +372,11 @@ impl JobStore for DynamoJobStore {
         if query.status.is_some() {
             filter.push_str(" AND #s = :status");
         }
+        // A schedule's runs: a filter over the tenant's jobs (a GSI keyed by schedule would
+        // read only the runs; fine while a tenant's jobs are few thousand).
+        if query.scheduled_job_id.is_some() {
+            filter.push_str(" AND scheduled_job_id = :schedule");
+        }
         let mut start: Option<Item> = query.after.as_ref().map(|after| {
             Item::from([
                 (PARTITION_KEY.to_owned(), job_pk(tenant)),
@@ -389,6 +400,9 @@ impl JobStore for DynamoJobStore {
                 .consistent_read(true)
                 .limit(i32::try_from(want).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
+            if let Some(schedule) = &query.scheduled_job_id {
+                request = request.expression_attribute_values(":schedule", s(schedule.as_str()));
+            }
             if let Some(status) = query.status {
                 request = request
                     .expression_attribute_names("#s", "status")

@@ -7,8 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use prism_core::batches::BatchRef;
+use prism_core::clock::{format_rfc3339, parse_rfc3339};
 use prism_core::jobs::JobRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::recurring::RecurringRef;
 use prism_core::webhooks::EventRef;
 use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,9 @@ struct Named {
 /// Version 1 of the message body: `{"v":1,"<stage name>":{...}}`, one stage field naming the
 /// work (see [`Stage::name`]).
 pub fn encode_work_item(item: &WorkItem) -> String {
+    if let WorkItem::FireSchedule { schedule, at } = item {
+        return encode_firing(&schedule.tenant, &schedule.id, &format_rfc3339(*at));
+    }
     let named = match item {
         WorkItem::Job(job) => Named {
             tenant: job.tenant.to_string(),
@@ -67,14 +72,42 @@ pub fn encode_work_item(item: &WorkItem) -> String {
             batch: None,
             chunk: None,
         },
+        WorkItem::FireSchedule { .. } => return String::new(),
     };
     let named = serde_json::to_string(&named).unwrap_or_default();
     format!(r#"{{"v":1,"{}":{named}}}"#, item.stage().name())
 }
 
+/// The message key of a recurring schedule's firing (on the jobs queue, beside `job`).
+const FIRE_FIELD: &str = "fire";
+
+/// What EventBridge Scheduler replaces with each invocation's scheduled time.
+pub const SCHEDULED_TIME: &str = "<aws.scheduler.scheduled-time>";
+
+/// `{"v":1,"fire":{"tenant","id","at"}}`; `at` is an RFC 3339 time, or [`SCHEDULED_TIME`] in
+/// a recurring schedule's target input.
+pub fn encode_firing(tenant: &TenantId, id: &JobId, at: &str) -> String {
+    let named = serde_json::json!({"tenant": tenant.as_str(), "id": id.as_str(), "at": at});
+    format!(r#"{{"v":1,"{FIRE_FIELD}":{named}}}"#)
+}
+
+fn decode_firing(named: &serde_json::Value) -> Option<WorkItem> {
+    let field = |name: &str| named.get(name).and_then(serde_json::Value::as_str);
+    Some(WorkItem::FireSchedule {
+        schedule: RecurringRef {
+            tenant: TenantId::parse(field("tenant")?)?,
+            id: JobId::parse(field("id")?)?,
+        },
+        at: parse_rfc3339(field("at")?)?,
+    })
+}
+
 /// `None` for a body that is not one of our messages (it can only be acknowledged and dropped).
 pub fn decode_work_item(body: &str) -> Option<WorkItem> {
     let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).ok()?;
+    if let Some(named) = fields.get(FIRE_FIELD) {
+        return decode_firing(named);
+    }
     let (stage, named) = fields
         .iter()
         .find_map(|(key, value)| Some((Stage::parse(key)?, value)))?;
@@ -232,6 +265,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_firing_round_trips_and_its_template_names_the_scheduled_time() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let id = JobId::parse("sched_01m8fjznbgbn54wfrbn0pv7xk8").unwrap();
+        let at = parse_rfc3339("2026-04-05T09:00:00Z").unwrap();
+        let item = WorkItem::FireSchedule {
+            schedule: RecurringRef {
+                tenant: tenant.clone(),
+                id: id.clone(),
+            },
+            at,
+        };
+        assert_eq!(
+            decode_work_item(&encode_work_item(&item)),
+            Some(item.clone())
+        );
+        // What EventBridge sends once it has put the invocation's time in the template.
+        let template = encode_firing(&tenant, &id, SCHEDULED_TIME);
+        assert!(template.contains(SCHEDULED_TIME));
+        let sent = template.replace(SCHEDULED_TIME, "2026-04-05T09:00:00Z");
+        assert_eq!(decode_work_item(&sent), Some(item));
+        assert_eq!(
+            decode_work_item(&template),
+            None,
+            "an unfilled template is no firing"
+        );
+    }
 
     #[test]
     fn work_items_round_trip_through_message_bodies() {

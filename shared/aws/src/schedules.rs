@@ -77,7 +77,8 @@ impl Scheduler for EventBridgeScheduler {
             WorkItem::Job(_)
             | WorkItem::PlanBatch(_)
             | WorkItem::RunChunk { .. }
-            | WorkItem::Webhook(_) => &self.target.queue_arn,
+            | WorkItem::Webhook(_)
+            | WorkItem::FireSchedule { .. } => &self.target.queue_arn,
         };
         let target = Target::builder()
             .arn(queue)

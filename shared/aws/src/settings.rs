@@ -12,6 +12,7 @@ use crate::files::DynamoFileStore;
 use crate::jobs::DynamoJobStore;
 use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
+use crate::recurring::{DynamoRecurringStore, EventBridgeRecurringTrigger};
 use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
 use crate::stages::StageQueues;
 use crate::webhooks::DynamoWebhookStore;
@@ -184,6 +185,8 @@ pub struct AwsBackend {
     /// Each stage's dead-letter queue.
     pub dead_letters: PerStage<SqsWorkQueue>,
     pub scheduler: EventBridgeScheduler,
+    pub recurring: DynamoRecurringStore,
+    pub recurring_trigger: EventBridgeRecurringTrigger,
     pub ssm: aws_sdk_ssm::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
 }
@@ -224,10 +227,10 @@ impl AwsBackend {
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
             batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone())
                 .with_webhook_trigger(webhook_trigger.clone()),
-            blobs,
+            blobs: blobs.clone(),
             webhooks: DynamoWebhookStore::new(dynamo.clone(), settings.table.clone())
                 .with_webhook_trigger(webhook_trigger.clone()),
-            keys: DynamoKeyStore::new(dynamo, settings.table.clone()),
+            keys: DynamoKeyStore::new(dynamo.clone(), settings.table.clone()),
             queues: settings.queue_urls.map(|_, url| queue(url)),
             // Only sent to: its receives are short polls (see `StageQueues`).
             stages: StageQueues {
@@ -235,6 +238,15 @@ impl AwsBackend {
             },
             dead_letters: settings.dlq_urls.map(|_, url| queue(url)),
             scheduler: EventBridgeScheduler::new(
+                aws_sdk_scheduler::Client::new(&config),
+                settings.schedules.clone(),
+            ),
+            recurring: DynamoRecurringStore::new(
+                dynamo.clone(),
+                settings.table.clone(),
+                blobs.clone(),
+            ),
+            recurring_trigger: EventBridgeRecurringTrigger::new(
                 aws_sdk_scheduler::Client::new(&config),
                 settings.schedules.clone(),
             ),

@@ -13,8 +13,8 @@ use crate::gate::ModelGate;
 use crate::ids::IdGenerator;
 use crate::jobs::service::JobPolicy;
 use crate::ports::{
-    BatchStore, BlobStore, FileStore, JobStore, Scheduler, Upstream, WebhookSender, WebhookStore,
-    WorkItem, WorkQueue,
+    BatchStore, BlobStore, FileStore, JobStore, RecurringStore, RecurringTrigger, Scheduler,
+    Upstream, WebhookSender, WebhookStore, WorkItem, WorkQueue,
 };
 use crate::webhooks::WebhookPolicy;
 
@@ -31,6 +31,8 @@ pub struct Deps {
     pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub recurring: Arc<dyn RecurringStore>,
+    pub recurring_trigger: Arc<dyn RecurringTrigger>,
     pub upstream: Arc<dyn Upstream>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub webhook_sender: Arc<dyn WebhookSender>,
@@ -102,6 +104,8 @@ pub struct Adapters {
     pub blobs: Arc<dyn BlobStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub webhook_sender: Arc<dyn WebhookSender>,
+    pub recurring: Arc<dyn RecurringStore>,
+    pub recurring_trigger: Arc<dyn RecurringTrigger>,
 }
 
 impl Deps {
@@ -123,6 +127,8 @@ impl Deps {
             blobs,
             webhooks,
             webhook_sender,
+            recurring,
+            recurring_trigger,
         } = adapters;
         Self {
             jobs,
@@ -131,6 +137,8 @@ impl Deps {
             batches,
             files,
             blobs,
+            recurring,
+            recurring_trigger,
             upstream,
             webhooks,
             webhook_sender,

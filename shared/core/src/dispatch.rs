@@ -13,6 +13,7 @@ use crate::batches::{finalize, plan, process};
 use crate::deps::{Deps, MAX_QUEUE_DELAY};
 use crate::jobs::run::{RunOutcome, dead_letter, run_job};
 use crate::ports::{Delivery, WorkItem, WorkQueue};
+use crate::recurring::fire::fire_schedule;
 use crate::webhooks::deliver;
 
 /// What the trigger does with the message it was given.
@@ -49,6 +50,14 @@ pub async fn handle_delivery_until(
 ) -> QueueAction {
     let id = match &delivery.item {
         WorkItem::Job(id) => id,
+        WorkItem::FireSchedule { schedule, at } => {
+            return fire_schedule(deps, schedule, *at)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "a firing hit a storage failure; the message will reappear");
+                    QueueAction::RetryAfter(STORE_FAILURE_BACKOFF)
+                });
+        }
         batch_item => {
             return handle_batch_delivery(deps, batch_item, delivery.receive_count, deadline, stop)
                 .await;
@@ -139,7 +148,7 @@ async fn handle_batch_delivery(
         }
         WorkItem::FinalizeBatch(batch) => finalize::try_finalize(deps, batch).await,
         WorkItem::Webhook(event) => deliver::deliver_event(deps, event).await,
-        WorkItem::Job(_) => Ok(QueueAction::Ack),
+        WorkItem::Job(_) | WorkItem::FireSchedule { .. } => Ok(QueueAction::Ack),
     };
     result.unwrap_or_else(|error| {
         tracing::warn!(%error, "batch stage hit a storage failure; the message will reappear");
@@ -153,6 +162,9 @@ async fn handle_batch_delivery(
 pub async fn dead_letter_item(deps: &Deps, item: &WorkItem) -> QueueAction {
     let result = match item {
         WorkItem::Job(job) => dead_letter(deps, job).await.map(|()| QueueAction::Ack),
+        // A firing that never got through: its fire time passes without a run (the next one
+        // fires as usual; the firing's own retries were the catch-up).
+        WorkItem::FireSchedule { .. } => Ok(QueueAction::Ack),
         WorkItem::PlanBatch(batch) => plan::dead_plan(deps, batch).await,
         WorkItem::RunChunk { batch, chunk } => process::dead_chunk(deps, batch, *chunk).await,
         // Finalizing is idempotent: send it back to its own queue for another try.

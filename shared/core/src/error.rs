@@ -33,6 +33,12 @@ pub enum ServiceError {
         action: &'static str,
         status: JobStatus,
     },
+    /// A recurring schedule's state machine refuses the action.
+    #[error("cannot {action} a recurring schedule with status '{}'", status.as_str())]
+    RecurringConflict {
+        action: &'static str,
+        status: crate::recurring::RecurringStatus,
+    },
     #[error("cannot cancel a batch with status '{}'", status.as_str())]
     BatchConflict { status: BatchStatus },
     /// A per-tenant cap is reached; retry later.

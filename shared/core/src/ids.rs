@@ -76,6 +76,23 @@ impl IdGenerator {
     }
 }
 
+/// The id of the run a recurring schedule makes for one fire time: an async job id whose time
+/// part is the fire time and whose random part is taken from the schedule's id, so the same
+/// firing delivered twice names the same job (and runs sort by fire time).
+pub fn run_job_id(schedule: &JobId, fire_at: Timestamp) -> JobId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(schedule.as_str().as_bytes());
+    let random = digest
+        .iter()
+        .take(10)
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    JobId(format!(
+        "{}{}",
+        JobId::ASYNC_PREFIX,
+        encode(fire_at.0, random)
+    ))
+}
+
 /// A fresh fencing token for a lease (a job run, a chunk claim, a finalize claim): 128 random
 /// bits, so no two claims ever share one.
 pub fn new_lease_token() -> String {

@@ -35,6 +35,7 @@ pub mod list;
 pub mod metadata;
 pub mod ports;
 pub mod reconcile;
+pub mod recurring;
 pub mod retry;
 pub mod routing;
 pub mod stage;

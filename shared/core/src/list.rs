@@ -13,6 +13,8 @@ pub struct ListQuery {
     /// Newest first: the page holds ids strictly older than this one.
     pub after: Option<JobId>,
     pub status: Option<JobStatus>,
+    /// Only the runs of this recurring schedule.
+    pub scheduled_job_id: Option<JobId>,
 }
 
 impl ListQuery {
@@ -61,6 +63,7 @@ impl ListQuery {
             limit,
             after,
             status,
+            scheduled_job_id: None,
         })
     }
 }

@@ -22,6 +22,7 @@ use crate::ids::{BatchId, FileId, JobId, TenantId};
 use crate::jobs::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
+use crate::recurring::{Recurring, RecurringRef};
 use crate::webhooks::target::TargetError;
 use crate::webhooks::{Attempt, DeliveryState, Endpoint, EventRef, WebhookEvent};
 
@@ -188,6 +189,12 @@ pub enum WorkItem {
     FinalizeBatch(BatchRef),
     /// Deliver one webhook event to the endpoints that receive it.
     Webhook(EventRef),
+    /// One firing of a recurring schedule, for the fire time `at` (what EventBridge Scheduler
+    /// puts in `<aws.scheduler.scheduled-time>`).
+    FireSchedule {
+        schedule: RecurringRef,
+        at: Timestamp,
+    },
 }
 
 /// Opaque handle of one receipt of a message; acknowledging needs it.
@@ -428,6 +435,55 @@ pub trait Scheduler: Send + Sync {
 
     /// Drops the pending delivery of `item`; nothing to drop is not an error.
     async fn unschedule(&self, item: &WorkItem) -> Result<(), StoreError>;
+}
+
+/// Recurring schedules. Every change is a whole-state write conditional on the version read
+/// (core's `recurring::decisions` decide it), so concurrent firings, pauses and deletes never
+/// overwrite each other.
+#[async_trait]
+pub trait RecurringStore: Send + Sync {
+    /// Writes a new schedule (version 1) with the request body its runs send.
+    async fn create(&self, schedule: &Recurring, request: &Bytes) -> Result<(), StoreError>;
+
+    /// The tenant's schedule; `None` for another tenant's or an unknown one.
+    async fn get(&self, tenant: &TenantId, id: &JobId) -> Result<Option<Recurring>, StoreError>;
+
+    /// The body each run sends.
+    async fn request_body(&self, schedule: &RecurringRef) -> Result<Option<Bytes>, StoreError>;
+
+    /// The tenant's schedules, newest first.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&JobId>,
+    ) -> Result<Page<Recurring>, StoreError>;
+
+    /// How many of the tenant's schedules are active or paused (the per-tenant cap).
+    async fn count_live(&self, tenant: &TenantId) -> Result<usize, StoreError>;
+
+    /// Replaces the schedule's state (status, next/last times, counters) with `next`'s and
+    /// bumps its version, if the stored version is still `next.version`. False when another
+    /// write came first.
+    async fn update(&self, next: &Recurring) -> Result<bool, StoreError>;
+}
+
+/// Makes a recurring schedule fire: embedded, one delayed queue message for the next fire time
+/// at a time; on AWS, one recurring EventBridge Scheduler schedule that fires by itself.
+#[async_trait]
+pub trait RecurringTrigger: Send + Sync {
+    /// A new (or resumed) active schedule: arrange its firings from `next_run_at` on.
+    async fn arm(&self, schedule: &Recurring) -> Result<(), StoreError>;
+
+    /// A firing was handled and the schedule is still active: arrange the one after (a no-op
+    /// where the trigger recurs by itself).
+    async fn rearm(&self, schedule: &Recurring) -> Result<(), StoreError>;
+
+    /// Paused: no firings until resumed (the definition is kept).
+    async fn pause(&self, schedule: &Recurring) -> Result<(), StoreError>;
+
+    /// Finished or cancelled: no more firings; nothing to remove is not an error.
+    async fn disarm(&self, schedule: &Recurring) -> Result<(), StoreError>;
 }
 
 #[async_trait]

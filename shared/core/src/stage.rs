@@ -91,6 +91,7 @@ impl WorkItem {
             WorkItem::RunChunk { batch, chunk } => format!("chunk-{}-{chunk}", batch.id),
             WorkItem::FinalizeBatch(b) => format!("final-{}", b.id),
             WorkItem::Webhook(e) => format!("hook-{}", e.id),
+            WorkItem::FireSchedule { schedule, at } => format!("fire-{}-{}", schedule.id, at.0),
         }
     }
 
@@ -100,13 +101,15 @@ impl WorkItem {
             WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => &b.tenant,
             WorkItem::RunChunk { batch, .. } => &batch.tenant,
             WorkItem::Webhook(e) => &e.tenant,
+            WorkItem::FireSchedule { schedule, .. } => &schedule.tenant,
         }
     }
 
     /// The stage that runs the item.
     pub fn stage(&self) -> Stage {
         match self {
-            WorkItem::Job(_) => Stage::Jobs,
+            // A firing travels on the jobs queue, where the run it makes goes.
+            WorkItem::Job(_) | WorkItem::FireSchedule { .. } => Stage::Jobs,
             WorkItem::PlanBatch(_) => Stage::Plan,
             WorkItem::RunChunk { .. } => Stage::Chunks,
             WorkItem::FinalizeBatch(_) => Stage::Finalize,

@@ -122,8 +122,36 @@ CREATE TABLE IF NOT EXISTS batch_chunks (
     PRIMARY KEY (batch_id, idx)
 );
 
--- Queue entries for work that is not a job row (batch stages, webhook events), one row per
--- distinct item; `batch_id` holds a webhook item's event id.
+-- Recurring schedules; their runs are jobs rows with scheduled_job_id set. Every write is
+-- conditional on version.
+CREATE TABLE IF NOT EXISTS recurring_schedules (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    request       BLOB NOT NULL,
+    metadata      TEXT,
+    cron          TEXT NOT NULL,
+    timezone      TEXT NOT NULL,
+    start_at      INTEGER,
+    end_at        INTEGER,
+    max_runs      INTEGER,
+    overlap       TEXT NOT NULL,
+    catch_up      TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    next_run_at   INTEGER,
+    last_run_at   INTEGER,
+    last_fire_at  INTEGER,
+    run_count     INTEGER NOT NULL DEFAULT 0,
+    skipped_count INTEGER NOT NULL DEFAULT 0,
+    ended_at      INTEGER,
+    version       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recurring_by_tenant ON recurring_schedules (tenant, id);
+
+-- Queue entries for work that is not a job row (batch stages; webhook events, the event id in
+-- batch_id; firings of recurring schedules: kind 'fire', the schedule id in batch_id and the
+-- fire time in chunk), one row per distinct item.
 CREATE TABLE IF NOT EXISTS work_items (
     key        TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
@@ -232,6 +260,7 @@ fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "scheduled_at", "INTEGER"),
     ("jobs", "metadata", "TEXT"),
+    ("jobs", "scheduled_job_id", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -263,6 +292,11 @@ impl Database {
         configure(&mut conn).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         migrate(&conn).map_err(unavailable)?;
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS jobs_by_schedule ON jobs (tenant, scheduled_job_id, id) \
+             WHERE scheduled_job_id IS NOT NULL",
+        )
+        .map_err(unavailable)?;
         // Checkpoints (which copy the WAL into the database and fsync) run on their own thread,
         // so no commit ever waits behind one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)

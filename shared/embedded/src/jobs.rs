@@ -22,7 +22,8 @@ use crate::queue::{SettledByFinish, SqliteWorkQueue};
 use crate::webhooks::record_event_in;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
-                           expires_at, result, error, attempts, scheduled_at, metadata";
+                           expires_at, result, error, attempts, scheduled_at, metadata, \
+                           scheduled_job_id";
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
@@ -35,6 +36,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = row.get(3)?;
     let error: Option<String> = row.get(10)?;
     let metadata: Option<String> = row.get(13)?;
+    let scheduled_job_id: Option<String> = row.get(14)?;
     Ok(Job {
         id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
@@ -52,6 +54,9 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             .map_err(|_| corrupt("error"))?,
         attempts: row.get(11)?,
         scheduled_at: row.get::<_, Option<i64>>(12)?.map(Timestamp),
+        scheduled_job_id: scheduled_job_id
+            .map(|id| JobId::parse(&id).ok_or_else(|| corrupt("scheduled_job_id")))
+            .transpose()?,
         metadata: metadata
             .map(|m| serde_json::from_str(&m))
             .transpose()
@@ -233,10 +238,13 @@ impl JobStore for SqliteJobStore {
                     .map(serde_json::to_string)
                     .transpose()
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                conn.prepare_cached(
+                // A run of a recurring schedule has an id derived from its firing: one already
+                // stored is this same firing's, left as it is.
+                let inserted = conn.prepare_cached(
                     "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at, \
-                       scheduled_at, metadata, queue_visible_at) \
-                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)))",
+                       scheduled_at, metadata, queue_visible_at, scheduled_job_id) \
+                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)), ?10) \
+                     ON CONFLICT(id) DO NOTHING",
                 )?
                 .execute(params![
                     job.id.as_str(),
@@ -247,9 +255,12 @@ impl JobStore for SqliteJobStore {
                     job.created_at.0,
                     job.scheduled_at.map(|t| t.0),
                     metadata,
-                    JobStatus::Pending.as_str()
+                    JobStatus::Pending.as_str(),
+                    job.scheduled_job_id.as_ref().map(JobId::as_str)
                 ])?;
-                Ok(CreateOutcome::Created { triggered: true })
+                Ok(CreateOutcome::Created {
+                    triggered: inserted == 1,
+                })
             })
             .await?;
         if matches!(outcome, CreateOutcome::Created { triggered: true }) {
@@ -302,6 +313,7 @@ impl JobStore for SqliteJobStore {
                        AND (expires_at IS NULL OR expires_at > ?3) \
                        AND (?4 IS NULL OR id < ?4) \
                        AND (?5 IS NULL OR status = ?5) \
+                       AND (?7 IS NULL OR scheduled_job_id = ?7) \
                      ORDER BY id DESC LIMIT ?6"
                 ))?;
                 let fetch = i64::try_from(query.limit + 1).unwrap_or(i64::MAX);
@@ -313,7 +325,8 @@ impl JobStore for SqliteJobStore {
                             now.0,
                             query.after.as_ref().map(JobId::as_str),
                             query.status.map(JobStatus::as_str),
-                            fetch
+                            fetch,
+                            query.scheduled_job_id.as_ref().map(JobId::as_str)
                         ],
                         job_from_row,
                     )?

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prism_core::batches::BatchRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::recurring::RecurringRef;
 use prism_core::webhooks::EventRef;
 use prism_core::{BatchId, Clock, Stage, StoreError, TenantId, Timestamp};
 use rand::Rng;
@@ -90,6 +91,21 @@ impl SqliteWorkQueue {
 }
 
 impl SqliteWorkQueue {
+    /// Drops the waiting (not in-flight) firings of a recurring schedule: what pausing or
+    /// deleting it is on a queue that carries delays itself.
+    pub async fn drop_waiting_firings(&self, schedule: &RecurringRef) -> Result<(), StoreError> {
+        let id = schedule.id.as_str().to_owned();
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM work_items WHERE kind = ?1 AND batch_id = ?2 AND receipt IS NULL",
+                )?
+                .execute(params![FIRE_KIND, id])
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Drops the item's message if it is waiting (not in flight): what deleting a schedule is on
     /// a queue that carries delays itself.
     pub async fn drop_waiting(&self, item: &WorkItem) -> Result<(), StoreError> {
@@ -128,13 +144,25 @@ pub(crate) fn enqueue_work_item(
     item: &WorkItem,
     visible_at: i64,
 ) -> rusqlite::Result<()> {
-    let (tenant, subject, chunk) = match item {
-        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => (&b.tenant, b.id.as_str(), None),
-        WorkItem::RunChunk { batch, chunk } => (&batch.tenant, batch.id.as_str(), Some(*chunk)),
-        WorkItem::Webhook(event) => (&event.tenant, event.id.as_str(), None),
+    let (tenant, subject, chunk, kind) = match item {
+        WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => {
+            (&b.tenant, b.id.as_str(), None, item.stage().name())
+        }
+        WorkItem::RunChunk { batch, chunk } => (
+            &batch.tenant,
+            batch.id.as_str(),
+            Some(i64::from(*chunk)),
+            item.stage().name(),
+        ),
+        WorkItem::Webhook(event) => (&event.tenant, event.id.as_str(), None, item.stage().name()),
+        WorkItem::FireSchedule { schedule, at } => (
+            &schedule.tenant,
+            schedule.id.as_str(),
+            Some(at.0),
+            FIRE_KIND,
+        ),
         WorkItem::Job(_) => return Ok(()),
     };
-    let kind = item.stage().name();
     conn.prepare_cached(
         "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -154,12 +182,25 @@ pub(crate) fn enqueue_work_item(
     .map(|_| ())
 }
 
+/// The `kind` of a firing's row (batch stages use their stage's name).
+const FIRE_KIND: &str = "fire";
+
 fn work_item_from(
     kind: &str,
     tenant: &str,
     batch_id: &str,
-    chunk: Option<u32>,
+    chunk: Option<i64>,
 ) -> Option<WorkItem> {
+    if kind == FIRE_KIND {
+        return Some(WorkItem::FireSchedule {
+            schedule: RecurringRef {
+                tenant: TenantId::parse(tenant)?,
+                id: prism_core::JobId::parse(batch_id)?,
+            },
+            at: Timestamp(chunk?),
+        });
+    }
+    let chunk = chunk.map(u32::try_from).transpose().ok()?;
     let stage = Stage::parse(kind)?;
     if stage == Stage::Webhooks {
         return Some(WorkItem::Webhook(EventRef {
@@ -194,7 +235,7 @@ fn receive_work_items(
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
-                    r.get::<_, Option<u32>>(4)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             },
         )?

@@ -9,8 +9,9 @@ use prism_core::deps::{Adapters, Deps, Policies};
 use prism_core::ports::Upstream;
 
 use crate::{
-    Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteScheduler,
-    SqliteWebhookStore, SqliteWorkQueue,
+    Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore,
+    SqliteRecurringStore, SqliteRecurringTrigger, SqliteScheduler, SqliteWebhookStore,
+    SqliteWorkQueue,
 };
 use prism_upstream::HttpWebhookSender;
 
@@ -43,6 +44,11 @@ impl EmbeddedBackend {
             blobs: Arc::new(LocalBlobStore::new(blob_dir)),
             webhooks: Arc::new(SqliteWebhookStore::new(db.clone(), queue.wake())),
             webhook_sender: Arc::new(HttpWebhookSender::new()),
+            recurring: Arc::new(SqliteRecurringStore::new(db.clone())),
+            recurring_trigger: Arc::new(SqliteRecurringTrigger::new(
+                queue.clone(),
+                Arc::clone(&clock),
+            )),
         };
         Self {
             deps: Deps::new(adapters, upstream, clock, policies),

@@ -58,6 +58,7 @@ impl Store {
             created_at: now,
             scheduled_at: None,
             metadata: None,
+            scheduled_job_id: None,
         }
     }
 

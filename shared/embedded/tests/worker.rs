@@ -62,6 +62,7 @@ async fn submit(h: &Harness, model: &str) -> NewJob {
         request: Bytes::from(body),
         created_at: now,
         scheduled_at: None,
+        scheduled_job_id: None,
         metadata: None,
     };
     h.deps.jobs.create(&job, None).await.unwrap();

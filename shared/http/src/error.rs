@@ -146,6 +146,15 @@ impl From<ServiceError> for ApiError {
                 format!("Cannot {action} a job with status '{}'.", status.as_str()),
             )
             .never_retry(),
+            ServiceError::RecurringConflict { action, status } => ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!(
+                    "Cannot {action} a recurring schedule with status '{}'.",
+                    status.as_str()
+                ),
+            )
+            .never_retry(),
             ServiceError::Store(store) => {
                 // Details go to the log once; the client gets a generic 5xx.
                 tracing::error!(error = %store, "storage failure");

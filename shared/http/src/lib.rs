@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod files;
 mod multipart_guard;
+mod recurring;
 mod request;
 mod routes;
 mod webhooks;

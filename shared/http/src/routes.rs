@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
 use crate::files;
+use crate::recurring;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
@@ -83,6 +84,9 @@ pub fn router(state: AppState) -> Router {
             "/scheduled/{id}",
             get(get_scheduled_job).delete(cancel_scheduled_job),
         )
+        .route("/scheduled/{id}/pause", post(recurring::pause))
+        .route("/scheduled/{id}/resume", post(recurring::resume))
+        .route("/scheduled/{id}/runs", get(recurring::runs))
         .route("/files", post(files::upload_file).get(files::list_files))
         .route(
             "/files/{id}",
@@ -299,11 +303,17 @@ async fn get_async_job(
     get_job(state, tenant, JobKind::Async, id).await
 }
 
+/// A recurring schedule or a one-time scheduled job: they share the `sched_` ids.
 async fn get_scheduled_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     id: IdPath,
 ) -> Result<Response, ApiError> {
+    if let Some(schedule) =
+        prism_core::recurring::service::find_recurring(&state.deps, &tenant, &id.0).await?
+    {
+        return Ok(recurring::schedule_response(&schedule));
+    }
     get_job(state, tenant, JobKind::Scheduled, id).await
 }
 
@@ -356,11 +366,28 @@ async fn cancel_async_job(
     cancel_job(state, tenant, JobKind::Async, id).await
 }
 
+/// Deletes a recurring schedule (`?cancel_running=true` also cancels its unfinished runs) or
+/// cancels a one-time scheduled job.
 async fn cancel_scheduled_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     id: IdPath,
+    params: QueryParams,
 ) -> Result<Response, ApiError> {
+    let cancel_running = recurring::cancel_running(&params)?;
+    if prism_core::recurring::service::find_recurring(&state.deps, &tenant, &id.0)
+        .await?
+        .is_some()
+    {
+        let schedule = prism_core::recurring::service::delete_recurring(
+            &state.deps,
+            &tenant,
+            &id.0,
+            cancel_running,
+        )
+        .await?;
+        return Ok(recurring::schedule_response(&schedule));
+    }
     cancel_job(state, tenant, JobKind::Scheduled, id).await
 }
 
@@ -384,6 +411,27 @@ async fn create_scheduled_job(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let body = read_json_body(&state, &budget, &headers, body).await?;
+    if prism_core::recurring::request::scheduled_kind(&body.bytes)?
+        == prism_core::recurring::request::ScheduledKind::Recurring
+    {
+        // Refused rather than ignored: a retried create would make a second schedule.
+        if key.is_some() {
+            return Err(prism_core::ServiceError::invalid(
+                "The Idempotency-Key header is not supported for recurring schedules yet; send the request without it.",
+                Some("Idempotency-Key"),
+                Some("idempotency_unsupported"),
+            )
+            .into());
+        }
+        let schedule =
+            prism_core::recurring::service::create_recurring(&state.deps, &tenant, &body.bytes)
+                .await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(recurring::RecurringObject::from_schedule(&schedule)),
+        )
+            .into_response());
+    }
     let submitted =
         jobs::service::submit_scheduled_job(&state.deps, &tenant, &body.bytes, key).await?;
     Ok((

@@ -21,6 +21,9 @@ pub struct JobObject<'a> {
     /// Scheduled jobs only: RFC 3339 in UTC, as the client wrote it (normalised).
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduled_at: Option<String>,
+    /// Runs of a recurring schedule only: that schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_job_id: Option<&'a str>,
     /// Scheduled jobs only (`null` when none was given).
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Option<&'a Metadata>>,
@@ -47,6 +50,7 @@ impl<'a> JobObject<'a> {
             status: job.status.as_str(),
             model: &job.model,
             scheduled_at: job.scheduled_at.map(format_rfc3339),
+            scheduled_job_id: job.scheduled_job_id.as_ref().map(|id| id.as_str()),
             metadata: (job.kind == JobKind::Scheduled).then_some(job.metadata.as_ref()),
             created_at: job.created_at.unix_seconds(),
             started_at: job.started_at.map(|t| t.unix_seconds()),

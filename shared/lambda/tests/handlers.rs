@@ -146,6 +146,7 @@ async fn submit(h: &Harness, id: &str, model: &str) {
         request: Bytes::from(body),
         created_at: h.deps.clock.now(),
         scheduled_at: None,
+        scheduled_job_id: None,
         metadata: None,
     };
     h.deps.jobs.create(&job, None).await.unwrap();

@@ -147,6 +147,7 @@ async fn seed_job(h: &Harness) {
         request: Bytes::from_static(br#"{"model":"gpt-4o-mini","messages":[]}"#),
         created_at: h.deps.clock.now(),
         scheduled_at: None,
+        scheduled_job_id: None,
         metadata: None,
     };
     h.deps.jobs.create(&job, None).await.unwrap();

@@ -200,6 +200,7 @@ mod tests {
             model: "m".into(),
             created_at: Timestamp(0),
             scheduled_at: None,
+            scheduled_job_id: None,
             metadata: None,
             started_at: None,
             completed_at: None,

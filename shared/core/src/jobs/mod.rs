@@ -140,6 +140,8 @@ pub struct Job {
     pub created_at: Timestamp,
     /// Scheduled jobs only: no worker starts the job before then.
     pub scheduled_at: Option<Timestamp>,
+    /// A run of a recurring schedule: that schedule (an async job in every other way).
+    pub scheduled_job_id: Option<JobId>,
     pub metadata: Option<Metadata>,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
@@ -175,6 +177,7 @@ pub struct NewJob {
     pub request: Bytes,
     pub created_at: Timestamp,
     pub scheduled_at: Option<Timestamp>,
+    pub scheduled_job_id: Option<JobId>,
     pub metadata: Option<Metadata>,
 }
 
@@ -195,6 +198,7 @@ impl NewJob {
             model: self.model.clone(),
             created_at: self.created_at,
             scheduled_at: self.scheduled_at,
+            scheduled_job_id: self.scheduled_job_id.clone(),
             metadata: self.metadata.clone(),
             started_at: None,
             completed_at: None,

@@ -50,7 +50,7 @@ pub fn parse_schedule_request(
             // The only data error an object can cause here is an unknown field.
             return Err(ServiceError::invalid(
                 format!(
-                    "Unrecognized request argument supplied: {e}. Expected 'scheduled_at', 'request' and optionally 'metadata'."
+                    "Unrecognized request argument supplied: {e}. Expected 'scheduled_at' (or 'schedule' for recurring runs), 'request' and optionally 'metadata'."
                 ),
                 None,
                 Some("unknown_parameter"),
@@ -90,7 +90,7 @@ pub fn parse_schedule_request(
 }
 
 /// The chat body's own errors, with `param` naming where they sit in this request.
-fn nest_under_request(error: ServiceError) -> ServiceError {
+pub(crate) fn nest_under_request(error: ServiceError) -> ServiceError {
     match error {
         ServiceError::InvalidRequest {
             message,
@@ -105,7 +105,7 @@ fn nest_under_request(error: ServiceError) -> ServiceError {
     }
 }
 
-fn parse_scheduled_at(
+pub(crate) fn parse_scheduled_at(
     raw: Option<&RawValue>,
     now: Timestamp,
     horizon: Duration,
@@ -115,7 +115,7 @@ fn parse_scheduled_at(
     };
     let Some(raw) = raw.filter(|r| r.get() != "null") else {
         return Err(invalid(
-            "Missing required parameter: 'scheduled_at' (an RFC 3339 time with an offset, e.g. 2026-04-05T09:00:00Z).".into(),
+            "Missing required parameter: 'scheduled_at' (an RFC 3339 time with an offset, e.g. 2026-04-05T09:00:00Z, for one run) or 'schedule' (a cron expression and time zone, for recurring runs).".into(),
             "missing_required_parameter",
         ));
     };

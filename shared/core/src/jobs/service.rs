@@ -31,6 +31,11 @@ pub struct JobPolicy {
     pub lease_margin: Duration,
     /// How far ahead a scheduled job may be due.
     pub schedule_horizon: Duration,
+    /// The shortest gap between a recurring schedule's fire times (60 s on AWS, whose
+    /// EventBridge cron has no seconds; lower only to test embedded with a seconds field).
+    pub recurring_min_interval: Duration,
+    /// Active and paused recurring schedules one tenant may have.
+    pub max_recurring_per_tenant: usize,
 }
 
 impl Default for JobPolicy {
@@ -42,6 +47,8 @@ impl Default for JobPolicy {
             cancel_poll: Duration::from_secs(1),
             lease_margin: Duration::from_secs(30),
             schedule_horizon: Duration::from_secs(365 * 24 * 3600),
+            recurring_min_interval: Duration::from_secs(60),
+            max_recurring_per_tenant: 100,
         }
     }
 }
@@ -83,6 +90,7 @@ pub async fn submit_async_job(
         request: body,
         created_at: now,
         scheduled_at: None,
+        scheduled_job_id: None,
         metadata: None,
     };
     create_job(deps, job, idempotency_key).await
@@ -117,6 +125,7 @@ pub async fn submit_scheduled_job(
         request: request.request,
         created_at: now,
         scheduled_at: Some(request.scheduled_at),
+        scheduled_job_id: None,
         metadata: request.metadata,
     };
     create_job(deps, job, idempotency_key).await

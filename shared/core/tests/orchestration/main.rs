@@ -10,4 +10,5 @@ mod batches;
 mod files;
 mod jobs;
 mod reconcile;
+mod recurring;
 mod webhooks;

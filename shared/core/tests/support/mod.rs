@@ -44,7 +44,8 @@ pub use prism_core::{
 pub use clock::{ManualClock, START};
 pub use memory::{
     MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
-    MemoryQueue, MemoryScheduler, MemoryWebhookStore, ScriptedSender,
+    MemoryQueue, MemoryRecurringStore, MemoryScheduler, MemoryWebhookStore, RecordingTrigger,
+    ScriptedSender,
 };
 pub use upstream::{Call, Hang, MODEL, Reply, ScriptedUpstream, echo_body};
 
@@ -138,6 +139,8 @@ impl World {
             batches: batches.clone(),
             files: files.clone(),
             blobs: blobs.clone(),
+            recurring: Arc::new(MemoryRecurringStore::new()),
+            recurring_trigger: Arc::new(RecordingTrigger::default()),
             upstream: upstream.clone(),
             webhooks: webhooks.clone(),
             webhook_sender: sender.clone(),

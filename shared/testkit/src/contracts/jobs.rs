@@ -5,6 +5,7 @@ use super::*;
 
 fn page(limit: usize, after: Option<JobId>, status: Option<JobStatus>) -> ListQuery {
     ListQuery {
+        scheduled_job_id: None,
         limit,
         after,
         status,
@@ -66,6 +67,7 @@ pub async fn idempotency_claim_replays_within_its_tenant(p: Ports) {
         request: Bytes::from_static(b"{}"),
         created_at: now,
         scheduled_at: None,
+        scheduled_job_id: None,
         metadata: None,
     };
     let first = job.id.clone();
@@ -467,6 +469,7 @@ async fn new_scheduled_job(p: &Ports, ids: &IdGenerator, owner: &str, due: Times
         request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
         created_at: now,
         scheduled_at: Some(due),
+        scheduled_job_id: None,
         metadata: Some([("team".to_owned(), "search".to_owned())].into()),
     };
     assert!(matches!(

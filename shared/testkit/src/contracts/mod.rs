@@ -78,6 +78,7 @@ async fn new_job(p: &Ports, ids: &IdGenerator, owner: &str) -> NewJob {
         request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
         created_at: now,
         scheduled_at: None,
+        scheduled_job_id: None,
         metadata: None,
     };
     let outcome = p.jobs.create(&job, None).await.unwrap();

@@ -134,6 +134,10 @@ impl JobStore for MemoryJobStore {
                 },
             );
         }
+        // A run of a recurring schedule already made by this same firing stays as it is.
+        if state.jobs.contains_key(&job.id) {
+            return Ok(CreateOutcome::Created { triggered: false });
+        }
         state.jobs.insert(
             job.id.clone(),
             Row {
@@ -176,6 +180,12 @@ impl JobStore for MemoryJobStore {
             .filter(|j| &j.tenant == tenant && j.kind == kind && j.is_live(now))
             .filter(|j| query.after.as_ref().is_none_or(|after| &j.id < after))
             .filter(|j| query.status.is_none_or(|s| j.status == s))
+            .filter(|j| {
+                query
+                    .scheduled_job_id
+                    .as_ref()
+                    .is_none_or(|s| j.scheduled_job_id.as_ref() == Some(s))
+            })
             .cloned()
             .collect();
         items.sort_by(|a, b| b.id.cmp(&a.id));

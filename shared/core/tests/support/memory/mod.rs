@@ -7,6 +7,7 @@ mod files;
 mod jobs;
 mod keys;
 mod queue;
+mod recurring;
 mod webhooks;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -16,6 +17,7 @@ pub use files::{MemoryBlobStore, MemoryFileStore};
 pub use jobs::MemoryJobStore;
 pub use keys::MemoryKeyStore;
 pub use queue::{MemoryQueue, MemoryScheduler};
+pub use recurring::{MemoryRecurringStore, RecordingTrigger};
 pub use webhooks::{MemoryWebhookStore, ScriptedSender};
 
 /// A test that panicked while holding a fake's lock has failed already; later readers see the

@@ -1,0 +1,131 @@
+//! The recurring side of `/v1/scheduled`: the schedule object clients see, and the handlers of
+//! pause, resume and runs. Create, read and delete share their routes with one-time scheduled
+//! jobs (`routes`), which ask here first.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use prism_core::TenantId;
+use prism_core::clock::format_rfc3339;
+use prism_core::list::ListQuery;
+use prism_core::metadata::Metadata;
+use prism_core::recurring::{Recurring, service};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::request::{IdPath, QueryParams};
+use crate::routes::AppState;
+use crate::wire::ListObject;
+
+#[derive(Serialize)]
+struct ScheduleObject<'a> {
+    cron: &'a str,
+    timezone: &'a str,
+    start_at: Option<String>,
+    end_at: Option<String>,
+    max_runs: Option<u32>,
+    overlap: &'static str,
+    catch_up: &'static str,
+}
+
+/// A recurring scheduled job: a one-time one's fields where they mean the same, plus its
+/// `schedule` and run counters.
+#[derive(Serialize)]
+pub struct RecurringObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    job_id: &'a str,
+    status: &'static str,
+    model: &'a str,
+    schedule: ScheduleObject<'a>,
+    next_run_at: Option<String>,
+    last_run_at: Option<String>,
+    run_count: u32,
+    skipped_count: u32,
+    metadata: Option<&'a Metadata>,
+    created_at: i64,
+    /// When it became finished or cancelled.
+    completed_at: Option<i64>,
+}
+
+impl<'a> RecurringObject<'a> {
+    pub fn from_schedule(s: &'a Recurring) -> Self {
+        let r = &s.recurrence;
+        Self {
+            id: s.id.as_str(),
+            object: "scheduled.job",
+            job_id: s.id.as_str(),
+            status: s.status.as_str(),
+            model: &s.model,
+            schedule: ScheduleObject {
+                cron: r.cron.as_str(),
+                timezone: &r.timezone,
+                start_at: r.start_at.map(format_rfc3339),
+                end_at: r.end_at.map(format_rfc3339),
+                max_runs: r.max_runs,
+                overlap: r.overlap.as_str(),
+                catch_up: r.catch_up.as_str(),
+            },
+            next_run_at: s.next_run_at.map(format_rfc3339),
+            last_run_at: s.last_run_at.map(format_rfc3339),
+            run_count: s.run_count,
+            skipped_count: s.skipped_count,
+            metadata: s.metadata.as_ref(),
+            created_at: s.created_at.unix_seconds(),
+            completed_at: s.ended_at.map(|t| t.unix_seconds()),
+        }
+    }
+}
+
+pub fn schedule_response(schedule: &Recurring) -> Response {
+    Json(RecurringObject::from_schedule(schedule)).into_response()
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let schedule = service::pause_recurring(&state.deps, &tenant, &id).await?;
+    Ok(schedule_response(&schedule))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let schedule = service::resume_recurring(&state.deps, &tenant, &id).await?;
+    Ok(schedule_response(&schedule))
+}
+
+/// `GET /v1/scheduled/{id}/runs`: newest first, `limit`/`after` pages, `status` filter.
+pub async fn runs(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    IdPath(id): IdPath,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let query = ListQuery::parse(
+        params.get("limit"),
+        params.get("after"),
+        params.get("status"),
+    )?;
+    let page = service::list_runs(&state.deps, &tenant, &id, &query).await?;
+    Ok(Json(ListObject::from_page(&page)).into_response())
+}
+
+/// `?cancel_running=true` on DELETE; anything but `true`/`false` is refused.
+pub fn cancel_running(params: &QueryParams) -> Result<bool, ApiError> {
+    match params.get("cancel_running") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(prism_core::ServiceError::invalid(
+            "Invalid 'cancel_running': expected true or false.",
+            Some("cancel_running"),
+            Some("invalid_value"),
+        )
+        .into()),
+    }
+}
