@@ -13,7 +13,8 @@ use crate::gate::ModelGate;
 use crate::ids::IdGenerator;
 use crate::jobs::service::JobPolicy;
 use crate::ports::{
-    BatchStore, BlobStore, FileStore, JobStore, Scheduler, Upstream, WorkItem, WorkQueue,
+    BatchStore, BlobStore, FileStore, JobStore, Scheduler, UploadStore, Upstream, WorkItem,
+    WorkQueue,
 };
 
 /// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
@@ -29,6 +30,7 @@ pub struct Deps {
     pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub uploads: Arc<dyn UploadStore>,
     pub upstream: Arc<dyn Upstream>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGenerator>,
@@ -66,6 +68,7 @@ pub struct Adapters {
     pub batches: Arc<dyn BatchStore>,
     pub files: Arc<dyn FileStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub uploads: Arc<dyn UploadStore>,
 }
 
 impl Deps {
@@ -85,6 +88,7 @@ impl Deps {
             batches,
             files,
             blobs,
+            uploads,
         } = adapters;
         Self {
             jobs,
@@ -93,6 +97,7 @@ impl Deps {
             batches,
             files,
             blobs,
+            uploads,
             upstream,
             clock,
             ids: Arc::new(IdGenerator::new()),

@@ -9,6 +9,7 @@
 //!   [`batches::plan`], [`batches::process`] and [`batches::finalize`] are its three stages and
 //!   [`batches::output`] the output-line format.
 //! - [`files`]: the Files API.
+//! - [`uploads`]: the Uploads API (a file in parts, joined into one file).
 //!
 //! Across them: [`deps`] (what every call is given, and triggering work at a time),
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
@@ -37,10 +38,11 @@ pub mod reconcile;
 pub mod retry;
 pub mod routing;
 pub mod stage;
+pub mod uploads;
 pub mod upstream;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
-pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
+pub use ids::{BatchId, FileId, JobId, KeyId, PartId, TenantId, UploadId};
 pub use jobs::{Job, JobError, JobKind, JobStatus};
 pub use stage::{PerStage, Stage};

@@ -146,6 +146,19 @@ impl From<ServiceError> for ApiError {
                 format!("Cannot {action} a job with status '{}'.", status.as_str()),
             )
             .never_retry(),
+            ServiceError::StateConflict {
+                message,
+                param,
+                code,
+            } => ApiError {
+                status: StatusCode::CONFLICT,
+                message,
+                kind: "invalid_request_error".to_owned(),
+                param,
+                code: Some(code),
+                never_retry: true,
+                retry_after_secs: None,
+            },
             ServiceError::Store(store) => {
                 // Details go to the log once; the client gets a generic 5xx.
                 tracing::error!(error = %store, "storage failure");

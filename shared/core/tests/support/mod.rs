@@ -44,7 +44,7 @@ pub use prism_core::{
 pub use clock::{ManualClock, START};
 pub use memory::{
     MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
-    MemoryQueue, MemoryScheduler,
+    MemoryQueue, MemoryScheduler, MemoryUploadStore,
 };
 pub use upstream::{Call, Hang, MODEL, Reply, ScriptedUpstream, echo_body};
 
@@ -123,6 +123,7 @@ impl World {
             batches: batches.clone(),
             files: files.clone(),
             blobs: blobs.clone(),
+            uploads: Arc::new(MemoryUploadStore::new(files.clone())),
             upstream: upstream.clone(),
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),

@@ -7,6 +7,7 @@ mod files;
 mod jobs;
 mod keys;
 mod queue;
+mod uploads;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -15,6 +16,7 @@ pub use files::{MemoryBlobStore, MemoryFileStore};
 pub use jobs::MemoryJobStore;
 pub use keys::MemoryKeyStore;
 pub use queue::{MemoryQueue, MemoryScheduler};
+pub use uploads::MemoryUploadStore;
 
 /// A test that panicked while holding a fake's lock has failed already; later readers see the
 /// state as it was.
