@@ -98,6 +98,7 @@ pub async fn connect_aws(
         batches: Arc::new(backend.batches.clone()),
         files: Arc::new(backend.files.clone()),
         blobs: Arc::new(backend.blobs.clone()),
+        uploads: Arc::new(backend.uploads.clone()),
     };
     let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
     Ok(AwsApp {

@@ -357,6 +357,8 @@ impl Config {
         FilePolicy {
             max_upload_bytes: self.files.max_upload_bytes,
             upload_limit_reason: None,
+            max_file_bytes: self.files.max_upload_bytes,
+            max_part_bytes: prism_core::uploads::MAX_PART_BYTES,
             redirect_downloads_above: self.files.redirect_downloads_above,
             presigned_url_ttl: self.files.presigned_url_ttl,
         }
@@ -370,8 +372,10 @@ impl Config {
             max_upload_bytes: self.files.max_upload_bytes.min(cap),
             upload_limit_reason: Some(format!(
                 "the AWS backend receives requests through AWS Lambda, whose request payload limit \
-                 is {cap} bytes; larger uploads (the Uploads API) are not supported yet."
+                 is {cap} bytes (less the base64 encoding of a binary body)."
             )),
+            max_file_bytes: self.files.max_upload_bytes,
+            max_part_bytes: cap,
             redirect_downloads_above: Some(
                 self.files
                     .redirect_downloads_above

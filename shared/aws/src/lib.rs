@@ -18,6 +18,7 @@ mod schedules;
 mod settings;
 pub mod stack;
 mod stages;
+mod uploads;
 mod write;
 
 pub use batches::DynamoBatchStore;
@@ -34,6 +35,7 @@ pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedul
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SDK_MAX_ATTEMPTS, SettingsError};
 pub use stack::{MAX_RECEIVE_COUNT, StackError, StackTemplate};
 pub use stages::StageQueues;
+pub use uploads::DynamoUploadStore;
 
 /// The state table's key attributes and index as the adapters spell them; the template declares
 /// the same (`tests/template.rs`).

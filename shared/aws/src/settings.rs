@@ -9,6 +9,7 @@ use prism_core::{PerStage, Stage};
 use crate::batches::DynamoBatchStore;
 use crate::blobs::S3Blobs;
 use crate::files::DynamoFileStore;
+use crate::uploads::DynamoUploadStore;
 use crate::jobs::DynamoJobStore;
 use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
@@ -167,6 +168,7 @@ pub struct AwsBackend {
     pub settings: AwsSettings,
     pub jobs: DynamoJobStore,
     pub files: DynamoFileStore,
+    pub uploads: DynamoUploadStore,
     pub batches: DynamoBatchStore,
     pub blobs: S3Blobs,
     pub keys: DynamoKeyStore,
@@ -211,6 +213,7 @@ impl AwsBackend {
         Self {
             jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone()),
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
+            uploads: DynamoUploadStore::new(dynamo.clone(), settings.table.clone()),
             batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone()),
             blobs,
             keys: DynamoKeyStore::new(dynamo, settings.table.clone()),

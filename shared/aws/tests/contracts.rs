@@ -52,3 +52,22 @@ impl ScheduleTime for PumpedTime {
 }
 
 port_contract!(fresh);
+
+async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
+    let ports = fresh().await;
+    let prefix = format!(
+        "uploads-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    drop(ports);
+    let settings = provision(&prefix, 30).await.unwrap();
+    let backend = AwsBackend::connect(settings, Duration::ZERO).await;
+    prism_testkit::contracts::UploadPorts {
+        uploads: Arc::new(backend.uploads.clone()),
+        files: Arc::new(backend.files.clone()),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+prism_testkit::upload_contract!(fresh_uploads);

@@ -13,6 +13,7 @@ mod lock;
 mod queue;
 mod runtime;
 mod schedules;
+mod uploads;
 mod wiring;
 
 pub use batches::SqliteBatchStore;
@@ -25,6 +26,7 @@ pub use lock::{DataDirLock, LockError};
 pub use queue::SqliteWorkQueue;
 pub use runtime::{RuntimeConfig, WorkerRuntime};
 pub use schedules::SqliteScheduler;
+pub use uploads::SqliteUploadStore;
 pub use wiring::EmbeddedBackend;
 
 /// The database file inside a data directory.

@@ -10,7 +10,7 @@ use prism_core::ports::Upstream;
 
 use crate::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteScheduler,
-    SqliteWorkQueue,
+    SqliteUploadStore, SqliteWorkQueue,
 };
 
 /// The dependencies of every service and worker, plus the adapters the runtime drives directly
@@ -40,6 +40,7 @@ impl EmbeddedBackend {
             batches: Arc::new(batches.clone()),
             files: Arc::new(SqliteFileStore::new(db.clone())),
             blobs: Arc::new(LocalBlobStore::new(blob_dir)),
+            uploads: Arc::new(SqliteUploadStore::new(db.clone())),
         };
         Self {
             deps: Deps::new(adapters, upstream, clock, policies),

@@ -7,6 +7,7 @@ mod files;
 mod multipart_guard;
 mod request;
 mod routes;
+mod uploads;
 mod wire;
 
 pub use auth::{DEFAULT_KEY_CACHE_TTL, KeyCache};

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
 use crate::files;
+use crate::uploads;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
@@ -88,6 +89,10 @@ pub fn router(state: AppState) -> Router {
             get(files::get_file).delete(files::delete_file),
         )
         .route("/files/{id}/content", get(files::file_content))
+        .route("/uploads", post(uploads::create_upload))
+        .route("/uploads/{id}/parts", post(uploads::add_part))
+        .route("/uploads/{id}/complete", post(uploads::complete_upload))
+        .route("/uploads/{id}/cancel", post(uploads::cancel_upload))
         .route("/batches", post(create_batch).get(list_batches))
         .route("/batches/{id}", get(get_batch))
         .route("/batches/{id}/cancel", post(cancel_batch))
@@ -187,7 +192,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 }
 
 /// The body under the per-request cap and the process budget, refused when a key repeats.
-async fn read_json_body(
+pub(crate) async fn read_json_body(
     state: &AppState,
     budget: &BodyBudget,
     headers: &HeaderMap,

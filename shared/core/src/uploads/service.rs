@@ -105,6 +105,18 @@ fn part_too_large(deps: &Deps, limit: u64, upload: &Upload) -> ServiceError {
     }
 }
 
+/// The 413 of a part request whose declared length is over what one request carries here.
+pub fn request_part_too_large(deps: &Deps) -> ServiceError {
+    ServiceError::TooLarge {
+        message: format!(
+            "The part is larger than {} bytes, the most one request carries here. Send smaller \
+             parts: client.uploads.upload_file_chunked(..., part_size={}).",
+            deps.file_policy.max_part_bytes,
+            suggested_part_size(&deps.file_policy)
+        ),
+    }
+}
+
 /// `POST /v1/uploads/{id}/parts`: the part's bytes stream into the blob store (never held
 /// whole), then its record is written if the upload still takes parts.
 #[tracing::instrument(skip_all, fields(tenant = %tenant, upload_id = id, part_id))]
