@@ -27,6 +27,8 @@ pub struct FilePolicy {
     pub max_file_bytes: u64,
     /// The largest part one request carries (AWS: Lambda's payload limit).
     pub max_part_bytes: u64,
+    /// How long an upload takes parts and its complete.
+    pub upload_ttl: Duration,
     /// Downloads above this many bytes answer with a redirect to a pre-signed URL, where the
     /// blob store has them (AWS: past what a Lambda response carries well).
     pub redirect_downloads_above: Option<u64>,
@@ -41,6 +43,7 @@ impl Default for FilePolicy {
             upload_limit_reason: None,
             max_file_bytes: 200 * 1024 * 1024,
             max_part_bytes: crate::uploads::MAX_PART_BYTES,
+            upload_ttl: crate::uploads::UPLOAD_TTL,
             redirect_downloads_above: None,
             presigned_url_ttl: Duration::from_secs(15 * 60),
         }

@@ -15,7 +15,7 @@ use crate::files::{BATCH_INPUT_TTL, FileRecord, UploadError, UploadStream, Utf8C
 use crate::ids::{TenantId, UploadId};
 use crate::uploads::decisions::{self, CancelStep, CompletionStep};
 use crate::uploads::{
-    CompleteUploadRequest, CompletionClaim, CreateUploadRequest, UPLOAD_TTL, Upload, UploadPart,
+    CompleteUploadRequest, CompletionClaim, CreateUploadRequest, Upload, UploadPart,
     UploadStatus,
 };
 
@@ -54,7 +54,7 @@ pub async fn create_upload(
         bytes: new.bytes,
         mime_type: new.mime_type,
         created_at: now,
-        expires_at: now.plus(UPLOAD_TTL),
+        expires_at: now.plus(deps.file_policy.upload_ttl),
         file_expires_after: new.file_expires_after,
         status: UploadStatus::Pending,
         completion: None,
