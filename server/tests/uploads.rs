@@ -99,7 +99,11 @@ async fn parts_sent_out_of_order_complete_into_one_file_that_a_batch_reads_whole
         .await;
     assert_eq!(content.bytes().await.unwrap().as_ref(), bytes);
     // The same complete again (a retry whose answer was lost) answers the same file.
-    let again: Value = complete(&env, &env.alpha, id, body).await.json().await.unwrap();
+    let again: Value = complete(&env, &env.alpha, id, body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["file"]["id"], file);
     let batch: Value = env
         .post(
@@ -125,14 +129,30 @@ async fn create_refuses_a_purpose_other_than_batch_and_a_size_over_the_cap() {
     let base = json!({"bytes": 10, "filename": "a.jsonl", "mime_type": "application/jsonl", "purpose": "batch"});
     for (field, value, param, code) in [
         ("purpose", json!("fine-tune"), "purpose", "invalid_value"),
-        ("bytes", json!(200 * 1024 * 1024 + 1), "bytes", "file_too_large"),
+        (
+            "bytes",
+            json!(200 * 1024 * 1024 + 1),
+            "bytes",
+            "file_too_large",
+        ),
         ("bytes", json!(0), "bytes", "invalid_value"),
-        ("filename", json!(null), "filename", "missing_required_parameter"),
+        (
+            "filename",
+            json!(null),
+            "filename",
+            "missing_required_parameter",
+        ),
         ("mime_type", json!(""), "mime_type", "invalid_value"),
     ] {
         let mut body = base.clone();
         body[field] = value;
-        assert_error(env.post(&env.alpha, "/v1/uploads", &body).await, 400, Some(param), code).await;
+        assert_error(
+            env.post(&env.alpha, "/v1/uploads", &body).await,
+            400,
+            Some(param),
+            code,
+        )
+        .await;
     }
 }
 
@@ -160,7 +180,13 @@ async fn complete_refuses_a_size_mismatch_an_md5_mismatch_and_foreign_or_unknown
     )
     .await;
     assert_error(
-        complete(&env, &env.alpha, id, json!({"part_ids": [first, "part_00000000000000000000000000"]})).await,
+        complete(
+            &env,
+            &env.alpha,
+            id,
+            json!({"part_ids": [first, "part_00000000000000000000000000"]}),
+        )
+        .await,
         400,
         Some("part_ids"),
         "unknown_part",
@@ -169,14 +195,24 @@ async fn complete_refuses_a_size_mismatch_an_md5_mismatch_and_foreign_or_unknown
     let second = part_id(&env, &env.alpha, id, data).await;
     let wrong = "0".repeat(32);
     assert_error(
-        complete(&env, &env.alpha, id, json!({"part_ids": [first, second], "md5": wrong})).await,
+        complete(
+            &env,
+            &env.alpha,
+            id,
+            json!({"part_ids": [first, second], "md5": wrong}),
+        )
+        .await,
         400,
         Some("md5"),
         "md5_mismatch",
     )
     .await;
     let files: Value = env.get(&env.alpha, "/v1/files").await.json().await.unwrap();
-    assert_eq!(files["data"], json!([]), "a refused complete leaves no file");
+    assert_eq!(
+        files["data"],
+        json!([]),
+        "a refused complete leaves no file"
+    );
     // Still pending: the right complete succeeds, then another one is refused.
     let done = complete(&env, &env.alpha, id, json!({"part_ids": [first, second]})).await;
     assert_eq!(done.status(), 200);
@@ -187,7 +223,13 @@ async fn complete_refuses_a_size_mismatch_an_md5_mismatch_and_foreign_or_unknown
         "upload_already_completed",
     )
     .await;
-    assert_error(send_part(&env, &env.alpha, id, data).await, 409, None, "upload_completed").await;
+    assert_error(
+        send_part(&env, &env.alpha, id, data).await,
+        409,
+        None,
+        "upload_completed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -198,7 +240,12 @@ async fn joined_parts_that_are_not_utf8_are_refused_like_a_files_upload() {
     // "é" cut in two is fine across parts; a lone continuation byte is not.
     let a = part_id(&env, &env.alpha, id, &[b'a', 0xc3]).await;
     let b = part_id(&env, &env.alpha, id, &[0xa9, b'\n']).await;
-    assert_eq!(complete(&env, &env.alpha, id, json!({"part_ids": [a, b]})).await.status(), 200);
+    assert_eq!(
+        complete(&env, &env.alpha, id, json!({"part_ids": [a, b]}))
+            .await
+            .status(),
+        200
+    );
     let broken = create_upload(&env, &env.alpha, 2).await;
     let id = broken["id"].as_str().unwrap();
     let c = part_id(&env, &env.alpha, id, &[0xa9, b'\n']).await;
@@ -224,7 +271,13 @@ async fn a_cancelled_upload_takes_no_parts_and_no_complete() {
     assert_eq!(cancelled.status(), 200);
     let cancelled: Value = cancelled.json().await.unwrap();
     assert_eq!(cancelled["status"], "cancelled");
-    assert_error(send_part(&env, &env.alpha, id, data).await, 409, None, "upload_cancelled").await;
+    assert_error(
+        send_part(&env, &env.alpha, id, data).await,
+        409,
+        None,
+        "upload_cancelled",
+    )
+    .await;
     assert_error(
         complete(&env, &env.alpha, id, json!({"part_ids": [part]})).await,
         409,
@@ -256,7 +309,13 @@ async fn an_expired_upload_answers_409_to_parts_complete_and_cancel() {
         send_part(&env, &env.alpha, &id, data).await.status() == 409
     })
     .await;
-    assert_error(send_part(&env, &env.alpha, &id, data).await, 409, None, "upload_expired").await;
+    assert_error(
+        send_part(&env, &env.alpha, &id, data).await,
+        409,
+        None,
+        "upload_expired",
+    )
+    .await;
     assert_error(
         complete(&env, &env.alpha, &id, json!({"part_ids": [part]})).await,
         409,
@@ -265,7 +324,8 @@ async fn an_expired_upload_answers_409_to_parts_complete_and_cancel() {
     )
     .await;
     assert_error(
-        env.post(&env.alpha, &format!("/v1/uploads/{id}/cancel"), &json!({})).await,
+        env.post(&env.alpha, &format!("/v1/uploads/{id}/cancel"), &json!({}))
+            .await,
         409,
         None,
         "upload_expired",
@@ -282,17 +342,26 @@ async fn another_tenants_upload_is_a_404_everywhere() {
     let part = part_id(&env, &env.alpha, id, data).await;
     assert_eq!(send_part(&env, &env.beta, id, data).await.status(), 404);
     assert_eq!(
-        complete(&env, &env.beta, id, json!({"part_ids": [part]})).await.status(),
+        complete(&env, &env.beta, id, json!({"part_ids": [part]}))
+            .await
+            .status(),
         404
     );
     let cancel = env
         .post(&env.beta, &format!("/v1/uploads/{id}/cancel"), &json!({}))
         .await;
     assert_eq!(cancel.status(), 404);
-    assert_eq!(send_part(&env, &env.alpha, "upload_nope", data).await.status(), 404);
+    assert_eq!(
+        send_part(&env, &env.alpha, "upload_nope", data)
+            .await
+            .status(),
+        404
+    );
     // Untouched by the other tenant's tries.
     assert_eq!(
-        complete(&env, &env.alpha, id, json!({"part_ids": [part]})).await.status(),
+        complete(&env, &env.alpha, id, json!({"part_ids": [part]}))
+            .await
+            .status(),
         200
     );
 }
@@ -307,7 +376,10 @@ async fn a_files_upload_over_the_request_cap_points_to_the_uploads_api() {
     .await;
     let big = vec![b'x'; 3000];
     let response = env
-        .upload(&env.alpha, &[("purpose", "", b"batch"), ("file", "big.jsonl", &big)])
+        .upload(
+            &env.alpha,
+            &[("purpose", "", b"batch"), ("file", "big.jsonl", &big)],
+        )
         .await;
     assert_eq!(response.status(), 413);
     let body: Value = response.json().await.unwrap();
@@ -320,13 +392,19 @@ async fn a_files_upload_over_the_request_cap_points_to_the_uploads_api() {
         })
         .await;
         let response = env
-            .upload(&env.alpha, &[("purpose", "", b"batch"), ("file", "big.jsonl", &big)])
+            .upload(
+                &env.alpha,
+                &[("purpose", "", b"batch"), ("file", "big.jsonl", &big)],
+            )
             .await;
         assert_eq!(response.status(), 413);
         let body: Value = response.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains("Uploads API"), "{message}");
-        assert!(message.contains("client.uploads.upload_file_chunked"), "{message}");
+        assert!(
+            message.contains("client.uploads.upload_file_chunked"),
+            "{message}"
+        );
         assert!(message.contains("part_size="), "{message}");
     } else {
         assert!(message.contains("2048"), "{message}");
@@ -336,7 +414,8 @@ async fn a_files_upload_over_the_request_cap_points_to_the_uploads_api() {
 #[tokio::test]
 async fn a_complete_cut_by_a_crash_leaves_no_file_or_one_whole_file_and_its_repeat_answers_it() {
     let mut env = start(Setup::default()).await;
-    let line = "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}\n";
+    let line =
+        "{\"custom_id\":\"x\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{}}\n";
     let input = line.repeat(8 * 1024 * 1024 / line.len());
     let bytes = input.as_bytes();
     let upload = create_upload(&env, &env.alpha, bytes.len()).await;
@@ -347,7 +426,12 @@ async fn a_complete_cut_by_a_crash_leaves_no_file_or_one_whole_file_and_its_repe
     }
     let body = json!({"part_ids": parts});
     let url = env.url(&format!("/v1/uploads/{id}/complete"));
-    let request = env.http.post(url).bearer_auth(&env.alpha).json(&body).send();
+    let request = env
+        .http
+        .post(url)
+        .bearer_auth(&env.alpha)
+        .json(&body)
+        .send();
     let in_flight = tokio::spawn(request);
     tokio::time::sleep(Duration::from_millis(30)).await;
     env.kill_server().await;
@@ -356,11 +440,18 @@ async fn a_complete_cut_by_a_crash_leaves_no_file_or_one_whole_file_and_its_repe
     let files: Value = env.get(&env.alpha, "/v1/files").await.json().await.unwrap();
     let before = files["data"].as_array().unwrap().len();
     assert!(before <= 1, "at most one file: {files}");
-    let done: Value = complete(&env, &env.alpha, &id, body.clone()).await.json().await.unwrap();
+    let done: Value = complete(&env, &env.alpha, &id, body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
     let file = done["file"]["id"].as_str().unwrap();
     if before == 1 {
-        assert_eq!(files["data"][0]["id"], file, "the repeat answers the file the crash left");
+        assert_eq!(
+            files["data"][0]["id"], file,
+            "the repeat answers the file the crash left"
+        );
     }
     let files: Value = env.get(&env.alpha, "/v1/files").await.json().await.unwrap();
     assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");

@@ -9,12 +9,12 @@ use prism_core::{PerStage, Stage};
 use crate::batches::DynamoBatchStore;
 use crate::blobs::S3Blobs;
 use crate::files::DynamoFileStore;
-use crate::uploads::DynamoUploadStore;
 use crate::jobs::DynamoJobStore;
 use crate::keys::DynamoKeyStore;
 use crate::queue::SqsWorkQueue;
 use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
 use crate::stages::StageQueues;
+use crate::uploads::DynamoUploadStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {

@@ -12,14 +12,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use prism_core::files::{FilePurpose, FileRecord};
 use prism_core::ports::UploadStore;
-use prism_core::uploads::{
-    CompletionClaim, UPLOAD_RETENTION, Upload, UploadPart, UploadStatus,
-};
+use prism_core::uploads::{CompletionClaim, UPLOAD_RETENTION, Upload, UploadPart, UploadStatus};
 use prism_core::{FileId, PartId, StoreError, TenantId, Timestamp, UploadId};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s, get_ts, need_s, n, s,
-    tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk,
+    tenant_pk, unavailable,
 };
 use crate::files::file_item;
 use crate::write::{self, Written};
@@ -93,7 +91,8 @@ fn upload_from_item(item: &Item) -> Result<Upload, StoreError> {
         bytes: number("bytes")?,
         mime_type: need_s(item, "mime_type")?.to_owned(),
         created_at: get_ts(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
-        expires_at: get_ts(item, "upload_expires_at").ok_or_else(|| corrupt("upload_expires_at"))?,
+        expires_at: get_ts(item, "upload_expires_at")
+            .ok_or_else(|| corrupt("upload_expires_at"))?,
         file_expires_after: get_n(item, "file_expires_after")
             .and_then(|v| u64::try_from(v).ok())
             .map(Duration::from_secs),
@@ -102,7 +101,11 @@ fn upload_from_item(item: &Item) -> Result<Upload, StoreError> {
     })
 }
 
-fn part_from_item(item: &Item, tenant: &TenantId, upload: &UploadId) -> Result<UploadPart, StoreError> {
+fn part_from_item(
+    item: &Item,
+    tenant: &TenantId,
+    upload: &UploadId,
+) -> Result<UploadPart, StoreError> {
     Ok(UploadPart {
         id: PartId::parse(need_s(item, SORT_KEY)?).ok_or_else(|| corrupt(SORT_KEY))?,
         upload_id: upload.clone(),
@@ -213,7 +216,10 @@ impl UploadStore for DynamoUploadStore {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(Item::from([
-                (PARTITION_KEY.to_owned(), parts_pk(&part.tenant, &part.upload_id)),
+                (
+                    PARTITION_KEY.to_owned(),
+                    parts_pk(&part.tenant, &part.upload_id),
+                ),
                 (SORT_KEY.to_owned(), s(part.id.as_str())),
                 ("bytes".to_owned(), count(part.bytes)),
                 ("created_at".to_owned(), n(part.created_at.0)),
@@ -231,11 +237,7 @@ impl UploadStore for DynamoUploadStore {
         .await
     }
 
-    async fn parts(
-        &self,
-        tenant: &TenantId,
-        id: &UploadId,
-    ) -> Result<Vec<UploadPart>, StoreError> {
+    async fn parts(&self, tenant: &TenantId, id: &UploadId) -> Result<Vec<UploadPart>, StoreError> {
         let mut parts = Vec::new();
         let mut start: Option<Item> = None;
         loop {

@@ -54,7 +54,10 @@ impl ScheduleTime for PumpedTime {
 port_contract!(fresh);
 
 async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
-    assert!(std::env::var("AWS_ENDPOINT_URL").is_ok(), "run scripts/test.sh: it starts the emulator");
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run scripts/test.sh: it starts the emulator"
+    );
     let prefix = format!(
         "uploads-{}-{}",
         std::process::id(),

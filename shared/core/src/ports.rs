@@ -404,8 +404,7 @@ pub trait UploadStore: Send + Sync {
     async fn add_part(&self, part: &UploadPart, now: Timestamp) -> Result<bool, StoreError>;
 
     /// Every recorded part of the upload, in no particular order.
-    async fn parts(&self, tenant: &TenantId, id: &UploadId)
-    -> Result<Vec<UploadPart>, StoreError>;
+    async fn parts(&self, tenant: &TenantId, id: &UploadId) -> Result<Vec<UploadPart>, StoreError>;
 
     /// Sets the claim of a `pending` upload whose current claim names `previous` (none: no
     /// claim); false otherwise.

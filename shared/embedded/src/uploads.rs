@@ -156,11 +156,7 @@ impl UploadStore for SqliteUploadStore {
             .await
     }
 
-    async fn parts(
-        &self,
-        tenant: &TenantId,
-        id: &UploadId,
-    ) -> Result<Vec<UploadPart>, StoreError> {
+    async fn parts(&self, tenant: &TenantId, id: &UploadId) -> Result<Vec<UploadPart>, StoreError> {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.db
             .read(move |conn| parts_of(conn, tenant.as_str(), id.as_str()))

@@ -25,10 +25,10 @@ use tracing::Instrument;
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
 use crate::files;
-use crate::uploads;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
+use crate::uploads;
 use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
 
 #[derive(Debug, Clone)]

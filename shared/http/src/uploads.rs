@@ -124,7 +124,12 @@ pub async fn complete_upload(
 ) -> Result<Response, ApiError> {
     let body = read_json_body(&state, &budget, &headers, body).await?;
     let (upload, file) = service::complete_upload(&state.deps, &tenant, &id, &body.bytes).await?;
-    Ok(Json(UploadObject::new(&upload, Some(&file), state.deps.clock.now())).into_response())
+    Ok(Json(UploadObject::new(
+        &upload,
+        Some(&file),
+        state.deps.clock.now(),
+    ))
+    .into_response())
 }
 
 /// `POST /v1/uploads/{id}/cancel`; a body, if any, is ignored.
@@ -135,5 +140,10 @@ pub async fn cancel_upload(
 ) -> Result<Response, ApiError> {
     let upload = service::cancel_upload(&state.deps, &tenant, &id).await?;
     let file = service::upload_file(&state.deps, &upload).await?;
-    Ok(Json(UploadObject::new(&upload, file.as_ref(), state.deps.clock.now())).into_response())
+    Ok(Json(UploadObject::new(
+        &upload,
+        file.as_ref(),
+        state.deps.clock.now(),
+    ))
+    .into_response())
 }

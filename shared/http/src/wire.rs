@@ -4,9 +4,9 @@
 use prism_core::batches::{Batch, RequestCounts};
 use prism_core::clock::format_rfc3339;
 use prism_core::files::FileRecord;
-use prism_core::uploads::{Upload, UploadPart};
 use prism_core::list::Page;
 use prism_core::metadata::Metadata;
+use prism_core::uploads::{Upload, UploadPart};
 use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;

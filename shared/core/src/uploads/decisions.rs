@@ -34,7 +34,9 @@ fn short_text(value: Option<Value>, param: &str) -> Result<String, ServiceError>
         None | Some(Value::Null) => Err(missing(param)),
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_FILENAME_BYTES => Ok(s),
         Some(_) => Err(invalid(
-            format!("Invalid '{param}': expected a non-empty string of at most {MAX_FILENAME_BYTES} bytes."),
+            format!(
+                "Invalid '{param}': expected a non-empty string of at most {MAX_FILENAME_BYTES} bytes."
+            ),
             param,
             "invalid_value",
         )),
@@ -55,9 +57,7 @@ pub fn check_create(
         }
         Some(other) => {
             return Err(invalid(
-                format!(
-                    "Invalid 'purpose': {other}. Prism accepts uploads with purpose 'batch'."
-                ),
+                format!("Invalid 'purpose': {other}. Prism accepts uploads with purpose 'batch'."),
                 "purpose",
                 "invalid_value",
             ));
@@ -254,7 +254,10 @@ pub fn completion(
     }
     let mut parts = Vec::with_capacity(request.part_ids.len());
     for id in &request.part_ids {
-        match known.iter().find(|p| &p.id == id && p.upload_id == upload.id) {
+        match known
+            .iter()
+            .find(|p| &p.id == id && p.upload_id == upload.id)
+        {
             Some(part) => parts.push(part.clone()),
             None => return Err(unknown_part(id.as_str())),
         }

@@ -53,10 +53,19 @@ fn create_accepts_a_batch_upload_and_names_the_parameter_of_each_refusal() {
         let mut body = valid();
         body[field] = value.clone();
         let error = create(body).expect_err(&format!("{field} = {value} must be refused"));
-        assert_eq!(param_of(error).0.as_deref(), Some(param), "{field} = {value}");
+        assert_eq!(
+            param_of(error).0.as_deref(),
+            Some(param),
+            "{field} = {value}"
+        );
     }
-    let over = create(json!({"bytes": 200 * MB + 1, "filename": "a", "mime_type": "b", "purpose": "batch"}));
-    assert_eq!(param_of(over.unwrap_err()).1.as_deref(), Some("file_too_large"));
+    let over = create(
+        json!({"bytes": 200 * MB + 1, "filename": "a", "mime_type": "b", "purpose": "batch"}),
+    );
+    assert_eq!(
+        param_of(over.unwrap_err()).1.as_deref(),
+        Some("file_too_large")
+    );
 }
 
 fn upload(bytes: u64) -> Upload {
@@ -116,8 +125,13 @@ fn complete_request_refuses_a_missing_empty_or_repeated_part_list_and_a_bad_md5(
 fn complete_joins_the_named_parts_in_the_clients_order_when_their_sizes_add_up() {
     let up = upload(10);
     let (a, b) = (part(&up, 4), part(&up, 6));
-    let step = completion(&up, &[a.clone(), b.clone()], &request(&[&b, &a], None), up.created_at)
-        .unwrap();
+    let step = completion(
+        &up,
+        &[a.clone(), b.clone()],
+        &request(&[&b, &a], None),
+        up.created_at,
+    )
+    .unwrap();
     assert_eq!(
         step,
         CompletionStep::Begin {
@@ -136,7 +150,10 @@ fn complete_refuses_a_size_mismatch_and_parts_of_another_upload() {
     let other = upload(10);
     let foreign = part(&other, 10);
     let error = completion(&up, &[a], &request(&[&foreign], None), up.created_at).unwrap_err();
-    assert_eq!(param_of(error), (Some("part_ids".into()), Some("unknown_part".into())));
+    assert_eq!(
+        param_of(error),
+        (Some("part_ids".into()), Some("unknown_part".into()))
+    );
 }
 
 #[test]
@@ -202,7 +219,10 @@ fn cancelled_and_expired_uploads_refuse_parts_and_complete_with_409() {
 #[test]
 fn cancel_is_once_then_answered_as_is_and_refused_when_completed_or_expired() {
     let mut up = upload(10);
-    assert_eq!(cancellation(&up, up.created_at).unwrap(), CancelStep::Cancel);
+    assert_eq!(
+        cancellation(&up, up.created_at).unwrap(),
+        CancelStep::Cancel
+    );
     assert!(cancellation(&up, up.expires_at).is_err());
     up.status = UploadStatus::Cancelled;
     assert_eq!(

@@ -15,8 +15,7 @@ use crate::files::{BATCH_INPUT_TTL, FileRecord, UploadError, UploadStream, Utf8C
 use crate::ids::{TenantId, UploadId};
 use crate::uploads::decisions::{self, CancelStep, CompletionStep};
 use crate::uploads::{
-    CompleteUploadRequest, CompletionClaim, CreateUploadRequest, Upload, UploadPart,
-    UploadStatus,
+    CompleteUploadRequest, CompletionClaim, CreateUploadRequest, Upload, UploadPart, UploadStatus,
 };
 
 fn not_found(id: &str) -> ServiceError {
@@ -76,10 +75,7 @@ pub async fn get_upload(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Uplo
 /// The file a completed upload made, for its answer.
 pub async fn upload_file(deps: &Deps, upload: &Upload) -> Result<Option<FileRecord>, ServiceError> {
     match upload.file_id() {
-        Some(id) => Ok(deps
-            .files
-            .get(&upload.tenant, id, deps.clock.now())
-            .await?),
+        Some(id) => Ok(deps.files.get(&upload.tenant, id, deps.clock.now()).await?),
         None => Ok(None),
     }
 }
@@ -197,15 +193,13 @@ pub async fn complete_upload(
     id: &str,
     body: &[u8],
 ) -> Result<(Upload, FileRecord), ServiceError> {
-    let request =
-        decisions::check_complete_request(json_body::<CompleteUploadRequest>(body)?)?;
+    let request = decisions::check_complete_request(json_body::<CompleteUploadRequest>(body)?)?;
     let upload = get_upload(deps, tenant, id).await?;
     let known = deps.uploads.parts(tenant, &upload.id).await?;
-    let (parts, reuse) =
-        match decisions::completion(&upload, &known, &request, deps.clock.now())? {
-            CompletionStep::Replay(_) => return answered(deps, upload).await,
-            CompletionStep::Begin { parts, file_id } => (parts, file_id),
-        };
+    let (parts, reuse) = match decisions::completion(&upload, &known, &request, deps.clock.now())? {
+        CompletionStep::Replay(_) => return answered(deps, upload).await,
+        CompletionStep::Begin { parts, file_id } => (parts, file_id),
+    };
     let previous = upload.completion.as_ref().map(|c| c.file_id.clone());
     let claim = CompletionClaim {
         file_id: reuse.unwrap_or_else(|| deps.ids.file_id(deps.clock.now())),
@@ -405,7 +399,11 @@ fn joined_error(error: UploadError) -> ServiceError {
 
 /// `POST /v1/uploads/{id}/cancel`: a cancelled upload takes nothing more; its parts go.
 #[tracing::instrument(skip_all, fields(tenant = %tenant, upload_id = id))]
-pub async fn cancel_upload(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Upload, ServiceError> {
+pub async fn cancel_upload(
+    deps: &Deps,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Upload, ServiceError> {
     let upload = get_upload(deps, tenant, id).await?;
     match decisions::cancellation(&upload, deps.clock.now())? {
         CancelStep::AlreadyCancelled => return Ok(upload),

@@ -3,8 +3,8 @@
 //! and the purge of expired uploads. Its own fixture ([`UploadPorts`]) and macro
 //! (`upload_contract!`), since a complete writes through to the `FileStore` of the same backend.
 
-use prism_core::uploads::{CompletionClaim, UPLOAD_TTL, Upload, UploadPart, UploadStatus};
 use prism_core::ports::UploadStore;
+use prism_core::uploads::{CompletionClaim, UPLOAD_TTL, Upload, UploadPart, UploadStatus};
 
 use super::*;
 
@@ -69,9 +69,15 @@ pub async fn uploads_belong_to_their_tenant_and_keep_every_field(p: UploadPorts)
         p.uploads.get(&tenant("alpha"), &upload.id).await.unwrap(),
         Some(upload.clone())
     );
-    assert_eq!(p.uploads.get(&tenant("beta"), &upload.id).await.unwrap(), None);
+    assert_eq!(
+        p.uploads.get(&tenant("beta"), &upload.id).await.unwrap(),
+        None
+    );
     let unknown = ids.upload_id(p.clock.now());
-    assert_eq!(p.uploads.get(&tenant("alpha"), &unknown).await.unwrap(), None);
+    assert_eq!(
+        p.uploads.get(&tenant("alpha"), &unknown).await.unwrap(),
+        None
+    );
 }
 
 pub async fn parts_are_recorded_only_while_pending_and_before_expiry(p: UploadPorts) {
@@ -93,10 +99,24 @@ pub async fn parts_are_recorded_only_while_pending_and_before_expiry(p: UploadPo
     let mut parts = p.uploads.parts(&tenant("alpha"), &upload.id).await.unwrap();
     parts.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(parts, vec![a, b]);
-    assert!(p.uploads.parts(&tenant("beta"), &upload.id).await.unwrap().is_empty());
-    assert!(p.uploads.cancel(&tenant("alpha"), &upload.id, now).await.unwrap());
     assert!(
-        !p.uploads.add_part(&new_part(&ids, &upload, 1), now).await.unwrap(),
+        p.uploads
+            .parts(&tenant("beta"), &upload.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        p.uploads
+            .cancel(&tenant("alpha"), &upload.id, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.uploads
+            .add_part(&new_part(&ids, &upload, 1), now)
+            .await
+            .unwrap(),
         "a cancelled upload takes no parts"
     );
 }
@@ -110,13 +130,36 @@ pub async fn a_claim_replaces_only_the_claim_it_names(p: UploadPorts) {
     p.uploads.add_part(&part, now).await.unwrap();
     let (first, second) = (file_of(&ids, &upload, now), file_of(&ids, &upload, now));
     let alpha = tenant("alpha");
-    assert!(!p.uploads.claim_completion(&tenant("beta"), &upload.id, &claim(&first, &[&part]), None).await.unwrap());
-    assert!(p.uploads.claim_completion(&alpha, &upload.id, &claim(&first, &[&part]), None).await.unwrap());
     assert!(
-        !p.uploads.claim_completion(&alpha, &upload.id, &claim(&second, &[&part]), None).await.unwrap(),
+        !p.uploads
+            .claim_completion(&tenant("beta"), &upload.id, &claim(&first, &[&part]), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        p.uploads
+            .claim_completion(&alpha, &upload.id, &claim(&first, &[&part]), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.uploads
+            .claim_completion(&alpha, &upload.id, &claim(&second, &[&part]), None)
+            .await
+            .unwrap(),
         "a claim that names no previous one loses to the first"
     );
-    assert!(p.uploads.claim_completion(&alpha, &upload.id, &claim(&second, &[&part]), Some(&first.id)).await.unwrap());
+    assert!(
+        p.uploads
+            .claim_completion(
+                &alpha,
+                &upload.id,
+                &claim(&second, &[&part]),
+                Some(&first.id)
+            )
+            .await
+            .unwrap()
+    );
     let stored = p.uploads.get(&alpha, &upload.id).await.unwrap().unwrap();
     assert_eq!(stored.completion, Some(claim(&second, &[&part])));
     assert_eq!(stored.status, UploadStatus::Pending);
@@ -132,23 +175,60 @@ pub async fn complete_makes_the_file_visible_in_the_same_write_and_only_once(p: 
     let alpha = tenant("alpha");
     let (claimed, stranger) = (file_of(&ids, &upload, now), file_of(&ids, &upload, now));
     assert!(
-        !p.uploads.complete(&alpha, &upload.id, &claimed).await.unwrap(),
+        !p.uploads
+            .complete(&alpha, &upload.id, &claimed)
+            .await
+            .unwrap(),
         "no claim, no complete"
     );
-    p.uploads.claim_completion(&alpha, &upload.id, &claim(&claimed, &[&part]), None).await.unwrap();
-    assert!(!p.uploads.complete(&alpha, &upload.id, &stranger).await.unwrap());
+    p.uploads
+        .claim_completion(&alpha, &upload.id, &claim(&claimed, &[&part]), None)
+        .await
+        .unwrap();
+    assert!(
+        !p.uploads
+            .complete(&alpha, &upload.id, &stranger)
+            .await
+            .unwrap()
+    );
     assert_eq!(p.files.get(&alpha, &stranger.id, now).await.unwrap(), None);
     assert_eq!(p.files.get(&alpha, &claimed.id, now).await.unwrap(), None);
-    assert!(p.uploads.complete(&alpha, &upload.id, &claimed).await.unwrap());
-    assert_eq!(p.files.get(&alpha, &claimed.id, now).await.unwrap(), Some(claimed.clone()));
+    assert!(
+        p.uploads
+            .complete(&alpha, &upload.id, &claimed)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        p.files.get(&alpha, &claimed.id, now).await.unwrap(),
+        Some(claimed.clone())
+    );
     let stored = p.uploads.get(&alpha, &upload.id).await.unwrap().unwrap();
     assert_eq!(stored.status, UploadStatus::Completed);
     assert_eq!(stored.file_id(), Some(&claimed.id));
-    assert!(!p.uploads.complete(&alpha, &upload.id, &claimed).await.unwrap());
-    assert!(!p.uploads.cancel(&alpha, &upload.id, now).await.unwrap());
-    assert!(!p.uploads.add_part(&new_part(&ids, &upload, 1), now).await.unwrap());
     assert!(
-        !p.uploads.claim_completion(&alpha, &upload.id, &claim(&stranger, &[&part]), Some(&claimed.id)).await.unwrap(),
+        !p.uploads
+            .complete(&alpha, &upload.id, &claimed)
+            .await
+            .unwrap()
+    );
+    assert!(!p.uploads.cancel(&alpha, &upload.id, now).await.unwrap());
+    assert!(
+        !p.uploads
+            .add_part(&new_part(&ids, &upload, 1), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.uploads
+            .claim_completion(
+                &alpha,
+                &upload.id,
+                &claim(&stranger, &[&part]),
+                Some(&claimed.id)
+            )
+            .await
+            .unwrap(),
         "a completed upload takes no new claim"
     );
 }
@@ -156,18 +236,36 @@ pub async fn complete_makes_the_file_visible_in_the_same_write_and_only_once(p: 
 pub async fn cancel_is_once_for_its_tenant_and_only_before_expiry(p: UploadPorts) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
-    let (young, old) = (new_upload(&ids, "alpha", now), new_upload(&ids, "alpha", now));
+    let (young, old) = (
+        new_upload(&ids, "alpha", now),
+        new_upload(&ids, "alpha", now),
+    );
     p.uploads.create(&young).await.unwrap();
     p.uploads.create(&old).await.unwrap();
     let alpha = tenant("alpha");
-    assert!(!p.uploads.cancel(&tenant("beta"), &young.id, now).await.unwrap());
+    assert!(
+        !p.uploads
+            .cancel(&tenant("beta"), &young.id, now)
+            .await
+            .unwrap()
+    );
     assert!(p.uploads.cancel(&alpha, &young.id, now).await.unwrap());
     assert!(!p.uploads.cancel(&alpha, &young.id, now).await.unwrap());
     assert_eq!(
-        p.uploads.get(&alpha, &young.id).await.unwrap().unwrap().status,
+        p.uploads
+            .get(&alpha, &young.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         UploadStatus::Cancelled
     );
-    assert!(!p.uploads.cancel(&alpha, &old.id, old.expires_at).await.unwrap());
+    assert!(
+        !p.uploads
+            .cancel(&alpha, &old.id, old.expires_at)
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn purge_takes_only_uploads_expired_before_the_cutoff_with_their_parts(p: UploadPorts) {
@@ -188,9 +286,18 @@ pub async fn purge_takes_only_uploads_expired_before_the_cutoff_with_their_parts
         assert_eq!(parts, &vec![part.clone()]);
     }
     if !purged.is_empty() {
-        assert_eq!(p.uploads.get(&tenant("alpha"), &old.id).await.unwrap(), None);
+        assert_eq!(
+            p.uploads.get(&tenant("alpha"), &old.id).await.unwrap(),
+            None
+        );
     }
-    assert!(p.uploads.get(&tenant("alpha"), &young.id).await.unwrap().is_some());
+    assert!(
+        p.uploads
+            .get(&tenant("alpha"), &young.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// Expands to one `#[tokio::test]` per `UploadStore` case, each on fresh ports.

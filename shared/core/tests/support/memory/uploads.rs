@@ -55,11 +55,7 @@ impl UploadStore for MemoryUploadStore {
         }
     }
 
-    async fn parts(
-        &self,
-        tenant: &TenantId,
-        id: &UploadId,
-    ) -> Result<Vec<UploadPart>, StoreError> {
+    async fn parts(&self, tenant: &TenantId, id: &UploadId) -> Result<Vec<UploadPart>, StoreError> {
         Ok(lock(&self.uploads)
             .get(id)
             .filter(|(u, _)| &u.tenant == tenant)
@@ -124,7 +120,9 @@ impl UploadStore for MemoryUploadStore {
         let mut uploads = lock(&self.uploads);
         match uploads.get_mut(id) {
             Some((u, _))
-                if &u.tenant == tenant && u.status == UploadStatus::Pending && now < u.expires_at =>
+                if &u.tenant == tenant
+                    && u.status == UploadStatus::Pending
+                    && now < u.expires_at =>
             {
                 u.status = UploadStatus::Cancelled;
                 Ok(true)
