@@ -145,7 +145,12 @@ fn complete_joins_the_named_parts_in_the_clients_order_when_their_sizes_add_up()
 fn complete_refuses_a_size_mismatch_and_parts_of_another_upload() {
     let up = upload(10);
     let a = part(&up, 4);
-    let short = completion(&up, &[a.clone()], &request(&[&a], None), up.created_at);
+    let short = completion(
+        &up,
+        std::slice::from_ref(&a),
+        &request(&[&a], None),
+        up.created_at,
+    );
     assert_eq!(param_of(short.unwrap_err()).0.as_deref(), Some("bytes"));
     let other = upload(10);
     let foreign = part(&other, 10);
@@ -211,7 +216,8 @@ fn cancelled_and_expired_uploads_refuse_parts_and_complete_with_409() {
             panic!("expected a 409");
         };
         assert_eq!(got, code);
-        let refused = completion(&up, &[a.clone()], &request(&[&a], None), at).unwrap_err();
+        let refused =
+            completion(&up, std::slice::from_ref(&a), &request(&[&a], None), at).unwrap_err();
         assert!(matches!(refused, ServiceError::StateConflict { .. }));
     }
 }

@@ -10,3 +10,4 @@ mod batches;
 mod files;
 mod jobs;
 mod reconcile;
+mod uploads;
