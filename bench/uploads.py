@@ -123,6 +123,14 @@ def run(backend, size_mb, input_path, mock, emulator_pid):
         result["complete_s"] = time.monotonic() - t
         assert done.status == "completed" and done.file.bytes == size, done
         result["prism_peak_rss_after_upload_kib"] = hwm_kib(prism.pid)
+        if os.environ.get("SKIP_BATCH") == "1":
+            result.update(batch_status="skipped", completed_lines=0, batch_s=0, download_s=0,
+                          output_lines=0, output_bytes=0, prism_peak_rss_kib=hwm_kib(prism.pid),
+                          mock_peak_rss_kib=hwm_kib(mock[0].pid),
+                          client_peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            if emulator_pid:
+                result["emulator_peak_rss_kib"] = hwm_kib(emulator_pid)
+            return result
         t = time.monotonic()
         batch = client.batches.create(input_file_id=done.file.id, endpoint="/v1/chat/completions",
                                       completion_window="24h")

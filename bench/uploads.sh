@@ -7,12 +7,13 @@
 # the output downloaded; peak RSS of prism, the mock, the emulator and the client. Raw JSON lines
 # in bench/out/uploads/results.jsonl, the table in bench/out/uploads/summary.md.
 # Knobs: BACKENDS SIZES_MB LINES AWS_PART_BYTES EMBEDDED_PART_BYTES PROFILE (debug|release,
-# default release) SKIP_BUILD=1, BIN_DIR (binaries from elsewhere).
+# default release) SKIP_BUILD=1, BIN_DIR (binaries from elsewhere), SKIP_BATCH=1 (uploads only),
+# BENCH_OUT (another output directory).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PROFILE="${PROFILE:-release}"
-OUT="$ROOT/bench/out/uploads"
+OUT="${BENCH_OUT:-$ROOT/bench/out/uploads}"
 export BIN="${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE}"
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     flag=$([[ "$PROFILE" == release ]] && echo --release || true)
