@@ -102,6 +102,7 @@ pub async fn connect_aws(
         webhook_sender: Arc::new(HttpWebhookSender::new()),
         recurring: Arc::new(backend.recurring.clone()),
         recurring_trigger: Arc::new(backend.recurring_trigger.clone()),
+        uploads: Arc::new(backend.uploads.clone()),
     };
     let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
     Ok(AwsApp {

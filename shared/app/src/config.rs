@@ -118,6 +118,10 @@ pub struct FileSection {
     pub redirect_downloads_above: Option<u64>,
     #[serde(with = "humantime_serde")]
     pub presigned_url_ttl: Duration,
+    /// How long an upload (the Uploads API) takes parts and its complete: one hour, as on
+    /// OpenAI (shorter in tests).
+    #[serde(with = "humantime_serde")]
+    pub upload_ttl: Duration,
 }
 
 impl Default for FileSection {
@@ -127,6 +131,7 @@ impl Default for FileSection {
             max_upload_bytes: policy.max_upload_bytes,
             redirect_downloads_above: None,
             presigned_url_ttl: policy.presigned_url_ttl,
+            upload_ttl: policy.upload_ttl,
         }
     }
 }
@@ -438,6 +443,9 @@ impl Config {
         FilePolicy {
             max_upload_bytes: self.files.max_upload_bytes,
             upload_limit_reason: None,
+            max_file_bytes: self.files.max_upload_bytes,
+            max_part_bytes: prism_core::uploads::MAX_PART_BYTES,
+            upload_ttl: self.files.upload_ttl,
             redirect_downloads_above: self.files.redirect_downloads_above,
             presigned_url_ttl: self.files.presigned_url_ttl,
         }
@@ -451,8 +459,11 @@ impl Config {
             max_upload_bytes: self.files.max_upload_bytes.min(cap),
             upload_limit_reason: Some(format!(
                 "the AWS backend receives requests through AWS Lambda, whose request payload limit \
-                 is {cap} bytes; larger uploads (the Uploads API) are not supported yet."
+                 is {cap} bytes (less the base64 encoding of a binary body)."
             )),
+            max_file_bytes: self.files.max_upload_bytes,
+            max_part_bytes: cap,
+            upload_ttl: self.files.upload_ttl,
             redirect_downloads_above: Some(
                 self.files
                     .redirect_downloads_above

@@ -107,7 +107,10 @@ impl S3Blobs {
 
 #[async_trait]
 impl BlobStore for S3Blobs {
-    async fn put_stream(&self, key: &str, mut body: UploadStream<'_>) -> Result<u64, UploadError> {
+    async fn put_stream(&self, key: &str, body: UploadStream<'_>) -> Result<u64, UploadError> {
+        // Fused: the part loop asks once more after the last chunk, and a finished `unfold`
+        // (every checked upload stream) panics when polled again.
+        let mut body = body.fuse().boxed();
         // Up to one part, a plain PUT; only larger bodies pay for a multipart upload.
         let mut buffer = BytesMut::new();
         while buffer.len() < PART_BYTES {

@@ -46,6 +46,26 @@ fn file_from_item(item: &Item) -> Result<FileRecord, StoreError> {
     })
 }
 
+/// A file's item; also what a completed upload puts in its own transaction.
+pub(crate) fn file_item(file: &FileRecord) -> Item {
+    let mut item = Item::from([
+        (PARTITION_KEY.to_owned(), file_pk(&file.tenant)),
+        (SORT_KEY.to_owned(), s(file.id.as_str())),
+        ("purpose".to_owned(), s(file.purpose.as_str())),
+        ("filename".to_owned(), s(file.filename.clone())),
+        (
+            "bytes".to_owned(),
+            n(i64::try_from(file.bytes).unwrap_or(i64::MAX)),
+        ),
+        ("created_at".to_owned(), n(file.created_at.0)),
+    ]);
+    if let Some(expires_at) = file.expires_at {
+        item.insert("expires_at".into(), n(expires_at.0));
+        item.insert(TTL_ATTRIBUTE.into(), n(expires_at.unix_seconds() + 1));
+    }
+    item
+}
+
 impl DynamoFileStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
         Self { client, table }
@@ -55,21 +75,7 @@ impl DynamoFileStore {
 #[async_trait]
 impl FileStore for DynamoFileStore {
     async fn create(&self, file: &FileRecord) -> Result<(), StoreError> {
-        let mut item = Item::from([
-            (PARTITION_KEY.to_owned(), file_pk(&file.tenant)),
-            (SORT_KEY.to_owned(), s(file.id.as_str())),
-            ("purpose".to_owned(), s(file.purpose.as_str())),
-            ("filename".to_owned(), s(file.filename.clone())),
-            (
-                "bytes".to_owned(),
-                n(i64::try_from(file.bytes).unwrap_or(i64::MAX)),
-            ),
-            ("created_at".to_owned(), n(file.created_at.0)),
-        ]);
-        if let Some(expires_at) = file.expires_at {
-            item.insert("expires_at".into(), n(expires_at.0));
-            item.insert(TTL_ATTRIBUTE.into(), n(expires_at.unix_seconds() + 1));
-        }
+        let item = file_item(file);
         let put = self
             .client
             .put_item()

@@ -19,6 +19,7 @@ mod schedules;
 mod settings;
 pub mod stack;
 mod stages;
+mod uploads;
 mod webhooks;
 mod write;
 
@@ -37,6 +38,7 @@ pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedul
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SDK_MAX_ATTEMPTS, SettingsError};
 pub use stack::{MAX_RECEIVE_COUNT, StackError, StackTemplate};
 pub use stages::StageQueues;
+pub use uploads::DynamoUploadStore;
 pub use webhooks::DynamoWebhookStore;
 
 /// The state table's key attributes and index as the adapters spell them; the template declares

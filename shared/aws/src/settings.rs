@@ -15,6 +15,7 @@ use crate::queue::SqsWorkQueue;
 use crate::recurring::{DynamoRecurringStore, EventBridgeRecurringTrigger};
 use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
 use crate::stages::StageQueues;
+use crate::uploads::DynamoUploadStore;
 use crate::webhooks::DynamoWebhookStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +175,7 @@ pub struct AwsBackend {
     pub settings: AwsSettings,
     pub jobs: DynamoJobStore,
     pub files: DynamoFileStore,
+    pub uploads: DynamoUploadStore,
     pub batches: DynamoBatchStore,
     pub blobs: S3Blobs,
     pub keys: DynamoKeyStore,
@@ -225,6 +227,7 @@ impl AwsBackend {
             jobs: DynamoJobStore::new(dynamo.clone(), settings.table.clone(), blobs.clone())
                 .with_webhook_trigger(webhook_trigger.clone()),
             files: DynamoFileStore::new(dynamo.clone(), settings.table.clone()),
+            uploads: DynamoUploadStore::new(dynamo.clone(), settings.table.clone()),
             batches: DynamoBatchStore::new(dynamo.clone(), settings.table.clone())
                 .with_webhook_trigger(webhook_trigger.clone()),
             blobs: blobs.clone(),

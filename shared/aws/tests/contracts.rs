@@ -52,3 +52,24 @@ impl ScheduleTime for PumpedTime {
 }
 
 port_contract!(fresh);
+
+async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run scripts/test.sh: it starts the emulator"
+    );
+    let prefix = format!(
+        "uploads-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let settings = provision(&prefix, 30).await.unwrap();
+    let backend = AwsBackend::connect(settings, Duration::ZERO).await;
+    prism_testkit::contracts::UploadPorts {
+        uploads: Arc::new(backend.uploads.clone()),
+        files: Arc::new(backend.files.clone()),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+prism_testkit::upload_contract!(fresh_uploads);

@@ -14,7 +14,7 @@ use crate::ids::IdGenerator;
 use crate::jobs::service::JobPolicy;
 use crate::ports::{
     BatchStore, BlobStore, FileStore, JobStore, RecurringStore, RecurringTrigger, Scheduler,
-    Upstream, WebhookSender, WebhookStore, WorkItem, WorkQueue,
+    UploadStore, Upstream, WebhookSender, WebhookStore, WorkItem, WorkQueue,
 };
 use crate::webhooks::WebhookPolicy;
 
@@ -33,6 +33,7 @@ pub struct Deps {
     pub blobs: Arc<dyn BlobStore>,
     pub recurring: Arc<dyn RecurringStore>,
     pub recurring_trigger: Arc<dyn RecurringTrigger>,
+    pub uploads: Arc<dyn UploadStore>,
     pub upstream: Arc<dyn Upstream>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub webhook_sender: Arc<dyn WebhookSender>,
@@ -106,6 +107,7 @@ pub struct Adapters {
     pub webhook_sender: Arc<dyn WebhookSender>,
     pub recurring: Arc<dyn RecurringStore>,
     pub recurring_trigger: Arc<dyn RecurringTrigger>,
+    pub uploads: Arc<dyn UploadStore>,
 }
 
 impl Deps {
@@ -129,6 +131,7 @@ impl Deps {
             webhook_sender,
             recurring,
             recurring_trigger,
+            uploads,
         } = adapters;
         Self {
             jobs,
@@ -139,6 +142,7 @@ impl Deps {
             blobs,
             recurring,
             recurring_trigger,
+            uploads,
             upstream,
             webhooks,
             webhook_sender,

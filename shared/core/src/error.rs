@@ -41,6 +41,14 @@ pub enum ServiceError {
     },
     #[error("cannot cancel a batch with status '{}'", status.as_str())]
     BatchConflict { status: BatchStatus },
+    /// The resource's state forbids the request (an upload that is cancelled, expired or
+    /// already completed otherwise); answered 409.
+    #[error("{message}")]
+    StateConflict {
+        message: String,
+        param: Option<String>,
+        code: String,
+    },
     /// A per-tenant cap is reached; retry later.
     #[error("{message}")]
     RateLimited { message: String },

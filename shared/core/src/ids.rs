@@ -71,6 +71,14 @@ impl IdGenerator {
         format!("{prefix}{}", self.next_body(now))
     }
 
+    pub fn upload_id(&self, now: Timestamp) -> UploadId {
+        UploadId(format!("{}{}", UploadId::PREFIX, self.next_body(now)))
+    }
+
+    pub fn part_id(&self, now: Timestamp) -> PartId {
+        PartId(format!("{}{}", PartId::PREFIX, self.next_body(now)))
+    }
+
     pub fn key_id(&self, now: Timestamp) -> KeyId {
         KeyId(format!("{}{}", KeyId::PREFIX, self.next_body(now)))
     }
@@ -166,6 +174,8 @@ macro_rules! prefixed_id {
 prefixed_id!(KeyId, "key_");
 prefixed_id!(FileId, "file-");
 prefixed_id!(BatchId, "batch_");
+prefixed_id!(UploadId, "upload_");
+prefixed_id!(PartId, "part_");
 
 /// A job's id. The prefix names the kind (`job_` async, `sched_` scheduled), so the id alone
 /// routes a message and a kind's jobs are one key range in every store.

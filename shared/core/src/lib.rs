@@ -10,6 +10,7 @@
 //!   [`batches::output`] the output-line format.
 //! - [`files`]: the Files API.
 //! - [`webhooks`]: events for finished work, their endpoints, signing and delivery.
+//! - [`uploads`]: the Uploads API (a file in parts, joined into one file).
 //!
 //! Across them: [`deps`] (what every call is given, and triggering work at a time),
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
@@ -39,11 +40,12 @@ pub mod recurring;
 pub mod retry;
 pub mod routing;
 pub mod stage;
+pub mod uploads;
 pub mod upstream;
 pub mod webhooks;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{ServiceError, StoreError};
-pub use ids::{BatchId, FileId, JobId, KeyId, TenantId};
+pub use ids::{BatchId, FileId, JobId, KeyId, PartId, TenantId, UploadId};
 pub use jobs::{Job, JobError, JobKind, JobStatus};
 pub use stage::{PerStage, Stage};

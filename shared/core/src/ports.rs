@@ -18,11 +18,12 @@ use crate::batches::{
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::files::{FileListQuery, FileRecord, UploadError, UploadStream};
-use crate::ids::{BatchId, FileId, JobId, TenantId};
+use crate::ids::{BatchId, FileId, JobId, TenantId, UploadId};
 use crate::jobs::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
 use crate::recurring::{Recurring, RecurringRef};
+use crate::uploads::{CompletionClaim, Upload, UploadPart};
 use crate::webhooks::target::TargetError;
 use crate::webhooks::{Attempt, DeliveryState, Endpoint, EventRef, WebhookEvent};
 
@@ -402,6 +403,64 @@ pub trait FileStore: Send + Sync {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<FileRecord>, StoreError>;
+}
+
+/// Uploads (the Uploads API) and their parts' records; the parts' bytes live in the
+/// [`BlobStore`]. Every change is conditional on the upload's state, as
+/// `uploads::decisions` states the rules: parts and completes only while `pending` and before
+/// `expires_at`.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn create(&self, upload: &Upload) -> Result<(), StoreError>;
+
+    /// The tenant's upload, whatever its status; `None` for another tenant's, an unknown or a
+    /// purged one.
+    async fn get(&self, tenant: &TenantId, id: &UploadId) -> Result<Option<Upload>, StoreError>;
+
+    /// Records a part whose bytes are stored, if its upload is `pending` and `now` is before its
+    /// `expires_at`; false otherwise (the caller removes the bytes).
+    async fn add_part(&self, part: &UploadPart, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Every recorded part of the upload, in no particular order.
+    async fn parts(&self, tenant: &TenantId, id: &UploadId) -> Result<Vec<UploadPart>, StoreError>;
+
+    /// Sets the claim of a `pending` upload whose current claim names `previous` (none: no
+    /// claim); false otherwise.
+    async fn claim_completion(
+        &self,
+        tenant: &TenantId,
+        id: &UploadId,
+        claim: &CompletionClaim,
+        previous: Option<&FileId>,
+    ) -> Result<bool, StoreError>;
+
+    /// `pending -> completed` and the file's record, in one write, while the upload's claim
+    /// names `file.id`; false otherwise. The file is visible exactly when the upload is
+    /// completed, so a crash leaves no file or one whole one.
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        id: &UploadId,
+        file: &FileRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// `pending -> cancelled` before `expires_at`; false otherwise.
+    async fn cancel(
+        &self,
+        tenant: &TenantId,
+        id: &UploadId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes up to `limit` uploads that expired before `before` (any status) with their part
+    /// records, and returns them for their parts' bytes to be deleted. Stores whose database
+    /// expires items itself (DynamoDB TTL, with the bucket's lifecycle rule on `uploads/`)
+    /// return none.
+    async fn purge_expired(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Upload, Vec<UploadPart>)>, StoreError>;
 }
 
 /// A byte stream read back from the blob store.

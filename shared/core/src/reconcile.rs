@@ -18,6 +18,7 @@ pub struct ReconcileReport {
     pub retriggered: usize,
     pub purged: u64,
     pub purged_files: usize,
+    pub purged_uploads: usize,
     pub batches: usize,
 }
 
@@ -57,10 +58,12 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
             tracing::warn!(%error, file_id = %file.id, "could not delete an expired file's bytes");
         }
     }
+    let purged_uploads = crate::uploads::service::purge_expired_uploads(deps, BATCH).await?;
     Ok(ReconcileReport {
         retriggered: stranded.len() + events.len(),
         purged,
         purged_files: expired_files.len(),
+        purged_uploads,
         batches,
     })
 }

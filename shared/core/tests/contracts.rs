@@ -59,3 +59,14 @@ async fn fresh() -> Ports {
 }
 
 port_contract!(fresh);
+
+async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
+    let files = Arc::new(MemoryFileStore::new());
+    prism_testkit::contracts::UploadPorts {
+        uploads: Arc::new(support::MemoryUploadStore::new(files.clone())),
+        files,
+        clock: Arc::new(ManualClock::new()),
+    }
+}
+
+prism_testkit::upload_contract!(fresh_uploads);

@@ -73,6 +73,32 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_tenant ON files (tenant, id);
 CREATE INDEX IF NOT EXISTS files_expiry ON files (expires_at) WHERE expires_at IS NOT NULL;
 
+CREATE TABLE IF NOT EXISTS uploads (
+    id                 TEXT PRIMARY KEY,
+    tenant             TEXT NOT NULL,
+    filename           TEXT NOT NULL,
+    purpose            TEXT NOT NULL,
+    bytes              INTEGER NOT NULL,
+    mime_type          TEXT NOT NULL,
+    created_at         INTEGER NOT NULL,
+    expires_at         INTEGER NOT NULL,
+    file_expires_after INTEGER,
+    status             TEXT NOT NULL,
+    claim_file_id      TEXT,
+    claim_part_ids     TEXT,
+    claim_md5          TEXT
+);
+CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads (expires_at);
+
+CREATE TABLE IF NOT EXISTS upload_parts (
+    id         TEXT PRIMARY KEY,
+    upload_id  TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS upload_parts_by_upload ON upload_parts (upload_id);
+
 CREATE TABLE IF NOT EXISTS batches (
     id                   TEXT PRIMARY KEY,
     tenant               TEXT NOT NULL,

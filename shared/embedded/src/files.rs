@@ -44,6 +44,23 @@ fn load_live(
     .optional()
 }
 
+/// Inserts a file's record; also what a completed upload writes in its own transaction.
+pub(crate) fn insert_file(conn: &Connection, file: &FileRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO files ({FILE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        file.id.as_str(),
+        file.tenant.as_str(),
+        file.purpose.as_str(),
+        file.filename,
+        i64::try_from(file.bytes).unwrap_or(i64::MAX),
+        file.created_at.0,
+        file.expires_at.map(|t| t.0)
+    ])
+    .map(|_| ())
+}
+
 #[derive(Clone)]
 pub struct SqliteFileStore {
     db: Database,
@@ -59,23 +76,7 @@ impl SqliteFileStore {
 impl FileStore for SqliteFileStore {
     async fn create(&self, file: &FileRecord) -> Result<(), StoreError> {
         let file = file.clone();
-        self.db
-            .write(move |conn| {
-                conn.prepare_cached(&format!(
-                    "INSERT INTO files ({FILE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                ))?
-                .execute(params![
-                    file.id.as_str(),
-                    file.tenant.as_str(),
-                    file.purpose.as_str(),
-                    file.filename,
-                    i64::try_from(file.bytes).unwrap_or(i64::MAX),
-                    file.created_at.0,
-                    file.expires_at.map(|t| t.0)
-                ])
-                .map(|_| ())
-            })
-            .await
+        self.db.write(move |conn| insert_file(conn, &file)).await
     }
 
     async fn get(

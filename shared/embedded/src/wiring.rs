@@ -10,8 +10,8 @@ use prism_core::ports::Upstream;
 
 use crate::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore,
-    SqliteRecurringStore, SqliteRecurringTrigger, SqliteScheduler, SqliteWebhookStore,
-    SqliteWorkQueue,
+    SqliteRecurringStore, SqliteRecurringTrigger, SqliteScheduler, SqliteUploadStore,
+    SqliteWebhookStore, SqliteWorkQueue,
 };
 use prism_upstream::HttpWebhookSender;
 
@@ -49,6 +49,7 @@ impl EmbeddedBackend {
                 queue.clone(),
                 Arc::clone(&clock),
             )),
+            uploads: Arc::new(SqliteUploadStore::new(db.clone())),
         };
         Self {
             deps: Deps::new(adapters, upstream, clock, policies),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use prism_embedded::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore,
-    SqliteScheduler, SqliteWorkQueue,
+    SqliteScheduler, SqliteUploadStore, SqliteWorkQueue,
 };
 use prism_testkit::contracts::Ports;
 use prism_testkit::{ManualClock, port_contract};
@@ -30,3 +30,15 @@ async fn fresh() -> Ports {
 }
 
 port_contract!(fresh);
+
+async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
+    prism_testkit::contracts::UploadPorts {
+        uploads: Arc::new(SqliteUploadStore::new(db.clone())),
+        files: Arc::new(SqliteFileStore::new(db)),
+        clock: Arc::new(ManualClock::new()),
+    }
+}
+
+prism_testkit::upload_contract!(fresh_uploads);

@@ -155,6 +155,19 @@ impl From<ServiceError> for ApiError {
                 ),
             )
             .never_retry(),
+            ServiceError::StateConflict {
+                message,
+                param,
+                code,
+            } => ApiError {
+                status: StatusCode::CONFLICT,
+                message,
+                kind: "invalid_request_error".to_owned(),
+                param,
+                code: Some(code),
+                never_retry: true,
+                retry_after_secs: None,
+            },
             ServiceError::Store(store) => {
                 // Details go to the log once; the client gets a generic 5xx.
                 tracing::error!(error = %store, "storage failure");

@@ -26,7 +26,7 @@ use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
 
 /// Room for the multipart envelope around the file itself.
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+pub(crate) const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Text fields (`purpose`, `expires_after[...]`) are short; anything longer is refused.
 const MAX_TEXT_FIELD: usize = 256;
 
@@ -163,7 +163,7 @@ pub async fn upload_file(
 /// kept before the error surfaces: a server that answers while the client still sends makes the
 /// kernel reset the connection, and the client would lose the 400. Without a boundary there is
 /// nothing to guard: multer refuses the body.
-fn guard_part_heads(
+pub(crate) fn guard_part_heads(
     request: Request,
     headers: &HeaderMap,
     failure: Arc<OnceLock<ApiError>>,

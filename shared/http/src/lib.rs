@@ -8,6 +8,7 @@ mod multipart_guard;
 mod recurring;
 mod request;
 mod routes;
+mod uploads;
 mod webhooks;
 mod wire;
 

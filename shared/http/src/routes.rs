@@ -29,6 +29,7 @@ use crate::recurring;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
+use crate::uploads;
 use crate::webhooks;
 use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
 
@@ -93,6 +94,10 @@ pub fn router(state: AppState) -> Router {
             get(files::get_file).delete(files::delete_file),
         )
         .route("/files/{id}/content", get(files::file_content))
+        .route("/uploads", post(uploads::create_upload))
+        .route("/uploads/{id}/parts", post(uploads::add_part))
+        .route("/uploads/{id}/complete", post(uploads::complete_upload))
+        .route("/uploads/{id}/cancel", post(uploads::cancel_upload))
         .route("/batches", post(create_batch).get(list_batches))
         .route("/batches/{id}", get(get_batch))
         .route("/batches/{id}/cancel", post(cancel_batch))

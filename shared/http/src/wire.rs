@@ -6,6 +6,7 @@ use prism_core::clock::format_rfc3339;
 use prism_core::files::FileRecord;
 use prism_core::list::Page;
 use prism_core::metadata::Metadata;
+use prism_core::uploads::{Upload, UploadPart};
 use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -112,6 +113,57 @@ impl<'a> FileObject<'a> {
             status: "processed",
             expires_at: file.expires_at.map(|t| t.unix_seconds()),
             status_details: None,
+        }
+    }
+}
+
+/// OpenAI's upload object; `file` is the completed file, null before.
+#[derive(Serialize)]
+pub struct UploadObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    bytes: u64,
+    created_at: i64,
+    expires_at: i64,
+    filename: &'a str,
+    purpose: &'static str,
+    status: &'static str,
+    file: Option<FileObject<'a>>,
+}
+
+impl<'a> UploadObject<'a> {
+    /// As seen now: a pending upload past its expiry shows `expired`.
+    pub fn new(upload: &'a Upload, file: Option<&'a FileRecord>, now: Timestamp) -> Self {
+        Self {
+            id: upload.id.as_str(),
+            object: "upload",
+            bytes: upload.bytes,
+            created_at: upload.created_at.unix_seconds(),
+            expires_at: upload.expires_at.unix_seconds(),
+            filename: &upload.filename,
+            purpose: upload.purpose.as_str(),
+            status: upload.status_at(now).as_str(),
+            file: file.map(FileObject::from_record),
+        }
+    }
+}
+
+/// OpenAI's upload part object.
+#[derive(Serialize)]
+pub struct UploadPartObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: i64,
+    upload_id: &'a str,
+}
+
+impl<'a> UploadPartObject<'a> {
+    pub fn new(part: &'a UploadPart) -> Self {
+        Self {
+            id: part.id.as_str(),
+            object: "upload.part",
+            created_at: part.created_at.unix_seconds(),
+            upload_id: part.upload_id.as_str(),
         }
     }
 }

@@ -191,11 +191,12 @@ fn reconcile_report_answers_retriggered_and_purged() {
         retriggered: 2,
         purged: 7,
         purged_files: 1,
+        purged_uploads: 4,
         batches: 3,
     };
 
     assert_eq!(
         serde_json::to_value(summary).unwrap(),
-        json!({"retriggered": 2, "purged": 7, "purged_files": 1, "batches": 3})
+        json!({"retriggered": 2, "purged": 7, "purged_files": 1, "purged_uploads": 4, "batches": 3})
     );
 }

@@ -22,6 +22,13 @@ pub struct FilePolicy {
     pub max_upload_bytes: u64,
     /// Said in that 413, when the cap comes from the platform rather than from configuration.
     pub upload_limit_reason: Option<String>,
+    /// The largest file the Uploads API assembles (`files.max_upload_bytes`); above
+    /// `max_upload_bytes` only that API can bring a file in.
+    pub max_file_bytes: u64,
+    /// The largest part one request carries (AWS: Lambda's payload limit).
+    pub max_part_bytes: u64,
+    /// How long an upload takes parts and its complete.
+    pub upload_ttl: Duration,
     /// Downloads above this many bytes answer with a redirect to a pre-signed URL, where the
     /// blob store has them (AWS: past what a Lambda response carries well).
     pub redirect_downloads_above: Option<u64>,
@@ -34,6 +41,9 @@ impl Default for FilePolicy {
         Self {
             max_upload_bytes: 200 * 1024 * 1024,
             upload_limit_reason: None,
+            max_file_bytes: 200 * 1024 * 1024,
+            max_part_bytes: crate::uploads::MAX_PART_BYTES,
+            upload_ttl: crate::uploads::UPLOAD_TTL,
             redirect_downloads_above: None,
             presigned_url_ttl: Duration::from_secs(15 * 60),
         }
@@ -152,15 +162,42 @@ pub async fn store_upload(
     })
 }
 
-/// The 413 for an upload over the cap, saying why the cap is what it is.
+/// The 413 for an upload over the cap, saying why the cap is what it is, and, where the Uploads
+/// API takes larger files than one request, how to send them.
 pub fn upload_too_large(policy: &FilePolicy) -> ServiceError {
     let limit = policy.max_upload_bytes;
-    ServiceError::TooLarge {
-        message: match &policy.upload_limit_reason {
-            Some(reason) => format!("The file is larger than {limit} bytes: {reason}"),
-            None => format!("The file is larger than the limit of {limit} bytes."),
-        },
+    let mut message = match &policy.upload_limit_reason {
+        Some(reason) => format!("The file is larger than {limit} bytes: {reason}"),
+        None => format!("The file is larger than the limit of {limit} bytes."),
+    };
+    if policy.max_file_bytes > limit {
+        message.push(' ');
+        message.push_str(&uploads_api_hint(policy));
     }
+    ServiceError::TooLarge { message }
+}
+
+/// Where one request cannot carry a whole file: the Uploads API, the SDK call that drives it,
+/// and the part size that fits this backend's requests.
+pub fn uploads_api_hint(policy: &FilePolicy) -> String {
+    let part = suggested_part_size(policy);
+    format!(
+        "Send files of up to {} bytes with the Uploads API (POST /v1/uploads, then parts, then \
+         complete): in Python, client.uploads.upload_file_chunked(file=path, \
+         mime_type=\"application/jsonl\", purpose=\"batch\", part_size={part}).",
+        policy.max_file_bytes
+    )
+}
+
+/// A part size that fits one request with room for the multipart envelope and, on Lambda, the
+/// base64 encoding of the body (4/3): two thirds of the cap, in whole MiB (4 MiB on AWS).
+pub fn suggested_part_size(policy: &FilePolicy) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let cap = policy.max_part_bytes.min(crate::uploads::MAX_PART_BYTES);
+    if cap >= crate::uploads::MAX_PART_BYTES {
+        return crate::uploads::MAX_PART_BYTES;
+    }
+    ((cap * 2 / 3) / MIB).max(1) * MIB
 }
 
 fn upload_error(deps: &Deps, error: UploadError) -> ServiceError {

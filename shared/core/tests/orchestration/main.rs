@@ -11,4 +11,5 @@ mod files;
 mod jobs;
 mod reconcile;
 mod recurring;
+mod uploads;
 mod webhooks;

@@ -44,8 +44,8 @@ pub use prism_core::{
 pub use clock::{ManualClock, START};
 pub use memory::{
     MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
-    MemoryQueue, MemoryRecurringStore, MemoryScheduler, MemoryWebhookStore, RecordingTrigger,
-    ScriptedSender,
+    MemoryQueue, MemoryRecurringStore, MemoryScheduler, MemoryUploadStore, MemoryWebhookStore,
+    RecordingTrigger, ScriptedSender,
 };
 pub use upstream::{Call, Hang, MODEL, Reply, ScriptedUpstream, echo_body};
 
@@ -141,6 +141,7 @@ impl World {
             blobs: blobs.clone(),
             recurring: Arc::new(MemoryRecurringStore::new()),
             recurring_trigger: Arc::new(RecordingTrigger::default()),
+            uploads: Arc::new(MemoryUploadStore::new(files.clone())),
             upstream: upstream.clone(),
             webhooks: webhooks.clone(),
             webhook_sender: sender.clone(),

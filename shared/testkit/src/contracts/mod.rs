@@ -26,7 +26,7 @@ use prism_core::ports::{
 };
 use prism_core::{FileId, JobError, JobId, JobKind, JobStatus, TenantId, Timestamp};
 
-use crate::clock::TestClock;
+pub use crate::clock::TestClock;
 
 /// The adapters under test, sharing one clock.
 pub struct Ports {
@@ -102,6 +102,7 @@ mod jobs;
 mod keys;
 mod queue;
 mod scheduler;
+mod uploads;
 
 pub use batches::*;
 pub use blobs::*;
@@ -110,6 +111,7 @@ pub use jobs::*;
 pub use keys::*;
 pub use queue::*;
 pub use scheduler::*;
+pub use uploads::*;
 
 /// Expands to one `#[tokio::test]` per contract case, each on fresh ports from `$fresh().await`.
 #[macro_export]

@@ -8,6 +8,7 @@ mod jobs;
 mod keys;
 mod queue;
 mod recurring;
+mod uploads;
 mod webhooks;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -18,6 +19,7 @@ pub use jobs::MemoryJobStore;
 pub use keys::MemoryKeyStore;
 pub use queue::{MemoryQueue, MemoryScheduler};
 pub use recurring::{MemoryRecurringStore, RecordingTrigger};
+pub use uploads::MemoryUploadStore;
 pub use webhooks::{MemoryWebhookStore, ScriptedSender};
 
 /// A test that panicked while holding a fake's lock has failed already; later readers see the
