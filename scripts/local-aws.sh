@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prism's seven Lambda binaries on this machine, in one command: installs what it needs into
+# Prism's eight Lambda binaries on this machine, in one command: installs what it needs into
 # .venv (the moto AWS emulator and cargo-lambda, pinned in tests/requirements.txt), builds the
 # functions, starts the emulator on a free loopback port, creates the stack's resources from
 # infra/template.yaml, and runs every function under cargo-lambda's runtime emulator with the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the seven Lambda functions with `sam build` (SAM's rust-cargolambda builder: release
+# Builds the eight Lambda functions with `sam build` (SAM's rust-cargolambda builder: release
 # builds of the workspace's binaries into target/lambda/, artifacts in .aws-sam/build/) and prints
 # how long it took. Installs the pinned tools into the repo's .venv when they are missing: SAM,
 # cargo-lambda and zig must share one venv, because cargo-lambda finds zig as `python3 -m ziglang`

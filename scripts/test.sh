@@ -4,7 +4,7 @@
 # apt when missing, the SDK by `npm ci`), builds the workspace, starts the emulator on a free
 # loopback port, then runs: every Rust suite (the end-to-end suites on embedded storage, the port
 # contract suites on SQLite and on the emulator), the end-to-end suites again against
-# `prism serve --backend aws` on the emulator, and once more against the seven Lambda binaries
+# `prism serve --backend aws` on the emulator, and once more against the eight Lambda binaries
 # run locally under cargo-lambda (with Lambda sandboxes crashed mid-work), the Python and Node
 # SDK suites on all three, and the template checks.
 set -euo pipefail

@@ -105,6 +105,20 @@ fn idempotency(key: &str) -> IdempotencyClaim {
     }
 }
 
+/// A job of this model cannot be stored: [`abort_inserts_of`] makes its insert fail.
+const DOOMED_MODEL: &str = "gpt-doomed";
+
+/// Makes every insert of a job of `model` fail, with a trigger added over a side connection: a
+/// write that errs halfway, after its earlier statements ran.
+fn abort_inserts_of(s: &Store, model: &str) {
+    let conn = rusqlite::Connection::open(s._dir.path().join("g.sqlite3")).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER abort_doomed BEFORE INSERT ON jobs WHEN NEW.model = '{model}' \
+         BEGIN SELECT RAISE(ABORT, 'doomed'); END;"
+    ))
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_condition_or_an_error_in_a_group_rolls_back_no_other_callers_write() {
     let s = store(1024, 16 * 1024 * 1024);
@@ -122,6 +136,7 @@ async fn a_refused_condition_or_an_error_in_a_group_rolls_back_no_other_callers_
         .unwrap();
     assert!(matches!(claimed, ClaimOutcome::Claimed(_)));
 
+    abort_inserts_of(&s, DOOMED_MODEL);
     s.hold_next_group().await;
     let before = s.db.writer_stats();
     // Three callers queue behind the held group, so they share the next one.
@@ -142,12 +157,12 @@ async fn a_refused_condition_or_an_error_in_a_group_rolls_back_no_other_callers_
         tokio::spawn(async move { jobs.create(&job, Some(&idempotency("kept-key"))).await })
     };
     s.wait_queued(before.queued, 2).await;
-    // The same id again: its idempotency record is written first, then the job's insert fails
-    // on the primary key, so this caller errs after writing half of what it meant to.
-    let mut duplicate = s.new_job(b"{}");
-    duplicate.id = kept.id.clone();
+    // Its idempotency record is written first, then the job's insert is aborted by the trigger,
+    // so this caller errs after writing half of what it meant to.
+    let mut doomed = s.new_job(b"{}");
+    doomed.model = DOOMED_MODEL.into();
     let failing_create = {
-        let (jobs, job) = (Arc::clone(&s.jobs), duplicate);
+        let (jobs, job) = (Arc::clone(&s.jobs), doomed);
         tokio::spawn(async move { jobs.create(&job, Some(&idempotency("lost-key"))).await })
     };
     s.wait_queued(before.queued, 3).await;
