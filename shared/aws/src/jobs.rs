@@ -24,12 +24,12 @@ use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, RECONCILE_SHARDS, SORT_KEY, TTL_ATTRIBUTE,
-    get_n, get_s, get_ts, is_live, n, need_s, reconcile_shard, reconcile_shard_name, s,
-    tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, RC_AT, RC_PK, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s, get_ts, is_live, n,
+    need_s, reconcile_shard, s, tenant_of_pk, tenant_pk, unavailable,
 };
 use crate::blobs::S3Blobs;
 use crate::queue::SqsWorkQueue;
+use crate::reconcile_index::keys_due;
 use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 
@@ -634,36 +634,16 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {
-        let mut found = Vec::new();
-        for shard in 0..RECONCILE_SHARDS {
-            if found.len() >= limit {
-                break;
-            }
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(RECONCILE_INDEX)
-                .key_condition_expression("rc_pk = :shard AND rc_at < :before")
-                .expression_attribute_values(
-                    ":shard",
-                    reconcile_shard_name(RECONCILE_PREFIX, shard),
-                )
-                .expression_attribute_values(":before", n(before.0))
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items.unwrap_or_default() {
-                let parsed = get_s(&item, PARTITION_KEY)
-                    .and_then(tenant_of)
-                    .zip(get_s(&item, SORT_KEY).and_then(JobId::parse));
-                if let Some((tenant, id)) = parsed {
-                    found.push(JobRef { tenant, id });
-                }
-            }
-        }
-        Ok(found)
+        let keys = keys_due(&self.client, &self.table, RECONCILE_PREFIX, before, limit).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|(pk, sk)| {
+                Some(JobRef {
+                    tenant: tenant_of(pk)?,
+                    id: JobId::parse(sk)?,
+                })
+            })
+            .collect())
     }
 
     async fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<u64, StoreError> {

@@ -14,6 +14,7 @@ mod jobs;
 mod keys;
 mod provision;
 mod queue;
+mod reconcile_index;
 mod recurring;
 mod schedules;
 mod settings;

@@ -18,11 +18,11 @@ use prism_core::webhooks::{
 use prism_core::{StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, RC_AT, RC_PK, RECONCILE_INDEX, RECONCILE_SHARDS, SORT_KEY, TTL_ATTRIBUTE,
-    get_n, get_s, get_ts, n, need_s, reconcile_shard, reconcile_shard_name, s, tenant_of_pk,
-    tenant_pk, unavailable,
+    Item, PARTITION_KEY, RC_AT, RC_PK, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s, get_ts, n, need_s,
+    reconcile_shard, s, tenant_of_pk, tenant_pk, unavailable,
 };
 use crate::queue::SqsWorkQueue;
+use crate::reconcile_index::keys_due;
 use crate::write;
 
 /// Unsettled events' shards of the reconcile index.
@@ -422,39 +422,16 @@ impl WebhookStore for DynamoWebhookStore {
         before: Timestamp,
         limit: usize,
     ) -> Result<Vec<EventRef>, StoreError> {
-        let mut found = Vec::new();
-        for shard in 0..RECONCILE_SHARDS {
-            if found.len() >= limit {
-                break;
-            }
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(RECONCILE_INDEX)
-                .key_condition_expression("rc_pk = :shard AND rc_at < :before")
-                .expression_attribute_values(
-                    ":shard",
-                    reconcile_shard_name(RECONCILE_PREFIX, shard),
-                )
-                .expression_attribute_values(":before", n(before.0))
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items.unwrap_or_default() {
-                let parsed = get_s(&item, PARTITION_KEY)
-                    .and_then(|pk| tenant_of_pk(pk, "EV"))
-                    .zip(get_s(&item, SORT_KEY));
-                if let Some((tenant, id)) = parsed {
-                    found.push(EventRef {
-                        tenant,
-                        id: id.to_owned(),
-                    });
-                }
-            }
-        }
-        Ok(found)
+        let keys = keys_due(&self.client, &self.table, RECONCILE_PREFIX, before, limit).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|(pk, id)| {
+                Some(EventRef {
+                    tenant: tenant_of_pk(&pk, "EV")?,
+                    id,
+                })
+            })
+            .collect())
     }
 
     async fn settle_event(&self, event: &EventRef) -> Result<(), StoreError> {

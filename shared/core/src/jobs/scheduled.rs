@@ -65,7 +65,33 @@ pub fn parse_schedule_request(
         }
     };
     let scheduled_at = parse_scheduled_at(parsed.scheduled_at, now, horizon)?;
-    let Some(request) = parsed.request.filter(|r| r.get() != "null") else {
+    let ScheduledRun {
+        request,
+        model,
+        metadata,
+    } = parse_scheduled_run(parsed.request, parsed.metadata)?;
+    Ok(ScheduleRequest {
+        scheduled_at,
+        request,
+        model,
+        metadata,
+    })
+}
+
+/// What every scheduled create runs, one-time or recurring: its `request` (a non-streaming chat
+/// completion body, kept byte for byte) and its `metadata`.
+pub(crate) struct ScheduledRun {
+    pub request: Bytes,
+    pub model: String,
+    pub metadata: Option<Metadata>,
+}
+
+/// Validates a scheduled create's `request` and `metadata`, each refusal naming its `param`.
+pub(crate) fn parse_scheduled_run(
+    request: Option<&RawValue>,
+    metadata: Option<&RawValue>,
+) -> Result<ScheduledRun, ServiceError> {
+    let Some(request) = request.filter(|r| r.get() != "null") else {
         return Err(ServiceError::invalid(
             "Missing required parameter: 'request' (the chat completion body to run).",
             Some("request"),
@@ -80,12 +106,10 @@ pub fn parse_schedule_request(
             Some("streaming_unsupported"),
         ));
     }
-    let metadata = parsed.metadata.map(parse_metadata).transpose()?.flatten();
-    Ok(ScheduleRequest {
-        scheduled_at,
+    Ok(ScheduledRun {
         request: Bytes::copy_from_slice(request.get().as_bytes()),
         model: summary.model,
-        metadata,
+        metadata: metadata.map(parse_metadata).transpose()?.flatten(),
     })
 }
 

@@ -8,11 +8,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::chat::summarize_chat_request;
 use crate::clock::{Timestamp, format_rfc3339, parse_rfc3339};
 use crate::error::ServiceError;
-use crate::jobs::scheduled::nest_under_request;
-use crate::metadata::{Metadata, parse_metadata};
+use crate::jobs::scheduled::{ScheduledRun, parse_scheduled_run};
+use crate::metadata::Metadata;
 use crate::recurring::cron::{parse_cron, parse_zone, shortest_interval};
 use crate::recurring::{CatchUpPolicy, OverlapPolicy, Recurrence};
 
@@ -152,26 +151,15 @@ pub fn parse_recurring_request(
         )
     })?;
     let recurrence = parse_schedule(parsed.schedule, now, min_interval)?;
-    let Some(request) = parsed.request.filter(|r| r.get() != "null") else {
-        return Err(ServiceError::invalid(
-            "Missing required parameter: 'request' (the chat completion body to run).",
-            Some("request"),
-            Some("missing_required_parameter"),
-        ));
-    };
-    let summary = summarize_chat_request(request.get().as_bytes()).map_err(nest_under_request)?;
-    if summary.stream {
-        return Err(ServiceError::invalid(
-            "Streaming is not supported for scheduled requests; remove 'stream' from 'request'.",
-            Some("request.stream"),
-            Some("streaming_unsupported"),
-        ));
-    }
-    let metadata = parsed.metadata.map(parse_metadata).transpose()?.flatten();
+    let ScheduledRun {
+        request,
+        model,
+        metadata,
+    } = parse_scheduled_run(parsed.request, parsed.metadata)?;
     Ok(RecurringRequest {
         recurrence,
-        request: Bytes::copy_from_slice(request.get().as_bytes()),
-        model: summary.model,
+        request,
+        model,
         metadata,
     })
 }
