@@ -27,7 +27,7 @@ use crate::attrs::{
 use crate::blobs::S3Blobs;
 use crate::jobs::SPILL_BYTES;
 use crate::queue::{SCHEDULED_TIME, encode_firing};
-use crate::schedules::ScheduleTarget;
+use crate::schedules::{ScheduleTarget, delete_schedule};
 use crate::write;
 
 /// EventBridge retries a firing this long (1 h) before its dead-letter queue: a firing later
@@ -414,23 +414,11 @@ impl RecurringTrigger for EventBridgeRecurringTrigger {
     }
 
     async fn disarm(&self, sch: &Recurring) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_schedule()
-            .name(recurring_schedule_name(&sch.id))
-            .group_name(&self.target.group)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+        delete_schedule(
+            &self.client,
+            &self.target.group,
+            recurring_schedule_name(&sch.id),
+        )
+        .await
     }
 }

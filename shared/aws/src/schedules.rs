@@ -128,25 +128,33 @@ impl Scheduler for EventBridgeScheduler {
     }
 
     async fn unschedule(&self, item: &WorkItem) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_schedule()
-            .name(schedule_name(item))
-            .group_name(&self.target.group)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already fired (and deleted by EventBridge) or never created.
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(unavailable(err)),
+        // Already fired (and deleted by EventBridge) or never created: nothing to do.
+        delete_schedule(&self.client, &self.target.group, schedule_name(item)).await
+    }
+}
+
+/// Deletes the schedule `name` from `group`; one that is already gone counts as deleted.
+pub(crate) async fn delete_schedule(
+    client: &aws_sdk_scheduler::Client,
+    group: &str,
+    name: String,
+) -> Result<(), StoreError> {
+    let result = client
+        .delete_schedule()
+        .name(name)
+        .group_name(group)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(())
         }
+        Err(err) => Err(unavailable(err)),
     }
 }
 
