@@ -41,6 +41,7 @@ impl Upstream for NoUpstream {
 
     async fn complete(
         &self,
+        _endpoint: prism_core::ApiEndpoint,
         model: &str,
         _body: Bytes,
         _timeout: Duration,
@@ -48,7 +49,12 @@ impl Upstream for NoUpstream {
         Err(UpstreamError::NoRoute(model.into()))
     }
 
-    async fn relay(&self, model: &str, _body: Bytes) -> Result<Relay, UpstreamError> {
+    async fn relay(
+        &self,
+        _endpoint: prism_core::ApiEndpoint,
+        model: &str,
+        _body: Bytes,
+    ) -> Result<Relay, UpstreamError> {
         Err(UpstreamError::NoRoute(model.into()))
     }
 }

@@ -16,7 +16,7 @@
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
 //! consumer), [`reconcile`], [`stage`] (the work stages, listed once), [`ports`] (the traits the
 //! adapters implement), [`upstream`] (the one upstream-failure table), [`gate`] (the per-model
-//! gate), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
+//! gate), [`endpoint`] (the OpenAI endpoints forwarded to providers), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
 //! routing, retry and error.
 
 pub mod batches;
@@ -25,6 +25,7 @@ pub mod clock;
 pub mod consumer;
 pub mod deps;
 pub mod dispatch;
+pub mod endpoint;
 pub mod error;
 pub mod files;
 pub mod gate;
@@ -45,6 +46,7 @@ pub mod upstream;
 pub mod webhooks;
 
 pub use clock::{Clock, SystemClock, Timestamp};
+pub use endpoint::ApiEndpoint;
 pub use error::{ServiceError, StoreError};
 pub use ids::{BatchId, FileId, JobId, KeyId, PartId, TenantId, UploadId};
 pub use jobs::{Job, JobError, JobKind, JobStatus};

@@ -16,6 +16,7 @@ use crate::batches::{
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use crate::clock::Timestamp;
+use crate::endpoint::ApiEndpoint;
 use crate::error::StoreError;
 use crate::files::{FileListQuery, FileRecord, UploadError, UploadStream};
 use crate::ids::{BatchId, FileId, JobId, TenantId, UploadId};
@@ -555,7 +556,7 @@ pub trait KeyStore: Send + Sync {
     async fn is_empty(&self) -> Result<bool, StoreError>;
 }
 
-/// A chat completion the upstream answered with 2xx: the raw JSON body.
+/// An answer the upstream gave with 2xx: the raw JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub body: String,
@@ -594,10 +595,11 @@ pub trait Upstream: Send + Sync {
     /// Whether some configured provider serves this model.
     fn routes(&self, model: &str) -> bool;
 
-    /// One non-streamed chat completion attempt, bounded by `timeout`. Dropping the future aborts
+    /// One non-streamed attempt at `endpoint`, bounded by `timeout`. Dropping the future aborts
     /// the request.
     async fn complete(
         &self,
+        endpoint: ApiEndpoint,
         model: &str,
         body: Bytes,
         timeout: Duration,
@@ -605,7 +607,12 @@ pub trait Upstream: Send + Sync {
 
     /// Forwards a client's request and relays the answer as it streams in. Retries only a
     /// connection that failed before anything was sent.
-    async fn relay(&self, model: &str, body: Bytes) -> Result<Relay, UpstreamError>;
+    async fn relay(
+        &self,
+        endpoint: ApiEndpoint,
+        model: &str,
+        body: Bytes,
+    ) -> Result<Relay, UpstreamError>;
 }
 
 /// Webhook endpoints, the event outbox and the delivery record. Terminal transitions record

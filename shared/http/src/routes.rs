@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
+use prism_core::ApiEndpoint;
 use prism_core::chat::summarize_chat_request;
 use prism_core::deps::Deps;
 use prism_core::ids::new_request_id;
@@ -264,7 +265,10 @@ async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, Api
     }
     // Batch lines toward this model yield a slot until the answer starts.
     let _yielded = state.deps.model_gate.interactive(&summary.model);
-    let relay = state.deps.upstream.relay(&summary.model, body);
+    let relay = state
+        .deps
+        .upstream
+        .relay(ApiEndpoint::ChatCompletions, &summary.model, body);
     let relay = match state.limits.sync_deadline.filter(|_| !summary.stream) {
         Some(deadline) => tokio::time::timeout(deadline, relay)
             .await

@@ -41,6 +41,7 @@ impl Upstream for ScriptedUpstream {
 
     async fn complete(
         &self,
+        _endpoint: prism_core::ApiEndpoint,
         model: &str,
         _body: Bytes,
         _timeout: Duration,
@@ -60,7 +61,12 @@ impl Upstream for ScriptedUpstream {
         }
     }
 
-    async fn relay(&self, model: &str, _body: Bytes) -> Result<Relay, UpstreamError> {
+    async fn relay(
+        &self,
+        _endpoint: prism_core::ApiEndpoint,
+        model: &str,
+        _body: Bytes,
+    ) -> Result<Relay, UpstreamError> {
         Err(UpstreamError::NoRoute(model.into()))
     }
 }

@@ -59,6 +59,7 @@ impl Upstream for AnyModel {
 
     async fn complete(
         &self,
+        _endpoint: prism_core::ApiEndpoint,
         model: &str,
         _body: Bytes,
         _timeout: Duration,
@@ -66,7 +67,12 @@ impl Upstream for AnyModel {
         Err(UpstreamError::NoRoute(model.into()))
     }
 
-    async fn relay(&self, model: &str, _body: Bytes) -> Result<Relay, UpstreamError> {
+    async fn relay(
+        &self,
+        _endpoint: prism_core::ApiEndpoint,
+        model: &str,
+        _body: Bytes,
+    ) -> Result<Relay, UpstreamError> {
         Err(UpstreamError::NoRoute(model.into()))
     }
 }

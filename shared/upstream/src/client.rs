@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use prism_core::ApiEndpoint;
 use prism_core::ports::{Completion, Relay, Upstream, UpstreamError};
 use prism_core::routing::glob_matches;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -39,7 +40,8 @@ pub enum UpstreamBuildError {
 /// A provider with everything a request needs prepared once.
 struct Provider {
     name: String,
-    completions_url: Url,
+    /// One URL per endpoint, in `ApiEndpoint::ALL`'s order, built once.
+    urls: [Url; ApiEndpoint::ALL.len()],
     /// Marked sensitive so that `http`'s own `Debug` hides it too.
     authorization: Option<HeaderValue>,
     models: Vec<String>,
@@ -56,7 +58,7 @@ impl Provider {
         if models.is_empty() {
             return Err(UpstreamBuildError::NoModels { provider: name });
         }
-        let completions_url = match completions_url(&base_url) {
+        let urls = match endpoint_urls(&base_url) {
             Ok(url) => url,
             Err(reason) => {
                 return Err(UpstreamBuildError::InvalidBaseUrl {
@@ -79,7 +81,7 @@ impl Provider {
         };
         Ok(Self {
             name,
-            completions_url,
+            urls,
             authorization,
             models,
         })
@@ -94,16 +96,31 @@ impl Provider {
 
 /// Appends path segments rather than text, so a base URL with or without a trailing slash, or
 /// with a query string, still yields `…/chat/completions`.
-fn completions_url(base_url: &str) -> Result<Url, String> {
-    let mut url = Url::parse(base_url).map_err(|e| e.to_string())?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme '{}' is not http or https", url.scheme()));
+fn endpoint_urls(base_url: &str) -> Result<[Url; ApiEndpoint::ALL.len()], String> {
+    let base = Url::parse(base_url).map_err(|e| e.to_string())?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(format!("scheme '{}' is not http or https", base.scheme()));
     }
-    url.path_segments_mut()
-        .map_err(|()| "it cannot take a path".to_owned())?
-        .pop_if_empty()
-        .extend(["chat", "completions"]);
-    Ok(url)
+    if base.cannot_be_a_base() {
+        return Err("it cannot take a path".to_owned());
+    }
+    Ok(ApiEndpoint::ALL.map(|endpoint| {
+        let mut url = base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(endpoint.provider_segments());
+        }
+        url
+    }))
+}
+
+impl Provider {
+    fn url(&self, endpoint: ApiEndpoint) -> &Url {
+        let index = ApiEndpoint::ALL
+            .iter()
+            .position(|e| *e == endpoint)
+            .unwrap_or_default();
+        &self.urls[index]
+    }
 }
 
 fn bearer(key: &str) -> Result<HeaderValue, &'static str> {
@@ -168,10 +185,10 @@ impl HttpUpstream {
             .ok_or_else(|| UpstreamError::NoRoute(model.to_owned()))
     }
 
-    fn request(&self, provider: &Provider, body: Bytes) -> RequestBuilder {
+    fn request(&self, provider: &Provider, endpoint: ApiEndpoint, body: Bytes) -> RequestBuilder {
         let request = self
             .client
-            .post(provider.completions_url.clone())
+            .post(provider.url(endpoint).clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
         match &provider.authorization {
@@ -183,10 +200,11 @@ impl HttpUpstream {
     async fn complete_once(
         &self,
         provider: &Provider,
+        endpoint: ApiEndpoint,
         body: Bytes,
     ) -> Result<Completion, UpstreamError> {
         let response = self
-            .request(provider, body)
+            .request(provider, endpoint, body)
             .send()
             .await
             .map_err(send_error)?;
@@ -203,13 +221,18 @@ impl HttpUpstream {
         response::completion(body)
     }
 
-    async fn relay_once(&self, provider: &Provider, body: Bytes) -> Result<Relay, UpstreamError> {
-        let response = match self.request(provider, body.clone()).send().await {
+    async fn relay_once(
+        &self,
+        provider: &Provider,
+        endpoint: ApiEndpoint,
+        body: Bytes,
+    ) -> Result<Relay, UpstreamError> {
+        let response = match self.request(provider, endpoint, body.clone()).send().await {
             // Nothing reached the upstream, so a second try cannot duplicate a completion; any
             // further retrying is the client SDK's call.
             Err(error) if error.is_connect() => {
                 tracing::debug!(error = %response::describe(error), "connect failed; retrying once");
-                self.request(provider, body).send().await
+                self.request(provider, endpoint, body).send().await
             }
             sent => sent,
         }
@@ -237,19 +260,22 @@ impl Upstream for HttpUpstream {
 
     async fn complete(
         &self,
+        endpoint: ApiEndpoint,
         model: &str,
         body: Bytes,
         timeout: Duration,
     ) -> Result<Completion, UpstreamError> {
         let provider = self.route(model)?;
-        let span = tracing::info_span!("upstream_complete", provider = %provider.name, model);
+        let span =
+            tracing::info_span!("upstream_complete", provider = %provider.name, %endpoint, model);
         async {
             let started = Instant::now();
             // One deadline over connect, head and the whole body, which reqwest's own timeouts
             // do not express as simply.
-            let outcome = tokio::time::timeout(timeout, self.complete_once(provider, body))
-                .await
-                .unwrap_or(Err(UpstreamError::Timeout));
+            let outcome =
+                tokio::time::timeout(timeout, self.complete_once(provider, endpoint, body))
+                    .await
+                    .unwrap_or(Err(UpstreamError::Timeout));
             let elapsed_ms = started.elapsed().as_millis();
             match &outcome {
                 Ok(_) => tracing::debug!(elapsed_ms, "upstream completed"),
@@ -261,10 +287,16 @@ impl Upstream for HttpUpstream {
         .await
     }
 
-    async fn relay(&self, model: &str, body: Bytes) -> Result<Relay, UpstreamError> {
+    async fn relay(
+        &self,
+        endpoint: ApiEndpoint,
+        model: &str,
+        body: Bytes,
+    ) -> Result<Relay, UpstreamError> {
         let provider = self.route(model)?;
-        let span = tracing::info_span!("upstream_relay", provider = %provider.name, model);
-        self.relay_once(provider, body)
+        let span =
+            tracing::info_span!("upstream_relay", provider = %provider.name, %endpoint, model);
+        self.relay_once(provider, endpoint, body)
             .instrument(span)
             .await
             .inspect_err(|error| tracing::info!(%error, "upstream relay failed"))

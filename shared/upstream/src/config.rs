@@ -43,7 +43,7 @@ impl From<&str> for SecretKey {
 pub struct ProviderConfig {
     /// Shown in logs and spans.
     pub name: String,
-    /// Everything before `/chat/completions`, e.g. `https://api.openai.com/v1`; a query string
+    /// Everything before an endpoint's path (`/chat/completions`, `/embeddings`, ...), e.g. `https://api.openai.com/v1`; a query string
     /// is kept.
     pub base_url: String,
     /// Sent as `Authorization: Bearer <key>`; `None` sends no `Authorization` at all.

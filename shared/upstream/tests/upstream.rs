@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
+use prism_core::ApiEndpoint;
 use prism_core::jobs::JobError;
 use prism_core::ports::{Relay, Upstream, UpstreamError};
 use prism_upstream::{
@@ -85,13 +86,23 @@ fn model_of(body: &Bytes) -> String {
 }
 
 async fn failure(up: &HttpUpstream, model: &str) -> UpstreamError {
-    up.complete(model, request(model), PATIENCE)
-        .await
-        .unwrap_err()
+    up.complete(
+        ApiEndpoint::ChatCompletions,
+        model,
+        request(model),
+        PATIENCE,
+    )
+    .await
+    .unwrap_err()
 }
 
 async fn relay(up: &HttpUpstream, model: &str) -> Relay {
-    match tokio::time::timeout(PATIENCE, up.relay(model, request(model))).await {
+    match tokio::time::timeout(
+        PATIENCE,
+        up.relay(ApiEndpoint::ChatCompletions, model, request(model)),
+    )
+    .await
+    {
         Ok(Ok(relay)) => relay,
         Ok(Err(error)) => panic!("relay failed: {error:?}"),
         Err(_) => panic!("relay did not return once the head arrived"),
@@ -99,7 +110,10 @@ async fn relay(up: &HttpUpstream, model: &str) -> Relay {
 }
 
 async fn relay_error(up: &HttpUpstream, model: &str) -> UpstreamError {
-    match up.relay(model, request(model)).await {
+    match up
+        .relay(ApiEndpoint::ChatCompletions, model, request(model))
+        .await
+    {
         Ok(relay) => panic!("relay answered {}", relay.status),
         Err(error) => error,
     }
@@ -142,7 +156,12 @@ async fn completes_with_raw_upstream_body() {
     );
 
     let completion = single(&base)
-        .complete("gpt-4o", sent.clone(), PATIENCE)
+        .complete(
+            ApiEndpoint::ChatCompletions,
+            "gpt-4o",
+            sent.clone(),
+            PATIENCE,
+        )
         .await
         .unwrap();
 
@@ -186,7 +205,15 @@ async fn routes_by_first_matching_provider_glob() {
     ] {
         assert!(up.routes(model));
         assert_eq!(up.provider_name(model), Some(expected));
-        let completion = up.complete(model, request(model), PATIENCE).await.unwrap();
+        let completion = up
+            .complete(
+                ApiEndpoint::ChatCompletions,
+                model,
+                request(model),
+                PATIENCE,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             completion.body,
             format!(r#"{{"provider":"{expected}"}}"#),
@@ -214,11 +241,21 @@ async fn sends_bearer_key_only_when_configured() {
     ]);
 
     let keyed = up
-        .complete("keyed", request("keyed"), PATIENCE)
+        .complete(
+            ApiEndpoint::ChatCompletions,
+            "keyed",
+            request("keyed"),
+            PATIENCE,
+        )
         .await
         .unwrap();
     let open = up
-        .complete("open", request("open"), PATIENCE)
+        .complete(
+            ApiEndpoint::ChatCompletions,
+            "open",
+            request("open"),
+            PATIENCE,
+        )
         .await
         .unwrap();
 
@@ -432,7 +469,12 @@ async fn times_out_a_hanging_upstream() {
     for model in ["silent", "trickle"] {
         let started = Instant::now();
         let error = up
-            .complete(model, request(model), Duration::from_millis(300))
+            .complete(
+                ApiEndpoint::ChatCompletions,
+                model,
+                request(model),
+                Duration::from_millis(300),
+            )
             .await
             .unwrap_err();
         assert_eq!(error, UpstreamError::Timeout, "{model}");

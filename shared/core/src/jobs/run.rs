@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ApiEndpoint;
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::ids::new_lease_token;
@@ -194,7 +195,9 @@ async fn call_upstream(
     timeout: Duration,
 ) -> Result<Completion, UpstreamError> {
     let _yielded = deps.model_gate.interactive(model);
-    deps.upstream.complete(model, body.clone(), timeout).await
+    deps.upstream
+        .complete(ApiEndpoint::ChatCompletions, model, body.clone(), timeout)
+        .await
 }
 
 async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {

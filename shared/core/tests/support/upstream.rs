@@ -216,6 +216,7 @@ impl Upstream for ScriptedUpstream {
 
     async fn complete(
         &self,
+        _endpoint: prism_core::ApiEndpoint,
         model: &str,
         body: Bytes,
         timeout: Duration,
@@ -236,7 +237,12 @@ impl Upstream for ScriptedUpstream {
         answer
     }
 
-    async fn relay(&self, model: &str, _body: Bytes) -> Result<Relay, UpstreamError> {
+    async fn relay(
+        &self,
+        _endpoint: prism_core::ApiEndpoint,
+        model: &str,
+        _body: Bytes,
+    ) -> Result<Relay, UpstreamError> {
         // The sync relay path lives in prism-http; core's orchestration never relays.
         Err(UpstreamError::NoRoute(model.to_owned()))
     }
