@@ -94,6 +94,63 @@ async fn console_bundle_has_no_inline_script_or_style_and_no_third_party_origin(
     }
 }
 
+/// The console's downloads: a page that may reach only its own origin asks for the blob store's
+/// URL instead of a redirect to it.
+#[tokio::test]
+async fn file_content_answers_the_blob_stores_url_as_json_when_asked() {
+    let env = start(Setup {
+        files: "redirect_downloads_above = 100",
+        ..Setup::default()
+    })
+    .await;
+    let input = chat_batch_input("big", "console-echo", 4);
+    let id = env.upload_batch_file(&env.alpha, input.as_bytes()).await;
+    let response = env
+        .http
+        .get(env.url(&format!("/v1/files/{id}/content")))
+        .bearer_auth(&env.alpha)
+        .header("x-prism-redirect", "JSON")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = if env.backend.is_aws() || env.backend.is_lambda() {
+        assert_eq!(header(&response, "content-type"), "application/json");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["object"], "file.content_url");
+        assert_eq!(answer["id"], id.as_str());
+        let url = answer["url"].as_str().unwrap();
+        assert!(url.contains("X-Amz-Signature"), "{url}");
+        // The URL alone, with no key, serves the bytes.
+        reqwest::get(url).await.unwrap().bytes().await.unwrap()
+    } else {
+        // Local files are served by prism itself, header or not.
+        assert_eq!(
+            header(&response, "content-type"),
+            "application/octet-stream"
+        );
+        response.bytes().await.unwrap()
+    };
+    assert_eq!(bytes.as_ref(), input.as_bytes());
+}
+
+#[tokio::test]
+async fn file_content_refuses_an_x_prism_redirect_other_than_json() {
+    let env = start(Setup::default()).await;
+    let id = env.upload_batch_file(&env.alpha, b"{}\n").await;
+    let response = env
+        .http
+        .get(env.url(&format!("/v1/files/{id}/content")))
+        .bearer_auth(&env.alpha)
+        .header("x-prism-redirect", "follow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "x-prism-redirect");
+}
+
 /// Where the browser test's screenshots go: `target/console-screenshots`, next to the binaries.
 fn screenshot_dir() -> PathBuf {
     Path::new(support::PRISM)

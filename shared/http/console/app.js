@@ -21,9 +21,9 @@ function key() {
 class SignedOut extends Error {}
 
 // Relative to the page, so a path prefix in front of Prism (an API Gateway stage) still works.
-async function call(path, { raw = false } = {}) {
+async function call(path, { raw = false, headers = {} } = {}) {
   const response = await fetch(new URL(path, document.baseURI), {
-    headers: { Authorization: `Bearer ${key()}` },
+    headers: { ...headers, Authorization: `Bearer ${key()}` },
     cache: 'no-store',
     credentials: 'omit',
   });
@@ -221,6 +221,19 @@ function renderJobs(tableId, jobs, scheduled) {
   }));
 }
 
+// A file's bytes, or (when the blob store serves it directly, as S3 does for large files on
+// AWS) {url}: the CSP lets the page reach only its own origin, so Prism is asked for the URL
+// rather than a redirect the page could not follow.
+async function fileContent(fileId) {
+  const response = await call(`v1/files/${encodeURIComponent(fileId)}/content`, {
+    raw: true, headers: { 'x-prism-redirect': 'json' },
+  });
+  if ((response.headers.get('content-type') || '').startsWith('application/json')) {
+    return { url: (await response.json()).url };
+  }
+  return { blob: await response.blob() };
+}
+
 // ---- details ----
 
 function select(kind, id) {
@@ -321,7 +334,7 @@ function showJob(job, kind) {
 async function showBatch(batch) {
   const counts = batch.request_counts;
   const breakdown = await errorBreakdown(batch);
-  const key = `${batch.id}:${batch.status}:${counts.completed}:${counts.failed}:${breakdown ? breakdown.size : '-'}`;
+  const key = `${batch.id}:${batch.status}:${counts.completed}:${counts.failed}:${breakdown.size}:${breakdown.unread}`;
   if ($('detail-body').dataset.shown === key) return;
   const bar = progressOf(batch).firstChild;
   bar.id = 'detail-progress';
@@ -336,7 +349,7 @@ async function showBatch(batch) {
     ['Finished', time(batch.completed_at || batch.failed_at || batch.cancelled_at || batch.expired_at)],
   ])];
   children.push(el('h3', 'Errors by code'));
-  if (breakdown && breakdown.size > 0) {
+  if (breakdown.size > 0) {
     const table = el('table');
     table.id = 'error-breakdown';
     const head = el('tr');
@@ -351,8 +364,11 @@ async function showBatch(batch) {
     }
     table.append(body);
     children.push(table);
-  } else {
+  } else if (!breakdown.unread) {
     children.push(el('p', TERMINAL_BATCH.has(batch.status) ? 'None.' : 'Shown once the batch has finished.', 'muted'));
+  }
+  if (breakdown.unread) {
+    children.push(el('p', 'The error file is too large to read here: download it for its codes.', 'muted'));
   }
   const actions = el('div', null, 'actions');
   for (const [label, fileId, name] of [
@@ -380,9 +396,11 @@ async function errorBreakdown(batch) {
   }
   if (batch.error_file_id) {
     if (!state.breakdowns.has(batch.error_file_id)) {
-      const text = await (await call(`v1/files/${encodeURIComponent(batch.error_file_id)}/content`, { raw: true })).text();
-      const fromFile = new Map();
-      for (const line of text.split('\n')) {
+      const content = await fileContent(batch.error_file_id);
+      // Too large for the API to serve itself: the counts stay unknown rather than guessed.
+      const fromFile = content.url ? null : new Map();
+      const text = content.blob ? await content.blob.text() : '';
+      for (const line of fromFile ? text.split('\n') : []) {
         if (!line.trim()) continue;
         let code = 'unreadable_line';
         try {
@@ -396,9 +414,11 @@ async function errorBreakdown(batch) {
       }
       state.breakdowns.set(batch.error_file_id, fromFile);
     }
-    for (const [code, n] of state.breakdowns.get(batch.error_file_id)) {
+    const fromFile = state.breakdowns.get(batch.error_file_id);
+    for (const [code, n] of fromFile || []) {
       counts.set(code, (counts.get(code) || 0) + n);
     }
+    counts.unread = fromFile === null;
   }
   return counts;
 }
@@ -407,16 +427,17 @@ async function errorBreakdown(batch) {
 async function download(fileId, filename, button) {
   button.disabled = true;
   try {
-    const blob = await (await call(`v1/files/${encodeURIComponent(fileId)}/content`, { raw: true })).blob();
-    const url = URL.createObjectURL(blob);
+    const content = await fileContent(fileId);
     const link = el('a');
-    link.href = url;
+    // A short-lived signed URL of the blob store carries no key of the tenant's.
+    link.href = content.url || URL.createObjectURL(content.blob);
     link.download = filename;
+    link.rel = 'noopener';
     document.body.append(link);
     link.click();
     link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-    button.dataset.downloaded = String(blob.size);
+    if (content.blob) setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    button.dataset.downloaded = content.blob ? String(content.blob.size) : 'url';
   } catch (error) {
     if (!(error instanceof SignedOut)) button.textContent = `${button.textContent} (failed: ${error.message})`;
   } finally {
