@@ -12,7 +12,8 @@ const CHART_PAGES = 5;
 const TERMINAL_BATCH = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
 const $ = (id) => document.getElementById(id);
-const state = { timer: null, selected: null, breakdowns: new Map(), polling: false };
+// `session` counts sign-ins and sign-outs: an answer that arrives after one is dropped, never shown.
+const state = { timer: null, selected: null, breakdowns: new Map(), polling: false, session: 0 };
 
 function key() {
   return sessionStorage.getItem(KEY_STORAGE);
@@ -84,6 +85,7 @@ function showSignedIn(signedIn) {
 }
 
 function signOut(message) {
+  state.session += 1;
   sessionStorage.removeItem(KEY_STORAGE);
   clearTimeout(state.timer);
   state.timer = null;
@@ -93,6 +95,9 @@ function signOut(message) {
     $(id).tBodies[0].replaceChildren();
   }
   $('detail-body').replaceChildren();
+  delete $('detail-body').dataset.shown;
+  $('detail-title').textContent = 'Details';
+  $('detail-hint').textContent = 'Choose a batch or a job.';
   $('updated').textContent = '';
   $('sign-in-error').textContent = message || '';
   showSignedIn(false);
@@ -116,33 +121,37 @@ async function signIn(event) {
 }
 
 function start() {
+  state.session += 1;
   showSignedIn(true);
   poll();
 }
 
 // ---- polling ----
 
+// One poll at a time: a poll already under way schedules the next one itself.
 async function poll() {
   clearTimeout(state.timer);
-  if (!key()) return;
-  if (!document.hidden) {
-    try {
-      await refresh();
-      $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
-    } catch (error) {
-      if (error instanceof SignedOut) return;
-      $('updated').textContent = `Update failed: ${error.message}`;
-    }
+  if (!key() || state.polling) return;
+  state.polling = true;
+  try {
+    if (!document.hidden) await refresh();
+    if (!document.hidden) $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    if (!(error instanceof SignedOut)) $('updated').textContent = `Update failed: ${error.message}`;
+  } finally {
+    state.polling = false;
   }
   if (key()) state.timer = setTimeout(poll, POLL_MS);
 }
 
 async function refresh() {
+  const session = state.session;
   const [batches, asyncJobs, scheduledJobs] = await Promise.all([
     call('v1/batches?limit=100'),
     recentJobs('v1/async'),
     recentJobs('v1/scheduled'),
   ]);
+  if (session !== state.session) return;
   renderBatches(batches.data);
   renderJobs('async-jobs', asyncJobs, false);
   renderJobs('scheduled-jobs', scheduledJobs, true);
@@ -249,13 +258,17 @@ function select(kind, id) {
 
 async function refreshDetail(batches) {
   const { kind, id } = state.selected;
+  const session = state.session;
+  // Answers for an object no longer chosen (or a session since ended) are dropped.
+  const current = () => session === state.session && state.selected && state.selected.id === id;
   try {
     if (kind === 'batch') {
       const batch = (batches && batches.find((b) => b.id === id)) || await call(`v1/batches/${encodeURIComponent(id)}`);
-      await showBatch(batch);
+      const breakdown = await errorBreakdown(batch);
+      if (current()) showBatch(batch, breakdown);
     } else {
       const job = await call(`v1/${kind}/${encodeURIComponent(id)}`);
-      showJob(job, kind);
+      if (current()) showJob(job, kind);
     }
   } catch (error) {
     if (!(error instanceof SignedOut)) $('detail-hint').textContent = `Could not load ${id}: ${error.message}`;
@@ -331,9 +344,8 @@ function showJob(job, kind) {
   $('detail-body').dataset.shown = key;
 }
 
-async function showBatch(batch) {
+function showBatch(batch, breakdown) {
   const counts = batch.request_counts;
-  const breakdown = await errorBreakdown(batch);
   const key = `${batch.id}:${batch.status}:${counts.completed}:${counts.failed}:${breakdown.size}:${breakdown.unread}`;
   if ($('detail-body').dataset.shown === key) return;
   const bar = progressOf(batch).firstChild;
