@@ -2,6 +2,7 @@
 //! driven in headless Chromium against a running batch (tests/console/console.mjs; ignored
 //! unless asked for, since it needs Chromium and tests/console's node modules, which
 //! scripts/test.sh installs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
 
@@ -46,8 +47,15 @@ async fn console_is_served_without_a_key_under_a_strict_content_security_policy(
 }
 
 #[tokio::test]
-async fn console_answers_unknown_assets_with_a_404_in_openai_shape() {
+async fn console_redirects_its_trailing_slash_and_answers_unknown_assets_with_a_404() {
     let env = start(Setup::default()).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let slash = no_follow.get(env.url("/console/")).send().await.unwrap();
+    assert_eq!(slash.status(), 308);
+    assert_eq!(header(&slash, "location"), "../console");
     let response = get_without_key(&env, "/console/other.js").await;
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 /// The bundle: no build step, no third-party origin, no inline script or style (the CSP below
@@ -35,6 +35,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/console/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        // Relative, so a path prefix in front of Prism (an API Gateway stage) is kept.
+        .route(
+            "/console/",
+            get(|| async { Redirect::permanent("../console") }),
         )
 }
 
