@@ -9,6 +9,7 @@ const HOUR_S = 3600;
 // Pages of 100 read per kind for the charts: enough for the last hour of a busy tenant without
 // making one poll unbounded.
 const CHART_PAGES = 5;
+const LIST_ROWS = 50;
 const TERMINAL_BATCH = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
 const $ = (id) => document.getElementById(id);
@@ -218,7 +219,8 @@ function renderBatches(batches) {
 }
 
 function renderJobs(tableId, jobs, scheduled) {
-  fillTable(tableId, jobs.map((job) => {
+  // The charts read up to CHART_PAGES pages; the list shows the newest of them.
+  fillTable(tableId, jobs.slice(0, LIST_ROWS).map((job) => {
     const row = el('tr');
     const status = el('td');
     status.append(statusBadge(job.status));
