@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine. Installs the Python tools (the official OpenAI SDK,
 # the moto AWS emulator, cfn-lint and SAM) in .venv and the Node SDK suite's (node and npm from
-# apt when missing, the SDK by `npm ci`), builds the workspace, starts the emulator on a free
+# apt when missing, the SDK by `npm ci`) and the console's browser test's (Debian's chromium,
+# puppeteer-core by `npm ci`), builds the workspace, starts the emulator on a free
 # loopback port, then runs: every Rust suite (the end-to-end suites on embedded storage, the port
 # contract suites on SQLite and on the emulator), the end-to-end suites again against
 # `prism serve --backend aws` on the emulator, and once more against the eight Lambda binaries
@@ -15,6 +16,8 @@ source scripts/emulator.sh
 install_python_tools
 source scripts/node.sh
 install_node_tools
+source scripts/console.sh
+install_console_tools
 
 # The emulator suites of prism-aws and prism-app are behind their `emulator` feature.
 EMULATOR_FEATURES=prism-aws/emulator,prism-app/emulator
@@ -24,6 +27,8 @@ cargo build --workspace --all-targets --locked --features "$EMULATOR_FEATURES"
 start_emulator target/moto.log
 
 cargo test --workspace --locked --features "$EMULATOR_FEATURES"
+# The web console in headless Chromium against a running batch (screenshots: target/console-screenshots).
+cargo test -p prism-server --locked --test console -- --ignored
 # `hardening` and the attack battery (`attacks`) run here too: `prism serve --backend aws` has
 # the same HTTP layer as on embedded storage, over the emulator's store.
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
@@ -32,6 +37,7 @@ PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client --test uploads
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test webhooks
+PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test console -- --include-ignored
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test aws_faults -- --ignored
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
@@ -47,6 +53,7 @@ PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test files --test batches \
     --test attacks --test cli_client --test uploads
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test console -- --include-ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
 scripts/check-infra.sh

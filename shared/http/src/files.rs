@@ -21,7 +21,7 @@ use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
 use crate::multipart_guard::{HeadGuard, MAX_PART_HEAD_BYTES};
-use crate::request::{IdPath, QueryParams, is_body_timeout};
+use crate::request::{IdPath, QueryParams, is_body_timeout, redirect_as_json};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
 
@@ -254,8 +254,14 @@ pub async fn file_content(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     IdPath(id): IdPath,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let as_json = redirect_as_json(&headers)?;
     match service::file_content(&state.deps, &tenant, &id).await? {
+        FileContent::Redirect { url } if as_json => Ok(Json(
+            serde_json::json!({"object": "file.content_url", "id": id, "url": url}),
+        )
+        .into_response()),
         FileContent::Redirect { url } => {
             let location = HeaderValue::from_str(&url).map_err(|_| ApiError::internal())?;
             Ok((

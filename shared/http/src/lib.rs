@@ -2,6 +2,7 @@
 //! authentication, request ids, body limits, and the OpenAI error mapping.
 
 mod auth;
+mod console;
 mod error;
 mod files;
 mod multipart_guard;

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 
 pub const ASYNC_HEADER: &str = "x-prism-async";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub const REDIRECT_HEADER: &str = "x-prism-redirect";
 /// As the core bounds a key; checked here too so the answer names the header.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
@@ -93,6 +94,24 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
             "The Idempotency-Key header must be sent once, as 1 to 255 printable ASCII characters.",
         )
         .code("invalid_idempotency_key")),
+    }
+}
+
+/// `x-prism-redirect: json` on a file's content: a download the blob store serves itself is
+/// answered with its URL in JSON instead of a 307. A browser page whose CSP allows only its own
+/// origin (the console) cannot follow the redirect, but can navigate to the URL. Any other value,
+/// or the header twice, is refused rather than ignored.
+pub fn redirect_as_json(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let mut values = headers.get_all(REDIRECT_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(v) if v.eq_ignore_ascii_case("json") && values.next().is_none() => Ok(true),
+        _ => Err(ApiError::bad_header(
+            REDIRECT_HEADER,
+            "The x-prism-redirect header must be sent once, as 'json'.",
+        )),
     }
 }
 

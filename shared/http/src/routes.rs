@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .nest("/v1", v1)
+        .merge(crate::console::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by the handlers with the configured cap, answering 413 in our shape.

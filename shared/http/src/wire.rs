@@ -33,6 +33,8 @@ pub struct JobObject<'a> {
     completed_at: Option<i64>,
     result: Option<&'a RawValue>,
     error: Option<&'a JobError>,
+    /// Upstream attempts begun so far, across deliveries (retries and redeliveries included).
+    attempts: u32,
 }
 
 fn object_name(kind: JobKind) -> &'static str {
@@ -62,6 +64,7 @@ impl<'a> JobObject<'a> {
                 .as_deref()
                 .and_then(|r| serde_json::from_str::<&RawValue>(r).ok()),
             error: job.error.as_ref(),
+            attempts: job.attempts,
         }
     }
 }
