@@ -84,6 +84,8 @@ pub enum OverlapPolicy {
 }
 
 impl OverlapPolicy {
+    pub const ALL: [OverlapPolicy; 2] = [OverlapPolicy::Skip, OverlapPolicy::Allow];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OverlapPolicy::Skip => "skip",
@@ -92,7 +94,7 @@ impl OverlapPolicy {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [OverlapPolicy::Skip, OverlapPolicy::Allow]
+        Self::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
     }
@@ -110,6 +112,8 @@ pub enum CatchUpPolicy {
 }
 
 impl CatchUpPolicy {
+    pub const ALL: [CatchUpPolicy; 2] = [CatchUpPolicy::Latest, CatchUpPolicy::Skip];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CatchUpPolicy::Latest => "latest",
@@ -118,7 +122,7 @@ impl CatchUpPolicy {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [CatchUpPolicy::Latest, CatchUpPolicy::Skip]
+        Self::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
     }
