@@ -38,5 +38,5 @@ mkdir -p "$report"
     --workers 2 \
     --request-timeout 20 \
     --generation-database none \
-    --report junit --report-dir "$report" \
+    --report "${SCHEMATHESIS_REPORTS:-junit}" --report-dir "$report" \
     --no-color

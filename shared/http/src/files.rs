@@ -20,8 +20,8 @@ use prism_core::files::{FileListQuery, FilePurpose, UploadError};
 use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
-use crate::openapi::{ErrorResponse, FileListParams, FileUploadForm, IdParam};
 use crate::multipart_guard::{HeadGuard, MAX_PART_HEAD_BYTES};
+use crate::openapi::{ErrorResponse, FileListParams, FileUploadForm, IdParam};
 use crate::request::{IdPath, QueryParams, is_body_timeout};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
@@ -25,13 +25,13 @@ use tracing::Instrument;
 
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
-use crate::openapi::{
-    BatchListParams, CancelScheduledParams, ChatCompletion, ChatCompletionRequest, CompletionHeaders,
-    CreateBatchRequest, CreateScheduledRequest, ErrorResponse, IdParam, JobListParams,
-    ScheduledHeaders, ScheduledObject, Status,
-};
 use crate::files;
 use crate::openapi;
+use crate::openapi::{
+    BatchListParams, CancelScheduledParams, ChatCompletion, ChatCompletionRequest,
+    CompletionHeaders, CreateBatchRequest, CreateScheduledRequest, ErrorResponse, IdParam,
+    JobListParams, ScheduledHeaders, ScheduledObject, Status,
+};
 use crate::recurring;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
@@ -152,23 +152,58 @@ pub fn route_table() -> Vec<Route> {
         route(Get, "/v1/files/{id}/content", Keyed, files::file_content),
         route(Post, "/v1/uploads", Keyed, uploads::create_upload),
         route(Post, "/v1/uploads/{id}/parts", Keyed, uploads::add_part),
-        route(Post, "/v1/uploads/{id}/complete", Keyed, uploads::complete_upload),
-        route(Post, "/v1/uploads/{id}/cancel", Keyed, uploads::cancel_upload),
+        route(
+            Post,
+            "/v1/uploads/{id}/complete",
+            Keyed,
+            uploads::complete_upload,
+        ),
+        route(
+            Post,
+            "/v1/uploads/{id}/cancel",
+            Keyed,
+            uploads::cancel_upload,
+        ),
         route(Post, "/v1/batches", Keyed, create_batch),
         route(Get, "/v1/batches", Keyed, list_batches),
         route(Get, "/v1/batches/{id}", Keyed, get_batch),
         route(Post, "/v1/batches/{id}/cancel", Keyed, cancel_batch),
-        route(Post, "/v1/webhook_endpoints", Keyed, webhooks::create_endpoint),
-        route(Get, "/v1/webhook_endpoints", Keyed, webhooks::list_endpoints),
-        route(Get, "/v1/webhook_endpoints/{id}", Keyed, webhooks::get_endpoint),
-        route(Delete, "/v1/webhook_endpoints/{id}", Keyed, webhooks::delete_endpoint),
+        route(
+            Post,
+            "/v1/webhook_endpoints",
+            Keyed,
+            webhooks::create_endpoint,
+        ),
+        route(
+            Get,
+            "/v1/webhook_endpoints",
+            Keyed,
+            webhooks::list_endpoints,
+        ),
+        route(
+            Get,
+            "/v1/webhook_endpoints/{id}",
+            Keyed,
+            webhooks::get_endpoint,
+        ),
+        route(
+            Delete,
+            "/v1/webhook_endpoints/{id}",
+            Keyed,
+            webhooks::delete_endpoint,
+        ),
         route(
             Post,
             "/v1/webhook_endpoints/{id}/rotate_secret",
             Keyed,
             webhooks::rotate_secret,
         ),
-        route(Post, "/v1/webhook_endpoints/{id}/test", Keyed, webhooks::send_test),
+        route(
+            Post,
+            "/v1/webhook_endpoints/{id}/test",
+            Keyed,
+            webhooks::send_test,
+        ),
         route(
             Get,
             "/v1/webhook_endpoints/{id}/deliveries",

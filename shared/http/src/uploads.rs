@@ -14,10 +14,10 @@ use prism_core::uploads::service;
 use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
+use crate::files::{MULTIPART_OVERHEAD, guard_part_heads};
 use crate::openapi::{
     CompleteUploadRequest, CreateUploadRequest, ErrorResponse, IdParam, UploadPartForm,
 };
-use crate::files::{MULTIPART_OVERHEAD, guard_part_heads};
 use crate::request::{BodyBudget, IdPath};
 use crate::routes::{AppState, read_json_body};
 use crate::wire::{UploadObject, UploadPartObject};

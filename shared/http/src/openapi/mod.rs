@@ -105,10 +105,8 @@ impl Modify for SharedResponses {
                 continue;
             };
             if route.access == Access::Keyed {
-                operation.security = Some(vec![SecurityRequirement::new(
-                    BEARER,
-                    Vec::<String>::new(),
-                )]);
+                operation.security =
+                    Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
                 add_error(operation, 401, "The API key is missing or not valid.");
                 add_error(
                     operation,
@@ -156,7 +154,10 @@ fn add_error(operation: &mut Operation, status: u16, description: &str) {
                 .build(),
         )
         .build();
-    operation.responses.responses.insert(status, response.into());
+    operation
+        .responses
+        .responses
+        .insert(status, response.into());
 }
 
 /// The document as JSON, built once.

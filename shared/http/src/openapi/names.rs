@@ -39,6 +39,8 @@ constants! {
     webhook_delivery => "webhook_endpoint.delivery",
     event => "event",
     processed => "processed",
+    completion_window => "24h",
+    batch_endpoint => "/v1/chat/completions",
 }
 
 pub fn job_object() -> Object {
@@ -63,6 +65,11 @@ pub fn upload_status() -> Object {
 
 pub fn file_purpose() -> Object {
     one_of(FilePurpose::ALL.map(FilePurpose::as_str))
+}
+
+/// What clients may upload (`batch_output` files are Prism's).
+pub fn client_purpose() -> Object {
+    one_of([FilePurpose::Batch.as_str()])
 }
 
 /// Files are checked while they upload, so every file a client sees is `processed`.

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::names;
@@ -181,40 +181,59 @@ impl ToSchema for ScheduledObject {
 pub struct FileUploadForm {
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
-    #[schema(schema_with = names::file_purpose)]
+    #[schema(schema_with = names::client_purpose)]
     pub purpose: String,
-    /// Seconds after `created_at` when the file expires (3600 to 2592000).
+    /// Seconds after `created_at` when the file expires.
+    // Optional but never null: a form field has no null.
     #[serde(rename = "expires_after[seconds]")]
-    pub expires_after_seconds: Option<u64>,
+    #[schema(minimum = 3600, maximum = 2592000, required = false)]
+    pub expires_after_seconds: u64,
     #[serde(rename = "expires_after[anchor]")]
-    #[schema(schema_with = created_at_anchor)]
-    pub expires_after_anchor: Option<String>,
+    #[schema(schema_with = created_at_anchor, required = false)]
+    pub expires_after_anchor: String,
 }
 
 fn created_at_anchor() -> utoipa::openapi::schema::Object {
     names::one_of(["created_at"])
 }
 
-/// `POST /v1/batches`.
+/// `POST /v1/batches`; other fields are refused.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateBatchRequest {
+    #[schema(example = "file-abc123")]
     pub input_file_id: String,
-    #[schema(example = "/v1/chat/completions")]
+    #[schema(schema_with = names::batch_endpoint)]
     pub endpoint: String,
-    #[schema(example = "24h")]
+    #[schema(schema_with = names::completion_window)]
     pub completion_window: String,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// When the output and error files expire.
+    pub output_expires_after: Option<ExpiresAfter>,
 }
 
 /// `POST /v1/uploads`.
 #[derive(Serialize, ToSchema)]
 pub struct CreateUploadRequest {
+    #[schema(example = "requests.jsonl")]
     pub filename: String,
-    #[schema(schema_with = names::file_purpose)]
+    #[schema(schema_with = names::client_purpose)]
     pub purpose: String,
+    /// The whole file's size, at most the largest file Prism takes.
+    #[schema(minimum = 1)]
     pub bytes: u64,
     #[schema(example = "application/jsonl")]
     pub mime_type: String,
+    /// When the completed file expires.
+    pub expires_after: Option<ExpiresAfter>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExpiresAfter {
+    #[schema(schema_with = created_at_anchor)]
+    pub anchor: String,
+    #[schema(minimum = 3600, maximum = 2592000)]
+    pub seconds: u64,
 }
 
 /// `POST /v1/uploads/{id}/parts`.
@@ -227,7 +246,9 @@ pub struct UploadPartForm {
 /// `POST /v1/uploads/{id}/complete`: the parts in order, and optionally the whole file's MD5.
 #[derive(Serialize, ToSchema)]
 pub struct CompleteUploadRequest {
+    #[schema(min_items = 1, max_items = 4096)]
     pub part_ids: Vec<String>,
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     pub md5: Option<String>,
 }
 
@@ -339,7 +360,8 @@ pub struct IdParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobListParams {
-    /// 1 to 100 (default 20).
+    /// Default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The last id of the previous page.
     pub after: Option<String>,
@@ -353,6 +375,8 @@ pub struct JobListParams {
 pub struct FileListParams {
     #[param(schema_with = names::file_purpose)]
     pub purpose: Option<String>,
+    /// Default 10000.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
     #[param(schema_with = names::sort_order)]
@@ -363,7 +387,8 @@ pub struct FileListParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BatchListParams {
-    /// 1 to 100 (default 20).
+    /// Default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
@@ -380,6 +405,7 @@ pub struct CancelScheduledParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryListParams {
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -393,7 +419,7 @@ pub struct CompletionHeaders {
     pub prism_async: Option<String>,
     /// With `x-prism-async: true`: 1 to 255 printable ASCII characters; a retry with the same key
     /// and body answers the job the first request made.
-    #[param(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
 
@@ -403,6 +429,6 @@ pub struct CompletionHeaders {
 pub struct ScheduledHeaders {
     /// One-time jobs only: 1 to 255 printable ASCII characters; a retry with the same key and
     /// body answers the job the first request made.
-    #[param(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
