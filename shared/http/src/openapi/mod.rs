@@ -247,7 +247,10 @@ mod tests {
     fn keyed_routes_require_the_bearer_key_and_public_ones_do_not() {
         let document = ApiDoc::openapi();
         for route in route_table() {
-            let item = &document.paths.paths[route.path];
+            // An undescribed route is `every_route_is_described`'s to name.
+            let Some(item) = document.paths.paths.get(route.path) else {
+                continue;
+            };
             let operation = match route.verb {
                 Verb::Get => &item.get,
                 Verb::Post => &item.post,
