@@ -2,6 +2,7 @@
 //! authentication, request ids, body limits, the OpenAI error mapping, and the OpenAPI document.
 
 mod auth;
+mod batches;
 mod error;
 mod files;
 mod multipart_guard;

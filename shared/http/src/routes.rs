@@ -18,19 +18,20 @@ use prism_core::ids::new_request_id;
 use prism_core::jobs::service::model_not_found;
 use prism_core::json_strict::reject_duplicate_keys;
 use prism_core::list::ListQuery;
-use prism_core::{JobKind, TenantId, batches, jobs};
+use prism_core::{JobKind, TenantId, jobs};
 use serde_json::json;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::Instrument;
 
 use crate::auth::{KeyCache, require_key};
+use crate::batches;
 use crate::error::ApiError;
 use crate::files;
 use crate::openapi;
 use crate::openapi::{
-    BatchListParams, CancelScheduledParams, ChatCompletion, ChatCompletionRequest,
-    CompletionHeaders, CreateBatchRequest, CreateScheduledRequest, ErrorResponse, IdParam,
-    JobListParams, ScheduledHeaders, ScheduledObject, Status,
+    CancelScheduledParams, ChatCompletion, ChatCompletionRequest, CompletionHeaders,
+    CreateScheduledRequest, ErrorResponse, IdParam, JobListParams, ScheduledHeaders,
+    ScheduledObject, Status,
 };
 use crate::recurring;
 use crate::request::{
@@ -38,7 +39,7 @@ use crate::request::{
 };
 use crate::uploads;
 use crate::webhooks;
-use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
+use crate::wire::{JobObject, ListObject};
 
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -164,10 +165,15 @@ pub fn route_table() -> Vec<Route> {
             Keyed,
             uploads::cancel_upload,
         ),
-        route(Post, "/v1/batches", Keyed, create_batch),
-        route(Get, "/v1/batches", Keyed, list_batches),
-        route(Get, "/v1/batches/{id}", Keyed, get_batch),
-        route(Post, "/v1/batches/{id}/cancel", Keyed, cancel_batch),
+        route(Post, "/v1/batches", Keyed, batches::create_batch),
+        route(Get, "/v1/batches", Keyed, batches::list_batches),
+        route(Get, "/v1/batches/{id}", Keyed, batches::get_batch),
+        route(
+            Post,
+            "/v1/batches/{id}/cancel",
+            Keyed,
+            batches::cancel_batch,
+        ),
         route(
             Post,
             "/v1/webhook_endpoints",
@@ -663,94 +669,4 @@ pub(crate) async fn create_scheduled_job(
         Json(JobObject::from_job(&submitted.job)),
     )
         .into_response())
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/batches",
-    tag = "batches",
-    request_body(content = CreateBatchRequest, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The batch, `validating`.", body = crate::wire::BatchObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "No input file with this id for this key.", body = ErrorResponse),
-        (status = 429, description = "Too many active batches for this key.", body = ErrorResponse),
-    ),
-)]
-pub(crate) async fn create_batch(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    Extension(budget): Extension<BodyBudget>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let body = read_json_body(&state, &budget, &headers, body).await?;
-    let batch = batches::service::create_batch(&state.deps, &tenant, &body.bytes).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/batches/{id}",
-    tag = "batches",
-    params(IdParam),
-    responses(
-        (status = 200, description = "The batch.", body = crate::wire::BatchObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "No batch with this id for this key.", body = ErrorResponse),
-    ),
-)]
-pub(crate) async fn get_batch(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    IdPath(id): IdPath,
-) -> Result<Response, ApiError> {
-    let batch = batches::service::get_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/batches",
-    tag = "batches",
-    params(BatchListParams),
-    responses(
-        (status = 200, description = "A page of batches, newest first.", body = crate::wire::BatchList),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-    ),
-)]
-pub(crate) async fn list_batches(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    params: QueryParams,
-) -> Result<Response, ApiError> {
-    let page = batches::service::list_batches(
-        &state.deps,
-        &tenant,
-        params.get("limit"),
-        params.get("after"),
-    )
-    .await?;
-    Ok(Json(BatchList::from_page(&page)).into_response())
-}
-
-#[utoipa::path(
-    post,
-    path = "/v1/batches/{id}/cancel",
-    tag = "batches",
-    params(IdParam),
-    responses(
-        (status = 200, description = "The batch, `cancelling` or `cancelled`.", body = crate::wire::BatchObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "No batch with this id for this key.", body = ErrorResponse),
-        (status = 409, description = "The batch is in a status that does not allow this.", body = ErrorResponse),
-    ),
-)]
-pub(crate) async fn cancel_batch(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    IdPath(id): IdPath,
-) -> Result<Response, ApiError> {
-    let batch = batches::service::cancel_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }
