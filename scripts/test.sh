@@ -7,7 +7,7 @@
 # contract suites on SQLite and on the emulator), the end-to-end suites again against
 # `prism serve --backend aws` on the emulator, and once more against the eight Lambda binaries
 # run locally under cargo-lambda (with Lambda sandboxes crashed mid-work), the Python and Node
-# SDK suites on all three, and the template checks.
+# SDK suites on all three, Schemathesis against `prism serve` (embedded), and the template checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -44,6 +44,8 @@ PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pyte
 # The official Node SDK (tests/node) under node's own test runner, against the same stacks.
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
+# Schemathesis against `prism serve` with its own /openapi.json: no 5xx, nothing undocumented.
+scripts/schemathesis.sh
 
 # The Lambda binaries themselves, under cargo-lambda's runtime emulator (`prism-lambda-local`).
 export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"

@@ -21,6 +21,7 @@ use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
 use crate::multipart_guard::{HeadGuard, MAX_PART_HEAD_BYTES};
+use crate::openapi::{ErrorResponse, FileListParams, FileUploadForm, IdParam};
 use crate::request::{IdPath, QueryParams, is_body_timeout, redirect_as_json};
 use crate::routes::AppState;
 use crate::wire::{FileDeleted, FileList, FileObject};
@@ -51,6 +52,16 @@ async fn text_field(field: &mut Field<'_>, name: &str) -> Result<String, ApiErro
 
 /// `POST /v1/files`: `file` and `purpose` in either order. A purpose seen first is checked before
 /// any byte is stored; one seen after the file removes the stored bytes when it is refused.
+#[utoipa::path(
+    post,
+    path = "/v1/files",
+    tag = "files",
+    request_body(content = FileUploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The stored file.", body = crate::wire::FileObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+    ),
+)]
 pub async fn upload_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -224,6 +235,16 @@ fn boundary(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/files",
+    tag = "files",
+    params(FileListParams),
+    responses(
+        (status = 200, description = "A page of files.", body = crate::wire::FileList),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+    ),
+)]
 pub async fn list_files(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -240,6 +261,17 @@ pub async fn list_files(
     Ok(Json(FileList::from_page(&page)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/files/{id}",
+    tag = "files",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The file.", body = crate::wire::FileObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No file with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub async fn get_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -250,6 +282,18 @@ pub async fn get_file(
 }
 
 /// The bytes as stored, whatever `Accept` says (the SDKs send `application/binary`).
+#[utoipa::path(
+    get,
+    path = "/v1/files/{id}/content",
+    tag = "files",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The bytes as stored.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 307, description = "Where the store serves the bytes itself (`Location`)."),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No file with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub async fn file_content(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -284,6 +328,18 @@ pub async fn file_content(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/files/{id}",
+    tag = "files",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The file is deleted.", body = crate::wire::FileDeleted),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No file with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The file is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
 pub async fn delete_file(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,

@@ -12,30 +12,38 @@ use prism_core::list::ListQuery;
 use prism_core::metadata::Metadata;
 use prism_core::recurring::{Recurring, service};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::openapi::{ErrorResponse, IdParam, JobListParams, names};
 use crate::request::{IdPath, QueryParams};
 use crate::routes::AppState;
 use crate::wire::ListObject;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Schedule)]
 struct ScheduleObject<'a> {
     cron: &'a str,
     timezone: &'a str,
     start_at: Option<String>,
     end_at: Option<String>,
     max_runs: Option<u32>,
+    #[schema(schema_with = names::overlap_policy)]
     overlap: &'static str,
+    #[schema(schema_with = names::catch_up_policy)]
     catch_up: &'static str,
 }
 
 /// A recurring scheduled job: a one-time one's fields where they mean the same, plus its
 /// `schedule` and run counters.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecurringSchedule)]
 pub struct RecurringObject<'a> {
     id: &'a str,
+    #[schema(schema_with = names::scheduled_job)]
     object: &'static str,
     job_id: &'a str,
+    #[schema(schema_with = names::recurring_status)]
     status: &'static str,
     model: &'a str,
     schedule: ScheduleObject<'a>,
@@ -43,6 +51,7 @@ pub struct RecurringObject<'a> {
     last_run_at: Option<String>,
     run_count: u32,
     skipped_count: u32,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<&'a Metadata>,
     created_at: i64,
     /// When it became finished or cancelled.
@@ -82,6 +91,18 @@ pub fn schedule_response(schedule: &Recurring) -> Response {
     Json(RecurringObject::from_schedule(schedule)).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/scheduled/{id}/pause",
+    tag = "scheduled",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The schedule, `paused`.", body = RecurringObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No recurring schedule with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The schedule is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
 pub async fn pause(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -91,6 +112,18 @@ pub async fn pause(
     Ok(schedule_response(&schedule))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/scheduled/{id}/resume",
+    tag = "scheduled",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The schedule, `active` (or `finished` past its end).", body = RecurringObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No recurring schedule with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The schedule is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -101,6 +134,17 @@ pub async fn resume(
 }
 
 /// `GET /v1/scheduled/{id}/runs`: newest first, `limit`/`after` pages, `status` filter.
+#[utoipa::path(
+    get,
+    path = "/v1/scheduled/{id}/runs",
+    tag = "scheduled",
+    params(IdParam, JobListParams),
+    responses(
+        (status = 200, description = "A page of the schedule's runs, newest first.", body = crate::wire::ListObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No recurring schedule with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub async fn runs(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use prism_core::ApiEndpoint;
@@ -18,21 +19,28 @@ use prism_core::ids::new_request_id;
 use prism_core::jobs::service::model_not_found;
 use prism_core::json_strict::reject_duplicate_keys;
 use prism_core::list::ListQuery;
-use prism_core::{JobKind, TenantId, batches, jobs};
+use prism_core::{JobKind, TenantId, jobs};
 use serde_json::json;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::Instrument;
 
 use crate::auth::{KeyCache, require_key};
+use crate::batches;
 use crate::error::ApiError;
 use crate::files;
+use crate::openapi;
+use crate::openapi::{
+    CancelScheduledParams, ChatCompletion, ChatCompletionRequest, CompletionHeaders,
+    CreateScheduledRequest, ErrorResponse, IdParam, JobListParams, ScheduledHeaders,
+    ScheduledObject, Status,
+};
 use crate::recurring;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
 use crate::uploads;
 use crate::webhooks;
-use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
+use crate::wire::{JobObject, ListObject};
 
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -71,63 +79,167 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Behind `require_key`: the caller's tenant comes from its bearer key.
+    Keyed,
+}
+
+/// One route: what builds the router, and what the OpenAPI document is checked against.
+pub struct Route {
+    pub verb: Verb,
+    /// axum's syntax, which is OpenAPI's: `/v1/files/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(verb: Verb, path: &'static str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route {
+        verb,
+        path,
+        access,
+        handler: on(verb.filter(), handler),
+    }
+}
+
+/// Every route Prism answers. A route added here needs `#[utoipa::path]` on its handler and an
+/// entry in `openapi::ApiDoc`; the `openapi` tests fail until it has both.
+pub fn route_table() -> Vec<Route> {
+    use Access::{Keyed, Public};
+    use Verb::{Delete, Get, Post};
+    vec![
+        route(Get, "/health", Public, health),
+        route(Get, "/ready", Public, ready),
+        route(Get, "/openapi.json", Public, openapi::serve_document),
+        route(Post, "/v1/chat/completions", Keyed, chat_completions),
+        route(Get, "/v1/async", Keyed, list_async_jobs),
+        route(Get, "/v1/async/{id}", Keyed, get_async_job),
+        route(Delete, "/v1/async/{id}", Keyed, cancel_async_job),
+        route(Post, "/v1/scheduled", Keyed, create_scheduled_job),
+        route(Get, "/v1/scheduled", Keyed, list_scheduled_jobs),
+        route(Get, "/v1/scheduled/{id}", Keyed, get_scheduled_job),
+        route(Delete, "/v1/scheduled/{id}", Keyed, cancel_scheduled_job),
+        route(Post, "/v1/scheduled/{id}/pause", Keyed, recurring::pause),
+        route(Post, "/v1/scheduled/{id}/resume", Keyed, recurring::resume),
+        route(Get, "/v1/scheduled/{id}/runs", Keyed, recurring::runs),
+        route(Post, "/v1/files", Keyed, files::upload_file),
+        route(Get, "/v1/files", Keyed, files::list_files),
+        route(Get, "/v1/files/{id}", Keyed, files::get_file),
+        route(Delete, "/v1/files/{id}", Keyed, files::delete_file),
+        route(Get, "/v1/files/{id}/content", Keyed, files::file_content),
+        route(Post, "/v1/uploads", Keyed, uploads::create_upload),
+        route(Post, "/v1/uploads/{id}/parts", Keyed, uploads::add_part),
+        route(
+            Post,
+            "/v1/uploads/{id}/complete",
+            Keyed,
+            uploads::complete_upload,
+        ),
+        route(
+            Post,
+            "/v1/uploads/{id}/cancel",
+            Keyed,
+            uploads::cancel_upload,
+        ),
+        route(Post, "/v1/batches", Keyed, batches::create_batch),
+        route(Get, "/v1/batches", Keyed, batches::list_batches),
+        route(Get, "/v1/batches/{id}", Keyed, batches::get_batch),
+        route(
+            Post,
+            "/v1/batches/{id}/cancel",
+            Keyed,
+            batches::cancel_batch,
+        ),
+        route(
+            Post,
+            "/v1/webhook_endpoints",
+            Keyed,
+            webhooks::create_endpoint,
+        ),
+        route(
+            Get,
+            "/v1/webhook_endpoints",
+            Keyed,
+            webhooks::list_endpoints,
+        ),
+        route(
+            Get,
+            "/v1/webhook_endpoints/{id}",
+            Keyed,
+            webhooks::get_endpoint,
+        ),
+        route(
+            Delete,
+            "/v1/webhook_endpoints/{id}",
+            Keyed,
+            webhooks::delete_endpoint,
+        ),
+        route(
+            Post,
+            "/v1/webhook_endpoints/{id}/rotate_secret",
+            Keyed,
+            webhooks::rotate_secret,
+        ),
+        route(
+            Post,
+            "/v1/webhook_endpoints/{id}/test",
+            Keyed,
+            webhooks::send_test,
+        ),
+        route(
+            Get,
+            "/v1/webhook_endpoints/{id}/deliveries",
+            Keyed,
+            webhooks::list_deliveries,
+        ),
+        route(
+            Post,
+            "/v1/webhook_endpoints/{id}/deliveries/{event_id}/redeliver",
+            Keyed,
+            webhooks::redeliver,
+        ),
+    ]
+}
+
 pub fn router(state: AppState) -> Router {
     let budget = BodyBudget::new(state.limits.max_inflight_body_bytes);
     let body_timeout = state.limits.body_read_timeout;
-    let v1 = Router::new()
-        .route("/chat/completions", post(chat_completions))
-        .route("/async", get(list_async_jobs))
-        .route("/async/{id}", get(get_async_job).delete(cancel_async_job))
-        .route(
-            "/scheduled",
-            post(create_scheduled_job).get(list_scheduled_jobs),
-        )
-        .route(
-            "/scheduled/{id}",
-            get(get_scheduled_job).delete(cancel_scheduled_job),
-        )
-        .route("/scheduled/{id}/pause", post(recurring::pause))
-        .route("/scheduled/{id}/resume", post(recurring::resume))
-        .route("/scheduled/{id}/runs", get(recurring::runs))
-        .route("/files", post(files::upload_file).get(files::list_files))
-        .route(
-            "/files/{id}",
-            get(files::get_file).delete(files::delete_file),
-        )
-        .route("/files/{id}/content", get(files::file_content))
-        .route("/uploads", post(uploads::create_upload))
-        .route("/uploads/{id}/parts", post(uploads::add_part))
-        .route("/uploads/{id}/complete", post(uploads::complete_upload))
-        .route("/uploads/{id}/cancel", post(uploads::cancel_upload))
-        .route("/batches", post(create_batch).get(list_batches))
-        .route("/batches/{id}", get(get_batch))
-        .route("/batches/{id}/cancel", post(cancel_batch))
-        .route(
-            "/webhook_endpoints",
-            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
-        )
-        .route(
-            "/webhook_endpoints/{id}",
-            get(webhooks::get_endpoint).delete(webhooks::delete_endpoint),
-        )
-        .route(
-            "/webhook_endpoints/{id}/rotate_secret",
-            post(webhooks::rotate_secret),
-        )
-        .route("/webhook_endpoints/{id}/test", post(webhooks::send_test))
-        .route(
-            "/webhook_endpoints/{id}/deliveries",
-            get(webhooks::list_deliveries),
-        )
-        .route(
-            "/webhook_endpoints/{id}/deliveries/{event_id}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    let app = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .nest("/v1", v1)
+    let (mut public, mut keyed) = (Router::new(), Router::new());
+    for route in route_table() {
+        match route.access {
+            Access::Public => public = public.route(route.path, route.handler),
+            Access::Keyed => keyed = keyed.route(route.path, route.handler),
+        }
+    }
+    let keyed = keyed.route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    let app = public
+        .merge(keyed)
+        // The console is a page, not an API route: outside the route table and its document.
         .merge(crate::console::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -158,12 +270,29 @@ async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
-async fn health() -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses(
+        (status = 200, description = "The process is up.", body = Status),
+    ),
+)]
+pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready when storage answers; a load balancer should stop sending traffic otherwise.
-async fn ready(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "service",
+    responses(
+        (status = 200, description = "Storage answers.", body = Status),
+        (status = 503, description = "Storage does not answer.", body = Status),
+    ),
+)]
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     // One keyed read of an id that never exists: cheap on every backend, and it fails when the
     // store cannot answer.
     let probe = (
@@ -231,7 +360,26 @@ pub(crate) async fn read_json_body(
     Ok(body)
 }
 
-async fn chat_completions(
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "chat",
+    params(CompletionHeaders),
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The upstream's completion: JSON, or server-sent events with `stream: true`.", content(
+            (ChatCompletion = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 202, description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}.", body = crate::wire::JobObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
+        (status = 429, description = "The upstream is rate limiting or out of quota.", body = ErrorResponse),
+        (status = 502, description = "The upstream failed or answered something that is not a completion.", body = ErrorResponse),
+        (status = 504, description = "The upstream did not answer in time.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     Extension(budget): Extension<BodyBudget>,
@@ -305,7 +453,18 @@ fn sync_deadline_passed(deadline: Duration) -> ApiError {
     .never_retry()
 }
 
-async fn get_async_job(
+#[utoipa::path(
+    get,
+    path = "/v1/async/{id}",
+    tag = "async",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The job.", body = crate::wire::JobObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No async job with this id for this key.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn get_async_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     id: IdPath,
@@ -314,7 +473,18 @@ async fn get_async_job(
 }
 
 /// A recurring schedule or a one-time scheduled job: they share the `sched_` ids.
-async fn get_scheduled_job(
+#[utoipa::path(
+    get,
+    path = "/v1/scheduled/{id}",
+    tag = "scheduled",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The one-time job or recurring schedule.", body = ScheduledObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No scheduled job with this id for this key.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn get_scheduled_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     id: IdPath,
@@ -337,7 +507,17 @@ async fn get_job(
     Ok(Json(JobObject::from_job(&job)).into_response())
 }
 
-async fn list_async_jobs(
+#[utoipa::path(
+    get,
+    path = "/v1/async",
+    tag = "async",
+    params(JobListParams),
+    responses(
+        (status = 200, description = "A page of jobs, newest first.", body = crate::wire::ListObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn list_async_jobs(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     params: QueryParams,
@@ -345,7 +525,17 @@ async fn list_async_jobs(
     list_jobs(state, tenant, JobKind::Async, params).await
 }
 
-async fn list_scheduled_jobs(
+#[utoipa::path(
+    get,
+    path = "/v1/scheduled",
+    tag = "scheduled",
+    params(JobListParams),
+    responses(
+        (status = 200, description = "A page of one-time scheduled jobs, newest first.", body = crate::wire::ListObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn list_scheduled_jobs(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     params: QueryParams,
@@ -368,7 +558,19 @@ async fn list_jobs(
     Ok(Json(ListObject::from_page(&page)).into_response())
 }
 
-async fn cancel_async_job(
+#[utoipa::path(
+    delete,
+    path = "/v1/async/{id}",
+    tag = "async",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The cancelled job.", body = crate::wire::JobObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No async job with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The job is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn cancel_async_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     id: IdPath,
@@ -378,7 +580,19 @@ async fn cancel_async_job(
 
 /// Deletes a recurring schedule (`?cancel_running=true` also cancels its unfinished runs) or
 /// cancels a one-time scheduled job.
-async fn cancel_scheduled_job(
+#[utoipa::path(
+    delete,
+    path = "/v1/scheduled/{id}",
+    tag = "scheduled",
+    params(IdParam, CancelScheduledParams),
+    responses(
+        (status = 200, description = "The cancelled job, or the deleted schedule.", body = ScheduledObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No scheduled job with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The job or schedule is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn cancel_scheduled_job(
     state: State<AppState>,
     tenant: Extension<TenantId>,
     id: IdPath,
@@ -412,7 +626,19 @@ async fn cancel_job(
 }
 
 /// `POST /v1/scheduled`: 201 with the job; a replayed `Idempotency-Key` answers the same job.
-async fn create_scheduled_job(
+#[utoipa::path(
+    post,
+    path = "/v1/scheduled",
+    tag = "scheduled",
+    params(ScheduledHeaders),
+    request_body(content = CreateScheduledRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The stored job or schedule.", body = ScheduledObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 429, description = "Too many active schedules for this key.", body = ErrorResponse),
+    ),
+)]
+pub(crate) async fn create_scheduled_job(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     Extension(budget): Extension<BodyBudget>,
@@ -449,49 +675,4 @@ async fn create_scheduled_job(
         Json(JobObject::from_job(&submitted.job)),
     )
         .into_response())
-}
-
-async fn create_batch(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    Extension(budget): Extension<BodyBudget>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let body = read_json_body(&state, &budget, &headers, body).await?;
-    let batch = batches::service::create_batch(&state.deps, &tenant, &body.bytes).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
-}
-
-async fn get_batch(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    IdPath(id): IdPath,
-) -> Result<Response, ApiError> {
-    let batch = batches::service::get_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
-}
-
-async fn list_batches(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    params: QueryParams,
-) -> Result<Response, ApiError> {
-    let page = batches::service::list_batches(
-        &state.deps,
-        &tenant,
-        params.get("limit"),
-        params.get("after"),
-    )
-    .await?;
-    Ok(Json(BatchList::from_page(&page)).into_response())
-}
-
-async fn cancel_batch(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<TenantId>,
-    IdPath(id): IdPath,
-) -> Result<Response, ApiError> {
-    let batch = batches::service::cancel_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
 }

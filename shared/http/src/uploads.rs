@@ -15,6 +15,9 @@ use prism_core::{ServiceError, TenantId};
 
 use crate::error::ApiError;
 use crate::files::{MULTIPART_OVERHEAD, guard_part_heads};
+use crate::openapi::{
+    CompleteUploadRequest, CreateUploadRequest, ErrorResponse, IdParam, UploadPartForm,
+};
 use crate::request::{BodyBudget, IdPath};
 use crate::routes::{AppState, read_json_body};
 use crate::wire::{UploadObject, UploadPartObject};
@@ -24,6 +27,16 @@ fn invalid_data(message: String) -> ApiError {
 }
 
 /// `POST /v1/uploads`.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    tag = "uploads",
+    request_body(content = CreateUploadRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The upload, `pending`.", body = crate::wire::UploadObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+    ),
+)]
 pub async fn create_upload(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -37,6 +50,19 @@ pub async fn create_upload(
 }
 
 /// `POST /v1/uploads/{id}/parts`: one `data` part; other fields are read past.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/{id}/parts",
+    tag = "uploads",
+    params(IdParam),
+    request_body(content = UploadPartForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The stored part.", body = crate::wire::UploadPartObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No upload with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The upload is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
 pub async fn add_part(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -114,6 +140,19 @@ pub async fn add_part(
 }
 
 /// `POST /v1/uploads/{id}/complete`.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/{id}/complete",
+    tag = "uploads",
+    params(IdParam),
+    request_body(content = CompleteUploadRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The upload, `completed`, with its file.", body = crate::wire::UploadObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No upload with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The upload is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
 pub async fn complete_upload(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -133,6 +172,18 @@ pub async fn complete_upload(
 }
 
 /// `POST /v1/uploads/{id}/cancel`; a body, if any, is ignored.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads/{id}/cancel",
+    tag = "uploads",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The upload, `cancelled`.", body = crate::wire::UploadObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No upload with this id for this key.", body = ErrorResponse),
+        (status = 409, description = "The upload is in a status that does not allow this.", body = ErrorResponse),
+    ),
+)]
 pub async fn cancel_upload(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,

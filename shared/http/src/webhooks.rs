@@ -11,6 +11,10 @@ use prism_core::webhooks::{Attempt, Endpoint, WebhookEvent, service};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::openapi::{
+    CreateWebhookEndpointRequest, DeliveryListParams, ErrorResponse, IdParam, WebhookDeliveryList,
+    WebhookEndpoint, WebhookEndpointDeleted, WebhookEndpointList, WebhookEventObject,
+};
 use crate::request::{BodyBudget, IdPath, QueryParams};
 use crate::routes::{AppState, read_json_body};
 
@@ -64,6 +68,17 @@ fn list(data: Vec<Value>) -> Response {
     .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints",
+    tag = "webhooks",
+    request_body(content = CreateWebhookEndpointRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The endpoint, with its signing secret.", body = WebhookEndpoint),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 429, description = "Too many endpoints for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn create_endpoint(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -76,6 +91,14 @@ pub(crate) async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(endpoint_object(&endpoint, true))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints",
+    tag = "webhooks",
+    responses(
+        (status = 200, description = "Every endpoint of this key.", body = WebhookEndpointList),
+    ),
+)]
 pub(crate) async fn list_endpoints(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -89,6 +112,17 @@ pub(crate) async fn list_endpoints(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints/{id}",
+    tag = "webhooks",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The endpoint.", body = WebhookEndpoint),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn get_endpoint(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -98,6 +132,17 @@ pub(crate) async fn get_endpoint(
     Ok(Json(endpoint_object(&endpoint, false)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/webhook_endpoints/{id}",
+    tag = "webhooks",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The endpoint is deleted.", body = WebhookEndpointDeleted),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn delete_endpoint(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -110,6 +155,17 @@ pub(crate) async fn delete_endpoint(
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints/{id}/rotate_secret",
+    tag = "webhooks",
+    params(IdParam),
+    responses(
+        (status = 200, description = "The endpoint with its new secret; the old one signs for a while longer.", body = WebhookEndpoint),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -119,6 +175,17 @@ pub(crate) async fn rotate_secret(
     Ok(Json(endpoint_object(&endpoint, true)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints/{id}/test",
+    tag = "webhooks",
+    params(IdParam),
+    responses(
+        (status = 202, description = "The test event, queued for delivery.", body = WebhookEventObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn send_test(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -128,6 +195,17 @@ pub(crate) async fn send_test(
     Ok((StatusCode::ACCEPTED, Json(event_object(&event))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhook_endpoints/{id}/deliveries",
+    tag = "webhooks",
+    params(IdParam, DeliveryListParams),
+    responses(
+        (status = 200, description = "The endpoint's delivery attempts, newest first.", body = WebhookDeliveryList),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn list_deliveries(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -138,6 +216,17 @@ pub(crate) async fn list_deliveries(
     Ok(list(attempts.iter().map(attempt_object).collect()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhook_endpoints/{id}/deliveries/{event_id}/redeliver",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id."), ("event_id" = String, Path, description = "The event's id.")),
+    responses(
+        (status = 202, description = "The event, queued for delivery again.", body = WebhookEventObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+        (status = 404, description = "No webhook endpoint or event with this id for this key.", body = ErrorResponse),
+    ),
+)]
 pub(crate) async fn redeliver(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,

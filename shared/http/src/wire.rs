@@ -1,5 +1,5 @@
 //! The JSON clients see: the async and scheduled job objects, OpenAI's file objects and list
-//! shape, mapped explicitly from domain types.
+//! shape, mapped explicitly from domain types. Each derives its schema in the OpenAPI document.
 
 use prism_core::batches::{Batch, RequestCounts};
 use prism_core::clock::format_rfc3339;
@@ -10,13 +10,20 @@ use prism_core::uploads::{Upload, UploadPart};
 use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+use crate::openapi::names;
+
+/// An async job, a one-time scheduled job, or a run of a recurring schedule.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Job)]
 pub struct JobObject<'a> {
     id: &'a str,
+    #[schema(schema_with = names::job_object)]
     object: &'static str,
     /// The same as `id`, for clients written against gateways that answer `job_id`.
     job_id: &'a str,
+    #[schema(schema_with = names::job_status)]
     status: &'static str,
     model: &'a str,
     /// Scheduled jobs only: RFC 3339 in UTC, as the client wrote it (normalised).
@@ -27,17 +34,20 @@ pub struct JobObject<'a> {
     scheduled_job_id: Option<&'a str>,
     /// Scheduled jobs only (`null` when none was given).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Option<&'a Metadata>>,
     created_at: i64,
     started_at: Option<i64>,
     completed_at: Option<i64>,
+    /// The upstream's chat completion, once completed.
+    #[schema(value_type = Option<Object>)]
     result: Option<&'a RawValue>,
     error: Option<&'a JobError>,
     /// Upstream attempts begun so far, across deliveries (retries and redeliveries included).
     attempts: u32,
 }
 
-fn object_name(kind: JobKind) -> &'static str {
+pub(crate) fn job_object_name(kind: JobKind) -> &'static str {
     match kind {
         JobKind::Async => "async.job",
         JobKind::Scheduled => "scheduled.job",
@@ -48,7 +58,7 @@ impl<'a> JobObject<'a> {
     pub fn from_job(job: &'a Job) -> Self {
         Self {
             id: job.id.as_str(),
-            object: object_name(job.kind),
+            object: job_object_name(job.kind),
             job_id: job.id.as_str(),
             status: job.status.as_str(),
             model: &job.model,
@@ -69,8 +79,10 @@ impl<'a> JobObject<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = JobList)]
 pub struct ListObject<'a> {
+    #[schema(schema_with = names::list)]
     object: &'static str,
     data: Vec<JobObject<'a>>,
     first_id: Option<&'a str>,
@@ -91,16 +103,21 @@ impl<'a> ListObject<'a> {
 }
 
 /// OpenAI's file object. `status` is always `processed`: checks run during the upload.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OpenAIFile)]
 pub struct FileObject<'a> {
     id: &'a str,
+    #[schema(schema_with = names::file)]
     object: &'static str,
     bytes: u64,
     created_at: i64,
     filename: &'a str,
+    #[schema(schema_with = names::file_purpose)]
     purpose: &'static str,
+    #[schema(schema_with = names::file_status)]
     status: &'static str,
     expires_at: Option<i64>,
+    #[schema(value_type = Option<String>)]
     status_details: Option<&'static str>,
 }
 
@@ -121,15 +138,19 @@ impl<'a> FileObject<'a> {
 }
 
 /// OpenAI's upload object; `file` is the completed file, null before.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Upload)]
 pub struct UploadObject<'a> {
     id: &'a str,
+    #[schema(schema_with = names::upload)]
     object: &'static str,
     bytes: u64,
     created_at: i64,
     expires_at: i64,
     filename: &'a str,
+    #[schema(schema_with = names::file_purpose)]
     purpose: &'static str,
+    #[schema(schema_with = names::upload_status)]
     status: &'static str,
     file: Option<FileObject<'a>>,
 }
@@ -152,9 +173,11 @@ impl<'a> UploadObject<'a> {
 }
 
 /// OpenAI's upload part object.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = UploadPart)]
 pub struct UploadPartObject<'a> {
     id: &'a str,
+    #[schema(schema_with = names::upload_part)]
     object: &'static str,
     created_at: i64,
     upload_id: &'a str,
@@ -171,8 +194,9 @@ impl<'a> UploadPartObject<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FileList<'a> {
+    #[schema(schema_with = names::list)]
     object: &'static str,
     data: Vec<FileObject<'a>>,
     first_id: Option<&'a str>,
@@ -192,9 +216,10 @@ impl<'a> FileList<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FileDeleted<'a> {
     id: &'a str,
+    #[schema(schema_with = names::file)]
     object: &'static str,
     deleted: bool,
 }
@@ -211,15 +236,18 @@ impl<'a> FileDeleted<'a> {
 
 /// OpenAI's batch object: every key always present (null when unset), `request_counts` from the
 /// start, as the SDKs' types and their users expect.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Batch)]
 pub struct BatchObject<'a> {
     id: &'a str,
+    #[schema(schema_with = names::batch)]
     object: &'static str,
     endpoint: &'a str,
     model: Option<&'a str>,
     errors: Option<BatchErrorList<'a>>,
     input_file_id: &'a str,
     completion_window: &'a str,
+    #[schema(schema_with = names::batch_status)]
     status: &'static str,
     output_file_id: Option<&'a str>,
     error_file_id: Option<&'a str>,
@@ -234,24 +262,28 @@ pub struct BatchObject<'a> {
     cancelled_at: Option<i64>,
     request_counts: RequestCounts,
     usage: UsageObject,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<&'a Metadata>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BatchErrorList<'a> {
+    #[schema(schema_with = names::list)]
     object: &'static str,
     data: Vec<BatchErrorObject<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BatchErrorObject<'a> {
     code: &'a str,
+    #[schema(value_type = String)]
     message: std::borrow::Cow<'a, str>,
     param: Option<&'a str>,
     line: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = BatchUsage)]
 struct UsageObject {
     input_tokens: u64,
     input_tokens_details: CachedTokens,
@@ -260,12 +292,12 @@ struct UsageObject {
     total_tokens: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CachedTokens {
     cached_tokens: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ReasoningTokens {
     reasoning_tokens: u64,
 }
@@ -342,8 +374,9 @@ impl<'a> BatchObject<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct BatchList<'a> {
+    #[schema(schema_with = names::list)]
     object: &'static str,
     data: Vec<BatchObject<'a>>,
     first_id: Option<&'a str>,

@@ -134,6 +134,7 @@ impl BatchOutcome {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestCounts {
     pub total: u64,
     pub completed: u64,

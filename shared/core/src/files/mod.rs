@@ -25,6 +25,8 @@ pub enum FilePurpose {
 }
 
 impl FilePurpose {
+    pub const ALL: [FilePurpose; 2] = [FilePurpose::Batch, FilePurpose::BatchOutput];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FilePurpose::Batch => "batch",

@@ -95,6 +95,7 @@ impl JobStatus {
 
 /// What a failed job reports: OpenAI's error shape without `param`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobError {
     pub message: String,
     #[serde(rename = "type")]

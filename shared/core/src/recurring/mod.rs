@@ -84,6 +84,8 @@ pub enum OverlapPolicy {
 }
 
 impl OverlapPolicy {
+    pub const ALL: [OverlapPolicy; 2] = [OverlapPolicy::Skip, OverlapPolicy::Allow];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OverlapPolicy::Skip => "skip",
@@ -92,9 +94,7 @@ impl OverlapPolicy {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [OverlapPolicy::Skip, OverlapPolicy::Allow]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 }
 
@@ -110,6 +110,8 @@ pub enum CatchUpPolicy {
 }
 
 impl CatchUpPolicy {
+    pub const ALL: [CatchUpPolicy; 2] = [CatchUpPolicy::Latest, CatchUpPolicy::Skip];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CatchUpPolicy::Latest => "latest",
@@ -118,9 +120,7 @@ impl CatchUpPolicy {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [CatchUpPolicy::Latest, CatchUpPolicy::Skip]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 }
 

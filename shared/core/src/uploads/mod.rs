@@ -33,6 +33,13 @@ pub enum UploadStatus {
 }
 
 impl UploadStatus {
+    pub const ALL: [UploadStatus; 4] = [
+        UploadStatus::Pending,
+        UploadStatus::Completed,
+        UploadStatus::Cancelled,
+        UploadStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             UploadStatus::Pending => "pending",

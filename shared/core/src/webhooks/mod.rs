@@ -172,6 +172,8 @@ pub enum EndpointStatus {
 }
 
 impl EndpointStatus {
+    pub const ALL: [EndpointStatus; 2] = [EndpointStatus::Enabled, EndpointStatus::Disabled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndpointStatus::Enabled => "enabled",
