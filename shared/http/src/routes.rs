@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/batches", post(create_batch).get(list_batches))
         .route("/batches/{id}", get(get_batch))
         .route("/batches/{id}/cancel", post(cancel_batch))
+        .route("/usage", get(crate::usage::totals))
         .route(
             "/webhook_endpoints",
             post(webhooks::create_endpoint).get(webhooks::list_endpoints),
@@ -250,7 +251,7 @@ async fn chat_completions(
         let submitted = jobs::service::submit_async_job(&state.deps, &tenant, body, key).await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(JobObject::from_job(&submitted.job)),
+            Json(JobObject::from_job(&submitted.job, &state.deps.prices)),
         )
             .into_response());
     }
@@ -333,7 +334,7 @@ async fn get_job(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let job = jobs::service::get_job(&state.deps, &tenant, kind, &id).await?;
-    Ok(Json(JobObject::from_job(&job)).into_response())
+    Ok(Json(JobObject::from_job(&job, &state.deps.prices)).into_response())
 }
 
 async fn list_async_jobs(
@@ -364,7 +365,7 @@ async fn list_jobs(
         params.get("status"),
     )?;
     let page = jobs::service::list_jobs(&state.deps, &tenant, kind, &query).await?;
-    Ok(Json(ListObject::from_page(&page)).into_response())
+    Ok(Json(ListObject::from_page(&page, &state.deps.prices)).into_response())
 }
 
 async fn cancel_async_job(
@@ -407,7 +408,7 @@ async fn cancel_job(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let job = jobs::service::cancel_job(&state.deps, &tenant, kind, &id).await?;
-    Ok(Json(JobObject::from_job(&job)).into_response())
+    Ok(Json(JobObject::from_job(&job, &state.deps.prices)).into_response())
 }
 
 /// `POST /v1/scheduled`: 201 with the job; a replayed `Idempotency-Key` answers the same job.
@@ -445,7 +446,7 @@ async fn create_scheduled_job(
         jobs::service::submit_scheduled_job(&state.deps, &tenant, &body.bytes, key).await?;
     Ok((
         StatusCode::CREATED,
-        Json(JobObject::from_job(&submitted.job)),
+        Json(JobObject::from_job(&submitted.job, &state.deps.prices)),
     )
         .into_response())
 }
@@ -459,7 +460,7 @@ async fn create_batch(
 ) -> Result<Response, ApiError> {
     let body = read_json_body(&state, &budget, &headers, body).await?;
     let batch = batches::service::create_batch(&state.deps, &tenant, &body.bytes).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+    Ok(Json(BatchObject::from_batch(&batch, &state.deps.prices)).into_response())
 }
 
 async fn get_batch(
@@ -468,7 +469,7 @@ async fn get_batch(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let batch = batches::service::get_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+    Ok(Json(BatchObject::from_batch(&batch, &state.deps.prices)).into_response())
 }
 
 async fn list_batches(
@@ -483,7 +484,7 @@ async fn list_batches(
         params.get("after"),
     )
     .await?;
-    Ok(Json(BatchList::from_page(&page)).into_response())
+    Ok(Json(BatchList::from_page(&page, &state.deps.prices)).into_response())
 }
 
 async fn cancel_batch(
@@ -492,5 +493,5 @@ async fn cancel_batch(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let batch = batches::service::cancel_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+    Ok(Json(BatchObject::from_batch(&batch, &state.deps.prices)).into_response())
 }
