@@ -228,3 +228,101 @@ pub async fn tenant_totals(
     }
     Ok(totals.priced(range, &deps.prices))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::IdGenerator;
+    use crate::pricing::{ModelPrice, PerMillion, Rates};
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp(seconds * 1000)
+    }
+
+    fn range() -> TimeRange {
+        TimeRange {
+            start: at(100),
+            end: at(200),
+        }
+    }
+
+    fn job(kind: JobKind, status: JobStatus, completed: i64, model: &str) -> Job {
+        Job {
+            id: IdGenerator::new().job_id(Timestamp(0)),
+            tenant: TenantId::parse("acme").unwrap(),
+            kind,
+            status,
+            model: model.into(),
+            created_at: at(0),
+            scheduled_at: None,
+            scheduled_job_id: None,
+            metadata: None,
+            started_at: None,
+            completed_at: Some(at(completed)),
+            expires_at: None,
+            result: Some(
+                r#"{"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#.into(),
+            ),
+            error: None,
+            attempts: 1,
+        }
+    }
+
+    fn one_dollar_per_million() -> PriceTable {
+        let rate = PerMillion(1_000_000);
+        PriceTable {
+            models: vec![ModelPrice {
+                model: "priced".into(),
+                standard: Rates {
+                    input: rate,
+                    cached_input: rate,
+                    output: rate,
+                },
+                batch: None,
+                flex: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn only_completed_jobs_finished_within_the_range_count() {
+        let mut totals = Totals::default();
+        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 150, "priced"), &range());
+        totals.add_job(&job(JobKind::Scheduled, JobStatus::Completed, 100, "priced"), &range());
+        // The end is exclusive; failed jobs cost nothing.
+        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 200, "priced"), &range());
+        totals.add_job(&job(JobKind::Async, JobStatus::Failed, 150, "priced"), &range());
+        let priced = totals.priced(range(), &one_dollar_per_million());
+        let kinds: Vec<_> = priced.lines.iter().map(|l| (l.kind, l.requests)).collect();
+        assert_eq!(kinds, [(UsageKind::Async, 1), (UsageKind::Scheduled, 1)]);
+        assert_eq!(priced.usage.total_tokens, 30);
+        assert_eq!(priced.cost.map(|c| c.to_string()), Some("0.00003".into()));
+    }
+
+    #[test]
+    fn an_unpriced_model_has_no_cost_and_leaves_the_total_without_one() {
+        let mut totals = Totals::default();
+        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 150, "priced"), &range());
+        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 150, "free"), &range());
+        let priced = totals.priced(range(), &one_dollar_per_million());
+        let free = priced.lines.iter().find(|l| l.model == "free").unwrap();
+        assert_eq!(free.cost, None);
+        assert_eq!(priced.cost, None);
+        assert_eq!(priced.requests, 2);
+    }
+
+    #[test]
+    fn the_range_needs_a_start_before_its_end() {
+        let now = at(500);
+        assert_eq!(
+            TimeRange::parse(Some("100"), None, now).ok(),
+            Some(TimeRange {
+                start: at(100),
+                end: now
+            })
+        );
+        for (start, end) in [(None, None), (Some("x"), None), (Some("100"), Some("100")), (Some("-1"), None)] {
+            assert!(TimeRange::parse(start, end, now).is_err(), "{start:?} {end:?}");
+        }
+    }
+}

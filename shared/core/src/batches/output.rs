@@ -80,3 +80,23 @@ pub fn billed_line(json: &[u8], otherwise: Tier) -> Option<Billed> {
         .filter(|r| (200..300).contains(&r.status_code))?;
     Billed::of_completion(response.body.get(), None, otherwise)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::Tier;
+
+    #[test]
+    fn a_successful_line_is_billed_and_an_error_line_is_not() {
+        let ok = br#"{"id":"r","custom_id":"a","response":{"status_code":200,"request_id":"x",
+            "body":{"model":"m","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}},"error":null}"#;
+        let billed = billed_line(ok, Tier::Batch).unwrap();
+        assert_eq!((billed.model.as_str(), billed.tier), ("m", Tier::Batch));
+        assert_eq!(billed.usage.total_tokens, 7);
+        let refused = br#"{"id":"r","custom_id":"a","response":{"status_code":400,"request_id":"x",
+            "body":{"error":{"message":"no"}}},"error":null}"#;
+        assert_eq!(billed_line(refused, Tier::Standard), None);
+        let failed = br#"{"id":"r","custom_id":"a","response":null,"error":{"code":"c","message":"m"}}"#;
+        assert_eq!(billed_line(failed, Tier::Standard), None);
+    }
+}
