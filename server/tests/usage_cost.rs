@@ -142,28 +142,33 @@ async fn finished_jobs_and_batches_show_their_cost_and_the_usage_endpoint_adds_t
     assert_eq!(missing.status(), 400);
 }
 
-const KILLED_LINES: usize = 400;
+const KILLED_LINES: usize = 600;
 const KILLS: usize = 3;
 
 #[tokio::test]
 async fn a_batch_killed_mid_run_sums_each_lines_usage_exactly_once() {
+    // 60 calls of 1 s at a time, and finished lines wait up to 2 s (or 100 of them) for their
+    // commit: a kill loses answered, paid lines, which the next claim runs and pays again.
     let mut env = start(Setup {
         prices: PRICES,
-        batches: "lines_per_chunk = 100\nline_concurrency = 20\ncheckpoint_lines = 5\n\
-                  lease = \"3s\"",
+        batches: "lines_per_chunk = 300\nline_concurrency = 300\nmodel_concurrency = 60\n\
+                  checkpoint_lines = 100\ncheckpoint_every = \"2s\"\nlease = \"3s\"",
         ..Setup::default()
     })
     .await;
     if env.backend.is_lambda() {
         return; // lambda_crashes kills Lambda sandboxes instead
     }
-    // 300 ms a line: every kill lands with calls in flight and parts committed.
-    let model = "mock-slow-300-priced";
+    let model = "mock-slow-1000-priced";
     let id = env
         .start_batch(&chat_batch_input("u", model, KILLED_LINES))
         .await;
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let running = env
+            .wait_for_batch(&id, &["in_progress", "completed"], Duration::from_secs(5))
+            .await;
+        assert_eq!(running["status"], "in_progress", "killed after the end");
         env.kill_server().await;
         env.start_server().await;
     }
@@ -172,12 +177,14 @@ async fn a_batch_killed_mid_run_sums_each_lines_usage_exactly_once() {
         .await;
     let (output, errors) = env.finished_batch_lines(&done, KILLED_LINES).await;
     assert!(errors.is_empty(), "{errors:?}");
-    let hits = env.mock.hits(model) as usize;
     let (input, out) = summed(&output);
-    eprintln!("{KILLS} kills: {hits} upstream calls for {KILLED_LINES} lines");
-    // Lines run twice by a kill were paid twice upstream but are one line of the output: the
-    // batch's usage is the output's, never the calls'.
+    let answered = env.mock.finished(model) as usize;
+    eprintln!("{KILLS} kills: {answered} answered upstream calls for {KILLED_LINES} lines");
+    assert!(answered > KILLED_LINES, "no kill lost an answered line");
+    // A line answered twice (its first answer lost to a kill) is one line of the output, and
+    // the batch's usage is the output's, never the calls'.
     assert_eq!(done["usage"]["input_tokens"], input, "{done}");
     assert_eq!(done["usage"]["output_tokens"], out, "{done}");
+    assert_eq!(done["request_counts"]["completed"], KILLED_LINES);
     assert_eq!(done["prism"]["cost_usd"], usd(input + 2 * out));
 }
