@@ -51,7 +51,8 @@ impl Tier {
 pub struct Cost(pub u128);
 
 impl Cost {
-    pub fn add(self, other: Cost) -> Cost {
+    /// Saturating: no sum of token costs comes near `u128::MAX` picodollars.
+    pub fn plus(self, other: Cost) -> Cost {
         Cost(self.0.saturating_add(other.0))
     }
 }
@@ -115,8 +116,8 @@ impl Rates {
         let cached = usage.cached_tokens.min(usage.input_tokens);
         self.input
             .times(usage.input_tokens - cached)
-            .add(self.cached_input.times(cached))
-            .add(self.output.times(usage.output_tokens))
+            .plus(self.cached_input.times(cached))
+            .plus(self.output.times(usage.output_tokens))
     }
 }
 
@@ -158,7 +159,7 @@ impl PriceTable {
         usage
             .entries()
             .try_fold(Cost::default(), |sum, (key, entry)| {
-                Some(sum.add(self.cost(&key.model, key.tier, &entry.usage)?))
+                Some(sum.plus(self.cost(&key.model, key.tier, &entry.usage)?))
             })
     }
 }
@@ -408,7 +409,7 @@ mod tests {
         let table = mini();
         let mut sum = Cost::default();
         for _ in 0..1_000_000 {
-            sum = sum.add(
+            sum = sum.plus(
                 table
                     .cost("gpt-4o-mini", Tier::Standard, &usage(1, 0, 0))
                     .unwrap(),

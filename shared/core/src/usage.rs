@@ -167,7 +167,7 @@ impl Totals {
                 let line_cost = prices.cost(&key.model, key.tier, &tally.usage);
                 requests += tally.requests;
                 usage.add(&tally.usage);
-                cost = cost.zip(line_cost).map(|(a, b)| a.add(b));
+                cost = cost.zip(line_cost).map(|(a, b)| a.plus(b));
                 lines.push(UsageLine {
                     kind: *kind,
                     model: key.model.clone(),
@@ -287,11 +287,23 @@ mod tests {
     #[test]
     fn only_completed_jobs_finished_within_the_range_count() {
         let mut totals = Totals::default();
-        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 150, "priced"), &range());
-        totals.add_job(&job(JobKind::Scheduled, JobStatus::Completed, 100, "priced"), &range());
+        totals.add_job(
+            &job(JobKind::Async, JobStatus::Completed, 150, "priced"),
+            &range(),
+        );
+        totals.add_job(
+            &job(JobKind::Scheduled, JobStatus::Completed, 100, "priced"),
+            &range(),
+        );
         // The end is exclusive; failed jobs cost nothing.
-        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 200, "priced"), &range());
-        totals.add_job(&job(JobKind::Async, JobStatus::Failed, 150, "priced"), &range());
+        totals.add_job(
+            &job(JobKind::Async, JobStatus::Completed, 200, "priced"),
+            &range(),
+        );
+        totals.add_job(
+            &job(JobKind::Async, JobStatus::Failed, 150, "priced"),
+            &range(),
+        );
         let priced = totals.priced(range(), &one_dollar_per_million());
         let kinds: Vec<_> = priced.lines.iter().map(|l| (l.kind, l.requests)).collect();
         assert_eq!(kinds, [(UsageKind::Async, 1), (UsageKind::Scheduled, 1)]);
@@ -302,8 +314,14 @@ mod tests {
     #[test]
     fn an_unpriced_model_has_no_cost_and_leaves_the_total_without_one() {
         let mut totals = Totals::default();
-        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 150, "priced"), &range());
-        totals.add_job(&job(JobKind::Async, JobStatus::Completed, 150, "free"), &range());
+        totals.add_job(
+            &job(JobKind::Async, JobStatus::Completed, 150, "priced"),
+            &range(),
+        );
+        totals.add_job(
+            &job(JobKind::Async, JobStatus::Completed, 150, "free"),
+            &range(),
+        );
         let priced = totals.priced(range(), &one_dollar_per_million());
         let free = priced.lines.iter().find(|l| l.model == "free").unwrap();
         assert_eq!(free.cost, None);
@@ -321,8 +339,16 @@ mod tests {
                 end: now
             })
         );
-        for (start, end) in [(None, None), (Some("x"), None), (Some("100"), Some("100")), (Some("-1"), None)] {
-            assert!(TimeRange::parse(start, end, now).is_err(), "{start:?} {end:?}");
+        for (start, end) in [
+            (None, None),
+            (Some("x"), None),
+            (Some("100"), Some("100")),
+            (Some("-1"), None),
+        ] {
+            assert!(
+                TimeRange::parse(start, end, now).is_err(),
+                "{start:?} {end:?}"
+            );
         }
     }
 }

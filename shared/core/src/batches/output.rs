@@ -96,7 +96,8 @@ mod tests {
         let refused = br#"{"id":"r","custom_id":"a","response":{"status_code":400,"request_id":"x",
             "body":{"error":{"message":"no"}}},"error":null}"#;
         assert_eq!(billed_line(refused, Tier::Standard), None);
-        let failed = br#"{"id":"r","custom_id":"a","response":null,"error":{"code":"c","message":"m"}}"#;
+        let failed =
+            br#"{"id":"r","custom_id":"a","response":null,"error":{"code":"c","message":"m"}}"#;
         assert_eq!(billed_line(failed, Tier::Standard), None);
     }
 }
