@@ -129,6 +129,9 @@ def start_mock(workdir: Path):
         'models = ["*"]\n'
         # Small enough that batch output files take the AWS backend's redirect to S3.
         "[files]\nredirect_downloads_above = 1024\n"
+        # gpt-4o-mini's list prices, as in the README: finished work shows its cost.
+        '[[prices]]\nmodel = "gpt-4o-mini*"\ninput = "0.15"\ncached_input = "0.075"\noutput = "0.60"\n'
+        'batch = { input = "0.075", output = "0.30" }\n'
     )
     wait_http(f"http://127.0.0.1:{mock_port}/_stats")
     return mock, f"http://127.0.0.1:{mock_port}", config

@@ -3,6 +3,7 @@ with purpose "batch", create the batch, poll it, read the output file."""
 
 import json
 import time
+from decimal import Decimal
 
 from openai import OpenAI
 
@@ -55,10 +56,18 @@ def test_sdk_batch_flow_from_jsonl_to_output_lines(prism, tmp_path):
 
     content = client.files.content(batch.output_file_id).text
     answers = {}
+    tokens_in = tokens_out = 0
     for line in content.strip().split("\n"):
         result = json.loads(line)
         answers[result["custom_id"]] = result["response"]["body"]["choices"][0]["message"]["content"]
+        tokens_in += result["response"]["body"]["usage"]["prompt_tokens"]
+        tokens_out += result["response"]["body"]["usage"]["completion_tokens"]
     assert answers == {f"request-{i}": f"question {i}" for i in range(12)}
+    # Prism's one extension field, kept by the SDK as an unknown field: the cost at gpt-4o-mini's
+    # standard prices (Prism ran the lines itself), exact to the picodollar.
+    assert batch.usage.input_tokens == tokens_in
+    cost = Decimal(batch.model_extra["prism"]["cost_usd"])
+    assert cost == (tokens_in * Decimal("0.15") + tokens_out * Decimal("0.60")) / 10**6
 
     listed = client.batches.list(limit=10)
     assert batch.id in [b.id for b in listed.data]

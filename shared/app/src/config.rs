@@ -10,9 +10,12 @@ use prism_core::batches::service::BatchPolicy;
 use prism_core::deps::{Policies, WorkPolicy};
 use prism_core::files::service::FilePolicy;
 use prism_core::jobs::service::JobPolicy;
+use prism_core::pricing::PriceTable;
 use prism_core::webhooks::WebhookPolicy;
 use prism_upstream::{ProviderConfig, SecretKey};
 use serde::Deserialize;
+
+use crate::prices::PriceSection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +52,9 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub webhooks: WebhookSection,
+    /// `[[prices]]`: what finished work cost, per model (none: no cost is shown).
+    #[serde(default)]
+    pub prices: Vec<PriceSection>,
 }
 
 /// `[webhooks]`: delivery of events for finished work.
@@ -83,6 +89,7 @@ impl Default for Config {
             files: FileSection::default(),
             batches: BatchSection::default(),
             webhooks: WebhookSection::default(),
+            prices: Vec::new(),
             storage: StorageSection::default(),
         }
     }
@@ -358,6 +365,7 @@ impl Config {
                 "at least one [[providers]] entry is needed".into(),
             ));
         }
+        self.price_table()?;
         if self.workers.concurrency == 0 || self.workers.max_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "workers.concurrency and workers.max_attempts must be at least 1".into(),
@@ -374,6 +382,7 @@ impl Config {
             files: self.file_policy(),
             batches: self.batch_policy(),
             webhooks: self.webhook_policy(),
+            prices: self.price_table().unwrap_or_default(),
         }
     }
 
@@ -390,7 +399,13 @@ impl Config {
             files: self.aws_file_policy(),
             batches: self.batch_policy(),
             webhooks: self.webhook_policy(),
+            prices: self.price_table().unwrap_or_default(),
         }
+    }
+
+    /// The `[[prices]]` table; its errors were reported when the file was read.
+    pub fn price_table(&self) -> Result<PriceTable, ConfigError> {
+        crate::prices::price_table(&self.prices)
     }
 
     pub fn webhook_policy(&self) -> WebhookPolicy {

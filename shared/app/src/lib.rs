@@ -7,4 +7,5 @@
 pub mod aws;
 pub mod config;
 pub mod http;
+pub mod prices;
 pub mod runtime;

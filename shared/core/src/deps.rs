@@ -16,6 +16,7 @@ use crate::ports::{
     BatchStore, BlobStore, FileStore, JobStore, RecurringStore, RecurringTrigger, Scheduler,
     UploadStore, Upstream, WebhookSender, WebhookStore, WorkItem, WorkQueue,
 };
+use crate::pricing::PriceTable;
 use crate::webhooks::WebhookPolicy;
 
 /// The longest delay a queue message can carry (SQS: 15 min). Work due later goes through the
@@ -44,6 +45,8 @@ pub struct Deps {
     pub file_policy: FilePolicy,
     pub batch_policy: BatchPolicy,
     pub webhook_policy: WebhookPolicy,
+    /// What finished work cost (config `[[prices]]`).
+    pub prices: Arc<PriceTable>,
     /// Lines toward each model in flight across this process.
     pub model_gate: Arc<ModelGate>,
 }
@@ -93,6 +96,7 @@ pub struct Policies {
     pub files: FilePolicy,
     pub batches: BatchPolicy,
     pub webhooks: WebhookPolicy,
+    pub prices: PriceTable,
 }
 
 /// One backend's adapters, one per storage and delivery port.
@@ -154,6 +158,7 @@ impl Deps {
             file_policy: policies.files,
             batch_policy: policies.batches,
             webhook_policy: policies.webhooks,
+            prices: Arc::new(policies.prices),
         }
     }
 }

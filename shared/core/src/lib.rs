@@ -16,7 +16,7 @@
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
 //! consumer), [`reconcile`], [`stage`] (the work stages, listed once), [`ports`] (the traits the
 //! adapters implement), [`upstream`] (the one upstream-failure table), [`gate`] (the per-model
-//! gate), [`endpoint`] (the OpenAI endpoints forwarded to providers), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
+//! gate), [`pricing`] (tiers, the price table and what finished work cost), [`usage`] (a tenant's totals over a time range), [`endpoint`] (the OpenAI endpoints forwarded to providers), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
 //! routing, retry and error.
 
 pub mod batches;
@@ -36,6 +36,7 @@ pub mod keys;
 pub mod list;
 pub mod metadata;
 pub mod ports;
+pub mod pricing;
 pub mod reconcile;
 pub mod recurring;
 pub mod retry;
@@ -43,6 +44,7 @@ pub mod routing;
 pub mod stage;
 pub mod uploads;
 pub mod upstream;
+pub mod usage;
 pub mod webhooks;
 
 pub use clock::{Clock, SystemClock, Timestamp};

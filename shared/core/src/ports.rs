@@ -23,6 +23,7 @@ use crate::ids::{BatchId, FileId, JobId, TenantId, UploadId};
 use crate::jobs::{Finish, Job, JobError, JobKind, JobRef, NewJob};
 use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
+use crate::pricing::UsageByModel;
 use crate::recurring::{Recurring, RecurringRef};
 use crate::uploads::{CompletionClaim, Upload, UploadPart};
 use crate::webhooks::target::TargetError;
@@ -363,6 +364,8 @@ pub struct BatchResult {
     pub outcome: BatchOutcome,
     pub counts: RequestCounts,
     pub usage: Usage,
+    /// The same usage per model and tier: what the batch's cost is priced from.
+    pub usage_by_model: UsageByModel,
     pub output_file_id: Option<FileId>,
     pub error_file_id: Option<FileId>,
 }

@@ -15,6 +15,7 @@ use prism_core::batches::{
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::pricing::UsageByModel;
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -26,7 +27,7 @@ use crate::webhooks::record_event_in;
 const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
     metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
     completed_at, failed_at, expired_at, cancelling_at, cancelled_at, total, completed, failed, \
-    usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize";
+    usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize, usage_by_model";
 
 /// The terminal statuses as an SQL list: `('failed', ...)`.
 fn terminal_list() -> String {
@@ -105,6 +106,7 @@ fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
         chunks: row.get(25)?,
         chunks_done: row.get(26)?,
         finalize: json::<FinalizeLease>(row.get(27)?, "finalize")?,
+        usage_by_model: json::<UsageByModel>(row.get(28)?, "usage_by_model")?.unwrap_or_default(),
     })
 }
 
@@ -633,8 +635,8 @@ impl BatchStore for SqliteBatchStore {
                 };
                 conn.prepare_cached(&format!(
                     "UPDATE batches SET status = ?2, {column} = ?3, total = ?4, completed = ?5, \
-                     failed = ?6, usage = ?7, output_file_id = ?8, error_file_id = ?9, finalize = NULL \
-                     WHERE id = ?1"
+                     failed = ?6, usage = ?7, output_file_id = ?8, error_file_id = ?9, finalize = NULL, \
+                     usage_by_model = ?10 WHERE id = ?1"
                 ))?
                 .execute(params![
                     batch.id.as_str(),
@@ -645,7 +647,8 @@ impl BatchStore for SqliteBatchStore {
                     i64::try_from(result.counts.failed).unwrap_or(i64::MAX),
                     to_json(&result.usage)?,
                     result.output_file_id.as_ref().map(FileId::as_str),
-                    result.error_file_id.as_ref().map(FileId::as_str)
+                    result.error_file_id.as_ref().map(FileId::as_str),
+                    to_json(&result.usage_by_model)?
                 ])?;
                 record_batch_event(conn, &batch, EventKind::of_batch(result.outcome), now)?;
                 Ok(true)

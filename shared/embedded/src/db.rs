@@ -128,7 +128,9 @@ CREATE TABLE IF NOT EXISTS batches (
     chunks               INTEGER NOT NULL DEFAULT 0,
     chunks_done          INTEGER NOT NULL DEFAULT 0,
     -- The finalizer's lease, outcome and file ids while finalizing (JSON).
-    finalize             TEXT
+    finalize             TEXT,
+    -- Once finished: usage per model and tier (JSON), what the batch's cost is priced from.
+    usage_by_model       TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_by_tenant ON batches (tenant, id);
 CREATE INDEX IF NOT EXISTS batches_unfinished ON batches (status)
@@ -287,6 +289,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "scheduled_at", "INTEGER"),
     ("jobs", "metadata", "TEXT"),
     ("jobs", "scheduled_job_id", "TEXT"),
+    ("batches", "usage_by_model", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -35,7 +35,7 @@ pub(crate) async fn create_batch(
 ) -> Result<Response, ApiError> {
     let body = read_json_body(&state, &budget, &headers, body).await?;
     let batch = batches::service::create_batch(&state.deps, &tenant, &body.bytes).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+    Ok(Json(BatchObject::from_batch(&batch, &state.deps.prices)).into_response())
 }
 
 #[utoipa::path(
@@ -55,7 +55,7 @@ pub(crate) async fn get_batch(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let batch = batches::service::get_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+    Ok(Json(BatchObject::from_batch(&batch, &state.deps.prices)).into_response())
 }
 
 #[utoipa::path(
@@ -80,7 +80,7 @@ pub(crate) async fn list_batches(
         params.get("after"),
     )
     .await?;
-    Ok(Json(BatchList::from_page(&page)).into_response())
+    Ok(Json(BatchList::from_page(&page, &state.deps.prices)).into_response())
 }
 
 #[utoipa::path(
@@ -101,5 +101,5 @@ pub(crate) async fn cancel_batch(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let batch = batches::service::cancel_batch(&state.deps, &tenant, &id).await?;
-    Ok(Json(BatchObject::from_batch(&batch)).into_response())
+    Ok(Json(BatchObject::from_batch(&batch, &state.deps.prices)).into_response())
 }

@@ -12,6 +12,7 @@ mod recurring;
 mod request;
 mod routes;
 mod uploads;
+mod usage;
 mod webhooks;
 mod wire;
 

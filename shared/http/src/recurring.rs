@@ -157,7 +157,7 @@ pub async fn runs(
         params.get("status"),
     )?;
     let page = service::list_runs(&state.deps, &tenant, &id, &query).await?;
-    Ok(Json(ListObject::from_page(&page)).into_response())
+    Ok(Json(ListObject::from_page(&page, &state.deps.prices)).into_response())
 }
 
 /// `?cancel_running=true` on DELETE; anything but `true`/`false` is refused.

@@ -175,6 +175,7 @@ pub fn route_table() -> Vec<Route> {
             Keyed,
             batches::cancel_batch,
         ),
+        route(Get, "/v1/usage", Keyed, crate::usage::totals),
         route(
             Post,
             "/v1/webhook_endpoints",
@@ -399,7 +400,7 @@ pub(crate) async fn chat_completions(
         let submitted = jobs::service::submit_async_job(&state.deps, &tenant, body, key).await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(JobObject::from_job(&submitted.job)),
+            Json(JobObject::from_job(&submitted.job, &state.deps.prices)),
         )
             .into_response());
     }
@@ -504,7 +505,7 @@ async fn get_job(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let job = jobs::service::get_job(&state.deps, &tenant, kind, &id).await?;
-    Ok(Json(JobObject::from_job(&job)).into_response())
+    Ok(Json(JobObject::from_job(&job, &state.deps.prices)).into_response())
 }
 
 #[utoipa::path(
@@ -555,7 +556,7 @@ async fn list_jobs(
         params.get("status"),
     )?;
     let page = jobs::service::list_jobs(&state.deps, &tenant, kind, &query).await?;
-    Ok(Json(ListObject::from_page(&page)).into_response())
+    Ok(Json(ListObject::from_page(&page, &state.deps.prices)).into_response())
 }
 
 #[utoipa::path(
@@ -622,7 +623,7 @@ async fn cancel_job(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let job = jobs::service::cancel_job(&state.deps, &tenant, kind, &id).await?;
-    Ok(Json(JobObject::from_job(&job)).into_response())
+    Ok(Json(JobObject::from_job(&job, &state.deps.prices)).into_response())
 }
 
 /// `POST /v1/scheduled`: 201 with the job; a replayed `Idempotency-Key` answers the same job.
@@ -672,7 +673,7 @@ pub(crate) async fn create_scheduled_job(
         jobs::service::submit_scheduled_job(&state.deps, &tenant, &body.bytes, key).await?;
     Ok((
         StatusCode::CREATED,
-        Json(JobObject::from_job(&submitted.job)),
+        Json(JobObject::from_job(&submitted.job, &state.deps.prices)),
     )
         .into_response())
 }

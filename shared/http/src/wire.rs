@@ -6,6 +6,7 @@ use prism_core::clock::format_rfc3339;
 use prism_core::files::FileRecord;
 use prism_core::list::Page;
 use prism_core::metadata::Metadata;
+use prism_core::pricing::{Cost, PriceTable};
 use prism_core::uploads::{Upload, UploadPart};
 use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
 use serde::Serialize;
@@ -45,6 +46,25 @@ pub struct JobObject<'a> {
     error: Option<&'a JobError>,
     /// Upstream attempts begun so far, across deliveries (retries and redeliveries included).
     attempts: u32,
+    /// Prism's own fields, absent when it has none to add.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prism: Option<PrismExtension>,
+}
+
+/// The one extension field on finished jobs and batches (`"prism"`): the OpenAI SDKs keep
+/// unknown fields, so clients read it without breaking.
+#[derive(Serialize, ToSchema)]
+pub struct PrismExtension {
+    /// What the work cost in USD, as an exact decimal string, from the `[[prices]]` table.
+    cost_usd: String,
+}
+
+impl PrismExtension {
+    fn of_cost(cost: Option<Cost>) -> Option<Self> {
+        cost.map(|cost| PrismExtension {
+            cost_usd: cost.to_string(),
+        })
+    }
 }
 
 pub(crate) fn job_object_name(kind: JobKind) -> &'static str {
@@ -55,7 +75,7 @@ pub(crate) fn job_object_name(kind: JobKind) -> &'static str {
 }
 
 impl<'a> JobObject<'a> {
-    pub fn from_job(job: &'a Job) -> Self {
+    pub fn from_job(job: &'a Job, prices: &PriceTable) -> Self {
         Self {
             id: job.id.as_str(),
             object: job_object_name(job.kind),
@@ -75,6 +95,7 @@ impl<'a> JobObject<'a> {
                 .and_then(|r| serde_json::from_str::<&RawValue>(r).ok()),
             error: job.error.as_ref(),
             attempts: job.attempts,
+            prism: PrismExtension::of_cost(prices.job_cost(job)),
         }
     }
 }
@@ -91,10 +112,14 @@ pub struct ListObject<'a> {
 }
 
 impl<'a> ListObject<'a> {
-    pub fn from_page(page: &'a Page<Job>) -> Self {
+    pub fn from_page(page: &'a Page<Job>, prices: &PriceTable) -> Self {
         Self {
             object: "list",
-            data: page.items.iter().map(JobObject::from_job).collect(),
+            data: page
+                .items
+                .iter()
+                .map(|job| JobObject::from_job(job, prices))
+                .collect(),
             first_id: page.items.first().map(|j| j.id.as_str()),
             last_id: page.items.last().map(|j| j.id.as_str()),
             has_more: page.has_more,
@@ -264,6 +289,8 @@ pub struct BatchObject<'a> {
     usage: UsageObject,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<&'a Metadata>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prism: Option<PrismExtension>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -307,7 +334,7 @@ fn seconds(t: Option<Timestamp>) -> Option<i64> {
 }
 
 impl<'a> BatchObject<'a> {
-    pub fn from_batch(batch: &'a Batch) -> Self {
+    pub fn from_batch(batch: &'a Batch, prices: &PriceTable) -> Self {
         let errors = batch.errors.as_ref().map(|errors| {
             let mut data: Vec<BatchErrorObject<'a>> = errors
                 .data
@@ -370,6 +397,7 @@ impl<'a> BatchObject<'a> {
                 total_tokens: batch.usage.total_tokens,
             },
             metadata: batch.metadata.as_ref(),
+            prism: PrismExtension::of_cost(prices.batch_cost(batch)),
         }
     }
 }
@@ -385,10 +413,14 @@ pub struct BatchList<'a> {
 }
 
 impl<'a> BatchList<'a> {
-    pub fn from_page(page: &'a Page<Batch>) -> Self {
+    pub fn from_page(page: &'a Page<Batch>, prices: &PriceTable) -> Self {
         Self {
             object: "list",
-            data: page.items.iter().map(BatchObject::from_batch).collect(),
+            data: page
+                .items
+                .iter()
+                .map(|batch| BatchObject::from_batch(batch, prices))
+                .collect(),
             first_id: page.items.first().map(|b| b.id.as_str()),
             last_id: page.items.last().map(|b| b.id.as_str()),
             has_more: page.has_more,

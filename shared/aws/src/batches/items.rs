@@ -8,6 +8,7 @@ use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchErrors, BatchRef, BatchStatus, Chunk, FinalizeLease, Part, RequestCounts, Usage,
 };
+use prism_core::pricing::UsageByModel;
 use prism_core::{BatchId, FileId, StoreError, TenantId};
 
 use crate::attrs::{
@@ -146,6 +147,7 @@ pub(super) fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
         chunks: small_count_of(item, "chunks", WHAT)?,
         chunks_done: small_count_of(item, "chunks_done", WHAT)?,
         finalize: json_of::<FinalizeLease>(item, "finalize")?,
+        usage_by_model: json_of::<UsageByModel>(item, "usage_by_model")?.unwrap_or_default(),
     })
 }
 

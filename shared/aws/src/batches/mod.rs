@@ -534,6 +534,10 @@ impl BatchStore for DynamoBatchStore {
             set.push(format!("{name} = :{name}"));
             update = update.expression_attribute_values(format!(":{name}"), num(value));
         }
+        let by_model = serde_json::to_string(&result.usage_by_model)
+            .map_err(|e| StoreError::Corrupt(format!("usage by model: {e}")))?;
+        set.push("usage_by_model = :usage_by_model".to_owned());
+        update = update.expression_attribute_values(":usage_by_model", s(by_model));
         for (name, file) in [
             ("output_file_id", &result.output_file_id),
             ("error_file_id", &result.error_file_id),

@@ -2,16 +2,16 @@
 //! assembles the output and error files in input order from the committed parts alone, then
 //! ends the batch; a finalizer that takes over an expired lease writes the very same files.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::batches::decisions;
-use crate::batches::output::error_line;
+use crate::batches::output::{billed_line, error_line};
 use crate::batches::process::chunk_lines;
 use crate::batches::{
-    Batch, BatchRef, Chunk, FinalizeLease, LineTarget, RequestCounts, Usage, decode_part_line,
+    Batch, BatchRef, Chunk, FinalizeLease, LineTarget, RequestCounts, decode_part_line,
 };
 use crate::deps::Deps;
 use crate::dispatch::QueueAction;
@@ -19,6 +19,7 @@ use crate::error::StoreError;
 use crate::files::{FilePurpose, FileRecord, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::BatchResult;
+use crate::pricing::{Tier, UsageByModel};
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
@@ -90,20 +91,17 @@ async fn assemble(
     lease: &FinalizeLease,
     chunks: &[Chunk],
 ) -> Result<BatchResult, StoreError> {
-    let mut counts = RequestCounts {
+    // Counts and usage come from the files as written, one line per request line: whatever
+    // parts a crash or a redelivery left, each line is counted and billed exactly once.
+    let output = write_file(deps, batch, lease, chunks, LineTarget::Output).await?;
+    let errors = write_file(deps, batch, lease, chunks, LineTarget::Error).await?;
+    let counts = RequestCounts {
         total: batch.counts.total,
-        completed: 0,
-        failed: 0,
+        completed: output.lines,
+        failed: errors.lines,
     };
-    let mut usage = Usage::default();
-    for part in chunks.iter().flat_map(|c| &c.parts) {
-        counts.completed += u64::from(part.completed);
-        counts.failed += u64::from(part.failed);
-        usage.add(&part.usage);
-    }
-    let (output_bytes, _) = write_file(deps, batch, lease, chunks, LineTarget::Output).await?;
-    let (error_bytes, unrun) = write_file(deps, batch, lease, chunks, LineTarget::Error).await?;
-    counts.failed += unrun;
+    let (output_bytes, error_bytes) = (output.bytes, errors.bytes);
+    let usage_by_model = output.billed;
     let now = deps.clock.now();
     let expires_at = Some(
         now.plus(
@@ -140,7 +138,8 @@ async fn assemble(
     Ok(BatchResult {
         outcome: lease.outcome,
         counts,
-        usage,
+        usage: usage_by_model.total(),
+        usage_by_model,
         output_file_id,
         error_file_id,
     })
@@ -159,15 +158,25 @@ async fn create_file_once(deps: &Deps, record: &FileRecord) -> Result<(), StoreE
     deps.files.create(record).await
 }
 
-/// Streams one of the two files into the blob store; returns its size and, for the error file,
-/// how many never-run lines it holds.
+/// What writing one of the two files found.
+#[derive(Default)]
+struct Written {
+    bytes: u64,
+    /// Lines in the file, never-run lines included.
+    lines: u64,
+    /// Usage of the output file's successful lines, per model and tier.
+    billed: UsageByModel,
+}
+
+/// Streams one of the two files into the blob store, counting its lines and (output file)
+/// summing their usage.
 async fn write_file(
     deps: &Deps,
     batch: &Batch,
     lease: &FinalizeLease,
     chunks: &[Chunk],
     target: LineTarget,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<Written, StoreError> {
     let file_id = match target {
         LineTarget::Output => &lease.output_file_id,
         LineTarget::Error => &lease.error_file_id,
@@ -178,9 +187,9 @@ async fn write_file(
         LineTarget::Output => None,
     };
     // One chunk at a time, parts in order: memory holds one chunk's lines, never the file.
-    let unrun = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tally = Arc::new(Mutex::new(Written::default()));
     let (owned_deps, owned_batch, counter) =
-        (deps.clone(), Arc::new(batch.clone()), Arc::clone(&unrun));
+        (deps.clone(), Arc::new(batch.clone()), Arc::clone(&tally));
     let body = futures::stream::iter(chunks.to_vec())
         .then(move |chunk| {
             let (deps, batch, counter) = (
@@ -200,7 +209,16 @@ async fn write_file(
     if bytes == 0 {
         deps.blobs.delete(&key).await?;
     }
-    Ok((bytes, unrun.load(std::sync::atomic::Ordering::Relaxed)))
+    let mut written = std::mem::take(&mut *lock(&tally));
+    written.bytes = bytes;
+    Ok(written)
+}
+
+fn lock(tally: &Mutex<Written>) -> std::sync::MutexGuard<'_, Written> {
+    // A panic elsewhere cannot leave a half-updated tally that matters: the finalizer fails.
+    tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One chunk's lines of one file: its parts' lines for that file, in order, then (error file,
@@ -211,7 +229,7 @@ async fn file_lines(
     chunk: &Chunk,
     target: LineTarget,
     unrun_error: Option<(&'static str, &'static str)>,
-    unrun: &std::sync::atomic::AtomicU64,
+    tally: &Mutex<Written>,
 ) -> Result<Bytes, StoreError> {
     // (index within the chunk, JSON line): a chunk's lines, whichever part holds them.
     let mut lines: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -233,16 +251,27 @@ async fn file_lines(
             if !done.get(index).copied().unwrap_or(false) {
                 let json = error_line(deps, &line.custom_id, code, message);
                 lines.push((u32::try_from(index).unwrap_or(u32::MAX), json.into_bytes()));
-                unrun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
+    // Stable: of two parts holding one line (which the claim's fencing rules out), the first
+    // committed wins, so no line is ever written, counted or billed twice.
     lines.sort_by_key(|(index, _)| *index);
+    lines.dedup_by_key(|(index, _)| *index);
+    let mut billed = UsageByModel::default();
     let mut out = Vec::new();
-    for (_, json) in lines {
-        out.extend_from_slice(&json);
+    for (_, json) in &lines {
+        if target == LineTarget::Output
+            && let Some(line) = billed_line(json, Tier::Standard)
+        {
+            billed.add(&line.model, line.tier, &line.usage);
+        }
+        out.extend_from_slice(json);
         out.push(b'\n');
     }
+    let mut tally = lock(tally);
+    tally.lines += lines.len() as u64;
+    tally.billed.merge(&billed);
     Ok(Bytes::from(out))
 }
 

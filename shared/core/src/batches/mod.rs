@@ -9,6 +9,7 @@ use crate::batches::input::{BatchError, ChunkPlan};
 use crate::clock::Timestamp;
 use crate::ids::{BatchId, FileId, TenantId};
 use crate::metadata::Metadata;
+use crate::pricing::UsageByModel;
 
 pub mod decisions;
 pub mod finalize;
@@ -259,6 +260,8 @@ pub struct Batch {
     pub cancelled_at: Option<Timestamp>,
     pub counts: RequestCounts,
     pub usage: Usage,
+    /// Once finished: `usage` per model and tier, summed from the output file.
+    pub usage_by_model: UsageByModel,
     pub errors: Option<BatchErrors>,
     pub output_file_id: Option<FileId>,
     pub error_file_id: Option<FileId>,
@@ -299,6 +302,7 @@ impl Batch {
             cancelled_at: None,
             counts: RequestCounts::default(),
             usage: Usage::default(),
+            usage_by_model: UsageByModel::default(),
             errors: None,
             output_file_id: None,
             error_file_id: None,

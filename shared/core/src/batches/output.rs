@@ -2,10 +2,11 @@
 //! the upstream's response (status, request id, body) or an error (code, message).
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::deps::Deps;
+use crate::pricing::{Billed, Tier};
 
 #[derive(Serialize)]
 struct OutputLine<'a> {
@@ -56,4 +57,47 @@ pub(crate) fn response_line(deps: &Deps, custom_id: &str, status: u16, body: &Ra
         error: None,
     })
     .unwrap_or_default()
+}
+
+/// What a successful output line was billed: the model, tier and usage of its response body;
+/// `None` for error lines and for lines that do not parse. Lines Prism ran itself bill at
+/// `otherwise` unless their response says flex.
+pub fn billed_line(json: &[u8], otherwise: Tier) -> Option<Billed> {
+    #[derive(Deserialize)]
+    struct Response<'a> {
+        status_code: u16,
+        #[serde(borrow)]
+        body: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow, default)]
+        response: Option<Response<'a>>,
+    }
+    let line: Line<'_> = serde_json::from_slice(json).ok()?;
+    let response = line
+        .response
+        .filter(|r| (200..300).contains(&r.status_code))?;
+    Billed::of_completion(response.body.get(), None, otherwise)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::Tier;
+
+    #[test]
+    fn a_successful_line_is_billed_and_an_error_line_is_not() {
+        let ok = br#"{"id":"r","custom_id":"a","response":{"status_code":200,"request_id":"x",
+            "body":{"model":"m","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}},"error":null}"#;
+        let billed = billed_line(ok, Tier::Batch).unwrap();
+        assert_eq!((billed.model.as_str(), billed.tier), ("m", Tier::Batch));
+        assert_eq!(billed.usage.total_tokens, 7);
+        let refused = br#"{"id":"r","custom_id":"a","response":{"status_code":400,"request_id":"x",
+            "body":{"error":{"message":"no"}}},"error":null}"#;
+        assert_eq!(billed_line(refused, Tier::Standard), None);
+        let failed =
+            br#"{"id":"r","custom_id":"a","response":null,"error":{"code":"c","message":"m"}}"#;
+        assert_eq!(billed_line(failed, Tier::Standard), None);
+    }
 }

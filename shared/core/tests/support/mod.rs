@@ -117,6 +117,7 @@ impl World {
             files: file_policy,
             batches: batch_policy,
             webhooks: webhook_policy,
+            prices,
         } = policies;
         let clock = Arc::new(ManualClock::following_tokio());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -146,6 +147,7 @@ impl World {
             webhooks: webhooks.clone(),
             webhook_sender: sender.clone(),
             webhook_policy,
+            prices: Arc::new(prices),
             clock: dyn_clock,
             ids: Arc::new(IdGenerator::new()),
             work_policy,

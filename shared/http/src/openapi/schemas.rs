@@ -393,6 +393,16 @@ pub struct BatchListParams {
     pub after: Option<String>,
 }
 
+/// `GET /v1/usage`'s range: Unix seconds, half-open, by when work finished.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// The range's start (inclusive).
+    pub start_time: i64,
+    /// The range's end (exclusive); default now.
+    pub end_time: Option<i64>,
+}
+
 /// `DELETE /v1/scheduled/{id}`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -406,6 +406,17 @@ pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
             failed: 1,
         },
         usage: Usage::default(),
+        usage_by_model: {
+            let mut sum = prism_core::pricing::UsageByModel::default();
+            let usage = Usage {
+                input_tokens: 3,
+                total_tokens: 3,
+                ..Usage::default()
+            };
+            sum.add("m-a", prism_core::pricing::Tier::Standard, &usage);
+            sum.add("m-b", prism_core::pricing::Tier::Flex, &usage);
+            sum
+        },
         output_file_id: Some(first.output_file_id.clone()),
         error_file_id: None,
     };
@@ -430,6 +441,7 @@ pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
         .unwrap();
     assert_eq!(done.status, BatchStatus::Completed);
     assert_eq!(done.counts, result.counts);
+    assert_eq!(done.usage_by_model, result.usage_by_model);
     assert_eq!(done.output_file_id, Some(first.output_file_id));
     assert!(done.completed_at.is_some() && done.finalize.is_none());
     assert!(

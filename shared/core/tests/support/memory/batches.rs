@@ -324,6 +324,7 @@ impl BatchStore for MemoryBatchStore {
         }
         b.counts = result.counts;
         b.usage = result.usage;
+        b.usage_by_model = result.usage_by_model.clone();
         b.output_file_id = result.output_file_id.clone();
         b.error_file_id = result.error_file_id.clone();
         b.finalize = None;
