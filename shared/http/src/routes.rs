@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/async/{id}", get(get_async_job).delete(cancel_async_job))
         .route(
             "/scheduled",
-            post(create_scheduled_job).get(list_scheduled_jobs),
+            post(create_scheduled_job).get(recurring::list),
         )
         .route(
             "/scheduled/{id}",
@@ -340,14 +340,6 @@ async fn list_async_jobs(
     list_jobs(state, tenant, JobKind::Async, params).await
 }
 
-async fn list_scheduled_jobs(
-    state: State<AppState>,
-    tenant: Extension<TenantId>,
-    params: QueryParams,
-) -> Result<Response, ApiError> {
-    list_jobs(state, tenant, JobKind::Scheduled, params).await
-}
-
 async fn list_jobs(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -419,21 +411,16 @@ async fn create_scheduled_job(
     if prism_core::recurring::request::scheduled_kind(&body.bytes)?
         == prism_core::recurring::request::ScheduledKind::Recurring
     {
-        // Refused rather than ignored: a retried create would make a second schedule.
-        if key.is_some() {
-            return Err(prism_core::ServiceError::invalid(
-                "The Idempotency-Key header is not supported for recurring schedules yet; send the request without it.",
-                Some("Idempotency-Key"),
-                Some("idempotency_unsupported"),
-            )
-            .into());
-        }
-        let schedule =
-            prism_core::recurring::service::create_recurring(&state.deps, &tenant, &body.bytes)
-                .await?;
+        let created = prism_core::recurring::service::create_recurring(
+            &state.deps,
+            &tenant,
+            &body.bytes,
+            key,
+        )
+        .await?;
         return Ok((
             StatusCode::CREATED,
-            Json(recurring::RecurringObject::from_schedule(&schedule)),
+            Json(recurring::RecurringObject::from_schedule(&created.schedule)),
         )
             .into_response());
     }
