@@ -101,6 +101,7 @@ mod files;
 mod jobs;
 mod keys;
 mod queue;
+mod recurring;
 mod scheduler;
 mod uploads;
 
@@ -110,6 +111,7 @@ pub use files::*;
 pub use jobs::*;
 pub use keys::*;
 pub use queue::*;
+pub use recurring::*;
 pub use scheduler::*;
 pub use uploads::*;
 
