@@ -685,6 +685,8 @@ pub struct SendResult {
     pub latency: Duration,
     /// Why no answer came, for the delivery list (never a secret).
     pub error: Option<String>,
+    /// The answer's `Retry-After` header as sent (core's `webhooks::decisions` reads it).
+    pub retry_after: Option<String>,
 }
 
 /// Sends one signed webhook request: resolves the host, refuses a forbidden address

@@ -166,6 +166,7 @@ impl WebhookSender for ScriptedSender {
             status,
             latency: Duration::from_millis(1),
             error: None,
+            retry_after: None,
         }
     }
 }
