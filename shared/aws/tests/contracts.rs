@@ -97,3 +97,23 @@ async fn fresh_recurring() -> prism_testkit::contracts::RecurringPorts {
 }
 
 prism_testkit::recurring_contract!(fresh_recurring);
+
+async fn fresh_webhooks() -> prism_testkit::contracts::WebhookPorts {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run scripts/test.sh: it starts the emulator"
+    );
+    let prefix = format!(
+        "webhooks-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let settings = provision(&prefix, 30).await.unwrap();
+    let backend = AwsBackend::connect(settings, Duration::ZERO).await;
+    prism_testkit::contracts::WebhookPorts {
+        webhooks: Arc::new(backend.webhooks.clone()),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+prism_testkit::webhook_contract!(fresh_webhooks);

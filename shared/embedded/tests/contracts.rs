@@ -6,7 +6,7 @@ use std::sync::Arc;
 use prism_embedded::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore,
     SqliteRecurringStore, SqliteRecurringTrigger, SqliteScheduler, SqliteUploadStore,
-    SqliteWorkQueue,
+    SqliteWebhookStore, SqliteWorkQueue,
 };
 use prism_testkit::contracts::Ports;
 use prism_testkit::{ManualClock, port_contract};
@@ -59,3 +59,16 @@ async fn fresh_recurring() -> prism_testkit::contracts::RecurringPorts {
 }
 
 prism_testkit::recurring_contract!(fresh_recurring);
+
+async fn fresh_webhooks() -> prism_testkit::contracts::WebhookPorts {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
+    prism_testkit::contracts::WebhookPorts {
+        webhooks: Arc::new(SqliteWebhookStore::new(db, queue.wake())),
+        clock,
+    }
+}
+
+prism_testkit::webhook_contract!(fresh_webhooks);

@@ -104,6 +104,7 @@ mod queue;
 mod recurring;
 mod scheduler;
 mod uploads;
+mod webhooks;
 
 pub use batches::*;
 pub use blobs::*;
@@ -114,6 +115,7 @@ pub use queue::*;
 pub use recurring::*;
 pub use scheduler::*;
 pub use uploads::*;
+pub use webhooks::*;
 
 /// Expands to one `#[tokio::test]` per contract case, each on fresh ports from `$fresh().await`.
 #[macro_export]
