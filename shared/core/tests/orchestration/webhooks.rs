@@ -83,9 +83,10 @@ async fn two_concurrent_deliveries_of_one_event_send_the_same_id_and_settle_it_o
         .unwrap();
     let event = WebhookEvent::for_subject(&acme, EventKind::BatchCompleted, "batch_x", START);
     world.webhooks.record_event(&event).await.unwrap();
+    let message = event.event_ref();
     let (first, second) = tokio::join!(
-        deliver_event(&world.deps, &event.event_ref()),
-        deliver_event(&world.deps, &event.event_ref()),
+        deliver_event(&world.deps, &message),
+        deliver_event(&world.deps, &message),
     );
     assert_eq!(first.unwrap(), QueueAction::Ack);
     assert_eq!(second.unwrap(), QueueAction::Ack);
