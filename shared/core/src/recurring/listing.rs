@@ -73,8 +73,8 @@ impl ScheduledListQuery {
 /// One entry of the list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduledEntry {
-    Once(Job),
-    Recurring(Recurring),
+    Once(Box<Job>),
+    Recurring(Box<Recurring>),
 }
 
 impl ScheduledEntry {
@@ -98,8 +98,13 @@ pub fn merge_newest_first(
     let mut items: Vec<ScheduledEntry> = once
         .items
         .into_iter()
-        .map(ScheduledEntry::Once)
-        .chain(recurring.items.into_iter().map(ScheduledEntry::Recurring))
+        .map(|job| ScheduledEntry::Once(Box::new(job)))
+        .chain(
+            recurring
+                .items
+                .into_iter()
+                .map(|s| ScheduledEntry::Recurring(Box::new(s))),
+        )
         .collect();
     items.sort_by(|a, b| b.id().cmp(a.id()));
     let has_more = more_of_either || items.len() > limit;
