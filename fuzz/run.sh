@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-TARGETS=(batch_planner chat_request scheduled_request multipart_upload lambda_events)
+TARGETS=(batch_planner chat_request scheduled_request multipart_upload lambda_events recurring_schedule)
 # 6 MiB: the HTTP body cap (HttpLimits::max_body_bytes) and Lambda's invocation payload cap.
 MAX_LEN=$((6 * 1024 * 1024))
 # The sanitizer is off: the code under test forbids `unsafe`, and without ASan a run does twice

@@ -71,3 +71,26 @@ write("multipart_upload", "not_utf8_unknown_part", b"B\n" + part("other", b"zz")
 # lambda_events: the recorded events themselves.
 for path in sorted(EVENTS.glob("*.json")):
     write("lambda_events", path.stem, path.read_bytes())
+
+# recurring_schedule: "cron\nzone\n<8 bytes: an instant past now>", and whole recurring bodies.
+def fire(cron, zone, offset_ms=0):
+    write("recurring_schedule", "expr_" + "".join(c if c.isalnum() else "_" for c in cron + "_" + zone),
+          cron.encode() + b"\n" + zone.encode() + b"\n" + offset_ms.to_bytes(8, "little"))
+fire("0 9 * * 1-5", "Europe/Berlin")
+fire("30 2 * * *", "Europe/Berlin", 1000 * 3600 * 24 * 357)   # around the fall-back day
+fire("30 2 * * *", "America/New_York", 1000 * 3600 * 24 * 340)
+fire("*/15 * * * *", "UTC", 12345)
+fire("0 0 L * *", "Asia/Kolkata")
+fire("0 12 29 2 *", "Australia/Lord_Howe")
+fire("0 8 ? * MON#2", "Pacific/Chatham")
+fire("@daily", "UTC")
+fire("*/5 * * * * *", "UTC")
+fire("0 25 * * *", "UTC")
+fire("0 9 1 * 1", "UTC")
+rec = {"schedule": {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"}, "request": chat, "metadata": {"report": "daily"}}
+write("recurring_schedule", "sdk", json.dumps(rec))
+write("recurring_schedule", "window", json.dumps({**rec, "schedule": {"cron": "*/10 * * * *", "timezone": "UTC",
+      "start_at": "2026-04-06T00:00:00Z", "end_at": "2026-04-07T00:00:00+02:00", "max_runs": 3, "overlap": "allow", "catch_up": "skip"}}))
+write("recurring_schedule", "seconds", json.dumps({**rec, "schedule": {"cron": "* * * * * *", "timezone": "UTC"}}))
+write("recurring_schedule", "both", json.dumps({**rec, "scheduled_at": "2026-04-05T10:00:00Z"}))
+write("recurring_schedule", "bad_zone", json.dumps({**rec, "schedule": {"cron": "0 9 * * *", "timezone": "Mars/Olympus"}}))

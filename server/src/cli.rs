@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::remote_args::{BatchesArgs, JobsArgs, ScheduledArgs};
+use crate::remote_args::{BatchesArgs, FilesArgs, JobsArgs, ScheduledArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +40,8 @@ pub enum Command {
     Jobs(JobsArgs),
     /// Scheduled jobs on a running Prism: create, show, list, cancel.
     Scheduled(ScheduledArgs),
+    /// Files on a running Prism: upload (large files through the Uploads API).
+    Files(FilesArgs),
     /// Manage tenants' webhook endpoints.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),

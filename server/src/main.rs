@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Batches(args) => exit(remote::run_batches(args).await?),
         Command::Jobs(args) => exit(remote::run_jobs(args).await?),
         Command::Scheduled(args) => exit(remote::run_scheduled(args).await?),
+        Command::Files(args) => exit(remote::run_files(args).await?),
         Command::Webhooks(WebhooksCommand::Create {
             tenant,
             url,

@@ -1,5 +1,5 @@
 //! Command-line arguments of the `prism` commands that are clients of a running Prism
-//! (`batches`, `jobs`, `scheduled`).
+//! (`batches`, `files`, `jobs`, `scheduled`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -148,4 +148,29 @@ fn key_value(pair: &str) -> Result<(String, String), String> {
     pair.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: FilesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// Upload a file and print its id: a file larger than one part goes through the Uploads API
+    /// (parts sent in parallel), a smaller one to POST /v1/files.
+    Upload {
+        path: PathBuf,
+        #[arg(long, default_value = "batch")]
+        purpose: String,
+        /// Bytes per part (the AWS backend takes parts of up to about 4 MB).
+        #[arg(long, default_value_t = crate::client::uploads::DEFAULT_PART_SIZE)]
+        part_size: u64,
+        /// Parts sent at once.
+        #[arg(long, default_value_t = crate::client::uploads::DEFAULT_PARALLEL_PARTS)]
+        parallel: usize,
+    },
 }

@@ -1,5 +1,6 @@
-//! `prism batches|jobs|scheduled` as a client of a running Prism, over real HTTP: every command,
-//! its table and `--json` output and exit status; `batches create --wait` with plain progress
+//! `prism batches|files|jobs|scheduled` as a client of a running Prism, over real HTTP: every
+//! command, its table and `--json` output and exit status; `files upload` of a large file in
+//! parallel parts through the Uploads API and of a small one whole; `batches create --wait` with plain progress
 //! lines (stdout a pipe) and, under a pseudo-terminal, with the live bar on a 2,000-line batch and
 //! with Ctrl-C cancelling a batch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -70,6 +71,115 @@ fn lines(path: &Path) -> Vec<Value> {
 fn mixed_input(prefix: &str) -> String {
     chat_batch_input(&format!("{prefix}-ok"), "gpt-cli", 7)
         + &chat_batch_input(&format!("{prefix}-bad"), "mock-400-cli", 3)
+}
+
+async fn content_of(env: &Env, file_id: &str) -> Vec<u8> {
+    let response = env
+        .get(&env.alpha, &format!("/v1/files/{file_id}/content"))
+        .await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// The progress lines `files upload` wrote (stderr is not a terminal here): one per part.
+fn upload_lines(stderr: &[u8]) -> usize {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("uploaded "))
+        .count()
+}
+
+#[tokio::test]
+async fn files_upload_sends_a_large_file_in_parallel_parts_and_a_small_one_whole() {
+    let env = support::start(Setup::default()).await;
+    let text = chat_batch_input("up", "gpt-cli", 2_000);
+    let big = write_input(&env, "big.jsonl", &text);
+    let part_size = 64 * 1024;
+    let parts = text.len().div_ceil(part_size);
+    assert!(parts >= 4, "{} bytes", text.len());
+    let output = cli(&env, &env.alpha)
+        .args([
+            "files",
+            "upload",
+            big.to_str().unwrap(),
+            "--purpose",
+            "batch",
+        ])
+        .args(["--part-size", &part_size.to_string(), "--parallel", "3"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(id.starts_with("file-"), "stdout is the file id: {id}");
+    assert_eq!(
+        upload_lines(&output.stderr),
+        parts,
+        "a progress line per part"
+    );
+    assert_eq!(content_of(&env, &id).await, text.as_bytes());
+    // The Uploads API made it: its file is named as the upload said, and lists as a batch file.
+    let file: Value = env
+        .get(&env.alpha, &format!("/v1/files/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["filename"], "big.jsonl");
+    assert_eq!(file["purpose"], "batch");
+    assert_eq!(file["bytes"], text.len());
+
+    let small_text = chat_batch_input("small", "gpt-cli", 3);
+    let small = write_input(&env, "small.jsonl", &small_text);
+    let output = cli(&env, &env.alpha)
+        .args(["files", "upload", small.to_str().unwrap()])
+        .args(["--part-size", &part_size.to_string(), "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let file: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(file["object"], "file");
+    assert_eq!(
+        upload_lines(&output.stderr),
+        1,
+        "one request, the whole file"
+    );
+    assert_eq!(
+        content_of(&env, file["id"].as_str().unwrap()).await,
+        small_text.as_bytes()
+    );
+
+    // `batches create` sends a file above one part (4 MiB) the same way.
+    let one_line = chat_batch_input("large", "gpt-cli", 1).len();
+    let many = chat_batch_input("large", "gpt-cli", (5 * 1024 * 1024) / one_line + 1);
+    let large = write_input(&env, "large.jsonl", &many);
+    let output = cli(&env, &env.alpha)
+        .args(["batches", "create", large.to_str().unwrap(), "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        upload_lines(&output.stderr),
+        2,
+        "two parts of 4 MiB at most"
+    );
+    let batch: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let input = batch["input_file_id"].as_str().unwrap();
+    assert_eq!(content_of(&env, input).await.len(), many.len());
+    let id = batch["id"].as_str().unwrap();
+    run_ok(&env, &["batches", "cancel", id]).await;
+    let missing = run_failing(
+        &env,
+        &env.alpha,
+        &["files", "upload", "/no/such/file.jsonl"],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/no/such/file.jsonl"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test]

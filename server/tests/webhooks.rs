@@ -196,6 +196,44 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_410_disables_its_endpoint_at_once_and_gets_nothing_more() {
+    let env = start(Setup {
+        webhooks: LOCAL,
+        ..Setup::default()
+    })
+    .await;
+    let receiver = Receiver::start(vec![Answer::Status(410)]).await;
+    let (endpoint, _) = endpoint_for(&env, &receiver).await;
+    let gone = env.submit(&env.alpha, "mock-echo", "gone").await;
+    let path = format!("/v1/webhook_endpoints/{endpoint}");
+    eventually(SOON, "the endpoint disabled", || async {
+        let e: Value = env.get(&env.alpha, &path).await.json().await.unwrap();
+        e["status"] == "disabled"
+    })
+    .await;
+    let disabled: Value = env.get(&env.alpha, &path).await.json().await.unwrap();
+    assert!(disabled["disabled_at"].is_i64(), "{disabled}");
+    let after = env.submit(&env.alpha, "mock-echo", "after").await;
+    eventually(SOON, "the second job done", || async {
+        let job: Value = env
+            .get(&env.alpha, &format!("/v1/async/{after}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        job["status"] == "completed"
+    })
+    .await;
+    // Retries come 200 ms apart here: a second attempt would have arrived by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.about(&gone).len(), 1, "no retry after a 410");
+    assert!(
+        receiver.about(&after).is_empty(),
+        "a disabled endpoint gets no new event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_between_a_batch_finishing_and_its_delivery_still_delivers_after_restart() {
     let mut env = start(Setup {
         webhooks: LOCAL,

@@ -13,12 +13,14 @@ mod chat;
 mod lambda;
 mod multipart;
 mod planner;
+mod recurring;
 mod scheduled;
 
 pub use chat::chat_request;
 pub use lambda::lambda_events;
 pub use multipart::multipart_upload;
 pub use planner::batch_planner;
+pub use recurring::recurring_schedule;
 pub use scheduled::scheduled_request;
 
 /// A target's body: returns for every input the product handles right, panics otherwise.
@@ -31,4 +33,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("scheduled_request", scheduled_request),
     ("multipart_upload", multipart_upload),
     ("lambda_events", lambda_events),
+    ("recurring_schedule", recurring_schedule),
 ];

@@ -7,6 +7,7 @@ pub mod files;
 pub mod jobs;
 mod objects;
 pub mod progress;
+pub mod uploads;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,8 @@ pub enum ClientError {
     InvalidKey,
     #[error("{0:?} is not an id: ids are letters, digits, '_' and '-'")]
     InvalidId(String),
+    #[error("Prism completed upload {upload} without naming its file")]
+    MissingFile { upload: String },
 }
 
 impl ClientError {

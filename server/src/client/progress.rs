@@ -166,6 +166,67 @@ fn new_bar() -> ProgressBar {
     bar
 }
 
+/// An upload's bytes as its parts are accepted: a bar on stderr when stderr is a terminal, a
+/// line per part otherwise (stdout is kept for the file id).
+pub struct UploadDisplay {
+    bar: Option<ProgressBar>,
+    counts: std::sync::Mutex<(u64, u64)>,
+}
+
+impl UploadDisplay {
+    pub fn for_stderr() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self {
+            bar,
+            counts: std::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn report(&self, progress: super::uploads::UploadProgress) {
+        use super::uploads::UploadProgress;
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        match progress {
+            UploadProgress::Started { bytes } => counts.1 = bytes,
+            UploadProgress::Sent { bytes } => counts.0 += bytes,
+        }
+        let (sent, total) = *counts;
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total);
+                bar.set_position(sent);
+            }
+            None if matches!(progress, UploadProgress::Sent { .. }) => {
+                // Best effort: a closed stderr must not stop the upload.
+                let percent = (sent * 100).checked_div(total).unwrap_or(100);
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "uploaded {} of {} ({percent}%)",
+                    indicatif::BinaryBytes(sent),
+                    indicatif::BinaryBytes(total)
+                );
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{CommandError, Format, Outcome};
 use crate::client::progress::Progress;
+use crate::client::uploads::UploadPlan;
 use crate::client::{Batch, Client, batches, files};
 use crate::remote_args::BatchesCommand;
 
@@ -29,7 +30,9 @@ pub(super) async fn run(
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect();
-            let uploaded = files::upload(client, &file, "batch").await?;
+            // A large file goes up through the Uploads API, as `prism files upload` sends it.
+            let uploaded =
+                super::upload_with_progress(client, &file, "batch", UploadPlan::default()).await?;
             let batch = batches::create(client, &uploaded.id, &metadata).await?;
             if !wait {
                 format.batch(&batch);

@@ -9,8 +9,13 @@ mod scheduled;
 use std::path::PathBuf;
 
 use crate::client::jobs::{self, JobKind, ListQuery};
+use crate::client::progress::UploadDisplay;
+use crate::client::uploads::{self, UploadPlan};
 use crate::client::{Client, ClientError};
-use crate::remote_args::{BatchesArgs, ClientArgs, JobsArgs, JobsCommand, ListArgs, ScheduledArgs};
+use crate::remote_args::{
+    BatchesArgs, ClientArgs, FilesArgs, FilesCommand, JobsArgs, JobsCommand, ListArgs,
+    ScheduledArgs,
+};
 
 pub use output::Format;
 
@@ -65,6 +70,43 @@ pub async fn run_batches(args: BatchesArgs) -> Result<Outcome, CommandError> {
         Format::from_json_flag(args.client.json),
     )
     .await
+}
+
+/// `prism files upload`: the file id on stdout (the whole object with `--json`), progress on
+/// stderr.
+pub async fn run_files(args: FilesArgs) -> Result<Outcome, CommandError> {
+    let client = client_from(&args.client)?;
+    let FilesCommand::Upload {
+        path,
+        purpose,
+        part_size,
+        parallel,
+    } = args.command;
+    if part_size == 0 || parallel == 0 {
+        return Err(CommandError::InvalidArgument(
+            "--part-size and --parallel must be at least 1".into(),
+        ));
+    }
+    let plan = UploadPlan {
+        part_size,
+        parallel,
+    };
+    let file = upload_with_progress(&client, &path, &purpose, plan).await?;
+    Format::from_json_flag(args.client.json).file(&file);
+    Ok(Outcome::Done)
+}
+
+/// Uploads `path` as `plan` says, showing its progress on stderr.
+pub(crate) async fn upload_with_progress(
+    client: &Client,
+    path: &std::path::Path,
+    purpose: &str,
+    plan: UploadPlan,
+) -> Result<crate::client::FileObject, CommandError> {
+    let display = UploadDisplay::for_stderr();
+    let file = uploads::upload_file(client, path, purpose, plan, &|p| display.report(p)).await;
+    display.finish();
+    Ok(file?)
 }
 
 pub async fn run_scheduled(args: ScheduledArgs) -> Result<Outcome, CommandError> {

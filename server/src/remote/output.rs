@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
-use crate::client::{Batch, Job, Page};
+use crate::client::{Batch, FileObject, Job, Page};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -32,6 +32,10 @@ impl Format {
 
     pub fn jobs(self, page: &Page<Job>) {
         self.print(page, || job_table(&page.data, page.has_more));
+    }
+
+    pub fn file(self, file: &FileObject) {
+        self.print(file, || file.id.clone());
     }
 
     fn print(self, value: &impl Serialize, table: impl FnOnce() -> String) {

@@ -328,6 +328,13 @@ impl Env {
 
     pub async fn start_server(&mut self) {
         if let Backend::Lambda(stack) = &self.backend {
+            // The functions read the configuration from the stack's parameter, not the file: a
+            // test that edited the file between a kill and this start changes it there, as an
+            // operator would.
+            stack
+                .put_config(&std::fs::read_to_string(&self.config).unwrap())
+                .await
+                .unwrap();
             let functions = start_lambda_functions(stack, &self.dir.path().join("logs")).await;
             let base = functions.api_url();
             wait_until_healthy(&self.http, &base).await;

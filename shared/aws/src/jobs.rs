@@ -256,25 +256,51 @@ impl DynamoJobStore {
         tenant: &TenantId,
         claim: &IdempotencyClaim,
     ) -> Result<CreateOutcome, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, idempotency_pk(tenant))
-            .key(SORT_KEY, s(claim.key.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let item = out.item.ok_or_else(|| {
-            StoreError::Unavailable("idempotency record vanished during a create".into())
-        })?;
-        Ok(CreateOutcome::Replayed {
-            job_id: JobId::parse(need_s(&item, "job_id")?)
-                .ok_or_else(|| StoreError::Corrupt("idempotency record has a bad job id".into()))?,
-            same_body: get_s(&item, "body_hash") == Some(claim.body_hash.as_str()),
-        })
+        replayed_claim(&self.client, &self.table, tenant, claim).await
     }
+}
+
+/// The record of an `Idempotency-Key` naming the job or recurring schedule `id` (one namespace
+/// per tenant for every kind of create).
+pub(crate) fn idempotency_record(tenant: &TenantId, claim: &IdempotencyClaim, id: &JobId) -> Item {
+    Item::from([
+        (PARTITION_KEY.to_owned(), idempotency_pk(tenant)),
+        (SORT_KEY.to_owned(), s(claim.key.clone())),
+        ("body_hash".to_owned(), s(claim.body_hash.clone())),
+        ("job_id".to_owned(), s(id.as_str())),
+        ("expires_at".to_owned(), n(claim.expires_at.0)),
+        (TTL_ATTRIBUTE.to_owned(), ttl_seconds(claim.expires_at)),
+    ])
+}
+
+/// The condition a create's put of [`idempotency_record`] carries: a record whose key no longer
+/// holds (`decisions::idempotency_key_holds`, negated) may be taken over by a new create.
+pub(crate) const IDEMPOTENCY_RECORD_FREE: &str = "attribute_not_exists(pk) OR expires_at <= :now";
+
+/// What a create whose key was taken answers: the id the key names.
+pub(crate) async fn replayed_claim(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    tenant: &TenantId,
+    claim: &IdempotencyClaim,
+) -> Result<CreateOutcome, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(PARTITION_KEY, idempotency_pk(tenant))
+        .key(SORT_KEY, s(claim.key.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    let item = out.item.ok_or_else(|| {
+        StoreError::Unavailable("idempotency record vanished during a create".into())
+    })?;
+    Ok(CreateOutcome::Replayed {
+        job_id: JobId::parse(need_s(&item, "job_id")?)
+            .ok_or_else(|| StoreError::Corrupt("idempotency record has a bad job id".into()))?,
+        same_body: get_s(&item, "body_hash") == Some(claim.body_hash.as_str()),
+    })
 }
 
 #[async_trait]
@@ -297,14 +323,7 @@ impl JobStore for DynamoJobStore {
             write::put(put).await?;
             return Ok(CreateOutcome::Created { triggered: false });
         };
-        let record = Item::from([
-            (PARTITION_KEY.to_owned(), idempotency_pk(&job.tenant)),
-            (SORT_KEY.to_owned(), s(claim.key.clone())),
-            ("body_hash".to_owned(), s(claim.body_hash.clone())),
-            ("job_id".to_owned(), s(job.id.as_str())),
-            ("expires_at".to_owned(), n(claim.expires_at.0)),
-            (TTL_ATTRIBUTE.to_owned(), ttl_seconds(claim.expires_at)),
-        ]);
+        let record = idempotency_record(&job.tenant, claim, &job.id);
         let put = |put: aws_sdk_dynamodb::types::builders::PutBuilder, item: Item| {
             put.table_name(&self.table)
                 .set_item(Some(item))
@@ -312,11 +331,9 @@ impl JobStore for DynamoJobStore {
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(unavailable)
         };
-        // A record whose key no longer holds (`decisions::idempotency_key_holds`, negated) may
-        // be taken over by a new create.
         let record_put = put(
             Put::builder()
-                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .condition_expression(IDEMPOTENCY_RECORD_FREE)
                 .expression_attribute_values(":now", n(job.created_at.0)),
             record,
         )?;

@@ -7,7 +7,7 @@
 //! state; finishing or deleting removes it.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_scheduler::primitives::DateTime;
 use aws_sdk_scheduler::types::{
     DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState,
@@ -15,7 +15,7 @@ use aws_sdk_scheduler::types::{
 };
 use bytes::Bytes;
 use prism_core::list::Page;
-use prism_core::ports::{RecurringStore, RecurringTrigger};
+use prism_core::ports::{CreateOutcome, IdempotencyClaim, RecurringStore, RecurringTrigger};
 use prism_core::recurring::cron::eventbridge_expression;
 use prism_core::recurring::{Recurrence, Recurring, RecurringRef, RecurringStatus};
 use prism_core::{JobId, StoreError, TenantId, Timestamp};
@@ -25,7 +25,7 @@ use crate::attrs::{
     unavailable,
 };
 use crate::blobs::S3Blobs;
-use crate::jobs::SPILL_BYTES;
+use crate::jobs::{IDEMPOTENCY_RECORD_FREE, SPILL_BYTES, idempotency_record, replayed_claim};
 use crate::queue::{SCHEDULED_TIME, encode_firing};
 use crate::schedules::{ScheduleTarget, delete_schedule};
 use crate::write;
@@ -120,17 +120,18 @@ impl DynamoRecurringStore {
 
 #[async_trait]
 impl RecurringStore for DynamoRecurringStore {
-    async fn create(&self, sch: &Recurring, request: &Bytes) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        sch: &Recurring,
+        request: &Bytes,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
         let r = &sch.recurrence;
         let mut item = Item::from([
             (PARTITION_KEY.to_owned(), recurring_pk(&sch.tenant)),
             (SORT_KEY.to_owned(), s(sch.id.as_str())),
             ("status".to_owned(), s(sch.status.as_str())),
             ("model".to_owned(), s(sch.model.clone())),
-            (
-                "request".to_owned(),
-                AttributeValue::B(request.to_vec().into()),
-            ),
             ("cron".to_owned(), s(r.cron.as_str())),
             ("timezone".to_owned(), s(r.timezone.clone())),
             ("overlap".to_owned(), s(r.overlap.as_str())),
@@ -156,13 +157,39 @@ impl RecurringStore for DynamoRecurringStore {
         opt_n(&mut item, "end_at", r.end_at.map(|t| t.0));
         opt_n(&mut item, "max_runs", r.max_runs.map(i64::from));
         opt_n(&mut item, "next_run_at", sch.next_run_at.map(|t| t.0));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)");
-        write::put(put).await.map(|_| ())
+        let Some(claim) = idempotency else {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)");
+            write::put(put).await?;
+            return Ok(CreateOutcome::Created { triggered: false });
+        };
+        // The key's record and the schedule in one transaction, as a job create writes them.
+        let put = |put: aws_sdk_dynamodb::types::builders::PutBuilder, item: Item| {
+            put.table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(unavailable)
+        };
+        let record_put = put(
+            Put::builder()
+                .condition_expression(IDEMPOTENCY_RECORD_FREE)
+                .expression_attribute_values(":now", n(sch.created_at.0)),
+            idempotency_record(&sch.tenant, claim, &sch.id),
+        )?;
+        let schedule_put = put(
+            Put::builder().condition_expression("attribute_not_exists(pk)"),
+            item,
+        )?;
+        if write::transact(&self.client, vec![record_put, schedule_put]).await? {
+            Ok(CreateOutcome::Created { triggered: false })
+        } else {
+            replayed_claim(&self.client, &self.table, &sch.tenant, claim).await
+        }
     }
 
     async fn get(&self, tenant: &TenantId, id: &JobId) -> Result<Option<Recurring>, StoreError> {

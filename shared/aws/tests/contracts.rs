@@ -73,3 +73,47 @@ async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
 }
 
 prism_testkit::upload_contract!(fresh_uploads);
+
+async fn fresh_recurring() -> prism_testkit::contracts::RecurringPorts {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run scripts/test.sh: it starts the emulator"
+    );
+    let prefix = format!(
+        "recurring-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let settings = provision(&prefix, 30).await.unwrap();
+    let pump = EmulatorSchedulePump::connect(&settings.schedules.group).await;
+    let backend = AwsBackend::connect(settings, Duration::ZERO).await;
+    prism_testkit::contracts::RecurringPorts {
+        recurring: Arc::new(backend.recurring.clone()),
+        trigger: Arc::new(backend.recurring_trigger.clone()),
+        queue: Arc::new(backend.queues.get(prism_core::Stage::Jobs).clone()),
+        schedules: Arc::new(PumpedTime(pump)),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+prism_testkit::recurring_contract!(fresh_recurring);
+
+async fn fresh_webhooks() -> prism_testkit::contracts::WebhookPorts {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run scripts/test.sh: it starts the emulator"
+    );
+    let prefix = format!(
+        "webhooks-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let settings = provision(&prefix, 30).await.unwrap();
+    let backend = AwsBackend::connect(settings, Duration::ZERO).await;
+    prism_testkit::contracts::WebhookPorts {
+        webhooks: Arc::new(backend.webhooks.clone()),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+prism_testkit::webhook_contract!(fresh_webhooks);

@@ -505,8 +505,16 @@ pub trait Scheduler: Send + Sync {
 /// overwrite each other.
 #[async_trait]
 pub trait RecurringStore: Send + Sync {
-    /// Writes a new schedule (version 1) with the request body its runs send.
-    async fn create(&self, schedule: &Recurring, request: &Bytes) -> Result<(), StoreError>;
+    /// Writes a new schedule (version 1) with the request body its runs send. With a claim, the
+    /// key is recorded in the same write (beside the job creates' keys, one namespace per
+    /// tenant); a key that still holds leaves nothing written and answers `Replayed` with the
+    /// id it names. Never `Created { triggered: true }`: a schedule is armed by its trigger.
+    async fn create(
+        &self,
+        schedule: &Recurring,
+        request: &Bytes,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError>;
 
     /// The tenant's schedule; `None` for another tenant's or an unknown one.
     async fn get(&self, tenant: &TenantId, id: &JobId) -> Result<Option<Recurring>, StoreError>;
@@ -687,6 +695,8 @@ pub struct SendResult {
     pub latency: Duration,
     /// Why no answer came, for the delivery list (never a secret).
     pub error: Option<String>,
+    /// The answer's `Retry-After` header as sent (core's `webhooks::decisions` reads it).
+    pub retry_after: Option<String>,
 }
 
 /// Sends one signed webhook request: resolves the host, refuses a forbidden address

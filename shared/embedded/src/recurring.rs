@@ -5,8 +5,11 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use prism_core::jobs::decisions::idempotency_key_holds;
 use prism_core::list::Page;
-use prism_core::ports::{RecurringStore, RecurringTrigger, WorkQueue};
+use prism_core::ports::{
+    CreateOutcome, IdempotencyClaim, RecurringStore, RecurringTrigger, WorkQueue,
+};
 use prism_core::recurring::fire::firing;
 use prism_core::recurring::{Recurrence, Recurring, RecurringRef, RecurringStatus};
 use prism_core::{Clock, JobId, StoreError, TenantId, Timestamp};
@@ -81,10 +84,46 @@ impl SqliteRecurringStore {
 
 #[async_trait]
 impl RecurringStore for SqliteRecurringStore {
-    async fn create(&self, s: &Recurring, request: &Bytes) -> Result<(), StoreError> {
-        let (s, request) = (s.clone(), request.clone());
+    async fn create(
+        &self,
+        s: &Recurring,
+        request: &Bytes,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let (s, request, claim) = (s.clone(), request.clone(), idempotency.cloned());
         self.db
             .write(move |conn| {
+                // The same table as job creates' keys, in the same write as the schedule.
+                if let Some(claim) = &claim {
+                    let existing: Option<(String, String, i64)> = conn
+                        .prepare_cached(
+                            "SELECT job_id, body_hash, expires_at FROM idempotency_keys \
+                             WHERE tenant = ?1 AND key = ?2",
+                        )?
+                        .query_row(params![s.tenant.as_str(), claim.key], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .optional()?;
+                    if let Some((job_id, hash, expires_at)) = existing
+                        && idempotency_key_holds(Timestamp(expires_at), s.created_at)
+                    {
+                        return Ok(CreateOutcome::Replayed {
+                            job_id: JobId::parse(&job_id).ok_or_else(|| corrupt("job_id"))?,
+                            same_body: hash == claim.body_hash,
+                        });
+                    }
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency_keys (tenant, key, body_hash, job_id, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        s.tenant.as_str(),
+                        claim.key,
+                        claim.body_hash,
+                        s.id.as_str(),
+                        claim.expires_at.0
+                    ])?;
+                }
                 let metadata = s
                     .metadata
                     .as_ref()
@@ -121,8 +160,8 @@ impl RecurringStore for SqliteRecurringStore {
                     s.skipped_count,
                     s.ended_at.map(|t| t.0),
                     s.version
-                ])
-                .map(|_| ())
+                ])?;
+                Ok(CreateOutcome::Created { triggered: false })
             })
             .await
     }

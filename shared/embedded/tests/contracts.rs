@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use prism_embedded::{
     Database, LocalBlobStore, SqliteBatchStore, SqliteFileStore, SqliteJobStore, SqliteKeyStore,
-    SqliteScheduler, SqliteUploadStore, SqliteWorkQueue,
+    SqliteRecurringStore, SqliteRecurringTrigger, SqliteScheduler, SqliteUploadStore,
+    SqliteWebhookStore, SqliteWorkQueue,
 };
 use prism_testkit::contracts::Ports;
 use prism_testkit::{ManualClock, port_contract};
@@ -42,3 +43,32 @@ async fn fresh_uploads() -> prism_testkit::contracts::UploadPorts {
 }
 
 prism_testkit::upload_contract!(fresh_uploads);
+
+async fn fresh_recurring() -> prism_testkit::contracts::RecurringPorts {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
+    prism_testkit::contracts::RecurringPorts {
+        recurring: Arc::new(SqliteRecurringStore::new(db)),
+        trigger: Arc::new(SqliteRecurringTrigger::new(queue.clone(), clock.clone())),
+        queue: Arc::new(queue),
+        schedules: clock.clone(),
+        clock,
+    }
+}
+
+prism_testkit::recurring_contract!(fresh_recurring);
+
+async fn fresh_webhooks() -> prism_testkit::contracts::WebhookPorts {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let db = Database::open(&dir.path().join("contract.sqlite3")).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let queue = SqliteWorkQueue::new(db.clone(), clock.clone());
+    prism_testkit::contracts::WebhookPorts {
+        webhooks: Arc::new(SqliteWebhookStore::new(db, queue.wake())),
+        clock,
+    }
+}
+
+prism_testkit::webhook_contract!(fresh_webhooks);

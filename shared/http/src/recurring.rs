@@ -1,5 +1,5 @@
-//! The recurring side of `/v1/scheduled`: the schedule object clients see, and the handlers of
-//! pause, resume and runs. Create, read and delete share their routes with one-time scheduled
+//! The recurring side of `/v1/scheduled`: the schedule object clients see, the handlers of
+//! pause, resume and runs, and the list of both kinds. Create, read and delete share their routes with one-time scheduled
 //! jobs (`routes`), which ask here first.
 
 use axum::Extension;
@@ -10,15 +10,18 @@ use prism_core::TenantId;
 use prism_core::clock::format_rfc3339;
 use prism_core::list::ListQuery;
 use prism_core::metadata::Metadata;
+use prism_core::recurring::listing::{self, ScheduledEntry, ScheduledListQuery};
 use prism_core::recurring::{Recurring, service};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::openapi::{ErrorResponse, IdParam, JobListParams, names};
+use crate::openapi::{
+    ErrorResponse, IdParam, JobListParams, ScheduledListObject, ScheduledListParams, names,
+};
 use crate::request::{IdPath, QueryParams};
 use crate::routes::AppState;
-use crate::wire::ListObject;
+use crate::wire::{JobObject, ListObject};
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Schedule)]
@@ -42,6 +45,10 @@ pub struct RecurringObject<'a> {
     id: &'a str,
     #[schema(schema_with = names::scheduled_job)]
     object: &'static str,
+    /// Always `recurring`: what tells a recurring job from a one-time one in the list (one-time
+    /// jobs keep the shape they had before recurring ones existed, without `type`).
+    #[serde(rename = "type")]
+    kind: &'static str,
     job_id: &'a str,
     #[schema(schema_with = names::recurring_status)]
     status: &'static str,
@@ -64,6 +71,7 @@ impl<'a> RecurringObject<'a> {
         Self {
             id: s.id.as_str(),
             object: "scheduled.job",
+            kind: "recurring",
             job_id: s.id.as_str(),
             status: s.status.as_str(),
             model: &s.model,
@@ -158,6 +166,69 @@ pub async fn runs(
     )?;
     let page = service::list_runs(&state.deps, &tenant, &id, &query).await?;
     Ok(Json(ListObject::from_page(&page, &state.deps.prices)).into_response())
+}
+
+/// An entry of `GET /v1/scheduled`: a one-time job as it always was, or a recurring one.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ScheduledObject<'a> {
+    Once(JobObject<'a>),
+    Recurring(RecurringObject<'a>),
+}
+
+#[derive(Serialize)]
+struct ScheduledList<'a> {
+    object: &'static str,
+    data: Vec<ScheduledObject<'a>>,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
+    has_more: bool,
+}
+
+/// `GET /v1/scheduled`: one-time and recurring jobs, newest first; `limit`, `after`, `status`
+/// (either kind's), `type` (`once` or `recurring`).
+#[utoipa::path(
+    get,
+    path = "/v1/scheduled",
+    tag = "scheduled",
+    params(ScheduledListParams),
+    responses(
+        (status = 200, description = "A page of one-time scheduled jobs and recurring schedules, newest first.", body = ScheduledListObject),
+        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
+    ),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let query = ScheduledListQuery::parse(
+        params.get("limit"),
+        params.get("after"),
+        params.get("status"),
+        params.get("type"),
+    )?;
+    let page = listing::list_scheduled(&state.deps, &tenant, &query).await?;
+    let data = page
+        .items
+        .iter()
+        .map(|entry| match entry {
+            ScheduledEntry::Once(job) => {
+                ScheduledObject::Once(JobObject::from_job(job, &state.deps.prices))
+            }
+            ScheduledEntry::Recurring(s) => {
+                ScheduledObject::Recurring(RecurringObject::from_schedule(s))
+            }
+        })
+        .collect();
+    Ok(Json(ScheduledList {
+        object: "list",
+        data,
+        first_id: page.items.first().map(|e| e.id().as_str()),
+        last_id: page.items.last().map(|e| e.id().as_str()),
+        has_more: page.has_more,
+    })
+    .into_response())
 }
 
 /// `?cancel_running=true` on DELETE; anything but `true`/`false` is refused.

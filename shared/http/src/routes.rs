@@ -141,7 +141,7 @@ pub fn route_table() -> Vec<Route> {
         route(Get, "/v1/async/{id}", Keyed, get_async_job),
         route(Delete, "/v1/async/{id}", Keyed, cancel_async_job),
         route(Post, "/v1/scheduled", Keyed, create_scheduled_job),
-        route(Get, "/v1/scheduled", Keyed, list_scheduled_jobs),
+        route(Get, "/v1/scheduled", Keyed, recurring::list),
         route(Get, "/v1/scheduled/{id}", Keyed, get_scheduled_job),
         route(Delete, "/v1/scheduled/{id}", Keyed, cancel_scheduled_job),
         route(Post, "/v1/scheduled/{id}/pause", Keyed, recurring::pause),
@@ -526,24 +526,6 @@ pub(crate) async fn list_async_jobs(
     list_jobs(state, tenant, JobKind::Async, params).await
 }
 
-#[utoipa::path(
-    get,
-    path = "/v1/scheduled",
-    tag = "scheduled",
-    params(JobListParams),
-    responses(
-        (status = 200, description = "A page of one-time scheduled jobs, newest first.", body = crate::wire::ListObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-    ),
-)]
-pub(crate) async fn list_scheduled_jobs(
-    state: State<AppState>,
-    tenant: Extension<TenantId>,
-    params: QueryParams,
-) -> Result<Response, ApiError> {
-    list_jobs(state, tenant, JobKind::Scheduled, params).await
-}
-
 async fn list_jobs(
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
@@ -651,21 +633,16 @@ pub(crate) async fn create_scheduled_job(
     if prism_core::recurring::request::scheduled_kind(&body.bytes)?
         == prism_core::recurring::request::ScheduledKind::Recurring
     {
-        // Refused rather than ignored: a retried create would make a second schedule.
-        if key.is_some() {
-            return Err(prism_core::ServiceError::invalid(
-                "The Idempotency-Key header is not supported for recurring schedules yet; send the request without it.",
-                Some("Idempotency-Key"),
-                Some("idempotency_unsupported"),
-            )
-            .into());
-        }
-        let schedule =
-            prism_core::recurring::service::create_recurring(&state.deps, &tenant, &body.bytes)
-                .await?;
+        let created = prism_core::recurring::service::create_recurring(
+            &state.deps,
+            &tenant,
+            &body.bytes,
+            key,
+        )
+        .await?;
         return Ok((
             StatusCode::CREATED,
-            Json(recurring::RecurringObject::from_schedule(&schedule)),
+            Json(recurring::RecurringObject::from_schedule(&created.schedule)),
         )
             .into_response());
     }

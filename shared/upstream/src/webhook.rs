@@ -143,6 +143,7 @@ impl WebhookSender for HttpWebhookSender {
             status: None,
             latency: started.elapsed(),
             error: Some(error),
+            retry_after: None,
         };
         let target = match parse_target(url, allow_private) {
             Ok(target) => target,
@@ -168,6 +169,11 @@ impl WebhookSender for HttpWebhookSender {
                 status: Some(response.status().as_u16()),
                 latency: started.elapsed(),
                 error: None,
+                retry_after: response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
             },
             Err(error) => failed(describe(&error)),
         }

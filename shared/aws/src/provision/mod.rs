@@ -132,6 +132,31 @@ impl ProvisionedStack {
             .collect()
     }
 
+    /// Replaces the configuration parameter's text (the template's only `AWS::SSM::Parameter`),
+    /// as an operator changes a deployed stack's configuration: functions read it at init, so
+    /// it takes effect in the sandboxes started after.
+    pub async fn put_config(&self, toml: &str) -> Result<(), ProvisionError> {
+        let parameter = self
+            .resources
+            .iter()
+            .find(|r| r.resource_type == "AWS::SSM::Parameter")
+            .ok_or_else(|| ProvisionError::Create {
+                what: "the configuration parameter".into(),
+                detail: "the stack has no AWS::SSM::Parameter".into(),
+            })?;
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        aws_sdk_ssm::Client::new(&config)
+            .put_parameter()
+            .name(&parameter.name)
+            .value(toml)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(failed(format!("parameter {}", parameter.name)))?;
+        Ok(())
+    }
+
     /// What a process needs besides the template's environment to reach this stack's
     /// resources: path-style S3 addressing on an emulator.
     pub fn client_env(&self) -> Vec<(String, String)> {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::chat::summarize_chat_request;
+use crate::clock::Timestamp;
 use crate::deps::{Deps, MAX_QUEUE_DELAY, trigger_at};
 use crate::error::ServiceError;
 use crate::ids::{JobId, TenantId};
@@ -190,6 +191,26 @@ fn idempotency_claim(
     key: &str,
     job: &NewJob,
 ) -> Result<IdempotencyClaim, ServiceError> {
+    idempotency_claim_for(
+        deps,
+        key,
+        job.kind.as_str(),
+        job.scheduled_at,
+        &job.request,
+        job.created_at,
+    )
+}
+
+/// The claim an `Idempotency-Key` makes for a create of this kind (`async`, `scheduled`,
+/// `recurring`): its key checked, and the hash of what the create asks for.
+pub(crate) fn idempotency_claim_for(
+    deps: &Deps,
+    key: &str,
+    kind: &str,
+    scheduled_at: Option<Timestamp>,
+    request: &[u8],
+    now: Timestamp,
+) -> Result<IdempotencyClaim, ServiceError> {
     if key.is_empty()
         || key.len() > MAX_IDEMPOTENCY_KEY_LEN
         || !key.bytes().all(|b| b.is_ascii_graphic())
@@ -202,16 +223,16 @@ fn idempotency_claim(
     }
     // The kind is hashed too: the same key and body sent as async and as scheduled differ.
     let mut hash = Sha256::new();
-    hash.update(job.kind.as_str());
+    hash.update(kind);
     hash.update([0]);
-    if let Some(at) = job.scheduled_at {
+    if let Some(at) = scheduled_at {
         hash.update(at.0.to_be_bytes());
     }
-    hash.update(&job.request);
+    hash.update(request);
     Ok(IdempotencyClaim {
         key: key.to_owned(),
         body_hash: hex::encode(hash.finalize()),
-        expires_at: job.created_at.plus(deps.job_policy.idempotency_ttl),
+        expires_at: now.plus(deps.job_policy.idempotency_ttl),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::metadata::Metadata;
 pub mod cron;
 pub mod decisions;
 pub mod fire;
+pub mod listing;
 pub mod request;
 pub mod service;
 

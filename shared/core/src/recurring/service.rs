@@ -8,8 +8,10 @@ use bytes::Bytes;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::ids::{JobId, TenantId};
+use crate::jobs::service::idempotency_claim_for;
 use crate::jobs::{Job, JobKind, JobStatus};
 use crate::list::{ListQuery, Page};
+use crate::ports::CreateOutcome;
 use crate::recurring::decisions::{self, Transition};
 use crate::recurring::request::parse_recurring_request;
 use crate::recurring::{Recurring, RecurringStatus};
@@ -31,10 +33,18 @@ pub async fn create_recurring(
     deps: &Deps,
     tenant: &TenantId,
     body: &[u8],
-) -> Result<Recurring, ServiceError> {
+    idempotency_key: Option<&str>,
+) -> Result<Created, ServiceError> {
     let now = deps.clock.now();
     let policy = &deps.job_policy;
     let request = parse_recurring_request(body, now, policy.recurring_min_interval)?;
+    // The whole body is hashed: the same key with another schedule or request is a reuse. The
+    // key is checked in the store's write, after the cap: a retry that finds the tenant at its
+    // cap (its first try counting) answers 400 rather than the schedule.
+    let claim = idempotency_key
+        .map(|key| idempotency_claim_for(deps, key, "recurring", None, body, now))
+        .transpose()?;
+
     if !deps.upstream.routes(&request.model) {
         return Err(ServiceError::invalid(
             format!(
@@ -73,9 +83,18 @@ pub async fn create_recurring(
         version: 1,
     };
     tracing::Span::current().record("job_id", schedule.id.as_str());
-    deps.recurring
-        .create(&schedule, &Bytes::copy_from_slice(&request.request))
+    let outcome = deps
+        .recurring
+        .create(
+            &schedule,
+            &Bytes::copy_from_slice(&request.request),
+            claim.as_ref(),
+        )
         .await?;
+    if let CreateOutcome::Replayed { job_id, same_body } = outcome {
+        // A concurrent create with the same key came first.
+        return replayed_schedule(deps, tenant, &job_id, same_body).await;
+    }
     if let Err(error) = deps.recurring_trigger.arm(&schedule).await {
         // Without its trigger the schedule would never fire: take it back rather than answer
         // 201 for a schedule that does nothing.
@@ -89,7 +108,45 @@ pub async fn create_recurring(
         let _ = deps.recurring.update(&cancelled).await;
         return Err(ServiceError::Store(error));
     }
-    Ok(schedule)
+    Ok(Created {
+        schedule,
+        replayed: false,
+    })
+}
+
+/// A new schedule, or the one an `Idempotency-Key` already made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub schedule: Recurring,
+    /// True when the key matched an earlier create with the same body.
+    pub replayed: bool,
+}
+
+async fn replayed_schedule(
+    deps: &Deps,
+    tenant: &TenantId,
+    id: &JobId,
+    same_body: bool,
+) -> Result<Created, ServiceError> {
+    if !same_body {
+        return Err(ServiceError::invalid(
+            "This Idempotency-Key was already used with a different request body.",
+            None,
+            Some("idempotency_key_reused"),
+        ));
+    }
+    match deps.recurring.get(tenant, id).await? {
+        Some(schedule) => Ok(Created {
+            schedule,
+            replayed: true,
+        }),
+        // The key names a one-time job: its hash differs, so this is a reuse.
+        None => Err(ServiceError::invalid(
+            "This Idempotency-Key was already used with a different request body.",
+            None,
+            Some("idempotency_key_reused"),
+        )),
+    }
 }
 
 /// The tenant's recurring schedule with this id, if it is one.

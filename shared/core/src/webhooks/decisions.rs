@@ -1,6 +1,7 @@
 //! Every webhook rule as a pure function: which endpoint gets an event, which secrets sign it,
 //! what a delivery attempt's answer means, when the next attempt is due (exponential backoff
-//! with jitter for up to 72 h), and when an endpoint that keeps failing is disabled.
+//! with jitter for up to 72 h, never sooner than a 429's or 503's `Retry-After`), and when an
+//! endpoint is disabled (failing for 72 h, or at once on 410 Gone).
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(3600);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A rotated-out secret keeps signing this long alongside the new one.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest `Retry-After` honoured: a receiver asking for more is retried after this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Only a 2xx is a delivery; 3xx (never followed), 4xx and 5xx are retried.
 pub fn is_delivered(status: Option<u16>) -> bool {
@@ -56,12 +60,38 @@ pub fn retry_wait(base: Duration, attempt: u32, jitter: f64) -> Duration {
     full.mul_f64(1.0 - jitter / 2.0)
 }
 
+/// A 410 Gone: the receiver says the endpoint is no more. Its delivery stops and the endpoint
+/// is disabled at once.
+pub fn is_gone(status: Option<u16>) -> bool {
+    status == Some(410)
+}
+
+/// The statuses whose `Retry-After` is honoured: 429 Too Many Requests and 503 Service
+/// Unavailable (elsewhere the header is not about retrying the request).
+fn asks_to_wait(status: Option<u16>) -> bool {
+    matches!(status, Some(429 | 503))
+}
+
+/// A `Retry-After` header's wait at `now`: delay-seconds (`120`) or an HTTP-date (`Wed, 21 Oct
+/// 2026 07:28:00 GMT`; a date already past is no wait). `None` for anything else.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a long time".
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(now.until(Timestamp(at.timestamp_millis())))
+}
+
 /// The state after one attempt answered `status` (`None`: no answer) at `now`: delivered on a
-/// 2xx; otherwise the next attempt after [`retry_wait`], unless that falls past the 72 h window,
-/// when the delivery gives up.
+/// 2xx; given up on a 410; otherwise the next attempt after [`retry_wait`] (after a 429's or
+/// 503's `retry_after`, up to [`MAX_RETRY_AFTER`], when that is longer), unless that falls past
+/// the 72 h window, when the delivery gives up.
 pub fn after_attempt(
     state: &DeliveryState,
     status: Option<u16>,
+    retry_after: Option<Duration>,
     now: Timestamp,
     base: Duration,
     jitter: f64,
@@ -78,8 +108,11 @@ pub fn after_attempt(
         next.next_at = None;
         return next;
     }
-    let due = now.plus(retry_wait(base, attempts, jitter));
-    if due > first.plus(RETRY_WINDOW) {
+    let asked = retry_after
+        .filter(|_| asks_to_wait(status))
+        .map_or(Duration::ZERO, |wait| wait.min(MAX_RETRY_AFTER));
+    let due = now.plus(retry_wait(base, attempts, jitter).max(asked));
+    if is_gone(status) || due > first.plus(RETRY_WINDOW) {
         next.outcome = DeliveryOutcome::GaveUp;
         next.next_at = None;
     } else {
@@ -89,19 +122,22 @@ pub fn after_attempt(
     next
 }
 
-/// What one attempt changes on its endpoint: a success clears the failing streak; a failure
-/// starts one, and disables the endpoint once the streak is 72 h long. `None`: no change.
+/// What one attempt that answered `status` changes on its endpoint: a success clears the
+/// failing streak; a failure starts one, and disables the endpoint once the streak is 72 h long;
+/// a 410 Gone disables it at once. `None`: no change.
 pub fn endpoint_after_attempt(
     endpoint: &Endpoint,
-    delivered: bool,
+    status: Option<u16>,
     now: Timestamp,
 ) -> Option<Endpoint> {
     let mut next = endpoint.clone();
-    if delivered {
+    if is_delivered(status) {
         next.failing_since = None;
     } else {
         let since = *next.failing_since.get_or_insert(now);
-        if since.until(now) >= DISABLE_AFTER {
+        if (is_gone(status) || since.until(now) >= DISABLE_AFTER)
+            && next.status == EndpointStatus::Enabled
+        {
             next.status = EndpointStatus::Disabled;
             next.disabled_at = Some(now);
         }
@@ -216,15 +252,30 @@ mod tests {
     #[test]
     fn a_failed_attempt_schedules_the_next_and_a_2xx_settles() {
         let start = DeliveryState::new("evt_1", "we_1", Timestamp(0));
-        let failed = after_attempt(&start, Some(500), Timestamp(0), DEFAULT_RETRY_BASE, 0.0);
+        let failed = after_attempt(
+            &start,
+            Some(500),
+            None,
+            Timestamp(0),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
         assert_eq!(failed.attempts, 1);
         assert_eq!(failed.outcome, DeliveryOutcome::Pending);
         assert_eq!(failed.next_at, Some(Timestamp(5_000)));
-        let timed_out = after_attempt(&failed, None, Timestamp(5_000), DEFAULT_RETRY_BASE, 0.0);
+        let timed_out = after_attempt(
+            &failed,
+            None,
+            None,
+            Timestamp(5_000),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
         assert_eq!(timed_out.next_at, Some(Timestamp(15_000)));
         let ok = after_attempt(
             &timed_out,
             Some(200),
+            None,
             Timestamp(15_000),
             DEFAULT_RETRY_BASE,
             0.0,
@@ -241,7 +292,7 @@ mod tests {
         let mut now = Timestamp(0);
         let mut attempts = 0;
         while state.outcome == DeliveryOutcome::Pending {
-            state = after_attempt(&state, Some(503), now, DEFAULT_RETRY_BASE, 0.0);
+            state = after_attempt(&state, Some(503), None, now, DEFAULT_RETRY_BASE, 0.0);
             attempts += 1;
             if let Some(next) = state.next_at {
                 now = next;
@@ -256,20 +307,107 @@ mod tests {
     #[test]
     fn an_endpoint_failing_for_72_hours_is_disabled_and_a_success_clears_the_streak() {
         let e = endpoint(vec![]);
-        let failing = endpoint_after_attempt(&e, false, Timestamp(10)).unwrap();
+        let failing = endpoint_after_attempt(&e, Some(500), Timestamp(10)).unwrap();
         assert_eq!(failing.failing_since, Some(Timestamp(10)));
         assert_eq!(failing.status, EndpointStatus::Enabled);
         assert_eq!(
-            endpoint_after_attempt(&failing, false, Timestamp(10).plus(HOUR)),
+            endpoint_after_attempt(&failing, None, Timestamp(10).plus(HOUR)),
             None
         );
         let at = Timestamp(10).plus(DISABLE_AFTER);
-        let disabled = endpoint_after_attempt(&failing, false, at).unwrap();
+        let disabled = endpoint_after_attempt(&failing, Some(503), at).unwrap();
         assert_eq!(disabled.status, EndpointStatus::Disabled);
         assert_eq!(disabled.disabled_at, Some(at));
-        let healed = endpoint_after_attempt(&failing, true, Timestamp(20)).unwrap();
+        let healed = endpoint_after_attempt(&failing, Some(200), Timestamp(20)).unwrap();
         assert_eq!(healed.failing_since, None);
-        assert_eq!(endpoint_after_attempt(&e, true, Timestamp(20)), None);
+        assert_eq!(endpoint_after_attempt(&e, Some(204), Timestamp(20)), None);
+    }
+
+    #[test]
+    fn retry_after_on_429_and_503_delays_the_next_attempt_and_elsewhere_is_ignored() {
+        let start = DeliveryState::new("evt_1", "we_1", Timestamp(0));
+        let wait = Some(Duration::from_secs(120));
+        for status in [Some(429), Some(503)] {
+            let next = after_attempt(&start, status, wait, Timestamp(0), DEFAULT_RETRY_BASE, 0.0);
+            assert_eq!(next.next_at, Some(Timestamp(120_000)), "{status:?}");
+            assert_eq!(next.outcome, DeliveryOutcome::Pending);
+        }
+        // Shorter than the backoff: the backoff.
+        let short = after_attempt(
+            &start,
+            Some(429),
+            Some(Duration::from_secs(1)),
+            Timestamp(0),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
+        assert_eq!(short.next_at, Some(Timestamp(5_000)));
+        // On a 500 the header is not about retrying.
+        let other = after_attempt(
+            &start,
+            Some(500),
+            wait,
+            Timestamp(0),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
+        assert_eq!(other.next_at, Some(Timestamp(5_000)));
+        // A week is read as a day.
+        let long = after_attempt(
+            &start,
+            Some(503),
+            Some(Duration::from_secs(7 * 24 * 3600)),
+            Timestamp(0),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
+        assert_eq!(long.next_at, Some(Timestamp(0).plus(MAX_RETRY_AFTER)));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = Timestamp(1_793_000_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        let in_a_minute = chrono::DateTime::from_timestamp_millis(now.0 + 60_000)
+            .unwrap()
+            .to_rfc2822()
+            .replace("+0000", "GMT");
+        assert_eq!(
+            parse_retry_after(&in_a_minute, now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in ["", "-1", "1.5", "soon", "2026-10-21T07:28:00Z"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_410_gives_up_the_delivery_and_disables_the_endpoint_at_once() {
+        let start = DeliveryState::new("evt_1", "we_1", Timestamp(0));
+        let gone = after_attempt(
+            &start,
+            Some(410),
+            None,
+            Timestamp(7),
+            DEFAULT_RETRY_BASE,
+            0.0,
+        );
+        assert_eq!(gone.outcome, DeliveryOutcome::GaveUp);
+        assert_eq!(gone.next_at, None);
+        let disabled = endpoint_after_attempt(&endpoint(vec![]), Some(410), Timestamp(7)).unwrap();
+        assert_eq!(disabled.status, EndpointStatus::Disabled);
+        assert_eq!(disabled.disabled_at, Some(Timestamp(7)));
+        // Other 4xx are retried and do not disable.
+        let refused = endpoint_after_attempt(&endpoint(vec![]), Some(404), Timestamp(7)).unwrap();
+        assert_eq!(refused.status, EndpointStatus::Enabled);
     }
 
     #[test]

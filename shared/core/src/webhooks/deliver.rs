@@ -77,9 +77,14 @@ async fn attempt(
         .await;
     let now = deps.clock.now();
     let jitter: f64 = rand::rng().random();
+    let retry_after = sent
+        .retry_after
+        .as_deref()
+        .and_then(|value| decisions::parse_retry_after(value, now));
     let next = decisions::after_attempt(
         state,
         sent.status,
+        retry_after,
         now,
         deps.webhook_policy.retry_base,
         jitter,
@@ -107,7 +112,7 @@ async fn attempt(
     deps.webhooks
         .record_attempt(&event.tenant, Some(&record), &next)
         .await?;
-    if let Some(changed) = decisions::endpoint_after_attempt(endpoint, delivered, now) {
+    if let Some(changed) = decisions::endpoint_after_attempt(endpoint, sent.status, now) {
         deps.webhooks.update_endpoint(&changed).await?;
     }
     Ok(next)

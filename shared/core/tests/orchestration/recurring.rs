@@ -24,9 +24,10 @@ fn all_runs() -> ListQuery {
 #[tokio::test(start_paused = true)]
 async fn a_firing_delivered_three_times_makes_one_run_that_completes() {
     let world = World::new();
-    let created = create_recurring(&world.deps, &tenant(), &every_minute())
+    let created = create_recurring(&world.deps, &tenant(), &every_minute(), None)
         .await
-        .unwrap();
+        .unwrap()
+        .schedule;
     let at = created.next_run_at.unwrap();
     world.advance(world.now().until(at)).await;
     let schedule = created.recurring_ref();
@@ -59,9 +60,10 @@ async fn a_firing_delivered_three_times_makes_one_run_that_completes() {
 #[tokio::test(start_paused = true)]
 async fn a_firing_after_a_long_outage_makes_one_run_and_delete_stops_the_rest() {
     let world = World::new();
-    let created = create_recurring(&world.deps, &tenant(), &every_minute())
+    let created = create_recurring(&world.deps, &tenant(), &every_minute(), None)
         .await
-        .unwrap();
+        .unwrap()
+        .schedule;
     let first = created.next_run_at.unwrap();
     // Down for ten fire times: each delivery arrives now; one run, for the latest.
     world.advance(Duration::from_secs(600)).await;
@@ -89,4 +91,32 @@ async fn a_firing_after_a_long_outage_makes_one_run_and_delete_stops_the_rest() 
         .unwrap()
         .items;
     assert_eq!(runs.len(), 1, "no run after delete");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_replayed_with_its_idempotency_key_answers_the_same_schedule() {
+    let world = World::new();
+    let first = create_recurring(&world.deps, &tenant(), &every_minute(), Some("k-1"))
+        .await
+        .unwrap();
+    let again = create_recurring(&world.deps, &tenant(), &every_minute(), Some("k-1"))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    assert!(again.replayed);
+    assert_eq!(again.schedule.id, first.schedule.id);
+    let listed = world
+        .deps
+        .recurring
+        .list(&tenant(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1, "the replay made no second schedule");
+    let mut other = every_minute();
+    other.extend_from_slice(b" ");
+    let reused = create_recurring(&world.deps, &tenant(), &other, Some("k-1")).await;
+    assert!(
+        matches!(reused, Err(prism_core::ServiceError::InvalidRequest { ref code, .. }) if code.as_deref() == Some("idempotency_key_reused")),
+        "{reused:?}"
+    );
 }

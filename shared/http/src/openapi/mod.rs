@@ -39,7 +39,7 @@ const BEARER: &str = "bearer";
         crate::routes::get_async_job,
         crate::routes::cancel_async_job,
         crate::routes::create_scheduled_job,
-        crate::routes::list_scheduled_jobs,
+        crate::recurring::list,
         crate::routes::get_scheduled_job,
         crate::routes::cancel_scheduled_job,
         crate::recurring::pause,

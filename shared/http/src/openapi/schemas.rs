@@ -176,6 +176,18 @@ impl ToSchema for ScheduledObject {
     }
 }
 
+/// `GET /v1/scheduled`: one-time jobs and recurring schedules, newest first.
+#[derive(ToSchema)]
+#[schema(as = ScheduledList)]
+pub struct ScheduledListObject {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<ScheduledObject>,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+    pub has_more: bool,
+}
+
 /// `POST /v1/files`.
 #[derive(Serialize, ToSchema)]
 pub struct FileUploadForm {
@@ -403,6 +415,22 @@ pub struct UsageParams {
     pub end_time: Option<i64>,
 }
 
+/// `GET /v1/scheduled`: newest first, across both kinds.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduledListParams {
+    /// Default 20.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The last id of the previous page.
+    pub after: Option<String>,
+    /// A one-time job's or a recurring schedule's status (`cancelled` matches both).
+    pub status: Option<String>,
+    /// `once` or `recurring`: one kind only.
+    #[param(rename = "type", pattern = "^(once|recurring)$")]
+    pub kind: Option<String>,
+}
+
 /// `DELETE /v1/scheduled/{id}`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -437,8 +465,8 @@ pub struct CompletionHeaders {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct ScheduledHeaders {
-    /// One-time jobs only: 1 to 255 printable ASCII characters; a retry with the same key and
-    /// body answers the job the first request made.
+    /// 1 to 255 printable ASCII characters; a retry with the same key and body answers the job
+    /// or recurring schedule the first request made.
     #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     pub idempotency_key: Option<String>,
 }

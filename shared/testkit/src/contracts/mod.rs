@@ -101,8 +101,10 @@ mod files;
 mod jobs;
 mod keys;
 mod queue;
+mod recurring;
 mod scheduler;
 mod uploads;
+mod webhooks;
 
 pub use batches::*;
 pub use blobs::*;
@@ -110,8 +112,10 @@ pub use files::*;
 pub use jobs::*;
 pub use keys::*;
 pub use queue::*;
+pub use recurring::*;
 pub use scheduler::*;
 pub use uploads::*;
+pub use webhooks::*;
 
 /// Expands to one `#[tokio::test]` per contract case, each on fresh ports from `$fresh().await`.
 #[macro_export]

@@ -6,16 +6,21 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use prism_core::jobs::decisions::idempotency_key_holds;
 use prism_core::list::Page;
-use prism_core::ports::{RecurringStore, RecurringTrigger};
+use prism_core::ports::{CreateOutcome, IdempotencyClaim, RecurringStore, RecurringTrigger};
 use prism_core::recurring::{Recurring, RecurringRef, RecurringStatus};
-use prism_core::{JobId, StoreError, TenantId};
+use prism_core::{JobId, StoreError, TenantId, Timestamp};
 
 use super::lock;
+
+/// (tenant, key) -> (schedule id, body hash, expires at).
+type IdempotencyRecords = HashMap<(TenantId, String), (JobId, String, Timestamp)>;
 
 #[derive(Default)]
 pub struct MemoryRecurringStore {
     rows: Mutex<HashMap<JobId, (Recurring, Bytes)>>,
+    keys: Mutex<IdempotencyRecords>,
 }
 
 impl MemoryRecurringStore {
@@ -26,9 +31,34 @@ impl MemoryRecurringStore {
 
 #[async_trait]
 impl RecurringStore for MemoryRecurringStore {
-    async fn create(&self, schedule: &Recurring, request: &Bytes) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        schedule: &Recurring,
+        request: &Bytes,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<CreateOutcome, StoreError> {
+        if let Some(claim) = idempotency {
+            let mut keys = lock(&self.keys);
+            let slot = (schedule.tenant.clone(), claim.key.clone());
+            if let Some((id, hash, expires_at)) = keys.get(&slot)
+                && idempotency_key_holds(*expires_at, schedule.created_at)
+            {
+                return Ok(CreateOutcome::Replayed {
+                    job_id: id.clone(),
+                    same_body: *hash == claim.body_hash,
+                });
+            }
+            keys.insert(
+                slot,
+                (
+                    schedule.id.clone(),
+                    claim.body_hash.clone(),
+                    claim.expires_at,
+                ),
+            );
+        }
         lock(&self.rows).insert(schedule.id.clone(), (schedule.clone(), request.clone()));
-        Ok(())
+        Ok(CreateOutcome::Created { triggered: false })
     }
 
     async fn get(&self, tenant: &TenantId, id: &JobId) -> Result<Option<Recurring>, StoreError> {

@@ -161,11 +161,14 @@ impl WebhookSender for ScriptedSender {
         _allow_private: bool,
     ) -> SendResult {
         lock(&self.sent).push((url.to_owned(), headers.to_vec()));
+        // A real send waits on the network: let a concurrent delivery run meanwhile.
+        tokio::task::yield_now().await;
         let status = lock(&self.script).pop_front().unwrap_or(Some(200));
         SendResult {
             status,
             latency: Duration::from_millis(1),
             error: None,
+            retry_after: None,
         }
     }
 }
