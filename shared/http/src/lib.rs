@@ -7,6 +7,7 @@ mod files;
 mod multipart_guard;
 mod recurring;
 mod request;
+mod responses;
 mod routes;
 mod uploads;
 mod webhooks;

@@ -39,6 +39,7 @@ fn object_name(kind: JobKind) -> &'static str {
     match kind {
         JobKind::Async => "async.job",
         JobKind::Scheduled => "scheduled.job",
+        JobKind::Response => "response",
     }
 }
 

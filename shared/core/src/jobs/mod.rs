@@ -18,6 +18,8 @@ pub enum JobKind {
     Async,
     /// Runs like an async job, but never before its `scheduled_at`.
     Scheduled,
+    /// A Responses API request created with `background: true` (`resp_` ids).
+    Response,
 }
 
 impl JobKind {
@@ -25,6 +27,7 @@ impl JobKind {
         match self {
             JobKind::Async => "async",
             JobKind::Scheduled => "scheduled",
+            JobKind::Response => "response",
         }
     }
 
@@ -32,6 +35,7 @@ impl JobKind {
         match s {
             "async" => Some(JobKind::Async),
             "scheduled" => Some(JobKind::Scheduled),
+            "response" => Some(JobKind::Response),
             _ => None,
         }
     }

@@ -1,0 +1,94 @@
+//! The Responses API routes: `POST /v1/responses` relayed to the provider, or kept as a
+//! background response on the job store; `GET /v1/responses/{id}` (JSON, or the recorded stream
+//! with `?stream=true&starting_after=N`) and `POST /v1/responses/{id}/cancel`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+use prism_core::responses::{response_object, service, summarize_response_request};
+use prism_core::{ApiEndpoint, ServiceError, TenantId};
+
+use crate::error::ApiError;
+use crate::request::{BodyBudget, IdPath, QueryParams};
+use crate::routes::{AppState, read_json_body, relay_to_provider};
+
+pub(crate) async fn create_response(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    Extension(budget): Extension<BodyBudget>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let held = read_json_body(&state, &budget, &headers, body).await?;
+    let body = held.bytes.clone();
+    let summary = summarize_response_request(&body)?;
+    if !summary.background {
+        return relay_to_provider(
+            &state,
+            ApiEndpoint::Responses,
+            &summary.model,
+            summary.stream,
+            body,
+        )
+        .await;
+    }
+    let stream = summary.stream;
+    let job = service::create_background_response(&state.deps, &tenant, body, summary).await?;
+    tracing::info!(response_id = %job.id, "background response queued");
+    if stream {
+        // The client reads the stream as the worker records it; leaving cancels nothing.
+        return recorded_stream(&state, &tenant, job.id.as_str(), None).await;
+    }
+    Ok(Json(response_object(&job)).into_response())
+}
+
+pub(crate) async fn get_response(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    IdPath(id): IdPath,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    if params.get("stream") == Some("true") {
+        let after = match params.get("starting_after") {
+            None => None,
+            Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+                ServiceError::invalid(
+                    "Invalid 'starting_after': expected a non-negative integer.",
+                    Some("starting_after"),
+                    Some("invalid_type"),
+                )
+            })?),
+        };
+        return recorded_stream(&state, &tenant, &id, after).await;
+    }
+    let job = service::get_response(&state.deps, &tenant, &id).await?;
+    Ok(Json(response_object(&job)).into_response())
+}
+
+pub(crate) async fn cancel_response(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<TenantId>,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let job = service::cancel_response(&state.deps, &tenant, &id).await?;
+    Ok(Json(response_object(&job)).into_response())
+}
+
+async fn recorded_stream(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &str,
+    after: Option<u64>,
+) -> Result<Response, ApiError> {
+    let events = service::recorded_stream(&state.deps, tenant, id, after).await?;
+    let body = events.map(|event| Ok::<_, std::convert::Infallible>(event.to_sse()));
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
