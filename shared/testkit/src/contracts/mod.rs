@@ -101,6 +101,7 @@ mod files;
 mod jobs;
 mod keys;
 mod queue;
+mod responses;
 mod scheduler;
 mod uploads;
 
@@ -110,6 +111,7 @@ pub use files::*;
 pub use jobs::*;
 pub use keys::*;
 pub use queue::*;
+pub use responses::*;
 pub use scheduler::*;
 pub use uploads::*;
 
@@ -143,6 +145,7 @@ macro_rules! port_contract {
             finalize_has_one_winner_and_finish_needs_its_token,
             batches_list_newest_first_and_count_only_unfinished,
             an_expired_batch_takes_no_claims,
+            response_events_append_under_the_lease_and_read_back_in_order,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
