@@ -177,8 +177,8 @@ pub trait JobStore: Send + Sync {
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
 
     /// Appends a streamed background response's events while the job is `running` under
-    /// `token`, all or nothing; false when the lease is gone (cancelled or taken over). An event
-    /// whose sequence number is already recorded is kept as first written.
+    /// `token`, all or nothing; false when the lease is gone (cancelled or taken over). A worker
+    /// writes each sequence number once (a write sent again writes the same event).
     async fn append_events(
         &self,
         job: &JobRef,
