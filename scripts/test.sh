@@ -47,6 +47,7 @@ export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test files --test batches \
     --test attacks --test cli_client --test uploads
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test responses
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs

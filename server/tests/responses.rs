@@ -294,3 +294,28 @@ async fn a_recorded_stream_cut_by_kill_9_ends_failed_with_a_stated_reason() {
         assert_eq!(event["sequence_number"], json!(i));
     }
 }
+
+#[tokio::test]
+async fn a_replayed_idempotency_key_answers_the_same_background_response() {
+    let env = start(Setup::default()).await;
+    let body = json!({"model": "gpt-idem", "input": "once", "background": true});
+    let create = || async {
+        let response = env
+            .http
+            .post(env.url("/v1/responses"))
+            .bearer_auth(&env.alpha)
+            .header("Idempotency-Key", "resp-key-1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let first = create().await;
+    let second = create().await;
+    assert_eq!(first["id"], second["id"]);
+    env.wait_for_response(first["id"].as_str().unwrap(), &["completed"], SOON)
+        .await;
+    assert_eq!(env.mock.hits("gpt-idem"), 1);
+}

@@ -13,7 +13,7 @@ use prism_core::responses::{response_object, service, summarize_response_request
 use prism_core::{ApiEndpoint, ServiceError, TenantId};
 
 use crate::error::ApiError;
-use crate::request::{BodyBudget, IdPath, QueryParams};
+use crate::request::{BodyBudget, IdPath, QueryParams, idempotency_key};
 use crate::routes::{AppState, read_json_body, relay_to_provider};
 
 pub(crate) async fn create_response(
@@ -23,6 +23,8 @@ pub(crate) async fn create_response(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Headers first: a refused request is never buffered.
+    let key = idempotency_key(&headers)?;
     let held = read_json_body(&state, &budget, &headers, body).await?;
     let body = held.bytes.clone();
     let summary = summarize_response_request(&body)?;
@@ -37,7 +39,7 @@ pub(crate) async fn create_response(
         .await;
     }
     let stream = summary.stream;
-    let job = service::create_background_response(&state.deps, &tenant, body, summary).await?;
+    let job = service::create_background_response(&state.deps, &tenant, body, summary, key).await?;
     tracing::info!(response_id = %job.id, "background response queued");
     if stream {
         // The client reads the stream as the worker records it; leaving cancels nothing.

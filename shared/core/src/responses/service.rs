@@ -21,13 +21,15 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 const FOLLOW_PAGE: usize = 500;
 
 /// Stores a `background: true` request as a `queued` response and triggers its worker. The
-/// client's connection plays no further part: the worker calls the provider.
+/// client's connection plays no further part: the worker calls the provider. A replayed
+/// `Idempotency-Key` answers the original response.
 #[tracing::instrument(skip_all, fields(tenant = %tenant, job_id))]
 pub async fn create_background_response(
     deps: &Deps,
     tenant: &TenantId,
     body: Bytes,
     summary: ResponseRequestSummary,
+    idempotency_key: Option<&str>,
 ) -> Result<Job, ServiceError> {
     if !deps.upstream.routes(&summary.model) {
         return Err(model_not_found(&summary.model));
@@ -44,7 +46,7 @@ pub async fn create_background_response(
         scheduled_job_id: None,
         metadata: None,
     };
-    Ok(create_job(deps, job, None).await?.job)
+    Ok(create_job(deps, job, idempotency_key).await?.job)
 }
 
 fn as_response_error(error: ServiceError) -> ServiceError {
