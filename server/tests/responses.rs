@@ -319,3 +319,21 @@ async fn a_replayed_idempotency_key_answers_the_same_background_response() {
         .await;
     assert_eq!(env.mock.hits("gpt-idem"), 1);
 }
+
+#[tokio::test]
+async fn a_background_stream_whose_upstream_fails_ends_with_response_failed() {
+    let env = start(Setup::default()).await;
+    let body =
+        json!({"model": "mock-400-stream", "input": "x", "background": true, "stream": true});
+    let response = env.post(&env.alpha, "/v1/responses", &body).await;
+    assert_eq!(response.status(), 200);
+    let events = sse_data(&response.text().await.unwrap());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "response.failed");
+    assert_eq!(events[0]["sequence_number"], 0);
+    assert_eq!(events[0]["response"]["status"], "failed");
+    assert_eq!(
+        events[0]["response"]["error"]["code"],
+        "context_length_exceeded"
+    );
+}

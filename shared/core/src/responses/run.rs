@@ -78,7 +78,7 @@ async fn record_stream(
     if !(200..300).contains(&relay.status) {
         let error = UpstreamError::Status {
             status: relay.status,
-            error: None,
+            error: error_body(relay.body).await,
             retry_after: None,
             should_retry: None,
         };
@@ -155,6 +155,24 @@ async fn record_stream(
             Some("upstream_stream_broken"),
         )),
     }))
+}
+
+/// Error bodies past this are not read: the OpenAI error object is small.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The provider's OpenAI-shaped error from a refused stream's body, when it sent one.
+async fn error_body(
+    mut body: futures::stream::BoxStream<'static, Result<Bytes, UpstreamError>>,
+) -> Option<JobError> {
+    let mut bytes = Vec::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_ERROR_BODY {
+            return None;
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_value(value.get("error")?.clone()).ok()
 }
 
 fn failed(error: JobError) -> Finish {

@@ -10,10 +10,11 @@ use futures::Stream;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::ids::TenantId;
+use crate::jobs::JobStatus;
 use crate::jobs::service::{cancel_job, create_job, get_job, model_not_found};
 use crate::jobs::{Job, JobKind, NewJob};
-use crate::responses::events::RecordedEvent;
-use crate::responses::{ResponseRequestSummary, summarize_response_request};
+use crate::responses::events::{RecordedEvent, final_response};
+use crate::responses::{ResponseRequestSummary, response_object, summarize_response_request};
 
 /// How often a resumed stream looks for events the worker has not recorded yet.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -106,8 +107,40 @@ pub async fn recorded_stream(
         after: starting_after,
         buffered: Vec::new().into_iter(),
         finished: false,
+        saw_final: false,
+        closed: false,
     };
     Ok(futures::stream::unfold(state, Follow::next))
+}
+
+impl Follow {
+    /// A response that failed without the provider's own terminal event (an upstream error
+    /// before or during the stream, a cap, a crash) still ends its stream with a
+    /// `response.failed` event stating why, numbered after the last one recorded.
+    async fn closing_event(&self) -> Option<RecordedEvent> {
+        if self.saw_final {
+            return None;
+        }
+        let job = self
+            .deps
+            .jobs
+            .get(&self.job.tenant, &self.job.id, self.deps.clock.now())
+            .await
+            .ok()??;
+        if job.status != JobStatus::Failed {
+            return None;
+        }
+        let sequence_number = self.after.map_or(0, |a| a + 1);
+        let data = serde_json::json!({
+            "type": "response.failed",
+            "sequence_number": sequence_number,
+            "response": response_object(&job),
+        });
+        Some(RecordedEvent {
+            sequence_number,
+            text: format!("event: response.failed\ndata: {data}"),
+        })
+    }
 }
 
 struct Follow {
@@ -117,13 +150,21 @@ struct Follow {
     buffered: std::vec::IntoIter<RecordedEvent>,
     /// The job was terminal at the last read: one more empty page ends the stream.
     finished: bool,
+    /// The last event sent was the provider's terminal one (`response.completed`, ...).
+    saw_final: bool,
+    /// The stream has ended (after its closing event, if any).
+    closed: bool,
 }
 
 impl Follow {
     async fn next(mut self) -> Option<(RecordedEvent, Self)> {
+        if self.closed {
+            return None;
+        }
         loop {
             if let Some(event) = self.buffered.next() {
                 self.after = Some(event.sequence_number);
+                self.saw_final = final_response(&event).is_some();
                 return Some((event, self));
             }
             let job_ref = self.job.job_ref();
@@ -156,7 +197,9 @@ impl Follow {
             };
             if page.is_empty() {
                 if terminal || self.finished {
-                    return None;
+                    let closing = self.closing_event().await;
+                    self.closed = true;
+                    return closing.map(|event| (event, self));
                 }
                 tokio::time::sleep(FOLLOW_POLL).await;
                 continue;
