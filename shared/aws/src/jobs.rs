@@ -20,6 +20,7 @@ use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
+use prism_core::responses::events::RecordedEvent;
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
@@ -30,6 +31,7 @@ use crate::attrs::{
 use crate::blobs::S3Blobs;
 use crate::queue::SqsWorkQueue;
 use crate::reconcile_index::keys_due;
+use crate::response_events;
 use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 
@@ -83,7 +85,7 @@ pub struct DynamoJobStore {
     webhook_trigger: Option<SqsWorkQueue>,
 }
 
-fn job_pk(tenant: &TenantId) -> AttributeValue {
+pub(crate) fn job_pk(tenant: &TenantId) -> AttributeValue {
     tenant_pk(tenant, "J")
 }
 
@@ -667,5 +669,23 @@ impl JobStore for DynamoJobStore {
         // DynamoDB's TTL deletes expired items (and reads already skip them); S3 copies expire
         // by the bucket's lifecycle rule. Nothing to do here.
         Ok(0)
+    }
+
+    async fn append_events(
+        &self,
+        job: &JobRef,
+        token: &str,
+        events: &[RecordedEvent],
+    ) -> Result<bool, StoreError> {
+        response_events::append(&self.client, &self.table, &self.blobs, job, token, events).await
+    }
+
+    async fn events_after(
+        &self,
+        job: &JobRef,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        response_events::after(&self.client, &self.table, &self.blobs, job, after, limit).await
     }
 }

@@ -16,6 +16,7 @@ mod provision;
 mod queue;
 mod reconcile_index;
 mod recurring;
+mod response_events;
 mod schedules;
 mod settings;
 pub mod stack;

@@ -45,6 +45,11 @@ impl IdGenerator {
         JobId(format!("{}{}", JobId::ASYNC_PREFIX, self.next_body(now)))
     }
 
+    /// A background response's id: Prism's own, never the provider's.
+    pub fn response_id(&self, now: Timestamp) -> JobId {
+        JobId(format!("{}{}", JobId::RESPONSE_PREFIX, self.next_body(now)))
+    }
+
     pub fn scheduled_job_id(&self, now: Timestamp) -> JobId {
         JobId(format!(
             "{}{}",
@@ -185,17 +190,19 @@ pub struct JobId(String);
 impl JobId {
     pub const ASYNC_PREFIX: &'static str = "job_";
     pub const SCHEDULED_PREFIX: &'static str = "sched_";
+    pub const RESPONSE_PREFIX: &'static str = "resp_";
 
     pub fn prefix(kind: JobKind) -> &'static str {
         match kind {
             JobKind::Async => Self::ASYNC_PREFIX,
             JobKind::Scheduled => Self::SCHEDULED_PREFIX,
+            JobKind::Response => Self::RESPONSE_PREFIX,
         }
     }
 
     /// Accepts an id of either kind; a malformed id is a 404 before any IO.
     pub fn parse(s: &str) -> Option<Self> {
-        [JobKind::Async, JobKind::Scheduled]
+        [JobKind::Async, JobKind::Scheduled, JobKind::Response]
             .into_iter()
             .find_map(|kind| Self::parse_kind(s, kind))
     }
@@ -210,6 +217,8 @@ impl JobId {
     pub fn kind(&self) -> JobKind {
         if self.0.starts_with(Self::SCHEDULED_PREFIX) {
             JobKind::Scheduled
+        } else if self.0.starts_with(Self::RESPONSE_PREFIX) {
+            JobKind::Response
         } else {
             JobKind::Async
         }

@@ -11,6 +11,8 @@
 //! - [`files`]: the Files API.
 //! - [`webhooks`]: events for finished work, their endpoints, signing and delivery.
 //! - [`uploads`]: the Uploads API (a file in parts, joined into one file).
+//! - [`responses`]: Responses background mode, as jobs of kind `response`, and their recorded
+//!   streams.
 //!
 //! Across them: [`deps`] (what every call is given, and triggering work at a time),
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
@@ -39,6 +41,7 @@ pub mod ports;
 pub mod pricing;
 pub mod reconcile;
 pub mod recurring;
+pub mod responses;
 pub mod retry;
 pub mod routing;
 pub mod stage;

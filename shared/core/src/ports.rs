@@ -25,6 +25,7 @@ use crate::keys::ApiKeyRecord;
 use crate::list::{ListQuery, Page};
 use crate::pricing::UsageByModel;
 use crate::recurring::{Recurring, RecurringRef};
+use crate::responses::events::RecordedEvent;
 use crate::uploads::{CompletionClaim, Upload, UploadPart};
 use crate::webhooks::target::TargetError;
 use crate::webhooks::{Attempt, DeliveryState, Endpoint, EventRef, WebhookEvent};
@@ -175,6 +176,35 @@ pub trait JobStore: Send + Sync {
 
     /// Deletes jobs (and idempotency records) whose retention has passed; returns how many.
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError>;
+
+    /// Appends a streamed background response's events while the job is `running` under
+    /// `token`, all or nothing; false when the lease is gone (cancelled or taken over). A worker
+    /// writes each sequence number once (a write sent again writes the same event).
+    async fn append_events(
+        &self,
+        job: &JobRef,
+        token: &str,
+        events: &[RecordedEvent],
+    ) -> Result<bool, StoreError> {
+        let _ = (job, token, events);
+        Err(StoreError::Unavailable(
+            "this backend does not record response streams".to_owned(),
+        ))
+    }
+
+    /// The recorded events with a sequence number above `after` (all when `None`), in order, at
+    /// most `limit`.
+    async fn events_after(
+        &self,
+        job: &JobRef,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let _ = (job, after, limit);
+        Err(StoreError::Unavailable(
+            "this backend does not record response streams".to_owned(),
+        ))
+    }
 }
 
 /// What a queue message names. Messages carry ids, never payloads.

@@ -24,16 +24,24 @@ use crate::pricing::{Billed, Cost, PriceTable, Tier, UsageByModel};
 pub enum UsageKind {
     Async,
     Scheduled,
+    /// Background responses.
+    Response,
     Batch,
 }
 
 impl UsageKind {
-    pub const ALL: [UsageKind; 3] = [UsageKind::Async, UsageKind::Scheduled, UsageKind::Batch];
+    pub const ALL: [UsageKind; 4] = [
+        UsageKind::Async,
+        UsageKind::Scheduled,
+        UsageKind::Response,
+        UsageKind::Batch,
+    ];
 
     fn of_job(kind: JobKind) -> UsageKind {
         match kind {
             JobKind::Async => UsageKind::Async,
             JobKind::Scheduled => UsageKind::Scheduled,
+            JobKind::Response => UsageKind::Response,
         }
     }
 }
@@ -198,7 +206,7 @@ pub async fn tenant_totals(
 ) -> Result<UsageTotals, ServiceError> {
     let mut totals = Totals::default();
     let now = deps.clock.now();
-    for kind in [JobKind::Async, JobKind::Scheduled] {
+    for kind in JobKind::ALL {
         let mut query = ListQuery {
             limit: MAX_LIMIT,
             after: None,

@@ -51,6 +51,14 @@ CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (queue_visible_at) WHERE queue_vis
 CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE status IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 
+-- A streamed background response's events, as recorded by its worker (see response_events).
+CREATE TABLE IF NOT EXISTS response_events (
+    job_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    event  TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     tenant     TEXT NOT NULL,
     key        TEXT NOT NULL,

@@ -12,6 +12,7 @@ use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
+use prism_core::responses::events::RecordedEvent;
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -99,7 +100,7 @@ fn status_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<JobStatus>>
 /// Whether a worker holding `token` may still write the job, as core's `decisions::holds` has
 /// it of the row as stored. Every write of a lease holder asks this first; the single writer
 /// makes the check and the write one step.
-fn held_by(conn: &Connection, id: &str, token: &str) -> rusqlite::Result<bool> {
+pub(crate) fn held_by(conn: &Connection, id: &str, token: &str) -> rusqlite::Result<bool> {
     let row: Option<(String, Option<String>)> = conn
         .prepare_cached("SELECT status, lease_token FROM jobs WHERE id = ?1")?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -600,6 +601,7 @@ impl JobStore for SqliteJobStore {
         self.db
             .write(move |conn| {
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                crate::response_events::purge_for_expired_jobs(conn, now.0, limit)?;
                 let jobs = conn.execute(
                     "DELETE FROM jobs WHERE id IN \
                      (SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
@@ -613,5 +615,23 @@ impl JobStore for SqliteJobStore {
                 Ok(u64::try_from(jobs).unwrap_or(0))
             })
             .await
+    }
+
+    async fn append_events(
+        &self,
+        job: &JobRef,
+        token: &str,
+        events: &[RecordedEvent],
+    ) -> Result<bool, StoreError> {
+        crate::response_events::append(&self.db, job, token, events).await
+    }
+
+    async fn events_after(
+        &self,
+        job: &JobRef,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        crate::response_events::after(&self.db, job, after, limit).await
     }
 }

@@ -12,6 +12,7 @@ mod keys;
 mod lock;
 mod queue;
 mod recurring;
+mod response_events;
 mod runtime;
 mod schedules;
 mod uploads;

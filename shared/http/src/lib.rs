@@ -10,6 +10,7 @@ mod multipart_guard;
 mod openapi;
 mod recurring;
 mod request;
+mod responses;
 mod routes;
 mod uploads;
 mod usage;

@@ -38,6 +38,7 @@ use crate::recurring;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
 };
+use crate::responses;
 use crate::uploads;
 use crate::webhooks;
 use crate::wire::{JobObject, ListObject};
@@ -137,6 +138,14 @@ pub fn route_table() -> Vec<Route> {
         route(Get, "/ready", Public, ready),
         route(Get, "/openapi.json", Public, openapi::serve_document),
         route(Post, "/v1/chat/completions", Keyed, chat_completions),
+        route(Post, "/v1/responses", Keyed, responses::create_response),
+        route(Get, "/v1/responses/{id}", Keyed, responses::get_response),
+        route(
+            Post,
+            "/v1/responses/{id}/cancel",
+            Keyed,
+            responses::cancel_response,
+        ),
         route(Get, "/v1/async", Keyed, list_async_jobs),
         route(Get, "/v1/async/{id}", Keyed, get_async_job),
         route(Delete, "/v1/async/{id}", Keyed, cancel_async_job),
@@ -404,22 +413,33 @@ pub(crate) async fn chat_completions(
         )
             .into_response());
     }
-    relay_completion(&state, body).await
+    let summary = summarize_chat_request(&body)?;
+    relay_to_provider(
+        &state,
+        ApiEndpoint::ChatCompletions,
+        &summary.model,
+        summary.stream,
+        body,
+    )
+    .await
 }
 
-/// The synchronous path: the upstream's answer is passed on as it arrives, status included.
-async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, ApiError> {
-    let summary = summarize_chat_request(&body)?;
-    if !state.deps.upstream.routes(&summary.model) {
-        return Err(model_not_found(&summary.model).into());
+/// The synchronous path for every forwarded endpoint: the upstream's answer is passed on as it
+/// arrives, status included.
+pub(crate) async fn relay_to_provider(
+    state: &AppState,
+    endpoint: ApiEndpoint,
+    model: &str,
+    stream: bool,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !state.deps.upstream.routes(model) {
+        return Err(model_not_found(model).into());
     }
     // Batch lines toward this model yield a slot until the answer starts.
-    let _yielded = state.deps.model_gate.interactive(&summary.model);
-    let relay = state
-        .deps
-        .upstream
-        .relay(ApiEndpoint::ChatCompletions, &summary.model, body);
-    let relay = match state.limits.sync_deadline.filter(|_| !summary.stream) {
+    let _yielded = state.deps.model_gate.interactive(model);
+    let relay = state.deps.upstream.relay(endpoint, model, body);
+    let relay = match state.limits.sync_deadline.filter(|_| !stream) {
         Some(deadline) => tokio::time::timeout(deadline, relay)
             .await
             .map_err(|_| sync_deadline_passed(deadline))??,

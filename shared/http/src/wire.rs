@@ -71,6 +71,7 @@ pub(crate) fn job_object_name(kind: JobKind) -> &'static str {
     match kind {
         JobKind::Async => "async.job",
         JobKind::Scheduled => "scheduled.job",
+        JobKind::Response => "response",
     }
 }
 

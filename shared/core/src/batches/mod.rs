@@ -171,16 +171,18 @@ impl Usage {
             reasoning_tokens: u64,
         }
         #[derive(Deserialize, Default)]
+        // Chat completions and embeddings name tokens `prompt`/`completion`; the Responses API
+        // names the same counts `input`/`output`.
         struct Raw {
-            #[serde(default)]
+            #[serde(default, alias = "input_tokens")]
             prompt_tokens: u64,
-            #[serde(default)]
+            #[serde(default, alias = "output_tokens")]
             completion_tokens: u64,
             #[serde(default)]
             total_tokens: u64,
-            #[serde(default)]
+            #[serde(default, alias = "input_tokens_details")]
             prompt_tokens_details: Option<Details>,
-            #[serde(default)]
+            #[serde(default, alias = "output_tokens_details")]
             completion_tokens_details: Option<Details>,
         }
         #[derive(Deserialize)]
@@ -536,6 +538,22 @@ mod tests {
             }
         );
         assert_eq!(Usage::of_completion("not json"), Usage::default());
+    }
+
+    #[test]
+    fn usage_is_read_from_a_response_under_the_responses_apis_names() {
+        let body = r#"{"usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12,
+            "input_tokens_details":{"cached_tokens":2},"output_tokens_details":{"reasoning_tokens":1}}}"#;
+        assert_eq!(
+            Usage::of_completion(body),
+            Usage {
+                input_tokens: 5,
+                cached_tokens: 2,
+                output_tokens: 7,
+                reasoning_tokens: 1,
+                total_tokens: 12
+            }
+        );
     }
 
     #[test]

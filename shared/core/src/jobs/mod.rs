@@ -18,13 +18,18 @@ pub enum JobKind {
     Async,
     /// Runs like an async job, but never before its `scheduled_at`.
     Scheduled,
+    /// A Responses API request created with `background: true` (`resp_` ids).
+    Response,
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Async, JobKind::Scheduled, JobKind::Response];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Async => "async",
             JobKind::Scheduled => "scheduled",
+            JobKind::Response => "response",
         }
     }
 
@@ -32,6 +37,7 @@ impl JobKind {
         match s {
             "async" => Some(JobKind::Async),
             "scheduled" => Some(JobKind::Scheduled),
+            "response" => Some(JobKind::Response),
             _ => None,
         }
     }

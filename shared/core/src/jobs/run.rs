@@ -14,8 +14,10 @@ use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::ids::new_lease_token;
 use crate::jobs::decisions::next_attempt;
-use crate::jobs::{Finish, JobError, JobRef};
+use crate::jobs::{Finish, JobError, JobKind, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Lease, UpstreamError};
+use crate::responses::run::run_streamed_response;
+use crate::responses::{summarize_response_request, upstream_request};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
 
 /// How a run ended, before it is mapped to a queue action.
@@ -95,6 +97,22 @@ pub async fn run_job(
         return Ok(RunOutcome::Finished);
     };
     let token = lease.token;
+    let (endpoint, body) = match job.kind {
+        JobKind::Response => {
+            let streamed = summarize_response_request(&body).is_ok_and(|s| s.stream);
+            let Ok(upstream_body) = upstream_request(&body, streamed) else {
+                // Validated when created: only a corrupt row gets here.
+                return Err(StoreError::Corrupt(
+                    "background response request".to_owned(),
+                ));
+            };
+            if streamed {
+                return run_streamed_response(deps, id, &token, &job, upstream_body, stop).await;
+            }
+            (ApiEndpoint::Responses, upstream_body)
+        }
+        JobKind::Async | JobKind::Scheduled => (ApiEndpoint::ChatCompletions, body),
+    };
     loop {
         let timeout = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
         let attempt = watch_cancel(
@@ -102,7 +120,7 @@ pub async fn run_job(
             id,
             &token,
             stop,
-            call_upstream(deps, &job.model, &body, timeout),
+            call_upstream(deps, endpoint, &job.model, &body, timeout),
         )
         .await;
         let result = match attempt {
@@ -175,7 +193,11 @@ pub async fn run_job(
 }
 
 /// Shutdown: release the lease so the job can be claimed again at once.
-async fn give_back(deps: &Deps, id: &JobRef, token: &str) -> Result<RunOutcome, StoreError> {
+pub(crate) async fn give_back(
+    deps: &Deps,
+    id: &JobRef,
+    token: &str,
+) -> Result<RunOutcome, StoreError> {
     tracing::info!("worker stopping; job released for another worker");
     deps.jobs.release(id, token, deps.clock.now()).await?;
     Ok(RunOutcome::RetryLater(Duration::ZERO))
@@ -190,17 +212,23 @@ fn attempt_timeout(configured: Duration, deadline: Option<Instant>) -> Duration 
 
 async fn call_upstream(
     deps: &Deps,
+    endpoint: ApiEndpoint,
     model: &str,
     body: &Bytes,
     timeout: Duration,
 ) -> Result<Completion, UpstreamError> {
     let _yielded = deps.model_gate.interactive(model);
     deps.upstream
-        .complete(ApiEndpoint::ChatCompletions, model, body.clone(), timeout)
+        .complete(endpoint, model, body.clone(), timeout)
         .await
 }
 
-async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {
+pub(crate) async fn finish(
+    deps: &Deps,
+    id: &JobRef,
+    token: &str,
+    outcome: Finish,
+) -> Result<(), StoreError> {
     let now = deps.clock.now();
     let asked = Instant::now();
     let kept = deps
@@ -230,7 +258,7 @@ async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Resul
     Ok(())
 }
 
-enum Watched<T> {
+pub(crate) enum Watched<T> {
     Done(T),
     /// The job was cancelled (or taken over): it is no longer ours.
     Cancelled,
@@ -240,7 +268,7 @@ enum Watched<T> {
 
 /// Runs `work` while polling the store; drops it (aborting any request) once the job is no
 /// longer running under `token`.
-async fn watch_cancel<T>(
+pub(crate) async fn watch_cancel<T>(
     deps: &Deps,
     id: &JobRef,
     token: &str,

@@ -133,7 +133,7 @@ pub async fn submit_scheduled_job(
 }
 
 /// Stores a new job under an optional `Idempotency-Key` and triggers it, whatever its kind.
-async fn create_job(
+pub(crate) async fn create_job(
     deps: &Deps,
     job: NewJob,
     idempotency_key: Option<&str>,

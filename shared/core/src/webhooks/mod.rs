@@ -40,13 +40,19 @@ pub enum EventKind {
     ScheduledJobFailed,
     #[serde(rename = "scheduled.job.cancelled")]
     ScheduledJobCancelled,
+    #[serde(rename = "response.completed")]
+    ResponseCompleted,
+    #[serde(rename = "response.failed")]
+    ResponseFailed,
+    #[serde(rename = "response.cancelled")]
+    ResponseCancelled,
     /// Sent by `POST /v1/webhook_endpoints/{id}/test` to that endpoint only.
     #[serde(rename = "webhook_endpoint.test")]
     EndpointTest,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::BatchCompleted,
         EventKind::BatchFailed,
         EventKind::BatchExpired,
@@ -57,6 +63,9 @@ impl EventKind {
         EventKind::ScheduledJobCompleted,
         EventKind::ScheduledJobFailed,
         EventKind::ScheduledJobCancelled,
+        EventKind::ResponseCompleted,
+        EventKind::ResponseFailed,
+        EventKind::ResponseCancelled,
         EventKind::EndpointTest,
     ];
 
@@ -72,6 +81,9 @@ impl EventKind {
             EventKind::ScheduledJobCompleted => "scheduled.job.completed",
             EventKind::ScheduledJobFailed => "scheduled.job.failed",
             EventKind::ScheduledJobCancelled => "scheduled.job.cancelled",
+            EventKind::ResponseCompleted => "response.completed",
+            EventKind::ResponseFailed => "response.failed",
+            EventKind::ResponseCancelled => "response.cancelled",
             EventKind::EndpointTest => "webhook_endpoint.test",
         }
     }
@@ -89,6 +101,9 @@ impl EventKind {
             (JobKind::Scheduled, JobStatus::Completed) => EventKind::ScheduledJobCompleted,
             (JobKind::Scheduled, JobStatus::Failed) => EventKind::ScheduledJobFailed,
             (JobKind::Scheduled, JobStatus::Cancelled) => EventKind::ScheduledJobCancelled,
+            (JobKind::Response, JobStatus::Completed) => EventKind::ResponseCompleted,
+            (JobKind::Response, JobStatus::Failed) => EventKind::ResponseFailed,
+            (JobKind::Response, JobStatus::Cancelled) => EventKind::ResponseCancelled,
             (_, JobStatus::Pending | JobStatus::Running) => return None,
         })
     }

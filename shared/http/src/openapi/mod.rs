@@ -35,6 +35,9 @@ const BEARER: &str = "bearer";
         crate::routes::ready,
         serve_document,
         crate::routes::chat_completions,
+        crate::responses::create_response,
+        crate::responses::get_response,
+        crate::responses::cancel_response,
         crate::routes::list_async_jobs,
         crate::routes::get_async_job,
         crate::routes::cancel_async_job,
@@ -72,6 +75,7 @@ const BEARER: &str = "bearer";
     modifiers(&SharedResponses),
     tags(
         (name = "chat", description = "Chat completions, synchronous or as async jobs"),
+        (name = "responses", description = "The Responses API, relayed or in background mode"),
         (name = "async", description = "Async jobs"),
         (name = "scheduled", description = "One-time and recurring scheduled jobs"),
         (name = "files", description = "OpenAI's Files API"),

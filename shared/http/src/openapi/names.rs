@@ -4,6 +4,7 @@
 use prism_core::batches::BatchStatus;
 use prism_core::files::FilePurpose;
 use prism_core::recurring::{CatchUpPolicy, OverlapPolicy, RecurringStatus};
+use prism_core::responses::ResponseStatus;
 use prism_core::uploads::UploadStatus;
 use prism_core::webhooks::{EndpointStatus, EventKind};
 use prism_core::{JobKind, JobStatus};
@@ -38,6 +39,7 @@ constants! {
     webhook_endpoint_deleted => "webhook_endpoint.deleted",
     webhook_delivery => "webhook_endpoint.delivery",
     event => "event",
+    response => "response",
     processed => "processed",
     completion_window => "24h",
     batch_endpoint => "/v1/chat/completions",
@@ -49,6 +51,10 @@ pub fn job_object() -> Object {
 
 pub fn job_status() -> Object {
     one_of(JobStatus::ALL.map(JobStatus::as_str))
+}
+
+pub fn response_status() -> Object {
+    one_of(ResponseStatus::ALL.map(ResponseStatus::as_str))
 }
 
 pub fn batch_status() -> Object {

@@ -66,6 +66,59 @@ pub struct ChatCompletionRequest {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// OpenAI's response request. Prism reads `model`, `stream`, `background` and `store`; every
+/// other field reaches the upstream untouched.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"model": "gpt-4o-mini", "input": "Hello", "background": true}))]
+pub struct CreateResponseRequest {
+    #[schema(example = "gpt-4o-mini")]
+    pub model: String,
+    /// A string, or a list of input items.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    /// Answer as server-sent events (`text/event-stream`).
+    pub stream: Option<bool>,
+    /// Keep the request on Prism's job store and answer at once with a `queued` response.
+    pub background: Option<bool>,
+    /// `false` is refused with `background: true` (a background response is stored).
+    pub store: Option<bool>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// OpenAI's response object: the upstream's answer, or for a background response Prism's record
+/// of it (`id` is Prism's).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Response)]
+pub struct ResponseObject {
+    pub id: String,
+    #[schema(schema_with = names::response)]
+    pub object: String,
+    pub created_at: i64,
+    #[schema(schema_with = names::response_status)]
+    pub status: String,
+    pub model: String,
+    pub background: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub output: Vec<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<serde_json::Value>,
+}
+
+/// `GET /v1/responses/{id}`'s query.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResponseStreamParams {
+    /// `true` answers the recorded events as server-sent events, following new ones until the
+    /// response ends.
+    #[param(pattern = "^(true|false)$")]
+    pub stream: Option<String>,
+    /// With `stream=true`: resume after this event's `sequence_number`.
+    #[param(minimum = 0)]
+    pub starting_after: Option<u64>,
+}
+
 /// OpenAI's chat completion, as the upstream answered it.
 #[derive(Serialize, ToSchema)]
 pub struct ChatCompletion {

@@ -102,6 +102,7 @@ mod jobs;
 mod keys;
 mod queue;
 mod recurring;
+mod responses;
 mod scheduler;
 mod uploads;
 mod webhooks;
@@ -113,6 +114,7 @@ pub use jobs::*;
 pub use keys::*;
 pub use queue::*;
 pub use recurring::*;
+pub use responses::*;
 pub use scheduler::*;
 pub use uploads::*;
 pub use webhooks::*;
@@ -147,6 +149,7 @@ macro_rules! port_contract {
             finalize_has_one_winner_and_finish_needs_its_token,
             batches_list_newest_first_and_count_only_unfinished,
             an_expired_batch_takes_no_claims,
+            response_events_append_under_the_lease_and_read_back_in_order,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

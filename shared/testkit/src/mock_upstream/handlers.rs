@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 
 use super::fault::{Fault, RetryHint};
+use super::responses;
 use super::stats::{CallGuard, Stats};
-use super::wire::{ApiError, ChatRequest, Reply, request_id};
+use super::wire::{ApiError, ChatRequest, EventStream, Reply, request_id};
 
 const APPLICATION_JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -38,6 +39,7 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) fn router(stats: Arc<Stats>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/responses", post(responses::create_response))
         .route("/v1/models", get(list_models))
         .route("/_stats", get(report_stats))
         .route("/_reset", post(reset_stats))
@@ -49,7 +51,7 @@ pub(crate) fn router(stats: Arc<Stats>) -> Router {
 /// Encoding one of the mock's own replies failed; answered as a 500 so a test sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("the mock upstream could not encode its reply: {0}")]
-struct EncodeError(#[from] serde_json::Error);
+pub(super) struct EncodeError(#[from] serde_json::Error);
 
 impl IntoResponse for EncodeError {
     fn into_response(self) -> Response {
@@ -64,13 +66,13 @@ impl IntoResponse for EncodeError {
 
 /// How a reply leaves the handler: whole, or as a body that outlives it and so must carry the
 /// request's [`CallGuard`] along.
-enum Outcome {
+pub(super) enum Outcome {
     Whole(Response),
     Paced(Paced),
 }
 
 /// A body delivered piece by piece, with a pause between pieces, optionally ending in a cut.
-struct Paced {
+pub(super) struct Paced {
     content_type: &'static str,
     /// Declared up front; larger than the pieces when the body is meant to come up short.
     content_length: Option<usize>,
@@ -95,7 +97,12 @@ async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Respo
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
             let (mut guard, call) = CallGuard::begin(&stats, model);
-            match respond(&stats, guard.model(), call, &request).await {
+            let model = guard.model().to_owned();
+            let answer = ChatAnswer {
+                model: &model,
+                request: &request,
+            };
+            match respond(&stats, &model, call, &answer).await {
                 Ok(Outcome::Whole(response)) => {
                     guard.finish();
                     response
@@ -118,11 +125,39 @@ async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Respo
     response
 }
 
-async fn respond(
+/// One endpoint's healthy answer, whole or as an event stream: what the fault vocabulary
+/// delays, paces, cuts or replaces.
+pub(super) trait Answer: Sync {
+    fn is_stream(&self) -> bool;
+    fn whole(&self) -> Result<Bytes, serde_json::Error>;
+    fn events(&self) -> Result<EventStream, serde_json::Error>;
+}
+
+struct ChatAnswer<'a> {
+    model: &'a str,
+    request: &'a ChatRequest,
+}
+
+impl Answer for ChatAnswer<'_> {
+    fn is_stream(&self) -> bool {
+        self.request.is_stream()
+    }
+
+    fn whole(&self) -> Result<Bytes, serde_json::Error> {
+        Reply::new(self.model, self.request).completion_json()
+    }
+
+    fn events(&self) -> Result<EventStream, serde_json::Error> {
+        Reply::new(self.model, self.request).event_stream()
+    }
+}
+
+/// Answers one call as the model's fault says, for any endpoint.
+pub(super) async fn respond(
     stats: &Stats,
     model: &str,
     call: u64,
-    request: &ChatRequest,
+    request: &dyn Answer,
 ) -> Result<Outcome, EncodeError> {
     let mut fault = Fault::from_model(model);
     if let Fault::Chaos(chaos) = fault {
@@ -132,10 +167,10 @@ async fn respond(
     }
     match fault {
         // A chaos model's draw is never itself chaos.
-        Fault::Healthy | Fault::Chaos(_) => healthy(model, request),
+        Fault::Healthy | Fault::Chaos(_) => healthy(request),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            healthy(model, request)
+            healthy(request)
         }
         Fault::RateLimited { first, hint } if call <= first => rate_limited(hint),
         Fault::ServerError { first } if call <= first => api_error(
@@ -147,7 +182,7 @@ async fn respond(
                 None,
             ),
         ),
-        Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(model, request),
+        Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(request),
         Fault::Quota => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             &ApiError::new(
@@ -177,7 +212,7 @@ async fn respond(
             Body::from(r#"{"id": "chatcmpl-broken", "choices": ["#),
         ))),
         Fault::SseCut if request.is_stream() => {
-            let events = Reply::new(model, request).event_stream()?;
+            let events = request.events()?;
             Ok(Outcome::Paced(Paced {
                 content_type: EVENT_STREAM,
                 content_length: None,
@@ -187,7 +222,7 @@ async fn respond(
             }))
         }
         Fault::Truncated | Fault::SseCut => {
-            let json = Reply::new(model, request).completion_json()?;
+            let json = request.whole()?;
             Ok(Outcome::Paced(Paced {
                 content_type: APPLICATION_JSON,
                 content_length: Some(json.len()),
@@ -196,37 +231,35 @@ async fn respond(
                 ending: Ending::Cut,
             }))
         }
-        Fault::Drip(pause) => drip(model, request, pause),
+        Fault::Drip(pause) => drip(request, pause),
     }
 }
 
-fn healthy(model: &str, request: &ChatRequest) -> Result<Outcome, EncodeError> {
-    let reply = Reply::new(model, request);
+fn healthy(request: &dyn Answer) -> Result<Outcome, EncodeError> {
     let response = if request.is_stream() {
-        let events = reply.event_stream()?;
+        let events = request.events()?;
         with_content_type(StatusCode::OK, EVENT_STREAM, Body::from(events.bytes))
     } else {
         with_content_type(
             StatusCode::OK,
             APPLICATION_JSON,
-            Body::from(reply.completion_json()?),
+            Body::from(request.whole()?),
         )
     };
     Ok(Outcome::Whole(response))
 }
 
-fn drip(model: &str, request: &ChatRequest, pause: Duration) -> Result<Outcome, EncodeError> {
-    let reply = Reply::new(model, request);
+fn drip(request: &dyn Answer, pause: Duration) -> Result<Outcome, EncodeError> {
     let paced = if request.is_stream() {
         Paced {
             content_type: EVENT_STREAM,
             content_length: None,
-            pieces: reply.event_stream()?.events(),
+            pieces: request.events()?.events(),
             pause,
             ending: Ending::Complete,
         }
     } else {
-        let json = reply.completion_json()?;
+        let json = request.whole()?;
         Paced {
             content_type: APPLICATION_JSON,
             content_length: Some(json.len()),
@@ -274,7 +307,7 @@ fn error_response(status: StatusCode, error: &ApiError<'_>) -> Result<Response, 
     ))
 }
 
-fn unparsable_body(err: &serde_json::Error) -> Response {
+pub(super) fn unparsable_body(err: &serde_json::Error) -> Response {
     let message = format!("We could not parse the JSON body of your request: {err}");
     let error = ApiError::new(&message, "invalid_request_error", None, None);
     error_response(StatusCode::BAD_REQUEST, &error).unwrap_or_else(IntoResponse::into_response)
@@ -289,7 +322,7 @@ fn with_content_type(status: StatusCode, content_type: &'static str, body: Body)
 }
 
 impl Paced {
-    fn into_response(self, guard: CallGuard) -> Response {
+    pub(super) fn into_response(self, guard: CallGuard) -> Response {
         let Self {
             content_type,
             content_length,

@@ -5,10 +5,13 @@
 //! `mock-slow-<ms>`, `mock-429-<n>`, `mock-429ms-<n>`, `mock-quota`, `mock-500-<n>`, `mock-400`,
 //! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
 //! `mock-chaos-<ms>-<seed>` (faults drawn at random per call); every other model echoes the last
-//! user message. `GET /_stats` and `POST /_reset` expose the counters.
+//! user message. `GET /_stats` and `POST /_reset` expose the counters. `/v1/responses` answers
+//! with the same faults, JSON or typed SSE events (`response.created` ... `response.completed`,
+//! with sequence numbers).
 
 mod fault;
 mod handlers;
+mod responses;
 mod stats;
 mod wire;
 

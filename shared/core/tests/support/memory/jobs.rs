@@ -12,6 +12,7 @@ use prism_core::list::{ListQuery, Page};
 use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
+use prism_core::responses::events::RecordedEvent;
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use super::lock;
@@ -62,6 +63,7 @@ struct Remembered {
 struct State {
     jobs: HashMap<JobId, Row>,
     idempotency: HashMap<(TenantId, String), Remembered>,
+    events: HashMap<JobId, std::collections::BTreeMap<u64, String>>,
 }
 
 impl State {
@@ -342,5 +344,48 @@ impl JobStore for MemoryJobStore {
         }
         state.idempotency.retain(|_, seen| seen.expires_at > now);
         Ok(expired.len() as u64)
+    }
+
+    async fn append_events(
+        &self,
+        job: &JobRef,
+        token: &str,
+        events: &[RecordedEvent],
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        if !state
+            .row(&job.tenant, &job.id)
+            .is_some_and(|r| r.holds(token))
+        {
+            return Ok(false);
+        }
+        let recorded = state.events.entry(job.id.clone()).or_default();
+        for event in events {
+            recorded
+                .entry(event.sequence_number)
+                .or_insert_with(|| event.text.clone());
+        }
+        Ok(true)
+    }
+
+    async fn events_after(
+        &self,
+        job: &JobRef,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = lock(&self.state);
+        let Some(recorded) = state.events.get(&job.id) else {
+            return Ok(Vec::new());
+        };
+        Ok(recorded
+            .iter()
+            .filter(|(seq, _)| after.is_none_or(|a| **seq > a))
+            .take(limit)
+            .map(|(seq, text)| RecordedEvent {
+                sequence_number: *seq,
+                text: text.clone(),
+            })
+            .collect())
     }
 }
