@@ -41,9 +41,10 @@ pub(crate) fn router(stats: Arc<Stats>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/_stats", get(report_stats))
         .route("/_reset", post(reset_stats))
+        .with_state(Arc::clone(&stats))
+        .merge(super::batch_api::router(stats))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(stats)
 }
 
 /// Encoding one of the mock's own replies failed; answered as a 500 so a test sees it.
@@ -94,6 +95,9 @@ async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Respo
     let mut response = match serde_json::from_slice::<ChatRequest>(&body) {
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
+            if request.is_flex() {
+                stats.record_flex(&model);
+            }
             let (mut guard, call) = CallGuard::begin(&stats, model);
             match respond(&stats, guard.model(), call, &request).await {
                 Ok(Outcome::Whole(response)) => {
@@ -148,6 +152,16 @@ async fn respond(
             ),
         ),
         Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(model, request),
+        Fault::FlexBusy { first } if call <= first && request.is_flex() => api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &ApiError::new(
+                "Resource unavailable: there is no flex capacity for this request right now.",
+                "invalid_request_error",
+                None,
+                Some("resource_unavailable"),
+            ),
+        ),
+        Fault::FlexBusy { .. } => healthy(model, request),
         Fault::Quota => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             &ApiError::new(
