@@ -595,6 +595,12 @@ pub trait Upstream: Send + Sync {
     /// Whether some configured provider serves this model.
     fn routes(&self, model: &str) -> bool;
 
+    /// The provider serving `model` and how it runs batch lines; `None` (the default) runs
+    /// them at the gateway, at the standard tier.
+    fn batch_route(&self, _model: &str) -> Option<crate::batches::modes::BatchRoute> {
+        None
+    }
+
     /// One non-streamed attempt at `endpoint`, bounded by `timeout`. Dropping the future aborts
     /// the request.
     async fn complete(

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use prism_core::ApiEndpoint;
+use prism_core::batches::modes::BatchRoute;
 use prism_core::ports::{Completion, Relay, Upstream, UpstreamError};
 use prism_core::routing::glob_matches;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -45,6 +46,7 @@ struct Provider {
     /// Marked sensitive so that `http`'s own `Debug` hides it too.
     authorization: Option<HeaderValue>,
     models: Vec<String>,
+    batch: BatchRoute,
 }
 
 impl Provider {
@@ -54,6 +56,8 @@ impl Provider {
             base_url,
             api_key,
             models,
+            batch,
+            flex_fallback,
         } = config;
         if models.is_empty() {
             return Err(UpstreamBuildError::NoModels { provider: name });
@@ -80,6 +84,11 @@ impl Provider {
             },
         };
         Ok(Self {
+            batch: BatchRoute {
+                provider: name.clone(),
+                mode: batch,
+                flex_fallback,
+            },
             name,
             urls,
             authorization,
@@ -256,6 +265,10 @@ impl HttpUpstream {
 impl Upstream for HttpUpstream {
     fn routes(&self, model: &str) -> bool {
         self.route(model).is_ok()
+    }
+
+    fn batch_route(&self, model: &str) -> Option<BatchRoute> {
+        self.route(model).ok().map(|p| p.batch.clone())
     }
 
     async fn complete(

@@ -13,6 +13,7 @@ use crate::metadata::Metadata;
 pub mod decisions;
 pub mod finalize;
 pub mod input;
+pub mod modes;
 pub mod output;
 pub mod plan;
 pub mod process;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ApiEndpoint;
 use crate::batches::input::{RequestLine, request_lines};
+use crate::batches::modes::{BatchMode, FlexStep, Tier, after_flex_failure, flex_body};
 use crate::batches::output::{error_line, response_line};
 use crate::batches::{
     Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part, Usage, encode_part_line,
@@ -197,21 +198,27 @@ struct LineResult {
 
 /// Runs one line until it succeeds, fails for good (a permanent error, or `max_attempts`
 /// attempts of any other but a rate limit), or the batch's window ends; retryable failures back
-/// off (the breaker pauses the model on a 429 with `retry-after`).
+/// off (the breaker pauses the model on a 429 with `retry-after`). A line of a flex provider is
+/// sent at the flex tier, and a refusal of it follows the flex policy (`modes::after_flex_failure`).
 async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult {
+    let route = deps.upstream.batch_route(&line.model);
+    let fallback = route.as_ref().map(|r| r.flex_fallback).unwrap_or_default();
+    let mut tier = match route.map(|r| r.mode) {
+        Some(BatchMode::Flex) => Tier::Flex,
+        _ => Tier::Standard,
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let permit = deps.model_gate.enter(&line.model).await;
         let timeout = deps.work_policy.upstream_timeout;
+        let body = match tier {
+            Tier::Flex => flex_body(&line.body),
+            Tier::Standard => line.body.clone(),
+        };
         let result = deps
             .upstream
-            .complete(
-                ApiEndpoint::ChatCompletions,
-                &line.model,
-                line.body.clone(),
-                timeout,
-            )
+            .complete(ApiEndpoint::ChatCompletions, &line.model, body, timeout)
             .await;
         drop(permit);
         let error = match result {
@@ -233,6 +240,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             }
             Err(error) => error,
         };
+        let flex = after_flex_failure(&error, tier, fallback);
+        if flex == FlexStep::SendStandard {
+            tracing::debug!("flex tier unavailable; sending at the standard tier");
+            tier = Tier::Standard;
+            attempt -= 1;
+            continue;
+        }
         let wait = delay_before_retry(attempt, error.retry_after()).min(MAX_LINE_BACKOFF);
         if let (UpstreamError::Status { status: 429, .. }, Some(after)) =
             (&error, error.retry_after())
@@ -240,12 +254,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             deps.model_gate.pause(&line.model, after);
         }
         let fits = deps.clock.now().plus(wait) < batch.expires_at;
-        let again = tries_again(
-            &error,
-            attempt,
-            deps.work_policy.max_attempts,
-            RateLimits::RideOut,
-        );
+        let again = flex == FlexStep::RetryLater
+            || tries_again(
+                &error,
+                attempt,
+                deps.work_policy.max_attempts,
+                RateLimits::RideOut,
+            );
         if again && fits {
             tokio::time::sleep(wait).await;
             continue;
