@@ -5,7 +5,9 @@
 //! Batch faults, chosen like the chat faults by the input file's `model` (any `-suffix`):
 //! `mock-batchslow-<ms>` (turnaround; default 50 ms), `mock-batchfail-<n>` (every n-th line fails
 //! with a 500), `mock-batchexpire-<k>` (the batch expires with only its first k lines run),
-//! `mock-batchinvalid` (validation fails). Output lines come in reverse input order, as a real
+//! `mock-batchinvalid` (validation fails), `mock-batchcreatehang` (the create is stored but never
+//! answered: the caller dies or times out between the provider creating a batch and learning
+//! its id). Output lines come in reverse input order, as a real
 //! provider's come in no particular order.
 
 use std::collections::HashMap;
@@ -108,6 +110,7 @@ struct BatchFault {
     fail_every: Option<u64>,
     expire_after: Option<u64>,
     invalid: bool,
+    hang_create: bool,
 }
 
 impl BatchFault {
@@ -119,6 +122,7 @@ impl BatchFault {
             fail_every: numbered(rest, "batchfail-").filter(|n| *n > 0),
             expire_after: numbered(rest, "batchexpire-"),
             invalid: bare(rest, "batchinvalid"),
+            hang_create: bare(rest, "batchcreatehang"),
         }
     }
 }
@@ -422,9 +426,22 @@ async fn create_batch(
     Json(create): Json<CreateBatch>,
 ) -> Response {
     api.stats.record_batch_api("batches.create");
+    let (shown, hang) = match store_batch(&api, create) {
+        Ok(created) => created,
+        Err(response) => return response,
+    };
+    if hang {
+        // Only the client giving up ends this request: hyper then drops this future.
+        std::future::pending::<()>().await;
+    }
+    Json(shown).into_response()
+}
+
+/// Validates and stores a new batch; its JSON, and whether the create is to hang.
+fn store_batch(api: &BatchApi, create: CreateBatch) -> Result<(Value, bool), Response> {
     let mut store = api.store();
     let Some(input) = store.files.get(&create.input_file_id) else {
-        return not_found("file", &create.input_file_id);
+        return Err(not_found("file", &create.input_file_id));
     };
     let (lines, fault, errors) = match validate(&input.bytes, &create.endpoint) {
         Ok((lines, model)) => {
@@ -458,8 +475,9 @@ async fn create_batch(
         ended_at: None,
     };
     let shown = batch.json();
+    let hang = batch.fault.hang_create;
     store.batches.push(batch);
-    Json(shown).into_response()
+    Ok((shown, hang))
 }
 
 async fn retrieve_batch(State(api): State<Arc<BatchApi>>, Path(id): Path<String>) -> Response {
