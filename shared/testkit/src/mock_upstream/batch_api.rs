@@ -236,7 +236,7 @@ fn advance(store: &mut Store, index: usize) {
         let fails = batch
             .fault
             .fail_every
-            .is_some_and(|n| (number as u64 + 1) % n == 0);
+            .is_some_and(|n| (number as u64 + 1).is_multiple_of(n));
         let (status_code, body) = if fails {
             (
                 500,
@@ -428,7 +428,7 @@ async fn create_batch(
     api.stats.record_batch_api("batches.create");
     let (shown, hang) = match store_batch(&api, create) {
         Ok(created) => created,
-        Err(response) => return response,
+        Err(missing_file) => return not_found("file", &missing_file),
     };
     if hang {
         // Only the client giving up ends this request: hyper then drops this future.
@@ -437,11 +437,12 @@ async fn create_batch(
     Json(shown).into_response()
 }
 
-/// Validates and stores a new batch; its JSON, and whether the create is to hang.
-fn store_batch(api: &BatchApi, create: CreateBatch) -> Result<(Value, bool), Response> {
+/// Validates and stores a new batch; its JSON, and whether the create is to hang. `Err` names
+/// an input file that does not exist.
+fn store_batch(api: &BatchApi, create: CreateBatch) -> Result<(Value, bool), String> {
     let mut store = api.store();
     let Some(input) = store.files.get(&create.input_file_id) else {
-        return Err(not_found("file", &create.input_file_id));
+        return Err(create.input_file_id);
     };
     let (lines, fault, errors) = match validate(&input.bytes, &create.endpoint) {
         Ok((lines, model)) => {
