@@ -255,15 +255,7 @@ async fn create_once(
             tracing::info!(group = %record.key, provider_batch = %existing.id, "found the provider batch a crash left unrecorded");
             existing
         }
-        // Bounded well inside the chunk's lease, so no second holder of the chunk can look for
-        // the batch while this create may still land.
-        None => match tokio::time::timeout(
-            deps.batch_policy.lease / 3,
-            create(deps.provider_batches.as_ref(), current, lines, &record),
-        )
-        .await
-        .unwrap_or(Err(UpstreamError::Timeout))
-        {
+        None => match create(deps, current, lines, &record).await {
             Ok(created) => created,
             Err(error) if error.is_retryable() => return Ok(GroupState::Retry(error)),
             Err(error) => {
@@ -281,11 +273,12 @@ async fn create_once(
 }
 
 async fn create(
-    api: &dyn ProviderBatches,
+    deps: &Deps,
     current: &Batch,
     lines: &[RequestLine],
     record: &GroupRecord,
 ) -> Result<ProviderBatch, UpstreamError> {
+    let api = deps.provider_batches.as_ref();
     let mut file = Vec::new();
     for index in &record.lines {
         let Some(line) = lines.get(*index as usize) else {
@@ -316,7 +309,14 @@ async fn create(
             (METADATA_GROUP.to_owned(), record.key.clone()),
         ],
     };
-    let created = api.create_batch(&record.provider, &request).await?;
+    // Bounded well inside the chunk's lease, so no second holder of the chunk can look for the
+    // batch while this create may still land (the upload before it may take as long as it must).
+    let created = tokio::time::timeout(
+        deps.batch_policy.lease / 3,
+        api.create_batch(&record.provider, &request),
+    )
+    .await
+    .unwrap_or(Err(UpstreamError::Timeout))?;
     tracing::info!(group = %record.key, provider = %record.provider, provider_batch = %created.id, lines = record.lines.len(), "provider batch created");
     Ok(created)
 }
