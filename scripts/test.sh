@@ -32,6 +32,7 @@ PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client --test uploads
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test webhooks
+PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test batch_modes
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test aws_faults -- --ignored
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q

@@ -3,7 +3,8 @@
 //! Batch APIs), gateway lines and `flex` lines ends with every custom_id once, in input order;
 //! a kill between creating a provider batch and recording it never makes a second one; a
 //! cancel reaches the provider batches and keeps the lines that finished; a provider batch's
-//! expiry and failed validation become per-line errors.
+//! expiry and failed validation become per-line errors. Runs on both backends
+//! (`PRISM_TEST_BACKEND`), the kill on the embedded one only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
@@ -64,9 +65,6 @@ fn assert_in_input_order(lines: &[Value]) {
 #[tokio::test]
 async fn a_batch_mixing_native_gateway_and_flex_lines_has_every_custom_id_once_in_input_order() {
     let env = start_with_modes("lines_per_chunk = 30", "standard").await;
-    if env.backend.is_aws() {
-        return; // native mode runs on the embedded backend first
-    }
     let lines: Vec<(String, &str)> = (0..60)
         .map(|i| {
             let model = match i % 3 {
@@ -123,9 +121,6 @@ async fn a_batch_mixing_native_gateway_and_flex_lines_has_every_custom_id_once_i
 #[tokio::test]
 async fn a_flex_line_refused_for_capacity_retries_at_the_flex_tier_when_so_configured() {
     let env = start_with_modes("", "retry").await;
-    if env.backend.is_aws() {
-        return;
-    }
     let lines: Vec<(String, &str)> = (0..4)
         .map(|i| (format!("flex-{i}"), "mock-flexbusy-2-retry"))
         .collect();
@@ -144,6 +139,8 @@ async fn a_flex_line_refused_for_capacity_retries_at_the_flex_tier_when_so_confi
 async fn a_kill_between_creating_a_provider_batch_and_recording_it_makes_no_second_one() {
     let mut env = start_with_modes("", "retry").await;
     if env.backend.is_aws() {
+        // On AWS a killed process's chunk lease is not reclaimed at start: the batch waits out
+        // the lease (60 s) and the SQS redelivery, beyond this test's wait. Left for a follow-up.
         return;
     }
     let lines: Vec<(String, &str)> = (0..10)
@@ -180,9 +177,6 @@ async fn a_kill_between_creating_a_provider_batch_and_recording_it_makes_no_seco
 #[tokio::test]
 async fn cancel_reaches_the_provider_batch_and_keeps_the_lines_that_finished() {
     let env = start_with_modes("", "retry").await;
-    if env.backend.is_aws() {
-        return;
-    }
     let lines: Vec<(String, &str)> = (0..10)
         .map(|i| {
             let model = if i % 2 == 0 {
@@ -231,9 +225,6 @@ async fn cancel_reaches_the_provider_batch_and_keeps_the_lines_that_finished() {
 #[tokio::test]
 async fn provider_expiry_and_failed_validation_become_per_line_errors() {
     let env = start_with_modes("", "retry").await;
-    if env.backend.is_aws() {
-        return;
-    }
     let lines: Vec<(String, &str)> = (0..12)
         .map(|i| {
             let model = match i % 3 {
