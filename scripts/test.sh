@@ -40,6 +40,7 @@ PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test console -- --include-ignored
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test usage_cost
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test responses
+PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test batch_modes
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test aws_faults -- --ignored
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=aws PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q

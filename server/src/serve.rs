@@ -82,10 +82,10 @@ async fn serve_embedded(
             hold_commit_while: std::env::var_os(HOLD_COMMIT_ENV).map(PathBuf::from),
         },
     )?;
-    let upstream = HttpUpstream::new(
+    let upstream = Arc::new(HttpUpstream::new(
         config.providers(|name| std::env::var(name).ok(), &Default::default()),
         UpstreamOptions::default(),
-    )?;
+    )?);
     let EmbeddedBackend {
         deps,
         jobs,
@@ -95,9 +95,11 @@ async fn serve_embedded(
         &db,
         &data_dir,
         Arc::clone(&clock),
-        Arc::new(upstream),
+        upstream.clone(),
         config.embedded_policies(),
     );
+    // The same client runs `native` providers' lines through their own Batch API.
+    let deps = deps.with_provider_batches(upstream);
     let reclaimed = jobs.reclaim_all_leases(clock.now()).await?
         + batches.reclaim_all_leases(clock.now()).await?;
     if reclaimed > 0 {

@@ -104,7 +104,9 @@ pub async fn connect_aws(
         recurring_trigger: Arc::new(backend.recurring_trigger.clone()),
         uploads: Arc::new(backend.uploads.clone()),
     };
-    let deps = Deps::new(adapters, Arc::new(upstream), clock, config.aws_policies());
+    let upstream = Arc::new(upstream);
+    let deps = Deps::new(adapters, upstream.clone(), clock, config.aws_policies())
+        .with_provider_batches(upstream);
     Ok(AwsApp {
         config,
         backend,

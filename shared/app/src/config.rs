@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use prism_core::batches::modes::{BatchMode, FlexFallback};
 use prism_core::batches::service::BatchPolicy;
 use prism_core::deps::{Policies, WorkPolicy};
 use prism_core::files::service::FilePolicy;
@@ -196,10 +197,39 @@ pub struct ProviderSection {
     pub api_key_secret: Option<String>,
     #[serde(default = "match_everything")]
     pub models: Vec<String>,
+    /// How this provider runs batch lines: `gateway` (default), `native` or `flex`.
+    #[serde(default, deserialize_with = "batch_mode")]
+    pub batch: BatchMode,
+    /// A flex line refused with "resource unavailable": `retry` (default) or `standard`.
+    #[serde(default, deserialize_with = "flex_fallback")]
+    pub flex_fallback: FlexFallback,
 }
 
 fn match_everything() -> Vec<String> {
     vec!["*".to_owned()]
+}
+
+/// Named by core's one list of modes, so config accepts exactly the modes there are.
+fn batch_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BatchMode, D::Error> {
+    let name = String::deserialize(d)?;
+    BatchMode::parse(&name).ok_or_else(|| {
+        let names: Vec<&str> = BatchMode::ALL.iter().map(|m| m.as_str()).collect();
+        serde::de::Error::custom(format!(
+            "unknown batch mode '{name}', expected one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
+fn flex_fallback<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FlexFallback, D::Error> {
+    let name = String::deserialize(d)?;
+    FlexFallback::parse(&name).ok_or_else(|| {
+        let names: Vec<&str> = FlexFallback::ALL.iter().map(|f| f.as_str()).collect();
+        serde::de::Error::custom(format!(
+            "unknown flex_fallback '{name}', expected one of {}",
+            names.join(", ")
+        ))
+    })
 }
 
 fn default_providers() -> Vec<ProviderSection> {
@@ -209,6 +239,8 @@ fn default_providers() -> Vec<ProviderSection> {
         api_key_env: Some("OPENAI_API_KEY".to_owned()),
         api_key_secret: None,
         models: match_everything(),
+        batch: BatchMode::Gateway,
+        flex_fallback: FlexFallback::Retry,
     }]
 }
 
@@ -509,6 +541,8 @@ impl Config {
                     .filter(|k| !k.is_empty())
                     .map(SecretKey::new),
                 models: p.models.clone(),
+                batch: p.batch,
+                flex_fallback: p.flex_fallback,
             })
             .collect()
     }
@@ -547,6 +581,43 @@ mod tests {
         assert_eq!(config.jobs.retention, Duration::from_secs(7 * 86400));
         assert_eq!(config.workers.max_attempts, 5);
         assert_eq!(config.providers[0].api_key_env, None);
+    }
+
+    #[test]
+    fn providers_choose_a_batch_mode_and_a_flex_fallback() {
+        let config = Config::parse(
+            r#"
+            [[providers]]
+            name = "native"
+            base_url = "http://127.0.0.1:9/v1"
+            models = ["gpt-*"]
+            batch = "native"
+            [[providers]]
+            name = "flex"
+            base_url = "http://127.0.0.1:9/v1"
+            batch = "flex"
+            flex_fallback = "standard"
+            "#,
+            "test",
+        )
+        .unwrap();
+        let providers = config.providers(|_| None, &HashMap::new());
+        assert_eq!(providers[0].batch, BatchMode::Native);
+        assert_eq!(providers[0].flex_fallback, FlexFallback::Retry);
+        assert_eq!(providers[1].batch, BatchMode::Flex);
+        assert_eq!(providers[1].flex_fallback, FlexFallback::Standard);
+        assert_eq!(Config::default().providers[0].batch, BatchMode::Gateway);
+    }
+
+    #[test]
+    fn an_unknown_batch_mode_is_refused_with_the_modes_there_are() {
+        let error = Config::parse(
+            "[[providers]]\nname = \"p\"\nbase_url = \"http://x/v1\"\nbatch = \"cheap\"\n",
+            "test",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("gateway, native, flex"), "{error}");
     }
 
     #[test]

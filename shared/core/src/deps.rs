@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batches::native::NoProviderBatches;
 use crate::batches::service::BatchPolicy;
 use crate::clock::{Clock, Timestamp};
 use crate::error::StoreError;
@@ -13,8 +14,8 @@ use crate::gate::ModelGate;
 use crate::ids::IdGenerator;
 use crate::jobs::service::JobPolicy;
 use crate::ports::{
-    BatchStore, BlobStore, FileStore, JobStore, RecurringStore, RecurringTrigger, Scheduler,
-    UploadStore, Upstream, WebhookSender, WebhookStore, WorkItem, WorkQueue,
+    BatchStore, BlobStore, FileStore, JobStore, ProviderBatches, RecurringStore, RecurringTrigger,
+    Scheduler, UploadStore, Upstream, WebhookSender, WebhookStore, WorkItem, WorkQueue,
 };
 use crate::pricing::PriceTable;
 use crate::webhooks::WebhookPolicy;
@@ -36,6 +37,8 @@ pub struct Deps {
     pub recurring_trigger: Arc<dyn RecurringTrigger>,
     pub uploads: Arc<dyn UploadStore>,
     pub upstream: Arc<dyn Upstream>,
+    /// The providers' own Batch APIs, for `native` providers' lines.
+    pub provider_batches: Arc<dyn ProviderBatches>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub webhook_sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
@@ -115,6 +118,12 @@ pub struct Adapters {
 }
 
 impl Deps {
+    /// The provider batch client `native` providers' lines use (by default none: they fail).
+    pub fn with_provider_batches(mut self, api: Arc<dyn ProviderBatches>) -> Self {
+        self.provider_batches = api;
+        self
+    }
+
     /// The one place [`Deps`] is assembled; each backend's wiring (`EmbeddedBackend::new`,
     /// `prism_app::aws::connect_aws`) hands it its adapters. The id generator and the model gate
     /// are per process.
@@ -148,6 +157,7 @@ impl Deps {
             recurring_trigger,
             uploads,
             upstream,
+            provider_batches: Arc::new(NoProviderBatches),
             webhooks,
             webhook_sender,
             clock,

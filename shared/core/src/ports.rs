@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::batches::input::ChunkPlan;
+use crate::batches::native::{NewProviderBatch, ProviderBatch};
 use crate::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim, ChunkWrite,
     FinalizeLease, NewBatch, Part, RequestCounts, Usage,
@@ -636,6 +637,12 @@ pub trait Upstream: Send + Sync {
     /// Whether some configured provider serves this model.
     fn routes(&self, model: &str) -> bool;
 
+    /// The provider serving `model` and how it runs batch lines; `None` (the default) runs
+    /// them at the gateway, at the standard tier.
+    fn batch_route(&self, _model: &str) -> Option<crate::batches::modes::BatchRoute> {
+        None
+    }
+
     /// One non-streamed attempt at `endpoint`, bounded by `timeout`. Dropping the future aborts
     /// the request.
     async fn complete(
@@ -654,6 +661,55 @@ pub trait Upstream: Send + Sync {
         model: &str,
         body: Bytes,
     ) -> Result<Relay, UpstreamError>;
+}
+
+/// A provider's own Files and Batch API (OpenAI's `/v1/files`, `/v1/batches`), for the lines a
+/// `native` provider runs. Providers are named as configured; ids are the provider's.
+#[async_trait]
+pub trait ProviderBatches: Send + Sync {
+    /// Uploads a batch input file (purpose `batch`); the provider's file id.
+    async fn upload_batch_file(
+        &self,
+        provider: &str,
+        filename: &str,
+        body: Bytes,
+    ) -> Result<String, UpstreamError>;
+
+    /// Creates a provider batch over an uploaded input file (`completion_window: "24h"`).
+    async fn create_batch(
+        &self,
+        provider: &str,
+        request: &NewProviderBatch,
+    ) -> Result<ProviderBatch, UpstreamError>;
+
+    async fn retrieve_batch(
+        &self,
+        provider: &str,
+        id: &str,
+    ) -> Result<ProviderBatch, UpstreamError>;
+
+    /// The provider batch whose metadata holds `key = value`, looked up through the list
+    /// (providers filter lists by nothing but a cursor), newest first, down to batches created
+    /// at `created_since` (unix seconds): the one sought is never older.
+    async fn find_batch(
+        &self,
+        provider: &str,
+        key: &str,
+        value: &str,
+        created_since: u64,
+    ) -> Result<Option<ProviderBatch>, UpstreamError>;
+
+    async fn cancel_batch(&self, provider: &str, id: &str) -> Result<ProviderBatch, UpstreamError>;
+
+    /// A provider file's bytes as they arrive.
+    async fn file_content(
+        &self,
+        provider: &str,
+        file_id: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, UpstreamError>>, UpstreamError>;
+
+    /// Deletes a provider file; one already gone counts as deleted.
+    async fn delete_file(&self, provider: &str, file_id: &str) -> Result<(), UpstreamError>;
 }
 
 /// Webhook endpoints, the event outbox and the delivery record. Terminal transitions record

@@ -42,6 +42,8 @@ async fn harness(batches: BatchPolicy) -> Harness {
             base_url: mock.base_url(),
             api_key: None,
             models: vec!["*".into()],
+            batch: Default::default(),
+            flex_fallback: Default::default(),
         }],
         UpstreamOptions::default(),
     )

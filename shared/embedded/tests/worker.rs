@@ -37,6 +37,8 @@ async fn harness(policies: Policies) -> Harness {
             base_url: mock.base_url(),
             api_key: None,
             models: vec!["*".into()],
+            batch: Default::default(),
+            flex_fallback: Default::default(),
         }],
         UpstreamOptions::default(),
     )

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use prism_core::ApiEndpoint;
+use prism_core::batches::modes::BatchRoute;
 use prism_core::ports::{Completion, Relay, Upstream, UpstreamError};
 use prism_core::routing::glob_matches;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -38,13 +39,16 @@ pub enum UpstreamBuildError {
 }
 
 /// A provider with everything a request needs prepared once.
-struct Provider {
+pub(crate) struct Provider {
     name: String,
+    /// The configured base URL, under which `/files` and `/batches` live.
+    pub(crate) base: Url,
     /// One URL per endpoint, in `ApiEndpoint::ALL`'s order, built once.
     urls: [Url; ApiEndpoint::ALL.len()],
     /// Marked sensitive so that `http`'s own `Debug` hides it too.
-    authorization: Option<HeaderValue>,
+    pub(crate) authorization: Option<HeaderValue>,
     models: Vec<String>,
+    batch: BatchRoute,
 }
 
 impl Provider {
@@ -54,12 +58,14 @@ impl Provider {
             base_url,
             api_key,
             models,
+            batch,
+            flex_fallback,
         } = config;
         if models.is_empty() {
             return Err(UpstreamBuildError::NoModels { provider: name });
         }
         let urls = match endpoint_urls(&base_url) {
-            Ok(url) => url,
+            Ok(urls) => urls,
             Err(reason) => {
                 return Err(UpstreamBuildError::InvalidBaseUrl {
                     provider: name,
@@ -79,7 +85,19 @@ impl Provider {
                 }
             },
         };
+        let Ok(base) = Url::parse(&base_url) else {
+            return Err(UpstreamBuildError::InvalidBaseUrl {
+                provider: name,
+                reason: "it does not parse".to_owned(),
+            });
+        };
         Ok(Self {
+            base,
+            batch: BatchRoute {
+                provider: name.clone(),
+                mode: batch,
+                flex_fallback,
+            },
             name,
             urls,
             authorization,
@@ -137,7 +155,7 @@ fn bearer(key: &str) -> Result<HeaderValue, &'static str> {
 /// The OpenAI-compatible upstream. Cloning is cheap and shares the connection pool.
 #[derive(Clone)]
 pub struct HttpUpstream {
-    client: Client,
+    pub(crate) client: Client,
     providers: Arc<[Provider]>,
 }
 
@@ -176,6 +194,14 @@ impl HttpUpstream {
     /// The name of the provider that serves `model`, for logs and metrics.
     pub fn provider_name(&self, model: &str) -> Option<&str> {
         self.route(model).ok().map(|p| p.name.as_str())
+    }
+
+    /// The provider configured under `name` (the native batch path names providers).
+    pub(crate) fn provider_named(&self, name: &str) -> Result<&Provider, UpstreamError> {
+        self.providers
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| UpstreamError::NoRoute(name.to_owned()))
     }
 
     fn route(&self, model: &str) -> Result<&Provider, UpstreamError> {
@@ -258,6 +284,10 @@ impl Upstream for HttpUpstream {
         self.route(model).is_ok()
     }
 
+    fn batch_route(&self, model: &str) -> Option<BatchRoute> {
+        self.route(model).ok().map(|p| p.batch.clone())
+    }
+
     async fn complete(
         &self,
         endpoint: ApiEndpoint,
@@ -305,7 +335,7 @@ impl Upstream for HttpUpstream {
 
 /// A request that got no response head. A connect failure is `Connect` even when it was the
 /// connect timeout, because either way nothing reached the upstream.
-fn send_error(error: reqwest::Error) -> UpstreamError {
+pub(crate) fn send_error(error: reqwest::Error) -> UpstreamError {
     let mapped = if error.is_connect() {
         UpstreamError::Connect
     } else if error.is_timeout() {
@@ -317,7 +347,7 @@ fn send_error(error: reqwest::Error) -> UpstreamError {
     mapped
 }
 
-async fn status_error(mut response: Response) -> UpstreamError {
+pub(crate) async fn status_error(mut response: Response) -> UpstreamError {
     let status = response.status().as_u16();
     let retry_after = response::retry_after(response.headers(), SystemTime::now());
     let should_retry = response::should_retry(response.headers());

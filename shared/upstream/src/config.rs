@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use prism_core::batches::modes::{BatchMode, FlexFallback};
+
 /// An upstream API key. `Debug` prints `***` and there is deliberately no `Display`, so a logged
 /// or printed config never carries the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,6 +52,10 @@ pub struct ProviderConfig {
     pub api_key: Option<SecretKey>,
     /// Glob patterns (`*`, `?`) of the model names this provider serves.
     pub models: Vec<String>,
+    /// How the batch lines routed here run (config `batch`).
+    pub batch: BatchMode,
+    /// What a flex line does when the flex tier is unavailable (config `flex_fallback`).
+    pub flex_fallback: FlexFallback,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! Prism's OpenAI-compatible upstream client: routes a model to the first provider whose globs
 //! match it and implements [`prism_core::ports::Upstream`] over one pooled `reqwest` client;
-//! and [`HttpWebhookSender`], the webhook delivery client behind `WebhookSender`.
+//! the provider's own Files and Batch APIs behind [`prism_core::ports::ProviderBatches`] on the
+//! same client; and [`HttpWebhookSender`], the webhook delivery client behind `WebhookSender`.
 
+mod batches;
 mod client;
 mod config;
 mod response;

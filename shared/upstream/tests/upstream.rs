@@ -52,6 +52,8 @@ fn provider(name: &str, base_url: &str, models: &[&str], key: Option<&str>) -> P
         base_url: base_url.to_owned(),
         api_key: key.map(SecretKey::from),
         models: models.iter().map(|m| (*m).to_owned()).collect(),
+        batch: Default::default(),
+        flex_fallback: Default::default(),
     }
 }
 

@@ -14,6 +14,8 @@ use crate::pricing::UsageByModel;
 pub mod decisions;
 pub mod finalize;
 pub mod input;
+pub mod modes;
+pub mod native;
 pub mod output;
 pub mod plan;
 pub mod process;

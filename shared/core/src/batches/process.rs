@@ -4,6 +4,7 @@
 //! `checkpoint_every`, renew the claim, and mark the chunk done; a chunk whose message was
 //! dead-lettered has its unfinished lines written as failed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ApiEndpoint;
 use crate::batches::input::{RequestLine, request_lines};
+use crate::batches::modes::{BatchMode, FlexStep, Tier, after_flex_failure, flex_body};
+use crate::batches::native::{self, GroupState};
 use crate::batches::output::{error_line, response_line};
 use crate::batches::{
     Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part, Usage, encode_part_line,
@@ -195,23 +198,49 @@ struct LineResult {
     usage: Usage,
 }
 
+impl LineResult {
+    fn failed(json: String) -> Self {
+        Self {
+            target: LineTarget::Error,
+            json,
+            usage: Usage::default(),
+        }
+    }
+}
+
+/// What waiting out a chunk's provider batches needs from the chunk's run.
+struct NativeWait<'a> {
+    lines: &'a [RequestLine],
+    done: &'a [bool],
+    /// The batch is being cancelled already.
+    cancelling: bool,
+    stop: &'a CancellationToken,
+    stop_at: Option<Instant>,
+}
+
 /// Runs one line until it succeeds, fails for good (a permanent error, or `max_attempts`
 /// attempts of any other but a rate limit), or the batch's window ends; retryable failures back
-/// off (the breaker pauses the model on a 429 with `retry-after`).
+/// off (the breaker pauses the model on a 429 with `retry-after`). A line of a flex provider is
+/// sent at the flex tier, and a refusal of it follows the flex policy (`modes::after_flex_failure`).
 async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult {
+    let route = deps.upstream.batch_route(&line.model);
+    let fallback = route.as_ref().map(|r| r.flex_fallback).unwrap_or_default();
+    let mut tier = match route.map(|r| r.mode) {
+        Some(BatchMode::Flex) => Tier::Flex,
+        _ => Tier::Standard,
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let permit = deps.model_gate.enter(&line.model).await;
         let timeout = deps.work_policy.upstream_timeout;
+        let body = match tier {
+            Tier::Flex => flex_body(&line.body),
+            Tier::Standard => line.body.clone(),
+        };
         let result = deps
             .upstream
-            .complete(
-                ApiEndpoint::ChatCompletions,
-                &line.model,
-                line.body.clone(),
-                timeout,
-            )
+            .complete(ApiEndpoint::ChatCompletions, &line.model, body, timeout)
             .await;
         drop(permit);
         let error = match result {
@@ -233,6 +262,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             }
             Err(error) => error,
         };
+        let flex = after_flex_failure(&error, tier, fallback);
+        if flex == FlexStep::SendStandard {
+            tracing::debug!("flex tier unavailable; sending at the standard tier");
+            tier = Tier::Standard;
+            attempt -= 1;
+            continue;
+        }
         let wait = delay_before_retry(attempt, error.retry_after()).min(MAX_LINE_BACKOFF);
         if let (UpstreamError::Status { status: 429, .. }, Some(after)) =
             (&error, error.retry_after())
@@ -240,12 +276,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             deps.model_gate.pause(&line.model, after);
         }
         let fits = deps.clock.now().plus(wait) < batch.expires_at;
-        let again = tries_again(
-            &error,
-            attempt,
-            deps.work_policy.max_attempts,
-            RateLimits::RideOut,
-        );
+        let again = flex == FlexStep::RetryLater
+            || tries_again(
+                &error,
+                attempt,
+                deps.work_policy.max_attempts,
+                RateLimits::RideOut,
+            );
         if again && fits {
             tokio::time::sleep(wait).await;
             continue;
@@ -318,12 +355,26 @@ async fn process(
     let policy = &deps.batch_policy;
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
+    // A native provider's lines run as provider batches, submitted before the gateway's lines
+    // start and collected after they end.
+    let native_lines: HashSet<u32> = native::plan_groups(deps, batch, index, &lines)
+        .into_iter()
+        .flat_map(|group| group.lines)
+        .collect();
+    let groups = if native_lines.is_empty() {
+        Vec::new()
+    } else {
+        native::submit_groups(deps, batch, &current, index, &lines, &done).await?
+    };
     // Lines not yet committed, whatever order earlier claims finished them in.
     let todo: Vec<(u32, RequestLine)> = lines
-        .into_iter()
+        .iter()
         .enumerate()
-        .filter(|(line, _)| !done.get(*line).copied().unwrap_or(false))
         .map(|(line, request)| (u32::try_from(line).unwrap_or(u32::MAX), request))
+        .filter(|(line, _)| {
+            !done.get(*line as usize).copied().unwrap_or(false) && !native_lines.contains(line)
+        })
+        .map(|(line, request)| (line, request.clone()))
         .collect();
     let shared = Arc::new(current);
     let start_line = |(line, request): (u32, RequestLine)| {
@@ -355,6 +406,7 @@ async fn process(
     let mut commit_by: Option<Instant> = None;
     let mut renew_by = Instant::now() + renew_every;
     let stop_at = deadline.map(|d| d.checked_sub(Duration::from_secs(10)).unwrap_or(d));
+    let mut cancelling = false;
     loop {
         while results.len() as u32 + run.pending.lines < slots {
             let Some(next) = todo.next() else { break };
@@ -386,12 +438,30 @@ async fn process(
         renew_by = Instant::now() + renew_every;
         match write {
             ChunkWrite::Running => {}
-            ChunkWrite::Stopping => return run.stop_for_cancel(results).await,
+            ChunkWrite::Stopping if groups.is_empty() => return run.stop_for_cancel(results).await,
+            ChunkWrite::Stopping => {
+                // The provider batches still hold lines to keep: cancel them and collect.
+                run.keep_finished(&mut results);
+                cancelling = true;
+                break;
+            }
             ChunkWrite::Refused => {
+                native::cancel_groups(deps, &groups).await;
                 tracing::info!("chunk claim ended (batch closed or taken over); stopping");
                 return run.stop_for_finalize().await;
             }
         }
+    }
+    drop(results);
+    let waiting = NativeWait {
+        lines: &lines,
+        done: &done,
+        cancelling,
+        stop,
+        stop_at,
+    };
+    if let Some(action) = run.await_native(groups, waiting).await? {
+        return Ok(action);
     }
     match run.commit().await? {
         ChunkWrite::Running => finish_chunk(deps, batch, index, &run.token).await,
@@ -451,6 +521,157 @@ impl ChunkRun<'_> {
             }
         }
         Ok(answer)
+    }
+
+    /// Keeps the lines finished but not yet collected, starting nothing more.
+    fn keep_finished<S>(&mut self, results: &mut S)
+    where
+        S: futures::Stream<Item = (u32, LineResult)> + Unpin,
+    {
+        while let Some(Some((line, result))) = results.next().now_or_never() {
+            self.pending.push(line, result);
+        }
+    }
+
+    /// Waits out the chunk's provider batches, holding the chunk (its lease renewed at every
+    /// look) so that a cancel's finalizer waits for their lines: each batch that ends has its
+    /// lines committed; a cancel reaches the provider batches and their finished lines are kept;
+    /// a shutdown or deadline hands the chunk back to resume from the group records. `Some` is
+    /// the message's answer when the chunk must not be finished now.
+    async fn await_native(
+        &mut self,
+        groups: Vec<GroupState>,
+        wait: NativeWait<'_>,
+    ) -> Result<Option<QueueAction>, StoreError> {
+        let (deps, batch, index) = (self.deps, self.batch, self.index);
+        let NativeWait {
+            lines,
+            done,
+            mut cancelling,
+            stop,
+            stop_at,
+        } = wait;
+        let mut running = Vec::new();
+        let mut refused = Vec::new();
+        let mut retry = None;
+        for state in groups {
+            match state {
+                GroupState::Submitted { slot, record } => running.push((slot, record)),
+                GroupState::Retry(error) => retry = Some(error),
+                GroupState::Refused {
+                    slot,
+                    record,
+                    error,
+                } => {
+                    for &line in &record.lines {
+                        if !done.get(line as usize).copied().unwrap_or(false) {
+                            let custom_id = lines.get(line as usize).map_or("", |l| &l.custom_id);
+                            let json = failed_line(deps, custom_id, &error);
+                            self.pending.push(line, LineResult::failed(json));
+                        }
+                    }
+                    refused.push((slot, record));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            if self.commit().await? == ChunkWrite::Refused {
+                return self.stop_for_finalize().await.map(Some);
+            }
+            for (slot, record) in &refused {
+                native::clean_up(deps, batch, index, *slot, record, None).await;
+            }
+        }
+        if cancelling {
+            native::cancel_running(deps, &running).await;
+        }
+        let mut polls = 0;
+        while !running.is_empty() {
+            let mut still = Vec::new();
+            let mut stopping = false;
+            for (slot, record) in running {
+                let id = record.provider_batch_id.clone().unwrap_or_default();
+                let ended = match deps
+                    .provider_batches
+                    .retrieve_batch(&record.provider, &id)
+                    .await
+                {
+                    Ok(seen) if seen.status.is_terminal() => seen,
+                    Ok(_) => {
+                        still.push((slot, record));
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::info!(%error, provider_batch = %id, "could not look at a provider batch");
+                        still.push((slot, record));
+                        continue;
+                    }
+                };
+                let results = match native::collect(deps, &record, &ended, lines, done).await {
+                    Ok(results) => results,
+                    Err(error) => {
+                        tracing::info!(%error, provider_batch = %id, "could not read a provider batch's files");
+                        still.push((slot, record));
+                        continue;
+                    }
+                };
+                for line in results {
+                    let result = LineResult {
+                        target: line.target,
+                        json: line.json,
+                        usage: line.usage,
+                    };
+                    self.pending.push(line.index, result);
+                }
+                match self.commit().await? {
+                    ChunkWrite::Refused => {
+                        native::cancel_running(deps, &still).await;
+                        return self.stop_for_finalize().await.map(Some);
+                    }
+                    ChunkWrite::Stopping => stopping = true,
+                    ChunkWrite::Running => {}
+                }
+                tracing::info!(provider_batch = %id, status = ended.status.as_str(), "provider batch collected");
+                native::clean_up(deps, batch, index, slot, &record, Some(&ended)).await;
+            }
+            running = still;
+            if running.is_empty() {
+                break;
+            }
+            match self.commit().await? {
+                ChunkWrite::Running => {}
+                ChunkWrite::Stopping => stopping = true,
+                ChunkWrite::Refused => {
+                    native::cancel_running(deps, &running).await;
+                    return self.stop_for_finalize().await.map(Some);
+                }
+            }
+            if stopping && !cancelling {
+                cancelling = true;
+                native::cancel_running(deps, &running).await;
+            }
+            let pause = native::poll_delay(polls).min(deps.batch_policy.lease / 3);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => return self.give_up().await.map(Some),
+                _ = sleep_until_opt(stop_at) => return self.give_up().await.map(Some),
+            }
+            polls += 1;
+        }
+        match retry {
+            Some(error) if !cancelling => {
+                // Every other line is in; the groups not yet submitted are tried again later.
+                tracing::info!(%error, "a provider batch could not be submitted; trying again later");
+                if self.commit().await? != ChunkWrite::Refused {
+                    deps.batches
+                        .release_chunk(batch, index, &self.token)
+                        .await?;
+                }
+                let wait = delay_before_retry(1, error.retry_after()).max(Duration::from_secs(1));
+                Ok(Some(QueueAction::RetryAfter(wait)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The batch is being cancelled: keep the lines that finished by now (also those finished

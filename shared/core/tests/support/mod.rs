@@ -144,6 +144,7 @@ impl World {
             recurring_trigger: Arc::new(RecordingTrigger::default()),
             uploads: Arc::new(MemoryUploadStore::new(files.clone())),
             upstream: upstream.clone(),
+            provider_batches: Arc::new(prism_core::batches::native::NoProviderBatches),
             webhooks: webhooks.clone(),
             webhook_sender: sender.clone(),
             webhook_policy,

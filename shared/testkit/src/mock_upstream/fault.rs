@@ -32,6 +32,9 @@ pub(crate) enum Fault {
     Drip(Duration),
     /// `mock-chaos-<ms>-<seed>`: wait, then misbehave at random (see [`Chaos`]).
     Chaos(Chaos),
+    /// `mock-flexbusy-<n>`: of the first `first` calls, those asking for the flex tier get 429
+    /// "resource unavailable"; standard-tier calls and later ones are answered.
+    FlexBusy { first: u64 },
 }
 
 /// Faults drawn at random per call, for the fault matrix (bench/faults.sh): out of 100 calls,
@@ -85,7 +88,7 @@ impl Fault {
     pub(crate) fn kind(self) -> &'static str {
         match self {
             Fault::Healthy | Fault::Slow(_) | Fault::Drip(_) | Fault::Chaos(_) => "ok",
-            Fault::RateLimited { .. } | Fault::Quota => "429",
+            Fault::RateLimited { .. } | Fault::Quota | Fault::FlexBusy { .. } => "429",
             Fault::ServerError { .. } => "500",
             Fault::ContextLength => "400",
             Fault::Hang => "hang",
@@ -129,6 +132,9 @@ impl Fault {
         if let Some(first) = numbered(rest, "500-") {
             return Self::ServerError { first };
         }
+        if let Some(first) = numbered(rest, "flexbusy-") {
+            return Self::FlexBusy { first };
+        }
         if let Some(ms) = numbered(rest, "drip-") {
             return Self::Drip(Duration::from_millis(ms));
         }
@@ -153,7 +159,7 @@ impl Fault {
 }
 
 /// Reads `<prefix><digits>` that ends the name or is followed by a `-suffix`.
-fn numbered(rest: &str, prefix: &str) -> Option<u64> {
+pub(crate) fn numbered(rest: &str, prefix: &str) -> Option<u64> {
     let tail = rest.strip_prefix(prefix)?;
     let digits = tail.split_once('-').map_or(tail, |(digits, _)| digits);
     // `u64::from_str` would also take a leading `+`, which is not part of the vocabulary.
@@ -175,7 +181,7 @@ fn two_numbers(rest: &str, prefix: &str) -> Option<(u64, u64)> {
 }
 
 /// True when `rest` is exactly `name` or `name-suffix`, so `mock-400x` stays a healthy model.
-fn bare(rest: &str, name: &str) -> bool {
+pub(crate) fn bare(rest: &str, name: &str) -> bool {
     rest.strip_prefix(name)
         .is_some_and(|tail| tail.is_empty() || tail.starts_with('-'))
 }
@@ -186,6 +192,14 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn flexbusy_takes_how_many_flex_calls_to_refuse() {
+        assert_eq!(
+            Fault::from_model("mock-flexbusy-3-t1"),
+            Fault::FlexBusy { first: 3 }
+        );
     }
 
     #[test]

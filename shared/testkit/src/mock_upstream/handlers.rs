@@ -43,9 +43,10 @@ pub(crate) fn router(stats: Arc<Stats>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/_stats", get(report_stats))
         .route("/_reset", post(reset_stats))
+        .with_state(Arc::clone(&stats))
+        .merge(super::batch_api::router(stats))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(stats)
 }
 
 /// Encoding one of the mock's own replies failed; answered as a 500 so a test sees it.
@@ -96,6 +97,9 @@ async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Respo
     let mut response = match serde_json::from_slice::<ChatRequest>(&body) {
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
+            if request.is_flex() {
+                stats.record_flex(&model);
+            }
             let (mut guard, call) = CallGuard::begin(&stats, model);
             let model = guard.model().to_owned();
             let answer = ChatAnswer {
@@ -131,6 +135,10 @@ pub(super) trait Answer: Sync {
     fn is_stream(&self) -> bool;
     fn whole(&self) -> Result<Bytes, serde_json::Error>;
     fn events(&self) -> Result<EventStream, serde_json::Error>;
+    /// Whether the caller asked for the flex tier.
+    fn is_flex(&self) -> bool {
+        false
+    }
 }
 
 struct ChatAnswer<'a> {
@@ -149,6 +157,10 @@ impl Answer for ChatAnswer<'_> {
 
     fn events(&self) -> Result<EventStream, serde_json::Error> {
         Reply::new(self.model, self.request).event_stream()
+    }
+
+    fn is_flex(&self) -> bool {
+        self.request.is_flex()
     }
 }
 
@@ -183,6 +195,16 @@ pub(super) async fn respond(
             ),
         ),
         Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(request),
+        Fault::FlexBusy { first } if call <= first && request.is_flex() => api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &ApiError::new(
+                "Resource unavailable: there is no flex capacity for this request right now.",
+                "invalid_request_error",
+                None,
+                Some("resource_unavailable"),
+            ),
+        ),
+        Fault::FlexBusy { .. } => healthy(request),
         Fault::Quota => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             &ApiError::new(

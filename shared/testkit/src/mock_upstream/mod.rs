@@ -4,11 +4,14 @@
 //! Fault models (chosen by prefix of the request's `model`, any `-suffix` allowed):
 //! `mock-slow-<ms>`, `mock-429-<n>`, `mock-429ms-<n>`, `mock-quota`, `mock-500-<n>`, `mock-400`,
 //! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
-//! `mock-chaos-<ms>-<seed>` (faults drawn at random per call); every other model echoes the last
-//! user message. `GET /_stats` and `POST /_reset` expose the counters. `/v1/responses` answers
-//! with the same faults, JSON or typed SSE events (`response.created` ... `response.completed`,
-//! with sequence numbers).
+//! `mock-chaos-<ms>-<seed>` (faults drawn at random per call), `mock-flexbusy-<n>` (flex-tier
+//! calls refused with 429 "resource unavailable"); every other model echoes the last user
+//! message. `/v1/responses` answers with the same faults, JSON or typed SSE events
+//! (`response.created` ... `response.completed`, with sequence numbers). `/v1/files` and
+//! `/v1/batches` run provider batches, with faults of their own (see `batch_api`).
+//! `GET /_stats` and `POST /_reset` expose the counters.
 
+mod batch_api;
 mod fault;
 mod handlers;
 mod responses;
@@ -88,6 +91,17 @@ impl MockUpstream {
     /// Requests for `model` answered in full (the client got a result it was billed for).
     pub fn finished(&self, model: &str) -> u64 {
         self.stats.finished(model)
+    }
+
+    /// Chat requests for `model` that asked for the flex tier.
+    pub fn flex_hits(&self, model: &str) -> u64 {
+        self.stats.flex_hits(model)
+    }
+
+    /// Calls to the Files or Batch API of one kind: `files.create`, `files.content`,
+    /// `files.delete`, `batches.create`, `batches.retrieve`, `batches.list`, `batches.cancel`.
+    pub fn batch_api_calls(&self, kind: &str) -> u64 {
+        self.stats.batch_api_calls(kind)
     }
 
     /// All counters, as `GET /_stats` reports them.

@@ -22,6 +22,12 @@ pub struct StatsSnapshot {
     /// counted once the latency is over, so a call its client abandoned before then is absent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drawn: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Chat requests that asked for `service_tier: "flex"`, per model.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flex: BTreeMap<String, u64>,
+    /// Calls to the Files and Batch APIs, by kind (`files.create`, `batches.create`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub batch_api: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -30,11 +36,13 @@ struct Counters {
     aborted: u64,
     finished: u64,
     drawn: BTreeMap<&'static str, u64>,
+    flex: u64,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     by_model: Mutex<HashMap<String, Counters>>,
+    batch_api: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Stats {
@@ -54,6 +62,32 @@ impl Stats {
         if let Some(counters) = by_model.get_mut(model) {
             *counters.drawn.entry(kind).or_default() += 1;
         }
+    }
+
+    /// Counts a chat request that asked for the flex tier.
+    pub(crate) fn record_flex(&self, model: &str) {
+        self.bump(model, |counters| &mut counters.flex);
+    }
+
+    /// Counts one call to the Files or Batch API.
+    pub(crate) fn record_batch_api(&self, kind: &'static str) {
+        let mut calls = self
+            .batch_api
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *calls.entry(kind).or_default() += 1;
+    }
+
+    pub(crate) fn batch_api_calls(&self, kind: &str) -> u64 {
+        let calls = self
+            .batch_api
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        calls.get(kind).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn flex_hits(&self, model: &str) -> u64 {
+        self.lock().get(model).map_or(0, |counters| counters.flex)
     }
 
     fn record_abort(&self, model: &str) {
@@ -98,6 +132,10 @@ impl Stats {
 
     pub(crate) fn reset(&self) {
         self.lock().clear();
+        self.batch_api
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
@@ -107,6 +145,9 @@ impl Stats {
             snapshot.requests.insert(model.clone(), counters.requests);
             snapshot.aborted.insert(model.clone(), counters.aborted);
             snapshot.finished.insert(model.clone(), counters.finished);
+            if counters.flex > 0 {
+                snapshot.flex.insert(model.clone(), counters.flex);
+            }
             if !counters.drawn.is_empty() {
                 let drawn = counters
                     .drawn
@@ -115,6 +156,12 @@ impl Stats {
                 snapshot.drawn.insert(model.clone(), drawn.collect());
             }
         }
+        drop(by_model);
+        let calls = self
+            .batch_api
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        snapshot.batch_api = calls.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
         snapshot
     }
 }

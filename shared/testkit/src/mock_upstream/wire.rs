@@ -17,6 +17,8 @@ pub(crate) struct ChatRequest {
     pub(crate) stream: Option<bool>,
     #[serde(default)]
     pub(crate) stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub(crate) service_tier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +45,13 @@ pub(crate) struct ContentPart {
 pub(crate) struct StreamOptions {
     #[serde(default)]
     pub(crate) include_usage: Option<bool>,
+}
+
+impl ChatRequest {
+    /// Whether the caller asked for the flex tier.
+    pub(crate) fn is_flex(&self) -> bool {
+        self.service_tier.as_deref() == Some("flex")
+    }
 }
 
 impl MessageContent {

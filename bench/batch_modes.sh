@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Issue 14: the same LINES-line batch (50,000) run three ways against the mock upstream, one
+# fresh prism (embedded backend) per mode, with the one provider configured `batch = gateway`,
+# `native` or `flex`. Per mode: wall time from create to `completed`, prism's CPU seconds over
+# that span, its peak RSS (VmHWM), and the requests prism made to the provider (chat calls, and
+# Files/Batch API calls, from the mock's /_stats). Cost is left to the price table (issue 14's
+# other half): the request counts here are what it multiplies.
+#
+# Knobs (environment): LINES MODEL LINES_PER_CHUNK WORKER_CONCURRENCY MODEL_CONCURRENCY MODES
+# PROFILE=release|debug SKIP_BUILD=1 POLL_S MAX_WAIT_S. Raw outputs in bench/out/batch_modes/
+# (gitignored); the markdown table is printed and written to summary.md there.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/bench/out/batch_modes"
+PROFILE="${PROFILE:-release}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+LINES="${LINES:-50000}"
+MODEL="${MODEL:-gpt-4o-mini}"
+LINES_PER_CHUNK="${LINES_PER_CHUNK:-1000}"
+WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-64}"
+MODEL_CONCURRENCY="${MODEL_CONCURRENCY:-500}"
+MODES="${MODES:-gateway native flex}"
+POLL_S="${POLL_S:-0.5}"
+MAX_WAIT_S="${MAX_WAIT_S:-1800}"
+
+log() { printf '[batch_modes.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+now() { date +%s.%N; }
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    flag=()
+    [[ "$PROFILE" == release ]] && flag=(--release)
+    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit)
+fi
+for b in prism prism-mock-upstream; do
+    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
+done
+for tool in curl jq python3; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+mkdir -p "$OUT"
+rm -rf "${OUT:?}"/*
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-batch-modes.XXXXXX")"
+PIDS=()
+PRISM_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    stop ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+    echo "profile: $PROFILE"
+    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/env.txt"
+cat "$OUT/env.txt" >&2
+
+start_mock
+
+INPUT="$WORK/input.jsonl"
+python3 - "$INPUT" "$LINES" "$MODEL" <<'EOF'
+import json, sys
+path, lines, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(path, "w") as f:
+    for n in range(lines):
+        f.write(json.dumps({"custom_id": f"request-{n}", "method": "POST",
+                            "url": "/v1/chat/completions",
+                            "body": {"model": model, "messages": [
+                                {"role": "user", "content": f"line {n}: say something short"}]}},
+                           separators=(",", ":")) + "\n")
+EOF
+
+echo "| Mode | Lines | Wall s | Prism CPU s | Peak RSS MiB | Chat requests (flex) | Files/Batch API requests | Output lines | Cost |" >"$OUT/summary.md"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|" >>"$OUT/summary.md"
+
+for mode in $MODES; do
+    dir="$OUT/$mode"
+    mkdir -p "$dir"
+    cat >"$dir/prism.toml" <<EOF
+[[providers]]
+name = "mock"
+base_url = "$MOCK_URL/v1"
+models = ["*"]
+batch = "$mode"
+
+[workers]
+concurrency = $WORKER_CONCURRENCY
+
+[batches]
+model_concurrency = $MODEL_CONCURRENCY
+lines_per_chunk = $LINES_PER_CHUNK
+EOF
+    rm -rf "$WORK/data"
+    KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$WORK/data")"
+    port="$(free_port)"
+    url="http://127.0.0.1:$port"
+    PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data" \
+        --config "$dir/prism.toml" >"$dir/prism.stdout" 2>"$dir/prism.log" &
+    PRISM_PID=$!
+    for _ in $(seq 100); do
+        curl -fsS "$url/health" >/dev/null 2>&1 && break
+        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $dir/prism.log"
+        sleep 0.1
+    done
+    api() { curl -fsS -H "Authorization: Bearer $KEY" "$@"; }
+    curl -fsS -X POST "$MOCK_URL/_reset" >/dev/null
+    file_id="$(api -F purpose=batch -F "file=@$INPUT" "$url/v1/files" | jq -r .id)"
+    p0="$(cpu_ticks "$PRISM_PID")"
+    t0="$(now)"
+    batch_id="$(api -H 'content-type: application/json' "$url/v1/batches" \
+        -d "{\"input_file_id\":\"$file_id\",\"endpoint\":\"/v1/chat/completions\",\"completion_window\":\"24h\"}" | jq -r .id)"
+    [[ "$batch_id" == batch* ]] || die "$mode: create failed"
+    log "$mode: batch $batch_id of $LINES lines on prism pid $PRISM_PID"
+    while :; do
+        sleep "$POLL_S"
+        api -o "$dir/batch.json" "$url/v1/batches/$batch_id"
+        status="$(jq -r .status "$dir/batch.json")"
+        case "$status" in completed | failed | expired | cancelled) break ;; esac
+        if awk -v a="$t0" -v b="$(now)" -v m="$MAX_WAIT_S" 'BEGIN { exit !(b - a > m) }'; then
+            log "$mode: still $status after $MAX_WAIT_S s, giving up"
+            break
+        fi
+    done
+    wall="$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+    cpu="$(cpu_seconds "$p0" "$(cpu_ticks "$PRISM_PID")")"
+    hwm="$(status_kib "$PRISM_PID" VmHWM)"
+    curl -fsS "$MOCK_URL/_stats" >"$dir/mock-stats.json"
+    chat="$(jq '[.requests[]] | add // 0' "$dir/mock-stats.json")"
+    flex="$(jq '[(.flex // {})[]] | add // 0' "$dir/mock-stats.json")"
+    batch_api="$(jq '[(.batch_api // {})[]] | add // 0' "$dir/mock-stats.json")"
+    output_id="$(jq -r '.output_file_id // empty' "$dir/batch.json")"
+    output_lines=0
+    [[ -n "$output_id" ]] && output_lines="$(api "$url/v1/files/$output_id/content" | wc -l)"
+    log "$mode: $status in $wall s, cpu $cpu s, peak RSS $((hwm / 1024)) MiB, $chat chat ($flex flex), $batch_api files/batches calls"
+    echo "| $mode | $LINES | $wall | $cpu | $((hwm / 1024)) | $chat ($flex) | $batch_api | $output_lines | from the price table |" >>"$OUT/summary.md"
+    stop "$PRISM_PID"
+    PRISM_PID=""
+done
+cat "$OUT/summary.md"

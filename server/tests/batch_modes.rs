@@ -1,0 +1,258 @@
+//! Batch execution modes per provider, through `prism serve` and the mock upstream: one batch
+//! mixing a `native` provider's lines (run as provider batches through the mock's Files and
+//! Batch APIs), gateway lines and `flex` lines ends with every custom_id once, in input order;
+//! a kill between creating a provider batch and recording it never makes a second one; a
+//! cancel reaches the provider batches and keeps the lines that finished; a provider batch's
+//! expiry and failed validation become per-line errors. Runs on both backends
+//! (`PRISM_TEST_BACKEND`), the kill on the embedded one only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Env, Setup, chat_body, eventually, start};
+
+/// Starts Prism with three providers on the one mock: `gw-*` models at the gateway (the
+/// harness's own provider), the mock's batch-fault models `native`, and `flex-*` / flexbusy
+/// models `flex` with the given fallback.
+async fn start_with_modes(batches: &str, flex_fallback: &str) -> Env {
+    let mut env = start(Setup {
+        batches,
+        models: r#"["gw-*"]"#,
+        ..Setup::default()
+    })
+    .await;
+    env.kill_server().await;
+    let base = env.mock.base_url();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[[providers]]\nname = \"native\"\nbase_url = \"{base}\"\n\
+         models = [\"mock-batch*\"]\nbatch = \"native\"\n\n\
+         [[providers]]\nname = \"flex\"\nbase_url = \"{base}\"\n\
+         models = [\"flex-*\", \"mock-flexbusy*\"]\nbatch = \"flex\"\nflex_fallback = \"{flex_fallback}\"\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
+    env.start_server().await;
+    env
+}
+
+fn input(lines: &[(String, &str)]) -> String {
+    lines
+        .iter()
+        .map(|(custom_id, model)| {
+            let line = json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+                              "body": chat_body(model, custom_id)});
+            format!("{line}\n")
+        })
+        .collect()
+}
+
+/// The number after the last `-` of a custom id: its line number in the input.
+fn number(line: &Value) -> usize {
+    let id = line["custom_id"].as_str().unwrap();
+    id.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+fn assert_in_input_order(lines: &[Value]) {
+    let numbers: Vec<usize> = lines.iter().map(number).collect();
+    let mut sorted = numbers.clone();
+    sorted.sort_unstable();
+    assert_eq!(numbers, sorted, "lines out of input order");
+}
+
+#[tokio::test]
+async fn a_batch_mixing_native_gateway_and_flex_lines_has_every_custom_id_once_in_input_order() {
+    let env = start_with_modes("lines_per_chunk = 30", "standard").await;
+    let lines: Vec<(String, &str)> = (0..60)
+        .map(|i| {
+            let model = match i % 3 {
+                0 => "gw-a",
+                1 => "mock-batchfail-4-mix",
+                _ => "mock-flexbusy-3-mix",
+            };
+            (format!("mix-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 60).await;
+    assert_in_input_order(&output);
+    assert_in_input_order(&errors);
+
+    // Two chunks, one native group each: two provider batches of ten lines, every fourth of
+    // which the provider failed.
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 2);
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    for error in &errors {
+        assert_eq!(number(error) % 3, 1, "only native lines fail: {error}");
+        assert_eq!(error["response"]["status_code"], 500);
+    }
+    assert_eq!(done["request_counts"]["completed"], 56);
+    assert_eq!(done["request_counts"]["failed"], 4);
+    // Native lines never reached the chat endpoint; their answers name the caller's ids.
+    assert_eq!(env.mock.hits("mock-batchfail-4-mix"), 0);
+    let native: Vec<&Value> = output.iter().filter(|l| number(l) % 3 == 1).collect();
+    assert_eq!(native.len(), 16);
+    assert!(
+        native[0]["response"]["body"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains(native[0]["custom_id"].as_str().unwrap())
+    );
+
+    // Every flex line went out at the flex tier; the three refused went again at the standard.
+    assert_eq!(env.mock.flex_hits("mock-flexbusy-3-mix"), 20);
+    assert_eq!(env.mock.hits("mock-flexbusy-3-mix"), 23);
+    assert_eq!(env.mock.flex_hits("gw-a"), 0);
+
+    // The provider's files are gone: two inputs, two outputs, two error files.
+    eventually(
+        Duration::from_secs(10),
+        "provider files deleted",
+        || async { env.mock.batch_api_calls("files.delete") == 6 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_flex_line_refused_for_capacity_retries_at_the_flex_tier_when_so_configured() {
+    let env = start_with_modes("", "retry").await;
+    let lines: Vec<(String, &str)> = (0..4)
+        .map(|i| (format!("flex-{i}"), "mock-flexbusy-2-retry"))
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 4).await;
+    assert_eq!((output.len(), errors.len()), (4, 0));
+    // Two refusals, each tried again at the flex tier: six calls, all of them flex.
+    assert_eq!(env.mock.hits("mock-flexbusy-2-retry"), 6);
+    assert_eq!(env.mock.flex_hits("mock-flexbusy-2-retry"), 6);
+}
+
+#[tokio::test]
+async fn a_kill_between_creating_a_provider_batch_and_recording_it_makes_no_second_one() {
+    let mut env = start_with_modes("", "retry").await;
+    if env.backend.is_aws() {
+        // On AWS a killed process's chunk lease is not reclaimed at start: the batch waits out
+        // the lease (60 s) and the SQS redelivery, beyond this test's wait. Left for a follow-up.
+        return;
+    }
+    let lines: Vec<(String, &str)> = (0..10)
+        .map(|i| {
+            let model = if i % 2 == 0 {
+                "mock-batchcreatehang-k"
+            } else {
+                "gw-k"
+            };
+            (format!("kill-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    // The provider has created the batch and Prism waits for its answer: kill it there.
+    eventually(
+        Duration::from_secs(30),
+        "the provider batch created",
+        || async { env.mock.batch_api_calls("batches.create") == 1 },
+    )
+    .await;
+    env.kill_server().await;
+    env.start_server().await;
+
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 10).await;
+    assert_eq!((output.len(), errors.len()), (10, 0), "{errors:?}");
+    assert_in_input_order(&output);
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
+    assert!(env.mock.batch_api_calls("batches.list") >= 1);
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_provider_batch_and_keeps_the_lines_that_finished() {
+    let env = start_with_modes("", "retry").await;
+    let lines: Vec<(String, &str)> = (0..10)
+        .map(|i| {
+            let model = if i % 2 == 0 {
+                "mock-batchslow-600000-c"
+            } else {
+                "gw-c"
+            };
+            (format!("cancel-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    eventually(
+        Duration::from_secs(30),
+        "gateway lines done, provider batch running",
+        || async {
+            let batch: Value = env
+                .get(&env.alpha, &format!("/v1/batches/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            env.mock.batch_api_calls("batches.create") == 1
+                && batch["request_counts"]["completed"] == 5
+        },
+    )
+    .await;
+    let response = env
+        .post(&env.alpha, &format!("/v1/batches/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let done = env
+        .wait_for_batch(&id, &["cancelled"], Duration::from_secs(60))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 10).await;
+    assert_eq!(env.mock.batch_api_calls("batches.cancel"), 1);
+    // The gateway's five finished lines are kept; the provider had run none of its five.
+    assert_eq!(output.len(), 5);
+    assert!(output.iter().all(|l| number(l) % 2 == 1));
+    assert_eq!(errors.len(), 5);
+    for error in &errors {
+        assert_eq!(error["error"]["code"], "batch_cancelled", "{error}");
+    }
+    assert_in_input_order(&errors);
+}
+
+#[tokio::test]
+async fn provider_expiry_and_failed_validation_become_per_line_errors() {
+    let env = start_with_modes("", "retry").await;
+    let lines: Vec<(String, &str)> = (0..12)
+        .map(|i| {
+            let model = match i % 3 {
+                0 => "mock-batchexpire-2-e",
+                1 => "mock-batchinvalid-e",
+                _ => "gw-e",
+            };
+            (format!("end-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 12).await;
+    assert_in_input_order(&output);
+    assert_in_input_order(&errors);
+    let codes = |rest: usize| -> Vec<String> {
+        errors
+            .iter()
+            .filter(|l| number(l) % 3 == rest)
+            .map(|l| l["error"]["code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The expired provider batch ran its first two lines; the other two expired there.
+    assert_eq!(codes(0), vec!["batch_expired", "batch_expired"]);
+    // The provider refused the other group's file: each of its lines carries the refusal.
+    assert_eq!(codes(1), vec!["invalid_request"; 4]);
+    assert_eq!(output.len(), 2 + 4);
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 2);
+}
