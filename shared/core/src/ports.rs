@@ -595,6 +595,12 @@ pub trait Upstream: Send + Sync {
     /// Whether some configured provider serves this model.
     fn routes(&self, model: &str) -> bool;
 
+    /// The models to list (see [`crate::models::listed_models`]). A provider whose own list
+    /// cannot be read contributes its literal names only; none by default.
+    async fn models(&self) -> Vec<crate::models::ListedModel> {
+        Vec::new()
+    }
+
     /// One non-streamed attempt at `endpoint`, bounded by `timeout`. Dropping the future aborts
     /// the request.
     async fn complete(

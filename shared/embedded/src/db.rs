@@ -287,6 +287,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "scheduled_at", "INTEGER"),
     ("jobs", "metadata", "TEXT"),
     ("jobs", "scheduled_job_id", "TEXT"),
+    ("jobs", "endpoint", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

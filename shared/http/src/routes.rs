@@ -1,5 +1,5 @@
 //! Routes and handlers. Handlers only translate HTTP to service calls and back; behaviour lives
-//! in `prism_core::jobs::service`.
+//! in `prism_core`'s services (jobs, batches, models).
 
 use std::time::Duration;
 
@@ -12,12 +12,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use prism_core::ApiEndpoint;
-use prism_core::chat::summarize_chat_request;
 use prism_core::deps::Deps;
 use prism_core::ids::new_request_id;
 use prism_core::jobs::service::model_not_found;
 use prism_core::json_strict::reject_duplicate_keys;
 use prism_core::list::ListQuery;
+use prism_core::requests::summarize_request;
 use prism_core::{JobKind, TenantId, batches, jobs};
 use serde_json::json;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -32,7 +32,7 @@ use crate::request::{
 };
 use crate::uploads;
 use crate::webhooks;
-use crate::wire::{BatchList, BatchObject, JobObject, ListObject};
+use crate::wire::{BatchList, BatchObject, JobObject, ListObject, ModelList, ModelObject};
 
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -76,6 +76,11 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = state.limits.body_read_timeout;
     let v1 = Router::new()
         .route("/chat/completions", post(chat_completions))
+        .route("/completions", post(completions))
+        .route("/embeddings", post(embeddings))
+        .route("/moderations", post(moderations))
+        .route("/models", get(list_models))
+        .route("/models/{*id}", get(get_model))
         .route("/async", get(list_async_jobs))
         .route("/async/{id}", get(get_async_job).delete(cancel_async_job))
         .route(
@@ -231,6 +236,81 @@ pub(crate) async fn read_json_body(
 }
 
 async fn chat_completions(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    budget: Extension<BodyBudget>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    forward(
+        ApiEndpoint::ChatCompletions,
+        state,
+        tenant,
+        budget,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn completions(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    budget: Extension<BodyBudget>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    forward(
+        ApiEndpoint::Completions,
+        state,
+        tenant,
+        budget,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn embeddings(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    budget: Extension<BodyBudget>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    forward(
+        ApiEndpoint::Embeddings,
+        state,
+        tenant,
+        budget,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn moderations(
+    state: State<AppState>,
+    tenant: Extension<TenantId>,
+    budget: Extension<BodyBudget>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    forward(
+        ApiEndpoint::Moderations,
+        state,
+        tenant,
+        budget,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// A request to a forwarded endpoint: relayed at once, or stored as an async job with
+/// `x-prism-async: true`.
+async fn forward(
+    endpoint: ApiEndpoint,
     State(state): State<AppState>,
     Extension(tenant): Extension<TenantId>,
     Extension(budget): Extension<BodyBudget>,
@@ -247,28 +327,26 @@ async fn chat_completions(
     let held = read_json_body(&state, &budget, &headers, body).await?;
     let body = held.bytes.clone();
     if is_async {
-        let submitted = jobs::service::submit_async_job(&state.deps, &tenant, body, key).await?;
+        let submitted =
+            jobs::service::submit_async_job(&state.deps, &tenant, endpoint, body, key).await?;
         return Ok((
             StatusCode::ACCEPTED,
             Json(JobObject::from_job(&submitted.job)),
         )
             .into_response());
     }
-    relay_completion(&state, body).await
+    relay(&state, endpoint, body).await
 }
 
 /// The synchronous path: the upstream's answer is passed on as it arrives, status included.
-async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, ApiError> {
-    let summary = summarize_chat_request(&body)?;
+async fn relay(state: &AppState, endpoint: ApiEndpoint, body: Bytes) -> Result<Response, ApiError> {
+    let summary = summarize_request(endpoint, &body)?;
     if !state.deps.upstream.routes(&summary.model) {
         return Err(model_not_found(&summary.model).into());
     }
     // Batch lines toward this model yield a slot until the answer starts.
     let _yielded = state.deps.model_gate.interactive(&summary.model);
-    let relay = state
-        .deps
-        .upstream
-        .relay(ApiEndpoint::ChatCompletions, &summary.model, body);
+    let relay = state.deps.upstream.relay(endpoint, &summary.model, body);
     let relay = match state.limits.sync_deadline.filter(|_| !summary.stream) {
         Some(deadline) => tokio::time::timeout(deadline, relay)
             .await
@@ -288,6 +366,19 @@ async fn relay_completion(state: &AppState, body: Bytes) -> Result<Response, Api
         }
     }
     Ok(response)
+}
+
+async fn list_models(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let models = prism_core::models::list_models(&state.deps).await?;
+    Ok(Json(ModelList::from_models(&models)).into_response())
+}
+
+async fn get_model(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    let model = prism_core::models::get_model(&state.deps, &id).await?;
+    Ok(Json(ModelObject::from_model(&model)).into_response())
 }
 
 fn sync_deadline_passed(deadline: Duration) -> ApiError {

@@ -4,6 +4,7 @@
 
 mod client;
 mod config;
+mod models;
 mod response;
 mod webhook;
 

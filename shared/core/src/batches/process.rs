@@ -13,7 +13,6 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ApiEndpoint;
 use crate::batches::input::{RequestLine, request_lines};
 use crate::batches::output::{error_line, response_line};
 use crate::batches::{
@@ -206,12 +205,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         let timeout = deps.work_policy.upstream_timeout;
         let result = deps
             .upstream
-            .complete(
-                ApiEndpoint::ChatCompletions,
-                &line.model,
-                line.body.clone(),
-                timeout,
-            )
+            .complete(batch.endpoint, &line.model, line.body.clone(), timeout)
             .await;
         drop(permit);
         let error = match result {

@@ -102,7 +102,7 @@ pub async fn run_job(
             id,
             &token,
             stop,
-            call_upstream(deps, &job.model, &body, timeout),
+            call_upstream(deps, job.endpoint, &job.model, &body, timeout),
         )
         .await;
         let result = match attempt {
@@ -190,13 +190,14 @@ fn attempt_timeout(configured: Duration, deadline: Option<Instant>) -> Duration 
 
 async fn call_upstream(
     deps: &Deps,
+    endpoint: ApiEndpoint,
     model: &str,
     body: &Bytes,
     timeout: Duration,
 ) -> Result<Completion, UpstreamError> {
     let _yielded = deps.model_gate.interactive(model);
     deps.upstream
-        .complete(ApiEndpoint::ChatCompletions, model, body.clone(), timeout)
+        .complete(endpoint, model, body.clone(), timeout)
         .await
 }
 

@@ -74,6 +74,7 @@ async fn new_job(p: &Ports, ids: &IdGenerator, owner: &str) -> NewJob {
         id: ids.job_id(now),
         tenant: tenant(owner),
         kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: "gpt-contract".into(),
         request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
         created_at: now,

@@ -1,4 +1,4 @@
-//! The HTTP surface: routes, the chat endpoint's fault dispatch, and paced or deliberately
+//! The HTTP surface: routes, the fault dispatch every endpoint shares, and paced or deliberately
 //! broken response bodies.
 
 use std::convert::Infallible;
@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 
+use super::endpoints::{self, EndpointRequest};
 use super::fault::{Fault, RetryHint};
 use super::stats::{CallGuard, Stats};
-use super::wire::{ApiError, ChatRequest, Reply, request_id};
+use super::wire::{ApiError, ChatRequest, EventStream, Reply, request_id};
 
 const APPLICATION_JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -38,6 +39,9 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) fn router(stats: Arc<Stats>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/moderations", post(moderations))
         .route("/v1/models", get(list_models))
         .route("/_stats", get(report_stats))
         .route("/_reset", post(reset_stats))
@@ -90,28 +94,127 @@ enum Ending {
 #[error("the mock upstream cut the connection on purpose")]
 struct DeliberateCut;
 
+/// What a healthy reply is made of: a chat request builds its own, the other endpoints hand
+/// over their JSON (and its event stream when one was asked for).
+enum Answer<'a> {
+    Chat(&'a ChatRequest),
+    Prepared {
+        json: Bytes,
+        events: Option<EventStream>,
+    },
+}
+
+impl Answer<'_> {
+    fn json(&self, model: &str) -> Result<Bytes, EncodeError> {
+        match self {
+            Answer::Chat(request) => Ok(Reply::new(model, request).completion_json()?),
+            Answer::Prepared { json, .. } => Ok(json.clone()),
+        }
+    }
+
+    /// The event stream, when the request asked to stream.
+    fn events(&self, model: &str) -> Result<Option<EventStream>, EncodeError> {
+        match self {
+            Answer::Chat(request) if request.is_stream() => {
+                Ok(Some(Reply::new(model, request).event_stream()?))
+            }
+            Answer::Chat(_) => Ok(None),
+            Answer::Prepared { events, .. } => Ok(events.clone()),
+        }
+    }
+}
+
 async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
-    let mut response = match serde_json::from_slice::<ChatRequest>(&body) {
+    match serde_json::from_slice::<ChatRequest>(&body) {
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
-            let (mut guard, call) = CallGuard::begin(&stats, model);
-            match respond(&stats, guard.model(), call, &request).await {
-                Ok(Outcome::Whole(response)) => {
-                    guard.finish();
-                    response
-                }
-                Ok(Outcome::Paced(paced)) => paced.into_response(guard),
-                Err(err) => {
-                    guard.finish();
-                    err.into_response()
-                }
-            }
+            serve(&stats, model, |_| Answer::Chat(&request)).await
         }
+        Err(err) => refuse(&stats, &err),
+    }
+}
+
+async fn completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
+    serve_endpoint(&stats, &body, None, |model, request| {
+        let (json, events) = endpoints::completion(model, request);
+        Answer::Prepared {
+            json,
+            events: request.is_stream().then_some(events),
+        }
+    })
+    .await
+}
+
+async fn embeddings(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
+    serve_endpoint(&stats, &body, None, |model, request| Answer::Prepared {
+        json: endpoints::embeddings(model, request),
+        events: None,
+    })
+    .await
+}
+
+async fn moderations(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
+    serve_endpoint(
+        &stats,
+        &body,
+        Some("omni-moderation-latest"),
+        |model, request| Answer::Prepared {
+            json: endpoints::moderation(model, request),
+            events: None,
+        },
+    )
+    .await
+}
+
+/// A completions, embeddings or moderations request: read, then served like a chat request,
+/// faults included. `default_model` stands in for a request without one.
+async fn serve_endpoint(
+    stats: &Arc<Stats>,
+    body: &[u8],
+    default_model: Option<&str>,
+    answer: impl for<'r> FnOnce(&str, &'r EndpointRequest) -> Answer<'r>,
+) -> Response {
+    match serde_json::from_slice::<EndpointRequest>(body) {
+        Ok(request) => {
+            let model = request
+                .model
+                .clone()
+                .or_else(|| default_model.map(str::to_owned))
+                .unwrap_or_default();
+            serve(stats, model, |model| answer(model, &request)).await
+        }
+        Err(err) => refuse(stats, &err),
+    }
+}
+
+fn refuse(stats: &Stats, err: &serde_json::Error) -> Response {
+    stats.record_request("");
+    with_request_id(unparsable_body(err))
+}
+
+/// Counts the call, applies the model's fault and answers.
+async fn serve<'a>(
+    stats: &Arc<Stats>,
+    model: String,
+    answer: impl FnOnce(&str) -> Answer<'a>,
+) -> Response {
+    let (mut guard, call) = CallGuard::begin(stats, model);
+    let answer = answer(guard.model());
+    let response = match respond(stats, guard.model(), call, &answer).await {
+        Ok(Outcome::Whole(response)) => {
+            guard.finish();
+            response
+        }
+        Ok(Outcome::Paced(paced)) => paced.into_response(guard),
         Err(err) => {
-            stats.record_request("");
-            unparsable_body(&err)
+            guard.finish();
+            err.into_response()
         }
     };
+    with_request_id(response)
+}
+
+fn with_request_id(mut response: Response) -> Response {
     if let Ok(id) = HeaderValue::try_from(request_id()) {
         response.headers_mut().insert(X_REQUEST_ID, id);
     }
@@ -122,7 +225,7 @@ async fn respond(
     stats: &Stats,
     model: &str,
     call: u64,
-    request: &ChatRequest,
+    answer: &Answer<'_>,
 ) -> Result<Outcome, EncodeError> {
     let mut fault = Fault::from_model(model);
     if let Fault::Chaos(chaos) = fault {
@@ -132,10 +235,10 @@ async fn respond(
     }
     match fault {
         // A chaos model's draw is never itself chaos.
-        Fault::Healthy | Fault::Chaos(_) => healthy(model, request),
+        Fault::Healthy | Fault::Chaos(_) => healthy(model, answer),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            healthy(model, request)
+            healthy(model, answer)
         }
         Fault::RateLimited { first, hint } if call <= first => rate_limited(hint),
         Fault::ServerError { first } if call <= first => api_error(
@@ -147,7 +250,7 @@ async fn respond(
                 None,
             ),
         ),
-        Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(model, request),
+        Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(model, answer),
         Fault::Quota => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             &ApiError::new(
@@ -176,66 +279,69 @@ async fn respond(
             APPLICATION_JSON,
             Body::from(r#"{"id": "chatcmpl-broken", "choices": ["#),
         ))),
-        Fault::SseCut if request.is_stream() => {
-            let events = Reply::new(model, request).event_stream()?;
-            Ok(Outcome::Paced(Paced {
-                content_type: EVENT_STREAM,
-                content_length: None,
-                pieces: vec![events.cut_in_second_event()],
-                pause: Duration::ZERO,
-                ending: Ending::Cut,
-            }))
+        Fault::SseCut | Fault::Truncated => {
+            let events = match fault {
+                Fault::SseCut => answer.events(model)?,
+                _ => None,
+            };
+            let paced = match events {
+                Some(events) => Paced {
+                    content_type: EVENT_STREAM,
+                    content_length: None,
+                    pieces: vec![events.cut_in_second_event()],
+                    pause: Duration::ZERO,
+                    ending: Ending::Cut,
+                },
+                None => {
+                    let json = answer.json(model)?;
+                    Paced {
+                        content_type: APPLICATION_JSON,
+                        content_length: Some(json.len()),
+                        pieces: vec![json.slice(..json.len() / 2)],
+                        pause: Duration::ZERO,
+                        ending: Ending::Cut,
+                    }
+                }
+            };
+            Ok(Outcome::Paced(paced))
         }
-        Fault::Truncated | Fault::SseCut => {
-            let json = Reply::new(model, request).completion_json()?;
-            Ok(Outcome::Paced(Paced {
-                content_type: APPLICATION_JSON,
-                content_length: Some(json.len()),
-                pieces: vec![json.slice(..json.len() / 2)],
-                pause: Duration::ZERO,
-                ending: Ending::Cut,
-            }))
-        }
-        Fault::Drip(pause) => drip(model, request, pause),
+        Fault::Drip(pause) => drip(model, answer, pause),
     }
 }
 
-fn healthy(model: &str, request: &ChatRequest) -> Result<Outcome, EncodeError> {
-    let reply = Reply::new(model, request);
-    let response = if request.is_stream() {
-        let events = reply.event_stream()?;
-        with_content_type(StatusCode::OK, EVENT_STREAM, Body::from(events.bytes))
-    } else {
-        with_content_type(
+fn healthy(model: &str, answer: &Answer<'_>) -> Result<Outcome, EncodeError> {
+    let response = match answer.events(model)? {
+        Some(events) => with_content_type(StatusCode::OK, EVENT_STREAM, Body::from(events.bytes)),
+        None => with_content_type(
             StatusCode::OK,
             APPLICATION_JSON,
-            Body::from(reply.completion_json()?),
-        )
+            Body::from(answer.json(model)?),
+        ),
     };
     Ok(Outcome::Whole(response))
 }
 
-fn drip(model: &str, request: &ChatRequest, pause: Duration) -> Result<Outcome, EncodeError> {
-    let reply = Reply::new(model, request);
-    let paced = if request.is_stream() {
-        Paced {
+fn drip(model: &str, answer: &Answer<'_>, pause: Duration) -> Result<Outcome, EncodeError> {
+    let paced = match answer.events(model)? {
+        Some(events) => Paced {
             content_type: EVENT_STREAM,
             content_length: None,
-            pieces: reply.event_stream()?.events(),
+            pieces: events.events(),
             pause,
             ending: Ending::Complete,
-        }
-    } else {
-        let json = reply.completion_json()?;
-        Paced {
-            content_type: APPLICATION_JSON,
-            content_length: Some(json.len()),
-            pieces: (0..json.len())
-                .step_by(DRIP_PIECE_BYTES)
-                .map(|at| json.slice(at..json.len().min(at + DRIP_PIECE_BYTES)))
-                .collect(),
-            pause,
-            ending: Ending::Complete,
+        },
+        None => {
+            let json = answer.json(model)?;
+            Paced {
+                content_type: APPLICATION_JSON,
+                content_length: Some(json.len()),
+                pieces: (0..json.len())
+                    .step_by(DRIP_PIECE_BYTES)
+                    .map(|at| json.slice(at..json.len().min(at + DRIP_PIECE_BYTES)))
+                    .collect(),
+                pause,
+                ending: Ending::Complete,
+            }
         }
     };
     Ok(Outcome::Paced(paced))
@@ -357,6 +463,9 @@ async fn list_models() -> Json<serde_json::Value> {
     let models: Vec<serde_json::Value> = [
         "gpt-4o-mini",
         "gpt-4o",
+        "gpt-3.5-turbo-instruct",
+        "text-embedding-3-small",
+        "omni-moderation-latest",
         "mock-echo",
         "mock-slow-100",
         "mock-429-1",

@@ -5,8 +5,11 @@
 //! `mock-slow-<ms>`, `mock-429-<n>`, `mock-429ms-<n>`, `mock-quota`, `mock-500-<n>`, `mock-400`,
 //! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
 //! `mock-chaos-<ms>-<seed>` (faults drawn at random per call); every other model echoes the last
-//! user message. `GET /_stats` and `POST /_reset` expose the counters.
+//! user message. The same faults apply on `/v1/completions` (the prompt echoed), `/v1/embeddings`
+//! (deterministic vectors, `dimensions` and `encoding_format` honoured) and `/v1/moderations`.
+//! `GET /v1/models` lists a fixed set; `GET /_stats` and `POST /_reset` expose the counters.
 
+mod endpoints;
 mod fault;
 mod handlers;
 mod stats;
