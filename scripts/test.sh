@@ -31,6 +31,7 @@ PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test recurring \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client --test uploads
+PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test endpoints
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test aws_faults -- --ignored
 PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
@@ -46,6 +47,7 @@ export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test files --test batches \
     --test attacks --test cli_client --test uploads
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test endpoints
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python tests/sdk/prism_launcher.py node --test tests/node/*.test.mjs
