@@ -120,6 +120,7 @@ macro_rules! port_contract {
     ($fresh:path) => {
         $crate::port_contract!(@cases $fresh;
             created_job_is_pending_and_visible_to_its_tenant_only,
+            a_job_keeps_the_endpoint_it_calls_through_claim_and_finish,
             idempotency_claim_replays_within_its_tenant,
             a_live_lease_keeps_other_claimants_out_and_fences_stale_writes,
             a_released_lease_can_be_claimed_at_once,
