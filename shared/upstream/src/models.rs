@@ -25,10 +25,13 @@ struct ModelEntry {
     owned_by: Option<String>,
 }
 
+/// A provider's list and when it was fetched.
+type Fetched = (Instant, Arc<[ListedModel]>);
+
 /// One fetched list per provider, each kept for `ttl`.
 pub(crate) struct ModelCache {
     ttl: Duration,
-    lists: Mutex<Vec<Option<(Instant, Arc<[ListedModel]>)>>>,
+    lists: Mutex<Vec<Option<Fetched>>>,
 }
 
 impl ModelCache {
