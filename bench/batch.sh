@@ -17,6 +17,9 @@
 # meanwhile. Exits non-zero if a batch did not complete every line exactly once. Results, targets
 # and the AWS cost model: BENCHMARKS.md ("Batch API").
 #
+# ENDPOINT (default /v1/chat/completions; /v1/embeddings, /v1/completions or /v1/moderations
+# write lines of that kind, their content as the `input` or `prompt`) and PROFILE (default
+# release; debug runs the dev binaries, for a machine without time for a release build).
 # Knobs (environment): LINES LATENCY_MS MODEL_CONCURRENCY LINE_CONCURRENCY LINES_PER_CHUNK
 # WORKER_CONCURRENCY CHECKPOINT_EVERY CHECKPOINT_LINES THROUGHPUT_RUNS MEMORY_SIZES_MB MEMORY_LINES VALIDATE_MB POLL_S MAX_WAIT_S
 # SKIP_BUILD=1 (use the binaries already in target/release), BENCH_OUT (another output directory
@@ -25,7 +28,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${BENCH_OUT:-$ROOT/bench/out/batch}"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+PROFILE="${PROFILE:-release}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+ENDPOINT="${ENDPOINT:-/v1/chat/completions}"
 
 LINES="${LINES:-50000}"
 LATENCY_MS="${LATENCY_MS:-200}"
@@ -56,7 +61,9 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p prism-server -p prism-testkit -p prism-bench)
+    cargo_profile="$PROFILE"
+    [[ "$PROFILE" == debug ]] && cargo_profile=dev
+    (cd "$ROOT" && cargo build --profile "$cargo_profile" -p prism-server -p prism-testkit -p prism-bench)
 fi
 for b in prism prism-mock-upstream prism-loadgen prism-validate; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
@@ -100,6 +107,7 @@ status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
     echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+    echo "endpoint: $ENDPOINT; profile: $PROFILE"
     echo "prism binary: $(date -u -r "$BIN/prism" '+%Y-%m-%d %H:%M:%S UTC')"
     echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     # Anything else busy now competes with the run for the same cores.
@@ -116,12 +124,14 @@ PIDS+=($!)
 start_mock
 
 # ---------------------------------------------------------------- helpers
-# gen_input FILE LINES MODEL CONTENT_BYTES: a batch input with distinct custom_ids and one user
-# message of about CONTENT_BYTES characters per line.
+# gen_input FILE LINES MODEL CONTENT_BYTES: a batch input toward ENDPOINT with distinct
+# custom_ids and about CONTENT_BYTES characters of content per line (a user message, a prompt or
+# an input).
 gen_input() {
-    python3 - "$@" <<'EOF'
-import json, sys
+    ENDPOINT="$ENDPOINT" python3 - "$@" <<'EOF'
+import json, os, sys
 path, lines, model, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+endpoint = os.environ["ENDPOINT"]
 words = "the quick brown fox jumps over the lazy dog and keeps running ".split()
 filler, i = [], 0
 while sum(len(w) + 1 for w in filler) < size:
@@ -129,12 +139,15 @@ while sum(len(w) + 1 for w in filler) < size:
 filler = " ".join(filler)[:max(0, size)]
 with open(path, "w") as f:
     for n in range(lines):
-        f.write(json.dumps({"custom_id": f"request-{n}", "method": "POST",
-                            "url": "/v1/chat/completions",
-                            "body": {"model": model,
-                                     "messages": [{"role": "user",
-                                                   "content": f"line {n}: {filler}"}]}},
-                           separators=(",", ":")) + "\n")
+        content = f"line {n}: {filler}"
+        if endpoint == "/v1/chat/completions":
+            body = {"model": model, "messages": [{"role": "user", "content": content}]}
+        elif endpoint == "/v1/completions":
+            body = {"model": model, "prompt": content}
+        else:
+            body = {"model": model, "input": content}
+        f.write(json.dumps({"custom_id": f"request-{n}", "method": "POST", "url": endpoint,
+                            "body": body}, separators=(",", ":")) + "\n")
 EOF
 }
 
@@ -212,7 +225,7 @@ run_case() {
     d0="$(day_seconds)"
     t_create="$(now)"
     api -H 'content-type: application/json' -o "$dir/created.json" "$PRISM_URL/v1/batches" \
-        -d "{\"input_file_id\":\"$file_id\",\"endpoint\":\"/v1/chat/completions\",\"completion_window\":\"24h\"}"
+        -d "{\"input_file_id\":\"$file_id\",\"endpoint\":\"$ENDPOINT\",\"completion_window\":\"24h\"}"
     batch_id="$(jq -r .id "$dir/created.json")"
     [[ "$batch_id" == batch* ]] || die "$name: create failed: $(cat "$dir/created.json")"
 
@@ -347,7 +360,7 @@ echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.
     echo
     sed 's/^/    /' "$OUT/env.txt"
     echo
-    echo "Throughput: $LINES lines of \`$SLOW_MODEL\`, model_concurrency $MODEL_CONCURRENCY," \
+    echo "Throughput: $LINES lines to \`$ENDPOINT\` of \`$SLOW_MODEL\`, model_concurrency $MODEL_CONCURRENCY," \
         "line_concurrency $LINE_CONCURRENCY, $LINES_PER_CHUNK-line chunks, $WORKER_CONCURRENCY workers;" \
         "checkpoint_every $CHECKPOINT_EVERY, checkpoint_lines $CHECKPOINT_LINES;" \
         "ideal $IDEAL_S s, target ≤ 1.1× ideal. Times from the client, polling every $POLL_S s."
@@ -355,14 +368,14 @@ echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.
     echo "| Run | Status | Create → completed | In progress → completed | × ideal | Upstream requests | Output lines | Prism CPU s | Peak RSS | Part commits (per chunk) | Others avg (peak) |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     jq -r -s 'map(select(.name | startswith("throughput")))[] |
-        "| \(.name) | \(.status) | \(.create_to_done_s) s | \(.in_progress_to_done_s) s | \(.create_to_done_s / .ideal_s * 1000 | round / 1000) | \(.upstream_requests) | \(.output_lines) | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.part_commits) (\(if .chunks > 0 then .part_commits / .chunks * 10 | round / 10 else 0 end)) | \(.others) |"' "$RESULTS"
+        "| \(.name) | \(.status) | \(.create_to_done_s) s (\(.lines / .create_to_done_s | round) lines/s) | \(.in_progress_to_done_s) s | \(.create_to_done_s / .ideal_s * 1000 | round / 1000) | \(.upstream_requests) | \(.output_lines) | \(.prism_cpu_s) | \(.peak_rss_kib / 1024 | round) MiB | \(.part_commits) (\(if .chunks > 0 then .part_commits / .chunks * 10 | round / 10 else 0 end)) | \(.others) |"' "$RESULTS"
     echo
-    echo "Memory: zero-latency mock (\`$FAST_MODEL\`), fresh prism per size; target peak RSS ≤ 150 MB, flat in file size."
+    echo "Memory: \`$ENDPOINT\` lines, zero-latency mock (\`$FAST_MODEL\`), fresh prism per size; target peak RSS ≤ 150 MB, flat in file size."
     echo
     echo "| Input | Lines | Upload | Create → completed | Output | Prism CPU s | Peak RSS after upload | Peak RSS (VmHWM) | Others avg (peak) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     jq -r -s 'map(select(.name | startswith("memory")))[] |
-        "| \(.bytes / 1000000 | round) MB | \(.lines) | \(.upload_s * 100 | round / 100) s (\(.bytes / 1048576 / .upload_s | round) MiB/s) | \(.create_to_done_s) s | \(.output_lines) lines, \(.output_bytes / 1000000 | round) MB | \(.prism_cpu_s) | \(.upload_peak_rss_kib / 1024 | round) MiB | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
+        "| \(.bytes / 1000000 | round) MB | \(.lines) | \(.upload_s * 100 | round / 100) s (\(.bytes / 1048576 / .upload_s | round) MiB/s) | \(.create_to_done_s) s (\(.lines / .create_to_done_s | round) lines/s) | \(.output_lines) lines, \(.output_bytes / 1000000 | round) MB | \(.prism_cpu_s) | \(.upload_peak_rss_kib / 1024 | round) MiB | \(.peak_rss_kib / 1024 | round) MiB | \(.others) |"' "$RESULTS"
     echo
     echo "Validation (\`prism-validate --mb $VALIDATE_MB\`, one thread): $(cat "$OUT/validate.txt"); others $VALIDATE_OTHERS."
     echo

@@ -36,6 +36,7 @@ PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test recurring \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client --test uploads
+PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test endpoints
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test console -- --include-ignored
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test usage_cost
@@ -60,6 +61,7 @@ PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test recurring
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test responses
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test endpoints
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test console -- --include-ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q

@@ -242,7 +242,7 @@ async fn create_refuses_bad_parameters_and_other_tenants_files() {
     let mut with_metadata = body(&file, "/v1/chat/completions", "24h");
     with_metadata["metadata"] = Value::Object(seventeen);
     for (request, param) in [
-        (body(&file, "/v1/embeddings", "24h"), "endpoint"),
+        (body(&file, "/v1/images/generations", "24h"), "endpoint"),
         (
             body(&file, "/v1/chat/completions", "48h"),
             "completion_window",

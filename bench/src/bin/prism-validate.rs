@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Parser;
 use prism_core::batches::input::{PlanOutcome, Planner, PlannerLimits};
 
-const ENDPOINT: &str = "/v1/chat/completions";
+const ENDPOINT: prism_core::ApiEndpoint = prism_core::ApiEndpoint::ChatCompletions;
 const FEED_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Parser)]

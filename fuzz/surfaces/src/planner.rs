@@ -6,7 +6,7 @@ use prism_core::batches::input::{
     BatchError, ChunkPlan, PlanOutcome, Planner, PlannerLimits, request_lines,
 };
 
-const ENDPOINT: &str = "/v1/chat/completions";
+const ENDPOINT: prism_core::ApiEndpoint = prism_core::ApiEndpoint::ChatCompletions;
 /// Longest error message a line may produce: ids, models and keys are echoed cut short, so a
 /// hostile file cannot balloon the error list (stored with the batch).
 const MAX_MESSAGE_BYTES: usize = 1024;

@@ -13,7 +13,7 @@ pub async fn create(
 ) -> Result<Batch, ClientError> {
     let mut body = json!({
         "input_file_id": input_file_id,
-        "endpoint": prism_core::batches::CHAT_COMPLETIONS,
+        "endpoint": prism_core::ApiEndpoint::ChatCompletions.path(),
         "completion_window": prism_core::batches::COMPLETION_WINDOW,
     });
     if !metadata.is_empty() {

@@ -221,8 +221,8 @@ fn batch_cases(file: &str) -> Vec<Bad> {
             Some("endpoint"),
         ),
         json_bad(
-            "endpoint embeddings",
-            &with("endpoint", json!("/v1/embeddings")),
+            "endpoint images",
+            &with("endpoint", json!("/v1/images/generations")),
             Some("endpoint"),
         ),
         json_bad(

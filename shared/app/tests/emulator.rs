@@ -91,10 +91,16 @@ async fn receive_one(queue: &dyn WorkQueue, visibility: Duration) -> prism_core:
 async fn a_redelivered_message_does_not_call_the_upstream_twice() {
     let (app, mock) = app_with_mock().await;
     let deps = &app.deps;
-    let job = submit_async_job(deps, &alpha(), body("mock-slow-1500-dup", "once"), None)
-        .await
-        .unwrap()
-        .job;
+    let job = submit_async_job(
+        deps,
+        &alpha(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        body("mock-slow-1500-dup", "once"),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
     let first = receive_one(deps.queue.as_ref(), Duration::from_secs(30)).await;
     // A duplicate of the same trigger, as SQS may deliver at any time.
     deps.queue
@@ -131,10 +137,16 @@ async fn a_redelivered_message_does_not_call_the_upstream_twice() {
 async fn a_message_that_keeps_failing_is_dead_lettered_and_its_job_fails() {
     let (app, mock) = app_with_mock().await;
     let deps = &app.deps;
-    let job = submit_async_job(deps, &alpha(), body("gpt-poison", "x"), None)
-        .await
-        .unwrap()
-        .job;
+    let job = submit_async_job(
+        deps,
+        &alpha(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        body("gpt-poison", "x"),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
     // Every delivery fails without an acknowledgement (a worker that crashes each time).
     for _ in 0..prism_aws::MAX_RECEIVE_COUNT {
         receive_one(deps.queue.as_ref(), Duration::ZERO).await;
@@ -185,10 +197,16 @@ async fn a_one_megabyte_prompt_and_its_result_round_trip_through_s3() {
     let (app, mock) = app_with_mock().await;
     let deps = &app.deps;
     let prompt = "word ".repeat(200_000); // 1 MB: far over the 32 KB item threshold
-    let job = submit_async_job(deps, &alpha(), body("gpt-large", &prompt), None)
-        .await
-        .unwrap()
-        .job;
+    let job = submit_async_job(
+        deps,
+        &alpha(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        body("gpt-large", &prompt),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
     let delivery = receive_one(deps.queue.as_ref(), Duration::from_secs(60)).await;
     assert_eq!(
         handle_delivery(deps, &delivery, None).await,

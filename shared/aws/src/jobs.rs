@@ -22,7 +22,9 @@ use prism_core::ports::{
 };
 use prism_core::responses::events::RecordedEvent;
 use prism_core::webhooks::{EventKind, WebhookEvent};
-use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
+use prism_core::{
+    ApiEndpoint, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
+};
 
 use crate::attrs::{
     Item, PARTITION_KEY, RC_AT, RC_PK, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s, get_ts, is_live, n,
@@ -114,6 +116,11 @@ fn job_from_item(item: &Item) -> Result<Job, StoreError> {
         tenant: tenant_of(pk).ok_or_else(|| corrupt(PARTITION_KEY))?,
         kind: JobKind::parse(need_s(item, "kind")?).ok_or_else(|| corrupt("kind"))?,
         status: JobStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
+        // Absent: a job stored before jobs named their endpoint.
+        endpoint: get_s(item, "endpoint")
+            .map(|path| ApiEndpoint::from_path(path).ok_or_else(|| corrupt("endpoint")))
+            .transpose()?
+            .unwrap_or(ApiEndpoint::ChatCompletions),
         model: need_s(item, "model")?.to_owned(),
         created_at: get_ts(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
         started_at: get_ts(item, "started_at"),
@@ -232,6 +239,7 @@ impl DynamoJobStore {
         if let Some(at) = job.scheduled_at {
             item.insert("scheduled_at".into(), n(at.0));
         }
+        item.insert("endpoint".into(), s(job.endpoint.path()));
         if let Some(schedule) = &job.scheduled_job_id {
             item.insert("scheduled_job_id".into(), s(schedule.as_str()));
         }

@@ -42,6 +42,27 @@ impl ApiEndpoint {
         Self::ALL.into_iter().find(|e| e.path() == path)
     }
 
+    /// Whether the endpoint answers `stream: true` with server-sent events.
+    pub fn streams(self) -> bool {
+        matches!(
+            self,
+            Self::ChatCompletions | Self::Completions | Self::Responses
+        )
+    }
+
+    /// The endpoints a batch may name. `/v1/responses` joins once its relay exists.
+    pub const BATCHABLE: [Self; 4] = [
+        Self::ChatCompletions,
+        Self::Completions,
+        Self::Embeddings,
+        Self::Moderations,
+    ];
+
+    /// The endpoint a batch names, if batches run it.
+    pub fn batchable(path: &str) -> Option<Self> {
+        Self::BATCHABLE.into_iter().find(|e| e.path() == path)
+    }
+
     /// The path segments after a provider's base URL (which ends in `/v1`).
     pub fn provider_segments(self) -> &'static [&'static str] {
         match self {
@@ -74,5 +95,15 @@ mod tests {
             assert_eq!(provider, endpoint.path());
         }
         assert_eq!(ApiEndpoint::from_path("/v1/images"), None);
+    }
+
+    #[test]
+    fn batches_run_every_endpoint_but_responses() {
+        for endpoint in ApiEndpoint::ALL {
+            let batchable = ApiEndpoint::batchable(endpoint.path()).is_some();
+            assert_eq!(batchable, endpoint != ApiEndpoint::Responses, "{endpoint}");
+        }
+        assert!(!ApiEndpoint::Embeddings.streams());
+        assert!(ApiEndpoint::Completions.streams());
     }
 }

@@ -18,7 +18,9 @@
 //! [`dispatch`] (every delivery and dead letter to its stage), [`consumer`] (a long-lived queue
 //! consumer), [`reconcile`], [`stage`] (the work stages, listed once), [`ports`] (the traits the
 //! adapters implement), [`upstream`] (the one upstream-failure table), [`gate`] (the per-model
-//! gate), [`pricing`] (tiers, the price table and what finished work cost), [`usage`] (a tenant's totals over a time range), [`endpoint`] (the OpenAI endpoints forwarded to providers), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
+//! gate), [`pricing`] (tiers, the price table and what finished work cost), [`usage`] (a
+//! tenant's totals over a time range), [`endpoint`] (the OpenAI endpoints forwarded to providers)
+//! and [`requests`] (each endpoint's request rules), [`models`] (the model list), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
 //! routing, retry and error.
 
 pub mod batches;
@@ -37,10 +39,12 @@ pub mod json_strict;
 pub mod keys;
 pub mod list;
 pub mod metadata;
+pub mod models;
 pub mod ports;
 pub mod pricing;
 pub mod reconcile;
 pub mod recurring;
+pub mod requests;
 pub mod responses;
 pub mod retry;
 pub mod routing;

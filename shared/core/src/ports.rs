@@ -643,6 +643,12 @@ pub trait Upstream: Send + Sync {
         None
     }
 
+    /// The models to list (see [`crate::models::listed_models`]). A provider whose own list
+    /// cannot be read contributes its literal names only; none by default.
+    async fn models(&self) -> Vec<crate::models::ListedModel> {
+        Vec::new()
+    }
+
     /// One non-streamed attempt at `endpoint`, bounded by `timeout`. Dropping the future aborts
     /// the request.
     async fn complete(

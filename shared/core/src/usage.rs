@@ -260,6 +260,7 @@ mod tests {
             id: IdGenerator::new().job_id(Timestamp(0)),
             tenant: TenantId::parse("acme").unwrap(),
             kind,
+            endpoint: crate::ApiEndpoint::ChatCompletions,
             status,
             model: model.into(),
             created_at: at(0),

@@ -77,7 +77,10 @@ fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
         status: BatchStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
         input_file_id: FileId::parse(&input).ok_or_else(|| corrupt("input_file_id"))?,
-        endpoint: row.get(4)?,
+        endpoint: {
+            let path: String = row.get(4)?;
+            prism_core::ApiEndpoint::from_path(&path).ok_or_else(|| corrupt("endpoint"))?
+        },
         completion_window: row.get(5)?,
         metadata: json(row.get(6)?, "metadata")?,
         output_expires_after: row
@@ -245,7 +248,7 @@ impl BatchStore for SqliteBatchStore {
                     batch.id.as_str(),
                     batch.tenant.as_str(),
                     batch.input_file_id.as_str(),
-                    batch.endpoint,
+                    batch.endpoint.path(),
                     batch.completion_window,
                     metadata,
                     batch

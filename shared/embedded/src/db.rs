@@ -298,6 +298,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "metadata", "TEXT"),
     ("jobs", "scheduled_job_id", "TEXT"),
     ("batches", "usage_by_model", "TEXT"),
+    ("jobs", "endpoint", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -14,7 +14,9 @@ use prism_core::ports::{
 };
 use prism_core::responses::events::RecordedEvent;
 use prism_core::webhooks::{EventKind, WebhookEvent};
-use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
+use prism_core::{
+    ApiEndpoint, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
@@ -24,7 +26,7 @@ use crate::webhooks::record_event_in;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
                            expires_at, result, error, attempts, scheduled_at, metadata, \
-                           scheduled_job_id";
+                           scheduled_job_id, endpoint";
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
@@ -38,11 +40,17 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let error: Option<String> = row.get(10)?;
     let metadata: Option<String> = row.get(13)?;
     let scheduled_job_id: Option<String> = row.get(14)?;
+    let endpoint: Option<String> = row.get(15)?;
     Ok(Job {
         id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
         kind: JobKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
         status: JobStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        // NULL: a job stored before jobs named their endpoint.
+        endpoint: match endpoint {
+            None => ApiEndpoint::ChatCompletions,
+            Some(path) => ApiEndpoint::from_path(&path).ok_or_else(|| corrupt("endpoint"))?,
+        },
         model: row.get(4)?,
         created_at: Timestamp(row.get(5)?),
         started_at: row.get::<_, Option<i64>>(6)?.map(Timestamp),
@@ -243,8 +251,8 @@ impl JobStore for SqliteJobStore {
                 // stored is this same firing's, left as it is.
                 let inserted = conn.prepare_cached(
                     "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at, \
-                       scheduled_at, metadata, queue_visible_at, scheduled_job_id) \
-                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)), ?10) \
+                       scheduled_at, metadata, queue_visible_at, scheduled_job_id, endpoint) \
+                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)), ?10, ?11) \
                      ON CONFLICT(id) DO NOTHING",
                 )?
                 .execute(params![
@@ -257,7 +265,8 @@ impl JobStore for SqliteJobStore {
                     job.scheduled_at.map(|t| t.0),
                     metadata,
                     JobStatus::Pending.as_str(),
-                    job.scheduled_job_id.as_ref().map(JobId::as_str)
+                    job.scheduled_job_id.as_ref().map(JobId::as_str),
+                    job.endpoint.path()
                 ])?;
                 Ok(CreateOutcome::Created {
                     triggered: inserted == 1,

@@ -53,6 +53,7 @@ impl Store {
             id: self.ids.job_id(now),
             tenant: TenantId::parse("alpha").unwrap(),
             kind: JobKind::Async,
+            endpoint: prism_core::ApiEndpoint::ChatCompletions,
             model: "gpt-group".into(),
             request: Bytes::from_static(body),
             created_at: now,

@@ -60,6 +60,7 @@ async fn submit(h: &Harness, model: &str) -> NewJob {
         id: h.deps.ids.job_id(now),
         tenant: TenantId::parse("alpha").unwrap(),
         kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: model.into(),
         request: Bytes::from(body),
         created_at: now,

@@ -135,6 +135,13 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
                     .code("too_many_active_batches")
             }
+            ServiceError::NotFound { what: "model", id } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("The model '{id}' does not exist"),
+            )
+            .param("model")
+            .code("model_not_found"),
             ServiceError::NotFound { what, id } => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",

@@ -1,11 +1,12 @@
-//! The JSON clients see: the async and scheduled job objects, OpenAI's file objects and list
-//! shape, mapped explicitly from domain types. Each derives its schema in the OpenAPI document.
+//! The JSON clients see: the async and scheduled job objects, OpenAI's file, model and list
+//! shapes, mapped explicitly from domain types. Each derives its schema in the OpenAPI document.
 
 use prism_core::batches::{Batch, RequestCounts};
 use prism_core::clock::format_rfc3339;
 use prism_core::files::FileRecord;
 use prism_core::list::Page;
 use prism_core::metadata::Metadata;
+use prism_core::models::ListedModel;
 use prism_core::pricing::{Cost, PriceTable};
 use prism_core::uploads::{Upload, UploadPart};
 use prism_core::{FileId, Job, JobError, JobKind, Timestamp};
@@ -26,6 +27,8 @@ pub struct JobObject<'a> {
     job_id: &'a str,
     #[schema(schema_with = names::job_status)]
     status: &'static str,
+    /// The endpoint the job calls; `result` is that endpoint's response.
+    endpoint: &'static str,
     model: &'a str,
     /// Scheduled jobs only: RFC 3339 in UTC, as the client wrote it (normalised).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,7 @@ impl<'a> JobObject<'a> {
             object: job_object_name(job.kind),
             job_id: job.id.as_str(),
             status: job.status.as_str(),
+            endpoint: job.endpoint.path(),
             model: &job.model,
             scheduled_at: job.scheduled_at.map(format_rfc3339),
             scheduled_job_id: job.scheduled_job_id.as_ref().map(|id| id.as_str()),
@@ -268,7 +272,7 @@ pub struct BatchObject<'a> {
     id: &'a str,
     #[schema(schema_with = names::batch)]
     object: &'static str,
-    endpoint: &'a str,
+    endpoint: &'static str,
     model: Option<&'a str>,
     errors: Option<BatchErrorList<'a>>,
     input_file_id: &'a str,
@@ -368,7 +372,7 @@ impl<'a> BatchObject<'a> {
         Self {
             id: batch.id.as_str(),
             object: "batch",
-            endpoint: &batch.endpoint,
+            endpoint: batch.endpoint.path(),
             model: batch.model.as_deref(),
             errors,
             input_file_id: batch.input_file_id.as_str(),
@@ -425,6 +429,45 @@ impl<'a> BatchList<'a> {
             first_id: page.items.first().map(|b| b.id.as_str()),
             last_id: page.items.last().map(|b| b.id.as_str()),
             has_more: page.has_more,
+        }
+    }
+}
+
+/// OpenAI's model object.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Model)]
+pub struct ModelObject<'a> {
+    id: &'a str,
+    #[schema(schema_with = names::model)]
+    object: &'static str,
+    created: i64,
+    owned_by: &'a str,
+}
+
+impl<'a> ModelObject<'a> {
+    pub fn from_model(model: &'a ListedModel) -> Self {
+        Self {
+            id: &model.id,
+            object: "model",
+            created: model.created,
+            owned_by: &model.owned_by,
+        }
+    }
+}
+
+/// OpenAI's model list: `{"object": "list", "data": [...]}`, never paged.
+#[derive(Serialize, ToSchema)]
+pub struct ModelList<'a> {
+    #[schema(schema_with = names::list)]
+    object: &'static str,
+    data: Vec<ModelObject<'a>>,
+}
+
+impl<'a> ModelList<'a> {
+    pub fn from_models(models: &'a [ListedModel]) -> Self {
+        Self {
+            object: "list",
+            data: models.iter().map(ModelObject::from_model).collect(),
         }
     }
 }

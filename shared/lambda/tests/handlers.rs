@@ -148,6 +148,7 @@ async fn submit(h: &Harness, id: &str, model: &str) {
         id: JobId::parse(id).unwrap(),
         tenant: acme(),
         kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: model.into(),
         request: Bytes::from(body),
         created_at: h.deps.clock.now(),

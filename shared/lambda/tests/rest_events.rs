@@ -149,6 +149,7 @@ async fn seed_job(h: &Harness) {
         id: JobId::parse(JOB).unwrap(),
         tenant: acme(),
         kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: "gpt-4o-mini".into(),
         request: Bytes::from_static(br#"{"model":"gpt-4o-mini","messages":[]}"#),
         created_at: h.deps.clock.now(),

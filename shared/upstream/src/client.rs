@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prism_core::ApiEndpoint;
 use prism_core::batches::modes::BatchRoute;
+use prism_core::models::{ListedModel, ProviderModels, is_glob, listed_models};
 use prism_core::ports::{Completion, Relay, Upstream, UpstreamError};
 use prism_core::routing::glob_matches;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -17,6 +18,7 @@ use reqwest::{Client, RequestBuilder, Response, Url, redirect};
 use tracing::Instrument;
 
 use crate::config::{ProviderConfig, UpstreamOptions};
+use crate::models::ModelCache;
 use crate::response;
 
 /// Far above any sane concurrency per provider: idle connections are cheap, and a burst that
@@ -45,6 +47,8 @@ pub(crate) struct Provider {
     pub(crate) base: Url,
     /// One URL per endpoint, in `ApiEndpoint::ALL`'s order, built once.
     urls: [Url; ApiEndpoint::ALL.len()],
+    /// The provider's own model list, asked when a pattern is a glob.
+    models_url: Url,
     /// Marked sensitive so that `http`'s own `Debug` hides it too.
     pub(crate) authorization: Option<HeaderValue>,
     models: Vec<String>,
@@ -73,6 +77,11 @@ impl Provider {
                 });
             }
         };
+        // Beside the endpoints, query string kept: `…/models`.
+        let mut models_url = urls[0].clone();
+        if let Ok(mut segments) = models_url.path_segments_mut() {
+            segments.pop().pop().push("models");
+        }
         let authorization = match api_key {
             None => None,
             Some(key) => match bearer(key.expose()) {
@@ -100,6 +109,7 @@ impl Provider {
             },
             name,
             urls,
+            models_url,
             authorization,
             models,
         })
@@ -157,6 +167,7 @@ fn bearer(key: &str) -> Result<HeaderValue, &'static str> {
 pub struct HttpUpstream {
     pub(crate) client: Client,
     providers: Arc<[Provider]>,
+    model_lists: Arc<ModelCache>,
 }
 
 impl fmt::Debug for HttpUpstream {
@@ -188,7 +199,12 @@ impl HttpUpstream {
             .redirect(redirect::Policy::none())
             .build()
             .map_err(UpstreamBuildError::Client)?;
-        Ok(Self { client, providers })
+        let model_lists = Arc::new(ModelCache::new(providers.len(), options.models_ttl));
+        Ok(Self {
+            client,
+            providers,
+            model_lists,
+        })
     }
 
     /// The name of the provider that serves `model`, for logs and metrics.
@@ -286,6 +302,37 @@ impl Upstream for HttpUpstream {
 
     fn batch_route(&self, model: &str) -> Option<BatchRoute> {
         self.route(model).ok().map(|p| p.batch.clone())
+    }
+
+    async fn models(&self) -> Vec<ListedModel> {
+        let mut fetched = Vec::with_capacity(self.providers.len());
+        for (index, provider) in self.providers.iter().enumerate() {
+            let list = if provider.models.iter().any(|p| is_glob(p)) {
+                self.model_lists
+                    .list(
+                        index,
+                        &self.client,
+                        &provider.models_url,
+                        provider.authorization.as_ref(),
+                        &provider.name,
+                    )
+                    .await
+            } else {
+                Arc::from(Vec::new())
+            };
+            fetched.push(list);
+        }
+        let providers: Vec<ProviderModels<'_>> = self
+            .providers
+            .iter()
+            .zip(&fetched)
+            .map(|(provider, list)| ProviderModels {
+                name: &provider.name,
+                patterns: &provider.models,
+                fetched: list,
+            })
+            .collect();
+        listed_models(&providers)
     }
 
     async fn complete(

@@ -63,12 +63,15 @@ pub struct UpstreamOptions {
     /// Bounds establishing a connection on both paths; it is the only deadline a relay has, since
     /// a stream may legitimately run for minutes.
     pub connect_timeout: Duration,
+    /// How long a provider's own model list (`GET /models`) is reused for `GET /v1/models`.
+    pub models_ttl: Duration,
 }
 
 impl Default for UpstreamOptions {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(5),
+            models_ttl: Duration::from_secs(300),
         }
     }
 }

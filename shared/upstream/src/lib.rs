@@ -6,6 +6,7 @@
 mod batches;
 mod client;
 mod config;
+mod models;
 mod response;
 mod webhook;
 

@@ -117,7 +117,8 @@ pub(super) fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
         tenant: tenant_of(need_s(item, PARTITION_KEY)?).ok_or_else(|| corrupt(PARTITION_KEY))?,
         input_file_id: FileId::parse(need_s(item, "input_file_id")?)
             .ok_or_else(|| corrupt("input_file_id"))?,
-        endpoint: need_s(item, "endpoint")?.to_owned(),
+        endpoint: prism_core::ApiEndpoint::from_path(need_s(item, "endpoint")?)
+            .ok_or_else(|| corrupt("endpoint"))?,
         completion_window: need_s(item, "completion_window")?.to_owned(),
         metadata: json_of(item, "metadata")?,
         output_expires_after: get_n(item, "output_expires_after")

@@ -156,7 +156,7 @@ impl BatchStore for DynamoBatchStore {
         item.extend([
             ("status".to_owned(), status_value(BatchStatus::Validating)),
             ("input_file_id".to_owned(), s(batch.input_file_id.as_str())),
-            ("endpoint".to_owned(), s(batch.endpoint.clone())),
+            ("endpoint".to_owned(), s(batch.endpoint.path())),
             (
                 "completion_window".to_owned(),
                 s(batch.completion_window.clone()),

@@ -319,7 +319,7 @@ mod tests {
             id: IDS.0.clone(),
             tenant: TenantId::parse("acme").unwrap(),
             input_file_id: IDS.1.clone(),
-            endpoint: crate::batches::CHAT_COMPLETIONS.into(),
+            endpoint: crate::ApiEndpoint::ChatCompletions,
             completion_window: crate::batches::COMPLETION_WINDOW.into(),
             metadata: None,
             output_expires_after: None,

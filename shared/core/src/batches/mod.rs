@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batches::input::{BatchError, ChunkPlan};
 use crate::clock::Timestamp;
+use crate::endpoint::ApiEndpoint;
 use crate::ids::{BatchId, FileId, TenantId};
 use crate::metadata::Metadata;
 use crate::pricing::UsageByModel;
@@ -21,8 +22,6 @@ pub mod plan;
 pub mod process;
 pub mod service;
 
-/// The only endpoint batches run today.
-pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const COMPLETION_WINDOW: &str = "24h";
 /// After a cancel, finalization waits at most this long for processors to let go of their chunks.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -226,7 +225,7 @@ pub struct NewBatch {
     pub id: BatchId,
     pub tenant: TenantId,
     pub input_file_id: FileId,
-    pub endpoint: String,
+    pub endpoint: ApiEndpoint,
     pub completion_window: String,
     pub metadata: Option<Metadata>,
     pub output_expires_after: Option<Duration>,
@@ -248,7 +247,7 @@ pub struct Batch {
     pub id: BatchId,
     pub tenant: TenantId,
     pub input_file_id: FileId,
-    pub endpoint: String,
+    pub endpoint: ApiEndpoint,
     pub completion_window: String,
     pub metadata: Option<Metadata>,
     pub output_expires_after: Option<Duration>,
@@ -290,7 +289,7 @@ impl Batch {
             id: new.id.clone(),
             tenant: new.tenant.clone(),
             input_file_id: new.input_file_id.clone(),
-            endpoint: new.endpoint.clone(),
+            endpoint: new.endpoint,
             completion_window: new.completion_window.clone(),
             metadata: new.metadata.clone(),
             output_expires_after: new.output_expires_after,

@@ -303,7 +303,7 @@ async fn create(
         .await?;
     let request = NewProviderBatch {
         input_file_id,
-        endpoint: current.endpoint.clone(),
+        endpoint: current.endpoint.path().to_owned(),
         metadata: vec![
             (METADATA_BATCH_ID.to_owned(), current.id.to_string()),
             (METADATA_GROUP.to_owned(), record.key.clone()),

@@ -60,7 +60,7 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
         lines_per_chunk: deps.batch_policy.lines_per_chunk,
         ..PlannerLimits::default()
     };
-    let mut planner = Planner::new(&current.endpoint, limits, &routes);
+    let mut planner = Planner::new(current.endpoint, limits, &routes);
     while let Some(chunk) = stream.next().await {
         planner.feed(&chunk?);
     }

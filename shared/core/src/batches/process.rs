@@ -14,7 +14,6 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ApiEndpoint;
 use crate::batches::input::{RequestLine, request_lines};
 use crate::batches::modes::{BatchMode, FlexStep, Tier, after_flex_failure, flex_body};
 use crate::batches::native::{self, GroupState};
@@ -240,7 +239,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         };
         let result = deps
             .upstream
-            .complete(ApiEndpoint::ChatCompletions, &line.model, body, timeout)
+            .complete(batch.endpoint, &line.model, body, timeout)
             .await;
         drop(permit);
         let error = match result {

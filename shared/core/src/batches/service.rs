@@ -6,9 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::batches::{
-    Batch, BatchCancelOutcome, BatchRef, CHAT_COMPLETIONS, COMPLETION_WINDOW, NewBatch, decisions,
-};
+use crate::batches::{Batch, BatchCancelOutcome, BatchRef, COMPLETION_WINDOW, NewBatch, decisions};
 use crate::deps::{Deps, trigger_at};
 use crate::error::ServiceError;
 use crate::files::FilePurpose;
@@ -137,13 +135,20 @@ pub async fn create_batch(
     };
     let input_file_id = required_string(parsed.input_file_id, "input_file_id")?;
     let endpoint = required_string(parsed.endpoint, "endpoint")?;
-    if endpoint != CHAT_COMPLETIONS {
+    let Some(endpoint) = crate::ApiEndpoint::batchable(&endpoint) else {
+        let supported: Vec<&str> = crate::ApiEndpoint::BATCHABLE
+            .iter()
+            .map(|e| e.path())
+            .collect();
         return Err(ServiceError::invalid(
-            format!("Invalid value: '{endpoint}'. Supported values are: '{CHAT_COMPLETIONS}'."),
+            format!(
+                "Invalid value: '{endpoint}'. Supported values are: '{}'.",
+                supported.join("', '")
+            ),
             Some("endpoint"),
             Some("invalid_value"),
         ));
-    }
+    };
     let window = required_string(parsed.completion_window, "completion_window")?;
     if window != COMPLETION_WINDOW {
         return Err(ServiceError::invalid(

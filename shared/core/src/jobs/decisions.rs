@@ -197,6 +197,7 @@ mod tests {
             tenant: TenantId::parse("acme").unwrap(),
             kind: JobKind::Async,
             status,
+            endpoint: crate::ApiEndpoint::ChatCompletions,
             model: "m".into(),
             created_at: Timestamp(0),
             scheduled_at: None,

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::endpoint::ApiEndpoint;
 use crate::ids::{JobId, TenantId};
 use crate::metadata::Metadata;
 
@@ -135,14 +136,16 @@ pub struct JobRef {
     pub id: JobId,
 }
 
-/// A job as the store holds it. `result` is the upstream's chat completion, kept as raw JSON so
-/// it is relayed byte for byte.
+/// A job as the store holds it. `result` is the upstream's answer from `endpoint` (a chat
+/// completion, an embedding list, ...), kept as raw JSON so it is relayed byte for byte.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: JobId,
     pub tenant: TenantId,
     pub kind: JobKind,
     pub status: JobStatus,
+    /// Jobs stored before endpoints existed read as chat completions.
+    pub endpoint: ApiEndpoint,
     pub model: String,
     pub created_at: Timestamp,
     /// Scheduled jobs only: no worker starts the job before then.
@@ -180,6 +183,7 @@ pub struct NewJob {
     pub id: JobId,
     pub tenant: TenantId,
     pub kind: JobKind,
+    pub endpoint: ApiEndpoint,
     pub model: String,
     pub request: Bytes,
     pub created_at: Timestamp,
@@ -202,6 +206,7 @@ impl NewJob {
             tenant: self.tenant.clone(),
             kind: self.kind,
             status: JobStatus::Pending,
+            endpoint: self.endpoint,
             model: self.model.clone(),
             created_at: self.created_at,
             scheduled_at: self.scheduled_at,

@@ -111,7 +111,7 @@ pub async fn run_job(
             }
             (ApiEndpoint::Responses, upstream_body)
         }
-        JobKind::Async | JobKind::Scheduled => (ApiEndpoint::ChatCompletions, body),
+        JobKind::Async | JobKind::Scheduled => (job.endpoint, body),
     };
     loop {
         let timeout = attempt_timeout(deps.work_policy.upstream_timeout, deadline);

@@ -1,4 +1,5 @@
-//! Scheduled completions: reading a create request (`scheduled_at`, `request`, `metadata`) and
+//! Scheduled requests: reading a create request (`scheduled_at`, `request`, `metadata`, and the
+//! `endpoint` it calls, chat completions unless named) and
 //! the rules of `scheduled_at` (an RFC 3339 time with an offset, not too far past or ahead).
 
 use std::time::Duration;
@@ -7,10 +8,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::chat::summarize_chat_request;
 use crate::clock::{Timestamp, format_rfc3339, parse_rfc3339};
+use crate::endpoint::ApiEndpoint;
 use crate::error::ServiceError;
 use crate::metadata::{Metadata, parse_metadata};
+use crate::requests::summarize_request;
 
 /// How far in the past `scheduled_at` may be (clock skew, a slow client): such a job runs at once.
 pub const MAX_PAST: Duration = Duration::from_secs(60);
@@ -19,7 +21,8 @@ pub const MAX_PAST: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleRequest {
     pub scheduled_at: Timestamp,
-    /// The chat completion body, byte for byte as sent.
+    pub endpoint: ApiEndpoint,
+    /// The body for `endpoint`, byte for byte as sent.
     pub request: Bytes,
     pub model: String,
     pub metadata: Option<Metadata>,
@@ -34,6 +37,8 @@ struct Body<'a> {
     request: Option<&'a RawValue>,
     #[serde(borrow, default)]
     metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    endpoint: Option<&'a RawValue>,
 }
 
 /// Validates a `POST /v1/scheduled` body. `horizon` bounds how far ahead a job may be scheduled.
@@ -50,7 +55,7 @@ pub fn parse_schedule_request(
             // The only data error an object can cause here is an unknown field.
             return Err(ServiceError::invalid(
                 format!(
-                    "Unrecognized request argument supplied: {e}. Expected 'scheduled_at' (or 'schedule' for recurring runs), 'request' and optionally 'metadata'."
+                    "Unrecognized request argument supplied: {e}. Expected 'scheduled_at' (or 'schedule' for recurring runs), 'request' and optionally 'endpoint' and 'metadata'."
                 ),
                 None,
                 Some("unknown_parameter"),
@@ -65,21 +70,44 @@ pub fn parse_schedule_request(
         }
     };
     let scheduled_at = parse_scheduled_at(parsed.scheduled_at, now, horizon)?;
+    let endpoint = parse_endpoint(parsed.endpoint)?;
     let ScheduledRun {
         request,
         model,
         metadata,
-    } = parse_scheduled_run(parsed.request, parsed.metadata)?;
+    } = parse_scheduled_run(endpoint, parsed.request, parsed.metadata)?;
     Ok(ScheduleRequest {
         scheduled_at,
+        endpoint,
         request,
         model,
         metadata,
     })
 }
 
-/// What every scheduled create runs, one-time or recurring: its `request` (a non-streaming chat
-/// completion body, kept byte for byte) and its `metadata`.
+/// The endpoint a scheduled job calls: chat completions unless `endpoint` names another.
+fn parse_endpoint(raw: Option<&RawValue>) -> Result<ApiEndpoint, ServiceError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(ApiEndpoint::ChatCompletions);
+    };
+    serde_json::from_str::<&str>(raw.get())
+        .ok()
+        .and_then(ApiEndpoint::from_path)
+        .ok_or_else(|| {
+            let supported: Vec<&str> = ApiEndpoint::ALL.iter().map(|e| e.path()).collect();
+            ServiceError::invalid(
+                format!(
+                    "Invalid 'endpoint': expected one of '{}'.",
+                    supported.join("', '")
+                ),
+                Some("endpoint"),
+                Some("invalid_value"),
+            )
+        })
+}
+
+/// What every scheduled create runs, one-time or recurring: its `request` (a non-streaming body
+/// for its endpoint, kept byte for byte) and its `metadata`.
 pub(crate) struct ScheduledRun {
     pub request: Bytes,
     pub model: String,
@@ -88,17 +116,19 @@ pub(crate) struct ScheduledRun {
 
 /// Validates a scheduled create's `request` and `metadata`, each refusal naming its `param`.
 pub(crate) fn parse_scheduled_run(
+    endpoint: ApiEndpoint,
     request: Option<&RawValue>,
     metadata: Option<&RawValue>,
 ) -> Result<ScheduledRun, ServiceError> {
     let Some(request) = request.filter(|r| r.get() != "null") else {
         return Err(ServiceError::invalid(
-            "Missing required parameter: 'request' (the chat completion body to run).",
+            "Missing required parameter: 'request' (the request body to run).",
             Some("request"),
             Some("missing_required_parameter"),
         ));
     };
-    let summary = summarize_chat_request(request.get().as_bytes()).map_err(nest_under_request)?;
+    let summary =
+        summarize_request(endpoint, request.get().as_bytes()).map_err(nest_under_request)?;
     if summary.stream {
         return Err(ServiceError::invalid(
             "Streaming is not supported for scheduled requests; remove 'stream' from 'request'.",
@@ -113,7 +143,7 @@ pub(crate) fn parse_scheduled_run(
     })
 }
 
-/// The chat body's own errors, with `param` naming where they sit in this request.
+/// The request body's own errors, with `param` naming where they sit in this request.
 pub(crate) fn nest_under_request(error: ServiceError) -> ServiceError {
     match error {
         ServiceError::InvalidRequest {

@@ -7,15 +7,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::chat::summarize_chat_request;
 use crate::clock::Timestamp;
 use crate::deps::{Deps, MAX_QUEUE_DELAY, trigger_at};
+use crate::endpoint::ApiEndpoint;
 use crate::error::ServiceError;
 use crate::ids::{JobId, TenantId};
 use crate::jobs::scheduled::parse_schedule_request;
 use crate::jobs::{Job, JobKind, NewJob, decisions};
 use crate::list::{ListQuery, Page};
 use crate::ports::{CancelOutcome, CreateOutcome, IdempotencyClaim, WorkItem};
+use crate::requests::summarize_request;
 
 /// Knobs of the job lifecycle, read once from configuration.
 #[derive(Debug, Clone)]
@@ -63,15 +64,16 @@ pub struct Submitted {
 
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// Validates an async chat completion, stores it `pending` and triggers a worker.
-#[tracing::instrument(skip_all, fields(tenant = %tenant, job_id))]
+/// Validates an async request to `endpoint`, stores it `pending` and triggers a worker.
+#[tracing::instrument(skip_all, fields(tenant = %tenant, %endpoint, job_id))]
 pub async fn submit_async_job(
     deps: &Deps,
     tenant: &TenantId,
+    endpoint: ApiEndpoint,
     body: Bytes,
     idempotency_key: Option<&str>,
 ) -> Result<Submitted, ServiceError> {
-    let summary = summarize_chat_request(&body)?;
+    let summary = summarize_request(endpoint, &body)?;
     if summary.stream {
         return Err(ServiceError::invalid(
             "Streaming is not supported for async requests; remove 'stream' or send the request without 'x-prism-async'.",
@@ -87,6 +89,7 @@ pub async fn submit_async_job(
         id: deps.ids.job_id(now),
         tenant: tenant.clone(),
         kind: JobKind::Async,
+        endpoint,
         model: summary.model,
         request: body,
         created_at: now,
@@ -122,6 +125,7 @@ pub async fn submit_scheduled_job(
         id: deps.ids.scheduled_job_id(now),
         tenant: tenant.clone(),
         kind: JobKind::Scheduled,
+        endpoint: request.endpoint,
         model: request.model,
         request: request.request,
         created_at: now,

@@ -155,7 +155,11 @@ pub fn parse_recurring_request(
         request,
         model,
         metadata,
-    } = parse_scheduled_run(parsed.request, parsed.metadata)?;
+    } = parse_scheduled_run(
+        crate::ApiEndpoint::ChatCompletions,
+        parsed.request,
+        parsed.metadata,
+    )?;
     Ok(RecurringRequest {
         recurrence,
         request,

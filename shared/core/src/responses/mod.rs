@@ -229,6 +229,7 @@ mod tests {
             id: IdGenerator::new().response_id(Timestamp(1_700_000_000_000)),
             tenant: TenantId::parse("t").unwrap(),
             kind: JobKind::Response,
+            endpoint: crate::ApiEndpoint::Responses,
             status,
             model: "gpt-4o".into(),
             created_at: Timestamp(1_700_000_000_000),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::ApiEndpoint;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::ids::TenantId;
@@ -40,6 +41,7 @@ pub async fn create_background_response(
         id: deps.ids.response_id(now),
         tenant: tenant.clone(),
         kind: JobKind::Response,
+        endpoint: ApiEndpoint::Responses,
         model: summary.model,
         request: body,
         created_at: now,

@@ -17,10 +17,16 @@ fn policy(max_attempts: u32) -> Policies {
 }
 
 async fn submit(world: &World, prompt: &str) -> Job {
-    submit_async_job(&world.deps, &tenant(), chat(prompt), None)
-        .await
-        .unwrap()
-        .job
+    submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat(prompt),
+        None,
+    )
+    .await
+    .unwrap()
+    .job
 }
 
 fn scheduled_body(at: Timestamp, prompt: &str) -> Vec<u8> {
@@ -73,7 +79,14 @@ async fn a_job_for_a_model_no_provider_routes_is_refused_and_nothing_is_queued()
     let world = World::new();
     let body =
         bytes::Bytes::from(r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#);
-    let refused = submit_async_job(&world.deps, &tenant(), body, None).await;
+    let refused = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        body,
+        None,
+    )
+    .await;
     assert!(
         matches!(refused, Err(ServiceError::InvalidRequest { code: Some(ref c), .. }) if c == "model_not_found")
     );
@@ -83,15 +96,34 @@ async fn a_job_for_a_model_no_provider_routes_is_refused_and_nothing_is_queued()
 #[tokio::test(start_paused = true)]
 async fn a_replayed_idempotency_key_returns_the_first_job_and_a_new_body_is_refused() {
     let world = World::new();
-    let first = submit_async_job(&world.deps, &tenant(), chat("a"), Some("k1"))
-        .await
-        .unwrap();
-    let again = submit_async_job(&world.deps, &tenant(), chat("a"), Some("k1"))
-        .await
-        .unwrap();
+    let first = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat("a"),
+        Some("k1"),
+    )
+    .await
+    .unwrap();
+    let again = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat("a"),
+        Some("k1"),
+    )
+    .await
+    .unwrap();
     assert!(!first.replayed && again.replayed);
     assert_eq!(again.job.id, first.job.id);
-    let other = submit_async_job(&world.deps, &tenant(), chat("b"), Some("k1")).await;
+    let other = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat("b"),
+        Some("k1"),
+    )
+    .await;
     assert!(
         matches!(other, Err(ServiceError::InvalidRequest { code: Some(ref c), .. }) if c == "idempotency_key_reused")
     );

@@ -9,10 +9,16 @@ use crate::support::*;
 async fn the_reconciler_requeues_a_job_whose_trigger_was_lost() {
     let world = World::new();
     world.queue.refuse_enqueues(1);
-    let job = submit_async_job(&world.deps, &tenant(), chat("lost"), None)
-        .await
-        .expect("a lost trigger does not fail the submit")
-        .job;
+    let job = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat("lost"),
+        None,
+    )
+    .await
+    .expect("a lost trigger does not fail the submit")
+    .job;
     assert!(world.queue.items().is_empty());
 
     let early = reconcile(&world.deps).await.unwrap();
@@ -33,10 +39,16 @@ async fn the_reconciler_requeues_a_job_whose_worker_died_once_its_lease_ends() {
     world
         .upstream
         .script([Reply::Hang(Hang::new(), Box::new(Reply::Echo))]);
-    let job = submit_async_job(&world.deps, &tenant(), chat("crash"), None)
-        .await
-        .unwrap()
-        .job;
+    let job = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat("crash"),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
     let delivery = world.queue.receive(1, VISIBILITY).await.unwrap().remove(0);
     let deps = world.deps.clone();
     let worker = tokio::spawn(async move { handle_delivery(&deps, &delivery, None).await });
@@ -62,10 +74,16 @@ async fn the_reconciler_requeues_a_job_whose_worker_died_once_its_lease_ends() {
 #[tokio::test(start_paused = true)]
 async fn the_reconciler_purges_jobs_past_their_retention() {
     let world = World::new();
-    let job = submit_async_job(&world.deps, &tenant(), chat("old"), None)
-        .await
-        .unwrap()
-        .job;
+    let job = submit_async_job(
+        &world.deps,
+        &tenant(),
+        prism_core::ApiEndpoint::ChatCompletions,
+        chat("old"),
+        None,
+    )
+    .await
+    .unwrap()
+    .job;
     world.drain().await;
     assert_eq!(reconcile(&world.deps).await.unwrap().purged, 0);
 

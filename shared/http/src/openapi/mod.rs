@@ -35,6 +35,11 @@ const BEARER: &str = "bearer";
         crate::routes::ready,
         serve_document,
         crate::routes::chat_completions,
+        crate::routes::completions,
+        crate::routes::embeddings,
+        crate::routes::moderations,
+        crate::routes::list_models,
+        crate::routes::get_model,
         crate::responses::create_response,
         crate::responses::get_response,
         crate::responses::cancel_response,
@@ -76,6 +81,8 @@ const BEARER: &str = "bearer";
     tags(
         (name = "chat", description = "Chat completions, synchronous or as async jobs"),
         (name = "responses", description = "The Responses API, relayed or in background mode"),
+        (name = "embeddings", description = "Embeddings, completions and moderations, relayed or as async jobs"),
+        (name = "models", description = "The models the configured providers serve"),
         (name = "async", description = "Async jobs"),
         (name = "scheduled", description = "One-time and recurring scheduled jobs"),
         (name = "files", description = "OpenAI's Files API"),
@@ -225,7 +232,8 @@ mod tests {
     fn routed() -> BTreeSet<(String, String)> {
         route_table()
             .iter()
-            .map(|route| (format!("{:?}", route.verb), route.path.to_owned()))
+            // axum's catch-all `{*id}` is OpenAPI's `{id}`.
+            .map(|route| (format!("{:?}", route.verb), route.path.replace("{*", "{")))
             .collect()
     }
 

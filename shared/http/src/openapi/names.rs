@@ -40,6 +40,7 @@ constants! {
     webhook_delivery => "webhook_endpoint.delivery",
     event => "event",
     response => "response",
+    model => "model",
     processed => "processed",
     completion_window => "24h",
     batch_endpoint => "/v1/chat/completions",

@@ -119,6 +119,53 @@ pub struct ResponseStreamParams {
     pub starting_after: Option<u64>,
 }
 
+/// OpenAI's embeddings request. Prism checks `model`, `input` (at most 2,048 items),
+/// `dimensions` and `encoding_format`; every other field reaches the upstream untouched.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"model": "text-embedding-3-small", "input": "Hello"}))]
+pub struct CreateEmbeddingRequest {
+    pub model: String,
+    /// A string, a list of strings, or token arrays.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    #[schema(minimum = 1)]
+    pub dimensions: Option<u32>,
+    #[schema(pattern = "^(float|base64)$")]
+    pub encoding_format: Option<String>,
+    pub user: Option<String>,
+}
+
+/// OpenAI's legacy completions request. Prism checks `model` and `prompt`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}))]
+pub struct CreateCompletionRequest {
+    pub model: String,
+    /// A string, a list of strings, or token arrays.
+    #[schema(value_type = Object)]
+    pub prompt: serde_json::Value,
+    /// Answer as server-sent events (`text/event-stream`); refused for async and scheduled jobs.
+    pub stream: Option<bool>,
+    pub max_tokens: Option<u32>,
+}
+
+/// OpenAI's moderations request. Without `model`, `omni-moderation-latest` routes it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"input": "some text"}))]
+pub struct CreateModerationRequest {
+    pub model: Option<String>,
+    /// A string, a list of strings, or multimodal input items.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+}
+
+/// An upstream's 2xx answer for a forwarded endpoint (embeddings list, text completion or
+/// moderation), relayed as it came.
+#[derive(Serialize, ToSchema)]
+pub struct UpstreamAnswer {
+    #[schema(value_type = String)]
+    pub object: String,
+}
+
 /// OpenAI's chat completion, as the upstream answered it.
 #[derive(Serialize, ToSchema)]
 pub struct ChatCompletion {

@@ -9,7 +9,7 @@ async fn new_batch(p: &Ports, ids: &IdGenerator, owner: &str, window: Duration) 
         id: ids.batch_id(now),
         tenant: tenant(owner),
         input_file_id: ids.file_id(now),
-        endpoint: "/v1/chat/completions".into(),
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         completion_window: "24h".into(),
         metadata: Some([("k".to_owned(), "v".to_owned())].into()),
         output_expires_after: None,

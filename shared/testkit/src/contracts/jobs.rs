@@ -51,6 +51,48 @@ pub async fn created_job_is_pending_and_visible_to_its_tenant_only(p: Ports) {
     );
 }
 
+pub async fn a_job_keeps_the_endpoint_it_calls_through_claim_and_finish(p: Ports) {
+    let ids = IdGenerator::new();
+    let now = p.clock.now();
+    let job = NewJob {
+        id: ids.job_id(now),
+        tenant: tenant("alpha"),
+        kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::Embeddings,
+        model: "e".into(),
+        request: Bytes::from_static(br#"{"model":"e","input":"x"}"#),
+        created_at: now,
+        scheduled_at: None,
+        scheduled_job_id: None,
+        metadata: None,
+    };
+    p.jobs.create(&job, None).await.unwrap();
+    let id = job.job_ref();
+    let claimed = match p
+        .jobs
+        .claim(&id, &lease("t", now.plus(HOUR)), now)
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(claimed) => claimed,
+        other => panic!("expected a claim, got {other:?}"),
+    };
+    assert_eq!(claimed.endpoint, prism_core::ApiEndpoint::Embeddings);
+    let result = r#"{"object":"list","data":[]}"#.to_owned();
+    p.jobs
+        .finish(&id, "t", &Finish::Completed { result }, now, now.plus(HOUR))
+        .await
+        .unwrap();
+    let got = p
+        .jobs
+        .get(&tenant("alpha"), &job.id, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.endpoint, prism_core::ApiEndpoint::Embeddings);
+    assert_eq!(got.status, JobStatus::Completed);
+}
+
 pub async fn idempotency_claim_replays_within_its_tenant(p: Ports) {
     let ids = IdGenerator::new();
     let now = p.clock.now();
@@ -63,6 +105,7 @@ pub async fn idempotency_claim_replays_within_its_tenant(p: Ports) {
         id: ids.job_id(now),
         tenant: tenant("alpha"),
         kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: "m".into(),
         request: Bytes::from_static(b"{}"),
         created_at: now,
@@ -465,6 +508,7 @@ async fn new_scheduled_job(p: &Ports, ids: &IdGenerator, owner: &str, due: Times
         id: ids.scheduled_job_id(now),
         tenant: tenant(owner),
         kind: JobKind::Scheduled,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: "gpt-contract".into(),
         request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
         created_at: now,

@@ -74,6 +74,7 @@ async fn new_job(p: &Ports, ids: &IdGenerator, owner: &str) -> NewJob {
         id: ids.job_id(now),
         tenant: tenant(owner),
         kind: JobKind::Async,
+        endpoint: prism_core::ApiEndpoint::ChatCompletions,
         model: "gpt-contract".into(),
         request: Bytes::from_static(br#"{"model":"gpt-contract","messages":[]}"#),
         created_at: now,
@@ -125,6 +126,7 @@ macro_rules! port_contract {
     ($fresh:path) => {
         $crate::port_contract!(@cases $fresh;
             created_job_is_pending_and_visible_to_its_tenant_only,
+            a_job_keeps_the_endpoint_it_calls_through_claim_and_finish,
             idempotency_claim_replays_within_its_tenant,
             a_live_lease_keeps_other_claimants_out_and_fences_stale_writes,
             a_released_lease_can_be_claimed_at_once,

@@ -1,4 +1,4 @@
-//! The HTTP surface: routes, the chat endpoint's fault dispatch, and paced or deliberately
+//! The HTTP surface: routes, the fault dispatch every endpoint shares, and paced or deliberately
 //! broken response bodies.
 
 use std::convert::Infallible;
@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 
+use super::endpoints::{self, EndpointRequest};
 use super::fault::{Fault, RetryHint};
-use super::responses;
+use super::responses::{self, ResponsesAnswer};
 use super::stats::{CallGuard, Stats};
 use super::wire::{ApiError, ChatRequest, EventStream, Reply, request_id};
 
@@ -39,6 +40,9 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) fn router(stats: Arc<Stats>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/moderations", post(moderations))
         .route("/v1/responses", post(responses::create_response))
         .route("/v1/models", get(list_models))
         .route("/_stats", get(report_stats))
@@ -52,7 +56,7 @@ pub(crate) fn router(stats: Arc<Stats>) -> Router {
 /// Encoding one of the mock's own replies failed; answered as a 500 so a test sees it.
 #[derive(Debug, thiserror::Error)]
 #[error("the mock upstream could not encode its reply: {0}")]
-pub(super) struct EncodeError(#[from] serde_json::Error);
+struct EncodeError(#[from] serde_json::Error);
 
 impl IntoResponse for EncodeError {
     fn into_response(self) -> Response {
@@ -67,13 +71,13 @@ impl IntoResponse for EncodeError {
 
 /// How a reply leaves the handler: whole, or as a body that outlives it and so must carry the
 /// request's [`CallGuard`] along.
-pub(super) enum Outcome {
+enum Outcome {
     Whole(Response),
     Paced(Paced),
 }
 
 /// A body delivered piece by piece, with a pause between pieces, optionally ending in a cut.
-pub(super) struct Paced {
+struct Paced {
     content_type: &'static str,
     /// Declared up front; larger than the pieces when the body is meant to come up short.
     content_length: Option<usize>,
@@ -93,83 +97,150 @@ enum Ending {
 #[error("the mock upstream cut the connection on purpose")]
 struct DeliberateCut;
 
+/// What a healthy reply is made of: a chat request builds its own, the other endpoints hand
+/// over their JSON (and its event stream when one was asked for).
+pub(super) enum Answer<'a> {
+    Chat(&'a ChatRequest),
+    Responses(&'a ResponsesAnswer),
+    Prepared {
+        json: Bytes,
+        events: Option<EventStream>,
+    },
+}
+
+impl Answer<'_> {
+    fn json(&self, model: &str) -> Result<Bytes, EncodeError> {
+        match self {
+            Answer::Chat(request) => Ok(Reply::new(model, request).completion_json()?),
+            Answer::Responses(answer) => Ok(answer.whole()?),
+            Answer::Prepared { json, .. } => Ok(json.clone()),
+        }
+    }
+
+    /// The event stream, when the request asked to stream.
+    fn events(&self, model: &str) -> Result<Option<EventStream>, EncodeError> {
+        match self {
+            Answer::Chat(request) if request.is_stream() => {
+                Ok(Some(Reply::new(model, request).event_stream()?))
+            }
+            Answer::Chat(_) => Ok(None),
+            Answer::Responses(answer) if answer.is_stream() => Ok(Some(answer.events()?)),
+            Answer::Responses(_) => Ok(None),
+            Answer::Prepared { events, .. } => Ok(events.clone()),
+        }
+    }
+
+    /// Whether the caller asked for the flex tier.
+    fn is_flex(&self) -> bool {
+        matches!(self, Answer::Chat(request) if request.is_flex())
+    }
+}
+
 async fn chat_completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
-    let mut response = match serde_json::from_slice::<ChatRequest>(&body) {
+    match serde_json::from_slice::<ChatRequest>(&body) {
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
             if request.is_flex() {
                 stats.record_flex(&model);
             }
-            let (mut guard, call) = CallGuard::begin(&stats, model);
-            let model = guard.model().to_owned();
-            let answer = ChatAnswer {
-                model: &model,
-                request: &request,
-            };
-            match respond(&stats, &model, call, &answer).await {
-                Ok(Outcome::Whole(response)) => {
-                    guard.finish();
-                    response
-                }
-                Ok(Outcome::Paced(paced)) => paced.into_response(guard),
-                Err(err) => {
-                    guard.finish();
-                    err.into_response()
-                }
-            }
+            serve(&stats, model, |_| Answer::Chat(&request)).await
         }
+        Err(err) => refuse(&stats, &err),
+    }
+}
+
+async fn completions(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
+    serve_endpoint(&stats, &body, None, |model, request| {
+        let (json, events) = endpoints::completion(model, request);
+        Answer::Prepared {
+            json,
+            events: request.is_stream().then_some(events),
+        }
+    })
+    .await
+}
+
+async fn embeddings(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
+    serve_endpoint(&stats, &body, None, |model, request| Answer::Prepared {
+        json: endpoints::embeddings(model, request),
+        events: None,
+    })
+    .await
+}
+
+async fn moderations(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
+    serve_endpoint(
+        &stats,
+        &body,
+        Some("omni-moderation-latest"),
+        |model, request| Answer::Prepared {
+            json: endpoints::moderation(model, request),
+            events: None,
+        },
+    )
+    .await
+}
+
+/// A completions, embeddings or moderations request: read, then served like a chat request,
+/// faults included. `default_model` stands in for a request without one.
+async fn serve_endpoint(
+    stats: &Arc<Stats>,
+    body: &[u8],
+    default_model: Option<&str>,
+    answer: impl for<'r> FnOnce(&str, &'r EndpointRequest) -> Answer<'r>,
+) -> Response {
+    match serde_json::from_slice::<EndpointRequest>(body) {
+        Ok(request) => {
+            let model = request
+                .model
+                .clone()
+                .or_else(|| default_model.map(str::to_owned))
+                .unwrap_or_default();
+            serve(stats, model, |model| answer(model, &request)).await
+        }
+        Err(err) => refuse(stats, &err),
+    }
+}
+
+pub(super) fn refuse(stats: &Stats, err: &serde_json::Error) -> Response {
+    stats.record_request("");
+    with_request_id(unparsable_body(err))
+}
+
+/// Counts the call, applies the model's fault and answers.
+pub(super) async fn serve<'a>(
+    stats: &Arc<Stats>,
+    model: String,
+    answer: impl FnOnce(&str) -> Answer<'a>,
+) -> Response {
+    let (mut guard, call) = CallGuard::begin(stats, model);
+    let answer = answer(guard.model());
+    let response = match respond(stats, guard.model(), call, &answer).await {
+        Ok(Outcome::Whole(response)) => {
+            guard.finish();
+            response
+        }
+        Ok(Outcome::Paced(paced)) => paced.into_response(guard),
         Err(err) => {
-            stats.record_request("");
-            unparsable_body(&err)
+            guard.finish();
+            err.into_response()
         }
     };
+    with_request_id(response)
+}
+
+fn with_request_id(mut response: Response) -> Response {
     if let Ok(id) = HeaderValue::try_from(request_id()) {
         response.headers_mut().insert(X_REQUEST_ID, id);
     }
     response
 }
 
-/// One endpoint's healthy answer, whole or as an event stream: what the fault vocabulary
-/// delays, paces, cuts or replaces.
-pub(super) trait Answer: Sync {
-    fn is_stream(&self) -> bool;
-    fn whole(&self) -> Result<Bytes, serde_json::Error>;
-    fn events(&self) -> Result<EventStream, serde_json::Error>;
-    /// Whether the caller asked for the flex tier.
-    fn is_flex(&self) -> bool {
-        false
-    }
-}
-
-struct ChatAnswer<'a> {
-    model: &'a str,
-    request: &'a ChatRequest,
-}
-
-impl Answer for ChatAnswer<'_> {
-    fn is_stream(&self) -> bool {
-        self.request.is_stream()
-    }
-
-    fn whole(&self) -> Result<Bytes, serde_json::Error> {
-        Reply::new(self.model, self.request).completion_json()
-    }
-
-    fn events(&self) -> Result<EventStream, serde_json::Error> {
-        Reply::new(self.model, self.request).event_stream()
-    }
-
-    fn is_flex(&self) -> bool {
-        self.request.is_flex()
-    }
-}
-
-/// Answers one call as the model's fault says, for any endpoint.
-pub(super) async fn respond(
+async fn respond(
     stats: &Stats,
     model: &str,
     call: u64,
-    request: &dyn Answer,
+    answer: &Answer<'_>,
 ) -> Result<Outcome, EncodeError> {
     let mut fault = Fault::from_model(model);
     if let Fault::Chaos(chaos) = fault {
@@ -179,10 +250,10 @@ pub(super) async fn respond(
     }
     match fault {
         // A chaos model's draw is never itself chaos.
-        Fault::Healthy | Fault::Chaos(_) => healthy(request),
+        Fault::Healthy | Fault::Chaos(_) => healthy(model, answer),
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            healthy(request)
+            healthy(model, answer)
         }
         Fault::RateLimited { first, hint } if call <= first => rate_limited(hint),
         Fault::ServerError { first } if call <= first => api_error(
@@ -194,8 +265,8 @@ pub(super) async fn respond(
                 None,
             ),
         ),
-        Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(request),
-        Fault::FlexBusy { first } if call <= first && request.is_flex() => api_error(
+        Fault::RateLimited { .. } | Fault::ServerError { .. } => healthy(model, answer),
+        Fault::FlexBusy { first } if call <= first && answer.is_flex() => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             &ApiError::new(
                 "Resource unavailable: there is no flex capacity for this request right now.",
@@ -204,7 +275,7 @@ pub(super) async fn respond(
                 Some("resource_unavailable"),
             ),
         ),
-        Fault::FlexBusy { .. } => healthy(request),
+        Fault::FlexBusy { .. } => healthy(model, answer),
         Fault::Quota => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             &ApiError::new(
@@ -233,64 +304,69 @@ pub(super) async fn respond(
             APPLICATION_JSON,
             Body::from(r#"{"id": "chatcmpl-broken", "choices": ["#),
         ))),
-        Fault::SseCut if request.is_stream() => {
-            let events = request.events()?;
-            Ok(Outcome::Paced(Paced {
-                content_type: EVENT_STREAM,
-                content_length: None,
-                pieces: vec![events.cut_in_second_event()],
-                pause: Duration::ZERO,
-                ending: Ending::Cut,
-            }))
+        Fault::SseCut | Fault::Truncated => {
+            let events = match fault {
+                Fault::SseCut => answer.events(model)?,
+                _ => None,
+            };
+            let paced = match events {
+                Some(events) => Paced {
+                    content_type: EVENT_STREAM,
+                    content_length: None,
+                    pieces: vec![events.cut_in_second_event()],
+                    pause: Duration::ZERO,
+                    ending: Ending::Cut,
+                },
+                None => {
+                    let json = answer.json(model)?;
+                    Paced {
+                        content_type: APPLICATION_JSON,
+                        content_length: Some(json.len()),
+                        pieces: vec![json.slice(..json.len() / 2)],
+                        pause: Duration::ZERO,
+                        ending: Ending::Cut,
+                    }
+                }
+            };
+            Ok(Outcome::Paced(paced))
         }
-        Fault::Truncated | Fault::SseCut => {
-            let json = request.whole()?;
-            Ok(Outcome::Paced(Paced {
-                content_type: APPLICATION_JSON,
-                content_length: Some(json.len()),
-                pieces: vec![json.slice(..json.len() / 2)],
-                pause: Duration::ZERO,
-                ending: Ending::Cut,
-            }))
-        }
-        Fault::Drip(pause) => drip(request, pause),
+        Fault::Drip(pause) => drip(model, answer, pause),
     }
 }
 
-fn healthy(request: &dyn Answer) -> Result<Outcome, EncodeError> {
-    let response = if request.is_stream() {
-        let events = request.events()?;
-        with_content_type(StatusCode::OK, EVENT_STREAM, Body::from(events.bytes))
-    } else {
-        with_content_type(
+fn healthy(model: &str, answer: &Answer<'_>) -> Result<Outcome, EncodeError> {
+    let response = match answer.events(model)? {
+        Some(events) => with_content_type(StatusCode::OK, EVENT_STREAM, Body::from(events.bytes)),
+        None => with_content_type(
             StatusCode::OK,
             APPLICATION_JSON,
-            Body::from(request.whole()?),
-        )
+            Body::from(answer.json(model)?),
+        ),
     };
     Ok(Outcome::Whole(response))
 }
 
-fn drip(request: &dyn Answer, pause: Duration) -> Result<Outcome, EncodeError> {
-    let paced = if request.is_stream() {
-        Paced {
+fn drip(model: &str, answer: &Answer<'_>, pause: Duration) -> Result<Outcome, EncodeError> {
+    let paced = match answer.events(model)? {
+        Some(events) => Paced {
             content_type: EVENT_STREAM,
             content_length: None,
-            pieces: request.events()?.events(),
+            pieces: events.events(),
             pause,
             ending: Ending::Complete,
-        }
-    } else {
-        let json = request.whole()?;
-        Paced {
-            content_type: APPLICATION_JSON,
-            content_length: Some(json.len()),
-            pieces: (0..json.len())
-                .step_by(DRIP_PIECE_BYTES)
-                .map(|at| json.slice(at..json.len().min(at + DRIP_PIECE_BYTES)))
-                .collect(),
-            pause,
-            ending: Ending::Complete,
+        },
+        None => {
+            let json = answer.json(model)?;
+            Paced {
+                content_type: APPLICATION_JSON,
+                content_length: Some(json.len()),
+                pieces: (0..json.len())
+                    .step_by(DRIP_PIECE_BYTES)
+                    .map(|at| json.slice(at..json.len().min(at + DRIP_PIECE_BYTES)))
+                    .collect(),
+                pause,
+                ending: Ending::Complete,
+            }
         }
     };
     Ok(Outcome::Paced(paced))
@@ -329,7 +405,7 @@ fn error_response(status: StatusCode, error: &ApiError<'_>) -> Result<Response, 
     ))
 }
 
-pub(super) fn unparsable_body(err: &serde_json::Error) -> Response {
+fn unparsable_body(err: &serde_json::Error) -> Response {
     let message = format!("We could not parse the JSON body of your request: {err}");
     let error = ApiError::new(&message, "invalid_request_error", None, None);
     error_response(StatusCode::BAD_REQUEST, &error).unwrap_or_else(IntoResponse::into_response)
@@ -344,7 +420,7 @@ fn with_content_type(status: StatusCode, content_type: &'static str, body: Body)
 }
 
 impl Paced {
-    pub(super) fn into_response(self, guard: CallGuard) -> Response {
+    fn into_response(self, guard: CallGuard) -> Response {
         let Self {
             content_type,
             content_length,
@@ -412,6 +488,9 @@ async fn list_models() -> Json<serde_json::Value> {
     let models: Vec<serde_json::Value> = [
         "gpt-4o-mini",
         "gpt-4o",
+        "gpt-3.5-turbo-instruct",
+        "text-embedding-3-small",
+        "omni-moderation-latest",
         "mock-echo",
         "mock-slow-100",
         "mock-429-1",

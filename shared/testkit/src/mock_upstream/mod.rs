@@ -6,12 +6,15 @@
 //! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
 //! `mock-chaos-<ms>-<seed>` (faults drawn at random per call), `mock-flexbusy-<n>` (flex-tier
 //! calls refused with 429 "resource unavailable"); every other model echoes the last user
-//! message. `/v1/responses` answers with the same faults, JSON or typed SSE events
-//! (`response.created` ... `response.completed`, with sequence numbers). `/v1/files` and
-//! `/v1/batches` run provider batches, with faults of their own (see `batch_api`).
-//! `GET /_stats` and `POST /_reset` expose the counters.
+//! message. The same faults apply on `/v1/completions` (the prompt echoed), `/v1/embeddings`
+//! (deterministic vectors, `dimensions` and `encoding_format` honoured), `/v1/moderations` and
+//! `/v1/responses` (JSON or typed SSE events, `response.created` ... `response.completed`, with
+//! sequence numbers). `/v1/files` and `/v1/batches` run provider batches, with faults of their
+//! own (see `batch_api`). `GET /v1/models` lists a fixed set; `GET /_stats` and `POST /_reset`
+//! expose the counters.
 
 mod batch_api;
+mod endpoints;
 mod fault;
 mod handlers;
 mod responses;

@@ -9,15 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::handlers::{Answer, Outcome, respond, unparsable_body};
-use super::stats::{CallGuard, Stats};
-use super::wire::{EventStream, request_id, word_pieces};
+use super::handlers::{Answer, refuse, serve};
+use super::stats::Stats;
+use super::wire::{EventStream, word_pieces};
 
 #[derive(Debug, Deserialize)]
 struct ResponsesRequest {
@@ -50,7 +49,7 @@ impl ResponsesRequest {
     }
 }
 
-struct ResponsesAnswer {
+pub(super) struct ResponsesAnswer {
     id: String,
     message_id: String,
     created_at: u64,
@@ -133,16 +132,16 @@ impl ResponsesAnswer {
     }
 }
 
-impl Answer for ResponsesAnswer {
-    fn is_stream(&self) -> bool {
+impl ResponsesAnswer {
+    pub(super) fn is_stream(&self) -> bool {
         self.stream
     }
 
-    fn whole(&self) -> Result<Bytes, serde_json::Error> {
+    pub(super) fn whole(&self) -> Result<Bytes, serde_json::Error> {
         serde_json::to_vec(&self.completed()).map(Bytes::from)
     }
 
-    fn events(&self) -> Result<EventStream, serde_json::Error> {
+    pub(super) fn events(&self) -> Result<EventStream, serde_json::Error> {
         let in_progress = self.response("in_progress", json!([]), Value::Null);
         let item = |status: &str, text: Option<&str>| self.message(status, text);
         let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
@@ -202,33 +201,14 @@ fn with(base: &Value, extra: Value) -> Value {
 }
 
 pub(super) async fn create_response(State(stats): State<Arc<Stats>>, body: Bytes) -> Response {
-    let mut response = match serde_json::from_slice::<ResponsesRequest>(&body) {
+    match serde_json::from_slice::<ResponsesRequest>(&body) {
         Ok(mut request) => {
             let model = std::mem::take(&mut request.model);
-            let (mut guard, call) = CallGuard::begin(&stats, model);
-            let model = guard.model().to_owned();
             let answer = ResponsesAnswer::new(&model, &request);
-            match respond(&stats, &model, call, &answer).await {
-                Ok(Outcome::Whole(response)) => {
-                    guard.finish();
-                    response
-                }
-                Ok(Outcome::Paced(paced)) => paced.into_response(guard),
-                Err(err) => {
-                    guard.finish();
-                    err.into_response()
-                }
-            }
+            serve(&stats, model, |_| Answer::Responses(&answer)).await
         }
-        Err(err) => {
-            stats.record_request("");
-            unparsable_body(&err)
-        }
-    };
-    if let Ok(id) = HeaderValue::try_from(request_id()) {
-        response.headers_mut().insert("x-request-id", id);
+        Err(err) => refuse(&stats, &err),
     }
-    response
 }
 
 #[cfg(test)]

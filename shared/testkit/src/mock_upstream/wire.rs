@@ -246,6 +246,7 @@ impl<'a> Reply<'a> {
 }
 
 /// A complete `text/event-stream` body and where each of its events ends.
+#[derive(Clone)]
 pub(crate) struct EventStream {
     pub(crate) bytes: Bytes,
     pub(crate) event_ends: Vec<usize>,
@@ -424,7 +425,7 @@ pub(crate) fn request_id() -> String {
     format!("req_{:032x}", rand::rng().random::<u128>())
 }
 
-fn unix_seconds() -> u64 {
+pub(crate) fn unix_seconds() -> u64 {
     // A clock before 1970 is a broken test machine, not something to fail a reply over.
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -6,15 +6,17 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::lines::{find_newline, is_blank};
-use super::probe::{BodyCheck, BodyProbe, LineProbe, is_nonempty_array, json_str};
+use super::probe::{BodyCheck, BodyProbe, LineProbe, json_str};
 use super::{BOM, BatchError, ChunkPlan, PlanOutcome, PlannerLimits};
+use crate::endpoint::ApiEndpoint;
+use crate::requests::{BodyProblem, content_problems};
 
 /// Ids and model names are echoed into messages; a hostile line must not balloon the error list.
 const ECHO_CHARS: usize = 64;
 
 /// Validates a batch input file fed in chunks of any size and plans its processing chunks.
 pub struct Planner<'a> {
-    endpoint: &'a str,
+    endpoint: ApiEndpoint,
     limits: PlannerLimits,
     routes: &'a (dyn Fn(&str) -> bool + Sync),
     /// The partial line left at the end of the last fed chunk; empty exactly at a line start.
@@ -40,7 +42,7 @@ pub struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub fn new(
-        endpoint: &'a str,
+        endpoint: ApiEndpoint,
         limits: PlannerLimits,
         routes: &'a (dyn Fn(&str) -> bool + Sync),
     ) -> Self {
@@ -245,7 +247,7 @@ impl<'a> Planner<'a> {
             });
         }
         if let Some(raw) = probe.url
-            && json_str(raw).as_deref() != Some(self.endpoint)
+            && json_str(raw).as_deref() != Some(self.endpoint.path())
         {
             self.report("invalid_url", Some("url"), line, || {
                 "The URL provided for this request does not match the batch endpoint.".to_owned()
@@ -277,6 +279,8 @@ impl<'a> Planner<'a> {
     }
 
     fn check_body(&mut self, body: &BodyProbe<'_>, line: u64) {
+        // Every batch line names its model, moderations included: a processor routes each line
+        // by it (`RequestLine::model`).
         match body.model.and_then(json_str) {
             Some(model) if !model.is_empty() => {
                 if !self.routable(&model) {
@@ -292,14 +296,21 @@ impl<'a> Planner<'a> {
                 "Model parameter is required.".to_owned()
             }),
         }
-        if !body.messages.is_some_and(is_nonempty_array) {
-            self.report("invalid_request", Some("body.messages"), line, || {
-                "Messages parameter is required.".to_owned()
+        for problem in content_problems(self.endpoint, body) {
+            let param = format!("body.{}", problem.field());
+            let endpoint = self.endpoint;
+            self.report("invalid_request", Some(&param), line, || {
+                line_message(endpoint, &problem)
             });
         }
         if body.stream.is_some_and(|s| s.get() == "true") {
+            let endpoint = self.endpoint;
             self.report("streaming_unsupported", Some("body.stream"), line, || {
-                "Chat Completions: Streaming is not supported in the Batch API.".to_owned()
+                let name = match endpoint {
+                    ApiEndpoint::ChatCompletions => "Chat Completions",
+                    other => other.path(),
+                };
+                format!("{name}: Streaming is not supported in the Batch API.")
             });
         }
     }
@@ -345,5 +356,25 @@ fn echo(text: &str) -> Cow<'_, str> {
     match text.char_indices().nth(ECHO_CHARS) {
         Some((cut, _)) => Cow::Owned(format!("{}...", &text[..cut])),
         None => Cow::Borrowed(text),
+    }
+}
+
+/// A batch line's wording of a body problem: a missing, empty or mistyped field reads as
+/// OpenAI's Batch API words it ("Messages parameter is required.").
+fn line_message(endpoint: ApiEndpoint, problem: &BodyProblem) -> String {
+    match problem {
+        BodyProblem::Missing(field)
+        | BodyProblem::Empty(field)
+        | BodyProblem::WrongType { field, .. } => {
+            let mut chars = field.chars();
+            let capitalized: String = chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+                .collect();
+            format!("{capitalized} parameter is required.")
+        }
+        other => other.message(endpoint),
     }
 }

@@ -1,6 +1,6 @@
 //! Borrowing probes of a request line and its body: hand-written serde visitors that read only
-//! the keys validation looks at (`custom_id`, `method`, `url`, `body`; `model`, `messages`,
-//! `stream`) in one pass, without copying the line or building a tree.
+//! the keys validation looks at (`custom_id`, `method`, `url`, `body`; the body's
+//! [`crate::requests::BodyFields`]) in one pass, without copying the line or building a tree.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,6 +9,8 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::requests::BodyFields;
 
 /// The string a raw JSON value holds, or None if it is not a string. Borrows unless the string
 /// has escapes, so plain ids and models cost no allocation.
@@ -20,14 +22,6 @@ pub(super) fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     } else {
         Some(Cow::Borrowed(inner))
     }
-}
-
-pub(super) fn is_nonempty_array(raw: &RawValue) -> bool {
-    raw.get().strip_prefix('[').is_some_and(|rest| {
-        !rest
-            .trim_start_matches([' ', '\t', '\n', '\r'])
-            .starts_with(']')
-    })
 }
 
 /// The top-level keys of a request line, borrowed from it. Hand-written rather than derived so
@@ -94,18 +88,18 @@ pub(super) enum BodyCheck<'a> {
     NotObject,
 }
 
-pub(super) struct BodyProbe<'a> {
-    pub(super) model: Option<&'a RawValue>,
-    pub(super) messages: Option<&'a RawValue>,
-    pub(super) stream: Option<&'a RawValue>,
-}
+pub(super) type BodyProbe<'a> = BodyFields<'a>;
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum BodyKey {
     Model,
     Messages,
+    Prompt,
+    Input,
     Stream,
+    Dimensions,
+    EncodingFormat,
     #[serde(other)]
     Other,
 }
@@ -126,16 +120,16 @@ impl<'de> Visitor<'de> for BodyVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut probe = BodyProbe {
-            model: None,
-            messages: None,
-            stream: None,
-        };
+        let mut probe = BodyProbe::default();
         while let Some(key) = map.next_key::<BodyKey>()? {
             match key {
                 BodyKey::Model => probe.model = Some(map.next_value()?),
                 BodyKey::Messages => probe.messages = Some(map.next_value()?),
+                BodyKey::Prompt => probe.prompt = Some(map.next_value()?),
+                BodyKey::Input => probe.input = Some(map.next_value()?),
                 BodyKey::Stream => probe.stream = Some(map.next_value()?),
+                BodyKey::Dimensions => probe.dimensions = Some(map.next_value()?),
+                BodyKey::EncodingFormat => probe.encoding_format = Some(map.next_value()?),
                 BodyKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 
-const ENDPOINT: &str = "/v1/chat/completions";
+const ENDPOINT: crate::ApiEndpoint = crate::ApiEndpoint::ChatCompletions;
 
 fn line(id: &str) -> String {
     format!(
@@ -592,7 +592,7 @@ fn long_lines_close_chunks_by_bytes_before_lines() {
         max_chunk_bytes: 1000,
         ..PlannerLimits::default()
     };
-    let mut planner = Planner::new("/v1/chat/completions", limits, &routes);
+    let mut planner = Planner::new(ENDPOINT, limits, &routes);
     planner.feed(file.as_bytes());
     let PlanOutcome::Valid { chunks, total, .. } = planner.finish() else {
         panic!("expected a valid file");
