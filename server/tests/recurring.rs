@@ -25,6 +25,7 @@ const FAST: Setup<'static> = Setup {
     models: r#"["*"]"#,
     aws_endpoint: None,
     webhooks: "",
+    extra: "",
 };
 
 fn fast() -> Setup<'static> {

@@ -169,6 +169,8 @@ pub struct Setup<'a> {
     /// AWS backends: where `prism serve` sends its AWS calls instead of `AWS_ENDPOINT_URL` (a
     /// fault proxy in front of the emulator).
     pub aws_endpoint: Option<&'a str>,
+    /// Whole sections appended to the config file as they are (`[metrics]`, `[traces]`).
+    pub extra: &'a str,
 }
 
 impl Default for Setup<'_> {
@@ -182,6 +184,7 @@ impl Default for Setup<'_> {
             models: r#"["*"]"#,
             webhooks: "",
             aws_endpoint: None,
+            extra: "",
         }
     }
 }
@@ -210,7 +213,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
         format!(
             "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
              [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n\n\
-             [webhooks]\n{}\n",
+             [webhooks]\n{}\n\n{}\n",
             mock.base_url(),
             setup.models,
             setup.workers,
@@ -218,7 +221,8 @@ pub async fn start(setup: Setup<'_>) -> Env {
             setup.http,
             setup.files,
             setup.batches,
-            setup.webhooks
+            setup.webhooks,
+            setup.extra
         ),
     )
     .unwrap();
@@ -305,7 +309,7 @@ async fn start_lambda_functions(
         .unwrap()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

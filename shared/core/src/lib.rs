@@ -17,7 +17,8 @@
 //! consumer), [`reconcile`], [`stage`] (the work stages, listed once), [`ports`] (the traits the
 //! adapters implement), [`upstream`] (the one upstream-failure table), [`gate`] (the per-model
 //! gate), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
-//! routing, retry and error.
+//! routing, retry and error; [`telemetry`] lists the metrics once;
+//! [`trace_context`] carries a trace through queue messages.
 
 pub mod batches;
 pub mod chat;
@@ -40,6 +41,8 @@ pub mod recurring;
 pub mod retry;
 pub mod routing;
 pub mod stage;
+pub mod telemetry;
+pub mod trace_context;
 pub mod uploads;
 pub mod upstream;
 pub mod webhooks;

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod files;
+mod metrics;
 mod multipart_guard;
 mod recurring;
 mod request;

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::auth::{KeyCache, require_key};
 use crate::error::ApiError;
 use crate::files;
+use crate::metrics;
 use crate::recurring;
 use crate::request::{
     BodyBudget, HeldBody, IdPath, QueryParams, async_mode, idempotency_key, read_body,
@@ -122,10 +123,12 @@ pub fn router(state: AppState) -> Router {
             "/webhook_endpoints/{id}/deliveries/{event_id}/redeliver",
             post(webhooks::redeliver),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .route_layer(middleware::from_fn(metrics::note_route));
     let app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route_layer(middleware::from_fn(metrics::note_route))
         .nest("/v1", v1)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -136,7 +139,9 @@ pub fn router(state: AppState) -> Router {
         Some(timeout) => app.layer(RequestBodyTimeoutLayer::new(timeout)),
         None => app,
     };
-    app.layer(middleware::from_fn(request_id)).with_state(state)
+    app.layer(middleware::from_fn(metrics::record_request))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
 }
 
 /// Gives every response an `x-request-id` and every log line of the request a span carrying it.

@@ -16,6 +16,7 @@ use crate::jobs::decisions::next_attempt;
 use crate::jobs::{Finish, JobError, JobRef};
 use crate::ports::{ClaimOutcome, Completion, Lease, UpstreamError};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
+use crate::telemetry::{self, JobEvent, WorkKind};
 
 /// How a run ended, before it is mapped to a queue action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,13 @@ pub async fn run_job(
                 lease_left_ms = deps.clock.now().until(lease.expires_at).as_millis(),
                 "job claimed"
             );
+            let kind = WorkKind::from(job.kind);
+            // A re-claim after a lapsed lease or a released retry is the same run going on.
+            if job.attempts <= 1 {
+                telemetry::count_jobs(JobEvent::Started, kind, &job.model, 1);
+                let due = job.scheduled_at.unwrap_or(job.created_at);
+                telemetry::record_queue_wait(kind, &job.model, due.until(now));
+            }
             job
         }
         ClaimOutcome::Busy { lease_expires_at } => {
@@ -94,6 +102,13 @@ pub async fn run_job(
         return Ok(RunOutcome::Finished);
     };
     let token = lease.token;
+    let claimed_at = Instant::now();
+    let kind = WorkKind::from(job.kind);
+    let model = job.model.clone();
+    let ended = |event: JobEvent| {
+        telemetry::count_jobs(event, kind, &model, 1);
+        telemetry::record_run_time(kind, &model, claimed_at.elapsed());
+    };
     loop {
         let timeout = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
         let attempt = watch_cancel(
@@ -114,7 +129,7 @@ pub async fn run_job(
         };
         let error = match result {
             Ok(completion) => {
-                finish(
+                if finish(
                     deps,
                     id,
                     &token,
@@ -122,7 +137,10 @@ pub async fn run_job(
                         result: completion.body,
                     },
                 )
-                .await?;
+                .await?
+                {
+                    ended(JobEvent::Completed);
+                }
                 return Ok(RunOutcome::Finished);
             }
             Err(error) => error,
@@ -134,7 +152,7 @@ pub async fn run_job(
             RateLimits::CountAsAttempts,
         ) {
             tracing::info!(attempts = job.attempts, %error, "job failed");
-            finish(
+            if finish(
                 deps,
                 id,
                 &token,
@@ -142,7 +160,10 @@ pub async fn run_job(
                     error: error.to_job_error(),
                 },
             )
-            .await?;
+            .await?
+            {
+                ended(JobEvent::Failed);
+            }
             return Ok(RunOutcome::Finished);
         }
         let wait = delay_before_retry(job.attempts, error.retry_after());
@@ -170,6 +191,7 @@ pub async fn run_job(
             return Ok(RunOutcome::Finished);
         }
         job.attempts = attempt;
+        telemetry::count_jobs(JobEvent::Retried, kind, &model, 1);
     }
 }
 
@@ -197,7 +219,13 @@ async fn call_upstream(
     deps.upstream.complete(model, body.clone(), timeout).await
 }
 
-async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Result<(), StoreError> {
+/// Records the outcome; false when the lease was lost meanwhile and another outcome stands.
+async fn finish(
+    deps: &Deps,
+    id: &JobRef,
+    token: &str,
+    outcome: Finish,
+) -> Result<bool, StoreError> {
     let now = deps.clock.now();
     let asked = Instant::now();
     let kept = deps
@@ -224,7 +252,7 @@ async fn finish(deps: &Deps, id: &JobRef, token: &str, outcome: Finish) -> Resul
             "job outcome recorded"
         );
     }
-    Ok(())
+    Ok(kept)
 }
 
 enum Watched<T> {
