@@ -93,7 +93,7 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
                     crate::telemetry::JobEvent::Submitted,
                     crate::telemetry::WorkKind::BatchLine,
                     model.unwrap_or("mixed"),
-                    u64::try_from(total).unwrap_or(u64::MAX),
+                    total,
                 );
                 for plan in &chunks {
                     deps.queue
