@@ -12,12 +12,14 @@
 # request. The summary prints the medians and the difference; raw outputs in
 # bench/out/telemetry/.
 #
-# Knobs (environment): SYNC_RATE DURATION WARMUP ROUNDS SKIP_BUILD=1.
+# Knobs (environment): SYNC_RATE DURATION WARMUP ROUNDS SKIP_BUILD=1 PROFILE=release|debug
+# (debug only to check the script itself: its numbers mean nothing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/bench/out/telemetry"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+PROFILE="${PROFILE:-release}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 
 SYNC_RATE="${SYNC_RATE:-1000}"
 DURATION="${DURATION:-10s}"
@@ -32,8 +34,10 @@ die() {
 }
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p prism-server -p prism-testkit -p prism-bench)
+    log "building $PROFILE binaries"
+    flag=()
+    [[ "$PROFILE" == release ]] && flag=(--release)
+    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench)
 fi
 for b in prism prism-mock-upstream prism-loadgen; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
@@ -63,6 +67,7 @@ source "$ROOT/bench/lib.sh"
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "profile: $PROFILE"
     echo "nproc: $(nproc)"
     echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
