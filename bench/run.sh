@@ -8,7 +8,8 @@
 # printed and written to bench/out/summary.md. Results and targets: BENCHMARKS.md.
 #
 # Knobs (environment): SYNC_RATE SUBMIT_RATE DURATION WARMUP E2E_JOBS E2E_CONCURRENCY E2E_POLL
-# LOADGEN_THREADS SKIP_BUILD=1 (use the binaries already in target/release).
+# LOADGEN_THREADS SKIP_BUILD=1 (use the binaries already in target/release) METRICS=0 (no
+# `[metrics]` listener; by default it is on and scraped into out/metrics.txt at the end).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,7 @@ E2E_JOBS="${E2E_JOBS:-20000}"
 E2E_CONCURRENCY="${E2E_CONCURRENCY:-128}"
 E2E_POLL="${E2E_POLL:-list}"
 LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
+METRICS="${METRICS:-1}"
 MODEL="mock"
 
 log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -94,6 +96,10 @@ models = ["*"]
 [workers]
 concurrency = 256
 EOF
+if [[ "$METRICS" != 0 ]]; then
+    METRICS_PORT="$("$BIN/prism-loadgen" free-port)"
+    printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$METRICS_PORT" >>"$WORK/prism.toml"
+fi
 cp "$WORK/prism.toml" "$OUT/prism.toml"
 
 PRISM_PORT="$("$BIN/prism-loadgen" free-port)"
@@ -188,6 +194,10 @@ THREADS="$(awk '/^Threads:/ { print $2 }' "/proc/$PRISM_PID/status")"
 DB_SIZE="$(du -sh "$DATA" | cut -f1)"
 WAL_SIZE="$(du -ch "$DATA"/*-wal 2>/dev/null | awk 'END { print $1 }')"
 curl -fsS "$MOCK_URL/_stats" >"$OUT/mock-stats.json" || true
+if [[ "$METRICS" != 0 ]]; then
+    curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" >"$OUT/metrics.txt" ||
+        log "warning: could not scrape $METRICS_PORT/metrics"
+fi
 log "prism peak RSS ${PEAK_RSS_KIB} KiB (now ${RSS_NOW_KIB} KiB, $THREADS threads); data dir $DB_SIZE"
 
 {

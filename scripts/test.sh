@@ -34,6 +34,7 @@ cargo test -p prism-server --locked --test console -- --ignored
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
     --test recurring \
+    --test observability \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client --test uploads
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked --test endpoints

@@ -1,26 +1,34 @@
 //! `prism`: parses arguments, sets up logging and signals, and runs a command.
 
 use clap::Parser;
-use prism_server::cli::{Cli, Command, KeysCommand, LogFormat, WebhooksCommand};
+use prism_app::config::Config;
+use prism_server::cli::{Cli, Command, KeysCommand, WebhooksCommand};
 use prism_server::keys::{create_key, list_keys, open_key_store, revoke_key};
 use prism_server::remote;
 use prism_server::serve::serve;
+use prism_server::telemetry::init_tracing;
 use prism_server::webhooks::{
     create_endpoint, delete_endpoint, list_endpoints, open_webhook_store,
 };
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if let Command::Serve(args) = cli.command {
+        // The config first: it says whether spans are exported.
+        let config = Config::load(args.config.as_deref())?;
+        let traces = init_tracing(cli.log_format, Some(&config.traces))?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let served = serve(args, config, shutdown).await;
+        traces.shutdown().await;
+        served?;
+        return Ok(());
+    }
+    init_tracing(cli.log_format, None)?;
     match cli.command {
-        Command::Serve(args) => {
-            let shutdown = CancellationToken::new();
-            tokio::spawn(cancel_on_signal(shutdown.clone()));
-            serve(args, shutdown).await?;
-        }
+        Command::Serve(_) => {}
         Command::Keys(KeysCommand::Create { tenant, store }) => {
             let store = open_key_store(&store).await?;
             println!("{}", create_key(store.as_ref(), &tenant).await?);
@@ -102,18 +110,6 @@ async fn main() -> anyhow::Result<()> {
 /// on a blocking thread that the runtime would otherwise wait for.
 fn exit(outcome: remote::Outcome) -> ! {
     std::process::exit(i32::from(outcome.exit_code()))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

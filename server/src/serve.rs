@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Backend, ServeArgs};
 use crate::keys::{KeysError, create_key};
+use crate::telemetry::{TelemetryError, serve_metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -48,6 +49,8 @@ pub enum ServeError {
     DataDir(PathBuf, std::io::Error),
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
 }
 
 /// Crash tests: while the file this names exists, the embedded writer holds each group before
@@ -55,8 +58,14 @@ pub enum ServeError {
 const HOLD_COMMIT_ENV: &str = "PRISM_TEST_HOLD_COMMIT_WHILE";
 
 /// Serves until `shutdown` is cancelled (SIGTERM or SIGINT in `main`).
-pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let config = Config::load(args.config.as_deref())?;
+pub async fn serve(
+    args: ServeArgs,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    if let Some(listen) = config.metrics.listen {
+        serve_metrics(listen, shutdown.clone()).await?;
+    }
     match args.backend {
         Backend::Embedded => serve_embedded(args, config, shutdown).await,
         Backend::Aws => serve_aws(args, config, shutdown).await,

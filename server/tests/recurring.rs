@@ -26,6 +26,7 @@ const FAST: Setup<'static> = Setup {
     aws_endpoint: None,
     webhooks: "",
     prices: "",
+    extra: "",
 };
 
 fn fast() -> Setup<'static> {

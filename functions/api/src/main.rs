@@ -31,6 +31,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     // API Gateway events carry their stage, which lambda_http puts in front of the path.
     let service = ServiceBuilder::new()
         .map_request(prism_lambda::strip_stage)
+        // Once the response head is ready (what the request metrics time); the body may still
+        // be streaming.
+        .map_response(|response| {
+            prism_lambda::flush_metrics();
+            response
+        })
         .service(router(state));
     lambda_http::run_with_streaming_response(service).await
 }

@@ -26,7 +26,9 @@ async fn main() -> Result<(), Error> {
     let app = connect_lambda(ProviderKeys::Skip).await?;
     let deps = &app.deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_dead_letter_event(deps, event.payload).await)
+        let response = handle_dead_letter_event(deps, event.payload).await;
+        prism_lambda::flush_metrics();
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -26,7 +26,9 @@ async fn main() -> Result<(), Error> {
     // The event's content does not matter: every invocation is one full pass.
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            let summary = handle_reconcile_event(deps).await?;
+            let summary = handle_reconcile_event(deps).await;
+            prism_lambda::flush_metrics();
+            let summary = summary?;
             Ok::<_, Error>(serde_json::to_value(summary)?)
         },
     ))

@@ -171,6 +171,8 @@ pub struct Setup<'a> {
     pub aws_endpoint: Option<&'a str>,
     /// Appended as is: `[[prices]]` tables.
     pub prices: &'a str,
+    /// Whole sections appended to the config file as they are (`[metrics]`, `[traces]`).
+    pub extra: &'a str,
 }
 
 impl Default for Setup<'_> {
@@ -185,6 +187,7 @@ impl Default for Setup<'_> {
             webhooks: "",
             aws_endpoint: None,
             prices: "",
+            extra: "",
         }
     }
 }
@@ -213,7 +216,7 @@ pub async fn start(setup: Setup<'_>) -> Env {
         format!(
             "[[providers]]\nname = \"mock\"\nbase_url = \"{}\"\nmodels = {}\n\n\
              [workers]\n{defaults}{}\n\n[jobs]\n{}\n\n[http]\n{}\n\n[files]\n{}\n\n[batches]\n{}\n\n\
-             [webhooks]\n{}\n\n{}\n",
+             [webhooks]\n{}\n\n{}\n\n{}\n",
             mock.base_url(),
             setup.models,
             setup.workers,
@@ -222,7 +225,8 @@ pub async fn start(setup: Setup<'_>) -> Env {
             setup.files,
             setup.batches,
             setup.webhooks,
-            setup.prices
+            setup.prices,
+            setup.extra
         ),
     )
     .unwrap();
@@ -309,7 +313,7 @@ async fn start_lambda_functions(
         .unwrap()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

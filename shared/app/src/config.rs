@@ -56,6 +56,41 @@ pub struct Config {
     /// `[[prices]]`: what finished work cost, per model (none: no cost is shown).
     #[serde(default)]
     pub prices: Vec<PriceSection>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub traces: TraceSection,
+}
+
+/// `[metrics]`: `prism serve`'s Prometheus endpoint. Off unless `listen` is set: it answers
+/// anyone who reaches it, so it gets its own address (loopback, or a network only the scraper
+/// reaches), never the API's listener nor its keys. The Lambda functions write CloudWatch
+/// Embedded Metric Format lines instead and ignore this section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Where `GET /metrics` is served, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[traces]`: optional OpenTelemetry export over OTLP (http/protobuf). Off unless
+/// `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceSection {
+    /// The collector's traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of every span.
+    pub service_name: String,
+}
+
+impl Default for TraceSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "prism".into(),
+        }
+    }
 }
 
 /// `[webhooks]`: delivery of events for finished work.
@@ -92,6 +127,8 @@ impl Default for Config {
             webhooks: WebhookSection::default(),
             prices: Vec::new(),
             storage: StorageSection::default(),
+            metrics: MetricsSection::default(),
+            traces: TraceSection::default(),
         }
     }
 }

@@ -34,7 +34,10 @@ pub use provision::{
     PhysicalResource, ProvisionError, ProvisionOptions, ProvisionedStack, provision,
     provision_stack, provision_template,
 };
-pub use queue::{SCHEDULED_TIME, SqsWorkQueue, decode_work_item, encode_firing, encode_work_item};
+pub use queue::{
+    SCHEDULED_TIME, SqsWorkQueue, TRACE_ATTRIBUTE, decode_work_item, encode_firing,
+    encode_work_item,
+};
 pub use recurring::{DynamoRecurringStore, EventBridgeRecurringTrigger, recurring_schedule_name};
 pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedule_name};
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SDK_MAX_ATTEMPTS, SettingsError};

@@ -1,16 +1,20 @@
 //! The `WorkQueue` port over SQS. Messages carry ids only (`{"v":1,"job":{"tenant","id"}}`,
 //! the field named by the item's [`Stage`]);
-//! receipts are SQS receipt handles; the receive count is SQS's `ApproximateReceiveCount`.
+//! receipts are SQS receipt handles; the receive count is SQS's `ApproximateReceiveCount`; the
+//! trace context, when traces are exported, rides in the `traceparent` message attribute (the
+//! body's wire format stays as it is).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use prism_core::batches::BatchRef;
 use prism_core::clock::{format_rfc3339, parse_rfc3339};
 use prism_core::jobs::JobRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
 use prism_core::recurring::RecurringRef;
+use prism_core::trace_context::TraceContext;
 use prism_core::webhooks::EventRef;
 use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
@@ -20,6 +24,9 @@ use crate::attrs::unavailable;
 /// SQS's ceiling for `DelaySeconds` and the practical one for a visibility change.
 const MAX_DELAY: Duration = Duration::from_secs(900);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+/// The message attribute that carries the W3C trace context (read by the Lambda glue too).
+pub const TRACE_ATTRIBUTE: &str = "traceparent";
 
 #[derive(Clone)]
 pub struct SqsWorkQueue {
@@ -152,7 +159,7 @@ impl SqsWorkQueue {
         &self,
         max: usize,
         visibility: Duration,
-    ) -> Result<Vec<(Option<WorkItem>, Receipt, u32)>, StoreError> {
+    ) -> Result<Vec<(Option<WorkItem>, Receipt, u32, Option<TraceContext>)>, StoreError> {
         let out = self
             .client
             .receive_message()
@@ -161,6 +168,7 @@ impl SqsWorkQueue {
             .visibility_timeout(secs(visibility, MAX_VISIBILITY))
             .wait_time_seconds(secs(self.wait, Duration::from_secs(20)))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(TRACE_ATTRIBUTE)
             .send()
             .await
             .map_err(unavailable)?;
@@ -176,7 +184,18 @@ impl SqsWorkQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
-                Some((m.body.as_deref().and_then(decode_work_item), receipt, count))
+                let trace = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(TRACE_ATTRIBUTE))
+                    .and_then(|v| v.string_value())
+                    .and_then(TraceContext::parse);
+                Some((
+                    m.body.as_deref().and_then(decode_work_item),
+                    receipt,
+                    count,
+                    trace,
+                ))
             })
             .collect())
     }
@@ -185,11 +204,21 @@ impl SqsWorkQueue {
 #[async_trait]
 impl WorkQueue for SqsWorkQueue {
     async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
+        let trace = prism_core::trace_context::current()
+            .map(|trace| {
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(trace.0)
+                    .build()
+            })
+            .transpose()
+            .map_err(unavailable)?;
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(encode_work_item(item))
             .delay_seconds(secs(delay, MAX_DELAY))
+            .set_message_attributes(trace.map(|t| HashMap::from([(TRACE_ATTRIBUTE.to_owned(), t)])))
             .send()
             .await
             .map_err(unavailable)?;
@@ -198,12 +227,13 @@ impl WorkQueue for SqsWorkQueue {
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
         let mut deliveries = Vec::new();
-        for (item, receipt, receive_count) in self.receive_raw(max, visibility).await? {
+        for (item, receipt, receive_count, trace) in self.receive_raw(max, visibility).await? {
             match item {
                 Some(item) => deliveries.push(Delivery {
                     item,
                     receipt,
                     receive_count,
+                    trace,
                 }),
                 None => {
                     tracing::warn!("dropping a message that is not a Prism work item");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::batches::{finalize, plan, process};
 use crate::deps::{Deps, MAX_QUEUE_DELAY};
@@ -41,8 +42,27 @@ pub async fn handle_delivery(
 /// [`handle_delivery`] that also gives up when `stop` is cancelled (a process shutting down):
 /// the upstream call is aborted, the lease released and the message made visible at once, so
 /// another worker or the next start resumes the job without waiting for the lease to expire.
-#[tracing::instrument(skip_all, fields(receive_count = delivery.receive_count, job_id, tenant))]
 pub async fn handle_delivery_until(
+    deps: &Deps,
+    delivery: &Delivery,
+    deadline: Option<Instant>,
+    stop: &CancellationToken,
+) -> QueueAction {
+    let span = tracing::info_span!(
+        "handle_delivery",
+        stage = delivery.item.stage().name(),
+        receive_count = delivery.receive_count,
+        job_id = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    );
+    // The worker's side of the trace whoever queued the item started.
+    crate::trace_context::adopt(&span, delivery.trace.as_ref());
+    dispatch(deps, delivery, deadline, stop)
+        .instrument(span)
+        .await
+}
+
+async fn dispatch(
     deps: &Deps,
     delivery: &Delivery,
     deadline: Option<Instant>,

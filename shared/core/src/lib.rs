@@ -21,7 +21,8 @@
 //! gate), [`pricing`] (tiers, the price table and what finished work cost), [`usage`] (a
 //! tenant's totals over a time range), [`endpoint`] (the OpenAI endpoints forwarded to providers)
 //! and [`requests`] (each endpoint's request rules), [`models`] (the model list), and the small vocabularies: ids, clock, keys, metadata, list, json_strict, chat,
-//! routing, retry and error.
+//! routing, retry and error; [`telemetry`] lists the metrics once; [`trace_context`] carries a
+//! trace through queue messages.
 
 pub mod batches;
 pub mod chat;
@@ -49,6 +50,8 @@ pub mod responses;
 pub mod retry;
 pub mod routing;
 pub mod stage;
+pub mod telemetry;
+pub mod trace_context;
 pub mod uploads;
 pub mod upstream;
 pub mod usage;

@@ -241,6 +241,8 @@ pub struct Delivery {
     pub receipt: Receipt,
     /// 1 on first delivery.
     pub receive_count: u32,
+    /// The trace of whoever queued it, when traces are exported.
+    pub trace: Option<crate::trace_context::TraceContext>,
 }
 
 /// At-least-once delivery with a visibility timeout, as SQS gives it.

@@ -73,6 +73,7 @@ pub async fn reconcile(deps: &Deps) -> Result<ReconcileReport, StoreError> {
 /// cancel, or the window's end). Returns how many batches it looked at.
 async fn reconcile_batches(deps: &Deps, idle_before: Timestamp) -> Result<usize, StoreError> {
     let batches = deps.batches.unfinished(BATCH).await?;
+    crate::telemetry::set_active_batches(batches.len());
     for batch in &batches {
         let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
             continue;

@@ -299,6 +299,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "scheduled_job_id", "TEXT"),
     ("batches", "usage_by_model", "TEXT"),
     ("jobs", "endpoint", "TEXT"),
+    // The W3C traceparent of whoever queued the job or item (prism_core::trace_context).
+    ("jobs", "trace_context", "TEXT"),
+    ("work_items", "trace_context", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

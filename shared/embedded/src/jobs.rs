@@ -13,6 +13,7 @@ use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
 use prism_core::responses::events::RecordedEvent;
+use prism_core::trace_context::TraceContext;
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{
     ApiEndpoint, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
@@ -206,6 +207,7 @@ impl JobStore for SqliteJobStore {
         let job = job.clone();
         let claim = idempotency.cloned();
         let bytes = job.request.len();
+        let trace = prism_core::trace_context::current();
         let outcome = self
             .db
             .write_sized(bytes, move |conn| {
@@ -251,8 +253,9 @@ impl JobStore for SqliteJobStore {
                 // stored is this same firing's, left as it is.
                 let inserted = conn.prepare_cached(
                     "INSERT INTO jobs (id, tenant, kind, status, model, request, created_at, \
-                       scheduled_at, metadata, queue_visible_at, scheduled_job_id, endpoint) \
-                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)), ?10, ?11) \
+                       scheduled_at, metadata, queue_visible_at, scheduled_job_id, endpoint, \
+                       trace_context) \
+                     VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, MAX(?6, COALESCE(?7, ?6)), ?10, ?11, ?12) \
                      ON CONFLICT(id) DO NOTHING",
                 )?
                 .execute(params![
@@ -266,7 +269,8 @@ impl JobStore for SqliteJobStore {
                     metadata,
                     JobStatus::Pending.as_str(),
                     job.scheduled_job_id.as_ref().map(JobId::as_str),
-                    job.endpoint.path()
+                    job.endpoint.path(),
+                    trace.as_ref().map(TraceContext::as_str)
                 ])?;
                 Ok(CreateOutcome::Created {
                     triggered: inserted == 1,

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use prism_core::batches::BatchRef;
 use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
 use prism_core::recurring::RecurringRef;
+use prism_core::trace_context::TraceContext;
 use prism_core::webhooks::EventRef;
 use prism_core::{BatchId, Clock, Stage, StoreError, TenantId, Timestamp};
 use rand::Rng;
@@ -143,6 +144,7 @@ pub(crate) fn enqueue_work_item(
     conn: &Connection,
     item: &WorkItem,
     visible_at: i64,
+    trace: Option<&TraceContext>,
 ) -> rusqlite::Result<()> {
     let (tenant, subject, chunk, kind) = match item {
         WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => {
@@ -164,12 +166,13 @@ pub(crate) fn enqueue_work_item(
         WorkItem::Job(_) => return Ok(()),
     };
     conn.prepare_cached(
-        "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+        "INSERT INTO work_items (key, kind, tenant, batch_id, chunk, visible_at, trace_context) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
          ON CONFLICT(key) DO UPDATE SET \
            visible_at = CASE WHEN receipt IS NOT NULL OR visible_at > excluded.visible_at \
              THEN excluded.visible_at ELSE visible_at END, \
-           receipt = NULL, receives = 0",
+           receipt = NULL, receives = 0, \
+           trace_context = COALESCE(excluded.trace_context, trace_context)",
     )?
     .execute(params![
         item.key(),
@@ -177,7 +180,8 @@ pub(crate) fn enqueue_work_item(
         tenant.as_str(),
         subject,
         chunk,
-        visible_at
+        visible_at,
+        trace.map(TraceContext::as_str)
     ])
     .map(|_| ())
 }
@@ -224,7 +228,8 @@ fn receive_work_items(
 ) -> rusqlite::Result<Vec<Delivery>> {
     let rows = conn
         .prepare_cached(
-            "SELECT key, kind, tenant, batch_id, chunk FROM work_items WHERE visible_at <= ?1 \
+            "SELECT key, kind, tenant, batch_id, chunk, trace_context FROM work_items \
+             WHERE visible_at <= ?1 \
              ORDER BY visible_at LIMIT ?2",
         )?
         .query_map(
@@ -236,6 +241,7 @@ fn receive_work_items(
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             },
         )?
@@ -245,7 +251,7 @@ fn receive_work_items(
          WHERE key = ?1 RETURNING receives",
     )?;
     let mut deliveries = Vec::with_capacity(rows.len());
-    for (key, kind, tenant, batch_id, chunk) in rows {
+    for (key, kind, tenant, batch_id, chunk, trace) in rows {
         let Some(item) = work_item_from(&kind, &tenant, &batch_id, chunk) else {
             conn.prepare_cached("DELETE FROM work_items WHERE key = ?1")?
                 .execute(params![key])?;
@@ -257,6 +263,7 @@ fn receive_work_items(
             item,
             receipt: Receipt(format!("w:{key}:{receipt}")),
             receive_count: receives,
+            trace: trace.as_deref().and_then(TraceContext::parse),
         });
     }
     Ok(deliveries)
@@ -267,6 +274,7 @@ impl WorkQueue for SqliteWorkQueue {
     async fn enqueue(&self, item: &WorkItem, delay: Duration) -> Result<(), StoreError> {
         let visible_at = self.clock.now().plus(delay).0;
         let item = item.clone();
+        let trace = prism_core::trace_context::current();
         self.db
             .write(move |conn| match &item {
                 // Like a second SQS message: never later than a message already waiting.
@@ -274,13 +282,18 @@ impl WorkQueue for SqliteWorkQueue {
                     .prepare_cached(&format!(
                         "UPDATE jobs SET queue_visible_at = \
                            CASE WHEN queue_visible_at IS NULL OR queue_visible_at > ?2 THEN ?2 \
-                           ELSE queue_visible_at END \
+                           ELSE queue_visible_at END, \
+                           trace_context = COALESCE(?3, trace_context) \
                          WHERE id = ?1 AND status IN {}",
                         unfinished_list()
                     ))?
-                    .execute(params![job.id.as_str(), visible_at])
+                    .execute(params![
+                        job.id.as_str(),
+                        visible_at,
+                        trace.as_ref().map(TraceContext::as_str)
+                    ])
                     .map(|_| ()),
-                other => enqueue_work_item(conn, other, visible_at),
+                other => enqueue_work_item(conn, other, visible_at, trace.as_ref()),
             })
             .await?;
         self.wake.notify_one();
@@ -294,12 +307,19 @@ impl WorkQueue for SqliteWorkQueue {
             .write(move |conn| {
                 let ids = conn
                     .prepare_cached(
-                        "SELECT id, tenant FROM jobs WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
+                        "SELECT id, tenant, trace_context FROM jobs \
+                         WHERE queue_visible_at IS NOT NULL AND queue_visible_at <= ?1 \
                          ORDER BY queue_visible_at LIMIT ?2",
                     )?
                     .query_map(
                         params![now.0, i64::try_from(max).unwrap_or(i64::MAX)],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, Option<String>>(2)?,
+                            ))
+                        },
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 let mut stmt = conn.prepare_cached(
@@ -308,7 +328,7 @@ impl WorkQueue for SqliteWorkQueue {
                 )?;
                 let mut rng = rand::rng();
                 let mut deliveries = Vec::with_capacity(ids.len());
-                for (id, tenant) in ids {
+                for (id, tenant, trace) in ids {
                     let receipt = hex::encode(rng.random::<[u8; 8]>());
                     let receives: u32 =
                         stmt.query_row(params![id, hidden_until, receipt], |r| r.get(0))?;
@@ -319,6 +339,7 @@ impl WorkQueue for SqliteWorkQueue {
                         item: WorkItem::Job(job),
                         receipt: Receipt(format!("{id}:{receipt}")),
                         receive_count: receives,
+                        trace: trace.as_deref().and_then(TraceContext::parse),
                     });
                 }
                 // Jobs first: interactive work goes ahead of batch stages.

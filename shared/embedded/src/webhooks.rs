@@ -44,6 +44,7 @@ pub(crate) fn record_event_in(conn: &Connection, event: &WebhookEvent) -> rusqli
             conn,
             &WorkItem::Webhook(event.event_ref()),
             event.created_at.0,
+            None,
         )?;
     }
     Ok(inserted == 1)

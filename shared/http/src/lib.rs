@@ -6,6 +6,7 @@ mod batches;
 mod console;
 mod error;
 mod files;
+mod metrics;
 mod multipart_guard;
 mod openapi;
 mod recurring;

@@ -28,6 +28,7 @@ use crate::auth::{KeyCache, require_key};
 use crate::batches;
 use crate::error::ApiError;
 use crate::files;
+use crate::metrics;
 use crate::openapi;
 use crate::openapi::{
     CancelScheduledParams, ChatCompletion, ChatCompletionRequest, CompletionHeaders,
@@ -252,7 +253,10 @@ pub fn router(state: AppState) -> Router {
             Access::Keyed => keyed = keyed.route(route.path, route.handler),
         }
     }
-    let keyed = keyed.route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    let keyed = keyed
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .route_layer(middleware::from_fn(metrics::note_route));
+    let public = public.route_layer(middleware::from_fn(metrics::note_route));
     let app = public
         .merge(keyed)
         // The console is a page, not an API route: outside the route table and its document.
@@ -266,7 +270,9 @@ pub fn router(state: AppState) -> Router {
         Some(timeout) => app.layer(RequestBodyTimeoutLayer::new(timeout)),
         None => app,
     };
-    app.layer(middleware::from_fn(request_id)).with_state(state)
+    app.layer(middleware::from_fn(metrics::record_request))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
 }
 
 /// Gives every response an `x-request-id` and every log line of the request a span carrying it.

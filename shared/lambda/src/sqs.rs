@@ -4,6 +4,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use prism_aws::decode_work_item;
 use prism_core::ports::{Delivery, Receipt};
+use prism_core::trace_context::TraceContext;
 
 /// One record of an SQS event, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +51,18 @@ fn record_from_message(message: &SqsMessage) -> Record {
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
+    let trace = message
+        .message_attributes
+        .get(prism_aws::TRACE_ATTRIBUTE)
+        .and_then(|value| value.string_value.as_deref())
+        .and_then(TraceContext::parse);
     Record::Work {
         message_id,
         delivery: Delivery {
             item,
             receipt: Receipt(message.receipt_handle.clone().unwrap_or_default()),
             receive_count,
+            trace,
         },
     }
 }

@@ -6,7 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use prism_app::aws::{ProviderKeys, connect_lambda};
 use prism_core::Stage;
 
-use crate::{handle_work_event, init_tracing, worker_deadline};
+use crate::{flush_metrics, handle_work_event, init_tracing, worker_deadline};
 
 /// Runs the function of `stage`, whose queue its trigger drains (the visibility changes that
 /// ask SQS for a later redelivery go to that queue).
@@ -29,6 +29,7 @@ pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
             deadline,
         )
         .await;
+        flush_metrics();
         Ok::<_, Error>(response)
     }))
     .await

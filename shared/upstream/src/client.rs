@@ -13,6 +13,7 @@ use prism_core::batches::modes::BatchRoute;
 use prism_core::models::{ListedModel, ProviderModels, is_glob, listed_models};
 use prism_core::ports::{Completion, Relay, Upstream, UpstreamError};
 use prism_core::routing::glob_matches;
+use prism_core::telemetry::{self, UpstreamOutcome};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Client, RequestBuilder, Response, Url, redirect};
 use tracing::Instrument;
@@ -353,7 +354,14 @@ impl Upstream for HttpUpstream {
                 tokio::time::timeout(timeout, self.complete_once(provider, endpoint, body))
                     .await
                     .unwrap_or(Err(UpstreamError::Timeout));
-            let elapsed_ms = started.elapsed().as_millis();
+            let elapsed = started.elapsed();
+            telemetry::record_upstream_call(
+                &provider.name,
+                model,
+                UpstreamOutcome::of(&outcome),
+                elapsed,
+            );
+            let elapsed_ms = elapsed.as_millis();
             match &outcome {
                 Ok(_) => tracing::debug!(elapsed_ms, "upstream completed"),
                 Err(error) => tracing::info!(elapsed_ms, %error, "upstream attempt failed"),
@@ -373,10 +381,21 @@ impl Upstream for HttpUpstream {
         let provider = self.route(model)?;
         let span =
             tracing::info_span!("upstream_relay", provider = %provider.name, %endpoint, model);
-        self.relay_once(provider, endpoint, body)
+        let started = Instant::now();
+        let relayed = self
+            .relay_once(provider, endpoint, body)
             .instrument(span)
             .await
-            .inspect_err(|error| tracing::info!(%error, "upstream relay failed"))
+            .inspect_err(|error| tracing::info!(%error, "upstream relay failed"));
+        // Until the response head: the body streams on to the client afterwards.
+        let outcome = match &relayed {
+            Ok(relay) if relay.status == 429 => UpstreamOutcome::RateLimited,
+            Ok(relay) if !(200..300).contains(&relay.status) => UpstreamOutcome::Status,
+            Ok(_) => UpstreamOutcome::Ok,
+            Err(_) => UpstreamOutcome::of(&relayed),
+        };
+        telemetry::record_upstream_call(&provider.name, model, outcome, started.elapsed());
+        relayed
     }
 }
 

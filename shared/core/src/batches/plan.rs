@@ -88,6 +88,13 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
                 .await?
             {
                 tracing::info!(total, chunks = chunks.len(), "batch planned");
+                // A batch of several models counts its lines under `mixed`.
+                crate::telemetry::count_jobs(
+                    crate::telemetry::JobEvent::Submitted,
+                    crate::telemetry::WorkKind::BatchLine,
+                    model.unwrap_or("mixed"),
+                    total,
+                );
                 for plan in &chunks {
                     deps.queue
                         .enqueue(

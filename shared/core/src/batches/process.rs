@@ -29,6 +29,7 @@ use crate::files::{UploadStream, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::{Lease, UpstreamError, WorkItem};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
+use crate::telemetry::{self, JobEvent, WorkKind};
 use crate::upstream::{client_error, error_body};
 
 /// The longest a line waits between attempts.
@@ -228,9 +229,21 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         Some(BatchMode::Flex) => Tier::Flex,
         _ => Tier::Standard,
     };
+    let kind = WorkKind::BatchLine;
+    let started = Instant::now();
+    telemetry::count_jobs(JobEvent::Started, kind, &line.model, 1);
+    let due = batch.in_progress_at.unwrap_or(batch.created_at);
+    telemetry::record_queue_wait(kind, &line.model, due.until(deps.clock.now()));
+    let ended = |event: JobEvent| {
+        telemetry::count_jobs(event, kind, &line.model, 1);
+        telemetry::record_run_time(kind, &line.model, started.elapsed());
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        if attempt > 1 {
+            telemetry::count_jobs(JobEvent::Retried, kind, &line.model, 1);
+        }
         let permit = deps.model_gate.enter(&line.model).await;
         let timeout = deps.work_policy.upstream_timeout;
         let body = match tier {
@@ -253,6 +266,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
                         &UpstreamError::InvalidResponse(e.to_string()),
                     ),
                 };
+                ended(JobEvent::Completed);
                 return LineResult {
                     target: LineTarget::Output,
                     json,
@@ -286,6 +300,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             tokio::time::sleep(wait).await;
             continue;
         }
+        ended(JobEvent::Failed);
         return LineResult {
             target: LineTarget::Error,
             json: failed_line(deps, &line.custom_id, &error),
@@ -511,6 +526,9 @@ impl ChunkRun<'_> {
             .batches
             .checkpoint(batch, index, token, &record, until, now)
             .await?;
+        if answer != ChunkWrite::Refused {
+            telemetry::count_batch_lines(u64::from(record.completed), u64::from(record.failed));
+        }
         if answer == ChunkWrite::Refused {
             // Discarded by its condition (finalizing, expired, or another claim): the stored part
             // is never referenced, and its lines are written by whoever owns them now.

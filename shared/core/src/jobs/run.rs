@@ -19,6 +19,7 @@ use crate::ports::{ClaimOutcome, Completion, Lease, UpstreamError};
 use crate::responses::run::run_streamed_response;
 use crate::responses::{summarize_response_request, upstream_request};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
+use crate::telemetry::{self, JobEvent, WorkKind};
 
 /// How a run ended, before it is mapped to a queue action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,13 @@ pub async fn run_job(
                 lease_left_ms = deps.clock.now().until(lease.expires_at).as_millis(),
                 "job claimed"
             );
+            let kind = WorkKind::from(job.kind);
+            // A re-claim after a lapsed lease or a released retry is the same run going on.
+            if job.attempts <= 1 {
+                telemetry::count_jobs(JobEvent::Started, kind, &job.model, 1);
+                let due = job.scheduled_at.unwrap_or(job.created_at);
+                telemetry::record_queue_wait(kind, &job.model, due.until(now));
+            }
             job
         }
         ClaimOutcome::Busy { lease_expires_at } => {
@@ -113,6 +121,13 @@ pub async fn run_job(
         }
         JobKind::Async | JobKind::Scheduled => (job.endpoint, body),
     };
+    let claimed_at = Instant::now();
+    let kind = WorkKind::from(job.kind);
+    let model = job.model.clone();
+    let ended = |event: JobEvent| {
+        telemetry::count_jobs(event, kind, &model, 1);
+        telemetry::record_run_time(kind, &model, claimed_at.elapsed());
+    };
     loop {
         let timeout = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
         let attempt = watch_cancel(
@@ -133,7 +148,7 @@ pub async fn run_job(
         };
         let error = match result {
             Ok(completion) => {
-                finish(
+                if finish(
                     deps,
                     id,
                     &token,
@@ -141,7 +156,10 @@ pub async fn run_job(
                         result: completion.body,
                     },
                 )
-                .await?;
+                .await?
+                {
+                    ended(JobEvent::Completed);
+                }
                 return Ok(RunOutcome::Finished);
             }
             Err(error) => error,
@@ -153,7 +171,7 @@ pub async fn run_job(
             RateLimits::CountAsAttempts,
         ) {
             tracing::info!(attempts = job.attempts, %error, "job failed");
-            finish(
+            if finish(
                 deps,
                 id,
                 &token,
@@ -161,7 +179,10 @@ pub async fn run_job(
                     error: error.to_job_error(),
                 },
             )
-            .await?;
+            .await?
+            {
+                ended(JobEvent::Failed);
+            }
             return Ok(RunOutcome::Finished);
         }
         let wait = delay_before_retry(job.attempts, error.retry_after());
@@ -189,6 +210,7 @@ pub async fn run_job(
             return Ok(RunOutcome::Finished);
         }
         job.attempts = attempt;
+        telemetry::count_jobs(JobEvent::Retried, kind, &model, 1);
     }
 }
 
@@ -223,12 +245,13 @@ async fn call_upstream(
         .await
 }
 
+/// Records the outcome; false when the lease was lost meanwhile and another outcome stands.
 pub(crate) async fn finish(
     deps: &Deps,
     id: &JobRef,
     token: &str,
     outcome: Finish,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let now = deps.clock.now();
     let asked = Instant::now();
     let kept = deps
@@ -255,7 +278,7 @@ pub(crate) async fn finish(
             "job outcome recorded"
         );
     }
-    Ok(())
+    Ok(kept)
 }
 
 pub(crate) enum Watched<T> {

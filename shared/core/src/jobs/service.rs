@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::clock::Timestamp;
 use crate::deps::{Deps, MAX_QUEUE_DELAY, trigger_at};
@@ -17,6 +18,7 @@ use crate::jobs::{Job, JobKind, NewJob, decisions};
 use crate::list::{ListQuery, Page};
 use crate::ports::{CancelOutcome, CreateOutcome, IdempotencyClaim, WorkItem};
 use crate::requests::summarize_request;
+use crate::telemetry::{self, JobEvent};
 
 /// Knobs of the job lifecycle, read once from configuration.
 #[derive(Debug, Clone)]
@@ -146,7 +148,13 @@ pub(crate) async fn create_job(
         .map(|key| idempotency_claim(deps, key, &job))
         .transpose()?;
     tracing::Span::current().record("job_id", job.id.as_str());
-    let created = deps.jobs.create(&job, claim.as_ref()).await?;
+    // Storing and queueing: the span whose context the queue message carries to the worker.
+    let queue_span = tracing::info_span!("queue", job_id = %job.id, tenant = %job.tenant);
+    let created = deps
+        .jobs
+        .create(&job, claim.as_ref())
+        .instrument(queue_span.clone())
+        .await?;
     let triggered = match decisions::create_outcome(created, &job.id) {
         CreateOutcome::Created { triggered } => triggered,
         CreateOutcome::Replayed {
@@ -176,11 +184,15 @@ pub(crate) async fn create_job(
             ));
         }
     };
+    telemetry::count_jobs(JobEvent::Submitted, job.kind.into(), &job.model, 1);
     // The row is the source of truth: if this trigger is lost, the reconciler triggers the job
     // once it is due. A triggered create was queued by the store itself.
     if !triggered {
         let due = job.scheduled_at.unwrap_or(job.created_at);
-        if let Err(error) = trigger_at(deps, &WorkItem::Job(job.job_ref()), due).await {
+        if let Err(error) = trigger_at(deps, &WorkItem::Job(job.job_ref()), due)
+            .instrument(queue_span)
+            .await
+        {
             tracing::warn!(%error, "trigger failed after the job was stored; the reconciler will trigger it");
         }
     }
@@ -305,6 +317,7 @@ pub async fn cancel_job(
     let expires_at = now.plus(deps.job_policy.retention);
     match deps.jobs.cancel(tenant, &job_id, now, expires_at).await? {
         CancelOutcome::Cancelled(job) => {
+            telemetry::count_jobs(JobEvent::Cancelled, job.kind.into(), &job.model, 1);
             if went_through_scheduler(&job)
                 && job.started_at.is_none()
                 && let Err(error) = deps

@@ -90,6 +90,7 @@ async fn attempt(
         jitter,
     );
     let delivered = decisions::is_delivered(sent.status);
+    crate::telemetry::count_webhook_delivery(delivered);
     tracing::info!(
         endpoint_id = %endpoint.id,
         attempt = next.attempts,

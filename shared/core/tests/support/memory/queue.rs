@@ -128,6 +128,7 @@ impl WorkQueue for MemoryQueue {
                     item: message.item.clone(),
                     receipt: Receipt(receipt),
                     receive_count: message.receives,
+                    trace: None,
                 });
             }
         }
