@@ -130,7 +130,7 @@ pub struct UsageTotals {
 /// Sums finished work per kind, then prices it: the pure part of [`tenant_totals`].
 #[derive(Debug, Default)]
 pub struct Totals {
-    by_kind: [UsageByModel; 3],
+    by_kind: [UsageByModel; UsageKind::ALL.len()],
 }
 
 impl Totals {
@@ -319,6 +319,24 @@ mod tests {
         assert_eq!(kinds, [(UsageKind::Async, 1), (UsageKind::Scheduled, 1)]);
         assert_eq!(priced.usage.total_tokens, 30);
         assert_eq!(priced.cost.map(|c| c.to_string()), Some("0.00003".into()));
+    }
+
+    #[test]
+    fn every_kind_of_work_counts_under_its_own_kind() {
+        let mut totals = Totals::default();
+        for kind in JobKind::ALL {
+            totals.add_job(&job(kind, JobStatus::Completed, 150, "priced"), &range());
+        }
+        let priced = totals.priced(range(), &one_dollar_per_million());
+        let kinds: Vec<_> = priced.lines.iter().map(|l| (l.kind, l.requests)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (UsageKind::Async, 1),
+                (UsageKind::Scheduled, 1),
+                (UsageKind::Response, 1)
+            ]
+        );
     }
 
     #[test]
