@@ -15,7 +15,7 @@ use prism_core::{ApiEndpoint, ServiceError, TenantId};
 use crate::error::ApiError;
 use crate::openapi::{
     CompletionHeaders, CreateResponseRequest, ErrorResponse, IdParam, ResponseObject,
-    ResponseStreamParams,
+    ResponseStreamEvent, ResponseStreamParams,
 };
 use crate::request::{BodyBudget, IdPath, QueryParams, idempotency_key};
 use crate::routes::{AppState, read_json_body, relay_to_provider};
@@ -29,7 +29,7 @@ use crate::routes::{AppState, read_json_body, relay_to_provider};
     responses(
         (status = 200, description = "The upstream's response (JSON, or server-sent events with `stream: true`); with `background: true`, Prism's `queued` response, or its recorded events as they arrive.", content(
             (ResponseObject = "application/json"),
-            (String = "text/event-stream"),
+            (ResponseStreamEvent = "text/event-stream"),
         )),
         (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
@@ -78,7 +78,7 @@ pub(crate) async fn create_response(
     responses(
         (status = 200, description = "The background response, or with `stream=true` its recorded events.", content(
             (ResponseObject = "application/json"),
-            (String = "text/event-stream"),
+            (ResponseStreamEvent = "text/event-stream"),
         )),
         (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No background response with this id for this key.", body = ErrorResponse),

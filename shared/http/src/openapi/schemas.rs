@@ -106,6 +106,14 @@ pub struct ResponseObject {
     pub usage: Option<serde_json::Value>,
 }
 
+/// One server-sent event of a Responses stream: its type (`response.created`,
+/// `response.output_text.delta`, ...) and its JSON, which carries `sequence_number`.
+#[derive(Serialize, ToSchema)]
+pub struct ResponseStreamEvent {
+    pub event: String,
+    pub data: String,
+}
+
 /// `GET /v1/responses/{id}`'s query.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
