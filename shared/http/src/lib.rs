@@ -6,6 +6,7 @@ mod batches;
 mod console;
 mod error;
 mod files;
+mod forward;
 mod metrics;
 mod multipart_guard;
 mod openapi;

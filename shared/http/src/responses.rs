@@ -13,12 +13,13 @@ use prism_core::responses::{response_object, service, summarize_response_request
 use prism_core::{ApiEndpoint, ServiceError, TenantId};
 
 use crate::error::ApiError;
+use crate::forward::relay_to_provider;
 use crate::openapi::{
     CompletionHeaders, CreateResponseRequest, ErrorResponse, IdParam, ResponseObject,
     ResponseStreamEvent, ResponseStreamParams,
 };
 use crate::request::{BodyBudget, IdPath, QueryParams, idempotency_key};
-use crate::routes::{AppState, read_json_body, relay_to_provider};
+use crate::routes::{AppState, read_json_body};
 
 #[utoipa::path(
     post,
