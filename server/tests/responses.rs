@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{Env, Setup, start};
+use support::{AFTER_A_CRASH, Env, Setup, start};
 
 const SOON: Duration = Duration::from_secs(15);
 
@@ -254,7 +254,7 @@ async fn background_response_completes_after_kill_9_during_its_upstream_call() {
     env.kill_server().await;
     env.start_server().await;
     let done = env
-        .wait_for_response(&id, &["completed", "failed"], SOON * 2)
+        .wait_for_response(&id, &["completed", "failed"], AFTER_A_CRASH)
         .await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(output_text(&done), "survive");
@@ -280,7 +280,7 @@ async fn a_recorded_stream_cut_by_kill_9_ends_failed_with_a_stated_reason() {
     env.kill_server().await;
     env.start_server().await;
     let done = env
-        .wait_for_response(&id, &["completed", "failed"], SOON * 2)
+        .wait_for_response(&id, &["completed", "failed"], AFTER_A_CRASH)
         .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "stream_interrupted");

@@ -34,6 +34,12 @@ static NEXT_PREFIX: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32:
 /// back within a test.
 const TEST_VISIBILITY_SECONDS: u32 = 30;
 
+/// How long work cut off by a kill -9 may take to come back and finish on any backend: the
+/// emulator's queues redeliver it only after their visibility timeout, plus time to run it on a
+/// loaded machine.
+pub const AFTER_A_CRASH: std::time::Duration =
+    std::time::Duration::from_secs(TEST_VISIBILITY_SECONDS as u64 + 30);
+
 fn unique_prefix(kind: &str) -> String {
     let n = NEXT_PREFIX.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     format!("{kind}-{}-{n}", std::process::id())
