@@ -1,6 +1,7 @@
 //! Files (OpenAI's Files API): the stored record, purposes, list queries, and the checks an upload
 //! passes while its bytes stream past (size cap, UTF-8), so no upload is ever held whole.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +16,9 @@ pub mod service;
 /// Batch input files expire this long after upload, as on OpenAI.
 pub const BATCH_INPUT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_FILE_LIST_LIMIT: usize = 10_000;
+/// The seconds an `expires_after` may give (an hour to 30 days, as OpenAI bounds it), on an
+/// uploaded file, an upload and a batch's output files alike.
+pub const EXPIRES_AFTER_SECONDS: RangeInclusive<u64> = 3600..=2_592_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FilePurpose {

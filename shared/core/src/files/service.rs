@@ -8,8 +8,8 @@ use futures::StreamExt;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::files::{
-    BATCH_INPUT_TTL, FileListQuery, FilePurpose, FileRecord, UploadError, UploadStream, Utf8Check,
-    file_blob_key,
+    BATCH_INPUT_TTL, EXPIRES_AFTER_SECONDS, FileListQuery, FilePurpose, FileRecord, UploadError,
+    UploadStream, Utf8Check, file_blob_key,
 };
 use crate::ids::{FileId, TenantId};
 use crate::list::Page;
@@ -92,9 +92,13 @@ pub fn upload_filename(name: &str) -> Result<&str, ServiceError> {
 /// `expires_after[seconds]`, as OpenAI bounds it.
 pub fn upload_expiry(seconds: &str) -> Result<Duration, ServiceError> {
     match seconds.trim().parse::<u64>() {
-        Ok(s) if (3600..=2_592_000).contains(&s) => Ok(Duration::from_secs(s)),
+        Ok(s) if EXPIRES_AFTER_SECONDS.contains(&s) => Ok(Duration::from_secs(s)),
         _ => Err(ServiceError::invalid(
-            "Invalid 'expires_after[seconds]': expected an integer from 3600 to 2592000.",
+            format!(
+                "Invalid 'expires_after[seconds]': expected an integer from {} to {}.",
+                EXPIRES_AFTER_SECONDS.start(),
+                EXPIRES_AFTER_SECONDS.end()
+            ),
             Some("expires_after[seconds]"),
             Some("invalid_value"),
         )),

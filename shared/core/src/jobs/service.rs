@@ -64,7 +64,8 @@ pub struct Submitted {
     pub replayed: bool,
 }
 
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// The longest `Idempotency-Key` header, in (printable ASCII) characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// Validates an async request to `endpoint`, stores it `pending` and triggers a worker.
 #[tracing::instrument(skip_all, fields(tenant = %tenant, %endpoint, job_id))]
@@ -232,7 +233,9 @@ pub(crate) fn idempotency_claim_for(
         || !key.bytes().all(|b| b.is_ascii_graphic())
     {
         return Err(ServiceError::invalid(
-            "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
+            format!(
+                "The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters."
+            ),
             None,
             Some("invalid_idempotency_key"),
         ));

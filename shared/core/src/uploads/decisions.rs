@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::clock::Timestamp;
 use crate::error::ServiceError;
-use crate::files::FilePurpose;
 use crate::files::service::MAX_FILENAME_BYTES;
+use crate::files::{EXPIRES_AFTER_SECONDS, FilePurpose};
 use crate::ids::{FileId, PartId};
 use crate::uploads::{
     CompleteRequest, CompleteUploadRequest, CreateUploadRequest, MAX_PART_BYTES, MAX_PARTS,
@@ -110,9 +110,13 @@ fn check_expires_after(value: &Value) -> Result<Duration, ServiceError> {
         ));
     }
     match value.get("seconds").and_then(Value::as_u64) {
-        Some(s) if (3600..=2_592_000).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(s) if EXPIRES_AFTER_SECONDS.contains(&s) => Ok(Duration::from_secs(s)),
         _ => Err(invalid(
-            "Invalid 'expires_after.seconds': expected an integer from 3600 to 2592000.",
+            format!(
+                "Invalid 'expires_after.seconds': expected an integer from {} to {}.",
+                EXPIRES_AFTER_SECONDS.start(),
+                EXPIRES_AFTER_SECONDS.end()
+            ),
             "expires_after.seconds",
             "invalid_value",
         )),
