@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{AnyOfBuilder, Object, Schema};
+use utoipa::openapi::{RefOr, Required};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
-use super::names;
+use super::{limits, names};
 use crate::recurring::RecurringObject;
 use crate::wire::JobObject;
 
@@ -303,10 +304,9 @@ pub struct FileUploadForm {
     pub file: Vec<u8>,
     #[schema(schema_with = names::client_purpose)]
     pub purpose: String,
-    /// Seconds after `created_at` when the file expires.
-    // Optional but never null: a form field has no null.
+    // Optional but never null: a form field has no null. The description is in the schema.
     #[serde(rename = "expires_after[seconds]")]
-    #[schema(minimum = 3600, maximum = 2592000, required = false)]
+    #[schema(schema_with = limits::form_expires_after_seconds, required = false)]
     pub expires_after_seconds: u64,
     #[serde(rename = "expires_after[anchor]")]
     #[schema(schema_with = created_at_anchor, required = false)]
@@ -352,7 +352,7 @@ pub struct CreateUploadRequest {
 pub struct ExpiresAfter {
     #[schema(schema_with = created_at_anchor)]
     pub anchor: String,
-    #[schema(minimum = 3600, maximum = 2592000)]
+    #[schema(schema_with = limits::expires_after_seconds)]
     pub seconds: u64,
 }
 
@@ -366,7 +366,7 @@ pub struct UploadPartForm {
 /// `POST /v1/uploads/{id}/complete`: the parts in order, and optionally the whole file's MD5.
 #[derive(Serialize, ToSchema)]
 pub struct CompleteUploadRequest {
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(schema_with = limits::part_ids)]
     pub part_ids: Vec<String>,
     #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     pub md5: Option<String>,
@@ -480,8 +480,7 @@ pub struct IdParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobListParams {
-    /// Default 20.
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = limits::list_limit)]
     pub limit: Option<u32>,
     /// The last id of the previous page.
     pub after: Option<String>,
@@ -495,8 +494,7 @@ pub struct JobListParams {
 pub struct FileListParams {
     #[param(schema_with = names::file_purpose)]
     pub purpose: Option<String>,
-    /// Default 10000.
-    #[param(minimum = 1, maximum = 10000)]
+    #[param(schema_with = limits::file_list_limit)]
     pub limit: Option<u32>,
     pub after: Option<String>,
     #[param(schema_with = names::sort_order)]
@@ -507,8 +505,7 @@ pub struct FileListParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BatchListParams {
-    /// Default 20.
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = limits::list_limit)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
@@ -527,8 +524,7 @@ pub struct UsageParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScheduledListParams {
-    /// Default 20.
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = limits::list_limit)]
     pub limit: Option<u32>,
     /// The last id of the previous page.
     pub after: Option<String>,
@@ -551,30 +547,60 @@ pub struct CancelScheduledParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryListParams {
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = limits::delivery_list_limit)]
     pub limit: Option<u32>,
 }
 
-/// `POST /v1/chat/completions`'s headers.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct CompletionHeaders {
-    /// `true` stores the request as an async job and answers 202 with it; `false` or absent
-    /// answers synchronously. Case-insensitive; sent at most once.
-    #[param(rename = "x-prism-async", schema_with = names::boolean_header)]
-    pub prism_async: Option<String>,
-    /// With `x-prism-async: true`: 1 to 255 printable ASCII characters; a retry with the same key
-    /// and body answers the job the first request made.
-    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
-    pub idempotency_key: Option<String>,
+/// `POST /v1/chat/completions`'s headers. Written out rather than derived: a derived parameter
+/// with `schema_with` loses its description.
+pub struct CompletionHeaders;
+
+impl IntoParams for CompletionHeaders {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            optional_header(
+                "x-prism-async",
+                "`true` stores the request as an async job and answers 202 with it; `false` or \
+                 absent answers synchronously. Case-insensitive; sent at most once."
+                    .into(),
+                names::boolean_header(),
+            ),
+            optional_header(
+                "Idempotency-Key",
+                format!(
+                    "With `x-prism-async: true`: {}; a retry with the same key and body answers \
+                     the job the first request made.",
+                    limits::idempotency_key_length()
+                ),
+                limits::idempotency_key(),
+            ),
+        ]
+    }
 }
 
 /// `POST /v1/scheduled`'s header.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct ScheduledHeaders {
-    /// 1 to 255 printable ASCII characters; a retry with the same key and body answers the job
-    /// or recurring schedule the first request made.
-    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
-    pub idempotency_key: Option<String>,
+pub struct ScheduledHeaders;
+
+impl IntoParams for ScheduledHeaders {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![optional_header(
+            "Idempotency-Key",
+            format!(
+                "{}; a retry with the same key and body answers the job or recurring schedule \
+                 the first request made.",
+                limits::idempotency_key_length()
+            ),
+            limits::idempotency_key(),
+        )]
+    }
+}
+
+fn optional_header(name: &str, description: String, schema: Object) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .description(Some(description))
+        .required(Required::False)
+        .schema(Some(schema))
+        .build()
 }
