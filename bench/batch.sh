@@ -50,75 +50,35 @@ MAX_WAIT_S="${MAX_WAIT_S:-900}" # give up on a batch after this long
 SLOW_MODEL="mock-slow-$LATENCY_MS"
 FAST_MODEL="gpt-bench"
 
-log() { printf '[batch.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-now() { date +%s.%N; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 # B - A in seconds, 2 decimals.
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building release binaries"
-    cargo_profile="$PROFILE"
-    [[ "$PROFILE" == debug ]] && cargo_profile=dev
-    (cd "$ROOT" && cargo build --profile "$cargo_profile" -p prism-server -p prism-testkit -p prism-bench)
-fi
-for b in prism prism-mock-upstream prism-loadgen prism-validate; do
-    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
-done
-for tool in curl jq python3 top; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
+build_bins -p prism-server -p prism-testkit -p prism-bench
+require_bins prism prism-mock-upstream prism-loadgen prism-validate
+require_tools curl jq python3 top
 
 mkdir -p "$OUT"
 # One run at a time: a second one would share the cores (spoiling both) and wipe this one's files.
 exec 9>"$OUT.lock"
 flock -n 9 || die "another bench/batch.sh is running (lock $OUT.lock held by pid(s) $(fuser "$OUT.lock" 2>/dev/null))"
 rm -rf "${OUT:?}"/*
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-batch-bench.XXXXXX")"
-PIDS=()        # long-lived children (mock, top), stopped on exit
-PRISM_PID=""   # the prism of the current case, if any
+# PIDS: long-lived children (mock, top); PRISM_PID: the prism of the current case, if any.
+bench_start batch-bench
 # An interrupted prism would otherwise wait out its shutdown grace for lines in flight.
 STOP_WAIT=50  # tenths of a second between SIGTERM and SIGKILL (bench/lib.sh stop)
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    stop ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- process accounting
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
-status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------- environment
 {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
-    echo "memory: $(free -m | awk '/^Mem:/ { print $2 " MiB" }')"
-    echo "kernel: $(uname -sr)"
-    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-    echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+    describe_machine
     echo "endpoint: $ENDPOINT; profile: $PROFILE"
     echo "prism binary: $(date -u -r "$BIN/prism" '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-    # Anything else busy now competes with the run for the same cores.
-    echo "busy processes before the run: $(top -b -n 2 -d 1 | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%  ", $12, $9 }')"
+    describe_load
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
-# The whole machine every half second (busy processes only), for the "others" column.
-top -b -w 200 -d 0.5 2>/dev/null |
-    awk '/^top -/ || ($1 ~ /^[0-9]+$/ && $9 > 0) { print; fflush() }' >"$OUT/top-run.txt" &
-PIDS+=($!)
+sample_top
 
 # ---------------------------------------------------------------- mock upstream (shared)
 start_mock
@@ -156,11 +116,9 @@ EOF
 start_prism() {
     local dir="$1"
     mkdir -p "$dir"
-    cat >"$dir/prism.toml" <<EOF
-[[providers]]
-name = "mock"
-base_url = "$MOCK_URL/v1"
-models = ["*"]
+    {
+        mock_provider_toml
+        cat <<EOF
 
 [workers]
 concurrency = $WORKER_CONCURRENCY
@@ -172,19 +130,9 @@ lines_per_chunk = $LINES_PER_CHUNK
 checkpoint_lines = $CHECKPOINT_LINES
 checkpoint_every = "$CHECKPOINT_EVERY"
 EOF
-    KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$WORK/data")"
-    local port
-    port="$("$BIN/prism-loadgen" free-port)"
-    PRISM_URL="http://127.0.0.1:$port"
-    PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data" \
-        --config "$dir/prism.toml" >"$dir/prism.stdout" 2>"$dir/prism.log" &
-    PRISM_PID=$!
-    for _ in $(seq 100); do
-        curl -fsS "$PRISM_URL/health" >/dev/null 2>&1 && break
-        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $dir/prism.log"
-        sleep 0.1
-    done
-    curl -fsS "$PRISM_URL/health" >/dev/null || die "prism did not become healthy on $PRISM_URL"
+    } >"$dir/prism.toml"
+    KEY="$(create_key "$WORK/data")"
+    serve_prism "$dir/prism" "$WORK/data" "$dir/prism.toml"
 }
 
 stop_prism() {

@@ -24,51 +24,20 @@ MODES="${MODES:-gateway native flex}"
 POLL_S="${POLL_S:-0.5}"
 MAX_WAIT_S="${MAX_WAIT_S:-1800}"
 
-log() { printf '[batch_modes.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-now() { date +%s.%N; }
-
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    flag=()
-    [[ "$PROFILE" == release ]] && flag=(--release)
-    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit)
-fi
-for b in prism prism-mock-upstream; do
-    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
-done
-for tool in curl jq python3; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
-
-mkdir -p "$OUT"
-rm -rf "${OUT:?}"/*
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-batch-modes.XXXXXX")"
-PIDS=()
-PRISM_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    stop ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+build_bins -p prism-server -p prism-testkit
+require_bins prism prism-mock-upstream
+require_tools curl jq python3
+
+bench_start batch-modes
+rm -rf "${OUT:?}"/*
 
 {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+    describe_machine
     echo "profile: $PROFILE"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    describe_load
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -93,11 +62,9 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---|" >>"$OUT/summary.md"
 for mode in $MODES; do
     dir="$OUT/$mode"
     mkdir -p "$dir"
-    cat >"$dir/prism.toml" <<EOF
-[[providers]]
-name = "mock"
-base_url = "$MOCK_URL/v1"
-models = ["*"]
+    {
+        mock_provider_toml
+        cat <<EOF
 batch = "$mode"
 
 [workers]
@@ -107,18 +74,11 @@ concurrency = $WORKER_CONCURRENCY
 model_concurrency = $MODEL_CONCURRENCY
 lines_per_chunk = $LINES_PER_CHUNK
 EOF
+    } >"$dir/prism.toml"
     rm -rf "$WORK/data"
-    KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$WORK/data")"
-    port="$(free_port)"
-    url="http://127.0.0.1:$port"
-    PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$port" --data-dir "$WORK/data" \
-        --config "$dir/prism.toml" >"$dir/prism.stdout" 2>"$dir/prism.log" &
-    PRISM_PID=$!
-    for _ in $(seq 100); do
-        curl -fsS "$url/health" >/dev/null 2>&1 && break
-        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $dir/prism.log"
-        sleep 0.1
-    done
+    KEY="$(create_key "$WORK/data")"
+    serve_prism "$dir/prism" "$WORK/data" "$dir/prism.toml"
+    url="$PRISM_URL"
     api() { curl -fsS -H "Authorization: Bearer $KEY" "$@"; }
     curl -fsS -X POST "$MOCK_URL/_reset" >/dev/null
     file_id="$(api -F purpose=batch -F "file=@$INPUT" "$url/v1/files" | jq -r .id)"

@@ -24,31 +24,12 @@ LINES_PER_CHUNK="${LINES_PER_CHUNK:-1000}"
 EVERY="${EVERY:-250ms 5s}"
 MODEL="mock-slow-$LATENCY_MS"
 
-log() { printf '[checkpoint.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$ROOT" && cargo build --release -p prism-server -p prism-testkit -p prism-bench)
-fi
-mkdir -p "$OUT"
-rm -rf "${OUT:?}"/*
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-checkpoint-bench.XXXXXX")"
-PIDS=()
-PRISM_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    stop ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+
+build_bins -p prism-server -p prism-testkit -p prism-bench
+bench_start checkpoint-bench
+rm -rf "${OUT:?}"/*
 start_mock
 
 python3 - "$WORK/input.jsonl" "$LINES" "$MODEL" <<'EOF'
@@ -65,27 +46,19 @@ echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' 
 for every in $EVERY; do
     dir="$OUT/$every"
     mkdir -p "$dir" "$WORK/data"
-    cat >"$dir/prism.toml" <<EOF
-[[providers]]
-name = "mock"
-base_url = "$MOCK_URL/v1"
-models = ["*"]
+    {
+        mock_provider_toml
+        cat <<EOF
 
 [batches]
 line_concurrency = $LINE_CONCURRENCY
 lines_per_chunk = $LINES_PER_CHUNK
 checkpoint_every = "$every"
 EOF
-    KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$WORK/data")"
-    port="$("$BIN/prism-loadgen" free-port)"
-    URL="http://127.0.0.1:$port"
-    PRISM_LOG=warn,prism_core::batch_worker=debug "$BIN/prism" serve --listen "127.0.0.1:$port" \
-        --data-dir "$WORK/data" --config "$dir/prism.toml" >"$dir/prism.stdout" 2>"$dir/prism.log" &
-    PRISM_PID=$!
-    for _ in $(seq 100); do
-        curl -fsS "$URL/health" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    } >"$dir/prism.toml"
+    KEY="$(create_key "$WORK/data")"
+    serve_prism "$dir/prism" "$WORK/data" "$dir/prism.toml" warn,prism_core::batch_worker=debug
+    URL="$PRISM_URL"
     api() { curl -fsS -H "Authorization: Bearer $KEY" "$@"; }
     file_id="$(api -F purpose=batch -F "file=@$WORK/input.jsonl" "$URL/v1/files" | jq -r .id)"
     t0="$(date +%s.%N)"

@@ -32,11 +32,7 @@ LATENCY_MS="${LATENCY_MS:-50}"
 SEED="${SEED:-7}"
 MAX_WAIT_S="${MAX_WAIT_S:-900}"
 
-log() { printf '[faults.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+# shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
 start_chaos_run faults

@@ -43,27 +43,11 @@ PROFILE_FLAG=()
 [[ "$PROFILE" == release ]] && PROFILE_FLAG=(--release)
 MODEL="mock"
 
-log() { printf '[group_commit.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-mkdir -p "$OUT" "$BINS"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-gc.XXXXXX")"
-PIDS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+
+mkdir -p "$OUT" "$BINS"
+bench_start gc
 
 # ---------------------------------------------------------------- builds
 BEFORE_SHA="$(git -C "$ROOT" rev-parse --short "$BEFORE_REF")"
@@ -111,54 +95,29 @@ CPU_MODEL="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
 cat "$OUT/env.txt" >&2
 
 start_mock
-top -b -w 200 -d 0.5 2>/dev/null |
-    awk '/^top -/ || ($1 ~ /^[0-9]+$/ && $9 > 0) { print; fflush() }' >"$OUT/top-run.txt" &
-PIDS+=($!)
+sample_top
 
 loadgen() { "$BIN/prism-loadgen" --threads 1 --json "$@"; }
 jqr() { jq -r "$1" "$2" 2>/dev/null || echo "n/a"; }
 
 # start_prism REV EXTRA_TOML: a fresh data directory; sets PRISM_PID, PRISM_URL, KEY, E2E_KEY.
 start_prism() {
-    local rev="$1" extra="$2" prism data
-    prism="$(prism_of "$rev")"
+    local rev="$1" extra="$2" data level=warn
+    PRISM_BIN="$(prism_of "$rev")" # for create_key and serve_prism
     data="$WORK/data-$rev-$RANDOM"
-    KEY="$("$prism" keys create --tenant bench --data-dir "$data")"
-    E2E_KEY="$("$prism" keys create --tenant bench-e2e --data-dir "$data")"
-    printf '[[providers]]\nname = "mock"\nbase_url = "%s/v1"\nmodels = ["*"]\n\n[workers]\nconcurrency = 256\n%s\n' \
-        "$MOCK_URL" "$extra" >"$WORK/prism-$rev.toml"
-    local port level=warn
-    port="$("$BIN/prism-loadgen" free-port)"
-    PRISM_URL="http://127.0.0.1:$port"
+    KEY="$(create_key "$data")"
+    E2E_KEY="$(create_key "$data" bench-e2e)"
+    {
+        mock_provider_toml
+        printf '\n[workers]\nconcurrency = 256\n%s\n' "$extra"
+    } >"$WORK/prism-$rev.toml"
     [[ "$rev" == after && "$WRITER_LOG" == 1 ]] && level="warn,prism_embedded::writer=debug"
-    PRISM_LOG="$level" "$prism" serve --listen "127.0.0.1:$port" --data-dir "$data" \
-        --config "$WORK/prism-$rev.toml" >/dev/null 2>"$RUN_DIR/prism.log" &
-    PRISM_PID=$!
-    PIDS+=("$PRISM_PID")
-    for _ in $(seq 100); do
-        curl -fsS "$PRISM_URL/health" >/dev/null 2>&1 && break
-        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $RUN_DIR/prism.log"
-        sleep 0.1
-    done
+    serve_prism "$RUN_DIR/prism" "$data" "$WORK/prism-$rev.toml" "$level"
     PRISM_DATA="$data"
 }
 stop_prism() {
-    kill -TERM "$PRISM_PID" 2>/dev/null || true
-    wait "$PRISM_PID" 2>/dev/null || true
+    stop "$PRISM_PID"
     rm -rf "$PRISM_DATA"
-}
-wait_idle() {
-    local key="$1" status busy
-    for _ in $(seq 600); do
-        busy=0
-        for status in pending running; do
-            curl -fsS -H "Authorization: Bearer $key" "$PRISM_URL/v1/async?status=$status&limit=1" |
-                grep -q '"data":\[\]' || busy=1
-        done
-        [[ "$busy" == 0 ]] && return 0
-        sleep 0.1
-    done
-    log "warning: jobs still unfinished after 60 s"
 }
 # submit_with_reads NAME RATE: submits at RATE and GETs of one job at GET_RATE, side by side.
 submit_with_reads() {

@@ -31,47 +31,28 @@ LIST_CALLS="${LIST_CALLS:-200}"
 LIST_CONCURRENCY="${LIST_CONCURRENCY:-50}"
 CLIENT="$ROOT/bench/hostile_client.py"
 
-log() { printf '[hostile.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 status_mib() { awk -v k="$2:" '$1 == k { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building prism ($PROFILE)"
-    flag=()
-    [[ "$PROFILE" == release ]] && flag=(--release)
-    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server --bin prism)
-fi
-[[ -x "$BIN/prism" ]] || die "$BIN/prism is missing"
+build_bins -p prism-server --bin prism
+require_bins prism
 ulimit -n 8192 2>/dev/null || true
 rm -rf "$OUT" && mkdir -p "$OUT"
+bench_start hostile
 
-PRISM_PID=""
 stop_prism() {
-    if [[ -n "$PRISM_PID" ]]; then
-        kill "$PRISM_PID" 2>/dev/null || true
-        wait "$PRISM_PID" 2>/dev/null || true
-        PRISM_PID=""
-    fi
+    stop ${PRISM_PID:+"$PRISM_PID"}
+    PRISM_PID=""
 }
-trap stop_prism EXIT
 
 # start_prism NAME: a fresh prism with no config file (the defaults); sets PRISM_PID, PORT, KEY.
 start_prism() {
     local dir="$OUT/$1"
     mkdir -p "$dir"
-    KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$dir/data")"
-    PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$PORT" --data-dir "$dir/data" \
-        >"$dir/prism.stdout" 2>"$dir/prism.log" &
-    PRISM_PID=$!
-    for _ in $(seq 100); do
-        curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $dir/prism.log"
-        sleep 0.1
-    done
+    KEY="$(create_key "$dir/data")"
+    serve_prism "$dir/prism" "$dir/data"
+    PORT="$PRISM_PORT"
     START_RSS="$(status_mib "$PRISM_PID" VmRSS)"
 }
 

@@ -1,7 +1,16 @@
-# Shared by the benchmark scripts (run.sh, batch.sh, lambda.sh, faults.sh, soak.sh, ...): stopping child
-# processes, and process accounting: CPU time
+# Shared by the benchmark scripts (run.sh, batch.sh, batch_modes.sh, checkpoint.sh, telemetry.sh,
+# group_commit.sh, hostile.sh, webhooks.sh, lambda.sh, faults.sh, soak.sh): their set-up (log and
+# die, the build, the work directory and the exit trap, the mock upstream, a `prism serve` with a
+# key, the machine's description), stopping child processes, and process accounting: CPU time
 # and per-thread CPU of a process from /proc, and the load other processes put on the machine
-# from `top` samples. Sourced, not run.
+# from `top` samples. Sourced, not run; the scripts set ROOT, OUT, BIN (and PROFILE) first.
+
+# log MESSAGE: one line on stderr, tagged with the script's name and the time of day.
+log() { printf '[%s %(%H:%M:%S)T] %s\n' "${0##*/}" -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
 
 TICKS_PER_S="$(getconf CLK_TCK)"
 # CPU time (user + system) a process has used so far, in clock ticks.
@@ -109,12 +118,7 @@ start_mock() {
 # (unless SKIP_BUILD=1) in $PROFILE, empties $OUT, makes $WORK (prism-NAME.XXXXXX), stops every
 # process in $PIDS and removes $WORK on exit, and starts the mock upstream.
 start_chaos_run() {
-    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-        local flag=()
-        [[ "$PROFILE" == release ]] && flag=(--release)
-        (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench) ||
-            die "build failed"
-    fi
+    build_bins -p prism-server -p prism-testkit -p prism-bench
     mkdir -p "$OUT"
     rm -rf "${OUT:?}"/*
     WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-$1.XXXXXX")"
@@ -126,4 +130,128 @@ chaos_cleanup() {
     trap - EXIT
     stop "${PIDS[@]}"
     rm -rf "$WORK"
+}
+
+# build_bins CARGO_ARGS...: `cargo build` of the given packages and binaries in $PROFILE (release
+# unless set; debug builds cargo's dev profile into target/debug), unless SKIP_BUILD=1.
+build_bins() {
+    [[ "${SKIP_BUILD:-0}" == 1 ]] && return 0
+    local profile="${PROFILE:-release}"
+    [[ "$profile" == debug ]] && profile=dev
+    log "building ${PROFILE:-release} binaries"
+    (cd "$ROOT" && cargo build --profile "$profile" "$@") || die "build failed"
+}
+# require_bins NAME...: dies unless each is an executable in $BIN.
+require_bins() {
+    local b
+    for b in "$@"; do
+        [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
+    done
+}
+# require_tools NAME...: dies unless each is on the PATH.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool is required"
+    done
+}
+
+# bench_start NAME: makes $OUT and a fresh $WORK (prism-NAME.XXXXXX), empties PIDS and PRISM_PID;
+# on exit stops $PRISM_PID and every process in $PIDS (stop), removes $WORK and keeps the exit
+# status; INT and TERM exit 130. Emptying $OUT is the script's own choice (some keep subfolders).
+bench_start() {
+    mkdir -p "$OUT"
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-$1.XXXXXX")"
+    PIDS=()
+    PRISM_PID=""
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT
+    stop ${PRISM_PID:+"$PRISM_PID"} "${PIDS[@]}"
+    rm -rf "$WORK"
+    exit "$rc"
+}
+
+# describe_machine: "name: value" lines on the machine and the tree, for a run's env.txt.
+describe_machine() {
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+    echo "memory: $(free -m | awk '/^Mem:/ { print $2 " MiB" }')"
+    echo "kernel: $(uname -sr)"
+    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
+    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+}
+# describe_load: the load average now and the processes busy now (≥ 5% of a core over a second),
+# which compete with the run for the same cores.
+describe_load() {
+    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "busy processes before the run: $(top -b -n 2 -d 1 | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%  ", $12, $9 }')"
+}
+# sample_top: the whole machine every half second (busy processes only) into $OUT/top-run.txt,
+# for interference's "others" column; stopped with $PIDS.
+sample_top() {
+    top -b -w 200 -d 0.5 2>/dev/null |
+        awk '/^top -/ || ($1 ~ /^[0-9]+$/ && $9 > 0) { print; fflush() }' >"$OUT/top-run.txt" &
+    PIDS+=($!)
+}
+
+# now: the time in seconds since the epoch, with nanoseconds.
+now() { date +%s.%N; }
+# status_kib PID FIELD: a /proc/PID/status field in KiB (VmHWM, VmRSS).
+status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+# free_port: a free loopback TCP port (prism-loadgen's, where it is built).
+free_port() {
+    if [[ -x "$BIN/prism-loadgen" ]]; then
+        "$BIN/prism-loadgen" free-port
+    else
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    fi
+}
+
+# mock_provider_toml: the config's provider table sending every model to the mock ($MOCK_URL).
+# Keys printed right after it belong to the same table.
+mock_provider_toml() {
+    printf '[[providers]]\nname = "mock"\nbase_url = "%s/v1"\nmodels = ["*"]\n' "$MOCK_URL"
+}
+# create_key DATA [TENANT]: prints a new key of TENANT (bench) in data dir DATA.
+create_key() { "${PRISM_BIN:-$BIN/prism}" keys create --tenant "${2:-bench}" --data-dir "$1"; }
+# serve_prism LOGS DATA [CONFIG [FILTER]]: `prism serve` ($PRISM_BIN, else $BIN/prism) on a free
+# loopback port over data dir DATA, with CONFIG (none or "": the defaults) and PRISM_LOG=FILTER
+# (warn); its stdout and log go to LOGS.stdout and LOGS.log. Returns once /health answers, and
+# dies if prism exits or stays unhealthy for 10 s. Sets PRISM_PID, PRISM_PORT and PRISM_URL;
+# bench_cleanup stops the last one started, `stop "$PRISM_PID"` one before.
+serve_prism() {
+    local logs="$1" data="$2" config="${3:-}" filter="${4:-warn}" args=()
+    [[ -n "$config" ]] && args=(--config "$config")
+    PRISM_PORT="$(free_port)"
+    PRISM_URL="http://127.0.0.1:$PRISM_PORT"
+    PRISM_LOG="$filter" "${PRISM_BIN:-$BIN/prism}" serve --listen "127.0.0.1:$PRISM_PORT" \
+        --data-dir "$data" "${args[@]}" >"$logs.stdout" 2>"$logs.log" &
+    PRISM_PID=$!
+    for _ in $(seq 100); do
+        curl -fsS "$PRISM_URL/health" >/dev/null 2>&1 && return 0
+        kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $logs.log"
+        sleep 0.1
+    done
+    die "prism did not become healthy on $PRISM_URL; see $logs.log"
+}
+# wait_idle KEY [URL]: waits (60 s at most) until KEY's tenant has no async job pending or running
+# on URL ($PRISM_URL).
+wait_idle() {
+    local key="$1" url="${2:-$PRISM_URL}" status busy
+    for _ in $(seq 600); do
+        busy=0
+        for status in pending running; do
+            curl -fsS -H "Authorization: Bearer $key" "$url/v1/async?status=$status&limit=1" |
+                grep -q '"data":\[\]' || busy=1
+        done
+        [[ "$busy" == 0 ]] && return 0
+        sleep 0.1
+    done
+    log "warning: jobs still unfinished after 60 s"
 }

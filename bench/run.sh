@@ -9,12 +9,14 @@
 #
 # Knobs (environment): SYNC_RATE SUBMIT_RATE DURATION WARMUP E2E_JOBS E2E_CONCURRENCY E2E_POLL
 # LOADGEN_THREADS SKIP_BUILD=1 (use the binaries already in target/release) METRICS=0 (no
-# `[metrics]` listener; by default it is on and scraped into out/metrics.txt at the end).
+# `[metrics]` listener; by default it is on and scraped into out/metrics.txt at the end)
+# PROFILE=release|debug (debug only to check the script itself: its numbers mean nothing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/bench/out"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+PROFILE="${PROFILE:-release}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 
 SYNC_RATE="${SYNC_RATE:-1000}"
 SUBMIT_RATE="${SUBMIT_RATE:-500}"
@@ -27,55 +29,19 @@ LOADGEN_THREADS="${LOADGEN_THREADS:-1}"
 METRICS="${METRICS:-1}"
 MODEL="mock"
 
-log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p prism-server -p prism-testkit -p prism-bench)
-fi
-for b in prism prism-mock-upstream prism-loadgen; do
-    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
-done
-
-mkdir -p "$OUT"
-find "$OUT" -maxdepth 1 -type f -delete
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-bench.XXXXXX")"
-PIDS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
+build_bins -p prism-server -p prism-testkit -p prism-bench
+require_bins prism prism-mock-upstream prism-loadgen
+
+bench_start bench
+find "$OUT" -maxdepth 1 -type f -delete
+
 # ---------------------------------------------------------------- environment
 {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
-    echo "memory: $(free -m | awk '/^Mem:/ { print $2 " MiB" }')"
-    echo "kernel: $(uname -sr)"
-    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-    echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
-    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-    # Anything else busy now competes with the run for the same cores.
-    echo "busy processes before the run: $(top -b -n 2 -d 1 | awk '/^top -/ { n++ } n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "%s %s%%  ", $12, $9 }')"
+    describe_machine
+    describe_load
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -84,41 +50,22 @@ start_mock
 
 # ---------------------------------------------------------------- prism
 DATA="$WORK/data"
-KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$DATA")"
+KEY="$(create_key "$DATA")"
 # The end-to-end step lists its tenant's jobs, so it gets a tenant of its own.
-E2E_KEY="$("$BIN/prism" keys create --tenant bench-e2e --data-dir "$DATA")"
-cat >"$WORK/prism.toml" <<EOF
-[[providers]]
-name = "mock"
-base_url = "$MOCK_URL/v1"
-models = ["*"]
-
-[workers]
-concurrency = 256
-EOF
+E2E_KEY="$(create_key "$DATA" bench-e2e)"
+{
+    mock_provider_toml
+    printf '\n[workers]\nconcurrency = 256\n'
+} >"$WORK/prism.toml"
 if [[ "$METRICS" != 0 ]]; then
-    METRICS_PORT="$("$BIN/prism-loadgen" free-port)"
+    METRICS_PORT="$(free_port)"
     printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$METRICS_PORT" >>"$WORK/prism.toml"
 fi
 cp "$WORK/prism.toml" "$OUT/prism.toml"
 
-PRISM_PORT="$("$BIN/prism-loadgen" free-port)"
-PRISM_URL="http://127.0.0.1:$PRISM_PORT"
-PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$PRISM_PORT" --data-dir "$DATA" \
-    --config "$WORK/prism.toml" >"$OUT/prism.stdout" 2>"$OUT/prism.log" &
-PRISM_PID=$!
-PIDS+=("$PRISM_PID")
-for _ in $(seq 100); do
-    curl -fsS "$PRISM_URL/health" >/dev/null 2>&1 && break
-    kill -0 "$PRISM_PID" 2>/dev/null || die "prism exited; see $OUT/prism.log"
-    sleep 0.1
-done
-curl -fsS "$PRISM_URL/health" >/dev/null || die "prism did not become healthy on $PRISM_URL"
+serve_prism "$OUT/prism" "$DATA" "$WORK/prism.toml"
 log "prism on $PRISM_URL (pid $PRISM_PID), data in $DATA"
-# The whole machine every half second (busy processes only), for the "others" column.
-top -b -w 200 -d 0.5 2>/dev/null |
-    awk '/^top -/ || ($1 ~ /^[0-9]+$/ && $9 > 0) { print; fflush() }' >"$OUT/top-run.txt" &
-PIDS+=($!)
+sample_top
 
 # ---------------------------------------------------------------- steps
 FAILED=()
@@ -157,21 +104,6 @@ step() {
         echo "|---|---:|---:|---:|"
         thread_rows "$WORK/threads-$name-0" "$WORK/threads-$name-1" "$wall"
     } >"$OUT/threads-$name.md"
-}
-
-# Waits until tenant KEY has nothing pending or running (the submit step's jobs drain).
-wait_idle() {
-    local key="$1" status
-    for _ in $(seq 600); do
-        local busy=0
-        for status in pending running; do
-            curl -fsS -H "Authorization: Bearer $key" "$PRISM_URL/v1/async?status=$status&limit=1" |
-                grep -q '"data":\[\]' || busy=1
-        done
-        [[ "$busy" == 0 ]] && return 0
-        sleep 0.1
-    done
-    log "warning: jobs still unfinished after 60 s"
 }
 
 step sync-direct sync --url "$MOCK_URL" --model "$MODEL" --rate "$SYNC_RATE" \

@@ -28,11 +28,7 @@ MODEL_CONCURRENCY="${MODEL_CONCURRENCY:-500}"
 UPSTREAM_TIMEOUT_S="${UPSTREAM_TIMEOUT_S:-60}"
 EVERY_S="${EVERY_S:-10}"
 
-log() { printf '[soak.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+# shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
 start_chaos_run soak

@@ -27,51 +27,19 @@ WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-3}"
 MODEL="mock"
 
-log() { printf '[telemetry.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    log "building $PROFILE binaries"
-    flag=()
-    [[ "$PROFILE" == release ]] && flag=(--release)
-    (cd "$ROOT" && cargo build "${flag[@]}" -p prism-server -p prism-testkit -p prism-bench)
-fi
-for b in prism prism-mock-upstream prism-loadgen; do
-    [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing"
-done
-
-mkdir -p "$OUT"
-find "$OUT" -maxdepth 1 -type f -delete
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/prism-telemetry.XXXXXX")"
-PIDS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
+build_bins -p prism-server -p prism-testkit -p prism-bench
+require_bins prism prism-mock-upstream prism-loadgen
+
+bench_start telemetry
+find "$OUT" -maxdepth 1 -type f -delete
+
 {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    describe_machine
     echo "profile: $PROFILE"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
-    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    describe_load
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -79,37 +47,21 @@ start_mock
 
 # start_prism NAME EXTRA_TOML: a prism on its own data dir; sets PORT_<NAME> and PID_<NAME>.
 start_prism() {
-    local name="$1" extra="$2" data="$WORK/data-$1" port key
-    key="$("$BIN/prism" keys create --tenant bench --data-dir "$data")"
-    echo "$key" >"$WORK/key-$name"
-    cat >"$WORK/prism-$name.toml" <<EOF
-[[providers]]
-name = "mock"
-base_url = "$MOCK_URL/v1"
-models = ["*"]
-
-[workers]
-concurrency = 256
-
-$extra
-EOF
+    local name="$1" extra="$2" data="$WORK/data-$1"
+    create_key "$data" >"$WORK/key-$name"
+    {
+        mock_provider_toml
+        printf '\n[workers]\nconcurrency = 256\n\n%s\n' "$extra"
+    } >"$WORK/prism-$name.toml"
     cp "$WORK/prism-$name.toml" "$OUT/prism-$name.toml"
-    port="$("$BIN/prism-loadgen" free-port)"
-    PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$port" --data-dir "$data" \
-        --config "$WORK/prism-$name.toml" >"$OUT/prism-$name.stdout" 2>"$OUT/prism-$name.log" &
-    local pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 100); do
-        curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-        kill -0 "$pid" 2>/dev/null || die "prism ($name) exited; see $OUT/prism-$name.log"
-        sleep 0.1
-    done
-    printf -v "PORT_$name" '%s' "$port"
-    printf -v "PID_$name" '%s' "$pid"
-    log "prism ($name) on 127.0.0.1:$port (pid $pid)"
+    serve_prism "$OUT/prism-$name" "$data" "$WORK/prism-$name.toml"
+    PIDS+=("$PRISM_PID")
+    printf -v "PORT_$name" '%s' "$PRISM_PORT"
+    printf -v "PID_$name" '%s' "$PRISM_PID"
+    log "prism ($name) on 127.0.0.1:$PRISM_PORT (pid $PRISM_PID)"
 }
 
-METRICS_PORT="$("$BIN/prism-loadgen" free-port)"
+METRICS_PORT="$(free_port)"
 start_prism off ""
 start_prism on "[metrics]
 listen = \"127.0.0.1:$METRICS_PORT\""

@@ -11,56 +11,30 @@
 #   PROFILE=dev bench/webhooks.sh      # debug binaries (no release build at hand)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/lib.sh
-
+ROOT="$PWD"
 RATE="${RATE:-200}"
 DURATION="${DURATION:-30}"
 OUT="${OUT:-target/bench-webhooks}"
 PROFILE="${PROFILE:-release}"
 if [ "$PROFILE" = release ]; then BIN=target/release; else BIN=target/debug; fi
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-cargo build --profile "$PROFILE" --locked -p prism-server -p prism-bench -p prism-testkit >&2
-
-MOCK_PORT="$("$BIN/prism-loadgen" free-port)"
-"$BIN/prism-mock-upstream" --listen "127.0.0.1:$MOCK_PORT" >"$OUT/mock.log" 2>&1 &
-PIDS+=($!)
-RECEIVER_PORT="$("$BIN/prism-loadgen" free-port)"
+build_bins --locked -p prism-server -p prism-bench -p prism-testkit >&2
+bench_start webhooks
+start_mock
+RECEIVER_PORT="$(free_port)"
 : >"$OUT/arrivals.txt"
 .venv/bin/python bench/webhooks_receiver.py "$RECEIVER_PORT" "$OUT/arrivals.txt" &
 PIDS+=($!)
 
-cat >"$WORK/prism.toml" <<TOML
-[[providers]]
-name = "mock"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-models = ["*"]
-
-[workers]
-concurrency = 256
-
-[webhooks]
-allow_private_targets = true
-TOML
+{
+    mock_provider_toml
+    printf '\n[workers]\nconcurrency = 256\n\n[webhooks]\nallow_private_targets = true\n'
+} >"$WORK/prism.toml"
 DATA="$WORK/data"
-KEY="$("$BIN/prism" keys create --tenant bench --data-dir "$DATA")"
-PRISM_PORT="$("$BIN/prism-loadgen" free-port)"
-PRISM_URL="http://127.0.0.1:$PRISM_PORT"
-PRISM_LOG=warn "$BIN/prism" serve --listen "127.0.0.1:$PRISM_PORT" --data-dir "$DATA" \
-    --config "$WORK/prism.toml" >"$OUT/prism.stdout" 2>"$OUT/prism.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-    curl -fsS "$PRISM_URL/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+KEY="$(create_key "$DATA")"
+serve_prism "$OUT/prism" "$DATA" "$WORK/prism.toml"
 curl -fsS -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
     -d "{\"url\": \"http://127.0.0.1:$RECEIVER_PORT/hook\", \"events\": [\"async.job.completed\"]}" \
     "$PRISM_URL/v1/webhook_endpoints" >/dev/null
