@@ -57,7 +57,7 @@ checkpoint_every = "$every"
 EOF
     } >"$dir/prism.toml"
     KEY="$(create_key "$WORK/data")"
-    serve_prism "$dir/prism" "$WORK/data" "$dir/prism.toml" warn,prism_core::batch_worker=debug
+    serve_prism "$dir/prism" "$WORK/data" "$dir/prism.toml" warn,prism_core::batches::process=debug
     URL="$PRISM_URL"
     api() { curl -fsS -H "Authorization: Bearer $KEY" "$@"; }
     file_id="$(api -F purpose=batch -F "file=@$WORK/input.jsonl" "$URL/v1/files" | jq -r .id)"
