@@ -21,7 +21,6 @@ use crate::wire::{BatchList, BatchObject};
     request_body(content = CreateBatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The batch, `validating`.", body = crate::wire::BatchObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No input file with this id for this key.", body = ErrorResponse),
         (status = 429, description = "Too many active batches for this key.", body = ErrorResponse),
     ),
@@ -45,7 +44,6 @@ pub(crate) async fn create_batch(
     params(IdParam),
     responses(
         (status = 200, description = "The batch.", body = crate::wire::BatchObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No batch with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -65,7 +63,6 @@ pub(crate) async fn get_batch(
     params(BatchListParams),
     responses(
         (status = 200, description = "A page of batches, newest first.", body = crate::wire::BatchList),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
     ),
 )]
 pub(crate) async fn list_batches(
@@ -90,7 +87,6 @@ pub(crate) async fn list_batches(
     params(IdParam),
     responses(
         (status = 200, description = "The batch, `cancelling` or `cancelled`.", body = crate::wire::BatchObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No batch with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The batch is in a status that does not allow this.", body = ErrorResponse),
     ),

@@ -59,7 +59,6 @@ async fn text_field(field: &mut Field<'_>, name: &str) -> Result<String, ApiErro
     request_body(content = FileUploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The stored file.", body = crate::wire::FileObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
     ),
 )]
 pub async fn upload_file(
@@ -242,7 +241,6 @@ fn boundary(headers: &HeaderMap) -> Option<String> {
     params(FileListParams),
     responses(
         (status = 200, description = "A page of files.", body = crate::wire::FileList),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
     ),
 )]
 pub async fn list_files(
@@ -268,7 +266,6 @@ pub async fn list_files(
     params(IdParam),
     responses(
         (status = 200, description = "The file.", body = crate::wire::FileObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No file with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -290,7 +287,6 @@ pub async fn get_file(
     responses(
         (status = 200, description = "The bytes as stored.", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 307, description = "Where the store serves the bytes itself (`Location`)."),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No file with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -335,7 +331,6 @@ pub async fn file_content(
     params(IdParam),
     responses(
         (status = 200, description = "The file is deleted.", body = crate::wire::FileDeleted),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No file with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The file is in a status that does not allow this.", body = ErrorResponse),
     ),

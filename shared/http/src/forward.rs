@@ -17,8 +17,9 @@ use prism_core::{TenantId, jobs};
 
 use crate::error::ApiError;
 use crate::openapi::{
-    ChatCompletion, ChatCompletionRequest, CompletionHeaders, CreateCompletionRequest,
-    CreateEmbeddingRequest, CreateModerationRequest, ErrorResponse, UpstreamAnswer,
+    AsyncJobStored, ChatCompletion, ChatCompletionRequest, CompletionHeaders,
+    CreateCompletionRequest, CreateEmbeddingRequest, CreateModerationRequest, ErrorResponse,
+    UpstreamAnswer, UpstreamErrors,
 };
 use crate::request::{BodyBudget, IdPath, async_mode, idempotency_key};
 use crate::routes::{AppState, read_json_body};
@@ -35,12 +36,9 @@ use crate::wire::{JobObject, ModelList, ModelObject};
             (ChatCompletion = "application/json"),
             (String = "text/event-stream"),
         )),
-        (status = 202, description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}.", body = crate::wire::JobObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
-        (status = 429, description = "The upstream is rate limiting or out of quota.", body = ErrorResponse),
+        AsyncJobStored,
         (status = 502, description = "The upstream failed or answered something that is not a completion.", body = ErrorResponse),
-        (status = 504, description = "The upstream did not answer in time.", body = ErrorResponse),
+        UpstreamErrors,
     ),
 )]
 pub(crate) async fn chat_completions(
@@ -72,12 +70,9 @@ pub(crate) async fn chat_completions(
             (UpstreamAnswer = "application/json"),
             (String = "text/event-stream"),
         )),
-        (status = 202, description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}.", body = crate::wire::JobObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
-        (status = 429, description = "The upstream is rate limiting or out of quota.", body = ErrorResponse),
+        AsyncJobStored,
         (status = 502, description = "The upstream failed or answered something that is not JSON.", body = ErrorResponse),
-        (status = 504, description = "The upstream did not answer in time.", body = ErrorResponse),
+        UpstreamErrors,
     ),
 )]
 pub(crate) async fn completions(
@@ -106,12 +101,9 @@ pub(crate) async fn completions(
     request_body(content = CreateEmbeddingRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The upstream's embeddings list.", body = UpstreamAnswer),
-        (status = 202, description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}.", body = crate::wire::JobObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
-        (status = 429, description = "The upstream is rate limiting or out of quota.", body = ErrorResponse),
+        AsyncJobStored,
         (status = 502, description = "The upstream failed or answered something that is not JSON.", body = ErrorResponse),
-        (status = 504, description = "The upstream did not answer in time.", body = ErrorResponse),
+        UpstreamErrors,
     ),
 )]
 pub(crate) async fn embeddings(
@@ -140,12 +132,9 @@ pub(crate) async fn embeddings(
     request_body(content = CreateModerationRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The upstream's moderation result.", body = UpstreamAnswer),
-        (status = 202, description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}.", body = crate::wire::JobObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
-        (status = 429, description = "The upstream is rate limiting or out of quota.", body = ErrorResponse),
+        AsyncJobStored,
         (status = 502, description = "The upstream failed or answered something that is not JSON.", body = ErrorResponse),
-        (status = 504, description = "The upstream did not answer in time.", body = ErrorResponse),
+        UpstreamErrors,
     ),
 )]
 pub(crate) async fn moderations(

@@ -106,7 +106,6 @@ pub fn schedule_response(schedule: &Recurring) -> Response {
     params(IdParam),
     responses(
         (status = 200, description = "The schedule, `paused`.", body = RecurringObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No recurring schedule with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The schedule is in a status that does not allow this.", body = ErrorResponse),
     ),
@@ -127,7 +126,6 @@ pub async fn pause(
     params(IdParam),
     responses(
         (status = 200, description = "The schedule, `active` (or `finished` past its end).", body = RecurringObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No recurring schedule with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The schedule is in a status that does not allow this.", body = ErrorResponse),
     ),
@@ -149,7 +147,6 @@ pub async fn resume(
     params(IdParam, JobListParams),
     responses(
         (status = 200, description = "A page of the schedule's runs, newest first.", body = crate::wire::ListObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No recurring schedule with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -194,7 +191,6 @@ struct ScheduledList<'a> {
     params(ScheduledListParams),
     responses(
         (status = 200, description = "A page of one-time scheduled jobs and recurring schedules, newest first.", body = ScheduledListObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
     ),
 )]
 pub async fn list(

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::forward::relay_to_provider;
 use crate::openapi::{
     CompletionHeaders, CreateResponseRequest, ErrorResponse, IdParam, ResponseObject,
-    ResponseStreamEvent, ResponseStreamParams,
+    ResponseStreamEvent, ResponseStreamParams, UpstreamErrors,
 };
 use crate::request::{BodyBudget, IdPath, QueryParams, idempotency_key};
 use crate::routes::{AppState, read_json_body};
@@ -32,11 +32,8 @@ use crate::routes::{AppState, read_json_body};
             (ResponseObject = "application/json"),
             (ResponseStreamEvent = "text/event-stream"),
         )),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
-        (status = 404, description = "The upstream did not find the model or route.", body = ErrorResponse),
-        (status = 429, description = "The upstream is rate limiting or out of quota.", body = ErrorResponse),
         (status = 502, description = "The upstream failed or answered something that is not a response.", body = ErrorResponse),
-        (status = 504, description = "The upstream did not answer in time.", body = ErrorResponse),
+        UpstreamErrors,
     ),
 )]
 pub(crate) async fn create_response(
@@ -81,7 +78,6 @@ pub(crate) async fn create_response(
             (ResponseObject = "application/json"),
             (ResponseStreamEvent = "text/event-stream"),
         )),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No background response with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -115,7 +111,6 @@ pub(crate) async fn get_response(
     params(IdParam),
     responses(
         (status = 200, description = "The response, `cancelled` (again, if it already was).", body = ResponseObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No background response with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The response already finished.", body = ErrorResponse),
     ),

@@ -387,7 +387,6 @@ pub(crate) async fn read_json_body(
     params(IdParam),
     responses(
         (status = 200, description = "The job.", body = crate::wire::JobObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No async job with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -407,7 +406,6 @@ pub(crate) async fn get_async_job(
     params(IdParam),
     responses(
         (status = 200, description = "The one-time job or recurring schedule.", body = ScheduledObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No scheduled job with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -441,7 +439,6 @@ async fn get_job(
     params(JobListParams),
     responses(
         (status = 200, description = "A page of jobs, newest first.", body = crate::wire::ListObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
     ),
 )]
 pub(crate) async fn list_async_jobs(
@@ -474,7 +471,6 @@ async fn list_jobs(
     params(IdParam),
     responses(
         (status = 200, description = "The cancelled job.", body = crate::wire::JobObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No async job with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The job is in a status that does not allow this.", body = ErrorResponse),
     ),
@@ -496,7 +492,6 @@ pub(crate) async fn cancel_async_job(
     params(IdParam, CancelScheduledParams),
     responses(
         (status = 200, description = "The cancelled job, or the deleted schedule.", body = ScheduledObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No scheduled job with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The job or schedule is in a status that does not allow this.", body = ErrorResponse),
     ),
@@ -543,7 +538,6 @@ async fn cancel_job(
     request_body(content = CreateScheduledRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The stored job or schedule.", body = ScheduledObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 429, description = "Too many active schedules for this key.", body = ErrorResponse),
     ),
 )]

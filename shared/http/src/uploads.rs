@@ -34,7 +34,6 @@ fn invalid_data(message: String) -> ApiError {
     request_body(content = CreateUploadRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The upload, `pending`.", body = crate::wire::UploadObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
     ),
 )]
 pub async fn create_upload(
@@ -58,7 +57,6 @@ pub async fn create_upload(
     request_body(content = UploadPartForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The stored part.", body = crate::wire::UploadPartObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No upload with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The upload is in a status that does not allow this.", body = ErrorResponse),
     ),
@@ -148,7 +146,6 @@ pub async fn add_part(
     request_body(content = CompleteUploadRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The upload, `completed`, with its file.", body = crate::wire::UploadObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No upload with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The upload is in a status that does not allow this.", body = ErrorResponse),
     ),
@@ -179,7 +176,6 @@ pub async fn complete_upload(
     params(IdParam),
     responses(
         (status = 200, description = "The upload, `cancelled`.", body = crate::wire::UploadObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No upload with this id for this key.", body = ErrorResponse),
         (status = 409, description = "The upload is in a status that does not allow this.", body = ErrorResponse),
     ),

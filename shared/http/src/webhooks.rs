@@ -75,7 +75,6 @@ fn list(data: Vec<Value>) -> Response {
     request_body(content = CreateWebhookEndpointRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The endpoint, with its signing secret.", body = WebhookEndpoint),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 429, description = "Too many endpoints for this key.", body = ErrorResponse),
     ),
 )]
@@ -119,7 +118,6 @@ pub(crate) async fn list_endpoints(
     params(IdParam),
     responses(
         (status = 200, description = "The endpoint.", body = WebhookEndpoint),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -139,7 +137,6 @@ pub(crate) async fn get_endpoint(
     params(IdParam),
     responses(
         (status = 200, description = "The endpoint is deleted.", body = WebhookEndpointDeleted),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -162,7 +159,6 @@ pub(crate) async fn delete_endpoint(
     params(IdParam),
     responses(
         (status = 200, description = "The endpoint with its new secret; the old one signs for a while longer.", body = WebhookEndpoint),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -182,7 +178,6 @@ pub(crate) async fn rotate_secret(
     params(IdParam),
     responses(
         (status = 202, description = "The test event, queued for delivery.", body = WebhookEventObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -202,7 +197,6 @@ pub(crate) async fn send_test(
     params(IdParam, DeliveryListParams),
     responses(
         (status = 200, description = "The endpoint's delivery attempts, newest first.", body = WebhookDeliveryList),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No webhook endpoint with this id for this key.", body = ErrorResponse),
     ),
 )]
@@ -223,7 +217,6 @@ pub(crate) async fn list_deliveries(
     params(("id" = String, Path, description = "The endpoint's id."), ("event_id" = String, Path, description = "The event's id.")),
     responses(
         (status = 202, description = "The event, queued for delivery again.", body = WebhookEventObject),
-        (status = 400, description = "The request is not valid; `param` names what.", body = ErrorResponse),
         (status = 404, description = "No webhook endpoint or event with this id for this key.", body = ErrorResponse),
     ),
 )]

@@ -97,8 +97,9 @@ const BEARER: &str = "bearer";
 pub struct ApiDoc;
 
 /// What every route answers alike, added from the route table rather than repeated on each
-/// handler: the bearer key and its 401 on keyed routes, a storage failure's 500 and 503, and the
-/// body limits' 408, 413 and 503 where a body is read.
+/// handler: the bearer key and its 401 on keyed routes, a storage failure's 500 and 503, a 400
+/// where a keyed route reads parameters or a body (unless the handler describes its own), and
+/// the body limits' 408, 413 and 503 where a body is read.
 struct SharedResponses;
 
 impl Modify for SharedResponses {
@@ -131,6 +132,15 @@ impl Modify for SharedResponses {
                     operation,
                     503,
                     "Storage is unavailable, or the server is busy receiving other bodies; retry.",
+                );
+            }
+            let has_input = operation.request_body.is_some()
+                || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if route.access == Access::Keyed && has_input {
+                add_error(
+                    operation,
+                    400,
+                    "The request is not valid; `param` names what.",
                 );
             }
             if operation.request_body.is_some() {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AnyOfBuilder, Object, Schema};
 use utoipa::openapi::{RefOr, Required};
-use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use super::{limits, names};
 use crate::recurring::RecurringObject;
@@ -30,6 +30,32 @@ pub struct ErrorObject {
     pub param: Option<String>,
     pub code: Option<String>,
 }
+
+/// What a relayed call answers when the upstream refuses it or does not answer, alike on every
+/// forwarded endpoint (a 502 is each endpoint's own: it names what the answer should have been).
+#[derive(IntoResponses)]
+pub enum UpstreamErrors {
+    #[response(
+        status = 404,
+        description = "The upstream did not find the model or route."
+    )]
+    NotFound(ErrorResponse),
+    #[response(
+        status = 429,
+        description = "The upstream is rate limiting or out of quota."
+    )]
+    RateLimited(ErrorResponse),
+    #[response(status = 504, description = "The upstream did not answer in time.")]
+    TimedOut(ErrorResponse),
+}
+
+/// A forwarded endpoint's answer to `x-prism-async: true`.
+#[derive(IntoResponses)]
+#[response(
+    status = 202,
+    description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}."
+)]
+pub struct AsyncJobStored(JobObject<'static>);
 
 /// `GET /health` and `GET /ready`.
 #[derive(Serialize, ToSchema)]
