@@ -42,14 +42,11 @@ pub async fn list(
     limit: Option<u32>,
     after: Option<&str>,
 ) -> Result<Page<Batch>, ClientError> {
+    // An absent value leaves its pair out of the query string.
     let query = [
         ("limit", limit.map(|l| l.to_string())),
         ("after", after.map(str::to_owned)),
     ];
-    let query: Vec<_> = query
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
-        .collect();
     client
         .json(
             client.request(Method::GET, "/batches").query(&query),

@@ -44,15 +44,12 @@ pub async fn list(
     kind: JobKind,
     query: &ListQuery,
 ) -> Result<Page<Job>, ClientError> {
+    // An absent value leaves its pair out of the query string.
     let pairs = [
         ("limit", query.limit.map(|l| l.to_string())),
         ("after", query.after.clone()),
         ("status", query.status.clone()),
     ];
-    let pairs: Vec<_> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
-        .collect();
     client
         .json(
             client.request(Method::GET, kind.path()).query(&pairs),

@@ -192,6 +192,23 @@ async fn api_error(response: Response) -> ClientError {
 mod tests {
     use super::*;
 
+    /// `list` in jobs.rs and batches.rs pass their optional pairs as they are.
+    #[test]
+    fn a_query_pair_without_a_value_is_left_out() {
+        let client = Client::new("http://127.0.0.1:1/v1", "sk-test").unwrap();
+        let pairs = [
+            ("limit", Some("5".to_owned())),
+            ("after", None),
+            ("status", Some("pending".to_owned())),
+        ];
+        let request = client
+            .request(reqwest::Method::GET, "/async")
+            .query(&pairs)
+            .build()
+            .unwrap();
+        assert_eq!(request.url().query(), Some("limit=5&status=pending"));
+    }
+
     #[test]
     fn path_id_takes_prism_ids_and_refuses_anything_that_could_leave_the_segment() {
         for id in [
