@@ -34,6 +34,10 @@ impl Tier {
         }
     }
 
+    pub fn parse(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The tier a completion was billed at, as its response says (`service_tier`): OpenAI
     /// answers `flex` for a request it ran at the flex tier, whatever was asked, so a flex
     /// request that fell back to the standard tier is billed as standard. Anything else bills at
@@ -510,6 +514,7 @@ mod tests {
     fn every_tier_has_its_own_letter() {
         for tier in Tier::ALL {
             assert_eq!(Tier::of_letter(tier.letter()), Some(tier));
+            assert_eq!(Tier::parse(tier.as_str()), Some(tier));
         }
         assert_eq!(Tier::of_letter(b'x'), None);
         assert_eq!(

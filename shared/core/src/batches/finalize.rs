@@ -20,6 +20,7 @@ use crate::files::{FilePurpose, FileRecord, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::BatchResult;
 use crate::pricing::{Tier, UsageByModel};
+use crate::usage::counters::UsageCount;
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
@@ -139,6 +140,8 @@ async fn assemble(
         outcome: lease.outcome,
         counts,
         usage: usage_by_model.total(),
+        // Dated when the files are written; the end's write follows at once.
+        counted: UsageCount::of_finished_batch(&usage_by_model, now),
         usage_by_model,
         output_file_id,
         error_file_id,
