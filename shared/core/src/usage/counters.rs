@@ -57,7 +57,7 @@ pub struct UsageCount {
 impl UsageCount {
     /// What a completed job adds: one request of the model its result names (else the one it
     /// asked for), at the standard tier unless the result says flex. `None` when the result is
-    /// not a JSON object, as the old scan counted nothing for it either.
+    /// not JSON: nothing to count.
     pub fn of_completed_job(
         kind: JobKind,
         requested_model: &str,
@@ -125,7 +125,7 @@ mod tests {
         let bare = UsageCount::of_completed_job(JobKind::Async, "m", "{}", Timestamp(5)).unwrap();
         assert_eq!((bare.model.as_str(), bare.tier), ("m", Tier::Standard));
         assert_eq!(
-            UsageCount::of_completed_job(JobKind::Async, "m", "[]", Timestamp(5)),
+            UsageCount::of_completed_job(JobKind::Async, "m", "not json", Timestamp(5)),
             None
         );
     }
