@@ -3,8 +3,10 @@
 # fresh prism (embedded backend) per mode, with the one provider configured `batch = gateway`,
 # `native` or `flex`. Per mode: wall time from create to `completed`, prism's CPU seconds over
 # that span, its peak RSS (VmHWM), and the requests prism made to the provider (chat calls, and
-# Files/Batch API calls, from the mock's /_stats). Cost is left to the price table (issue 14's
-# other half): the request counts here are what it multiplies.
+# Files/Batch API calls, from the mock's /_stats), and the batch's cost as Prism bills it
+# (`prism.cost_usd`) from a `[[prices]]` table of gpt-4o-mini's list and batch prices; flex is
+# priced at the batch prices (what OpenAI bills flex at where a model offers it; gpt-4o-mini
+# itself offers none), so each mode's line shows its own tier's price.
 #
 # Knobs (environment): LINES MODEL LINES_PER_CHUNK WORKER_CONCURRENCY MODEL_CONCURRENCY MODES
 # PROFILE=release|debug SKIP_BUILD=1 POLL_S MAX_WAIT_S. Raw outputs in bench/out/batch_modes/
@@ -56,13 +58,23 @@ with open(path, "w") as f:
                            separators=(",", ":")) + "\n")
 EOF
 
-echo "| Mode | Lines | Wall s | Prism CPU s | Peak RSS MiB | Chat requests (flex) | Files/Batch API requests | Output lines | Cost |" >"$OUT/summary.md"
+echo "| Mode | Lines | Wall s | Prism CPU s | Peak RSS MiB | Chat requests (flex) | Files/Batch API requests | Output lines | Cost USD (tokens) |" >"$OUT/summary.md"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|" >>"$OUT/summary.md"
 
 for mode in $MODES; do
     dir="$OUT/$mode"
     mkdir -p "$dir"
     {
+        cat <<EOF
+[[prices]]
+model = "gpt-4o-mini*"
+input = "0.15"
+cached_input = "0.075"
+output = "0.60"
+batch = { input = "0.075", cached_input = "0.0375", output = "0.30" }
+flex = { input = "0.075", cached_input = "0.0375", output = "0.30" }
+
+EOF
         mock_provider_toml
         cat <<EOF
 batch = "$mode"
@@ -108,8 +120,11 @@ EOF
     output_id="$(jq -r '.output_file_id // empty' "$dir/batch.json")"
     output_lines=0
     [[ -n "$output_id" ]] && output_lines="$(api "$url/v1/files/$output_id/content" | wc -l)"
+    cost="$(jq -r '.prism.cost_usd // "none"' "$dir/batch.json")"
+    tokens="$(jq -r '"\(.usage.input_tokens // 0) in / \(.usage.output_tokens // 0) out"' "$dir/batch.json")"
+    log "$mode: cost \$$cost for $tokens tokens"
     log "$mode: $status in $wall s, cpu $cpu s, peak RSS $((hwm / 1024)) MiB, $chat chat ($flex flex), $batch_api files/batches calls"
-    echo "| $mode | $LINES | $wall | $cpu | $((hwm / 1024)) | $chat ($flex) | $batch_api | $output_lines | from the price table |" >>"$OUT/summary.md"
+    echo "| $mode | $LINES | $wall | $cpu | $((hwm / 1024)) | $chat ($flex) | $batch_api | $output_lines | \$$cost ($tokens) |" >>"$OUT/summary.md"
     stop "$PRISM_PID"
     PRISM_PID=""
 done

@@ -21,6 +21,8 @@ use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
 use prism_core::responses::events::RecordedEvent;
+use prism_core::usage::UsageKind;
+use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{
     ApiEndpoint, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
@@ -34,6 +36,7 @@ use crate::blobs::S3Blobs;
 use crate::queue::SqsWorkQueue;
 use crate::reconcile_index::keys_due;
 use crate::response_events;
+use crate::usage;
 use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 
@@ -157,23 +160,25 @@ impl DynamoJobStore {
         self
     }
 
-    /// Applies a terminal update together with its webhook event (the outbox), then triggers
-    /// the event's delivery.
+    /// Applies a terminal update together with its webhook event (the outbox) and the usage
+    /// it counts, all or nothing, then triggers the event's delivery.
     async fn finish_with_event(
         &self,
         job: &JobRef,
         status: JobStatus,
         update: &aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        counts: &[UsageCount],
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let Some(kind) = EventKind::of_job(job.id.kind(), status) else {
-            return Ok(write::update(update.clone()).await?.applied());
-        };
-        let event = WebhookEvent::for_subject(&job.tenant, kind, job.id.as_str(), now);
-        let applied =
-            write::update_with_event(&self.client, update, event_put(&self.table, &event)?).await?;
-        if applied {
-            relay(self.webhook_trigger.as_ref(), &event).await;
+        let mut others = usage::counter_updates(&self.table, &job.tenant, job.id.as_str(), counts)?;
+        let event = EventKind::of_job(job.id.kind(), status)
+            .map(|kind| WebhookEvent::for_subject(&job.tenant, kind, job.id.as_str(), now));
+        if let Some(event) = &event {
+            others.push(event_put(&self.table, event)?);
+        }
+        let applied = write::update_with(&self.client, update, others).await?;
+        if applied && let Some(event) = &event {
+            relay(self.webhook_trigger.as_ref(), event).await;
         }
         Ok(applied)
     }
@@ -548,14 +553,14 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":ttl", ttl_seconds(expires_at));
         // DynamoDB rejects unused placeholders, so each arm names only what it sets.
         let set = match outcome {
-            Finish::Completed { result } if result.len() > SPILL_BYTES => {
+            Finish::Completed { result, .. } if result.len() > SPILL_BYTES => {
                 // Unique per attempt: a stale worker's upload can never replace the winner's.
                 let key = format!("results/{}/{}/{token}", job.tenant, job.id);
                 self.blobs.put(&key, Bytes::from(result.clone())).await?;
                 update = update.expression_attribute_values(":result_ref", s(key));
                 "result_ref = :result_ref"
             }
-            Finish::Completed { result } => {
+            Finish::Completed { result, .. } => {
                 update = update
                     .expression_attribute_names("#r", "result")
                     .expression_attribute_values(":result", s(result.clone()));
@@ -576,8 +581,32 @@ impl JobStore for DynamoJobStore {
                 "SET #s = :status, {set}, completed_at = :now, expires_at = :expires, #ttl = :ttl \
                  REMOVE lease_token, lease_expires_at, rc_pk, rc_at"
             ));
-        self.finish_with_event(job, outcome.status(), &update, now)
+        let counts: &[UsageCount] = match outcome {
+            Finish::Completed {
+                counted: Some(count),
+                ..
+            } => std::slice::from_ref(count),
+            _ => &[],
+        };
+        self.finish_with_event(job, outcome.status(), &update, counts, now)
             .await
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        usage::read(
+            &self.client,
+            &self.table,
+            tenant,
+            from,
+            to,
+            &UsageKind::OF_JOBS,
+        )
+        .await
     }
 
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
@@ -612,7 +641,7 @@ impl JobStore for DynamoJobStore {
         // A transaction returns no item: the job is read back (consistently) after it, both
         // to answer with it and to decide a refusal.
         let applied = self
-            .finish_with_event(&job, JobStatus::Cancelled, &update, now)
+            .finish_with_event(&job, JobStatus::Cancelled, &update, &[], now)
             .await?;
         let seen = self.item(&job).await?;
         match (applied, seen) {
@@ -656,7 +685,7 @@ impl JobStore for DynamoJobStore {
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":expires", n(expires_at.0))
             .expression_attribute_values(":ttl", ttl_seconds(expires_at));
-        self.finish_with_event(job, JobStatus::Failed, &update, now)
+        self.finish_with_event(job, JobStatus::Failed, &update, &[], now)
             .await
     }
 

@@ -22,6 +22,7 @@ mod settings;
 pub mod stack;
 mod stages;
 mod uploads;
+mod usage;
 mod webhooks;
 mod write;
 

@@ -168,14 +168,18 @@ fn cancelled(err: &SdkError<TransactWriteItemsError, HttpResponse>) -> Cancelled
     }
 }
 
-/// A conditional update and the outbox put of the event it announces, all or nothing: true
-/// when applied, false when the update's condition refused it. The update is built as for
-/// [`update`] (no return values: a transaction has none).
-pub async fn update_with_event(
+/// A conditional update and the writes that must land with it (the outbox put of the event it
+/// announces, the usage counters it adds to), all or nothing: true when applied, false when the
+/// update's condition refused it. The update is built as for [`update`] (no return values: a
+/// transaction has none). With nothing else to write, a plain conditional update.
+pub async fn update_with(
     client: &Client,
     update: &UpdateItemFluentBuilder,
-    event: TransactWriteItem,
+    others: Vec<TransactWriteItem>,
 ) -> Result<bool, StoreError> {
+    if others.is_empty() {
+        return Ok(self::update(update.clone()).await?.applied());
+    }
     let input = update.as_input();
     let step = Update::builder()
         .set_table_name(input.get_table_name().clone())
@@ -186,11 +190,9 @@ pub async fn update_with_event(
         .set_expression_attribute_values(input.get_expression_attribute_values().clone())
         .build()
         .map_err(unavailable)?;
-    transact(
-        client,
-        vec![TransactWriteItem::builder().update(step).build(), event],
-    )
-    .await
+    let mut items = vec![TransactWriteItem::builder().update(step).build()];
+    items.extend(others);
+    transact(client, items).await
 }
 
 /// Runs a transaction: true when applied, false when a condition refused it. Contention is

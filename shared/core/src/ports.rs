@@ -28,6 +28,7 @@ use crate::pricing::UsageByModel;
 use crate::recurring::{Recurring, RecurringRef};
 use crate::responses::events::RecordedEvent;
 use crate::uploads::{CompletionClaim, Upload, UploadPart};
+use crate::usage::counters::{Day, UsageCount};
 use crate::webhooks::target::TargetError;
 use crate::webhooks::{Attempt, DeliveryState, Endpoint, EventRef, WebhookEvent};
 
@@ -138,7 +139,9 @@ pub trait JobStore: Send + Sync {
         retry_at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// `running -> completed | failed` if `token` still holds; sets the retention deadline.
+    /// `running -> completed | failed` if `token` still holds; sets the retention deadline. A
+    /// completion's [`Finish::Completed::counted`] is added to the tenant's usage counters in the
+    /// same write, so only the write that finishes the job counts it.
     async fn finish(
         &self,
         job: &JobRef,
@@ -147,6 +150,16 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// The tenant's usage counters of days `from..=to` (UTC), of the kinds jobs count
+    /// ([`crate::usage::UsageKind::OF_JOBS`]): what [`JobStore::finish`] added. A store may
+    /// spread one day, kind, model and tier over several entries; their sum is the count.
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError>;
 
     /// Whether the job is still `running` under `token`; what a worker polls to notice cancel.
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError>;
@@ -375,7 +388,8 @@ pub trait BatchStore: Send + Sync {
     ) -> Result<Option<Batch>, StoreError>;
 
     /// `finalizing -> completed | cancelled | expired` with the files and final counts, while the
-    /// finalizer's token holds.
+    /// finalizer's token holds; adds [`BatchResult::counted`] to the tenant's usage counters in
+    /// the same write.
     async fn finish(
         &self,
         batch: &BatchRef,
@@ -383,6 +397,15 @@ pub trait BatchStore: Send + Sync {
         result: &BatchResult,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// The tenant's usage counters of days `from..=to` (UTC) of batches: what
+    /// [`BatchStore::finish`] added (entries of one key sum, as for jobs).
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError>;
 
     /// The tenant's batches not yet terminal (the per-tenant cap).
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError>;
@@ -401,6 +424,8 @@ pub struct BatchResult {
     pub usage_by_model: UsageByModel,
     pub output_file_id: Option<FileId>,
     pub error_file_id: Option<FileId>,
+    /// What the batch adds to the usage counters, written with its end.
+    pub counted: Vec<UsageCount>,
 }
 
 /// File records (the Files API). Bytes live in the [`BlobStore`]; a record is written only once

@@ -34,6 +34,10 @@ impl Tier {
         }
     }
 
+    pub fn parse(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The tier a completion was billed at, as its response says (`service_tier`): OpenAI
     /// answers `flex` for a request it ran at the flex tier, whatever was asked, so a flex
     /// request that fell back to the standard tier is billed as standard. Anything else bills at
@@ -44,6 +48,56 @@ impl Tier {
             _ => otherwise,
         }
     }
+}
+
+/// How a batch line was run: what decides the tier its usage bills at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineRun {
+    /// Prism called the provider itself; `flex` when the call asked for the flex tier.
+    Gateway { flex: bool },
+    /// The line went through the provider's own Batch API.
+    ProviderBatch,
+}
+
+impl Tier {
+    /// The one rule for the tier a batch line bills at. A provider batch bills at its batch
+    /// price whatever its responses say. A line Prism sent bills at what the response says it ran
+    /// at: `flex` is flex, any other named tier is standard (a flex request the provider ran at
+    /// the standard tier costs the standard price); a response that names no tier ran as asked.
+    pub fn of_batch_line(run: LineRun, service_tier: Option<&str>) -> Tier {
+        match (run, service_tier) {
+            (LineRun::ProviderBatch, _) => Tier::Batch,
+            (LineRun::Gateway { .. }, Some(FLEX)) => Tier::Flex,
+            (LineRun::Gateway { .. }, Some(_)) => Tier::Standard,
+            (LineRun::Gateway { flex: true }, None) => Tier::Flex,
+            (LineRun::Gateway { flex: false }, None) => Tier::Standard,
+        }
+    }
+
+    /// The letter a batch part line records its tier with (see `batches::encode_part_line`).
+    pub fn letter(self) -> u8 {
+        match self {
+            Tier::Standard => b's',
+            Tier::Batch => b'b',
+            Tier::Flex => b'f',
+        }
+    }
+
+    pub fn of_letter(letter: u8) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.letter() == letter)
+    }
+}
+
+const FLEX: &str = "flex";
+
+/// The `service_tier` a completion body names, if any.
+pub fn service_tier_of(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(default)]
+        service_tier: Option<String>,
+    }
+    serde_json::from_str::<Head>(body).ok()?.service_tier
 }
 
 /// An amount of US dollars in picodollars (10⁻¹² USD): a token priced in dollars per million
@@ -429,6 +483,45 @@ mod tests {
             Tier::Standard
         );
         assert_eq!(Tier::of_response(None, Tier::Batch), Tier::Batch);
+    }
+
+    #[test]
+    fn a_provider_batch_line_bills_at_the_batch_tier_whatever_its_response_says() {
+        for said in [None, Some("default"), Some("flex")] {
+            assert_eq!(
+                Tier::of_batch_line(LineRun::ProviderBatch, said),
+                Tier::Batch
+            );
+        }
+    }
+
+    #[test]
+    fn a_gateway_line_bills_at_the_tier_its_response_names_or_else_as_sent() {
+        let standard = LineRun::Gateway { flex: false };
+        let flex = LineRun::Gateway { flex: true };
+        assert_eq!(Tier::of_batch_line(standard, None), Tier::Standard);
+        assert_eq!(
+            Tier::of_batch_line(standard, Some("default")),
+            Tier::Standard
+        );
+        assert_eq!(Tier::of_batch_line(flex, None), Tier::Flex);
+        assert_eq!(Tier::of_batch_line(flex, Some("flex")), Tier::Flex);
+        // Asked for flex, ran at the standard tier: billed as standard.
+        assert_eq!(Tier::of_batch_line(flex, Some("default")), Tier::Standard);
+    }
+
+    #[test]
+    fn every_tier_has_its_own_letter() {
+        for tier in Tier::ALL {
+            assert_eq!(Tier::of_letter(tier.letter()), Some(tier));
+            assert_eq!(Tier::parse(tier.as_str()), Some(tier));
+        }
+        assert_eq!(Tier::of_letter(b'x'), None);
+        assert_eq!(
+            service_tier_of(r#"{"service_tier":"flex"}"#).as_deref(),
+            Some("flex")
+        );
+        assert_eq!(service_tier_of("{}"), None);
     }
 
     #[test]

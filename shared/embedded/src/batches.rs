@@ -16,6 +16,8 @@ use prism_core::batches::{
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::pricing::UsageByModel;
+use prism_core::usage::UsageKind;
+use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -654,6 +656,7 @@ impl BatchStore for SqliteBatchStore {
                     to_json(&result.usage_by_model)?
                 ])?;
                 record_batch_event(conn, &batch, EventKind::of_batch(result.outcome), now)?;
+                crate::usage::add(conn, &batch.tenant, &result.counted)?;
                 Ok(true)
             })
             .await?;
@@ -661,6 +664,15 @@ impl BatchStore for SqliteBatchStore {
             self.wake.notify_one();
         }
         Ok(finished)
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        crate::usage::read(&self.db, tenant, from, to, &[UsageKind::Batch]).await
     }
 
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {

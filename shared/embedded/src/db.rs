@@ -251,6 +251,23 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 );
 CREATE INDEX IF NOT EXISTS webhook_attempts_by_endpoint ON webhook_attempts (endpoint_id, id);
 
+-- Usage per tenant, UTC day, kind of work, model and tier, added to in the write that finishes
+-- a job or a batch (crate::usage); kept past the work's own retention.
+CREATE TABLE IF NOT EXISTS usage_counters (
+    tenant           TEXT NOT NULL,
+    day              INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    tier             TEXT NOT NULL,
+    requests         INTEGER NOT NULL,
+    input_tokens     INTEGER NOT NULL,
+    cached_tokens    INTEGER NOT NULL,
+    output_tokens    INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    total_tokens     INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day, kind, model, tier)
+);
+
 CREATE TABLE IF NOT EXISTS api_keys (
     id             TEXT PRIMARY KEY,
     tenant         TEXT NOT NULL,

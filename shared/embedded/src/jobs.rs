@@ -14,6 +14,8 @@ use prism_core::ports::{
 };
 use prism_core::responses::events::RecordedEvent;
 use prism_core::trace_context::TraceContext;
+use prism_core::usage::UsageKind;
+use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{
     ApiEndpoint, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
@@ -445,8 +447,15 @@ impl JobStore for SqliteJobStore {
     ) -> Result<bool, StoreError> {
         let (id, token, tenant) = (job.id.clone(), token.to_owned(), job.tenant.clone());
         let (status, result, error) = match outcome {
-            Finish::Completed { result } => (JobStatus::Completed, Some(result.clone()), None),
+            Finish::Completed { result, .. } => (JobStatus::Completed, Some(result.clone()), None),
             Finish::Failed { error } => (JobStatus::Failed, None, Some(error.clone())),
+        };
+        let counted: Vec<_> = match outcome {
+            Finish::Completed {
+                counted: Some(count),
+                ..
+            } => vec![count.clone()],
+            _ => Vec::new(),
         };
         let bytes = result.as_ref().map_or(0, |r| r.len());
         let settled_id = id.as_str().to_owned();
@@ -478,6 +487,7 @@ impl JobStore for SqliteJobStore {
                     ])?;
                 if written == 1 {
                     record_job_event(conn, &tenant, &id, status, now)?;
+                    crate::usage::add(conn, &tenant, &counted)?;
                 }
                 Ok(written == 1)
             })
@@ -488,6 +498,15 @@ impl JobStore for SqliteJobStore {
             self.wake.notify_one();
         }
         Ok(kept)
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        crate::usage::read(&self.db, tenant, from, to, &UsageKind::OF_JOBS).await
     }
 
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
@@ -625,6 +644,7 @@ impl JobStore for SqliteJobStore {
                      (SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)",
                     params![now.0, limit],
                 )?;
+                crate::usage::purge(conn, now, limit)?;
                 Ok(u64::try_from(jobs).unwrap_or(0))
             })
             .await

@@ -16,6 +16,7 @@ mod response_events;
 mod runtime;
 mod schedules;
 mod uploads;
+mod usage;
 mod webhooks;
 mod wiring;
 mod writer;

@@ -147,6 +147,7 @@ async fn a_refused_condition_or_an_error_in_a_group_rolls_back_no_other_callers_
         tokio::spawn(async move {
             let outcome = Finish::Completed {
                 result: "{}".into(),
+                counted: None,
             };
             jobs.finish(&job, "stale", &outcome, now, now).await
         })

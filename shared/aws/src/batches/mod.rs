@@ -38,6 +38,8 @@ use prism_core::batches::{
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::usage::UsageKind;
+use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{BatchId, StoreError, TenantId, Timestamp};
 
@@ -46,6 +48,7 @@ use crate::attrs::{
     reconcile_shard, reconcile_shard_name, s, unavailable,
 };
 use crate::queue::SqsWorkQueue;
+use crate::usage;
 use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 use items::{
@@ -107,11 +110,14 @@ impl DynamoBatchStore {
         batch: &BatchRef,
         kind: EventKind,
         update: &UpdateItemFluentBuilder,
+        counts: &[UsageCount],
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let event = WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now);
-        let applied =
-            write::update_with_event(&self.client, update, event_put(&self.table, &event)?).await?;
+        let mut others =
+            usage::counter_updates(&self.table, &batch.tenant, batch.id.as_str(), counts)?;
+        others.push(event_put(&self.table, &event)?);
+        let applied = write::update_with(&self.client, update, others).await?;
         if applied {
             relay(self.webhook_trigger.as_ref(), &event).await;
         }
@@ -333,7 +339,7 @@ impl BatchStore for DynamoBatchStore {
             .expression_attribute_values(":failed", status_value(BatchStatus::Failed))
             .expression_attribute_values(":now", n(now.0))
             .expression_attribute_values(":errors", to_json(errors)?);
-        self.finish_with_event(batch, EventKind::BatchFailed, &update, now)
+        self.finish_with_event(batch, EventKind::BatchFailed, &update, &[], now)
             .await
     }
 
@@ -555,8 +561,19 @@ impl BatchStore for DynamoBatchStore {
             set.join(", "),
             remove.join(", ")
         ));
-        self.finish_with_event(batch, EventKind::of_batch(result.outcome), &update, now)
+        let kind = EventKind::of_batch(result.outcome);
+        self.finish_with_event(batch, kind, &update, &result.counted, now)
             .await
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        let batches = [UsageKind::Batch];
+        usage::read(&self.client, &self.table, tenant, from, to, &batches).await
     }
 
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {

@@ -20,6 +20,7 @@ use crate::files::{FilePurpose, FileRecord, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::BatchResult;
 use crate::pricing::{Tier, UsageByModel};
+use crate::usage::counters::UsageCount;
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
@@ -139,6 +140,8 @@ async fn assemble(
         outcome: lease.outcome,
         counts,
         usage: usage_by_model.total(),
+        // Dated when the files are written; the end's write follows at once.
+        counted: UsageCount::of_finished_batch(&usage_by_model, now),
         usage_by_model,
         output_file_id,
         error_file_id,
@@ -231,15 +234,16 @@ async fn file_lines(
     unrun_error: Option<(&'static str, &'static str)>,
     tally: &Mutex<Written>,
 ) -> Result<Bytes, StoreError> {
-    // (index within the chunk, JSON line): a chunk's lines, whichever part holds them.
-    let mut lines: Vec<(u32, Vec<u8>)> = Vec::new();
+    // (index within the chunk, billed tier, JSON line): a chunk's lines, whichever part holds
+    // them.
+    let mut lines: Vec<(u32, Option<Tier>, Vec<u8>)> = Vec::new();
     for part in &chunk.parts {
         let whole = read_all(deps, &part.key).await?.concat();
         for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            if let Some((line_target, index, json)) = decode_part_line(line)
-                && line_target == target
+            if let Some(part_line) = decode_part_line(line)
+                && part_line.target == target
             {
-                lines.push((index, json.to_vec()));
+                lines.push((part_line.index, part_line.tier, part_line.json.to_vec()));
             }
         }
     }
@@ -250,19 +254,20 @@ async fn file_lines(
         for (index, line) in chunk_lines(deps, batch, chunk).await?.iter().enumerate() {
             if !done.get(index).copied().unwrap_or(false) {
                 let json = error_line(deps, &line.custom_id, code, message);
-                lines.push((u32::try_from(index).unwrap_or(u32::MAX), json.into_bytes()));
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                lines.push((index, None, json.into_bytes()));
             }
         }
     }
     // Stable: of two parts holding one line (which the claim's fencing rules out), the first
     // committed wins, so no line is ever written, counted or billed twice.
-    lines.sort_by_key(|(index, _)| *index);
-    lines.dedup_by_key(|(index, _)| *index);
+    lines.sort_by_key(|(index, _, _)| *index);
+    lines.dedup_by_key(|(index, _, _)| *index);
     let mut billed = UsageByModel::default();
     let mut out = Vec::new();
-    for (_, json) in &lines {
+    for (_, tier, json) in &lines {
         if target == LineTarget::Output
-            && let Some(line) = billed_line(json, Tier::Standard)
+            && let Some(line) = billed_line(json, *tier)
         {
             billed.add(&line.model, line.tier, &line.usage);
         }

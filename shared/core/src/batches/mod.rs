@@ -10,7 +10,7 @@ use crate::clock::Timestamp;
 use crate::endpoint::ApiEndpoint;
 use crate::ids::{BatchId, FileId, TenantId};
 use crate::metadata::Metadata;
-use crate::pricing::UsageByModel;
+use crate::pricing::{Tier, UsageByModel};
 
 pub mod decisions;
 pub mod finalize;
@@ -484,20 +484,39 @@ pub enum LineTarget {
     Error,
 }
 
-/// A part line: a tag byte (`o` output, `e` error), the line's index within its chunk, a space,
-/// then the JSON output line.
-pub fn encode_part_line(target: LineTarget, index: u32, json: &str, out: &mut Vec<u8>) {
+/// A part line: a tag byte (`o` output, `e` error), the line's index within its chunk, the
+/// letter of the tier a successful line bills at ([`Tier::letter`]; absent on error lines and
+/// on lines written before tiers were recorded), a space, then the JSON output line.
+pub fn encode_part_line(
+    target: LineTarget,
+    index: u32,
+    tier: Option<Tier>,
+    json: &str,
+    out: &mut Vec<u8>,
+) {
     out.push(match target {
         LineTarget::Output => b'o',
         LineTarget::Error => b'e',
     });
     out.extend_from_slice(index.to_string().as_bytes());
+    if let Some(tier) = tier {
+        out.push(tier.letter());
+    }
     out.push(b' ');
     out.extend_from_slice(json.as_bytes());
     out.push(b'\n');
 }
 
-pub fn decode_part_line(line: &[u8]) -> Option<(LineTarget, u32, &[u8])> {
+/// A decoded part line (see [`encode_part_line`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartLine<'a> {
+    pub target: LineTarget,
+    pub index: u32,
+    pub tier: Option<Tier>,
+    pub json: &'a [u8],
+}
+
+pub fn decode_part_line(line: &[u8]) -> Option<PartLine<'_>> {
     let (tag, rest) = line.split_first()?;
     let target = match tag {
         b'o' => LineTarget::Output,
@@ -505,8 +524,18 @@ pub fn decode_part_line(line: &[u8]) -> Option<(LineTarget, u32, &[u8])> {
         _ => return None,
     };
     let space = rest.iter().position(|b| *b == b' ')?;
-    let index = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
-    Some((target, index, &rest[space + 1..]))
+    let head = &rest[..space];
+    let (digits, tier) = match head.split_last() {
+        Some((last, digits)) if !last.is_ascii_digit() => (digits, Some(Tier::of_letter(*last)?)),
+        _ => (head, None),
+    };
+    let index = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(PartLine {
+        target,
+        index,
+        tier,
+        json: &rest[space + 1..],
+    })
 }
 
 /// Where a batch part is stored: unique per claim (`token`) and sequence, so a stale processor
@@ -558,16 +587,23 @@ mod tests {
     }
 
     #[test]
-    fn part_lines_round_trip_with_their_target_and_index() {
+    fn part_lines_round_trip_with_their_target_index_and_tier() {
         let mut out = Vec::new();
-        encode_part_line(LineTarget::Error, 42, r#"{"a":1}"#, &mut out);
+        encode_part_line(LineTarget::Error, 42, None, r#"{"a":1}"#, &mut out);
         assert_eq!(out, b"e42 {\"a\":1}\n");
+        let line = decode_part_line(&out[..out.len() - 1]).unwrap();
         assert_eq!(
-            decode_part_line(&out[..out.len() - 1]),
-            Some((LineTarget::Error, 42, &b"{\"a\":1}"[..]))
+            (line.target, line.index, line.tier, line.json),
+            (LineTarget::Error, 42, None, &b"{\"a\":1}"[..])
         );
+        out.clear();
+        encode_part_line(LineTarget::Output, 7, Some(Tier::Batch), "{}", &mut out);
+        assert_eq!(out, b"o7b {}\n");
+        let line = decode_part_line(b"o7b {}").unwrap();
+        assert_eq!((line.index, line.tier), (7, Some(Tier::Batch)));
         assert_eq!(decode_part_line(b"x1 {}"), None);
         assert_eq!(decode_part_line(b"o{}"), None);
+        assert_eq!(decode_part_line(b"o1z {}"), None);
     }
 
     #[test]

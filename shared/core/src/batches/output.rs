@@ -59,10 +59,11 @@ pub(crate) fn response_line(deps: &Deps, custom_id: &str, status: u16, body: &Ra
     .unwrap_or_default()
 }
 
-/// What a successful output line was billed: the model, tier and usage of its response body;
-/// `None` for error lines and for lines that do not parse. Lines Prism ran itself bill at
-/// `otherwise` unless their response says flex.
-pub fn billed_line(json: &[u8], otherwise: Tier) -> Option<Billed> {
+/// What a successful output line was billed: the model and usage of its response body at the
+/// tier its part line recorded ([`Tier::of_batch_line`]); `None` for error lines and for lines
+/// that do not parse. A line recorded without a tier (written before tiers were recorded) bills
+/// as a gateway line: standard unless its response says flex.
+pub fn billed_line(json: &[u8], recorded: Option<Tier>) -> Option<Billed> {
     #[derive(Deserialize)]
     struct Response<'a> {
         status_code: u16,
@@ -78,7 +79,11 @@ pub fn billed_line(json: &[u8], otherwise: Tier) -> Option<Billed> {
     let response = line
         .response
         .filter(|r| (200..300).contains(&r.status_code))?;
-    Billed::of_completion(response.body.get(), None, otherwise)
+    let mut billed = Billed::of_completion(response.body.get(), None, Tier::Standard)?;
+    if let Some(tier) = recorded {
+        billed.tier = tier;
+    }
+    Some(billed)
 }
 
 #[cfg(test)]
@@ -90,14 +95,16 @@ mod tests {
     fn a_successful_line_is_billed_and_an_error_line_is_not() {
         let ok = br#"{"id":"r","custom_id":"a","response":{"status_code":200,"request_id":"x",
             "body":{"model":"m","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}},"error":null}"#;
-        let billed = billed_line(ok, Tier::Batch).unwrap();
+        let billed = billed_line(ok, Some(Tier::Batch)).unwrap();
         assert_eq!((billed.model.as_str(), billed.tier), ("m", Tier::Batch));
+        let legacy = billed_line(ok, None).unwrap();
+        assert_eq!(legacy.tier, Tier::Standard);
         assert_eq!(billed.usage.total_tokens, 7);
         let refused = br#"{"id":"r","custom_id":"a","response":{"status_code":400,"request_id":"x",
             "body":{"error":{"message":"no"}}},"error":null}"#;
-        assert_eq!(billed_line(refused, Tier::Standard), None);
+        assert_eq!(billed_line(refused, Some(Tier::Standard)), None);
         let failed =
             br#"{"id":"r","custom_id":"a","response":null,"error":{"code":"c","message":"m"}}"#;
-        assert_eq!(billed_line(failed, Tier::Standard), None);
+        assert_eq!(billed_line(failed, None), None);
     }
 }

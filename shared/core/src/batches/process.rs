@@ -28,6 +28,7 @@ use crate::error::StoreError;
 use crate::files::{UploadStream, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::{Lease, UpstreamError, WorkItem};
+use crate::pricing::{LineRun, Tier as PriceTier, service_tier_of};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
 use crate::telemetry::{self, JobEvent, WorkKind};
 use crate::upstream::{client_error, error_body};
@@ -68,7 +69,7 @@ pub async fn dead_chunk(
             "This request could not be processed after repeated delivery attempts.",
         );
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        encode_part_line(LineTarget::Error, index, &json, &mut body);
+        encode_part_line(LineTarget::Error, index, None, &json, &mut body);
         indexes.push(index);
         failed += 1;
     }
@@ -196,6 +197,8 @@ struct LineResult {
     target: LineTarget,
     json: String,
     usage: Usage,
+    /// The tier a successful line bills at ([`PriceTier::of_batch_line`]), recorded with it.
+    tier: Option<PriceTier>,
 }
 
 impl LineResult {
@@ -204,6 +207,7 @@ impl LineResult {
             target: LineTarget::Error,
             json,
             usage: Usage::default(),
+            tier: None,
         }
     }
 }
@@ -258,6 +262,11 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         let error = match result {
             Ok(completion) => {
                 let usage = Usage::of_completion(&completion.body);
+                let run = LineRun::Gateway {
+                    flex: tier == Tier::Flex,
+                };
+                let billed =
+                    PriceTier::of_batch_line(run, service_tier_of(&completion.body).as_deref());
                 let json = match serde_json::from_str::<&RawValue>(&completion.body) {
                     Ok(body) => response_line(deps, &line.custom_id, 200, body),
                     Err(e) => failed_line(
@@ -271,6 +280,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
                     target: LineTarget::Output,
                     json,
                     usage,
+                    tier: Some(billed),
                 };
             }
             Err(error) => error,
@@ -305,6 +315,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
             target: LineTarget::Error,
             json: failed_line(deps, &line.custom_id, &error),
             usage: Usage::default(),
+            tier: None,
         };
     }
 }
@@ -633,10 +644,13 @@ impl ChunkRun<'_> {
                     }
                 };
                 for line in results {
+                    let tier = (line.target == LineTarget::Output)
+                        .then(|| PriceTier::of_batch_line(LineRun::ProviderBatch, None));
                     let result = LineResult {
                         target: line.target,
                         json: line.json,
                         usage: line.usage,
+                        tier,
                     };
                     self.pending.push(line.index, result);
                 }
@@ -752,7 +766,13 @@ struct PendingPart {
 
 impl PendingPart {
     fn push(&mut self, index: u32, result: LineResult) {
-        encode_part_line(result.target, index, &result.json, &mut self.body);
+        encode_part_line(
+            result.target,
+            index,
+            result.tier,
+            &result.json,
+            &mut self.body,
+        );
         self.indexes.push(index);
         self.lines += 1;
         match result.target {

@@ -8,6 +8,7 @@ use crate::clock::Timestamp;
 use crate::endpoint::ApiEndpoint;
 use crate::ids::{JobId, TenantId};
 use crate::metadata::Metadata;
+use crate::usage::counters::UsageCount;
 
 pub mod decisions;
 pub mod run;
@@ -225,11 +226,23 @@ impl NewJob {
 /// How a job ends when its worker finishes it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
-    Completed { result: String },
-    Failed { error: JobError },
+    Completed {
+        result: String,
+        /// What the completion adds to the tenant's usage counters (`None`: nothing to count).
+        counted: Option<UsageCount>,
+    },
+    Failed {
+        error: JobError,
+    },
 }
 
 impl Finish {
+    /// A completion of `job` with `result`, finished at `now`, counted as the counters count it.
+    pub fn completed(job: &Job, result: String, now: Timestamp) -> Finish {
+        let counted = UsageCount::of_completed_job(job.kind, &job.model, &result, now);
+        Finish::Completed { result, counted }
+    }
+
     pub fn status(&self) -> JobStatus {
         match self {
             Finish::Completed { .. } => JobStatus::Completed,

@@ -152,9 +152,7 @@ pub async fn run_job(
                     deps,
                     id,
                     &token,
-                    Finish::Completed {
-                        result: completion.body,
-                    },
+                    Finish::completed(&job, completion.body, deps.clock.now()),
                 )
                 .await?
                 {

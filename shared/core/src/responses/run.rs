@@ -146,9 +146,7 @@ async fn record_stream(
     }
     Ok(Some(match last {
         Some((kind, response)) if kind == "response.failed" => failed(upstream_failure(&response)),
-        Some((_, response)) => Finish::Completed {
-            result: response.to_string(),
-        },
+        Some((_, response)) => Finish::completed(job, response.to_string(), deps.clock.now()),
         None => failed(JobError::new(
             "The upstream stream ended before its final event.",
             "server_error",

@@ -536,7 +536,8 @@ pub struct BatchListParams {
     pub after: Option<String>,
 }
 
-/// `GET /v1/usage`'s range: Unix seconds, half-open, by when work finished.
+/// `GET /v1/usage`'s range: Unix seconds, by when work finished; usage is counted per UTC day,
+/// so every day the range touches counts whole.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {

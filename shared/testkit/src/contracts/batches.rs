@@ -1,6 +1,9 @@
 //! The `BatchStore` contract: planning, chunk claims and checkpoints, cancel, finalize,
 //! listing and the active count.
 
+use prism_core::usage::UsageKind;
+use prism_core::usage::counters::{Day, UsageCount};
+
 use super::*;
 
 async fn new_batch(p: &Ports, ids: &IdGenerator, owner: &str, window: Duration) -> BatchRef {
@@ -419,7 +422,13 @@ pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
         },
         output_file_id: Some(first.output_file_id.clone()),
         error_file_id: None,
+        counted: Vec::new(),
     };
+    let result = BatchResult {
+        counted: UsageCount::of_finished_batch(&result.usage_by_model, later),
+        ..result
+    };
+    let today = Day::of(later);
     assert!(
         !p.batches
             .finish(&batch, "f1", &result, later)
@@ -449,6 +458,38 @@ pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
             .finish(&batch, "f3", &result, later)
             .await
             .unwrap()
+    );
+    // The end counted its usage once: the refused finishes added nothing.
+    let mut counted: Vec<(String, &str, u64, u64)> = p
+        .batches
+        .usage_counts(&batch.tenant, today, today)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!((c.day, c.kind), (today, UsageKind::Batch));
+            (
+                c.model.clone(),
+                c.tier.as_str(),
+                c.requests,
+                c.usage.total_tokens,
+            )
+        })
+        .collect();
+    counted.sort();
+    assert_eq!(
+        counted,
+        [
+            ("m-a".to_owned(), "standard", 1, 3),
+            ("m-b".to_owned(), "flex", 1, 3)
+        ]
+    );
+    assert!(
+        p.batches
+            .usage_counts(&tenant("beta"), today, today)
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert!(
         p.batches

@@ -1,6 +1,8 @@
 //! The `JobStore` contract: create and idempotency, claims and leases, retention, cancel,
 //! dead letters, listing, the reconciler's query and scheduled jobs.
 
+use prism_core::usage::counters::{Day, UsageCount};
+
 use super::*;
 
 fn page(limit: usize, after: Option<JobId>, status: Option<JobStatus>) -> ListQuery {
@@ -80,7 +82,16 @@ pub async fn a_job_keeps_the_endpoint_it_calls_through_claim_and_finish(p: Ports
     assert_eq!(claimed.endpoint, prism_core::ApiEndpoint::Embeddings);
     let result = r#"{"object":"list","data":[]}"#.to_owned();
     p.jobs
-        .finish(&id, "t", &Finish::Completed { result }, now, now.plus(HOUR))
+        .finish(
+            &id,
+            "t",
+            &Finish::Completed {
+                result,
+                counted: None,
+            },
+            now,
+            now.plus(HOUR),
+        )
         .await
         .unwrap();
     let got = p
@@ -171,6 +182,7 @@ pub async fn a_live_lease_keeps_other_claimants_out_and_fences_stale_writes(p: P
     ));
     let done = Finish::Completed {
         result: r#"{"id":"x"}"#.into(),
+        counted: None,
     };
     assert!(
         !p.jobs
@@ -305,6 +317,7 @@ pub async fn cancel_moves_unfinished_jobs_once_and_refuses_finished_ones(p: Port
     claimed(&p, &done.job_ref(), "d").await;
     let ok = Finish::Completed {
         result: "{}".into(),
+        counted: None,
     };
     assert!(
         p.jobs
@@ -463,6 +476,7 @@ pub async fn reconciler_finds_old_pending_jobs_and_ended_leases(p: Ports) {
     claimed(&p, &finished.job_ref(), "f").await;
     let ok = Finish::Completed {
         result: "{}".into(),
+        counted: None,
     };
     assert!(
         p.jobs
@@ -600,4 +614,94 @@ pub async fn scheduled_jobs_list_apart_from_async_ones_with_their_metadata(p: Po
         .unwrap()
         .unwrap();
     assert_eq!(&fetched, got);
+}
+
+/// The counts of `counts` summed per day, kind, model and tier: (requests, total tokens).
+fn summed(
+    counts: &[UsageCount],
+) -> std::collections::BTreeMap<(i64, &'static str, String, &'static str), (u64, u64)> {
+    let mut sum = std::collections::BTreeMap::new();
+    for c in counts {
+        let entry = sum
+            .entry((c.day.0, c.kind.as_str(), c.model.clone(), c.tier.as_str()))
+            .or_insert((0, 0));
+        entry.0 += c.requests;
+        entry.1 += c.usage.total_tokens;
+    }
+    sum
+}
+
+pub async fn a_finish_counts_its_usage_once_and_the_purge_keeps_the_count(p: Ports) {
+    let ids = IdGenerator::new();
+    let job = new_job(&p, &ids, "alpha").await;
+    let failed_job = new_job(&p, &ids, "alpha").await;
+    claimed(&p, &job.job_ref(), "t").await;
+    claimed(&p, &failed_job.job_ref(), "t").await;
+    let now = p.clock.now();
+    let today = Day::of(now);
+    let body = r#"{"model":"gpt-contract-1","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+    let done = Finish::Completed {
+        result: body.into(),
+        counted: UsageCount::of_completed_job(JobKind::Async, "gpt-contract", body, now),
+    };
+    let short = Duration::from_secs(60);
+    assert!(
+        p.jobs
+            .finish(&job.job_ref(), "t", &done, now, now.plus(short))
+            .await
+            .unwrap()
+    );
+    // A redelivered finish is refused, and its count with it.
+    assert!(
+        !p.jobs
+            .finish(&job.job_ref(), "t", &done, now, now.plus(short))
+            .await
+            .unwrap()
+    );
+    let failed = Finish::Failed {
+        error: JobError::new("boom", "server_error", None),
+    };
+    assert!(
+        p.jobs
+            .finish(&failed_job.job_ref(), "t", &failed, now, now.plus(short))
+            .await
+            .unwrap()
+    );
+    let expected = std::collections::BTreeMap::from([(
+        (today.0, "async", "gpt-contract-1".to_owned(), "standard"),
+        (1, 7),
+    )]);
+    let read = |tenant_name: &'static str, from: Day, to: Day| {
+        let jobs = std::sync::Arc::clone(&p.jobs);
+        async move {
+            jobs.usage_counts(&tenant(tenant_name), from, to)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(summed(&read("alpha", today, today).await), expected);
+    assert!(
+        read("beta", today, today).await.is_empty(),
+        "another tenant's"
+    );
+    assert!(
+        read("alpha", Day(today.0 + 1), Day(today.0 + 2))
+            .await
+            .is_empty(),
+        "days after"
+    );
+    // Past the jobs' retention and purged, the count stays.
+    let after = now.plus(short * 2);
+    p.jobs.purge_expired(after, 100).await.unwrap();
+    assert!(
+        p.jobs
+            .get(&tenant("alpha"), &job.id, after)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        summed(&read("alpha", Day(today.0 - 1), today).await),
+        expected
+    );
 }

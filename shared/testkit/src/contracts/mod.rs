@@ -131,6 +131,7 @@ macro_rules! port_contract {
             a_live_lease_keeps_other_claimants_out_and_fences_stale_writes,
             a_released_lease_can_be_claimed_at_once,
             finished_jobs_expire_at_their_retention,
+            a_finish_counts_its_usage_once_and_the_purge_keeps_the_count,
             cancel_moves_unfinished_jobs_once_and_refuses_finished_ones,
             dead_letter_fails_only_unfinished_jobs,
             list_is_newest_first_with_cursor_and_filter,

@@ -14,6 +14,7 @@ use prism_core::batches::{
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
+use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::{BatchId, StoreError, TenantId, Timestamp};
 
 use super::lock;
@@ -27,6 +28,8 @@ struct Row {
 #[derive(Default)]
 pub struct MemoryBatchStore {
     rows: Mutex<HashMap<BatchId, Row>>,
+    /// Every count a finish added, as it was added.
+    counted: Mutex<Vec<(TenantId, UsageCount)>>,
 }
 
 fn find<'a>(rows: &'a mut HashMap<BatchId, Row>, batch: &BatchRef) -> Option<&'a mut Row> {
@@ -328,7 +331,23 @@ impl BatchStore for MemoryBatchStore {
         b.output_file_id = result.output_file_id.clone();
         b.error_file_id = result.error_file_id.clone();
         b.finalize = None;
+        let tenant = b.tenant.clone();
+        drop(rows);
+        lock(&self.counted).extend(result.counted.iter().map(|c| (tenant.clone(), c.clone())));
         Ok(true)
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        Ok(lock(&self.counted)
+            .iter()
+            .filter(|(t, c)| t == tenant && from <= c.day && c.day <= to)
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 
     async fn count_active(&self, tenant: &TenantId) -> Result<usize, StoreError> {

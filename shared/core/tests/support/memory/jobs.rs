@@ -13,6 +13,7 @@ use prism_core::ports::{
     CancelOutcome, ClaimOutcome, CreateOutcome, IdempotencyClaim, JobStore, Lease,
 };
 use prism_core::responses::events::RecordedEvent;
+use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use super::lock;
@@ -64,6 +65,8 @@ struct State {
     jobs: HashMap<JobId, Row>,
     idempotency: HashMap<(TenantId, String), Remembered>,
     events: HashMap<JobId, std::collections::BTreeMap<u64, String>>,
+    /// Every count a finish added, as it was added.
+    counted: Vec<(TenantId, UsageCount)>,
 }
 
 impl State {
@@ -266,11 +269,32 @@ impl JobStore for MemoryJobStore {
             return Ok(false);
         };
         match outcome {
-            Finish::Completed { result } => row.job.result = Some(result.clone()),
+            Finish::Completed { result, .. } => row.job.result = Some(result.clone()),
             Finish::Failed { error } => row.job.error = Some(error.clone()),
         }
         row.end(outcome.status(), now, expires_at);
+        if let Finish::Completed {
+            counted: Some(count),
+            ..
+        } = outcome
+        {
+            state.counted.push((job.tenant.clone(), count.clone()));
+        }
         Ok(true)
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant: &TenantId,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageCount>, StoreError> {
+        Ok(lock(&self.state)
+            .counted
+            .iter()
+            .filter(|(t, c)| t == tenant && from <= c.day && c.day <= to)
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 
     async fn still_holds(&self, job: &JobRef, token: &str) -> Result<bool, StoreError> {
