@@ -3,6 +3,7 @@
 //! writer, so a check and its write are one step, as a conditional write is on DynamoDB. Every
 //! terminal write also records its webhook event (the outbox) in the same transaction.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,13 +11,13 @@ use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite,
-    FinalizeLease, NewBatch, Part,
+    FinalizeLease, NewBatch, Part, RequestCounts,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
 use prism_core::webhooks::EventKind;
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
@@ -535,6 +536,40 @@ impl BatchStore for SqliteBatchStore {
                         })
                     })
                     .collect())
+            })
+            .await
+    }
+
+    async fn record_provider_counts(
+        &self,
+        batch: &BatchRef,
+        group: u32,
+        counts: &RequestCounts,
+    ) -> Result<bool, StoreError> {
+        let (batch, counts) = (batch.clone(), *counts);
+        self.db
+            .write(move |conn| {
+                let stored: Option<Option<String>> = conn
+                    .prepare_cached(&format!(
+                        "SELECT native_counts FROM batches \
+                         WHERE id = ?1 AND tenant = ?2 AND status NOT IN {}",
+                        terminal_list()
+                    ))?
+                    .query_row(params![batch.id.as_str(), batch.tenant.as_str()], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let Some(stored) = stored else {
+                    return Ok(false);
+                };
+                // Read and written on the one writer: no other write comes between.
+                let mut native: BTreeMap<u32, RequestCounts> = stored
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default();
+                native.insert(group, counts);
+                conn.prepare_cached("UPDATE batches SET native_counts = ?2 WHERE id = ?1")?
+                    .execute(params![batch.id.as_str(), to_json(&native)?])?;
+                Ok(true)
             })
             .await
     }

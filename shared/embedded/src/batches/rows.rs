@@ -1,10 +1,12 @@
 //! Batch and chunk rows in SQLite: the column lists, reading a row into a core value, and the
 //! small shared writes (a chunk's lease, the terminal event) the store's transitions use.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prism_core::batches::decisions;
 use prism_core::batches::input::ChunkPlan;
+use prism_core::batches::native::live_counts;
 use prism_core::batches::{
     Batch, BatchErrors, BatchRef, BatchStatus, Chunk, FinalizeLease, Part, RequestCounts, Usage,
 };
@@ -17,7 +19,7 @@ use crate::webhooks::record_event_in;
 pub(super) const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
     metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
     completed_at, failed_at, expired_at, cancelling_at, cancelled_at, total, completed, failed, \
-    usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize, usage_by_model";
+    usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize, usage_by_model, native_counts";
 
 /// The terminal statuses as an SQL list: `('failed', ...)`.
 pub(super) fn terminal_list() -> String {
@@ -58,6 +60,14 @@ pub(super) fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
     let tenant: String = row.get(1)?;
     let status: String = row.get(2)?;
     let input: String = row.get(3)?;
+    let status = BatchStatus::parse(&status).ok_or_else(|| corrupt("status"))?;
+    let committed = RequestCounts {
+        total: count(row, 17)?,
+        completed: count(row, 18)?,
+        failed: count(row, 19)?,
+    };
+    let native: BTreeMap<u32, RequestCounts> =
+        json(row.get(29)?, "native_counts")?.unwrap_or_default();
     let file_id = |text: Option<String>| -> rusqlite::Result<Option<FileId>> {
         text.map(|t| FileId::parse(&t).ok_or_else(|| corrupt("file id")))
             .transpose()
@@ -65,7 +75,7 @@ pub(super) fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
     Ok(Batch {
         id: BatchId::parse(&id).ok_or_else(|| corrupt("id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
-        status: BatchStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        status,
         input_file_id: FileId::parse(&input).ok_or_else(|| corrupt("input_file_id"))?,
         endpoint: {
             let path: String = row.get(4)?;
@@ -86,11 +96,7 @@ pub(super) fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
         expired_at: ts(row, 14)?,
         cancelling_at: ts(row, 15)?,
         cancelled_at: ts(row, 16)?,
-        counts: RequestCounts {
-            total: count(row, 17)?,
-            completed: count(row, 18)?,
-            failed: count(row, 19)?,
-        },
+        counts: live_counts(status, committed, &native),
         usage: json::<Usage>(row.get(20)?, "usage")?.unwrap_or_default(),
         errors: json::<BatchErrors>(row.get(21)?, "errors")?,
         output_file_id: file_id(row.get(22)?)?,
