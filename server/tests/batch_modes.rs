@@ -1,10 +1,13 @@
 //! Batch execution modes per provider, through `prism serve` and the mock upstream: one batch
 //! mixing a `native` provider's lines (run as provider batches through the mock's Files and
 //! Batch APIs), gateway lines and `flex` lines ends with every custom_id once, in input order;
-//! a kill between creating a provider batch and recording it never makes a second one; a
-//! cancel reaches the provider batches and keeps the lines that finished; a provider batch's
-//! expiry and failed validation become per-line errors. Runs on both backends
-//! (`PRISM_TEST_BACKEND`), the kill on the embedded one only.
+//! a batch of several chunks makes one provider batch per (provider, model); a kill between
+//! creating a provider batch and recording it never makes a second one, and a kill while a
+//! provider batch runs loses nothing (its look is a queued message, not a held lease);
+//! `request_counts` follow the provider's counts while it runs; a cancel reaches the provider
+//! batches and keeps the lines that finished; a provider batch's expiry and failed validation
+//! become per-line errors. Runs on both backends (`PRISM_TEST_BACKEND`), the kill between
+//! create and record on the embedded one only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
@@ -83,20 +86,20 @@ async fn a_batch_mixing_native_gateway_and_flex_lines_has_every_custom_id_once_i
     assert_in_input_order(&output);
     assert_in_input_order(&errors);
 
-    // Two chunks, one native group each: two provider batches of ten lines, every fourth of
-    // which the provider failed.
-    assert_eq!(env.mock.batch_api_calls("batches.create"), 2);
-    assert_eq!(errors.len(), 4, "{errors:?}");
+    // Two chunks, one native (provider, model) group: one provider batch of twenty lines,
+    // every fourth of which the provider failed.
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
+    assert_eq!(errors.len(), 5, "{errors:?}");
     for error in &errors {
         assert_eq!(number(error) % 3, 1, "only native lines fail: {error}");
         assert_eq!(error["response"]["status_code"], 500);
     }
-    assert_eq!(done["request_counts"]["completed"], 56);
-    assert_eq!(done["request_counts"]["failed"], 4);
+    assert_eq!(done["request_counts"]["completed"], 55);
+    assert_eq!(done["request_counts"]["failed"], 5);
     // Native lines never reached the chat endpoint; their answers name the caller's ids.
     assert_eq!(env.mock.hits("mock-batchfail-4-mix"), 0);
     let native: Vec<&Value> = output.iter().filter(|l| number(l) % 3 == 1).collect();
-    assert_eq!(native.len(), 16);
+    assert_eq!(native.len(), 15);
     assert!(
         native[0]["response"]["body"]["choices"][0]["message"]["content"]
             .as_str()
@@ -109,11 +112,11 @@ async fn a_batch_mixing_native_gateway_and_flex_lines_has_every_custom_id_once_i
     assert_eq!(env.mock.hits("mock-flexbusy-3-mix"), 23);
     assert_eq!(env.mock.flex_hits("gw-a"), 0);
 
-    // The provider's files are gone: two inputs, two outputs, two error files.
+    // The provider's files are gone: its input, output and error files.
     eventually(
         Duration::from_secs(10),
         "provider files deleted",
-        || async { env.mock.batch_api_calls("files.delete") == 6 },
+        || async { env.mock.batch_api_calls("files.delete") == 3 },
     )
     .await;
 }
@@ -211,7 +214,12 @@ async fn cancel_reaches_the_provider_batch_and_keeps_the_lines_that_finished() {
         .wait_for_batch(&id, &["cancelled"], Duration::from_secs(60))
         .await;
     let (output, errors) = env.finished_batch_lines(&done, 10).await;
-    assert_eq!(env.mock.batch_api_calls("batches.cancel"), 1);
+    eventually(
+        Duration::from_secs(30),
+        "the provider batch cancelled",
+        || async { env.mock.batch_api_calls("batches.cancel") == 1 },
+    )
+    .await;
     // The gateway's five finished lines are kept; the provider had run none of its five.
     assert_eq!(output.len(), 5);
     assert!(output.iter().all(|l| number(l) % 2 == 1));
@@ -255,4 +263,110 @@ async fn provider_expiry_and_failed_validation_become_per_line_errors() {
     assert_eq!(codes(1), vec!["invalid_request"; 4]);
     assert_eq!(output.len(), 2 + 4);
     assert_eq!(env.mock.batch_api_calls("batches.create"), 2);
+}
+
+#[tokio::test]
+async fn a_batch_spanning_several_chunks_makes_one_provider_batch_per_provider_and_model() {
+    let env = start_with_modes("lines_per_chunk = 10", "retry").await;
+    let lines: Vec<(String, &str)> = (0..50)
+        .map(|i| {
+            let model = match i % 3 {
+                0 => "mock-batchslow-200-one",
+                1 => "mock-batchslow-200-two",
+                _ => "gw-s",
+            };
+            (format!("span-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(90))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 50).await;
+    assert_eq!((output.len(), errors.len()), (50, 0), "{errors:?}");
+    assert_in_input_order(&output);
+    // Five chunks, two native models: two provider batches, not one per chunk and model.
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 2);
+    assert_eq!(env.mock.hits("mock-batchslow-200-one"), 0);
+    assert_eq!(done["request_counts"]["completed"], 50);
+}
+
+#[tokio::test]
+async fn request_counts_follow_the_provider_while_its_batch_runs() {
+    let env = start_with_modes("lines_per_chunk = 5", "retry").await;
+    let lines: Vec<(String, &str)> = (0..20)
+        .map(|i| (format!("live-{i}"), "mock-batchslow-12000-live"))
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    // The mock runs the provider batch's lines over its turnaround and says so in its counts;
+    // the batch shows them while it is still in progress.
+    eventually(
+        Duration::from_secs(30),
+        "part of the lines counted while the batch runs",
+        || async {
+            let batch: Value = env
+                .get(&env.alpha, &format!("/v1/batches/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            let completed = batch["request_counts"]["completed"].as_u64().unwrap();
+            batch["status"] == "in_progress" && completed > 0 && completed < 20
+        },
+    )
+    .await;
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(done["request_counts"]["completed"], 20);
+    assert_eq!(done["request_counts"]["total"], 20);
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
+}
+
+#[tokio::test]
+async fn a_look_at_a_running_provider_batch_survives_a_kill_of_the_server() {
+    let mut env = start_with_modes("lines_per_chunk = 4", "retry").await;
+    let lines: Vec<(String, &str)> = (0..12)
+        .map(|i| {
+            let model = if i % 3 == 0 {
+                "gw-r"
+            } else {
+                "mock-batchslow-8000-r"
+            };
+            (format!("run-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    eventually(
+        Duration::from_secs(30),
+        "gateway lines done, the provider batch running",
+        || async {
+            let batch: Value = env
+                .get(&env.alpha, &format!("/v1/batches/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            env.mock.batch_api_calls("batches.create") == 1
+                && env.mock.hits("gw-r") >= 4
+                && batch["status"] == "in_progress"
+        },
+    )
+    .await;
+    env.kill_server().await;
+    env.start_server().await;
+
+    let within = if env.backend.is_aws() {
+        support::AFTER_A_CRASH + Duration::from_secs(60)
+    } else {
+        Duration::from_secs(60)
+    };
+    let done = env.wait_for_batch(&id, &["completed"], within).await;
+    let (output, errors) = env.finished_batch_lines(&done, 12).await;
+    assert_eq!((output.len(), errors.len()), (12, 0), "{errors:?}");
+    assert_in_input_order(&output);
+    // The look came back on its own: no second provider batch, none cancelled.
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
+    assert_eq!(env.mock.batch_api_calls("batches.cancel"), 0);
+    assert!(env.mock.batch_api_calls("batches.retrieve") >= 2);
 }

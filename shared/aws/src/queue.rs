@@ -54,6 +54,16 @@ pub fn encode_work_item(item: &WorkItem) -> String {
     if let WorkItem::FireSchedule { schedule, at } = item {
         return encode_firing(&schedule.tenant, &schedule.id, &format_rfc3339(*at));
     }
+    if let WorkItem::PollNative { batch, group } = item {
+        let named = Named {
+            tenant: batch.tenant.to_string(),
+            id: None,
+            batch: Some(batch.id.to_string()),
+            chunk: Some(*group),
+        };
+        let named = serde_json::to_string(&named).unwrap_or_default();
+        return format!(r#"{{"v":1,"{NATIVE_FIELD}":{named}}}"#);
+    }
     let named = match item {
         WorkItem::Job(job) => Named {
             tenant: job.tenant.to_string(),
@@ -79,7 +89,7 @@ pub fn encode_work_item(item: &WorkItem) -> String {
             batch: None,
             chunk: None,
         },
-        WorkItem::FireSchedule { .. } => return String::new(),
+        WorkItem::FireSchedule { .. } | WorkItem::PollNative { .. } => return String::new(),
     };
     let named = serde_json::to_string(&named).unwrap_or_default();
     format!(r#"{{"v":1,"{}":{named}}}"#, item.stage().name())
@@ -87,6 +97,9 @@ pub fn encode_work_item(item: &WorkItem) -> String {
 
 /// The message key of a recurring schedule's firing (on the jobs queue, beside `job`).
 const FIRE_FIELD: &str = "fire";
+/// The message key of a native group's look (on the chunks queue, beside `chunk`): its batch,
+/// and the group in `chunk`.
+const NATIVE_FIELD: &str = "native";
 
 /// What EventBridge Scheduler replaces with each invocation's scheduled time.
 pub const SCHEDULED_TIME: &str = "<aws.scheduler.scheduled-time>";
@@ -114,6 +127,16 @@ pub fn decode_work_item(body: &str) -> Option<WorkItem> {
     let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).ok()?;
     if let Some(named) = fields.get(FIRE_FIELD) {
         return decode_firing(named);
+    }
+    if let Some(named) = fields.get(NATIVE_FIELD) {
+        let named = Named::deserialize(named).ok()?;
+        return Some(WorkItem::PollNative {
+            batch: BatchRef {
+                tenant: TenantId::parse(&named.tenant)?,
+                id: BatchId::parse(named.batch.as_deref()?)?,
+            },
+            group: named.chunk?,
+        });
     }
     let (stage, named) = fields
         .iter()
@@ -364,6 +387,10 @@ mod tests {
             WorkItem::PlanBatch(batch.clone()),
             chunk,
             WorkItem::FinalizeBatch(batch.clone()),
+            WorkItem::PollNative {
+                batch: batch.clone(),
+                group: 2,
+            },
         ] {
             assert_eq!(decode_work_item(&encode_work_item(&item)), Some(item));
         }

@@ -77,6 +77,7 @@ impl Scheduler for EventBridgeScheduler {
             WorkItem::Job(_)
             | WorkItem::PlanBatch(_)
             | WorkItem::RunChunk { .. }
+            | WorkItem::PollNative { .. }
             | WorkItem::Webhook(_)
             | WorkItem::FireSchedule { .. } => &self.target.queue_arn,
         };

@@ -167,6 +167,9 @@ async fn handle_batch_delivery(
             process::run_chunk(deps, batch, *chunk, deadline, stop).await
         }
         WorkItem::FinalizeBatch(batch) => finalize::try_finalize(deps, batch).await,
+        WorkItem::PollNative { batch, group } => {
+            crate::batches::native::poll::poll_group(deps, batch, *group).await
+        }
         WorkItem::Webhook(event) => deliver::deliver_event(deps, event).await,
         WorkItem::Job(_) | WorkItem::FireSchedule { .. } => Ok(QueueAction::Ack),
     };
@@ -194,6 +197,12 @@ pub async fn dead_letter_item(deps: &Deps, item: &WorkItem) -> QueueAction {
             .await
             .map(|()| QueueAction::Ack),
         WorkItem::Webhook(event) => deliver::dead_letter_event(deps, event).await,
+        // A look holds nothing: send it again later (the reconciler would, too).
+        WorkItem::PollNative { .. } => deps
+            .queue
+            .enqueue(item, crate::batches::native::MAX_POLL_DELAY)
+            .await
+            .map(|()| QueueAction::Ack),
     };
     result.unwrap_or_else(|error| {
         tracing::error!(%error, "could not settle a dead letter; it will reappear");

@@ -236,6 +236,13 @@ pub enum WorkItem {
     FinalizeBatch(BatchRef),
     /// Deliver one webhook event to the endpoints that receive it.
     Webhook(EventRef),
+    /// One look at a native group of a batch (one provider batch per (provider, model)): submit
+    /// it if not yet, record the provider's counts, collect it once it ended; then queue the next
+    /// look with a delay. Holds no lease between looks.
+    PollNative {
+        batch: BatchRef,
+        group: u32,
+    },
     /// One firing of a recurring schedule, for the fire time `at` (what EventBridge Scheduler
     /// puts in `<aws.scheduler.scheduled-time>`).
     FireSchedule {
@@ -412,6 +419,16 @@ pub trait BatchStore: Send + Sync {
 
     /// Batches not yet terminal, for the reconciler.
     async fn unfinished(&self, limit: usize) -> Result<Vec<BatchRef>, StoreError>;
+
+    /// Records a native group's counts as its provider last reported them (one entry per group,
+    /// replaced at each look), while the batch is not terminal; a read of the batch shows them in
+    /// its `request_counts` (`native::live_counts`). False when the batch is missing or ended.
+    async fn record_provider_counts(
+        &self,
+        batch: &BatchRef,
+        group: u32,
+        counts: &RequestCounts,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What a finalizer writes on the batch when it finishes.

@@ -88,6 +88,7 @@ async fn reconcile_batches(deps: &Deps, idle_before: Timestamp) -> Result<usize,
                 let since = current.in_progress_at.unwrap_or(current.created_at);
                 if since < idle_before {
                     queue_unfinished_chunks(deps, batch, Some(idle_before)).await?;
+                    crate::batches::native::groups::queue_lost_looks(deps, batch).await?;
                 }
             }
             _ => {}

@@ -91,6 +91,7 @@ impl WorkItem {
             WorkItem::RunChunk { batch, chunk } => format!("chunk-{}-{chunk}", batch.id),
             WorkItem::FinalizeBatch(b) => format!("final-{}", b.id),
             WorkItem::Webhook(e) => format!("hook-{}", e.id),
+            WorkItem::PollNative { batch, group } => format!("native-{}-{group}", batch.id),
             WorkItem::FireSchedule { schedule, at } => format!("fire-{}-{}", schedule.id, at.0),
         }
     }
@@ -99,7 +100,7 @@ impl WorkItem {
         match self {
             WorkItem::Job(job) => &job.tenant,
             WorkItem::PlanBatch(b) | WorkItem::FinalizeBatch(b) => &b.tenant,
-            WorkItem::RunChunk { batch, .. } => &batch.tenant,
+            WorkItem::RunChunk { batch, .. } | WorkItem::PollNative { batch, .. } => &batch.tenant,
             WorkItem::Webhook(e) => &e.tenant,
             WorkItem::FireSchedule { schedule, .. } => &schedule.tenant,
         }
@@ -111,7 +112,8 @@ impl WorkItem {
             // A firing travels on the jobs queue, where the run it makes goes.
             WorkItem::Job(_) | WorkItem::FireSchedule { .. } => Stage::Jobs,
             WorkItem::PlanBatch(_) => Stage::Plan,
-            WorkItem::RunChunk { .. } => Stage::Chunks,
+            // A native group's look travels on the chunks queue, beside the chunks it commits to.
+            WorkItem::RunChunk { .. } | WorkItem::PollNative { .. } => Stage::Chunks,
             WorkItem::FinalizeBatch(_) => Stage::Finalize,
             WorkItem::Webhook(_) => Stage::Webhooks,
         }

@@ -319,6 +319,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // The W3C traceparent of whoever queued the job or item (prism_core::trace_context).
     ("jobs", "trace_context", "TEXT"),
     ("work_items", "trace_context", "TEXT"),
+    // Native groups' counts as their providers last reported them (JSON: group -> counts).
+    ("batches", "native_counts", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

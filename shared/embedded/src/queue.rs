@@ -163,6 +163,12 @@ pub(crate) fn enqueue_work_item(
             Some(at.0),
             FIRE_KIND,
         ),
+        WorkItem::PollNative { batch, group } => (
+            &batch.tenant,
+            batch.id.as_str(),
+            Some(i64::from(*group)),
+            NATIVE_KIND,
+        ),
         WorkItem::Job(_) => return Ok(()),
     };
     conn.prepare_cached(
@@ -188,6 +194,8 @@ pub(crate) fn enqueue_work_item(
 
 /// The `kind` of a firing's row (batch stages use their stage's name).
 const FIRE_KIND: &str = "fire";
+/// The `kind` of a native group's look (its `chunk` column holds the group).
+const NATIVE_KIND: &str = "native";
 
 fn work_item_from(
     kind: &str,
@@ -205,6 +213,15 @@ fn work_item_from(
         });
     }
     let chunk = chunk.map(u32::try_from).transpose().ok()?;
+    if kind == NATIVE_KIND {
+        return Some(WorkItem::PollNative {
+            batch: BatchRef {
+                tenant: TenantId::parse(tenant)?,
+                id: BatchId::parse(batch_id)?,
+            },
+            group: chunk?,
+        });
+    }
     let stage = Stage::parse(kind)?;
     if stage == Stage::Webhooks {
         return Some(WorkItem::Webhook(EventRef {

@@ -1,10 +1,12 @@
 //! The batch and chunk items' layout in the table: their keys, and each item to and from the
 //! core's `Batch`, `Chunk` and `Part`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use prism_core::batches::input::ChunkPlan;
+use prism_core::batches::native::live_counts;
 use prism_core::batches::{
     Batch, BatchErrors, BatchRef, BatchStatus, Chunk, FinalizeLease, Part, RequestCounts, Usage,
 };
@@ -104,6 +106,24 @@ pub(super) fn json_of<T: serde::de::DeserializeOwned>(
         .map_err(|_| StoreError::Corrupt(format!("batch item has a bad '{name}'")))
 }
 
+/// The attribute holding a native group's counts as its provider last reported them.
+pub(super) fn native_counts_attribute(group: u32) -> String {
+    format!("{NATIVE_COUNTS_PREFIX}{group}")
+}
+
+const NATIVE_COUNTS_PREFIX: &str = "native_";
+
+/// Every native group's counts on the item (an unreadable one counts as nothing).
+fn native_counts_of(item: &Item) -> BTreeMap<u32, RequestCounts> {
+    item.iter()
+        .filter_map(|(name, value)| {
+            let group = name.strip_prefix(NATIVE_COUNTS_PREFIX)?.parse().ok()?;
+            let counts = serde_json::from_str(value.as_s().ok()?).ok()?;
+            Some((group, counts))
+        })
+        .collect()
+}
+
 pub(super) fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
     const WHAT: &str = "batch item";
     let corrupt = |what: &str| StoreError::Corrupt(format!("batch item has a bad '{what}'"));
@@ -111,6 +131,12 @@ pub(super) fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
         get_s(item, name)
             .map(|t| FileId::parse(t).ok_or_else(|| corrupt(name)))
             .transpose()
+    };
+    let status = BatchStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?;
+    let committed = RequestCounts {
+        total: count_of(item, "total", WHAT)?,
+        completed: count_of(item, "completed", WHAT)?,
+        failed: count_of(item, "failed", WHAT)?,
     };
     Ok(Batch {
         id: BatchId::parse(need_s(item, SORT_KEY)?).ok_or_else(|| corrupt(SORT_KEY))?,
@@ -125,7 +151,7 @@ pub(super) fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
             .map(|ms| u64::try_from(ms).map_err(|_| corrupt("output_expires_after")))
             .transpose()?
             .map(Duration::from_millis),
-        status: BatchStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
+        status,
         created_at: get_ts(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
         expires_at: get_ts(item, "expires_at").ok_or_else(|| corrupt("expires_at"))?,
         in_progress_at: get_ts(item, "in_progress_at"),
@@ -135,11 +161,7 @@ pub(super) fn batch_from_item(item: &Item) -> Result<Batch, StoreError> {
         expired_at: get_ts(item, "expired_at"),
         cancelling_at: get_ts(item, "cancelling_at"),
         cancelled_at: get_ts(item, "cancelled_at"),
-        counts: RequestCounts {
-            total: count_of(item, "total", WHAT)?,
-            completed: count_of(item, "completed", WHAT)?,
-            failed: count_of(item, "failed", WHAT)?,
-        },
+        counts: live_counts(status, committed, &native_counts_of(item)),
         usage: usage_of(item, WHAT)?,
         errors: json_of::<BatchErrors>(item, "errors")?,
         output_file_id: file_id("output_file_id")?,

@@ -34,7 +34,7 @@ use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
-    ChunkWrite, FinalizeLease, NewBatch, Part, Usage,
+    ChunkWrite, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
@@ -644,5 +644,31 @@ impl BatchStore for DynamoBatchStore {
             }
         }
         Ok(found)
+    }
+
+    async fn record_provider_counts(
+        &self,
+        batch: &BatchRef,
+        group: u32,
+        counts: &RequestCounts,
+    ) -> Result<bool, StoreError> {
+        // One attribute per group (`native_<n>`, JSON), so a look replaces its own group's
+        // counts with one unconditional SET and never reads the others'.
+        let json = serde_json::to_string(counts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (condition, values) = status_in(|status| !status.is_terminal());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(batch_key(batch)))
+            .update_expression("SET #g = :counts")
+            .condition_expression(format!("attribute_exists(pk) AND {condition}"))
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#g", items::native_counts_attribute(group))
+            .expression_attribute_values(":counts", AttributeValue::S(json));
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        Ok(write::update(update).await?.applied())
     }
 }

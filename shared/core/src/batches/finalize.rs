@@ -37,6 +37,10 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
         Err(Some(recheck)) => return Ok(QueueAction::RetryAfter(recheck)),
         Err(None) => return Ok(QueueAction::Ack),
     };
+    if outcome != crate::batches::BatchOutcome::Completed {
+        // A cancel or expiry reaches the provider batches now, not at their next look.
+        crate::batches::native::groups::wake_groups(deps, batch).await?;
+    }
     let lease = FinalizeLease {
         token: new_lease_token(),
         expires_at: now.plus(deps.batch_policy.lease),

@@ -1,12 +1,15 @@
 //! Planning a batch: stream its input once through the validator ([`crate::batches::input`]),
 //! then fail the batch with every error found, or write its chunk records and queue one message
-//! per chunk; and failing a batch whose planning message was dead-lettered.
+//! per chunk (and, for the lines of native providers, one look per group,
+//! [`crate::batches::native::groups`]); and failing a batch whose planning message was
+//! dead-lettered.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 
 use crate::batches::input::{BatchError, PlanOutcome, Planner, PlannerLimits};
+use crate::batches::native::groups;
 use crate::batches::process::queue_finalize;
 use crate::batches::{BatchErrors, BatchRef, BatchStatus};
 use crate::clock::Timestamp;
@@ -26,8 +29,9 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
     match current.status {
         BatchStatus::Validating => {}
         BatchStatus::InProgress => {
-            // Planned by an earlier delivery that died before queueing every chunk.
+            // Planned by an earlier delivery that died before queueing every chunk or look.
             queue_unfinished_chunks(deps, batch, None).await?;
+            groups::queue_lost_looks(deps, batch).await?;
             return Ok(QueueAction::Ack);
         }
         BatchStatus::Cancelling => return queue_finalize(deps, batch).await,
@@ -82,6 +86,9 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
             models,
         } => {
             let model = (models.len() == 1).then(|| models[0].as_str());
+            // The native groups are recorded before the batch is planned, so a look never
+            // finds a planned batch without its groups.
+            let native = groups::prepare_groups(deps, batch, &current, &chunks, &models).await?;
             if deps
                 .batches
                 .plan(batch, &chunks, total, model, deps.clock.now())
@@ -106,6 +113,7 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
                         )
                         .await?;
                 }
+                groups::queue_looks(deps, batch, native, Duration::ZERO).await?;
             }
         }
     }

@@ -2,9 +2,10 @@
 //! with bounded concurrency (`buffer_unordered`, so a slow line holds back no other), commit
 //! finished lines as parts named by their done ranges every `checkpoint_lines` lines or
 //! `checkpoint_every`, renew the claim, and mark the chunk done; a chunk whose message was
-//! dead-lettered has its unfinished lines written as failed.
+//! dead-lettered has its unfinished lines written as failed. A native provider's lines are not
+//! run here: their group's look commits them ([`crate::batches::native::poll`]), and a chunk
+//! still waiting on some is let go instead of marked done.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batches::input::{RequestLine, request_lines};
 use crate::batches::modes::{BatchMode, FlexStep, Tier, after_flex_failure, flex_body};
-use crate::batches::native::{self, GroupState};
+use crate::batches::native::groups::native_provider;
 use crate::batches::output::{error_line, response_line};
 use crate::batches::{
     Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part, Usage, encode_part_line,
@@ -174,7 +175,7 @@ pub(crate) async fn chunk_lines(
     })
 }
 
-async fn finish_chunk(
+pub(crate) async fn finish_chunk(
     deps: &Deps,
     batch: &BatchRef,
     index: u32,
@@ -199,27 +200,6 @@ struct LineResult {
     usage: Usage,
     /// The tier a successful line bills at ([`PriceTier::of_batch_line`]), recorded with it.
     tier: Option<PriceTier>,
-}
-
-impl LineResult {
-    fn failed(json: String) -> Self {
-        Self {
-            target: LineTarget::Error,
-            json,
-            usage: Usage::default(),
-            tier: None,
-        }
-    }
-}
-
-/// What waiting out a chunk's provider batches needs from the chunk's run.
-struct NativeWait<'a> {
-    lines: &'a [RequestLine],
-    done: &'a [bool],
-    /// The batch is being cancelled already.
-    cancelling: bool,
-    stop: &'a CancellationToken,
-    stop_at: Option<Instant>,
 }
 
 /// Runs one line until it succeeds, fails for good (a permanent error, or `max_attempts`
@@ -322,7 +302,7 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
 
 /// An upstream HTTP failure keeps its status, with the error body of the one upstream table
 /// ([`crate::upstream`]); other failures have no response, only that table's code and message.
-fn failed_line(deps: &Deps, custom_id: &str, error: &UpstreamError) -> String {
+pub(crate) fn failed_line(deps: &Deps, custom_id: &str, error: &UpstreamError) -> String {
     let shown = client_error(error).error;
     let code = shown.code.as_deref().unwrap_or("upstream_error");
     match error {
@@ -380,24 +360,22 @@ async fn process(
     let policy = &deps.batch_policy;
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
-    // A native provider's lines run as provider batches, submitted before the gateway's lines
-    // start and collected after they end.
-    let native_lines: HashSet<u32> = native::plan_groups(deps, batch, index, &lines)
-        .into_iter()
-        .flat_map(|group| group.lines)
+    // A native provider's lines are its group's to commit; the chunk waits for them.
+    let native_lines: Vec<bool> = lines
+        .iter()
+        .map(|line| native_provider(deps, &line.model).is_some())
         .collect();
-    let groups = if native_lines.is_empty() {
-        Vec::new()
-    } else {
-        native::submit_groups(deps, batch, &current, index, &lines, &done).await?
-    };
+    let is_native = |line: u32| native_lines.get(line as usize).copied().unwrap_or(false);
+    let native_pending = (0..lines.len())
+        .filter_map(|line| u32::try_from(line).ok())
+        .any(|line| is_native(line) && !done.get(line as usize).copied().unwrap_or(false));
     // Lines not yet committed, whatever order earlier claims finished them in.
     let todo: Vec<(u32, RequestLine)> = lines
         .iter()
         .enumerate()
         .map(|(line, request)| (u32::try_from(line).unwrap_or(u32::MAX), request))
         .filter(|(line, _)| {
-            !done.get(*line as usize).copied().unwrap_or(false) && !native_lines.contains(line)
+            !done.get(*line as usize).copied().unwrap_or(false) && !is_native(*line)
         })
         .map(|(line, request)| (line, request.clone()))
         .collect();
@@ -431,7 +409,6 @@ async fn process(
     let mut commit_by: Option<Instant> = None;
     let mut renew_by = Instant::now() + renew_every;
     let stop_at = deadline.map(|d| d.checked_sub(Duration::from_secs(10)).unwrap_or(d));
-    let mut cancelling = false;
     loop {
         while results.len() as u32 + run.pending.lines < slots {
             let Some(next) = todo.next() else { break };
@@ -463,30 +440,24 @@ async fn process(
         renew_by = Instant::now() + renew_every;
         match write {
             ChunkWrite::Running => {}
-            ChunkWrite::Stopping if groups.is_empty() => return run.stop_for_cancel(results).await,
-            ChunkWrite::Stopping => {
-                // The provider batches still hold lines to keep: cancel them and collect.
-                run.keep_finished(&mut results);
-                cancelling = true;
-                break;
-            }
+            ChunkWrite::Stopping => return run.stop_for_cancel(results).await,
             ChunkWrite::Refused => {
-                native::cancel_groups(deps, &groups).await;
                 tracing::info!("chunk claim ended (batch closed or taken over); stopping");
                 return run.stop_for_finalize().await;
             }
         }
     }
     drop(results);
-    let waiting = NativeWait {
-        lines: &lines,
-        done: &done,
-        cancelling,
-        stop,
-        stop_at,
-    };
-    if let Some(action) = run.await_native(groups, waiting).await? {
-        return Ok(action);
+    if native_pending {
+        // Every gateway line is in; the native ones come with their group's look, which
+        // completes the chunk.
+        return match run.commit().await? {
+            ChunkWrite::Running => {
+                deps.batches.release_chunk(batch, index, &run.token).await?;
+                Ok(QueueAction::Ack)
+            }
+            ChunkWrite::Stopping | ChunkWrite::Refused => run.stop_for_finalize().await,
+        };
     }
     match run.commit().await? {
         ChunkWrite::Running => finish_chunk(deps, batch, index, &run.token).await,
@@ -549,160 +520,6 @@ impl ChunkRun<'_> {
             }
         }
         Ok(answer)
-    }
-
-    /// Keeps the lines finished but not yet collected, starting nothing more.
-    fn keep_finished<S>(&mut self, results: &mut S)
-    where
-        S: futures::Stream<Item = (u32, LineResult)> + Unpin,
-    {
-        while let Some(Some((line, result))) = results.next().now_or_never() {
-            self.pending.push(line, result);
-        }
-    }
-
-    /// Waits out the chunk's provider batches, holding the chunk (its lease renewed at every
-    /// look) so that a cancel's finalizer waits for their lines: each batch that ends has its
-    /// lines committed; a cancel reaches the provider batches and their finished lines are kept;
-    /// a shutdown or deadline hands the chunk back to resume from the group records. `Some` is
-    /// the message's answer when the chunk must not be finished now.
-    async fn await_native(
-        &mut self,
-        groups: Vec<GroupState>,
-        wait: NativeWait<'_>,
-    ) -> Result<Option<QueueAction>, StoreError> {
-        let (deps, batch, index) = (self.deps, self.batch, self.index);
-        let NativeWait {
-            lines,
-            done,
-            mut cancelling,
-            stop,
-            stop_at,
-        } = wait;
-        let mut running = Vec::new();
-        let mut refused = Vec::new();
-        let mut retry = None;
-        for state in groups {
-            match state {
-                GroupState::Submitted { slot, record } => running.push((slot, record)),
-                GroupState::Retry(error) => retry = Some(error),
-                GroupState::Refused {
-                    slot,
-                    record,
-                    error,
-                } => {
-                    for &line in &record.lines {
-                        if !done.get(line as usize).copied().unwrap_or(false) {
-                            let custom_id = lines.get(line as usize).map_or("", |l| &l.custom_id);
-                            let json = failed_line(deps, custom_id, &error);
-                            self.pending.push(line, LineResult::failed(json));
-                        }
-                    }
-                    refused.push((slot, record));
-                }
-            }
-        }
-        if !refused.is_empty() {
-            if self.commit().await? == ChunkWrite::Refused {
-                return self.stop_for_finalize().await.map(Some);
-            }
-            for (slot, record) in &refused {
-                native::clean_up(deps, batch, index, *slot, record, None).await;
-            }
-        }
-        if cancelling {
-            native::cancel_running(deps, &running).await;
-        }
-        let mut polls = 0;
-        while !running.is_empty() {
-            let mut still = Vec::new();
-            let mut stopping = false;
-            for (slot, record) in running {
-                let id = record.provider_batch_id.clone().unwrap_or_default();
-                let ended = match deps
-                    .provider_batches
-                    .retrieve_batch(&record.provider, &id)
-                    .await
-                {
-                    Ok(seen) if seen.status.is_terminal() => seen,
-                    Ok(_) => {
-                        still.push((slot, record));
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::info!(%error, provider_batch = %id, "could not look at a provider batch");
-                        still.push((slot, record));
-                        continue;
-                    }
-                };
-                let results = match native::collect(deps, &record, &ended, lines, done).await {
-                    Ok(results) => results,
-                    Err(error) => {
-                        tracing::info!(%error, provider_batch = %id, "could not read a provider batch's files");
-                        still.push((slot, record));
-                        continue;
-                    }
-                };
-                for line in results {
-                    let tier = (line.target == LineTarget::Output)
-                        .then(|| PriceTier::of_batch_line(LineRun::ProviderBatch, None));
-                    let result = LineResult {
-                        target: line.target,
-                        json: line.json,
-                        usage: line.usage,
-                        tier,
-                    };
-                    self.pending.push(line.index, result);
-                }
-                match self.commit().await? {
-                    ChunkWrite::Refused => {
-                        native::cancel_running(deps, &still).await;
-                        return self.stop_for_finalize().await.map(Some);
-                    }
-                    ChunkWrite::Stopping => stopping = true,
-                    ChunkWrite::Running => {}
-                }
-                tracing::info!(provider_batch = %id, status = ended.status.as_str(), "provider batch collected");
-                native::clean_up(deps, batch, index, slot, &record, Some(&ended)).await;
-            }
-            running = still;
-            if running.is_empty() {
-                break;
-            }
-            match self.commit().await? {
-                ChunkWrite::Running => {}
-                ChunkWrite::Stopping => stopping = true,
-                ChunkWrite::Refused => {
-                    native::cancel_running(deps, &running).await;
-                    return self.stop_for_finalize().await.map(Some);
-                }
-            }
-            if stopping && !cancelling {
-                cancelling = true;
-                native::cancel_running(deps, &running).await;
-            }
-            let pause = native::poll_delay(polls).min(deps.batch_policy.lease / 3);
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = stop.cancelled() => return self.give_up().await.map(Some),
-                _ = sleep_until_opt(stop_at) => return self.give_up().await.map(Some),
-            }
-            polls += 1;
-        }
-        match retry {
-            Some(error) if !cancelling => {
-                // Every other line is in; the groups not yet submitted are tried again later.
-                tracing::info!(%error, "a provider batch could not be submitted; trying again later");
-                if self.commit().await? != ChunkWrite::Refused {
-                    deps.batches
-                        .release_chunk(batch, index, &self.token)
-                        .await?;
-                }
-                let wait = delay_before_retry(1, error.retry_after()).max(Duration::from_secs(1));
-                Ok(Some(QueueAction::RetryAfter(wait)))
-            }
-            _ => Ok(None),
-        }
     }
 
     /// The batch is being cancelled: keep the lines that finished by now (also those finished

@@ -152,6 +152,7 @@ macro_rules! port_contract {
             finalize_has_one_winner_and_finish_needs_its_token,
             batches_list_newest_first_and_count_only_unfinished,
             an_expired_batch_takes_no_claims,
+            provider_counts_show_in_request_counts_until_the_batch_finishes,
             response_events_append_under_the_lease_and_read_back_in_order,
         );
     };

@@ -2,15 +2,16 @@
 //! (`batches::decisions`): planning, chunk claims, who may commit, complete or release a chunk,
 //! the finalize lease, cancel.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
+use prism_core::batches::native::live_counts;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
-    ChunkWrite, FinalizeLease, NewBatch, Part,
+    ChunkWrite, FinalizeLease, NewBatch, Part, RequestCounts,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
@@ -23,6 +24,8 @@ use super::lock;
 struct Row {
     batch: Batch,
     chunks: Vec<Chunk>,
+    /// Native groups' counts as their providers last reported them.
+    native: BTreeMap<u32, RequestCounts>,
 }
 
 #[derive(Default)]
@@ -60,6 +63,7 @@ impl BatchStore for MemoryBatchStore {
             Row {
                 batch: Batch::from_new(batch),
                 chunks: Vec::new(),
+                native: BTreeMap::new(),
             },
         );
         Ok(())
@@ -81,7 +85,10 @@ impl BatchStore for MemoryBatchStore {
         Ok(lock(&self.rows)
             .get(id)
             .filter(|r| &r.batch.tenant == tenant)
-            .map(|r| r.batch.clone()))
+            .map(|r| Batch {
+                counts: live_counts(r.batch.status, r.batch.counts, &r.native),
+                ..r.batch.clone()
+            }))
     }
 
     async fn list(
@@ -367,5 +374,19 @@ impl BatchStore for MemoryBatchStore {
         found.sort();
         found.truncate(limit);
         Ok(found)
+    }
+
+    async fn record_provider_counts(
+        &self,
+        batch: &BatchRef,
+        group: u32,
+        counts: &RequestCounts,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch).filter(|r| !r.batch.status.is_terminal()) else {
+            return Ok(false);
+        };
+        row.native.insert(group, *counts);
+        Ok(true)
     }
 }

@@ -3,195 +3,33 @@
 //! writer, so a check and its write are one step, as a conditional write is on DynamoDB. Every
 //! terminal write also records its webhook event (the outbox) in the same transaction.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite,
-    FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+    FinalizeLease, NewBatch, Part, RequestCounts,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
-use prism_core::pricing::UsageByModel;
 use prism_core::usage::UsageKind;
 use prism_core::usage::counters::{Day, UsageCount};
-use prism_core::webhooks::{EventKind, WebhookEvent};
+use prism_core::webhooks::EventKind;
 use prism_core::{BatchId, FileId, StoreError, TenantId, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::webhooks::record_event_in;
 
-const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
-    metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
-    completed_at, failed_at, expired_at, cancelling_at, cancelled_at, total, completed, failed, \
-    usage, errors, output_file_id, error_file_id, model, chunks, chunks_done, finalize, usage_by_model";
+mod rows;
 
-/// The terminal statuses as an SQL list: `('failed', ...)`.
-fn terminal_list() -> String {
-    let names: Vec<String> = BatchStatus::TERMINAL
-        .iter()
-        .map(|status| format!("'{}'", status.as_str()))
-        .collect();
-    format!("({})", names.join(", "))
-}
-
-fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
-}
-
-fn json<T: serde::de::DeserializeOwned>(
-    text: Option<String>,
-    what: &str,
-) -> rusqlite::Result<Option<T>> {
-    text.map(|t| serde_json::from_str(&t))
-        .transpose()
-        .map_err(|_| corrupt(what))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
-    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-}
-
-fn ts(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
-    Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp))
-}
-
-fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
-    u64::try_from(row.get::<_, i64>(i)?).map_err(|_| corrupt("count"))
-}
-
-fn batch_from_row(row: &Row<'_>) -> rusqlite::Result<Batch> {
-    let id: String = row.get(0)?;
-    let tenant: String = row.get(1)?;
-    let status: String = row.get(2)?;
-    let input: String = row.get(3)?;
-    let file_id = |text: Option<String>| -> rusqlite::Result<Option<FileId>> {
-        text.map(|t| FileId::parse(&t).ok_or_else(|| corrupt("file id")))
-            .transpose()
-    };
-    Ok(Batch {
-        id: BatchId::parse(&id).ok_or_else(|| corrupt("id"))?,
-        tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
-        status: BatchStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        input_file_id: FileId::parse(&input).ok_or_else(|| corrupt("input_file_id"))?,
-        endpoint: {
-            let path: String = row.get(4)?;
-            prism_core::ApiEndpoint::from_path(&path).ok_or_else(|| corrupt("endpoint"))?
-        },
-        completion_window: row.get(5)?,
-        metadata: json(row.get(6)?, "metadata")?,
-        output_expires_after: row
-            .get::<_, Option<i64>>(7)?
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map(Duration::from_millis),
-        created_at: Timestamp(row.get(8)?),
-        expires_at: Timestamp(row.get(9)?),
-        in_progress_at: ts(row, 10)?,
-        finalizing_at: ts(row, 11)?,
-        completed_at: ts(row, 12)?,
-        failed_at: ts(row, 13)?,
-        expired_at: ts(row, 14)?,
-        cancelling_at: ts(row, 15)?,
-        cancelled_at: ts(row, 16)?,
-        counts: RequestCounts {
-            total: count(row, 17)?,
-            completed: count(row, 18)?,
-            failed: count(row, 19)?,
-        },
-        usage: json::<Usage>(row.get(20)?, "usage")?.unwrap_or_default(),
-        errors: json::<BatchErrors>(row.get(21)?, "errors")?,
-        output_file_id: file_id(row.get(22)?)?,
-        error_file_id: file_id(row.get(23)?)?,
-        model: row.get(24)?,
-        chunks: row.get(25)?,
-        chunks_done: row.get(26)?,
-        finalize: json::<FinalizeLease>(row.get(27)?, "finalize")?,
-        usage_by_model: json::<UsageByModel>(row.get(28)?, "usage_by_model")?.unwrap_or_default(),
-    })
-}
-
-fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
-    Ok(Chunk {
-        plan: ChunkPlan {
-            index: row.get(0)?,
-            start: count(row, 1)?,
-            end: count(row, 2)?,
-            lines: row.get(3)?,
-        },
-        cursor: row.get(4)?,
-        parts: json::<Vec<Part>>(row.get(5)?, "parts")?.unwrap_or_default(),
-        done: row.get(6)?,
-        lease_token: row.get(7)?,
-        lease_expires_at: ts(row, 8)?,
-    })
-}
-
-const CHUNK_COLUMNS: &str =
-    "idx, start, \"end\", lines, cursor, parts, done, lease_token, lease_expires_at";
-
-fn load(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<Batch>> {
-    conn.prepare_cached(&format!(
-        "SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?1 AND tenant = ?2"
-    ))?
-    .query_row(params![id, tenant], batch_from_row)
-    .optional()
-}
-
-fn load_chunk(conn: &Connection, batch: &str, index: u32) -> rusqlite::Result<Option<Chunk>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CHUNK_COLUMNS} FROM batch_chunks WHERE batch_id = ?1 AND idx = ?2"
-    ))?
-    .query_row(params![batch, index], chunk_from_row)
-    .optional()
-}
-
-/// Whether planning may still settle the batch (`decisions::planning_settles`), as stored now.
-fn settled_by_planning(conn: &Connection, batch: &BatchRef) -> rusqlite::Result<bool> {
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM batches WHERE id = ?1 AND tenant = ?2")?
-        .query_row(params![batch.id.as_str(), batch.tenant.as_str()], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    Ok(status
-        .as_deref()
-        .and_then(BatchStatus::parse)
-        .is_some_and(decisions::planning_settles))
-}
-
-/// Stores the chunk's lease as a decision left it (taken, or given up).
-fn write_lease(conn: &Connection, batch: &str, chunk: &Chunk) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE batch_chunks SET lease_token = ?3, lease_expires_at = ?4 \
-         WHERE batch_id = ?1 AND idx = ?2",
-    )?
-    .execute(params![
-        batch,
-        chunk.plan.index,
-        chunk.lease_token,
-        chunk.lease_expires_at.map(|t| t.0)
-    ])
-    .map(|_| ())
-}
-
-/// The outbox write: the event announcing the batch's terminal status, in the same transaction.
-fn record_batch_event(
-    conn: &Connection,
-    batch: &BatchRef,
-    kind: EventKind,
-    now: Timestamp,
-) -> rusqlite::Result<()> {
-    record_event_in(
-        conn,
-        &WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now),
-    )
-    .map(|_| ())
-}
+use rows::{
+    BATCH_COLUMNS, CHUNK_COLUMNS, batch_from_row, chunk_from_row, load, load_chunk,
+    record_batch_event, settled_by_planning, terminal_list, to_json, write_lease,
+};
 
 #[derive(Clone)]
 pub struct SqliteBatchStore {
@@ -710,6 +548,40 @@ impl BatchStore for SqliteBatchStore {
                         })
                     })
                     .collect())
+            })
+            .await
+    }
+
+    async fn record_provider_counts(
+        &self,
+        batch: &BatchRef,
+        group: u32,
+        counts: &RequestCounts,
+    ) -> Result<bool, StoreError> {
+        let (batch, counts) = (batch.clone(), *counts);
+        self.db
+            .write(move |conn| {
+                let stored: Option<Option<String>> = conn
+                    .prepare_cached(&format!(
+                        "SELECT native_counts FROM batches \
+                         WHERE id = ?1 AND tenant = ?2 AND status NOT IN {}",
+                        terminal_list()
+                    ))?
+                    .query_row(params![batch.id.as_str(), batch.tenant.as_str()], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let Some(stored) = stored else {
+                    return Ok(false);
+                };
+                // Read and written on the one writer: no other write comes between.
+                let mut native: BTreeMap<u32, RequestCounts> = stored
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default();
+                native.insert(group, counts);
+                conn.prepare_cached("UPDATE batches SET native_counts = ?2 WHERE id = ?1")?
+                    .execute(params![batch.id.as_str(), to_json(&native)?])?;
+                Ok(true)
             })
             .await
     }

@@ -1,0 +1,155 @@
+//! A batch's native groups as planning makes them and as everything else finds them again:
+//! planning reads the native lines of every chunk, groups them ([`super::group_lines`]), writes
+//! each group's record (the intent) and the plan, and queues one look per group; a redelivered
+//! planning, a cancel's or expiry's finalizer and the reconciler queue them again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{
+    FileLimits, GroupRecord, LineAt, NativeLineInfo, NativePlan, group_key, group_lines,
+    look_is_lost, plan_key, read_json, record_key, write_json,
+};
+use crate::batches::input::ChunkPlan;
+use crate::batches::modes::BatchMode;
+use crate::batches::process::chunk_lines;
+use crate::batches::{Batch, BatchRef, Chunk};
+use crate::deps::Deps;
+use crate::error::StoreError;
+use crate::ports::WorkItem;
+
+/// The provider that runs `model`'s lines as provider batches, if any.
+pub fn native_provider(deps: &Deps, model: &str) -> Option<String> {
+    deps.upstream
+        .batch_route(model)
+        .filter(|route| route.mode == BatchMode::Native)
+        .map(|route| route.provider)
+}
+
+/// Before the batch is planned: groups its native lines and records each group (the intent, no
+/// provider batch yet) and then the plan. A redelivery that finds the plan keeps it. Returns
+/// the number of groups (none, and nothing read or written, when no model is native).
+pub async fn prepare_groups(
+    deps: &Deps,
+    batch: &BatchRef,
+    current: &Batch,
+    chunks: &[ChunkPlan],
+    models: &[String],
+) -> Result<u32, StoreError> {
+    if !models.iter().any(|m| native_provider(deps, m).is_some()) {
+        return Ok(0);
+    }
+    if let Some(plan) = read_json::<NativePlan>(deps, &plan_key(batch)).await {
+        return Ok(plan.groups);
+    }
+    let mut native = Vec::new();
+    for plan in chunks {
+        let lines = chunk_lines(deps, current, &Chunk::new(plan.clone())).await?;
+        for (index, line) in lines.into_iter().enumerate() {
+            let Some(provider) = native_provider(deps, &line.model) else {
+                continue;
+            };
+            native.push(NativeLineInfo {
+                at: LineAt(plan.index, u32::try_from(index).unwrap_or(u32::MAX)),
+                provider,
+                model: line.model,
+                body_bytes: line.body.len() as u64,
+            });
+        }
+    }
+    let groups = group_lines(native, FileLimits::default());
+    let count = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+    for (n, group) in (0..count).zip(groups) {
+        // No look has run before the plan is written, so no record holds a provider batch yet.
+        let record = GroupRecord {
+            provider: group.provider,
+            model: group.model,
+            key: group_key(batch, n),
+            lines: group.lines,
+            provider_batch_id: None,
+            polls: 0,
+            next_poll_at: None,
+            cancel_sent: false,
+        };
+        write_json(deps, &record_key(batch, n), &record).await?;
+    }
+    write_json(deps, &plan_key(batch), &NativePlan { groups: count }).await?;
+    tracing::info!(groups = count, "native groups planned");
+    Ok(count)
+}
+
+/// Queues one look at each of the batch's `groups` groups.
+pub async fn queue_looks(
+    deps: &Deps,
+    batch: &BatchRef,
+    groups: u32,
+    delay: Duration,
+) -> Result<(), StoreError> {
+    for group in 0..groups {
+        let item = WorkItem::PollNative {
+            batch: batch.clone(),
+            group,
+        };
+        deps.queue.enqueue(&item, delay).await?;
+    }
+    Ok(())
+}
+
+/// Looks at every group now (a cancel or expiry: their provider batches are to be cancelled).
+pub async fn wake_groups(deps: &Deps, batch: &BatchRef) -> Result<(), StoreError> {
+    if let Some(plan) = read_json::<NativePlan>(deps, &plan_key(batch)).await {
+        queue_looks(deps, batch, plan.groups, Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// For the reconciler and a redelivered planning: queues a look at every group whose own look
+/// is long overdue (its message was lost); a group still looked at in time is left alone, so
+/// its backoff holds.
+pub async fn queue_lost_looks(deps: &Deps, batch: &BatchRef) -> Result<usize, StoreError> {
+    let Some(plan) = read_json::<NativePlan>(deps, &plan_key(batch)).await else {
+        return Ok(0);
+    };
+    let now = deps.clock.now().0;
+    let mut queued = 0;
+    for group in 0..plan.groups {
+        let Some(record) = read_json::<GroupRecord>(deps, &record_key(batch, group)).await else {
+            continue;
+        };
+        if look_is_lost(&record, now, deps.work_policy.stranded_after) {
+            let item = WorkItem::PollNative {
+                batch: batch.clone(),
+                group,
+            };
+            deps.queue.enqueue(&item, Duration::ZERO).await?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// The callers' `custom_id`s of the group's lines, and their chunks' request lines read once.
+pub(crate) async fn group_request_lines(
+    deps: &Deps,
+    current: &Batch,
+    record: &GroupRecord,
+) -> Result<HashMap<LineAt, crate::batches::input::RequestLine>, StoreError> {
+    let batch = current.batch_ref();
+    let chunks = deps.batches.chunks(&batch).await?;
+    let mut wanted: Vec<u32> = record.lines.iter().map(|at| at.chunk()).collect();
+    wanted.dedup();
+    let mut found = HashMap::new();
+    for chunk in chunks.iter().filter(|c| wanted.contains(&c.plan.index)) {
+        let lines = chunk_lines(deps, current, chunk).await?;
+        for at in record
+            .lines
+            .iter()
+            .filter(|at| at.chunk() == chunk.plan.index)
+        {
+            if let Some(line) = lines.get(at.line() as usize) {
+                found.insert(*at, line.clone());
+            }
+        }
+    }
+    Ok(found)
+}
