@@ -181,7 +181,8 @@ CREATE TABLE IF NOT EXISTS recurring_schedules (
     run_count     INTEGER NOT NULL DEFAULT 0,
     skipped_count INTEGER NOT NULL DEFAULT 0,
     ended_at      INTEGER,
-    version       INTEGER NOT NULL
+    version       INTEGER NOT NULL,
+    endpoint      TEXT
 );
 CREATE INDEX IF NOT EXISTS recurring_by_tenant ON recurring_schedules (tenant, id);
 
@@ -302,6 +303,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // The W3C traceparent of whoever queued the job or item (prism_core::trace_context).
     ("jobs", "trace_context", "TEXT"),
     ("work_items", "trace_context", "TEXT"),
+    // The endpoint a recurring schedule's runs call; NULL (older rows) is chat completions.
+    ("recurring_schedules", "endpoint", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
