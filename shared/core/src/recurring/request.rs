@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_schedule_runs_the_endpoint_it_names_with_that_endpoints_rules() {
-        let schedule = r#"{"cron": "0 9 * * *"}"#;
+        let schedule = r#"{"cron": "0 9 * * *", "timezone": "UTC"}"#;
         let responses = format!(
             r#"{{"schedule": {schedule}, "endpoint": "/v1/responses", "request": {{"model": "m", "input": "hi"}}}}"#
         );
