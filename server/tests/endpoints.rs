@@ -454,7 +454,11 @@ async fn a_responses_batch_writes_one_response_per_line_and_sums_and_prices_its_
     assert_eq!(done["usage"]["output_tokens"], out, "{done}");
     assert_eq!(done["usage"]["total_tokens"], input + out, "{done}");
     // Priced as a chat batch is: gateway lines bill at the standard tier.
-    assert_eq!(done["prism"]["cost_usd"], usd(2 * input + 4 * out), "{done}");
+    assert_eq!(
+        done["prism"]["cost_usd"],
+        usd(2 * input + 4 * out),
+        "{done}"
+    );
 }
 
 #[tokio::test]
