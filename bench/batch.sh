@@ -17,7 +17,7 @@
 # meanwhile. Exits non-zero if a batch did not complete every line exactly once. Results, targets
 # and the AWS cost model: BENCHMARKS.md ("Batch API").
 #
-# ENDPOINT (default /v1/chat/completions; /v1/embeddings, /v1/completions or /v1/moderations
+# ENDPOINT (default /v1/chat/completions; /v1/embeddings, /v1/completions, /v1/moderations or /v1/responses
 # write lines of that kind, their content as the `input` or `prompt`) and PROFILE (default
 # release; debug runs the dev binaries, for a machine without time for a release build).
 # Knobs (environment): LINES LATENCY_MS MODEL_CONCURRENCY LINE_CONCURRENCY LINES_PER_CHUNK

@@ -23,7 +23,7 @@ use prism_embedded::{
     SqliteKeyStore, WorkerRuntime, WriterConfig,
 };
 use prism_http::router;
-use prism_upstream::{HttpUpstream, UpstreamBuildError, UpstreamOptions};
+use prism_upstream::{HttpUpstream, UpstreamBuildError};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +93,7 @@ async fn serve_embedded(
     )?;
     let upstream = Arc::new(HttpUpstream::new(
         config.providers(|name| std::env::var(name).ok(), &Default::default()),
-        UpstreamOptions::default(),
+        config.upstream_options(),
     )?);
     let EmbeddedBackend {
         deps,

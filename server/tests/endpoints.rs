@@ -1,6 +1,6 @@
 //! The endpoints beside chat completions through `prism serve`: `GET /v1/models`, and
-//! embeddings, completions and moderations sync, async, scheduled and as batches. Runs on every
-//! backend (`PRISM_TEST_BACKEND`).
+//! embeddings, completions, moderations and responses sync, async, scheduled and as batches.
+//! Runs on every backend (`PRISM_TEST_BACKEND`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
@@ -12,6 +12,33 @@ use serde_json::{Value, json};
 use support::{Env, Setup, rfc3339_in, start};
 
 const SOON: Duration = Duration::from_secs(60);
+
+/// $2 per million input tokens, $4 per million output tokens (half that at the batch tier, which
+/// gateway batches do not bill at): a cost in microdollars is `2 × input + 4 × output`.
+const PRICES: &str = r#"
+[[prices]]
+model = "*priced*"
+input = 2
+output = 4
+batch = { input = 1, output = 2 }
+"#;
+
+/// Microdollars as the USD decimal string the API shows.
+fn usd(micros: u64) -> String {
+    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The input and output tokens of a Responses object, in the Responses API's names.
+fn response_tokens(response: &Value) -> (u64, u64) {
+    let usage = &response["usage"];
+    let (input, output) = (
+        usage["input_tokens"].as_u64().unwrap(),
+        usage["output_tokens"].as_u64().unwrap(),
+    );
+    assert!(input > 0 && output > 0, "{response}");
+    (input, output)
+}
 
 async fn post_async(env: &Env, path: &str, body: &Value) -> reqwest::Response {
     env.http
@@ -357,6 +384,19 @@ async fn a_line_whose_url_is_not_the_batch_endpoint_is_invalid_url() {
     assert_eq!(errors[0]["code"], "invalid_url");
     assert_eq!(errors[0]["line"], 2);
 
+    let lines = [
+        response_line(0, "/v1/responses"),
+        response_line(1, "/v1/embeddings"),
+    ];
+    let batch = create_batch(&env, &lines, "/v1/responses").await;
+    let id = batch["id"].as_str().unwrap();
+    let failed = env.wait_for_batch(id, &["failed", "completed"], SOON).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let errors = failed["errors"]["data"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{failed}");
+    assert_eq!(errors[0]["code"], "invalid_url");
+    assert_eq!(errors[0]["line"], 2);
+
     let refused = env
         .post(
             &env.alpha,
@@ -367,4 +407,145 @@ async fn a_line_whose_url_is_not_the_batch_endpoint_is_invalid_url() {
     assert_eq!(refused.status(), 400);
     let error: Value = refused.json().await.unwrap();
     assert_eq!(error["error"]["param"], "endpoint");
+}
+
+fn response_line(i: usize, url: &str) -> String {
+    json!({
+        "custom_id": format!("r-{i}"),
+        "method": "POST",
+        "url": url,
+        "body": {"model": "gpt-priced", "input": format!("line {i} of the batch")},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_responses_batch_writes_one_response_per_line_and_sums_and_prices_its_usage() {
+    let env = start(Setup {
+        prices: PRICES,
+        ..Setup::default()
+    })
+    .await;
+    let lines: Vec<String> = (0..20).map(|i| response_line(i, "/v1/responses")).collect();
+    let batch = create_batch(&env, &lines, "/v1/responses").await;
+    assert_eq!(batch["endpoint"], "/v1/responses");
+    let id = batch["id"].as_str().unwrap();
+    let done = env.wait_for_batch(id, &["completed", "failed"], SOON).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["request_counts"]["completed"], 20);
+    let (output, errors) = env.finished_batch_lines(&done, 20).await;
+    assert!(errors.is_empty());
+    let (mut input, mut out) = (0, 0);
+    for line in &output {
+        let body = &line["response"]["body"];
+        assert_eq!(line["response"]["status_code"], 200, "{line}");
+        assert_eq!(body["object"], "response", "{line}");
+        assert_eq!(body["status"], "completed", "{line}");
+        let n = line["custom_id"].as_str().unwrap().trim_start_matches("r-");
+        assert_eq!(
+            body["output"][0]["content"][0]["text"],
+            format!("line {n} of the batch")
+        );
+        let (i, o) = response_tokens(body);
+        input += i;
+        out += o;
+    }
+    assert_eq!(done["usage"]["input_tokens"], input, "{done}");
+    assert_eq!(done["usage"]["output_tokens"], out, "{done}");
+    assert_eq!(done["usage"]["total_tokens"], input + out, "{done}");
+    // Priced as a chat batch is: gateway lines bill at the standard tier.
+    assert_eq!(
+        done["prism"]["cost_usd"],
+        usd(2 * input + 4 * out),
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn a_responses_request_runs_as_an_async_or_scheduled_job_whose_result_is_the_response() {
+    let env = start(Setup {
+        prices: PRICES,
+        ..Setup::default()
+    })
+    .await;
+    let body = json!({"model": "gpt-priced", "input": "hello there"});
+    let response = post_async(&env, "/v1/responses", &body).await;
+    assert_eq!(response.status(), 202);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["endpoint"], "/v1/responses");
+    assert!(job["id"].as_str().unwrap().starts_with("job_"), "{job}");
+    let done = env
+        .wait_for(
+            &env.alpha,
+            job["id"].as_str().unwrap(),
+            &["completed", "failed"],
+            SOON,
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["object"], "response", "{done}");
+    assert_eq!(
+        done["result"]["output"][0]["content"][0]["text"],
+        "hello there"
+    );
+    let (input, output) = response_tokens(&done["result"]);
+    assert_eq!(
+        done["prism"]["cost_usd"],
+        usd(2 * input + 4 * output),
+        "{done}"
+    );
+
+    let scheduled = env
+        .post(
+            &env.alpha,
+            "/v1/scheduled",
+            &json!({"scheduled_at": rfc3339_in(0), "endpoint": "/v1/responses", "request": body}),
+        )
+        .await;
+    assert_eq!(scheduled.status(), 201);
+    let job: Value = scheduled.json().await.unwrap();
+    assert_eq!(job["endpoint"], "/v1/responses");
+    let done = env
+        .wait_for(
+            &env.alpha,
+            job["id"].as_str().unwrap(),
+            &["completed", "failed"],
+            SOON,
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["object"], "response", "{done}");
+
+    // `background` is the Responses API's own durable mode: a job may not ask for it as well,
+    // nor stream.
+    let background = json!({"model": "gpt-priced", "input": "x", "background": true});
+    let streamed = json!({"model": "gpt-priced", "input": "x", "stream": true});
+    for (response, param, code) in [
+        (
+            post_async(&env, "/v1/responses", &background).await,
+            "background",
+            "invalid_value",
+        ),
+        (
+            post_async(&env, "/v1/responses", &streamed).await,
+            "stream",
+            "streaming_unsupported",
+        ),
+        (
+            env.post(
+                &env.alpha,
+                "/v1/scheduled",
+                &json!({"scheduled_at": rfc3339_in(0), "endpoint": "/v1/responses", "request": background}),
+            )
+            .await,
+            "request.background",
+            "invalid_value",
+        ),
+    ] {
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["param"], param, "{error}");
+        assert_eq!(error["error"]["code"], code, "{error}");
+    }
+    assert_eq!(env.mock.hits("gpt-priced"), 2);
 }

@@ -1,5 +1,5 @@
-//! Recurring scheduled completions through `prism serve`: runs at each fire time, pause, resume,
-//! delete, `max_runs`, `end_at`, duplicate firings, a kill -9 across a fire time, and every
+//! Recurring scheduled completions through `prism serve`: runs at each fire time, a schedule
+//! toward another endpoint, pause, resume, delete, `max_runs`, `end_at`, duplicate firings, a kill -9 across a fire time, and every
 //! validation error. Runs on both backends (`PRISM_TEST_BACKEND`); on AWS, EventBridge is the
 //! emulator's, fired by the testkit's pump. Time is real: tests other than the every-minute one
 //! run on embedded with a seconds field (`recurring_min_interval = "1s"`), so they take seconds.
@@ -215,6 +215,62 @@ async fn every_minute_schedule_runs_at_each_minute_boundary_and_the_runs_complet
             !pump.names().await.contains(&id),
             "finished: schedule removed"
         );
+        task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_naming_an_endpoint_runs_it_and_each_runs_result_is_its_response() {
+    let env = start(fast()).await;
+    // AWS keeps EventBridge's one-minute floor; embedded fires on the next second.
+    let cron = if env.backend.is_aws() {
+        "* * * * *"
+    } else {
+        "* * * * * *"
+    };
+    let pump = pump_for(&env).await;
+    let created = create(
+        &env,
+        &json!({
+            "schedule": {"cron": cron, "timezone": "UTC", "max_runs": 1},
+            "endpoint": "/v1/responses",
+            "request": {"model": "gpt-recurring-response", "input": "every run"},
+        }),
+    )
+    .await;
+    assert_eq!(created["endpoint"], "/v1/responses");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(schedule(&env, &id).await["endpoint"], "/v1/responses");
+    let run = poll(Duration::from_secs(150), "a completed run", || async {
+        runs(&env, &id, "")
+            .await
+            .into_iter()
+            .find(|r| r["status"] == "completed")
+    })
+    .await;
+    assert_eq!(run["endpoint"], "/v1/responses", "{run}");
+    assert_eq!(run["result"]["object"], "response", "{run}");
+    assert_eq!(
+        run["result"]["output"][0]["content"][0]["text"],
+        "every run"
+    );
+
+    // The request is read by the named endpoint's rules.
+    let refused = env
+        .post(
+            &env.alpha,
+            "/v1/scheduled",
+            &json!({
+                "schedule": {"cron": "0 9 * * *", "timezone": "UTC"},
+                "endpoint": "/v1/embeddings",
+                "request": chat_body("text-embedding-3-small", "not an input"),
+            }),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "request.input", "{error}");
+    if let Some((_, task)) = pump {
         task.abort();
     }
 }

@@ -1,10 +1,12 @@
 """The Responses API with the official `openai` Python SDK: `responses.create` sync and
-streamed, background mode (`retrieve`, `cancel`), and a background stream broken off and resumed
-with `starting_after`, losing and repeating no event."""
+streamed, background mode (`retrieve`, `cancel`), a background stream broken off and resumed
+with `starting_after`, losing and repeating no event, and `/v1/responses` as a batch endpoint."""
 
+import json
 import time
 
 from openai import OpenAI
+from openai.types.responses import Response
 
 
 def client_for(prism) -> OpenAI:
@@ -88,3 +90,42 @@ def test_sdk_background_stream_resumes_with_starting_after(prism):
     assert events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == text
     assert wait_for(client, response_id, ("completed",)).output_text == text
+
+
+def test_sdk_responses_batch_writes_a_response_object_per_line(prism, tmp_path):
+    client = client_for(prism)
+    lines = 50
+    path = tmp_path / "responses.jsonl"
+    with path.open("w") as f:
+        for i in range(lines):
+            f.write(json.dumps({
+                "custom_id": f"r-{i}",
+                "method": "POST",
+                "url": "/v1/responses",
+                "body": {"model": "gpt-4o-mini-resp-batch", "input": f"answer number {i}"},
+            }) + "\n")
+    batch_file = client.files.create(file=path.open("rb"), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=batch_file.id, endpoint="/v1/responses", completion_window="24h"
+    )
+    assert batch.endpoint == "/v1/responses"
+    deadline = time.monotonic() + 120
+    while batch.status not in ("completed", "failed", "expired", "cancelled"):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed", batch
+    assert batch.request_counts.completed == lines
+    content = client.files.content(batch.output_file_id).text.strip().split("\n")
+    assert len(content) == lines
+    input_tokens = output_tokens = 0
+    for raw in content:
+        line = json.loads(raw)
+        # Each line's body is a Responses object the SDK's own type reads.
+        response = Response.model_validate(line["response"]["body"])
+        assert response.status == "completed"
+        assert response.output_text == "answer number " + line["custom_id"][2:]
+        input_tokens += response.usage.input_tokens
+        output_tokens += response.usage.output_tokens
+    assert batch.usage.input_tokens == input_tokens > 0
+    assert batch.usage.output_tokens == output_tokens > 0

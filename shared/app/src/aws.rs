@@ -10,7 +10,7 @@ use std::time::Duration;
 use prism_aws::{AwsBackend, AwsSettings, SettingsError};
 use prism_core::deps::{Adapters, Deps};
 use prism_core::{Clock, SystemClock};
-use prism_upstream::{HttpUpstream, HttpWebhookSender, UpstreamBuildError, UpstreamOptions};
+use prism_upstream::{HttpUpstream, HttpWebhookSender, UpstreamBuildError};
 
 use crate::config::{Config, ConfigError};
 
@@ -89,7 +89,7 @@ pub async fn connect_aws(
         ProviderKeys::Fetch => fetch_secrets(&backend, &config).await?,
         ProviderKeys::Skip => HashMap::new(),
     };
-    let upstream = HttpUpstream::new(config.providers(&env, &secrets), UpstreamOptions::default())?;
+    let upstream = HttpUpstream::new(config.providers(&env, &secrets), config.upstream_options())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let adapters = Adapters {
         jobs: Arc::new(backend.jobs.clone()),

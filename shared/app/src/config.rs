@@ -13,7 +13,7 @@ use prism_core::files::service::FilePolicy;
 use prism_core::jobs::service::JobPolicy;
 use prism_core::pricing::PriceTable;
 use prism_core::webhooks::WebhookPolicy;
-use prism_upstream::{ProviderConfig, SecretKey};
+use prism_upstream::{ProviderConfig, SecretKey, UpstreamOptions};
 use serde::Deserialize;
 
 use crate::prices::PriceSection;
@@ -60,6 +60,26 @@ pub struct Config {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub traces: TraceSection,
+    #[serde(default)]
+    pub models: ModelSection,
+}
+
+/// `[models]`: the model list (`GET /v1/models`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// How long a provider's own model list (its `GET /models`, asked for providers with a glob
+    /// among their patterns) is reused before it is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            cache_ttl: UpstreamOptions::default().models_ttl,
+        }
+    }
 }
 
 /// `[metrics]`: `prism serve`'s Prometheus endpoint. Off unless `listen` is set: it answers
@@ -129,6 +149,7 @@ impl Default for Config {
             storage: StorageSection::default(),
             metrics: MetricsSection::default(),
             traces: TraceSection::default(),
+            models: ModelSection::default(),
         }
     }
 }
@@ -584,6 +605,14 @@ impl Config {
             .collect()
     }
 
+    /// The upstream client's options from `[models]`; the rest keep their defaults.
+    pub fn upstream_options(&self) -> UpstreamOptions {
+        UpstreamOptions {
+            models_ttl: self.models.cache_ttl,
+            ..UpstreamOptions::default()
+        }
+    }
+
     /// The Secrets Manager secrets the providers name.
     pub fn provider_secrets(&self) -> Vec<&str> {
         self.providers
@@ -700,5 +729,19 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<Config>("[workers]\nconcurency = 3").is_err());
+    }
+
+    #[test]
+    fn the_model_list_cache_ttl_comes_from_the_models_section() {
+        assert_eq!(
+            Config::default().upstream_options().models_ttl,
+            Duration::from_secs(300)
+        );
+        let config = Config::parse("[models]\ncache_ttl = \"30s\"\n", "test").unwrap();
+        assert_eq!(
+            config.upstream_options().models_ttl,
+            Duration::from_secs(30)
+        );
+        assert!(Config::parse("[models]\nttl = \"30s\"\n", "test").is_err());
     }
 }

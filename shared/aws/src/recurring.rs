@@ -18,7 +18,7 @@ use prism_core::list::Page;
 use prism_core::ports::{CreateOutcome, IdempotencyClaim, RecurringStore, RecurringTrigger};
 use prism_core::recurring::cron::eventbridge_expression;
 use prism_core::recurring::{Recurrence, Recurring, RecurringRef, RecurringStatus};
-use prism_core::{JobId, StoreError, TenantId, Timestamp};
+use prism_core::{ApiEndpoint, JobId, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
     Item, PARTITION_KEY, SORT_KEY, get_n, get_s, get_ts, n, need_s, s, tenant_of_pk, tenant_pk,
@@ -69,6 +69,11 @@ fn schedule_from_item(item: &Item) -> Result<Recurring, StoreError> {
         tenant: tenant_of_pk(need_s(item, PARTITION_KEY)?, "R")
             .ok_or_else(|| corrupt(PARTITION_KEY))?,
         status: RecurringStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
+        // Absent: a schedule stored before schedules named their endpoint.
+        endpoint: get_s(item, "endpoint")
+            .map(|path| ApiEndpoint::from_path(path).ok_or_else(|| corrupt("endpoint")))
+            .transpose()?
+            .unwrap_or(ApiEndpoint::ChatCompletions),
         model: need_s(item, "model")?.to_owned(),
         metadata: get_s(item, "metadata")
             .map(serde_json::from_str)
@@ -132,6 +137,7 @@ impl RecurringStore for DynamoRecurringStore {
             (SORT_KEY.to_owned(), s(sch.id.as_str())),
             ("status".to_owned(), s(sch.status.as_str())),
             ("model".to_owned(), s(sch.model.clone())),
+            ("endpoint".to_owned(), s(sch.endpoint.path())),
             ("cron".to_owned(), s(r.cron.as_str())),
             ("timezone".to_owned(), s(r.timezone.clone())),
             ("overlap".to_owned(), s(r.overlap.as_str())),

@@ -50,13 +50,8 @@ impl ApiEndpoint {
         )
     }
 
-    /// The endpoints a batch may name. `/v1/responses` joins once its relay exists.
-    pub const BATCHABLE: [Self; 4] = [
-        Self::ChatCompletions,
-        Self::Completions,
-        Self::Embeddings,
-        Self::Moderations,
-    ];
+    /// The endpoints a batch may name: every forwarded one, as at OpenAI.
+    pub const BATCHABLE: [Self; 5] = Self::ALL;
 
     /// The endpoint a batch names, if batches run it.
     pub fn batchable(path: &str) -> Option<Self> {
@@ -98,11 +93,11 @@ mod tests {
     }
 
     #[test]
-    fn batches_run_every_endpoint_but_responses() {
+    fn batches_run_every_forwarded_endpoint_and_nothing_else() {
         for endpoint in ApiEndpoint::ALL {
-            let batchable = ApiEndpoint::batchable(endpoint.path()).is_some();
-            assert_eq!(batchable, endpoint != ApiEndpoint::Responses, "{endpoint}");
+            assert_eq!(ApiEndpoint::batchable(endpoint.path()), Some(endpoint));
         }
+        assert_eq!(ApiEndpoint::batchable("/v1/images/generations"), None);
         assert!(!ApiEndpoint::Embeddings.streams());
         assert!(ApiEndpoint::Completions.streams());
     }

@@ -31,6 +31,7 @@ pub struct BodyFields<'a> {
     pub stream: Option<&'a RawValue>,
     pub dimensions: Option<&'a RawValue>,
     pub encoding_format: Option<&'a RawValue>,
+    pub background: Option<&'a RawValue>,
 }
 
 /// What is wrong with a body, for each caller to word in its own shape (a 400, a batch line).
@@ -144,8 +145,9 @@ pub fn content_problems(endpoint: ApiEndpoint, fields: &BodyFields<'_>) -> Vec<B
             problems.extend(encoding_problem(fields.encoding_format));
         }
         ApiEndpoint::Moderations => problems.extend(input_problem(fields.input, None)),
-        // The Responses API's own rules live with its relay.
-        ApiEndpoint::Responses => {}
+        // The sync relay and background mode read Responses bodies in `crate::responses`; here
+        // the body is a job's or a batch line's, which is durable already.
+        ApiEndpoint::Responses => problems.extend(background_problem(fields.background)),
     }
     problems
 }
@@ -182,6 +184,8 @@ struct Probe<'a> {
     dimensions: Option<&'a RawValue>,
     #[serde(borrow, default)]
     encoding_format: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    background: Option<&'a RawValue>,
 }
 
 impl<'a> Probe<'a> {
@@ -194,6 +198,7 @@ impl<'a> Probe<'a> {
             stream: self.stream,
             dimensions: self.dimensions,
             encoding_format: self.encoding_format,
+            background: self.background,
         }
     }
 }
@@ -319,6 +324,26 @@ fn encoding_problem(raw: Option<&RawValue>) -> Option<BodyProblem> {
     }
 }
 
+/// A Responses body in an async or scheduled job or a batch line may not ask for background
+/// mode: Prism already keeps the request as a durable job, and a provider-side background
+/// response would leave the job holding a `queued` response instead of the answer.
+fn background_problem(raw: Option<&RawValue>) -> Option<BodyProblem> {
+    match raw.map(RawValue::get) {
+        None | Some("null") | Some("false") => None,
+        Some("true") => Some(BodyProblem::InvalidValue {
+            field: "background",
+            message: "'background' does not apply here: an async, scheduled or batch request is \
+                      already a durable job. Remove 'background', or send the request to \
+                      POST /v1/responses without 'x-prism-async' for a background response."
+                .to_owned(),
+        }),
+        Some(_) => Some(BodyProblem::WrongType {
+            field: "background",
+            expected: "a boolean",
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +429,25 @@ mod tests {
         summarize_request(ApiEndpoint::ChatCompletions, chat.as_bytes()).unwrap();
         assert_eq!(
             code_of(ApiEndpoint::Embeddings, chat).as_deref(),
+            Some("missing_required_parameter")
+        );
+    }
+
+    #[test]
+    fn a_responses_job_reads_like_a_response_but_may_not_ask_for_background_mode() {
+        let r = ApiEndpoint::Responses;
+        let ok = summarize_request(r, br#"{"model":"m","input":"hi","background":false}"#).unwrap();
+        assert_eq!(ok.model, "m");
+        assert_eq!(
+            code_of(r, r#"{"model":"m","input":"hi","background":true}"#).as_deref(),
+            Some("invalid_value")
+        );
+        assert_eq!(
+            code_of(r, r#"{"model":"m","background":"yes"}"#).as_deref(),
+            Some("invalid_type")
+        );
+        assert_eq!(
+            code_of(r, r#"{"input":"hi"}"#).as_deref(),
             Some("missing_required_parameter")
         );
     }

@@ -181,7 +181,8 @@ CREATE TABLE IF NOT EXISTS recurring_schedules (
     run_count     INTEGER NOT NULL DEFAULT 0,
     skipped_count INTEGER NOT NULL DEFAULT 0,
     ended_at      INTEGER,
-    version       INTEGER NOT NULL
+    version       INTEGER NOT NULL,
+    endpoint      TEXT
 );
 CREATE INDEX IF NOT EXISTS recurring_by_tenant ON recurring_schedules (tenant, id);
 
@@ -321,6 +322,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("work_items", "trace_context", "TEXT"),
     // Native groups' counts as their providers last reported them (JSON: group -> counts).
     ("batches", "native_counts", "TEXT"),
+    // The endpoint a recurring schedule's runs call; NULL (older rows) is chat completions.
+    ("recurring_schedules", "endpoint", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

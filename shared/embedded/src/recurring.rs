@@ -12,7 +12,7 @@ use prism_core::ports::{
 };
 use prism_core::recurring::fire::firing;
 use prism_core::recurring::{Recurrence, Recurring, RecurringRef, RecurringStatus};
-use prism_core::{Clock, JobId, StoreError, TenantId, Timestamp};
+use prism_core::{ApiEndpoint, Clock, JobId, StoreError, TenantId, Timestamp};
 use rusqlite::{OptionalExtension, Row, params};
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::queue::SqliteWorkQueue;
 
 const COLUMNS: &str = "id, tenant, status, model, metadata, cron, timezone, start_at, end_at, \
                        max_runs, overlap, catch_up, created_at, next_run_at, last_run_at, \
-                       last_fire_at, run_count, skipped_count, ended_at, version";
+                       last_fire_at, run_count, skipped_count, ended_at, version, endpoint";
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
@@ -40,6 +40,7 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<Recurring> {
     let timezone: String = row.get(6)?;
     let overlap: String = row.get(10)?;
     let catch_up: String = row.get(11)?;
+    let endpoint: Option<String> = row.get(20)?;
     let recurrence = Recurrence::from_stored(
         &cron,
         &timezone,
@@ -54,6 +55,11 @@ fn schedule_from_row(row: &Row<'_>) -> rusqlite::Result<Recurring> {
         id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
         tenant: TenantId::parse(&tenant).ok_or_else(|| corrupt("tenant"))?,
         status: RecurringStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        // NULL: a schedule stored before schedules named their endpoint.
+        endpoint: match endpoint {
+            None => ApiEndpoint::ChatCompletions,
+            Some(path) => ApiEndpoint::from_path(&path).ok_or_else(|| corrupt("endpoint"))?,
+        },
         model: row.get(3)?,
         metadata: metadata
             .map(|m| serde_json::from_str(&m))
@@ -134,9 +140,10 @@ impl RecurringStore for SqliteRecurringStore {
                 conn.prepare_cached(
                     "INSERT INTO recurring_schedules (id, tenant, status, model, request, metadata, \
                        cron, timezone, start_at, end_at, max_runs, overlap, catch_up, created_at, \
-                       next_run_at, last_run_at, last_fire_at, run_count, skipped_count, ended_at, version) \
+                       next_run_at, last_run_at, last_fire_at, run_count, skipped_count, ended_at, version, \
+                       endpoint) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                       ?16, ?17, ?18, ?19, ?20, ?21)",
+                       ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 )?
                 .execute(params![
                     s.id.as_str(),
@@ -159,7 +166,8 @@ impl RecurringStore for SqliteRecurringStore {
                     s.run_count,
                     s.skipped_count,
                     s.ended_at.map(|t| t.0),
-                    s.version
+                    s.version,
+                    s.endpoint.path()
                 ])?;
                 Ok(CreateOutcome::Created { triggered: false })
             })

@@ -175,16 +175,28 @@ async fn forward(
     let held = read_json_body(&state, &budget, &headers, body).await?;
     let body = held.bytes.clone();
     if is_async {
-        let submitted =
-            jobs::service::submit_async_job(&state.deps, &tenant, endpoint, body, key).await?;
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(JobObject::from_job(&submitted.job, &state.deps.prices)),
-        )
-            .into_response());
+        return submit_async(&state, &tenant, endpoint, body, key).await;
     }
     let summary = summarize_request(endpoint, &body)?;
     relay_to_provider(&state, endpoint, &summary.model, summary.stream, body).await
+}
+
+/// The `x-prism-async: true` path for every forwarded endpoint: the request stored as an async
+/// job, answered 202 with the job object; its `result` will be the endpoint's own response.
+pub(crate) async fn submit_async(
+    state: &AppState,
+    tenant: &TenantId,
+    endpoint: ApiEndpoint,
+    body: Bytes,
+    key: Option<&str>,
+) -> Result<Response, ApiError> {
+    let submitted =
+        jobs::service::submit_async_job(&state.deps, tenant, endpoint, body, key).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(JobObject::from_job(&submitted.job, &state.deps.prices)),
+    )
+        .into_response())
 }
 
 /// The synchronous path for every forwarded endpoint: the upstream's answer is passed on as it

@@ -52,6 +52,9 @@ pub struct RecurringObject<'a> {
     job_id: &'a str,
     #[schema(schema_with = names::recurring_status)]
     status: &'static str,
+    /// The endpoint each run calls; a run's `result` is that endpoint's response.
+    #[schema(schema_with = names::api_endpoint)]
+    endpoint: &'static str,
     model: &'a str,
     schedule: ScheduleObject<'a>,
     next_run_at: Option<String>,
@@ -74,6 +77,7 @@ impl<'a> RecurringObject<'a> {
             kind: "recurring",
             job_id: s.id.as_str(),
             status: s.status.as_str(),
+            endpoint: s.endpoint.path(),
             model: &s.model,
             schedule: ScheduleObject {
                 cron: r.cron.as_str(),

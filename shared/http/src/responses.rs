@@ -1,5 +1,5 @@
-//! The Responses API routes: `POST /v1/responses` relayed to the provider, or kept as a
-//! background response on the job store; `GET /v1/responses/{id}` (JSON, or the recorded stream
+//! The Responses API routes: `POST /v1/responses` relayed to the provider, stored as an async
+//! job (`x-prism-async: true`), or kept as a background response on the job store; `GET /v1/responses/{id}` (JSON, or the recorded stream
 //! with `?stream=true&starting_after=N`) and `POST /v1/responses/{id}/cancel`.
 
 use axum::body::Body;
@@ -13,12 +13,12 @@ use prism_core::responses::{response_object, service, summarize_response_request
 use prism_core::{ApiEndpoint, ServiceError, TenantId};
 
 use crate::error::ApiError;
-use crate::forward::relay_to_provider;
+use crate::forward::{relay_to_provider, submit_async};
 use crate::openapi::{
     CompletionHeaders, CreateResponseRequest, ErrorResponse, IdParam, ResponseObject,
     ResponseStreamEvent, ResponseStreamParams, UpstreamErrors,
 };
-use crate::request::{BodyBudget, IdPath, QueryParams, idempotency_key};
+use crate::request::{BodyBudget, IdPath, QueryParams, async_mode, idempotency_key};
 use crate::routes::{AppState, read_json_body};
 
 #[utoipa::path(
@@ -32,6 +32,7 @@ use crate::routes::{AppState, read_json_body};
             (ResponseObject = "application/json"),
             (ResponseStreamEvent = "text/event-stream"),
         )),
+        (status = 202, description = "With `x-prism-async: true`: the stored job, to poll at /v1/async/{id}; its `result` is the Responses object. The body may not also set `background: true`.", body = crate::wire::JobObject),
         (status = 502, description = "The upstream failed or answered something that is not a response.", body = ErrorResponse),
         UpstreamErrors,
     ),
@@ -44,9 +45,15 @@ pub(crate) async fn create_response(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Headers first: a refused request is never buffered.
+    let is_async = async_mode(&headers)?;
     let key = idempotency_key(&headers)?;
     let held = read_json_body(&state, &budget, &headers, body).await?;
     let body = held.bytes.clone();
+    if is_async {
+        // A Prism async job like every other endpoint's (polled at /v1/async/{id}); `background`
+        // is the Responses API's own way to the same durable job, so the body may not ask both.
+        return submit_async(&state, &tenant, ApiEndpoint::Responses, body, key).await;
+    }
     let summary = summarize_response_request(&body)?;
     if !summary.background {
         return relay_to_provider(

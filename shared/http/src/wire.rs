@@ -28,6 +28,7 @@ pub struct JobObject<'a> {
     #[schema(schema_with = names::job_status)]
     status: &'static str,
     /// The endpoint the job calls; `result` is that endpoint's response.
+    #[schema(schema_with = names::api_endpoint)]
     endpoint: &'static str,
     model: &'a str,
     /// Scheduled jobs only: RFC 3339 in UTC, as the client wrote it (normalised).
@@ -272,6 +273,7 @@ pub struct BatchObject<'a> {
     id: &'a str,
     #[schema(schema_with = names::batch)]
     object: &'static str,
+    #[schema(schema_with = names::batch_endpoint)]
     endpoint: &'static str,
     model: Option<&'a str>,
     errors: Option<BatchErrorList<'a>>,

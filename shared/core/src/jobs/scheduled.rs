@@ -85,8 +85,9 @@ pub fn parse_schedule_request(
     })
 }
 
-/// The endpoint a scheduled job calls: chat completions unless `endpoint` names another.
-fn parse_endpoint(raw: Option<&RawValue>) -> Result<ApiEndpoint, ServiceError> {
+/// The endpoint a scheduled job (one-time or recurring) calls: chat completions unless
+/// `endpoint` names another.
+pub(crate) fn parse_endpoint(raw: Option<&RawValue>) -> Result<ApiEndpoint, ServiceError> {
     let Some(raw) = raw.filter(|r| r.get() != "null") else {
         return Ok(ApiEndpoint::ChatCompletions);
     };

@@ -25,6 +25,7 @@ fn every_minute(created: &str) -> Recurring {
         id: IdGenerator::new().scheduled_job_id(created),
         tenant: crate::TenantId::parse("acme").unwrap(),
         status: RecurringStatus::Active,
+        endpoint: crate::ApiEndpoint::ChatCompletions,
         model: "m".into(),
         metadata: None,
         next_run_at: first_fire(&recurrence, created, None),

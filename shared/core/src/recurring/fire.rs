@@ -49,7 +49,7 @@ async fn make_run(deps: &Deps, schedule: &Recurring, at: Timestamp) -> Result<()
         id: run_job_id(&schedule.id, at),
         tenant: schedule.tenant.clone(),
         kind: JobKind::Async,
-        endpoint: crate::ApiEndpoint::ChatCompletions,
+        endpoint: schedule.endpoint,
         model: schedule.model.clone(),
         request,
         created_at: deps.clock.now(),

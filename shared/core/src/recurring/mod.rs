@@ -1,5 +1,5 @@
-//! Recurring scheduled completions: a cron expression in a time zone that creates one async job
-//! (a run) per firing. The model here; [`cron`] says when it fires, [`request`] reads a create
+//! Recurring scheduled requests: a cron expression in a time zone that creates one async job
+//! (a run, toward the schedule's endpoint) per firing. The model here; [`cron`] says when it fires, [`request`] reads a create
 //! request, [`decisions`] holds the state machine and what a firing does, [`service`] the HTTP
 //! services and [`fire`] the stage that handles a firing.
 
@@ -183,6 +183,8 @@ pub struct Recurring {
     pub id: JobId,
     pub tenant: TenantId,
     pub status: RecurringStatus,
+    /// The endpoint every run calls; each run's `result` is its response.
+    pub endpoint: crate::ApiEndpoint,
     pub model: String,
     pub metadata: Option<Metadata>,
     pub recurrence: Recurrence,

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::clock::{Timestamp, format_rfc3339, parse_rfc3339};
 use crate::error::ServiceError;
-use crate::jobs::scheduled::{ScheduledRun, parse_scheduled_run};
+use crate::jobs::scheduled::{ScheduledRun, parse_endpoint, parse_scheduled_run};
 use crate::metadata::Metadata;
 use crate::recurring::cron::{parse_cron, parse_zone, shortest_interval};
 use crate::recurring::{CatchUpPolicy, OverlapPolicy, Recurrence};
@@ -68,6 +68,7 @@ pub fn scheduled_kind(body: &[u8]) -> Result<ScheduledKind, ServiceError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecurringRequest {
     pub recurrence: Recurrence,
+    pub endpoint: crate::ApiEndpoint,
     pub request: Bytes,
     pub model: String,
     pub metadata: Option<Metadata>,
@@ -82,6 +83,8 @@ struct Body<'a> {
     request: Option<&'a RawValue>,
     #[serde(borrow, default)]
     metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    endpoint: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -145,23 +148,21 @@ pub fn parse_recurring_request(
 ) -> Result<RecurringRequest, ServiceError> {
     let parsed: Body<'_> = serde_json::from_slice(body).map_err(|e| {
         ServiceError::invalid(
-            format!("Unrecognized or invalid request argument: {e}. Expected 'schedule', 'request' and optionally 'metadata'."),
+            format!("Unrecognized or invalid request argument: {e}. Expected 'schedule', 'request' and optionally 'endpoint' and 'metadata'."),
             None,
             Some("unknown_parameter"),
         )
     })?;
     let recurrence = parse_schedule(parsed.schedule, now, min_interval)?;
+    let endpoint = parse_endpoint(parsed.endpoint)?;
     let ScheduledRun {
         request,
         model,
         metadata,
-    } = parse_scheduled_run(
-        crate::ApiEndpoint::ChatCompletions,
-        parsed.request,
-        parsed.metadata,
-    )?;
+    } = parse_scheduled_run(endpoint, parsed.request, parsed.metadata)?;
     Ok(RecurringRequest {
         recurrence,
+        endpoint,
         request,
         model,
         metadata,
@@ -369,6 +370,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.model, "m");
+        assert_eq!(parsed.endpoint, crate::ApiEndpoint::ChatCompletions);
         let r = parsed.recurrence;
         assert_eq!(
             (r.cron.as_str(), r.timezone.as_str()),
@@ -453,5 +455,28 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_schedule_runs_the_endpoint_it_names_with_that_endpoints_rules() {
+        let schedule = r#"{"cron": "0 9 * * *", "timezone": "UTC"}"#;
+        let responses = format!(
+            r#"{{"schedule": {schedule}, "endpoint": "/v1/responses", "request": {{"model": "m", "input": "hi"}}}}"#
+        );
+        let parsed = parse_recurring_request(responses.as_bytes(), NOW, MINUTE).unwrap();
+        assert_eq!(parsed.endpoint, crate::ApiEndpoint::Responses);
+        assert_eq!(parsed.model, "m");
+        let chat_body = format!(
+            r#"{{"schedule": {schedule}, "endpoint": "/v1/embeddings", "request": {{"model": "m", "messages": []}}}}"#
+        );
+        let (param, code, _) = param_of(parse_recurring_request(chat_body.as_bytes(), NOW, MINUTE));
+        assert_eq!(
+            (param.as_str(), code.as_str()),
+            ("request.input", "missing_required_parameter")
+        );
+        let unknown =
+            format!(r#"{{"schedule": {schedule}, "endpoint": "/v1/images", "request": {{}}}}"#);
+        let (param, _, _) = param_of(parse_recurring_request(unknown.as_bytes(), NOW, MINUTE));
+        assert_eq!(param, "endpoint");
     }
 }

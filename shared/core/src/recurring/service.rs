@@ -70,6 +70,7 @@ pub async fn create_recurring(
         id: deps.ids.scheduled_job_id(now),
         tenant: tenant.clone(),
         status: RecurringStatus::Active,
+        endpoint: request.endpoint,
         model: request.model,
         metadata: request.metadata,
         next_run_at: decisions::first_fire(&request.recurrence, now, None),

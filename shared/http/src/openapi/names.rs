@@ -7,7 +7,7 @@ use prism_core::recurring::{CatchUpPolicy, OverlapPolicy, RecurringStatus};
 use prism_core::responses::ResponseStatus;
 use prism_core::uploads::UploadStatus;
 use prism_core::webhooks::{EndpointStatus, EventKind};
-use prism_core::{JobKind, JobStatus};
+use prism_core::{ApiEndpoint, JobKind, JobStatus};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::wire::job_object_name;
@@ -43,7 +43,16 @@ constants! {
     model => "model",
     processed => "processed",
     completion_window => "24h",
-    batch_endpoint => "/v1/chat/completions",
+}
+
+/// The endpoints a batch may name.
+pub fn batch_endpoint() -> Object {
+    one_of(ApiEndpoint::BATCHABLE.map(ApiEndpoint::path))
+}
+
+/// The endpoints a job (async, scheduled, a recurring schedule's runs) may call.
+pub fn api_endpoint() -> Object {
+    one_of(ApiEndpoint::ALL.map(ApiEndpoint::path))
 }
 
 pub fn job_object() -> Object {

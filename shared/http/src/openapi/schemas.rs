@@ -240,20 +240,28 @@ pub struct CompletionUsage {
     pub total_tokens: u64,
 }
 
-/// `POST /v1/scheduled`, one run: `scheduled_at` and the chat completion to run then.
+/// `POST /v1/scheduled`, one run: `scheduled_at` and the request to run then.
 #[derive(Serialize, ToSchema)]
 pub struct OneTimeScheduleRequest {
     /// RFC 3339 with an offset.
     #[schema(format = DateTime, example = "2026-12-05T09:00:00Z")]
     pub scheduled_at: String,
+    /// The endpoint the run calls; `/v1/chat/completions` when absent.
+    #[schema(schema_with = names::api_endpoint)]
+    pub endpoint: Option<String>,
+    /// A non-streaming body for `endpoint` (a chat completion request by default).
     pub request: ChatCompletionRequest,
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-/// `POST /v1/scheduled`, recurring: `schedule` and the chat completion each run makes.
+/// `POST /v1/scheduled`, recurring: `schedule` and the request each run makes.
 #[derive(Serialize, ToSchema)]
 pub struct RecurringScheduleRequest {
     pub schedule: ScheduleRequest,
+    /// The endpoint every run calls; `/v1/chat/completions` when absent.
+    #[schema(schema_with = names::api_endpoint)]
+    pub endpoint: Option<String>,
+    /// A non-streaming body for `endpoint` (a chat completion request by default).
     pub request: ChatCompletionRequest,
     pub metadata: Option<BTreeMap<String, String>>,
 }

@@ -32,6 +32,8 @@ fn new_schedule(ids: &IdGenerator, owner: &str, now: Timestamp) -> Recurring {
         id: ids.scheduled_job_id(now),
         tenant: tenant(owner),
         status: RecurringStatus::Active,
+        // Not the default (chat completions), so a store that drops the endpoint fails below.
+        endpoint: prism_core::ApiEndpoint::Embeddings,
         model: "gpt-contract".into(),
         metadata: Some(serde_json::from_str(r#"{"report":"daily"}"#).expect("metadata literal")),
         next_run_at: first_fire(&recurrence, now, None),

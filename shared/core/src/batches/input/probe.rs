@@ -100,6 +100,7 @@ enum BodyKey {
     Stream,
     Dimensions,
     EncodingFormat,
+    Background,
     #[serde(other)]
     Other,
 }
@@ -130,6 +131,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 BodyKey::Stream => probe.stream = Some(map.next_value()?),
                 BodyKey::Dimensions => probe.dimensions = Some(map.next_value()?),
                 BodyKey::EncodingFormat => probe.encoding_format = Some(map.next_value()?),
+                BodyKey::Background => probe.background = Some(map.next_value()?),
                 BodyKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }

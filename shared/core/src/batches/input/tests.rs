@@ -603,3 +603,40 @@ fn long_lines_close_chunks_by_bytes_before_lines() {
     assert!(chunks.iter().all(|c| c.lines == 2));
     assert_eq!(chunks.last().map(|c| c.end), Some(file.len() as u64));
 }
+
+#[test]
+fn a_responses_batch_takes_responses_bodies_but_no_background_and_no_stream() {
+    let responses_line = |id: &str, extra: &str| {
+        format!(
+            r#"{{"custom_id":"{id}","method":"POST","url":"/v1/responses","body":{{"model":"gpt-4o-mini","input":"hi"{extra}}}}}"#
+        )
+    };
+    let file = file_of(&[
+        responses_line("a", ""),
+        responses_line("b", r#","background":true"#),
+        responses_line("c", r#","stream":true"#),
+        line("d"),
+    ]);
+    let routes = |_: &str| true;
+    let mut planner = Planner::new(
+        crate::ApiEndpoint::Responses,
+        PlannerLimits::default(),
+        &routes,
+    );
+    planner.feed(&file);
+    let PlanOutcome::Invalid { errors, .. } = planner.finish() else {
+        panic!("expected errors");
+    };
+    let got: Vec<_> = errors
+        .into_iter()
+        .map(|e| (e.code, e.param, e.line))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            at("invalid_request", Some("body.background"), 2),
+            at("streaming_unsupported", Some("body.stream"), 3),
+            at("invalid_url", Some("url"), 4),
+        ]
+    );
+}
