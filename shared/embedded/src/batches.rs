@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::webhooks::record_event_in;
+use crate::webhooks::record_outbox_event;
 
 const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
     metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
@@ -184,11 +184,10 @@ fn record_batch_event(
     kind: EventKind,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    record_event_in(
+    record_outbox_event(
         conn,
         &WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now),
     )
-    .map(|_| ())
 }
 
 #[derive(Clone)]

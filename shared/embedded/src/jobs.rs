@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::db::Database;
 use crate::queue::{SettledByFinish, SqliteWorkQueue};
-use crate::webhooks::record_event_in;
+use crate::webhooks::record_outbox_event;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
                            expires_at, result, error, attempts, scheduled_at, metadata, \
@@ -137,7 +137,7 @@ fn record_job_event(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     if let Some(kind) = EventKind::of_job(id.kind(), status) {
-        record_event_in(
+        record_outbox_event(
             conn,
             &WebhookEvent::for_subject(tenant, kind, id.as_str(), now),
         )?;
