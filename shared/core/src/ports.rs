@@ -245,7 +245,8 @@ pub struct Delivery {
     pub trace: Option<crate::trace_context::TraceContext>,
     /// A job's claim made in the same write as the receive (the embedded queue): the worker
     /// starts from it instead of claiming the job with a write of its own. `None`: not claimed.
-    pub claim: Option<ReceivedClaim>,
+    /// Boxed: a claimed job is large beside the rest of a delivery.
+    pub claim: Option<Box<ReceivedClaim>>,
 }
 
 /// What a queue that claims on receive did: the claim of the delivered job under `lease`, as

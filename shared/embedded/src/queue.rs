@@ -358,11 +358,11 @@ impl WorkQueue for SqliteWorkQueue {
                             expires_at: now.plus(length),
                         };
                         let outcome = claim_in(conn, &job, &lease, now).ok()?;
-                        Some(ReceivedClaim {
+                        Some(Box::new(ReceivedClaim {
                             lease,
                             at: now,
                             outcome,
-                        })
+                        }))
                     });
                     deliveries.push(Delivery {
                         item: WorkItem::Job(job),

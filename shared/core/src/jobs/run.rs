@@ -59,10 +59,10 @@ pub async fn run_job(
     id: &JobRef,
     deadline: Option<Instant>,
     stop: &CancellationToken,
-    received: Option<ReceivedClaim>,
+    received: Option<Box<ReceivedClaim>>,
 ) -> Result<RunOutcome, StoreError> {
     let policy = &deps.job_policy;
-    let (lease, now, claimed) = match received {
+    let (lease, now, claimed) = match received.map(|r| *r) {
         Some(ReceivedClaim { lease, at, outcome }) => (lease, at, outcome),
         None => {
             let now = deps.clock.now();
