@@ -150,9 +150,26 @@ writer_account() {
             }
         }
         /truncating checkpoint/ { t++ }
+        /passive checkpoint/ { p++ }
+        /writer checkpoint/ {
+            k++
+            for (i = 1; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] == "took_us" && kv[2] > kt) kt = kv[2]
+            }
+        }
+        /writer summary/ {
+            for (i = 1; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] == "largest_group" && kv[2] > lg) lg = kv[2]
+                if (kv[1] == "groups") g += kv[2]
+                if (kv[1] == "writes") wr += kv[2]
+            }
+        }
         END {
-            printf "%d slow groups (max queued %.1f ms, lock wait %.1f ms, statements %.1f ms, commit %.1f ms, largest %d writes), %d truncating checkpoints",
-                n, q / 1000, b / 1000, s / 1000, c / 1000, w, t
+            printf "%d slow groups (max queued %.1f ms, lock wait %.1f ms, statements %.1f ms, commit %.1f ms, largest %d writes), %d truncating checkpoints, %d passive checkpoints, %d writer checkpoints (max %.1f ms)",
+                n, q / 1000, b / 1000, s / 1000, c / 1000, w, t, p, k, kt / 1000
+            if (g > 0) printf ", %.1f writes per group (largest %d, summaries)", wr / g, lg
         }' "$1"
 }
 

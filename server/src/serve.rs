@@ -87,6 +87,7 @@ async fn serve_embedded(
         WriterConfig {
             max_group_writes: config.storage.group_max_writes.max(1),
             max_group_bytes: config.storage.group_max_bytes,
+            max_group_time: Duration::from_micros(config.storage.group_max_time_us),
             // The crash tests' hook (server/tests/group_commit_crash.rs); unset in production.
             hold_commit_while: std::env::var_os(HOLD_COMMIT_ENV).map(PathBuf::from),
         },

@@ -155,12 +155,14 @@ impl Default for Config {
 }
 
 /// The embedded store's group commit: how many writes, and how many bytes of them (request
-/// bodies, results), one SQLite transaction takes at most.
+/// bodies, results), one SQLite transaction takes at most, and for how long (microseconds) it
+/// keeps taking writes once begun.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     pub group_max_writes: usize,
     pub group_max_bytes: usize,
+    pub group_max_time_us: u64,
 }
 
 impl Default for StorageSection {
@@ -168,6 +170,7 @@ impl Default for StorageSection {
         Self {
             group_max_writes: 1024,
             group_max_bytes: 16 * 1024 * 1024,
+            group_max_time_us: 2_000,
         }
     }
 }
@@ -691,6 +694,7 @@ mod tests {
         let config = Config::parse("[storage]\ngroup_max_writes = 64\n", "test").unwrap();
         assert_eq!(config.storage.group_max_writes, 64);
         assert_eq!(config.storage.group_max_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.storage.group_max_time_us, 2_000);
         assert!(Config::parse("[storage]\ngroup_size = 1\n", "test").is_err());
     }
 

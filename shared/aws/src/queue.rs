@@ -257,6 +257,7 @@ impl WorkQueue for SqsWorkQueue {
                     receipt,
                     receive_count,
                     trace,
+                    claim: None,
                 }),
                 None => {
                     tracing::warn!("dropping a message that is not a Prism work item");

@@ -102,6 +102,14 @@ pub struct Policies {
     pub prices: PriceTable,
 }
 
+impl Policies {
+    /// The lease of a job run with no deadline of its own (a long-lived worker): one attempt's
+    /// upstream timeout plus the lease margin, as `run_job` computes it.
+    pub fn undeadlined_lease(&self) -> Duration {
+        self.work.upstream_timeout + self.jobs.lease_margin
+    }
+}
+
 /// One backend's adapters, one per storage and delivery port.
 pub struct Adapters {
     pub jobs: Arc<dyn JobStore>,

@@ -94,7 +94,7 @@ async fn dispatch(
             }
         };
     }
-    match run_job(deps, id, deadline, stop).await {
+    match run_job(deps, id, deadline, stop, delivery.claim.clone()).await {
         Ok(RunOutcome::Finished) => QueueAction::Ack,
         Ok(RunOutcome::Busy(wait) | RunOutcome::RetryLater(wait)) => QueueAction::RetryAfter(wait),
         Ok(RunOutcome::NotDue(wait)) if wait <= MAX_QUEUE_DELAY => QueueAction::RetryAfter(wait),

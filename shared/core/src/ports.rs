@@ -255,7 +255,7 @@ pub enum WorkItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt(pub String);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub item: WorkItem,
     pub receipt: Receipt,
@@ -263,6 +263,19 @@ pub struct Delivery {
     pub receive_count: u32,
     /// The trace of whoever queued it, when traces are exported.
     pub trace: Option<crate::trace_context::TraceContext>,
+    /// A job's claim made in the same write as the receive (the embedded queue): the worker
+    /// starts from it instead of claiming the job with a write of its own. `None`: not claimed.
+    /// Boxed: a claimed job is large beside the rest of a delivery.
+    pub claim: Option<Box<ReceivedClaim>>,
+}
+
+/// What a queue that claims on receive did: the claim of the delivered job under `lease`, as
+/// [`JobStore::claim`] would have answered it at `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedClaim {
+    pub lease: Lease,
+    pub at: Timestamp,
+    pub outcome: ClaimOutcome,
 }
 
 /// At-least-once delivery with a visibility timeout, as SQS gives it.

@@ -1,5 +1,6 @@
-//! The SQLite database: schema, the writer thread (group commit, in `writer`), the checkpoint
-//! thread, and a pool of read connections. Crash model: the process may die at any
+//! The SQLite database: schema, the writer thread (group commit, in `writer`; the only
+//! connection that ever takes the write lock), the checkpoint thread, and a pool of read-only
+//! connections. Crash model: the process may die at any
 //! instruction, the disk survives; WAL with `synchronous=NORMAL` loses no committed transaction
 //! in that model.
 
@@ -360,12 +361,15 @@ impl Database {
              WHERE scheduled_job_id IS NOT NULL",
         )
         .map_err(unavailable)?;
-        // Checkpoints (which copy the WAL into the database and fsync) run on their own thread,
-        // so no commit ever waits behind one.
+        // No commit checkpoints on its own: checkpoints (which copy the WAL into the database and
+        // fsync) run on their own thread, and the writer finishes them between groups.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(unavailable)?;
         let mut checkpointer = Connection::open(path).map_err(unavailable)?;
         configure(&mut checkpointer).map_err(unavailable)?;
+        checkpointer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel::<WriteCmd>();
         let counters = Arc::new(WriterCounters::default());
         let writer_counters = Arc::clone(&counters);
@@ -380,12 +384,9 @@ impl Database {
             counters,
         });
         let alive = Arc::downgrade(&inner);
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
         std::thread::Builder::new()
             .name("prism-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, wal, alive))
+            .spawn(move || checkpoint_loop(checkpointer, alive))
             .map_err(unavailable)?;
         Ok(Self { inner })
     }
@@ -476,47 +477,44 @@ impl Database {
     }
 }
 
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// A WAL this long (frames of one page) is started over: the writer is asked to copy what the
+/// last pass left, between two groups. 8 MiB at 4 KiB pages.
+const RESTART_FRAMES: i64 = 2048;
 
-/// Copies committed WAL frames into the database without blocking readers or the writer
-/// (`PASSIVE`), until the database handle is dropped. Under steady traffic a passive checkpoint
-/// never lets the WAL restart, so the file would only grow: past the size limit, once the
-/// frames are all copied (or the file is far over the limit), a `TRUNCATE` checkpoint resets it,
-/// holding writes back for that one checkpoint.
-fn checkpoint_loop(conn: Connection, wal: PathBuf, alive: std::sync::Weak<Inner>) {
-    while alive.strong_count() > 0 {
+/// Copies committed WAL frames into the database (`PASSIVE`: never takes the write lock and never
+/// waits for one), until the database handle is dropped. The bulk of the copying and its fsyncs
+/// happen here, beside the writer. Under steady traffic this pass alone never catches up (the
+/// writer keeps appending), so the WAL could never start over and would only grow; past
+/// `RESTART_FRAMES` it asks the writer to copy the rest between two groups
+/// (`writer::checkpoint_between_groups`), after which the writer's next transaction starts the
+/// WAL over. Nothing truncates the WAL on the hot path: `journal_size_limit` bounds the file
+/// when it starts over.
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
+    loop {
         std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(inner) = alive.upgrade() else { return };
         let started = Instant::now();
         let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         });
-        tracing::debug!(
-            target: "prism_embedded::writer",
-            took_us = started.elapsed().as_micros() as u64,
-            frames = passive.as_ref().map(|p| p.0).unwrap_or(-1),
-            "passive checkpoint"
-        );
-        let caught_up = match passive {
-            Ok((frames, copied)) => frames == copied,
-            Err(error) => {
-                tracing::warn!(%error, "WAL checkpoint failed; will retry");
-                continue;
+        match passive {
+            Ok((frames, copied)) => {
+                tracing::debug!(
+                    target: "prism_embedded::writer",
+                    took_us = started.elapsed().as_micros() as u64,
+                    frames,
+                    copied,
+                    "passive checkpoint"
+                );
+                if frames >= RESTART_FRAMES {
+                    inner
+                        .counters
+                        .restart_wanted
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
-        };
-        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        let limit = u64::try_from(WAL_SIZE_LIMIT).unwrap_or(u64::MAX);
-        if size > limit && (caught_up || size > 4 * limit) {
-            let started = Instant::now();
-            if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::warn!(%error, "WAL truncation failed; will retry");
-            }
-            // The one checkpoint that holds writes back: the writer waits for it in `BEGIN`.
-            tracing::debug!(
-                target: "prism_embedded::writer",
-                took_us = started.elapsed().as_micros() as u64,
-                wal_bytes = size,
-                "truncating checkpoint"
-            );
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed; will retry"),
         }
     }
 }
@@ -527,5 +525,9 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&mut conn)?;
+    // Belt and braces on a read-only handle: nothing it runs may write, upgrade to a write
+    // transaction or checkpoint; the writer is the only connection that takes the write lock.
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use crate::db::Database;
 use crate::queue::{SettledByFinish, SqliteWorkQueue};
-use crate::webhooks::record_event_in;
+use crate::webhooks::record_outbox_event;
 
 const JOB_COLUMNS: &str = "id, tenant, kind, status, model, created_at, started_at, completed_at, \
                            expires_at, result, error, attempts, scheduled_at, metadata, \
@@ -139,7 +139,7 @@ fn record_job_event(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     if let Some(kind) = EventKind::of_job(id.kind(), status) {
-        record_event_in(
+        record_outbox_event(
             conn,
             &WebhookEvent::for_subject(tenant, kind, id.as_str(), now),
         )?;
@@ -149,6 +149,44 @@ fn record_job_event(
 
 fn error_json(error: &JobError) -> rusqlite::Result<String> {
     serde_json::to_string(error).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// The claim of `target` under `lease`, in the caller's transaction: what core's
+/// `decisions::claim` decides from the row, written when it takes the job. The job store's
+/// `claim` and the queue's receive (which claims the jobs it delivers) both run it.
+pub(crate) fn claim_in(
+    conn: &Connection,
+    target: &JobRef,
+    lease: &Lease,
+    now: Timestamp,
+) -> rusqlite::Result<ClaimOutcome> {
+    let id = &target.id;
+    let job = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)?;
+    // A released lease has no token and holds nothing.
+    let held_until: Option<i64> = conn
+        .prepare_cached(
+            "SELECT lease_expires_at FROM jobs WHERE id = ?1 AND lease_token IS NOT NULL",
+        )?
+        .query_row(params![id.as_str()], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let claimed = match decisions::claim(job, held_until.map(Timestamp), now) {
+        ClaimDecision::Take(claimed) => claimed,
+        ClaimDecision::Refuse(refusal) => return Ok(refusal),
+    };
+    conn.prepare_cached(
+        "UPDATE jobs SET status = ?2, lease_token = ?3, lease_expires_at = ?4, \
+         started_at = ?5, attempts = ?6 WHERE id = ?1",
+    )?
+    .execute(params![
+        id.as_str(),
+        claimed.status.as_str(),
+        lease.token,
+        lease.expires_at.0,
+        claimed.started_at.map(|t| t.0),
+        claimed.attempts
+    ])?;
+    Ok(ClaimOutcome::Claimed(claimed))
 }
 
 /// The `JobStore` port over SQLite. `wake` is the queue's: a created job is queued at once.
@@ -362,35 +400,7 @@ impl JobStore for SqliteJobStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let (target, lease) = (job.clone(), lease.clone());
         self.db
-            .write(move |conn| {
-                let id = &target.id;
-                let job = load_live(conn, target.tenant.as_str(), id.as_str(), now.0)?;
-                // A released lease has no token and holds nothing.
-                let held_until: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT lease_expires_at FROM jobs WHERE id = ?1 AND lease_token IS NOT NULL",
-                    )?
-                    .query_row(params![id.as_str()], |r| r.get(0))
-                    .optional()?
-                    .flatten();
-                let claimed = match decisions::claim(job, held_until.map(Timestamp), now) {
-                    ClaimDecision::Take(claimed) => claimed,
-                    ClaimDecision::Refuse(refusal) => return Ok(refusal),
-                };
-                conn.prepare_cached(
-                    "UPDATE jobs SET status = ?2, lease_token = ?3, lease_expires_at = ?4, \
-                     started_at = ?5, attempts = ?6 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id.as_str(),
-                    claimed.status.as_str(),
-                    lease.token,
-                    lease.expires_at.0,
-                    claimed.started_at.map(|t| t.0),
-                    claimed.attempts
-                ])?;
-                Ok(ClaimOutcome::Claimed(claimed))
-            })
+            .write(move |conn| claim_in(conn, &target, &lease, now))
             .await
     }
 

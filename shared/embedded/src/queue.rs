@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prism_core::batches::BatchRef;
-use prism_core::ports::{Delivery, Receipt, WorkItem, WorkQueue};
+use prism_core::ids::new_lease_token;
+use prism_core::ports::{Delivery, Lease, Receipt, ReceivedClaim, WorkItem, WorkQueue};
 use prism_core::recurring::RecurringRef;
 use prism_core::trace_context::TraceContext;
 use prism_core::webhooks::EventRef;
@@ -17,7 +18,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::jobs::{job_ref, unfinished_list};
+use crate::jobs::{claim_in, job_ref, unfinished_list};
 
 /// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
 /// workers wait on a notification instead of polling.
@@ -27,6 +28,9 @@ pub struct SqliteWorkQueue {
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     settled: SettledByFinish,
+    /// When set, a receive also claims the jobs it delivers, under a lease this long (see
+    /// [`SqliteWorkQueue::claiming_on_receive`]).
+    claim_lease: Option<Duration>,
 }
 
 /// Jobs whose queue entry their finishing write already dropped (a terminal job's message is
@@ -61,7 +65,16 @@ impl SqliteWorkQueue {
             clock,
             wake: Arc::new(Notify::new()),
             settled: SettledByFinish::default(),
+            claim_lease: None,
         }
+    }
+
+    /// Receives claim the jobs they deliver in the same write, under a fresh lease of `lease`
+    /// (the worker's own, `Policies::undeadlined_lease`): the worker's claim costs no write of
+    /// its own. For a process whose workers run every delivery they receive.
+    pub fn claiming_on_receive(mut self, lease: Duration) -> Self {
+        self.claim_lease = Some(lease);
+        self
     }
 
     pub(crate) fn settled_by_finish(&self) -> SettledByFinish {
@@ -281,6 +294,7 @@ fn receive_work_items(
             receipt: Receipt(format!("w:{key}:{receipt}")),
             receive_count: receives,
             trace: trace.as_deref().and_then(TraceContext::parse),
+            claim: None,
         });
     }
     Ok(deliveries)
@@ -320,6 +334,7 @@ impl WorkQueue for SqliteWorkQueue {
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
         let now = self.clock.now();
         let hidden_until = now.plus(visibility).0;
+        let claim_lease = self.claim_lease;
         self.db
             .write(move |conn| {
                 let ids = conn
@@ -352,11 +367,26 @@ impl WorkQueue for SqliteWorkQueue {
                     let Some(job) = job_ref(&id, &tenant) else {
                         continue;
                     };
+                    // A claim that fails to read or write is left to the worker, which meets
+                    // the same failure in its own claim and backs off.
+                    let claim = claim_lease.and_then(|length| {
+                        let lease = Lease {
+                            token: new_lease_token(),
+                            expires_at: now.plus(length),
+                        };
+                        let outcome = claim_in(conn, &job, &lease, now).ok()?;
+                        Some(Box::new(ReceivedClaim {
+                            lease,
+                            at: now,
+                            outcome,
+                        }))
+                    });
                     deliveries.push(Delivery {
                         item: WorkItem::Job(job),
                         receipt: Receipt(format!("{id}:{receipt}")),
                         receive_count: receives,
                         trace: trace.as_deref().and_then(TraceContext::parse),
+                        claim,
                     });
                 }
                 // Jobs first: interactive work goes ahead of batch stages.

@@ -1,6 +1,7 @@
 //! The `WebhookStore` port in SQLite: endpoints, the event outbox, delivery states and
-//! attempts. [`record_event_in`] is the outbox write the job and batch stores call inside the
-//! transaction that makes their item terminal; it also queues the event's delivery (a
+//! attempts. [`record_outbox_event`] is the outbox write the job and batch stores call inside
+//! the transaction that makes their item terminal (when an endpoint takes the event); it also
+//! queues the event's delivery (a
 //! `work_items` row), so event and trigger cannot drift apart and nothing needs re-triggering.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use prism_core::ports::{WebhookStore, WorkItem};
 use prism_core::webhooks::{
     Attempt, DeliveryOutcome, DeliveryState, Endpoint, EndpointStatus, EventKind, EventRef, Secret,
-    WebhookEvent,
+    WebhookEvent, decisions,
 };
 use prism_core::{StoreError, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -48,6 +49,22 @@ pub(crate) fn record_event_in(conn: &Connection, event: &WebhookEvent) -> rusqli
         )?;
     }
     Ok(inserted == 1)
+}
+
+/// The outbox write of a terminal transition, inside its transaction: the event is recorded
+/// (and queued) only when an endpoint of the tenant takes it (`decisions::worth_recording`), read
+/// in the same transaction, so an endpoint's creation and a transition are ordered.
+pub(crate) fn record_outbox_event(conn: &Connection, event: &WebhookEvent) -> rusqlite::Result<()> {
+    let endpoints = conn
+        .prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant = ?1"
+        ))?
+        .query_map(params![event.tenant.as_str()], endpoint_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if decisions::worth_recording(&endpoints, event) {
+        record_event_in(conn, event)?;
+    }
+    Ok(())
 }
 
 fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Endpoint> {

@@ -32,7 +32,9 @@ impl EmbeddedBackend {
         upstream: Arc<dyn Upstream>,
         policies: Policies,
     ) -> Self {
-        let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock));
+        // The in-process dispatcher runs every job it receives at once: its receive claims them.
+        let queue = SqliteWorkQueue::new(db.clone(), Arc::clone(&clock))
+            .claiming_on_receive(policies.undeadlined_lease());
         let jobs = SqliteJobStore::new(db.clone(), &queue);
         let batches = SqliteBatchStore::new(db.clone()).with_wake(queue.wake());
         let adapters = Adapters {

@@ -1,12 +1,14 @@
-//! The single SQLite writer and its group commit: every write waiting when a transaction begins
-//! joins it (up to a count and a byte bound), each in its own savepoint so that one caller's
-//! error or refused condition never undoes another's, and every caller is answered only after
-//! the one `COMMIT` that made its write durable. Also the writer's timings (queue wait, lock
-//! wait, statements, commit), which are what `BENCHMARKS.md` reads the submit tail from.
+//! The single SQLite writer and its group commit: every write waiting while a transaction runs
+//! joins it (up to a count, a byte and a time bound), each in its own savepoint so that one
+//! caller's error or refused condition never undoes another's, and every caller is answered only
+//! after the one `COMMIT` that made its write durable. Between groups, when the checkpoint
+//! thread asks, the writer runs the short `PASSIVE` checkpoint that lets the WAL restart. Also
+//! the writer's timings (queue wait, lock wait, statements, commit, checkpoints), which are what
+//! `BENCHMARKS.md` reads the submit tail from.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,9 @@ pub struct WriterConfig {
     /// Estimated bytes written by one transaction at most (a single larger write still runs,
     /// alone).
     pub max_group_bytes: usize,
+    /// How long a group keeps taking writes once its transaction has begun; then it commits, so
+    /// no write waits behind one long transaction. The first write always runs.
+    pub max_group_time: Duration,
     /// Crash tests only: while this file exists, a group that has run its statements waits
     /// before its `COMMIT` (having written `<file>.held`), so a test can kill the process
     /// inside a group commit.
@@ -43,6 +48,7 @@ impl Default for WriterConfig {
         Self {
             max_group_writes: 1024,
             max_group_bytes: 16 * 1024 * 1024,
+            max_group_time: Duration::from_millis(2),
             hold_commit_while: None,
         }
     }
@@ -54,6 +60,10 @@ pub(crate) struct WriterCounters {
     queued: AtomicU64,
     groups: AtomicU64,
     writes: AtomicU64,
+    checkpoints: AtomicU64,
+    /// Set by the checkpoint thread once it has copied most of a large WAL: the writer then
+    /// copies the rest between two groups, so that its next transaction starts the WAL over.
+    pub(crate) restart_wanted: AtomicBool,
 }
 
 /// What the writer has done so far.
@@ -65,6 +75,8 @@ pub struct WriterStats {
     pub groups: u64,
     /// Writes run in them.
     pub writes: u64,
+    /// `PASSIVE` checkpoints the writer ran between groups.
+    pub checkpoints: u64,
 }
 
 impl WriterCounters {
@@ -77,6 +89,7 @@ impl WriterCounters {
             queued: self.queued.load(Ordering::Relaxed),
             groups: self.groups.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
         }
     }
 }
@@ -87,8 +100,8 @@ const SLOW_GROUP: Duration = Duration::from_millis(2);
 /// A summary of the writer's timings is logged this often (debug) while it is busy.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-/// The retry policy of a connection that finds the database locked (the checkpoint thread's
-/// `TRUNCATE` takes the write lock): SQLite's own handler sleeps 1, 2, 5, 10, 15, 20, 25 ms and
+/// The retry policy of a connection that finds the database locked (nothing but the writer takes
+/// the write lock, so this is a safety net): SQLite's own handler sleeps 1, 2, 5, 10, 15, 20, 25 ms and
 /// so on, which turns a lock held for a fraction of a millisecond into a stall of many
 /// milliseconds. This one retries every 50 µs for the first 10 ms, then every millisecond, and
 /// gives up after about 10 s as `busy_timeout` did.
@@ -149,29 +162,45 @@ impl Summary {
     }
 }
 
-/// Takes the next group: blocks for the first write, then adds every write already waiting
-/// while the bounds allow. A write that would cross the byte bound is kept for the next group.
-fn next_group(
-    rx: &mpsc::Receiver<WriteCmd>,
-    carried: &mut Option<WriteCmd>,
-    config: &WriterConfig,
-) -> Option<Vec<WriteCmd>> {
-    let first = match carried.take() {
-        Some(cmd) => cmd,
-        None => rx.recv().ok()?,
-    };
-    let mut bytes = first.bytes;
-    let mut group = vec![first];
-    while group.len() < config.max_group_writes.max(1) {
-        let Ok(cmd) = rx.try_recv() else { break };
-        if bytes.saturating_add(cmd.bytes) > config.max_group_bytes {
-            *carried = Some(cmd);
-            break;
-        }
-        bytes += cmd.bytes;
-        group.push(cmd);
+/// Whether the group may take one more write: within its count bound, and its statements have
+/// not yet run for its time bound. The byte bound is checked against the write itself.
+fn group_takes(config: &WriterConfig, size: usize, began: Instant) -> bool {
+    size < config.max_group_writes.max(1) && began.elapsed() < config.max_group_time
+}
+
+/// The `PASSIVE` checkpoint the writer runs between groups when the checkpoint thread asks: it
+/// copies the few frames committed since that thread's last pass, so the WAL is wholly in the
+/// database and the writer's next `BEGIN` starts it over (at most `journal_size_limit` kept).
+/// It never waits for a lock.
+fn checkpoint_between_groups(conn: &Connection, counters: &WriterCounters) {
+    if !counters.restart_wanted.swap(false, Ordering::Relaxed) {
+        return;
     }
-    Some(group)
+    let started = Instant::now();
+    let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    let (frames, copied) = match outcome {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::debug!(target: "prism_embedded::writer", %error, "writer checkpoint refused");
+            (-1, -1)
+        }
+    };
+    // Refused (the checkpoint thread holds the checkpoint lock): after the next group. Partly
+    // done (a reader still reads older frames): the checkpoint thread asks again on its next
+    // pass, rather than the writer paying a checkpoint after every group meanwhile.
+    if frames < 0 {
+        counters.restart_wanted.store(true, Ordering::Relaxed);
+    }
+    tracing::debug!(
+        target: "prism_embedded::writer",
+        took_us = started.elapsed().as_micros() as u64,
+        frames,
+        copied,
+        "writer checkpoint"
+    );
 }
 
 /// Crash tests: holds the group before its commit while the configured file exists.
@@ -198,34 +227,44 @@ pub(crate) fn writer_loop(
     config: WriterConfig,
     counters: Arc<WriterCounters>,
 ) {
-    let mut carried = None;
+    let mut carried: Option<WriteCmd> = None;
     let mut summary = Summary::default();
     let mut summary_since = Instant::now();
-    while let Some(group) = next_group(&rx, &mut carried, &config) {
-        let size = group.len();
+    loop {
+        let first = match carried.take() {
+            Some(cmd) => cmd,
+            None => match rx.recv() {
+                Ok(cmd) => cmd,
+                Err(_) => break,
+            },
+        };
         let started = Instant::now();
         let mut times = GroupTimes {
-            queued: group
-                .first()
-                .map(|cmd| started.saturating_duration_since(cmd.queued_at))
-                .unwrap_or_default(),
+            queued: started.saturating_duration_since(first.queued_at),
             ..GroupTimes::default()
         };
         counters.groups.fetch_add(1, Ordering::Relaxed);
-        counters.writes.fetch_add(size as u64, Ordering::Relaxed);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let message = e.to_string();
-            for cmd in group {
-                (cmd.run)(None)(Err(message.clone()));
-            }
+            counters.writes.fetch_add(1, Ordering::Relaxed);
+            (first.run)(None)(Err(e.to_string()));
             continue;
         }
         let began = Instant::now();
         times.begin = began - started;
-        let replies: Vec<Reply> = group
-            .into_iter()
-            .map(|cmd| (cmd.run)(Some(&conn)))
-            .collect();
+        // Writes that arrive while the group runs join it, within its bounds.
+        let mut bytes = first.bytes;
+        let mut replies: Vec<Reply> = vec![(first.run)(Some(&conn))];
+        while group_takes(&config, replies.len(), began) {
+            let Ok(cmd) = rx.try_recv() else { break };
+            if bytes.saturating_add(cmd.bytes) > config.max_group_bytes {
+                carried = Some(cmd);
+                break;
+            }
+            bytes += cmd.bytes;
+            replies.push((cmd.run)(Some(&conn)));
+        }
+        let size = replies.len();
+        counters.writes.fetch_add(size as u64, Ordering::Relaxed);
         let ran = Instant::now();
         times.statements = ran - began;
         hold_before_commit(&config, size);
@@ -238,6 +277,7 @@ pub(crate) fn writer_loop(
         for reply in replies {
             reply(commit.clone());
         }
+        checkpoint_between_groups(&conn, &counters);
         if times.total() >= SLOW_GROUP {
             tracing::debug!(
                 target: "prism_embedded::writer",

@@ -24,6 +24,11 @@ struct Store {
 }
 
 fn store(max_group_writes: usize, max_group_bytes: usize) -> Store {
+    // Never the time bound: these tests count groups, on machines of any speed.
+    store_with(max_group_writes, max_group_bytes, Duration::from_secs(3600))
+}
+
+fn store_with(max_group_writes: usize, max_group_bytes: usize, max_group_time: Duration) -> Store {
     let dir = tempfile::tempdir().unwrap();
     let hold = dir.path().join("hold");
     let db = Database::open_with(
@@ -31,6 +36,7 @@ fn store(max_group_writes: usize, max_group_bytes: usize) -> Store {
         WriterConfig {
             max_group_writes,
             max_group_bytes,
+            max_group_time,
             hold_commit_while: Some(hold.clone()),
         },
     )
@@ -260,4 +266,29 @@ async fn a_group_takes_no_more_writes_or_bytes_than_its_bounds() {
     let after = s.db.writer_stats();
     // After the held group: 2 + 2.
     assert_eq!(after.groups - before.groups, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_time_is_up_takes_no_write_after_its_first() {
+    // A time bound of zero: every group is over as soon as its first write has run.
+    let s = store_with(1024, 16 * 1024 * 1024, Duration::ZERO);
+    s.hold_next_group().await;
+    let before = s.db.writer_stats();
+    let mut waiting = Vec::new();
+    for i in 0..4u64 {
+        let jobs = Arc::clone(&s.jobs);
+        let job = s.new_job(b"{}");
+        waiting.push(tokio::spawn(async move { jobs.create(&job, None).await }));
+        s.wait_queued(before.queued, i + 1).await;
+    }
+    s.release();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+    let after = s.db.writer_stats();
+    assert_eq!(
+        (after.groups - before.groups, after.writes - before.writes),
+        (4, 4),
+        "after the held group, one group per write"
+    );
 }

@@ -7,7 +7,7 @@ use prism_core::ports::{Delivery, Receipt};
 use prism_core::trace_context::TraceContext;
 
 /// One record of an SQS event, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// A Prism work item, ready for the worker.
     Work {
@@ -63,6 +63,7 @@ fn record_from_message(message: &SqsMessage) -> Record {
             receipt: Receipt(message.receipt_handle.clone().unwrap_or_default()),
             receive_count,
             trace,
+            claim: None,
         },
     }
 }

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::ids::new_lease_token;
 use crate::jobs::decisions::next_attempt;
 use crate::jobs::{Finish, JobError, JobKind, JobRef};
-use crate::ports::{ClaimOutcome, Completion, Lease, UpstreamError};
+use crate::ports::{ClaimOutcome, Completion, Lease, ReceivedClaim, UpstreamError};
 use crate::responses::run::run_streamed_response;
 use crate::responses::{summarize_response_request, upstream_request};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
@@ -52,20 +52,30 @@ pub async fn dead_letter(deps: &Deps, id: &JobRef) -> Result<(), StoreError> {
 }
 
 /// Runs one job to a terminal state, or until a retry is due later than is worth waiting for.
+/// `received` is the claim the queue made in the receive, if it made one (then no claim of our
+/// own: one write fewer per job).
 pub async fn run_job(
     deps: &Deps,
     id: &JobRef,
     deadline: Option<Instant>,
     stop: &CancellationToken,
+    received: Option<Box<ReceivedClaim>>,
 ) -> Result<RunOutcome, StoreError> {
     let policy = &deps.job_policy;
-    let now = deps.clock.now();
-    let attempt_budget = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
-    let lease = Lease {
-        token: new_lease_token(),
-        expires_at: now.plus(attempt_budget + policy.lease_margin),
+    let (lease, now, claimed) = match received.map(|r| *r) {
+        Some(ReceivedClaim { lease, at, outcome }) => (lease, at, outcome),
+        None => {
+            let now = deps.clock.now();
+            let attempt_budget = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
+            let lease = Lease {
+                token: new_lease_token(),
+                expires_at: now.plus(attempt_budget + policy.lease_margin),
+            };
+            let claimed = deps.jobs.claim(id, &lease, now).await?;
+            (lease, now, claimed)
+        }
     };
-    let mut job = match deps.jobs.claim(id, &lease, now).await? {
+    let mut job = match claimed {
         ClaimOutcome::Claimed(job) => {
             // The lease's clock started before the claim waited for the store: what is left of
             // it tells a lapse (another worker re-running the job) apart from a slow upstream.

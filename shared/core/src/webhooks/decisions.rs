@@ -40,6 +40,14 @@ pub fn receives(endpoint: &Endpoint, event: &WebhookEvent) -> bool {
     }
 }
 
+/// Whether a terminal transition records its event in the outbox: only when some endpoint of
+/// the tenant receives it now. An event no endpoint takes would be delivered to nobody, yet
+/// cost a queue message, a delivery run and its settling writes per finished job; an endpoint
+/// is sent the events of transitions after its creation.
+pub fn worth_recording(endpoints: &[Endpoint], event: &WebhookEvent) -> bool {
+    endpoints.iter().any(|endpoint| receives(endpoint, event))
+}
+
 /// The secrets that sign at `now`: the current one and any rotated out less than 24 h ago.
 pub fn signing_secrets(endpoint: &Endpoint, now: Timestamp) -> Vec<&str> {
     endpoint
@@ -210,6 +218,18 @@ mod tests {
         let mut disabled = endpoint(vec![]);
         disabled.status = EndpointStatus::Disabled;
         assert!(!receives(&disabled, &event(EventKind::BatchCompleted)));
+    }
+
+    #[test]
+    fn an_event_is_recorded_only_when_an_endpoint_of_its_tenant_takes_it() {
+        let completed = event(EventKind::AsyncJobCompleted);
+        assert!(!worth_recording(&[], &completed), "no endpoint");
+        let batches = endpoint(vec![EventKind::BatchCompleted]);
+        assert!(!worth_recording(std::slice::from_ref(&batches), &completed));
+        let mut disabled = endpoint(vec![]);
+        disabled.status = EndpointStatus::Disabled;
+        assert!(!worth_recording(&[batches.clone(), disabled], &completed));
+        assert!(worth_recording(&[batches, endpoint(vec![])], &completed));
     }
 
     #[test]

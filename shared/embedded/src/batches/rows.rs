@@ -15,7 +15,7 @@ use prism_core::webhooks::{EventKind, WebhookEvent};
 use prism_core::{BatchId, FileId, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::webhooks::record_event_in;
+use crate::webhooks::record_outbox_event;
 pub(super) const BATCH_COLUMNS: &str = "id, tenant, status, input_file_id, endpoint, completion_window, \
     metadata, output_expires_after, created_at, expires_at, in_progress_at, finalizing_at, \
     completed_at, failed_at, expired_at, cancelling_at, cancelled_at, total, completed, failed, \
@@ -184,9 +184,8 @@ pub(super) fn record_batch_event(
     kind: EventKind,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    record_event_in(
+    record_outbox_event(
         conn,
         &WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now),
     )
-    .map(|_| ())
 }

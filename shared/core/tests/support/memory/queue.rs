@@ -129,6 +129,7 @@ impl WorkQueue for MemoryQueue {
                     receipt: Receipt(receipt),
                     receive_count: message.receives,
                     trace: None,
+                    claim: None,
                 });
             }
         }
