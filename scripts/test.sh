@@ -63,6 +63,7 @@ PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test recurring
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test responses
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test endpoints
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test observability
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test lambda_crashes -- --ignored
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test console -- --include-ignored
 PRISM_SDK_BACKEND=lambda PRISM_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/sdk -q

@@ -1,24 +1,17 @@
-//! `prism serve`'s telemetry: logging, the optional OTLP trace export (with the propagator that
-//! carries a trace through queue messages), and the Prometheus recorder with its own `/metrics`
-//! listener.
+//! `prism serve`'s telemetry: logging, the optional OTLP trace export (`prism_app::traces`, with
+//! the propagator that carries a trace through queue messages), and the Prometheus recorder
+//! with its own `/metrics` listener.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use prism_app::config::TraceSection;
-use prism_core::trace_context::{self, TraceContext, TracePropagator};
+use prism_app::traces::{install_propagator, prism_tracer, tracer_provider};
 use tokio_util::sync::CancellationToken;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -77,7 +70,7 @@ pub fn init_tracing(
     };
     let spans = provider
         .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("prism")));
+        .map(|p| tracing_opentelemetry::layer().with_tracer(prism_tracer(p)));
     // An error only means a subscriber is already installed.
     let _ = tracing_subscriber::registry()
         .with(logs)
@@ -85,54 +78,9 @@ pub fn init_tracing(
         .with(filter)
         .try_init();
     if provider.is_some() {
-        trace_context::install(Box::new(W3cPropagator(TraceContextPropagator::new())));
+        install_propagator();
     }
     Ok(TraceExport(provider))
-}
-
-fn tracer_provider(
-    endpoint: &str,
-    service_name: &str,
-) -> Result<SdkTracerProvider, TelemetryError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(endpoint)
-        .with_timeout(Duration::from_secs(10))
-        .build()?;
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service_name.to_owned())
-                .build(),
-        )
-        .build())
-}
-
-/// The W3C `traceparent` of the current tracing span's OpenTelemetry context.
-struct W3cPropagator(TraceContextPropagator);
-
-const TRACEPARENT: &str = "traceparent";
-
-impl TracePropagator for W3cPropagator {
-    fn current(&self) -> Option<TraceContext> {
-        let context = tracing::Span::current().context();
-        if !context.span().span_context().is_valid() {
-            return None;
-        }
-        let mut carrier = HashMap::new();
-        self.0.inject_context(&context, &mut carrier);
-        carrier
-            .get(TRACEPARENT)
-            .and_then(|value| TraceContext::parse(value))
-    }
-
-    fn adopt(&self, span: &tracing::Span, parent: &TraceContext) {
-        let carrier = HashMap::from([(TRACEPARENT.to_owned(), parent.as_str().to_owned())]);
-        if let Err(error) = span.set_parent(self.0.extract(&carrier)) {
-            tracing::debug!(%error, "could not continue a queued item's trace");
-        }
-    }
 }
 
 /// Bucket bounds (seconds) of every histogram: from a fast HTTP answer to a long queue wait.

@@ -1,6 +1,7 @@
-//! Metrics and traces of `prism serve`, at the system boundary: the Prometheus text on its own
-//! listener moving with real traffic, and an async job's spans received by a local OTLP
-//! receiver as one trace from the HTTP request through the queue to the worker.
+//! Metrics and traces at the system boundary: `prism serve`'s Prometheus text on its own
+//! listener moving with real traffic (and counting a dead-lettered job as failed), and an async
+//! job's spans received by a local OTLP receiver as one trace from the HTTP request through the
+//! queue to the worker, from `prism serve` and from the Lambda functions alike.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
@@ -37,7 +38,7 @@ fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// `prism serve` is what these tests start; the Lambda stack has neither listener nor exporter.
+/// The Lambda functions write EMF lines instead of serving `/metrics`.
 fn runs_on_lambda() -> bool {
     std::env::var("PRISM_TEST_BACKEND").as_deref() == Ok("lambda")
 }
@@ -177,6 +178,41 @@ async fn metrics_endpoint_shows_requests_jobs_upstream_calls_and_batch_lines_mov
     assert_eq!(api.status(), 404);
 }
 
+#[tokio::test]
+async fn a_job_that_exhausts_its_deliveries_shows_in_metrics_as_failed_once() {
+    if runs_on_lambda() {
+        return; // the dead-letters function fails it through the same core call
+    }
+    let port = free_port();
+    // One delivery only, and every retry wait handed back to the queue: the first 429 sends
+    // the job back, and its second delivery finds it over the limit and dead-letters it.
+    let env = start(Setup {
+        workers: "max_receives = 1\nmax_inline_retry_wait = \"0s\"\n",
+        extra: &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ..Setup::default()
+    })
+    .await;
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let model = "mock-429-5-deadlettered";
+    let job = env.submit(&env.alpha, model, "never answered").await;
+    let failed = env.wait_for(&env.alpha, &job, &["failed"], SOON).await;
+    assert_eq!(failed["error"]["code"], "processing_failed", "{failed}");
+
+    let labels = [("kind", "async"), ("model", model)];
+    eventually(SOON, "the dead-lettered job counted as failed", || async {
+        let text = scrape(&env.http, &metrics).await;
+        let counts = (
+            sample_sum(&text, "prism_jobs_failed_total", &labels),
+            sample_sum(&text, "prism_jobs_started_total", &labels),
+        );
+        if counts != (1.0, 1.0) {
+            eprintln!("failed, started: {counts:?}");
+        }
+        counts == (1.0, 1.0)
+    })
+    .await;
+}
+
 /// One received span: what the assertions need of it.
 #[derive(Debug, Clone)]
 struct Span {
@@ -232,22 +268,53 @@ async fn otlp_receiver() -> (String, Received) {
     (format!("http://{address}/v1/traces"), received)
 }
 
+/// Whether `spans` hold the job's spans from both sides of the queue.
+fn has_worker_spans(spans: &[Span], job: &str) -> bool {
+    ["queue", "handle_delivery"].iter().all(|name| {
+        spans
+            .iter()
+            .any(|s| s.name == *name && s.attributes.get("job_id").map(String::as_str) == Some(job))
+    }) && ["request", "submit_async_job", "upstream_complete"]
+        .iter()
+        .all(|name| spans.iter().any(|s| s.name == *name))
+}
+
 #[tokio::test]
 async fn an_async_job_is_one_trace_from_submit_through_the_queue_to_the_worker() {
-    if runs_on_lambda() {
-        return; // the Lambda functions export no spans (README: Metrics and traces)
-    }
     let (endpoint, received) = otlp_receiver().await;
+    // `prism serve` reads `[traces]`; the Lambda functions read the OpenTelemetry variables. The
+    // exporter's timer is set past the test, so on Lambda only the flush that ends every
+    // invocation (before Lambda would freeze the sandbox) sends the spans.
+    let lambda_env = [
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ];
     let mut env = start(Setup {
         extra: &format!("[traces]\notlp_endpoint = \"{endpoint}\"\n"),
+        env: if runs_on_lambda() {
+            &lambda_env[..]
+        } else {
+            &[]
+        },
         ..Setup::default()
     })
     .await;
     let prompt = "a secret prompt that no span may carry";
     let job = env.submit(&env.alpha, "gpt-traced", prompt).await;
     env.wait_for(&env.alpha, &job, &["completed"], SOON).await;
-    // Shutting down flushes the exporter's buffer.
-    env.stop_server(SOON).await;
+    if runs_on_lambda() {
+        // The functions keep running: what arrives was flushed by the invocations themselves
+        // (the api's request span ends after its invocation's flush, so a later one sends it:
+        // each poll here is one).
+        eventually(SOON, "the functions to send the job's spans", || async {
+            let _ = env.job(&env.alpha, &job).await;
+            has_worker_spans(&received.lock().unwrap(), &job)
+        })
+        .await;
+    } else {
+        // Shutting down flushes the exporter's buffer.
+        env.stop_server(SOON).await;
+    }
 
     let spans = received.lock().unwrap().clone();
     let named = |name: &str| -> Vec<&Span> { spans.iter().filter(|s| s.name == name).collect() };

@@ -27,6 +27,7 @@ const FAST: Setup<'static> = Setup {
     webhooks: "",
     prices: "",
     extra: "",
+    env: &[],
 };
 
 fn fast() -> Setup<'static> {

@@ -2,6 +2,7 @@
 //! (a REST API whose integration streams the response) and, when enabled, a function URL with
 //! response streaming, so synchronous SSE completions are relayed as they arrive.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use lambda_http::tower::ServiceBuilder;
@@ -23,7 +24,7 @@ const FUNCTION: FunctionInfo = FunctionInfo {
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     handle_flags(&FUNCTION);
-    prism_lambda::init_tracing();
+    prism_lambda::init_tracing()?;
     // Built once per sandbox and reused by every invocation it serves.
     let app = connect_lambda(ProviderKeys::Fetch).await?;
     let keys = Arc::new(app.backend.keys.clone());
@@ -32,10 +33,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let service = ServiceBuilder::new()
         .map_request(prism_lambda::strip_stage)
         // Once the response head is ready (what the request metrics time); the body may still
-        // be streaming.
-        .map_response(|response| {
-            prism_lambda::flush_metrics();
-            response
+        // be streaming, and spans that end with it are sent at a later flush.
+        .and_then(|response| async move {
+            prism_lambda::flush_telemetry().await;
+            Ok::<_, Infallible>(response)
         })
         .service(router(state));
     lambda_http::run_with_streaming_response(service).await

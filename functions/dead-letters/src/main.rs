@@ -21,13 +21,13 @@ const FUNCTION: FunctionInfo = FunctionInfo {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     handle_flags(&FUNCTION);
-    prism_lambda::init_tracing();
+    prism_lambda::init_tracing()?;
     // Never calls the upstream, so its role needs no access to provider keys.
     let app = connect_lambda(ProviderKeys::Skip).await?;
     let deps = &app.deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let response = handle_dead_letter_event(deps, event.payload).await;
-        prism_lambda::flush_metrics();
+        prism_lambda::flush_telemetry().await;
         Ok::<_, Error>(response)
     }))
     .await

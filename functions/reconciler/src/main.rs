@@ -19,7 +19,7 @@ const FUNCTION: FunctionInfo = FunctionInfo {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     handle_flags(&FUNCTION);
-    prism_lambda::init_tracing();
+    prism_lambda::init_tracing()?;
     // Never calls the upstream, so its role needs no access to provider keys.
     let app = connect_lambda(ProviderKeys::Skip).await?;
     let deps = &app.deps;
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
             let summary = handle_reconcile_event(deps).await;
-            prism_lambda::flush_metrics();
+            prism_lambda::flush_telemetry().await;
             let summary = summary?;
             Ok::<_, Error>(serde_json::to_value(summary)?)
         },

@@ -146,7 +146,8 @@ pub struct Env {
     pub backend: Backend,
     /// See [`Setup::aws_endpoint`].
     pub aws_endpoint: Option<String>,
-    /// More environment for `prism serve` from the next start on (test hooks).
+    /// More environment for `prism serve` (or the Lambda functions) from the next start on
+    /// (test hooks).
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -179,6 +180,8 @@ pub struct Setup<'a> {
     pub prices: &'a str,
     /// Whole sections appended to the config file as they are (`[metrics]`, `[traces]`).
     pub extra: &'a str,
+    /// Environment for `prism serve`, or for every Lambda function, from the first start on.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Default for Setup<'_> {
@@ -194,6 +197,7 @@ impl Default for Setup<'_> {
             aws_endpoint: None,
             prices: "",
             extra: "",
+            env: &[],
         }
     }
 }
@@ -250,7 +254,11 @@ pub async fn start(setup: Setup<'_>) -> Env {
         http: reqwest::Client::new(),
         backend,
         aws_endpoint: setup.aws_endpoint.map(str::to_owned),
-        extra_env: Vec::new(),
+        extra_env: setup
+            .env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
     };
     env.start_server().await;
     env
@@ -303,6 +311,7 @@ pub async fn revoke_key_on(backend: &Backend, data: &Path, secret: &str) {
 async fn start_lambda_functions(
     stack: &prism_aws::ProvisionedStack,
     logs: &Path,
+    env: &[(String, String)],
 ) -> prism_lambda_local::LocalFunctions {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let options = prism_lambda_local::RunOptions {
@@ -311,7 +320,10 @@ async fn start_lambda_functions(
         binary_dir: Path::new(PRISM).parent().unwrap().to_path_buf(),
         rule_period: Some(Duration::from_secs(2)),
         log_dir: Some(logs.to_path_buf()),
-        extra_env: prism_lambda_local::emulator_env(|name| std::env::var(name).ok()),
+        extra_env: prism_lambda_local::emulator_env(|name| std::env::var(name).ok())
+            .into_iter()
+            .chain(env.iter().cloned())
+            .collect(),
         ..prism_lambda_local::RunOptions::for_workspace(workspace)
     };
     prism_lambda_local::LocalFunctions::start(stack, &options)
@@ -345,7 +357,8 @@ impl Env {
                 .put_config(&std::fs::read_to_string(&self.config).unwrap())
                 .await
                 .unwrap();
-            let functions = start_lambda_functions(stack, &self.dir.path().join("logs")).await;
+            let functions =
+                start_lambda_functions(stack, &self.dir.path().join("logs"), &self.extra_env).await;
             let base = functions.api_url();
             wait_until_healthy(&self.http, &base).await;
             self.server = Some(Server {

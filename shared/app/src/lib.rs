@@ -9,3 +9,4 @@ pub mod config;
 pub mod http;
 pub mod prices;
 pub mod runtime;
+pub mod traces;

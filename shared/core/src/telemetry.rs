@@ -2,12 +2,18 @@
 //! on both backends (Prometheus text on `prism serve`, CloudWatch Embedded Metric Format in the
 //! Lambda functions), and the typed helpers the places that own the events record through.
 //!
-//! Recording goes through the `metrics` facade, which is IO-free: without an installed recorder
-//! every call is a no-op, so tests and embedders that install none pay nothing.
+//! Recording goes through the `metrics` facade, which is IO-free: until a recorder is installed
+//! (and [`describe_metrics`] called) every call returns at once, so tests and embedders that
+//! install none pay nothing. The hot path's handles are cached per label set ([`handles`]).
 
+mod handles;
+
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use metrics::Unit;
+use metrics::{Counter, Histogram, Unit};
+
+use handles::{HandleCache, recording, start_recording};
 
 /// Every metric Prism records. The Prometheus and EMF names are the same ([`Metric::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,9 +154,10 @@ pub enum MetricKind {
     Histogram,
 }
 
-/// Registers names, units and help texts with the installed recorder (call once after
-/// installing it).
+/// Registers names, units and help texts with the installed recorder, and starts recording
+/// (call once after installing it; nothing is recorded before).
 pub fn describe_metrics() {
+    start_recording();
     for metric in Metric::ALL {
         let (name, unit, help) = (metric.name(), metric.unit(), metric.help());
         match metric.kind() {
@@ -216,34 +223,67 @@ impl JobEvent {
     }
 }
 
+/// One job metric's handle for one kind (the cache's key is the model).
+struct JobHandle<H> {
+    metric: Metric,
+    kind: WorkKind,
+    handle: H,
+}
+
+static JOB_COUNTERS: LazyLock<HandleCache<JobHandle<Counter>>> = LazyLock::new(HandleCache::new);
+static JOB_HISTOGRAMS: LazyLock<HandleCache<JobHandle<Histogram>>> =
+    LazyLock::new(HandleCache::new);
+
 /// Counts `n` job events of one kind and model.
 pub fn count_jobs(event: JobEvent, kind: WorkKind, model: &str, n: u64) {
-    metrics::counter!(
-        event.metric().name(),
-        "kind" => kind.as_str(),
-        "model" => model.to_owned()
-    )
-    .increment(n);
+    if !recording() {
+        return;
+    }
+    let metric = event.metric();
+    JOB_COUNTERS.with(
+        model,
+        |h| h.metric == metric && h.kind == kind,
+        || JobHandle {
+            metric,
+            kind,
+            handle: metrics::counter!(
+                metric.name(),
+                "kind" => kind.as_str(),
+                "model" => model.to_owned()
+            ),
+        },
+        |h| h.handle.increment(n),
+    );
+}
+
+fn record_job_histogram(metric: Metric, kind: WorkKind, model: &str, took: Duration) {
+    if !recording() {
+        return;
+    }
+    JOB_HISTOGRAMS.with(
+        model,
+        |h| h.metric == metric && h.kind == kind,
+        || JobHandle {
+            metric,
+            kind,
+            handle: metrics::histogram!(
+                metric.name(),
+                "kind" => kind.as_str(),
+                "model" => model.to_owned()
+            ),
+        },
+        |h| h.handle.record(took.as_secs_f64()),
+    );
 }
 
 /// Records how long a job waited before its run began.
 pub fn record_queue_wait(kind: WorkKind, model: &str, wait: Duration) {
-    metrics::histogram!(
-        Metric::JobQueueWait.name(),
-        "kind" => kind.as_str(),
-        "model" => model.to_owned()
-    )
-    .record(wait.as_secs_f64());
+    record_job_histogram(Metric::JobQueueWait, kind, model, wait);
 }
 
 /// Records how long one run took, from its claim to its recorded outcome.
 pub fn record_run_time(kind: WorkKind, model: &str, took: Duration) {
-    metrics::histogram!(
-        Metric::JobRunTime.name(),
-        "kind" => kind.as_str(),
-        "model" => model.to_owned()
-    )
-    .record(took.as_secs_f64());
+    record_job_histogram(Metric::JobRunTime, kind, model, took);
 }
 
 /// The `outcome` label of an upstream attempt: few values, so dashboards and alarms can sum
@@ -285,19 +325,49 @@ impl UpstreamOutcome {
     }
 }
 
+/// One upstream attempt's handles for one provider and outcome (the cache's key is the model).
+struct UpstreamHandles {
+    provider: Box<str>,
+    outcome: UpstreamOutcome,
+    calls: Counter,
+    duration: Histogram,
+}
+
+static UPSTREAM: LazyLock<HandleCache<UpstreamHandles>> = LazyLock::new(HandleCache::new);
+
 /// Records one upstream attempt: its count and its latency, by provider, model and outcome.
 pub fn record_upstream_call(provider: &str, model: &str, outcome: UpstreamOutcome, took: Duration) {
-    let labels = [
-        ("provider", provider.to_owned()),
-        ("model", model.to_owned()),
-        ("outcome", outcome.as_str().to_owned()),
-    ];
-    metrics::counter!(Metric::UpstreamCalls.name(), &labels).increment(1);
-    metrics::histogram!(Metric::UpstreamDuration.name(), &labels).record(took.as_secs_f64());
+    if !recording() {
+        return;
+    }
+    UPSTREAM.with(
+        model,
+        |h| h.outcome == outcome && *h.provider == *provider,
+        || {
+            let labels = [
+                ("provider", provider.to_owned()),
+                ("model", model.to_owned()),
+                ("outcome", outcome.as_str().to_owned()),
+            ];
+            UpstreamHandles {
+                provider: provider.into(),
+                outcome,
+                calls: metrics::counter!(Metric::UpstreamCalls.name(), &labels),
+                duration: metrics::histogram!(Metric::UpstreamDuration.name(), &labels),
+            }
+        },
+        |h| {
+            h.calls.increment(1);
+            h.duration.record(took.as_secs_f64());
+        },
+    );
 }
 
 /// Counts batch lines written, by whether they went to the output or the error file.
 pub fn count_batch_lines(completed: u64, failed: u64) {
+    if !recording() {
+        return;
+    }
     let name = Metric::BatchLinesProcessed.name();
     if completed > 0 {
         metrics::counter!(name, "outcome" => "completed").increment(completed);
@@ -308,24 +378,73 @@ pub fn count_batch_lines(completed: u64, failed: u64) {
 }
 
 pub fn set_active_batches(count: usize) {
+    if !recording() {
+        return;
+    }
     metrics::gauge!(Metric::BatchesActive.name()).set(count as f64);
 }
 
 pub fn count_webhook_delivery(delivered: bool) {
+    if !recording() {
+        return;
+    }
     let outcome = if delivered { "delivered" } else { "failed" };
     metrics::counter!(Metric::WebhookDeliveries.name(), "outcome" => outcome).increment(1);
+}
+
+/// One answered request's handles for one method and status (the cache's key is the route).
+struct HttpHandles {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+static HTTP: LazyLock<HandleCache<HttpHandles>> = LazyLock::new(HandleCache::new);
+
+/// The `method` label: the standard methods by name, any other as `other`, so a client's made-up
+/// method cannot add series.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Records one answered HTTP request. `route` is the route template (`/v1/batches/{id}`), never
 /// the path, so ids do not multiply the series.
 pub fn record_http_request(route: &str, method: &str, status: u16, took: Duration) {
-    let labels = [
-        ("route", route.to_owned()),
-        ("method", method.to_owned()),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!(Metric::HttpRequests.name(), &labels).increment(1);
-    metrics::histogram!(Metric::HttpRequestDuration.name(), &labels).record(took.as_secs_f64());
+    if !recording() {
+        return;
+    }
+    let method = method_label(method);
+    HTTP.with(
+        route,
+        |h| h.status == status && h.method == method,
+        || {
+            let labels = [
+                ("route", route.to_owned()),
+                ("method", method.to_owned()),
+                ("status", status.to_string()),
+            ];
+            HttpHandles {
+                method,
+                status,
+                requests: metrics::counter!(Metric::HttpRequests.name(), &labels),
+                duration: metrics::histogram!(Metric::HttpRequestDuration.name(), &labels),
+            }
+        },
+        |h| {
+            h.requests.increment(1);
+            h.duration.record(took.as_secs_f64());
+        },
+    );
 }
 
 #[cfg(test)]
@@ -350,6 +469,14 @@ mod tests {
                 assert!(name.ends_with("_seconds"), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("DELETE"), "DELETE");
+        assert_eq!(method_label("BREW"), "other");
+        assert_eq!(method_label("get"), "other");
     }
 
     #[test]

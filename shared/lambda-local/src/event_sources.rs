@@ -170,12 +170,33 @@ pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
+            // String attributes as Lambda passes them (the `traceparent` of a job's trace).
+            let message_attributes: serde_json::Map<String, Value> = m
+                .message_attributes()
+                .map(|attrs| {
+                    attrs
+                        .iter()
+                        .filter_map(|(name, value)| {
+                            let text = value.string_value()?;
+                            Some((
+                                name.clone(),
+                                json!({
+                                    "stringValue": text,
+                                    "stringListValues": [],
+                                    "binaryListValues": [],
+                                    "dataType": value.data_type(),
+                                }),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             json!({
                 "messageId": m.message_id().unwrap_or_default(),
                 "receiptHandle": m.receipt_handle().unwrap_or_default(),
                 "body": m.body().unwrap_or_default(),
                 "attributes": attributes,
-                "messageAttributes": {},
+                "messageAttributes": message_attributes,
                 "md5OfBody": m.md5_of_body().unwrap_or_default(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,

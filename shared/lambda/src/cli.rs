@@ -68,6 +68,18 @@ pub const COMMON_ENV: &[(&str, &str)] = &[
         "log filter (default `info`); logs are JSON lines",
     ),
     (
+        "PRISM_METRICS_NAMESPACE",
+        "CloudWatch namespace of the EMF metrics (default `Prism`)",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTLP/HTTP traces URL: spans exported, flushed per invocation",
+    ),
+    (
+        "OTEL_SERVICE_NAME",
+        "`service.name` of the exported spans (default `prism`)",
+    ),
+    (
         "AWS_REGION, AWS_ENDPOINT_URL",
         "the AWS SDK's usual variables (Lambda sets the region)",
     ),

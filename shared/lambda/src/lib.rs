@@ -16,5 +16,8 @@ pub use handlers::{handle_dead_letter_event, handle_reconcile_event, handle_work
 pub use prism_core::Stage;
 pub use sqs::{Record, RecordOutcome, batch_response, deliveries_from_event};
 pub use stage::{path_without_stage, strip_stage};
-pub use telemetry::{METRICS_NAMESPACE, flush_metrics, init_tracing};
+pub use telemetry::{
+    METRICS_NAMESPACE, METRICS_NAMESPACE_ENV, SERVICE_NAME_ENV, TRACES_ENDPOINT_ENV,
+    TelemetryError, flush_metrics, flush_telemetry, init_tracing,
+};
 pub use work_queue::serve_work_queue;

@@ -6,12 +6,12 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use prism_app::aws::{ProviderKeys, connect_lambda};
 use prism_core::Stage;
 
-use crate::{flush_metrics, handle_work_event, init_tracing, worker_deadline};
+use crate::{flush_telemetry, handle_work_event, init_tracing, worker_deadline};
 
 /// Runs the function of `stage`, whose queue its trigger drains (the visibility changes that
 /// ask SQS for a later redelivery go to that queue).
 pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
-    init_tracing();
+    init_tracing()?;
     // Webhook delivery never calls a provider, so its function is given no provider key.
     let keys = if stage == Stage::Webhooks {
         ProviderKeys::Skip
@@ -29,7 +29,7 @@ pub async fn serve_work_queue(stage: Stage) -> Result<(), Error> {
             deadline,
         )
         .await;
-        flush_metrics();
+        flush_telemetry().await;
         Ok::<_, Error>(response)
     }))
     .await

@@ -59,9 +59,14 @@ pub async fn dead_chunk(
     let mut body = Vec::new();
     let mut failed = 0;
     let mut indexes = Vec::new();
+    let mut models: Vec<(&str, u64)> = Vec::new();
     for (index, line) in lines.iter().enumerate() {
         if done.get(index).copied().unwrap_or(false) {
             continue;
+        }
+        match models.iter_mut().find(|(model, _)| *model == line.model) {
+            Some((_, n)) => *n += 1,
+            None => models.push((&line.model, 1)),
         }
         let json = error_line(
             deps,
@@ -92,6 +97,11 @@ pub async fn dead_chunk(
             == ChunkWrite::Refused
         {
             return queue_finalize(deps, batch).await;
+        }
+        // Counted once the checkpoint holds them: a later delivery finds these lines done.
+        telemetry::count_batch_lines(0, u64::from(failed));
+        for (model, n) in models {
+            telemetry::count_jobs(JobEvent::Failed, WorkKind::BatchLine, model, n);
         }
     }
     finish_chunk(deps, batch, index, &token).await

@@ -47,6 +47,16 @@ pub async fn dead_letter(deps: &Deps, id: &JobRef) -> Result<(), StoreError> {
         .await?;
     if failed {
         tracing::warn!("job dead-lettered and failed with processing_failed");
+        // Counted here, where the conditional write said this call failed it: a dead letter
+        // delivered again finds the job ended and counts nothing. The port answers only
+        // whether it wrote, so the labels come from the (now terminal, unchanging) row.
+        match deps.jobs.get(&id.tenant, &id.id, now).await {
+            Ok(Some(job)) => {
+                telemetry::count_jobs(JobEvent::Failed, WorkKind::from(job.kind), &job.model, 1);
+            }
+            Ok(None) => tracing::debug!("dead-lettered job gone before it was counted"),
+            Err(error) => tracing::debug!(%error, "dead-lettered job not counted"),
+        }
     }
     Ok(())
 }
