@@ -27,6 +27,8 @@ LINES = int(os.environ.get("LINES", "50000"))
 AWS_PART = int(os.environ.get("AWS_PART_BYTES", str(4 * 1024 * 1024)))
 EMBEDDED_PART = int(os.environ.get("EMBEDDED_PART_BYTES", str(64 * 1024 * 1024)))
 MODEL = "gpt-bench"
+# How often a running batch's progress is printed (stderr).
+PROGRESS_EVERY_S = int(os.environ.get("PROGRESS_EVERY_S", "60"))
 
 
 def free_port():
@@ -134,22 +136,38 @@ def run(backend, size_mb, input_path, mock, emulator_pid):
         t = time.monotonic()
         batch = client.batches.create(input_file_id=done.file.id, endpoint="/v1/chat/completions",
                                       completion_window="24h")
+        shown = time.monotonic()
         while batch.status not in ("completed", "failed", "expired", "cancelled"):
             time.sleep(1)
             batch = client.batches.retrieve(batch.id)
+            if time.monotonic() - shown >= PROGRESS_EVERY_S:
+                shown = time.monotonic()
+                counts = batch.request_counts
+                print(f"[uploads.py] {backend} {size_mb} MB: batch {batch.status} after "
+                      f"{shown - t:.0f} s, {counts.completed if counts else 0} lines completed, "
+                      f"prism peak RSS {hwm_kib(prism.pid) // 1024} MiB", file=sys.stderr, flush=True)
         result["batch_s"] = time.monotonic() - t
         result["batch_status"] = batch.status
         result["completed_lines"] = batch.request_counts.completed
         t = time.monotonic()
         out_lines = 0
         out_bytes = 0
+        # Every custom_id of the input (r0 .. r{LINES-1}) must be in the output exactly once.
+        seen = {}
         with client.files.with_streaming_response.content(batch.output_file_id) as response:
-            for chunk in response.iter_bytes(1 << 20):
-                out_lines += chunk.count(b"\n")
-                out_bytes += len(chunk)
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                out_lines += 1
+                out_bytes += len(line.encode()) + 1
+                custom_id = json.loads(line)["custom_id"]
+                seen[custom_id] = seen.get(custom_id, 0) + 1
         result["download_s"] = time.monotonic() - t
         result["output_lines"] = out_lines
         result["output_bytes"] = out_bytes
+        result["output_custom_ids_once"] = sum(1 for i in range(LINES) if seen.get(f"r{i}") == 1)
+        result["output_custom_ids_missing"] = sum(1 for i in range(LINES) if f"r{i}" not in seen)
+        result["output_custom_ids_repeated"] = sum(1 for n in seen.values() if n > 1)
         result["prism_peak_rss_kib"] = hwm_kib(prism.pid)
         result["mock_peak_rss_kib"] = hwm_kib(mock[0].pid)
         if emulator_pid:

@@ -7,10 +7,24 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use prism_core::batches::decisions::FINALIZE_RECHECK;
 use serde_json::{Value, json};
 use support::{Env, Setup, start};
 
 const SOON: Duration = Duration::from_secs(60);
+
+/// The chunk lease the cancel test configures. A cancel's finalizer waits for every chunk's
+/// claim to go: a live holder lets go at its next write (within a third of the lease), but a
+/// holder that went silent (a storage failure that kept its release from landing too, a process
+/// gone) is waited out until its lease lapses, by design, since a holder in another process may
+/// still commit results the cancel must keep. The old wait (60 s) equalled the default lease, so
+/// one silent holder failed the test: on CI, once, on aws, "still cancelling after 60 s".
+const CANCEL_LEASE: Duration = Duration::from_secs(20);
+/// How long a cancel may take to end: one lease for a silent holder, the finalizer's recheck,
+/// and the usual slack for a loaded machine.
+const CANCEL_ENDS_WITHIN: Duration = CANCEL_LEASE
+    .saturating_add(FINALIZE_RECHECK)
+    .saturating_add(SOON);
 
 fn line(custom_id: &str, model: &str, content: &str) -> String {
     json!({
@@ -292,8 +306,12 @@ async fn create_refuses_bad_parameters_and_other_tenants_files() {
 
 #[tokio::test]
 async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
+    let batches = format!(
+        "lines_per_chunk = 5\nline_concurrency = 2\ncheckpoint_lines = 1\nlease = \"{}s\"",
+        CANCEL_LEASE.as_secs()
+    );
     let env = start(Setup {
-        batches: "lines_per_chunk = 5\nline_concurrency = 2\ncheckpoint_lines = 1",
+        batches: &batches,
         ..small_chunks()
     })
     .await;
@@ -334,7 +352,9 @@ async fn cancel_keeps_finished_lines_and_writes_the_rest_as_batch_cancelled() {
         .await;
     assert_eq!(again.status(), 200);
 
-    let done = env.wait_for_batch(&id, &["cancelled"], SOON).await;
+    let done = env
+        .wait_for_batch(&id, &["cancelled"], CANCEL_ENDS_WITHIN)
+        .await;
     assert!(done["cancelled_at"].is_i64());
     let output = env.file_lines(&done["output_file_id"]).await;
     let errors = env.file_lines(&done["error_file_id"]).await;

@@ -46,6 +46,14 @@ struct Args {
     jobs: usize,
     #[arg(long, default_value_t = 20)]
     clients: usize,
+    /// Async jobs submitted per second in all (0: as fast as the clients go). A paced run keeps
+    /// prism under steady load for `jobs / submit_rate` seconds.
+    #[arg(long, default_value_t = 0.0)]
+    submit_rate: f64,
+    /// Seconds to keep sampling prism after all work ended and was read back, with no load:
+    /// whether RSS returns toward its baseline once idle.
+    #[arg(long, default_value_t = 0)]
+    idle_tail_s: u64,
     #[arg(long, default_value_t = 40)]
     scheduled: usize,
     #[arg(long, default_value_t = 1000)]
@@ -159,7 +167,14 @@ async fn main() -> anyhow::Result<()> {
     let spread = Duration::from_secs(args.schedule_spread_s);
     let (kill_log, asyncs, scheduled) = tokio::join!(
         killer,
-        work::submit_async(&api, &models[0], &run, args.jobs, args.clients),
+        work::submit_async(
+            &api,
+            &models[0],
+            &run,
+            args.jobs,
+            args.clients,
+            args.submit_rate
+        ),
         work::submit_scheduled(&api, &models[1], &run, args.scheduled, lead, spread),
     );
     let kill_log = kill_log?;
@@ -193,6 +208,10 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await
         .context("reading the mock's counters")?;
+    if args.idle_tail_s > 0 {
+        eprintln!("[chaos] idle for {} s, still sampling", args.idle_tail_s);
+        tokio::time::sleep(Duration::from_secs(args.idle_tail_s)).await;
+    }
     let samples = sampler.finish().await;
     prism.stop(Duration::from_secs(10)).await;
 
@@ -277,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
         "jobs": args.jobs, "clients": args.clients, "scheduled": args.scheduled, "lines": args.lines,
         "kills": kill_log,
         "wall_s": finished_s,
+        "idle_tail_s": args.idle_tail_s,
         "calls": {"async": async_calls, "scheduled": sched_calls, "batch": batch_calls},
         "attempts_timed_out": {"jobs": jobs_timed_out, "batch": batch_timed_out},
         "mock_drawn": stats["drawn"],

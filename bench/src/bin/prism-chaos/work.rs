@@ -149,9 +149,11 @@ pub async fn submit_async(
     run: &str,
     jobs: usize,
     clients: usize,
+    rate: f64,
 ) -> Vec<anyhow::Result<Submitted>> {
     let api = Arc::new(api.clone());
     let per_client = |client: usize| (client..jobs).step_by(clients.max(1));
+    let start = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..clients.max(1))
         .map(|client| {
             let (api, model, run) = (Arc::clone(&api), model.to_owned(), run.to_owned());
@@ -159,6 +161,12 @@ pub async fn submit_async(
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for i in mine {
+                    // Paced: job i is due i / rate seconds after the start, whichever client
+                    // sends it, so the load is steady for jobs / rate seconds (a soak).
+                    if rate > 0.0 {
+                        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate))
+                            .await;
+                    }
                     let key = format!("{run}-async-{i}");
                     out.push(
                         api.submit_one(&model, format!("async {run} {i}"), &key, None)
