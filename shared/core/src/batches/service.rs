@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use crate::batches::{Batch, BatchCancelOutcome, BatchRef, COMPLETION_WINDOW, NewBatch, decisions};
 use crate::deps::{Deps, trigger_at};
 use crate::error::ServiceError;
-use crate::files::FilePurpose;
+use crate::files::{EXPIRES_AFTER_SECONDS, FilePurpose};
 use crate::ids::{BatchId, FileId, TenantId};
 use crate::list::Page;
 use crate::metadata::parse_metadata;
@@ -94,11 +94,15 @@ fn output_expiry(raw: &RawValue) -> Result<Option<Duration>, ServiceError> {
         return Ok(None);
     }
     match serde_json::from_str::<ExpiresAfter>(raw.get()) {
-        Ok(e) if e.anchor == "created_at" && (3600..=2_592_000).contains(&e.seconds) => {
+        Ok(e) if e.anchor == "created_at" && EXPIRES_AFTER_SECONDS.contains(&e.seconds) => {
             Ok(Some(Duration::from_secs(e.seconds)))
         }
         _ => Err(ServiceError::invalid(
-            "Invalid 'output_expires_after': expected {\"anchor\": \"created_at\", \"seconds\": 3600 to 2592000}.",
+            format!(
+                "Invalid 'output_expires_after': expected {{\"anchor\": \"created_at\", \"seconds\": {} to {}}}.",
+                EXPIRES_AFTER_SECONDS.start(),
+                EXPIRES_AFTER_SECONDS.end()
+            ),
             Some("output_expires_after"),
             Some("invalid_value"),
         )),
