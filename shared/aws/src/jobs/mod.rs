@@ -1,17 +1,19 @@
 //! Jobs in DynamoDB. One item per job under the owner's partition (`pk = T#<tenant>#J`,
 //! `sk = <job id>`), so every read is scoped by tenant and listing is a base-table query in key
 //! order. State transitions are conditional writes (`crate::write`), one round trip each: their
-//! conditions are core's rules stated for DynamoDB ([`CLAIMABLE`] for `decisions::claim_refusal`,
-//! [`HOLDS_LEASE`] for `decisions::holds`, [`unfinished`] enumerating `JobStatus::UNFINISHED`),
-//! and a refused write is answered by asking `prism_core::jobs::decisions` about the item as the
-//! refusal saw it; the contract suite holds both stores to the same answers. A sparse, sharded
-//! GSI (`reconcile`) holds only unfinished jobs, keyed by when the reconciler should look at them. Attributes over
-//! [`SPILL_BYTES`] go to S3. `ttl` (seconds) is set at the terminal transition only, and reads
-//! ignore expired items themselves, since TTL deletion lags (and emulators never delete).
+//! conditions are core's rules stated for DynamoDB ([`conditions`]: `CLAIMABLE` for
+//! `decisions::claim_refusal`, `HOLDS_LEASE` for `decisions::holds`, `unfinished` enumerating
+//! `JobStatus::UNFINISHED`), and a refused write is answered by asking
+//! `prism_core::jobs::decisions` about the item as the refusal saw it; the contract suite holds
+//! both stores to the same answers. A sparse, sharded GSI (`reconcile`) holds only unfinished
+//! jobs, keyed by when the reconciler should look at them. Attributes over [`SPILL_BYTES`] go to
+//! S3 ([`item`]). `ttl` (seconds) is set at the terminal transition only, and reads ignore
+//! expired items themselves, since TTL deletion lags (and emulators never delete). This module
+//! holds the store and its `JobStore` transitions.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use bytes::Bytes;
 use prism_core::jobs::decisions::{self, CancelDecision};
@@ -24,13 +26,10 @@ use prism_core::responses::events::RecordedEvent;
 use prism_core::usage::UsageKind;
 use prism_core::usage::counters::{Day, UsageCount};
 use prism_core::webhooks::{EventKind, WebhookEvent};
-use prism_core::{
-    ApiEndpoint, Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp,
-};
+use prism_core::{Job, JobError, JobId, JobKind, JobStatus, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{
-    Item, PARTITION_KEY, RC_AT, RC_PK, SORT_KEY, TTL_ATTRIBUTE, get_n, get_s, get_ts, is_live, n,
-    need_s, reconcile_shard, s, tenant_of_pk, tenant_pk, unavailable,
+    Item, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, get_s, get_ts, is_live, n, s, unavailable,
 };
 use crate::blobs::S3Blobs;
 use crate::queue::SqsWorkQueue;
@@ -40,43 +39,19 @@ use crate::usage;
 use crate::webhooks::{event_put, relay};
 use crate::write::{self, Written};
 
+mod conditions;
+mod idempotency;
+mod item;
+
+pub(crate) use conditions::IDEMPOTENCY_RECORD_FREE;
+use conditions::{CLAIMABLE, UpdateJob, holding, unfinished};
+pub(crate) use idempotency::{idempotency_record, replayed_claim};
+pub(crate) use item::job_pk;
+use item::{job_from_item, tenant_of, ttl_seconds};
+
 /// Values larger than this are stored in S3 and referenced from the item, keeping items far
 /// below DynamoDB's 400 KB limit.
 pub const SPILL_BYTES: usize = 32 * 1024;
-/// `decisions::claim_refusal`'s "take it" as a condition (binds `:now`, `:pending`, `:running`):
-/// a live, unfinished job that is due, pending or running on a lease that was released or ran
-/// out.
-const CLAIMABLE: &str = "attribute_exists(pk) AND attribute_not_exists(expires_at) AND \
-     (attribute_not_exists(scheduled_at) OR scheduled_at <= :now) AND \
-     (#s = :pending OR (#s = :running AND (attribute_not_exists(lease_token) OR lease_expires_at <= :now)))";
-
-/// `decisions::holds` as a condition: the job runs on the caller's lease (binds `:running`,
-/// `:token`), for the writes of a lease holder.
-const HOLDS_LEASE: &str = "#s = :running AND lease_token = :token";
-
-type UpdateJob = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-
-/// `update` conditioned on [`HOLDS_LEASE`] for `token`.
-fn holding(update: UpdateJob, token: &str) -> UpdateJob {
-    update
-        .condition_expression(HOLDS_LEASE)
-        .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
-        .expression_attribute_values(":token", s(token))
-}
-
-/// `update` conditioned on the job being one of `JobStatus::UNFINISHED` (binding `:u0`..),
-/// after `prefix` (`""` or a condition ending in `AND`): what a cancel or a dead letter may still
-/// end.
-fn unfinished(update: UpdateJob, prefix: &str) -> UpdateJob {
-    const PLACEHOLDERS: [&str; JobStatus::UNFINISHED.len()] = [":u0", ":u1"];
-    let listed = PLACEHOLDERS.join(", ");
-    PLACEHOLDERS.iter().zip(JobStatus::UNFINISHED).fold(
-        update.condition_expression(format!("{prefix} #s IN ({listed})").trim_start().to_owned()),
-        |update, (placeholder, status)| {
-            update.expression_attribute_values(*placeholder, s(status.as_str()))
-        },
-    )
-}
 
 /// Jobs' shards of the reconcile index.
 const RECONCILE_PREFIX: &str = "R#";
@@ -88,61 +63,6 @@ pub struct DynamoJobStore {
     blobs: S3Blobs,
     /// Where a terminal write's webhook event is triggered (the webhooks queue).
     webhook_trigger: Option<SqsWorkQueue>,
-}
-
-pub(crate) fn job_pk(tenant: &TenantId) -> AttributeValue {
-    tenant_pk(tenant, "J")
-}
-
-fn idempotency_pk(tenant: &TenantId) -> AttributeValue {
-    tenant_pk(tenant, "IDEM")
-}
-
-/// The tenant of a partition of this kind.
-fn tenant_of(pk: &str) -> Option<TenantId> {
-    tenant_of_pk(pk, "J")
-}
-
-fn ttl_seconds(expires_at: Timestamp) -> AttributeValue {
-    n(expires_at.unix_seconds() + 1)
-}
-
-fn job_from_item(item: &Item) -> Result<Job, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("job item has a bad '{what}'"));
-    let pk = need_s(item, PARTITION_KEY)?;
-    let error = get_s(item, "error")
-        .map(serde_json::from_str::<JobError>)
-        .transpose()
-        .map_err(|_| corrupt("error"))?;
-    Ok(Job {
-        id: JobId::parse(need_s(item, SORT_KEY)?).ok_or_else(|| corrupt(SORT_KEY))?,
-        tenant: tenant_of(pk).ok_or_else(|| corrupt(PARTITION_KEY))?,
-        kind: JobKind::parse(need_s(item, "kind")?).ok_or_else(|| corrupt("kind"))?,
-        status: JobStatus::parse(need_s(item, "status")?).ok_or_else(|| corrupt("status"))?,
-        // Absent: a job stored before jobs named their endpoint.
-        endpoint: get_s(item, "endpoint")
-            .map(|path| ApiEndpoint::from_path(path).ok_or_else(|| corrupt("endpoint")))
-            .transpose()?
-            .unwrap_or(ApiEndpoint::ChatCompletions),
-        model: need_s(item, "model")?.to_owned(),
-        created_at: get_ts(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
-        started_at: get_ts(item, "started_at"),
-        completed_at: get_ts(item, "completed_at"),
-        expires_at: get_ts(item, "expires_at"),
-        result: get_s(item, "result").map(str::to_owned),
-        error,
-        attempts: get_n(item, "attempts")
-            .and_then(|a| u32::try_from(a).ok())
-            .unwrap_or(0),
-        scheduled_at: get_ts(item, "scheduled_at"),
-        scheduled_job_id: get_s(item, "scheduled_job_id")
-            .map(|id| JobId::parse(id).ok_or_else(|| corrupt("scheduled_job_id")))
-            .transpose()?,
-        metadata: get_s(item, "metadata")
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|_| corrupt("metadata"))?,
-    })
 }
 
 impl DynamoJobStore {
@@ -219,53 +139,6 @@ impl DynamoJobStore {
             .expression_attribute_names("#s", "status")
     }
 
-    async fn new_job_item(&self, job: &NewJob) -> Result<Item, StoreError> {
-        let mut item = Item::from([
-            (PARTITION_KEY.to_owned(), job_pk(&job.tenant)),
-            (SORT_KEY.to_owned(), s(job.id.as_str())),
-            ("kind".to_owned(), s(job.kind.as_str())),
-            ("status".to_owned(), s(JobStatus::Pending.as_str())),
-            ("model".to_owned(), s(job.model.clone())),
-            ("created_at".to_owned(), n(job.created_at.0)),
-            ("attempts".to_owned(), n(0)),
-            (
-                RC_PK.to_owned(),
-                reconcile_shard(RECONCILE_PREFIX, job.id.as_str()),
-            ),
-            // The reconciler looks at a pending job once it is due (`quiet_since`); claims and
-            // releases move `rc_at` to the lease's end, as the same rule says.
-            (
-                RC_AT.to_owned(),
-                n(decisions::quiet_since(&job.to_job(), None)
-                    .unwrap_or(job.created_at)
-                    .0),
-            ),
-        ]);
-        if let Some(at) = job.scheduled_at {
-            item.insert("scheduled_at".into(), n(at.0));
-        }
-        item.insert("endpoint".into(), s(job.endpoint.path()));
-        if let Some(schedule) = &job.scheduled_job_id {
-            item.insert("scheduled_job_id".into(), s(schedule.as_str()));
-        }
-        if let Some(metadata) = &job.metadata {
-            let json =
-                serde_json::to_string(metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            item.insert("metadata".into(), s(json));
-        }
-        if job.request.len() > SPILL_BYTES {
-            let key = format!("requests/{}/{}", job.tenant, job.id);
-            self.blobs.put(&key, job.request.clone()).await?;
-            item.insert("request_ref".into(), s(key));
-        } else {
-            item.insert(
-                "request".into(),
-                AttributeValue::B(job.request.to_vec().into()),
-            );
-        }
-        Ok(item)
-    }
-
     async fn replayed(
         &self,
         tenant: &TenantId,
@@ -273,49 +146,6 @@ impl DynamoJobStore {
     ) -> Result<CreateOutcome, StoreError> {
         replayed_claim(&self.client, &self.table, tenant, claim).await
     }
-}
-
-/// The record of an `Idempotency-Key` naming the job or recurring schedule `id` (one namespace
-/// per tenant for every kind of create).
-pub(crate) fn idempotency_record(tenant: &TenantId, claim: &IdempotencyClaim, id: &JobId) -> Item {
-    Item::from([
-        (PARTITION_KEY.to_owned(), idempotency_pk(tenant)),
-        (SORT_KEY.to_owned(), s(claim.key.clone())),
-        ("body_hash".to_owned(), s(claim.body_hash.clone())),
-        ("job_id".to_owned(), s(id.as_str())),
-        ("expires_at".to_owned(), n(claim.expires_at.0)),
-        (TTL_ATTRIBUTE.to_owned(), ttl_seconds(claim.expires_at)),
-    ])
-}
-
-/// The condition a create's put of [`idempotency_record`] carries: a record whose key no longer
-/// holds (`decisions::idempotency_key_holds`, negated) may be taken over by a new create.
-pub(crate) const IDEMPOTENCY_RECORD_FREE: &str = "attribute_not_exists(pk) OR expires_at <= :now";
-
-/// What a create whose key was taken answers: the id the key names.
-pub(crate) async fn replayed_claim(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    tenant: &TenantId,
-    claim: &IdempotencyClaim,
-) -> Result<CreateOutcome, StoreError> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .key(PARTITION_KEY, idempotency_pk(tenant))
-        .key(SORT_KEY, s(claim.key.clone()))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    let item = out.item.ok_or_else(|| {
-        StoreError::Unavailable("idempotency record vanished during a create".into())
-    })?;
-    Ok(CreateOutcome::Replayed {
-        job_id: JobId::parse(need_s(&item, "job_id")?)
-            .ok_or_else(|| StoreError::Corrupt("idempotency record has a bad job id".into()))?,
-        same_body: get_s(&item, "body_hash") == Some(claim.body_hash.as_str()),
-    })
 }
 
 #[async_trait]
