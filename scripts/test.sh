@@ -34,6 +34,7 @@ cargo test -p prism-server --locked --test console -- --ignored
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
     --test recurring \
+    --test cli_batches \
     --test observability \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
     --test attacks --test cli_client --test uploads
@@ -58,6 +59,7 @@ export CARGO_LAMBDA="$PWD/.venv/bin/cargo-lambda"
 # budget, connection cap), which the Lambda front replaces.
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test files --test batches \
+    --test cli_batches \
     --test attacks --test cli_client --test uploads
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test recurring

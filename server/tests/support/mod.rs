@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod cli;
 pub mod raw;
 pub mod receiver;
 
