@@ -34,6 +34,7 @@ cargo test -p prism-server --locked --test console -- --ignored
 PRISM_TEST_BACKEND=aws cargo test -p prism-server --locked \
     --test sync_completions --test async_jobs --test scheduled --test lifecycle \
     --test recurring \
+    --test recurring_runs \
     --test cli_batches \
     --test observability \
     --test files --test batches --test batch_crashes --test fault_matrix --test hardening \
@@ -63,6 +64,7 @@ PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked \
     --test attacks --test cli_client --test uploads
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test webhooks
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test recurring
+PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test recurring_runs
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test responses
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test endpoints
 PRISM_TEST_BACKEND=lambda cargo test -p prism-server --locked --test observability

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 pub mod cli;
 pub mod raw;
 pub mod receiver;
+pub mod recurring;
 
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
 use serde_json::{Value, json};
