@@ -18,6 +18,10 @@ use crate::recurring::{CatchUpPolicy, OverlapPolicy, Recurrence};
 /// Fire times looked at to measure a schedule's shortest interval.
 const INTERVAL_SAMPLE: usize = 16;
 
+/// The zone of a schedule that names none (or `null`): UTC, as EventBridge Scheduler evaluates
+/// a schedule expression given no `ScheduleExpressionTimezone`, and as a bare cron line reads.
+pub const DEFAULT_TIMEZONE: &str = "UTC";
+
 /// Which kind of scheduled job a body asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScheduledKind {
@@ -178,7 +182,7 @@ fn parse_schedule(
         invalid(
             "schedule",
             "invalid_value",
-            format!("Invalid 'schedule': {e}. Expected an object with 'cron', 'timezone' and optionally 'start_at', 'end_at', 'max_runs', 'overlap', 'catch_up'."),
+            format!("Invalid 'schedule': {e}. Expected an object with 'cron' and optionally 'timezone' ({DEFAULT_TIMEZONE} when absent), 'start_at', 'end_at', 'max_runs', 'overlap', 'catch_up'."),
         )
     })?;
     let Some(cron_text) = text(schedule.cron.as_ref(), "schedule.cron")? else {
@@ -195,13 +199,8 @@ fn parse_schedule(
             format!("Invalid 'schedule.cron': {}", e.message),
         )
     })?;
-    let Some(timezone) = text(schedule.timezone.as_ref(), "schedule.timezone")? else {
-        return Err(invalid(
-            "schedule.timezone",
-            "missing_required_parameter",
-            "Missing required parameter: 'schedule.timezone' (an IANA time zone such as Europe/Berlin or UTC).".into(),
-        ));
-    };
+    let timezone =
+        text(schedule.timezone.as_ref(), "schedule.timezone")?.unwrap_or(DEFAULT_TIMEZONE);
     let zone = parse_zone(timezone).ok_or_else(|| {
         invalid(
             "schedule.timezone",
@@ -384,6 +383,20 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_without_a_timezone_fires_in_utc() {
+        for schedule in [
+            r#"{"cron": "0 9 * * *"}"#,
+            r#"{"cron": "0 9 * * *", "timezone": null}"#,
+        ] {
+            let r = parse_recurring_request(&body(schedule), NOW, MINUTE)
+                .unwrap()
+                .recurrence;
+            assert_eq!(r.timezone, DEFAULT_TIMEZONE, "{schedule}");
+            assert_eq!(r.zone, chrono_tz::UTC, "{schedule}");
+        }
+    }
+
+    #[test]
     fn each_bad_schedule_names_its_param() {
         for (schedule, param, code) in [
             (
@@ -397,9 +410,9 @@ mod tests {
                 "invalid_cron",
             ),
             (
-                r#"{"cron": "0 9 * * *"}"#,
+                r#"{"cron": "0 9 * * *", "timezone": 1}"#,
                 "schedule.timezone",
-                "missing_required_parameter",
+                "invalid_type",
             ),
             (
                 r#"{"cron": "0 9 * * *", "timezone": "Nowhere/Else"}"#,

@@ -2,6 +2,7 @@
 //! handlers' `#[utoipa::path]` attributes and the wire types' `ToSchema` derives, with what every
 //! route shares (the key, storage failures, body limits) added from the route table.
 
+mod defaults;
 mod limits;
 pub mod names;
 // Types that only describe: none is ever built (the handlers read raw JSON or the request).

@@ -12,7 +12,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, Object, Schema};
 use utoipa::openapi::{RefOr, Required};
 use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
-use super::{limits, names};
+use super::{defaults, limits, names};
 use crate::recurring::RecurringObject;
 use crate::wire::JobObject;
 
@@ -271,8 +271,8 @@ pub struct ScheduleRequest {
     /// Five fields (minute hour day-of-month month day-of-week).
     #[schema(example = "0 9 * * 1-5")]
     pub cron: String,
-    /// An IANA zone; UTC when absent.
-    #[schema(example = "Europe/Berlin")]
+    // The description and the default are in the schema, from core's default zone.
+    #[schema(schema_with = defaults::schedule_timezone)]
     pub timezone: Option<String>,
     #[schema(format = DateTime)]
     pub start_at: Option<String>,
