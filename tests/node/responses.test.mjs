@@ -1,10 +1,16 @@
 // The Responses API with the official Node SDK: `responses.create` sync and streamed,
-// background mode (`retrieve`, `cancel`), and a background stream broken off and resumed with
-// `starting_after`, losing and repeating no event.
+// background mode (`retrieve`, `cancel`), a background stream broken off and resumed with
+// `starting_after`, losing and repeating no event, and `/v1/responses` as a batch endpoint whose
+// output lines the SDK's own Responses parser reads.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 
-import { client, pollUntil } from './prism.mjs';
+import { maybeParseResponse } from 'openai/lib/ResponsesParser';
+
+import { TERMINAL_BATCH, client, pollUntil } from './prism.mjs';
 
 const deltas = (events) =>
   events
@@ -81,4 +87,57 @@ test('a background stream broken off resumes with starting_after', async () => {
   );
   assert.equal(events.at(-1).type, 'response.completed');
   assert.equal(deltas(events), text);
+});
+
+test('a /v1/responses batch writes a response object the SDK parses on every output line', async () => {
+  const sdk = client();
+  const lines = 20;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-node-'));
+  const input = path.join(dir, 'responses.jsonl');
+  const requests = Array.from({ length: lines }, (_, i) => ({
+    custom_id: `r-${i}`,
+    method: 'POST',
+    url: '/v1/responses',
+    body: { model: 'gpt-4o-mini-node-resp-batch', input: `answer number ${i}` },
+  }));
+  fs.writeFileSync(input, requests.map((line) => JSON.stringify(line) + '\n').join(''));
+  const file = await sdk.files.create({ file: fs.createReadStream(input), purpose: 'batch' });
+  const created = await sdk.batches.create({
+    input_file_id: file.id,
+    endpoint: '/v1/responses',
+    completion_window: '24h',
+  });
+  assert.equal(created.endpoint, '/v1/responses');
+
+  const batch = await pollUntil(
+    () => sdk.batches.retrieve(created.id),
+    (b) => TERMINAL_BATCH.includes(b.status),
+    { every: 500, within: 120_000 },
+  );
+  assert.equal(batch.status, 'completed', JSON.stringify(batch));
+  assert.deepEqual(batch.request_counts, { total: lines, completed: lines, failed: 0 });
+  const content = await (await sdk.files.content(batch.output_file_id)).text();
+  const outputs = content
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  assert.deepEqual(outputs.map((line) => line.custom_id).sort(), requests.map((r) => r.custom_id).sort());
+  let inputTokens = 0;
+  let outputTokens = 0;
+  for (const line of outputs) {
+    assert.equal(line.response.status_code, 200, JSON.stringify(line));
+    // The SDK's own reading of a Responses object, as `responses.parse` applies it to one it
+    // fetched: `output_text` gathered from the message's `output_text` parts.
+    const response = maybeParseResponse(line.response.body, null);
+    assert.equal(response.object, 'response');
+    assert.match(response.id, /^resp_/);
+    assert.equal(response.status, 'completed');
+    assert.equal(response.output_text, `answer number ${line.custom_id.slice(2)}`);
+    assert.equal(response.output_parsed, null);
+    inputTokens += response.usage.input_tokens;
+    outputTokens += response.usage.output_tokens;
+  }
+  assert.ok(inputTokens > 0 && outputTokens > 0, `${inputTokens} in, ${outputTokens} out`);
+  assert.equal(batch.usage.input_tokens, inputTokens);
+  assert.equal(batch.usage.output_tokens, outputTokens);
 });
