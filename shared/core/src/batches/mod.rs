@@ -25,6 +25,10 @@ pub mod service;
 pub const COMPLETION_WINDOW: &str = "24h";
 /// After a cancel, finalization waits at most this long for processors to let go of their chunks.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10 * 60);
+/// After a cancel, finalization waits at most this long for the native groups to collect the
+/// lines their provider batches finished: a provider takes up to 10 minutes to end a cancelled
+/// batch (OpenAI's documented bound), and one that never does must not hold the batch forever.
+pub const NATIVE_CANCEL_GRACE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BatchStatus {
@@ -439,6 +443,16 @@ impl Chunk {
     }
 }
 
+/// Why a chunk is claimed: the claim's rule depends on it (`decisions::claim_allowed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimPurpose {
+    /// To run the chunk's lines (a processor; a native group's submit).
+    Run,
+    /// To commit lines a provider batch already ran (a native group's collect): allowed while
+    /// the batch is cancelling too, since those lines are paid for and a cancel keeps them.
+    Collect,
+}
+
 /// What a chunk claim found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChunkClaim {
@@ -452,7 +466,8 @@ pub enum ChunkClaim {
     },
     /// Finished already.
     Done,
-    /// The batch takes no more results (cancelling, expired, finalizing, terminal, unknown).
+    /// The batch takes no more results for the claim's purpose (cancelling for a run, expired,
+    /// finalizing, terminal, unknown).
     Closed,
 }
 

@@ -20,8 +20,8 @@ use crate::batches::modes::{BatchMode, FlexStep, Tier, after_flex_failure, flex_
 use crate::batches::native::groups::native_provider;
 use crate::batches::output::{error_line, response_line};
 use crate::batches::{
-    Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part, Usage, encode_part_line,
-    encode_ranges, part_key,
+    Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, ClaimPurpose, LineTarget, Part, Usage,
+    encode_part_line, encode_ranges, part_key,
 };
 use crate::deps::Deps;
 use crate::dispatch::QueueAction;
@@ -129,7 +129,11 @@ async fn claim(
         expires_at: now.plus(deps.batch_policy.lease),
     };
     Ok(
-        match deps.batches.claim_chunk(batch, index, &lease, now).await? {
+        match deps
+            .batches
+            .claim_chunk(batch, index, &lease, ClaimPurpose::Run, now)
+            .await?
+        {
             ChunkClaim::Claimed { batch, chunk } => Ok(Claimed {
                 token,
                 lease,

@@ -11,7 +11,7 @@ use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite,
-    FinalizeLease, NewBatch, Part, RequestCounts,
+    ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
@@ -236,6 +236,7 @@ impl BatchStore for SqliteBatchStore {
         batch: &BatchRef,
         chunk: u32,
         lease: &Lease,
+        purpose: ClaimPurpose,
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError> {
         let (batch, lease) = (batch.clone(), lease.clone());
@@ -243,7 +244,7 @@ impl BatchStore for SqliteBatchStore {
             .write(move |conn| {
                 let current = load(conn, batch.tenant.as_str(), batch.id.as_str())?;
                 let record = load_chunk(conn, batch.id.as_str(), chunk)?;
-                let (current, record) = match decisions::chunk_claim(current, record, &lease, now) {
+                let (current, record) = match decisions::chunk_claim(current, record, &lease, purpose, now) {
                     Ok(taken) => taken,
                     Err(refusal) => return Ok(refusal),
                 };

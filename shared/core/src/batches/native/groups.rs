@@ -13,7 +13,7 @@ use super::{
 use crate::batches::input::ChunkPlan;
 use crate::batches::modes::BatchMode;
 use crate::batches::process::chunk_lines;
-use crate::batches::{Batch, BatchRef, Chunk};
+use crate::batches::{Batch, BatchRef, BatchStatus, Chunk};
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::ports::WorkItem;
@@ -101,6 +101,29 @@ pub async fn wake_groups(deps: &Deps, batch: &BatchRef) -> Result<(), StoreError
         queue_looks(deps, batch, plan.groups, Duration::ZERO).await?;
     }
     Ok(())
+}
+
+/// For a cancel's finalizer: whether a group of the cancelling batch still has its record, that
+/// is, has not yet collected (or dropped) its provider batch. Only a planned cancelling batch's
+/// groups are waited for (a cancel that refused the plan left records no look ever follows), so
+/// for any other nothing is read.
+pub async fn live_while_cancelling(deps: &Deps, current: &Batch) -> bool {
+    if current.status != BatchStatus::Cancelling || current.chunks == 0 {
+        return false;
+    }
+    let batch = current.batch_ref();
+    let Some(plan) = read_json::<NativePlan>(deps, &plan_key(&batch)).await else {
+        return false;
+    };
+    for group in 0..plan.groups {
+        if read_json::<GroupRecord>(deps, &record_key(&batch, group))
+            .await
+            .is_some()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// For the reconciler and a redelivered planning: queues a look at every group whose own look
