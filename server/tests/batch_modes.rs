@@ -18,13 +18,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Env, Setup, chat_body, eventually, start};
 
-/// Starts Prism with three providers on the one mock: `gw-*` models at the gateway (the
-/// harness's own provider), the mock's batch-fault models `native`, and `flex-*` / flexbusy
-/// models `flex` with the given fallback.
+/// Starts Prism with three providers on the one mock: `gw-*` and `mock-slow-*` models at the
+/// gateway (the harness's own provider), the mock's batch-fault models `native`, and `flex-*` /
+/// flexbusy models `flex` with the given fallback.
 async fn start_with_modes(batches: &str, flex_fallback: &str) -> Env {
     let mut env = start(Setup {
         batches,
-        models: r#"["gw-*"]"#,
+        models: r#"["gw-*", "mock-slow-*"]"#,
         ..Setup::default()
     })
     .await;
@@ -176,6 +176,56 @@ async fn a_kill_between_creating_a_provider_batch_and_recording_it_makes_no_seco
     assert_in_input_order(&output);
     assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
     assert!(env.mock.batch_api_calls("batches.list") >= 1);
+}
+
+#[tokio::test]
+async fn a_provider_switched_from_native_to_gateway_mid_batch_runs_no_line_twice() {
+    let mut env = start_with_modes("lines_per_chunk = 3", "retry").await;
+    if env.backend.is_aws() {
+        // As the kill test above: a killed process's chunk lease is not reclaimed at start on
+        // AWS, so the restart's run of the chunk comes too late for this test's wait.
+        return;
+    }
+    // Chunk 0 is native only (the group's first chunk, free for its submit); chunk 1 holds one
+    // native line beside two slow gateway lines, so it is still running at the kill.
+    let lines: Vec<(String, &str)> = (0..6)
+        .map(|i| {
+            let model = if i < 4 {
+                "mock-batchslow-20000-switch"
+            } else {
+                "mock-slow-2500-switch"
+            };
+            (format!("switch-{i}"), model)
+        })
+        .collect();
+    let id = env.start_batch(&input(&lines)).await;
+    eventually(
+        Duration::from_secs(30),
+        "the provider batch created, the gateway lines in flight",
+        || async {
+            env.mock.batch_api_calls("batches.create") == 1
+                && env.mock.hits("mock-slow-2500-switch") >= 2
+        },
+    )
+    .await;
+    // The chunk is run again after the restart, under a configuration that no longer calls the
+    // provider native: the lines planning gave its provider batch still are that batch's.
+    env.kill_server().await;
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace("batch = \"native\"", "batch = \"gateway\""),
+    )
+    .unwrap();
+    env.start_server().await;
+
+    let done = env
+        .wait_for_batch(&id, &["completed"], Duration::from_secs(60))
+        .await;
+    let (output, errors) = env.finished_batch_lines(&done, 6).await;
+    assert_eq!((output.len(), errors.len()), (6, 0), "{errors:?}");
+    assert_eq!(env.mock.hits("mock-batchslow-20000-switch"), 0, "a native line ran at the gateway");
+    assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
 }
 
 #[tokio::test]

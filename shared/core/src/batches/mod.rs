@@ -426,6 +426,15 @@ impl Chunk {
         done
     }
 
+    /// Which of the chunk's lines a native group runs, as planning recorded it; `None` for a
+    /// chunk planned before that was recorded.
+    pub fn native_lines(&self) -> Option<Vec<bool>> {
+        let ranges = self.plan.native.as_deref()?;
+        let mut native = vec![false; self.plan.lines as usize];
+        mark_ranges(ranges, &mut native);
+        Some(native)
+    }
+
     pub fn new(plan: ChunkPlan) -> Self {
         Chunk {
             plan,

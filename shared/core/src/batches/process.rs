@@ -374,11 +374,14 @@ async fn process(
     let policy = &deps.batch_policy;
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
-    // A native provider's lines are its group's to commit; the chunk waits for them.
-    let native_lines: Vec<bool> = lines
-        .iter()
-        .map(|line| native_provider(deps, &line.model).is_some())
-        .collect();
+    // A native group's lines are its to commit; the chunk waits for them. Which lines those are
+    // planning recorded; a chunk planned before that follows the configuration.
+    let native_lines: Vec<bool> = chunk.native_lines().unwrap_or_else(|| {
+        lines
+            .iter()
+            .map(|line| native_provider(deps, &line.model).is_some())
+            .collect()
+    });
     let is_native = |line: u32| native_lines.get(line as usize).copied().unwrap_or(false);
     let native_pending = (0..lines.len())
         .filter_map(|line| u32::try_from(line).ok())

@@ -180,7 +180,8 @@ impl BatchStore for SqliteBatchStore {
                     u32::try_from(chunks.len()).unwrap_or(u32::MAX)
                 ])?;
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO batch_chunks (batch_id, idx, start, \"end\", lines) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO batch_chunks (batch_id, idx, start, \"end\", lines, native) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for chunk in &chunks {
                     insert.execute(params![
@@ -188,7 +189,8 @@ impl BatchStore for SqliteBatchStore {
                         chunk.index,
                         i64::try_from(chunk.start).unwrap_or(i64::MAX),
                         i64::try_from(chunk.end).unwrap_or(i64::MAX),
-                        chunk.lines
+                        chunk.lines,
+                        chunk.native
                     ])?;
                 }
                 Ok(true)

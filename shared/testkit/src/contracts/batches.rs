@@ -30,6 +30,12 @@ fn plans(n: u32) -> Vec<ChunkPlan> {
             start: u64::from(i) * 100,
             end: u64::from(i + 1) * 100,
             lines: 10,
+            // Each form the record takes: native lines, none, and none recorded.
+            native: match i % 3 {
+                0 => Some("1-3,7".to_owned()),
+                1 => Some(String::new()),
+                _ => None,
+            },
         })
         .collect()
 }

@@ -265,6 +265,25 @@ pub fn planned_chunks(batch: &Batch, chunks: Vec<Chunk>) -> Vec<Chunk> {
         .collect()
 }
 
+/// Whether an unfinished chunk waits only on its native groups: it has lines left, and every
+/// one of them is a native group's (as planning recorded). A run of the chunk adds nothing: the
+/// group's look commits those lines and completes the chunk. Lines of a native group stay
+/// uncommitted only while the group lives (its look deletes the record after committing them),
+/// so the reconciler leaves such a chunk alone and re-queues only a lost look.
+pub fn waits_only_on_native(chunk: &Chunk) -> bool {
+    let Some(native) = chunk.native_lines() else {
+        return false;
+    };
+    let left: Vec<bool> = chunk
+        .done_lines()
+        .iter()
+        .zip(&native)
+        .filter(|(done, _)| !**done)
+        .map(|(_, native)| *native)
+        .collect();
+    !chunk.done && !left.is_empty() && left.iter().all(|native| *native)
+}
+
 /// A finalize that must wait (claims still live) looks again this soon.
 pub const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 

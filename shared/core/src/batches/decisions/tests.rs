@@ -38,6 +38,7 @@ fn chunk() -> Chunk {
         start: 0,
         end: 10,
         lines: 2,
+        native: None,
     })
 }
 
@@ -465,6 +466,36 @@ fn a_native_look_runs_while_the_batch_runs_winds_down_while_it_cancels_and_stops
         assert_eq!(native_look(&batch(status), NOW), NativeLook::Stop);
     }
     assert_eq!(native_look(&batch(BatchStatus::Finalizing), NOW), NativeLook::Stop);
+}
+
+#[test]
+fn a_chunk_whose_lines_left_are_all_native_waits_only_on_its_groups() {
+    let with = |native: Option<&str>, done: &str| Chunk {
+        plan: ChunkPlan {
+            lines: 4,
+            native: native.map(str::to_owned),
+            ..chunk().plan
+        },
+        parts: vec![crate::batches::Part {
+            key: "k".into(),
+            lines: 0,
+            completed: 0,
+            failed: 0,
+            usage: crate::batches::Usage::default(),
+            done: done.into(),
+        }],
+        ..chunk()
+    };
+    assert!(waits_only_on_native(&with(Some("1,3"), "0,2")));
+    assert!(!waits_only_on_native(&with(Some("1,3"), "0")), "a gateway line left");
+    assert!(!waits_only_on_native(&with(Some("1,3"), "0-3")), "nothing left");
+    assert!(!waits_only_on_native(&with(Some(""), "")), "no native lines");
+    assert!(!waits_only_on_native(&with(None, "0,2")), "not recorded");
+    let finished = Chunk {
+        done: true,
+        ..with(Some("1,3"), "0,2")
+    };
+    assert!(!waits_only_on_native(&finished));
 }
 
 #[test]
