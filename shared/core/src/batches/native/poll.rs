@@ -383,10 +383,19 @@ async fn create(
     // and look for the batch while this create may still land.
     let anchor = record.lines.first().map_or(0, |at| at.chunk());
     let until = deps.clock.now().plus(deps.batch_policy.lease);
-    match deps.batches.renew_chunk(batch, anchor, token, until).await {
-        Ok(ChunkWrite::Running) => {}
-        Ok(_) => return Err(UpstreamError::Timeout),
-        Err(_) => return Err(UpstreamError::Timeout),
+    if !matches!(
+        deps.batches.renew_chunk(batch, anchor, token, until).await,
+        Ok(ChunkWrite::Running)
+    ) {
+        // The claim is lost (taken over, or the batch stopped running): no batch will be
+        // created over this upload, so it goes now rather than wait out the provider's 30 days.
+        if let Err(error) = api
+            .delete_file(&record.provider, &input_file_id)
+            .await
+        {
+            tracing::info!(%error, file = %input_file_id, "could not delete an unused provider upload");
+        }
+        return Err(UpstreamError::Timeout);
     }
     let request = NewProviderBatch {
         input_file_id,
