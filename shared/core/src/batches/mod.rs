@@ -166,38 +166,48 @@ impl Usage {
         self.total_tokens += other.total_tokens;
     }
 
-    /// Reads a chat completion's `usage`; missing fields count as zero.
+    /// Reads a chat completion's `usage`; missing fields count as zero. (A body whose bill is
+    /// wanted too is read once, by `pricing::CompletionHead`.)
     pub fn of_completion(body: &str) -> Usage {
-        #[derive(Deserialize, Default)]
-        struct Details {
-            #[serde(default)]
-            cached_tokens: u64,
-            #[serde(default)]
-            reasoning_tokens: u64,
-        }
-        #[derive(Deserialize, Default)]
-        // Chat completions and embeddings name tokens `prompt`/`completion`; the Responses API
-        // names the same counts `input`/`output`.
-        struct Raw {
-            #[serde(default, alias = "input_tokens")]
-            prompt_tokens: u64,
-            #[serde(default, alias = "output_tokens")]
-            completion_tokens: u64,
-            #[serde(default)]
-            total_tokens: u64,
-            #[serde(default, alias = "input_tokens_details")]
-            prompt_tokens_details: Option<Details>,
-            #[serde(default, alias = "output_tokens_details")]
-            completion_tokens_details: Option<Details>,
-        }
         #[derive(Deserialize)]
         struct Completion {
             #[serde(default)]
-            usage: Option<Raw>,
+            usage: Option<RawUsage>,
         }
-        let Ok(Completion { usage: Some(raw) }) = serde_json::from_str::<Completion>(body) else {
-            return Usage::default();
-        };
+        serde_json::from_str::<Completion>(body)
+            .ok()
+            .and_then(|c| c.usage)
+            .map(Usage::from)
+            .unwrap_or_default()
+    }
+}
+
+/// A completion's `usage` as the body has it. Chat completions and embeddings name tokens
+/// `prompt`/`completion`; the Responses API names the same counts `input`/`output`.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct RawUsage {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    #[serde(default, alias = "input_tokens_details")]
+    prompt_tokens_details: Option<UsageDetails>,
+    #[serde(default, alias = "output_tokens_details")]
+    completion_tokens_details: Option<UsageDetails>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct UsageDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+impl From<RawUsage> for Usage {
+    fn from(raw: RawUsage) -> Usage {
         Usage {
             input_tokens: raw.prompt_tokens,
             cached_tokens: raw.prompt_tokens_details.map_or(0, |d| d.cached_tokens),

@@ -29,7 +29,7 @@ use crate::error::StoreError;
 use crate::files::{UploadStream, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::{Lease, UpstreamError, WorkItem};
-use crate::pricing::{LineRun, Tier as PriceTier, service_tier_of};
+use crate::pricing::{CompletionHead, LineRun, Tier as PriceTier};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
 use crate::telemetry::{self, JobEvent, WorkKind};
 use crate::upstream::{client_error, error_body};
@@ -255,12 +255,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         drop(permit);
         let error = match result {
             Ok(completion) => {
-                let usage = Usage::of_completion(&completion.body);
+                // Usage and tier from one parse of the body.
+                let head = CompletionHead::parse(&completion.body).unwrap_or_default();
+                let usage = head.usage;
                 let run = LineRun::Gateway {
                     flex: tier == Tier::Flex,
                 };
-                let billed =
-                    PriceTier::of_batch_line(run, service_tier_of(&completion.body).as_deref());
+                let billed = PriceTier::of_batch_line(run, head.service_tier.as_deref());
                 let json = match serde_json::from_str::<&RawValue>(&completion.body) {
                     Ok(body) => response_line(deps, &line.custom_id, 200, body),
                     Err(e) => failed_line(
