@@ -224,7 +224,11 @@ async fn a_provider_switched_from_native_to_gateway_mid_batch_runs_no_line_twice
         .await;
     let (output, errors) = env.finished_batch_lines(&done, 6).await;
     assert_eq!((output.len(), errors.len()), (6, 0), "{errors:?}");
-    assert_eq!(env.mock.hits("mock-batchslow-20000-switch"), 0, "a native line ran at the gateway");
+    assert_eq!(
+        env.mock.hits("mock-batchslow-20000-switch"),
+        0,
+        "a native line ran at the gateway"
+    );
     assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
 }
 
@@ -289,7 +293,10 @@ async fn cancel_reaches_the_provider_batch_and_keeps_the_lines_it_had_finished()
         native_kept >= finished_before_cancel,
         "{native_kept} native lines kept, {finished_before_cancel} finished before the cancel"
     );
-    assert!(native_kept < 20, "the provider ran every line: no cancel was tested");
+    assert!(
+        native_kept < 20,
+        "the provider ran every line: no cancel was tested"
+    );
     assert_eq!(errors.len() as u64, 20 - native_kept);
     for error in &errors {
         assert_ne!(number(error) % 3, 0, "a gateway line failed: {error}");

@@ -182,9 +182,9 @@ impl DynamoBatchStore {
             let seen = self.chunk(batch, chunk).await?;
             let (current, record) =
                 match decisions::chunk_claim(current, seen.clone(), lease, purpose, now) {
-                Ok(taken) => taken,
-                Err(refusal) => return Ok(refusal),
-            };
+                    Ok(taken) => taken,
+                    Err(refusal) => return Ok(refusal),
+                };
             let Some(seen) = seen else {
                 return Ok(ChunkClaim::Closed);
             };

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::batches::decisions::waits_only_on_native;
 use crate::batches::input::{BatchError, PlanOutcome, Planner, PlannerLimits};
 use crate::batches::native::groups;
 use crate::batches::process::queue_finalize;
-use crate::batches::decisions::waits_only_on_native;
 use crate::batches::{BatchErrors, BatchRef, BatchStatus};
 use crate::clock::Timestamp;
 use crate::deps::Deps;
@@ -89,7 +89,8 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
             let model = (models.len() == 1).then(|| models[0].as_str());
             // The native groups are recorded before the batch is planned, so a look never
             // finds a planned batch without its groups.
-            let native = groups::prepare_groups(deps, batch, &current, &mut chunks, &models).await?;
+            let native =
+                groups::prepare_groups(deps, batch, &current, &mut chunks, &models).await?;
             if deps
                 .batches
                 .plan(batch, &chunks, total, model, deps.clock.now())

@@ -316,7 +316,9 @@ pub async fn cancel_batch(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Ba
                 };
                 // The native groups' provider batches are cancelled now, not at their next look
                 // (up to minutes away); the finalizer waits for what they finished.
-                if let Err(error) = crate::batches::native::groups::wake_groups(deps, &batch_ref).await {
+                if let Err(error) =
+                    crate::batches::native::groups::wake_groups(deps, &batch_ref).await
+                {
                     tracing::warn!(%error, "could not wake the native groups; their next looks will cancel");
                 }
                 let item = WorkItem::FinalizeBatch(batch_ref);

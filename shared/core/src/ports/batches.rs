@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use crate::batches::input::ChunkPlan;
 use crate::batches::{
-    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim,
-    ChunkWrite, ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+    Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim, ChunkWrite,
+    ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use crate::clock::Timestamp;
 use crate::error::StoreError;

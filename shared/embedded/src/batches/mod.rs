@@ -246,10 +246,11 @@ impl BatchStore for SqliteBatchStore {
             .write(move |conn| {
                 let current = load(conn, batch.tenant.as_str(), batch.id.as_str())?;
                 let record = load_chunk(conn, batch.id.as_str(), chunk)?;
-                let (current, record) = match decisions::chunk_claim(current, record, &lease, purpose, now) {
-                    Ok(taken) => taken,
-                    Err(refusal) => return Ok(refusal),
-                };
+                let (current, record) =
+                    match decisions::chunk_claim(current, record, &lease, purpose, now) {
+                        Ok(taken) => taken,
+                        Err(refusal) => return Ok(refusal),
+                    };
                 write_lease(conn, batch.id.as_str(), &record)?;
                 Ok(ChunkClaim::Claimed {
                     batch: Box::new(current),

@@ -354,7 +354,10 @@ fn a_running_batch_completes_once_every_chunk_is_done() {
         finalize_outcome(&running, &[done_chunk()], false, NOW),
         Ok(BatchOutcome::Completed)
     );
-    assert_eq!(finalize_outcome(&running, &[chunk()], false, NOW), Err(None));
+    assert_eq!(
+        finalize_outcome(&running, &[chunk()], false, NOW),
+        Err(None)
+    );
 }
 
 #[test]
@@ -404,7 +407,9 @@ fn a_cancelled_batch_waits_for_live_native_groups_only_within_the_native_grace()
         Err(Some(FINALIZE_RECHECK))
     );
     // A provider that never ends its cancel does not hold the batch past the grace.
-    let last_wait = NOW.plus(NATIVE_CANCEL_GRACE).minus(Duration::from_millis(1));
+    let last_wait = NOW
+        .plus(NATIVE_CANCEL_GRACE)
+        .minus(Duration::from_millis(1));
     assert_eq!(
         finalize_outcome(&cancelling, &[chunk()], true, last_wait),
         Err(Some(NATIVE_RECHECK))
@@ -424,7 +429,12 @@ fn a_cancelled_batch_waits_for_live_native_groups_only_within_the_native_grace()
         Ok(BatchOutcome::Completed)
     );
     assert_eq!(
-        finalize_outcome(&batch(BatchStatus::InProgress), &[chunk()], true, Timestamp(10_000)),
+        finalize_outcome(
+            &batch(BatchStatus::InProgress),
+            &[chunk()],
+            true,
+            Timestamp(10_000)
+        ),
         Ok(BatchOutcome::Expired)
     );
 }
@@ -432,15 +442,30 @@ fn a_cancelled_batch_waits_for_live_native_groups_only_within_the_native_grace()
 #[test]
 fn a_cancelling_batch_takes_a_claim_to_collect_native_lines_but_none_to_run_lines() {
     let claim = |status: BatchStatus, purpose: ClaimPurpose, now: Timestamp| {
-        chunk_claim(Some(batch(status)), Some(chunk()), &chunk_lease(), purpose, now).is_ok()
+        chunk_claim(
+            Some(batch(status)),
+            Some(chunk()),
+            &chunk_lease(),
+            purpose,
+            now,
+        )
+        .is_ok()
     };
     assert!(claim(BatchStatus::Cancelling, ClaimPurpose::Collect, NOW));
     // Past the window too: the cancel's finalizer, not the expiry, owns a cancelling batch.
-    assert!(claim(BatchStatus::Cancelling, ClaimPurpose::Collect, Timestamp(10_000)));
+    assert!(claim(
+        BatchStatus::Cancelling,
+        ClaimPurpose::Collect,
+        Timestamp(10_000)
+    ));
     assert!(!claim(BatchStatus::Cancelling, ClaimPurpose::Run, NOW));
     assert!(claim(BatchStatus::InProgress, ClaimPurpose::Run, NOW));
     assert!(claim(BatchStatus::InProgress, ClaimPurpose::Collect, NOW));
-    assert!(!claim(BatchStatus::InProgress, ClaimPurpose::Collect, Timestamp(10_000)));
+    assert!(!claim(
+        BatchStatus::InProgress,
+        ClaimPurpose::Collect,
+        Timestamp(10_000)
+    ));
     for status in [BatchStatus::Finalizing, BatchStatus::Validating]
         .into_iter()
         .chain(BatchStatus::TERMINAL)
@@ -448,12 +473,18 @@ fn a_cancelling_batch_takes_a_claim_to_collect_native_lines_but_none_to_run_line
         assert!(!claim(status, ClaimPurpose::Collect, NOW), "{status:?}");
     }
     // What a collect commits while cancelling is kept.
-    assert_eq!(chunk_write_in(BatchStatus::Cancelling), ChunkWrite::Stopping);
+    assert_eq!(
+        chunk_write_in(BatchStatus::Cancelling),
+        ChunkWrite::Stopping
+    );
 }
 
 #[test]
 fn a_native_look_runs_while_the_batch_runs_winds_down_while_it_cancels_and_stops_otherwise() {
-    assert_eq!(native_look(&batch(BatchStatus::InProgress), NOW), NativeLook::Run);
+    assert_eq!(
+        native_look(&batch(BatchStatus::InProgress), NOW),
+        NativeLook::Run
+    );
     assert_eq!(
         native_look(&batch(BatchStatus::Cancelling), NOW),
         NativeLook::WindDown
@@ -465,7 +496,10 @@ fn a_native_look_runs_while_the_batch_runs_winds_down_while_it_cancels_and_stops
     for status in BatchStatus::TERMINAL {
         assert_eq!(native_look(&batch(status), NOW), NativeLook::Stop);
     }
-    assert_eq!(native_look(&batch(BatchStatus::Finalizing), NOW), NativeLook::Stop);
+    assert_eq!(
+        native_look(&batch(BatchStatus::Finalizing), NOW),
+        NativeLook::Stop
+    );
 }
 
 #[test]
@@ -487,9 +521,18 @@ fn a_chunk_whose_lines_left_are_all_native_waits_only_on_its_groups() {
         ..chunk()
     };
     assert!(waits_only_on_native(&with(Some("1,3"), "0,2")));
-    assert!(!waits_only_on_native(&with(Some("1,3"), "0")), "a gateway line left");
-    assert!(!waits_only_on_native(&with(Some("1,3"), "0-3")), "nothing left");
-    assert!(!waits_only_on_native(&with(Some(""), "")), "no native lines");
+    assert!(
+        !waits_only_on_native(&with(Some("1,3"), "0")),
+        "a gateway line left"
+    );
+    assert!(
+        !waits_only_on_native(&with(Some("1,3"), "0-3")),
+        "nothing left"
+    );
+    assert!(
+        !waits_only_on_native(&with(Some(""), "")),
+        "no native lines"
+    );
     assert!(!waits_only_on_native(&with(None, "0,2")), "not recorded");
     let finished = Chunk {
         done: true,

@@ -139,7 +139,16 @@ async fn wind_down(
             }
         }
     }
-    follow(deps, batch, group, current, record, &id, NativeLook::WindDown).await
+    follow(
+        deps,
+        batch,
+        group,
+        current,
+        record,
+        &id,
+        NativeLook::WindDown,
+    )
+    .await
 }
 
 /// Asks the provider how the group's batch goes: while it runs, records its counts and queues
@@ -389,10 +398,7 @@ async fn create(
     ) {
         // The claim is lost (taken over, or the batch stopped running): no batch will be
         // created over this upload, so it goes now rather than wait out the provider's 30 days.
-        if let Err(error) = api
-            .delete_file(&record.provider, &input_file_id)
-            .await
-        {
+        if let Err(error) = api.delete_file(&record.provider, &input_file_id).await {
             tracing::info!(%error, file = %input_file_id, "could not delete an unused provider upload");
         }
         return Err(UpstreamError::Timeout);
