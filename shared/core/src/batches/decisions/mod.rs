@@ -64,6 +64,9 @@ pub fn claim_allowed(batch: &Batch, purpose: ClaimPurpose, now: Timestamp) -> bo
 /// finished chunk `Done` (even when the batch no longer takes results, so its message is simply
 /// dropped), a batch that takes no results for `purpose` ([`claim_allowed`]) `Closed`, a chunk
 /// under a live lease `Busy`.
+// The error is only ever a refusal (`Busy`, `Done`, `Closed`), never the large `Claimed`; the
+// stores hand it on as their answer, so boxing it would cost an allocation per claim for nothing.
+#[allow(clippy::result_large_err)]
 pub fn chunk_claim(
     batch: Option<Batch>,
     chunk: Option<Chunk>,
