@@ -90,14 +90,34 @@ impl Tier {
 
 const FLEX: &str = "flex";
 
-/// The `service_tier` a completion body names, if any.
-pub fn service_tier_of(body: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Head {
-        #[serde(default)]
-        service_tier: Option<String>,
+/// What a completion body says that its bill needs (its model, the `service_tier` it ran at, its
+/// usage), read in one pass: a line's or a job's body is parsed once for all three.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompletionHead {
+    pub model: Option<String>,
+    pub service_tier: Option<String>,
+    pub usage: Usage,
+}
+
+impl CompletionHead {
+    /// `None` for a body that is not a completion's JSON object.
+    pub fn parse(body: &str) -> Option<CompletionHead> {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            model: Option<String>,
+            #[serde(default)]
+            service_tier: Option<String>,
+            #[serde(default)]
+            usage: Option<crate::batches::RawUsage>,
+        }
+        let head: Head = serde_json::from_str(body).ok()?;
+        Some(CompletionHead {
+            model: head.model,
+            service_tier: head.service_tier,
+            usage: head.usage.map(Usage::from).unwrap_or_default(),
+        })
     }
-    serde_json::from_str::<Head>(body).ok()?.service_tier
 }
 
 /// An amount of US dollars in picodollars (10⁻¹² USD): a token priced in dollars per million
@@ -364,19 +384,12 @@ impl Billed {
     /// Reads a completion body; `None` when it is not JSON or names no model (`requested` is
     /// used instead when given). `otherwise` is the tier when the body does not say flex.
     pub fn of_completion(body: &str, requested: Option<&str>, otherwise: Tier) -> Option<Billed> {
-        #[derive(Deserialize)]
-        struct Head {
-            #[serde(default)]
-            model: Option<String>,
-            #[serde(default)]
-            service_tier: Option<String>,
-        }
-        let head: Head = serde_json::from_str(body).ok()?;
+        let head = CompletionHead::parse(body)?;
         let model = head.model.or_else(|| requested.map(str::to_owned))?;
         Some(Billed {
             model,
             tier: Tier::of_response(head.service_tier.as_deref(), otherwise),
-            usage: Usage::of_completion(body),
+            usage: head.usage,
         })
     }
 }
@@ -517,11 +530,20 @@ mod tests {
             assert_eq!(Tier::parse(tier.as_str()), Some(tier));
         }
         assert_eq!(Tier::of_letter(b'x'), None);
-        assert_eq!(
-            service_tier_of(r#"{"service_tier":"flex"}"#).as_deref(),
-            Some("flex")
-        );
-        assert_eq!(service_tier_of("{}"), None);
+    }
+
+    #[test]
+    fn a_completion_head_reads_model_tier_and_usage_in_one_pass() {
+        let body = r#"{"model":"m","service_tier":"flex","choices":[],
+            "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,
+                     "prompt_tokens_details":{"cached_tokens":1}}}"#;
+        let head = CompletionHead::parse(body).unwrap();
+        assert_eq!(head.model.as_deref(), Some("m"));
+        assert_eq!(head.service_tier.as_deref(), Some("flex"));
+        assert_eq!(head.usage, Usage::of_completion(body));
+        assert_eq!(head.usage.cached_tokens, 1);
+        assert_eq!(CompletionHead::parse("{}"), Some(CompletionHead::default()));
+        assert_eq!(CompletionHead::parse("not json"), None);
     }
 
     #[test]

@@ -91,6 +91,11 @@ async fn reconcile_batches(deps: &Deps, idle_before: Timestamp) -> Result<usize,
                     crate::batches::native::groups::queue_lost_looks(deps, batch).await?;
                 }
             }
+            // A cancel's looks collect what the provider batches finished; a lost one is sent
+            // again, or the finalizer would wait for it to the end of its grace.
+            BatchStatus::Cancelling => {
+                crate::batches::native::groups::queue_lost_looks(deps, batch).await?;
+            }
             _ => {}
         }
         deps.queue

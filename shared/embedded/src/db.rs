@@ -156,6 +156,8 @@ CREATE TABLE IF NOT EXISTS batch_chunks (
     done             INTEGER NOT NULL DEFAULT 0,
     lease_token      TEXT,
     lease_expires_at INTEGER,
+    -- The lines a native group runs (ranges; NULL: planned before this was recorded).
+    native           TEXT,
     PRIMARY KEY (batch_id, idx)
 );
 
@@ -325,6 +327,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("batches", "native_counts", "TEXT"),
     // The endpoint a recurring schedule's runs call; NULL (older rows) is chat completions.
     ("recurring_schedules", "endpoint", "TEXT"),
+    // The lines of a chunk a native group runs, fixed at planning; NULL (older rows): routed
+    // by the configuration.
+    ("batch_chunks", "native", "TEXT"),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

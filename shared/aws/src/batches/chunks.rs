@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 use prism_core::batches::decisions;
 use prism_core::batches::input::ChunkPlan;
-use prism_core::batches::{BatchRef, Chunk, ChunkClaim, ChunkWrite, Part};
+use prism_core::batches::{BatchRef, Chunk, ChunkClaim, ChunkWrite, ClaimPurpose, Part};
 use prism_core::ports::Lease;
 use prism_core::{StoreError, Timestamp};
 
@@ -174,16 +174,17 @@ impl DynamoBatchStore {
         batch: &BatchRef,
         chunk: u32,
         lease: &Lease,
+        purpose: ClaimPurpose,
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError> {
         for _ in 0..CLAIM_TRIES {
             let current = self.batch(batch).await?;
             let seen = self.chunk(batch, chunk).await?;
-            let (current, record) = match decisions::chunk_claim(current, seen.clone(), lease, now)
-            {
-                Ok(taken) => taken,
-                Err(refusal) => return Ok(refusal),
-            };
+            let (current, record) =
+                match decisions::chunk_claim(current, seen.clone(), lease, purpose, now) {
+                    Ok(taken) => taken,
+                    Err(refusal) => return Ok(refusal),
+                };
             let Some(seen) = seen else {
                 return Ok(ChunkClaim::Closed);
             };
@@ -201,8 +202,8 @@ impl DynamoBatchStore {
                     values,
                 },
             )?;
-            // The batch as read took results (its window never moves), so it still does while
-            // its status is the one read.
+            // The batch as read allowed the claim (its window never moves), so it still does
+            // while its status is the one read.
             let still = self.check_step(Step {
                 key: batch_key(batch),
                 condition: "#s = :seen",

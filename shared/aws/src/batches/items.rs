@@ -229,6 +229,7 @@ pub(super) fn chunk_from_item(item: &Item) -> Result<Chunk, StoreError> {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| corrupt("end"))?,
             lines: small_count_of(item, "lines", WHAT)?,
+            native: get_s(item, "native").map(native_from_attribute),
         },
         cursor: small_count_of(item, "cursor", WHAT)?,
         parts,
@@ -251,7 +252,20 @@ pub(super) fn chunk_item(batch: &BatchRef, plan: &ChunkPlan) -> Item {
         ("parts".to_owned(), AttributeValue::L(Vec::new())),
         ("done".to_owned(), AttributeValue::Bool(false)),
     ]);
+    if let Some(native) = &plan.native {
+        item.insert("native".to_owned(), s(native_attribute(native)));
+    }
     item
+}
+
+/// A chunk's native line ranges as an attribute: prefixed, so "no native lines" is stored as a
+/// non-empty string (absent means not recorded).
+fn native_attribute(ranges: &str) -> String {
+    format!("r:{ranges}")
+}
+
+fn native_from_attribute(stored: &str) -> String {
+    stored.strip_prefix("r:").unwrap_or(stored).to_owned()
 }
 
 #[cfg(test)]

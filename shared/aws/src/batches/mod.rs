@@ -34,7 +34,7 @@ use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
-    ChunkWrite, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+    ChunkWrite, ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
@@ -348,9 +348,10 @@ impl BatchStore for DynamoBatchStore {
         batch: &BatchRef,
         chunk: u32,
         lease: &Lease,
+        purpose: ClaimPurpose,
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError> {
-        self.take_chunk(batch, chunk, lease, now).await
+        self.take_chunk(batch, chunk, lease, purpose, now).await
     }
 
     async fn checkpoint(

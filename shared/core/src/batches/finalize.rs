@@ -32,7 +32,8 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
     };
     let chunks = decisions::planned_chunks(&current, deps.batches.chunks(batch).await?);
     let now = deps.clock.now();
-    let outcome = match decisions::finalize_outcome(&current, &chunks, now) {
+    let native = crate::batches::native::groups::live_while_cancelling(deps, &current).await;
+    let outcome = match decisions::finalize_outcome(&current, &chunks, native, now) {
         Ok(outcome) => outcome,
         Err(Some(recheck)) => return Ok(QueueAction::RetryAfter(recheck)),
         Err(None) => return Ok(QueueAction::Ack),

@@ -25,6 +25,10 @@ pub mod service;
 pub const COMPLETION_WINDOW: &str = "24h";
 /// After a cancel, finalization waits at most this long for processors to let go of their chunks.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10 * 60);
+/// After a cancel, finalization waits at most this long for the native groups to collect the
+/// lines their provider batches finished: a provider takes up to 10 minutes to end a cancelled
+/// batch (OpenAI's documented bound), and one that never does must not hold the batch forever.
+pub const NATIVE_CANCEL_GRACE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BatchStatus {
@@ -162,38 +166,48 @@ impl Usage {
         self.total_tokens += other.total_tokens;
     }
 
-    /// Reads a chat completion's `usage`; missing fields count as zero.
+    /// Reads a chat completion's `usage`; missing fields count as zero. (A body whose bill is
+    /// wanted too is read once, by `pricing::CompletionHead`.)
     pub fn of_completion(body: &str) -> Usage {
-        #[derive(Deserialize, Default)]
-        struct Details {
-            #[serde(default)]
-            cached_tokens: u64,
-            #[serde(default)]
-            reasoning_tokens: u64,
-        }
-        #[derive(Deserialize, Default)]
-        // Chat completions and embeddings name tokens `prompt`/`completion`; the Responses API
-        // names the same counts `input`/`output`.
-        struct Raw {
-            #[serde(default, alias = "input_tokens")]
-            prompt_tokens: u64,
-            #[serde(default, alias = "output_tokens")]
-            completion_tokens: u64,
-            #[serde(default)]
-            total_tokens: u64,
-            #[serde(default, alias = "input_tokens_details")]
-            prompt_tokens_details: Option<Details>,
-            #[serde(default, alias = "output_tokens_details")]
-            completion_tokens_details: Option<Details>,
-        }
         #[derive(Deserialize)]
         struct Completion {
             #[serde(default)]
-            usage: Option<Raw>,
+            usage: Option<RawUsage>,
         }
-        let Ok(Completion { usage: Some(raw) }) = serde_json::from_str::<Completion>(body) else {
-            return Usage::default();
-        };
+        serde_json::from_str::<Completion>(body)
+            .ok()
+            .and_then(|c| c.usage)
+            .map(Usage::from)
+            .unwrap_or_default()
+    }
+}
+
+/// A completion's `usage` as the body has it. Chat completions and embeddings name tokens
+/// `prompt`/`completion`; the Responses API names the same counts `input`/`output`.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct RawUsage {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    #[serde(default, alias = "input_tokens_details")]
+    prompt_tokens_details: Option<UsageDetails>,
+    #[serde(default, alias = "output_tokens_details")]
+    completion_tokens_details: Option<UsageDetails>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct UsageDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+impl From<RawUsage> for Usage {
+    fn from(raw: RawUsage) -> Usage {
         Usage {
             input_tokens: raw.prompt_tokens,
             cached_tokens: raw.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
@@ -422,6 +436,15 @@ impl Chunk {
         done
     }
 
+    /// Which of the chunk's lines a native group runs, as planning recorded it; `None` for a
+    /// chunk planned before that was recorded.
+    pub fn native_lines(&self) -> Option<Vec<bool>> {
+        let ranges = self.plan.native.as_deref()?;
+        let mut native = vec![false; self.plan.lines as usize];
+        mark_ranges(ranges, &mut native);
+        Some(native)
+    }
+
     pub fn new(plan: ChunkPlan) -> Self {
         Chunk {
             plan,
@@ -439,6 +462,16 @@ impl Chunk {
     }
 }
 
+/// Why a chunk is claimed: the claim's rule depends on it (`decisions::claim_allowed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimPurpose {
+    /// To run the chunk's lines (a processor; a native group's submit).
+    Run,
+    /// To commit lines a provider batch already ran (a native group's collect): allowed while
+    /// the batch is cancelling too, since those lines are paid for and a cancel keeps them.
+    Collect,
+}
+
 /// What a chunk claim found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChunkClaim {
@@ -452,7 +485,8 @@ pub enum ChunkClaim {
     },
     /// Finished already.
     Done,
-    /// The batch takes no more results (cancelling, expired, finalizing, terminal, unknown).
+    /// The batch takes no more results for the claim's purpose (cancelling for a run, expired,
+    /// finalizing, terminal, unknown).
     Closed,
 }
 

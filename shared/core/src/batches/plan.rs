@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::batches::decisions::waits_only_on_native;
 use crate::batches::input::{BatchError, PlanOutcome, Planner, PlannerLimits};
 use crate::batches::native::groups;
 use crate::batches::process::queue_finalize;
@@ -82,13 +83,14 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
         }
         PlanOutcome::Valid {
             total,
-            chunks,
+            mut chunks,
             models,
         } => {
             let model = (models.len() == 1).then(|| models[0].as_str());
             // The native groups are recorded before the batch is planned, so a look never
             // finds a planned batch without its groups.
-            let native = groups::prepare_groups(deps, batch, &current, &chunks, &models).await?;
+            let native =
+                groups::prepare_groups(deps, batch, &current, &mut chunks, &models).await?;
             if deps
                 .batches
                 .plan(batch, &chunks, total, model, deps.clock.now())
@@ -120,7 +122,9 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
     Ok(QueueAction::Ack)
 }
 
-/// Queues every chunk that is neither done nor held (and, with `idle_since`, untouched since).
+/// Queues every chunk that is neither done nor held (and, with `idle_since`, untouched since),
+/// except a chunk waiting only on its native groups' looks (`decisions::waits_only_on_native`).
+/// A lost look is re-queued by `native::groups::queue_lost_looks` instead.
 pub async fn queue_unfinished_chunks(
     deps: &Deps,
     batch: &BatchRef,
@@ -130,7 +134,7 @@ pub async fn queue_unfinished_chunks(
     let mut queued = 0;
     for chunk in deps.batches.chunks(batch).await? {
         let idle = idle_since.is_none_or(|since| chunk.lease_expires_at.is_none_or(|t| t < since));
-        if !chunk.done && !chunk.is_claimed(now) && idle {
+        if !chunk.done && !chunk.is_claimed(now) && idle && !waits_only_on_native(&chunk) {
             deps.queue
                 .enqueue(
                     &WorkItem::RunChunk {

@@ -20,8 +20,8 @@ use crate::batches::modes::{BatchMode, FlexStep, Tier, after_flex_failure, flex_
 use crate::batches::native::groups::native_provider;
 use crate::batches::output::{error_line, response_line};
 use crate::batches::{
-    Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, LineTarget, Part, Usage, encode_part_line,
-    encode_ranges, part_key,
+    Batch, BatchRef, Chunk, ChunkClaim, ChunkWrite, ClaimPurpose, LineTarget, Part, Usage,
+    encode_part_line, encode_ranges, part_key,
 };
 use crate::deps::Deps;
 use crate::dispatch::QueueAction;
@@ -29,7 +29,7 @@ use crate::error::StoreError;
 use crate::files::{UploadStream, file_blob_key};
 use crate::ids::new_lease_token;
 use crate::ports::{Lease, UpstreamError, WorkItem};
-use crate::pricing::{LineRun, Tier as PriceTier, service_tier_of};
+use crate::pricing::{CompletionHead, LineRun, Tier as PriceTier};
 use crate::retry::{RateLimits, delay_before_retry, tries_again};
 use crate::telemetry::{self, JobEvent, WorkKind};
 use crate::upstream::{client_error, error_body};
@@ -129,7 +129,11 @@ async fn claim(
         expires_at: now.plus(deps.batch_policy.lease),
     };
     Ok(
-        match deps.batches.claim_chunk(batch, index, &lease, now).await? {
+        match deps
+            .batches
+            .claim_chunk(batch, index, &lease, ClaimPurpose::Run, now)
+            .await?
+        {
             ChunkClaim::Claimed { batch, chunk } => Ok(Claimed {
                 token,
                 lease,
@@ -251,12 +255,13 @@ async fn run_line(deps: &Deps, batch: &Batch, line: &RequestLine) -> LineResult 
         drop(permit);
         let error = match result {
             Ok(completion) => {
-                let usage = Usage::of_completion(&completion.body);
+                // Usage and tier from one parse of the body.
+                let head = CompletionHead::parse(&completion.body).unwrap_or_default();
+                let usage = head.usage;
                 let run = LineRun::Gateway {
                     flex: tier == Tier::Flex,
                 };
-                let billed =
-                    PriceTier::of_batch_line(run, service_tier_of(&completion.body).as_deref());
+                let billed = PriceTier::of_batch_line(run, head.service_tier.as_deref());
                 let json = match serde_json::from_str::<&RawValue>(&completion.body) {
                     Ok(body) => response_line(deps, &line.custom_id, 200, body),
                     Err(e) => failed_line(
@@ -370,11 +375,14 @@ async fn process(
     let policy = &deps.batch_policy;
     let lines = chunk_lines(deps, &current, &chunk).await?;
     let done = chunk.done_lines();
-    // A native provider's lines are its group's to commit; the chunk waits for them.
-    let native_lines: Vec<bool> = lines
-        .iter()
-        .map(|line| native_provider(deps, &line.model).is_some())
-        .collect();
+    // A native group's lines are its to commit; the chunk waits for them. Which lines those are
+    // planning recorded; a chunk planned before that follows the configuration.
+    let native_lines: Vec<bool> = chunk.native_lines().unwrap_or_else(|| {
+        lines
+            .iter()
+            .map(|line| native_provider(deps, &line.model).is_some())
+            .collect()
+    });
     let is_native = |line: u32| native_lines.get(line as usize).copied().unwrap_or(false);
     let native_pending = (0..lines.len())
         .filter_map(|line| u32::try_from(line).ok())

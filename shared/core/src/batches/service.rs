@@ -310,10 +310,18 @@ pub async fn cancel_batch(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Ba
     {
         BatchCancelOutcome::Accepted(batch) => {
             if !batch.status.is_terminal() {
-                let item = WorkItem::FinalizeBatch(BatchRef {
+                let batch_ref = BatchRef {
                     tenant: tenant.clone(),
                     id: batch_id,
-                });
+                };
+                // The native groups' provider batches are cancelled now, not at their next look
+                // (up to minutes away); the finalizer waits for what they finished.
+                if let Err(error) =
+                    crate::batches::native::groups::wake_groups(deps, &batch_ref).await
+                {
+                    tracing::warn!(%error, "could not wake the native groups; their next looks will cancel");
+                }
+                let item = WorkItem::FinalizeBatch(batch_ref);
                 if let Err(error) = deps.queue.enqueue(&item, Duration::ZERO).await {
                     tracing::warn!(%error, "could not queue the cancel's finalization; the reconciler will");
                 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use crate::batches::input::ChunkPlan;
 use crate::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, Chunk, ChunkClaim, ChunkWrite,
-    FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+    ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use crate::clock::Timestamp;
 use crate::error::StoreError;
@@ -59,12 +59,14 @@ pub trait BatchStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Takes the chunk under `lease` if it is not done, not held, and the batch still takes
-    /// results (`in_progress` and before `expires_at`).
+    /// results for `purpose` (`decisions::claim_allowed`: `in_progress` and before
+    /// `expires_at`; a collect also while `cancelling`).
     async fn claim_chunk(
         &self,
         batch: &BatchRef,
         chunk: u32,
         lease: &Lease,
+        purpose: ClaimPurpose,
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError>;
 

@@ -308,6 +308,7 @@ async fn a_batch_cancelled_while_validating_ends_with_no_lines_even_when_its_pla
         start: 0,
         end: input.bytes,
         lines: 8,
+        native: None,
     };
     let now = world.deps.clock.now();
     let planned = world

@@ -11,7 +11,7 @@ use prism_core::batches::decisions::{self, CancelDecision};
 use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchRef, BatchStatus, Chunk, ChunkClaim, ChunkWrite,
-    FinalizeLease, NewBatch, Part, RequestCounts,
+    ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
@@ -180,7 +180,8 @@ impl BatchStore for SqliteBatchStore {
                     u32::try_from(chunks.len()).unwrap_or(u32::MAX)
                 ])?;
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO batch_chunks (batch_id, idx, start, \"end\", lines) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO batch_chunks (batch_id, idx, start, \"end\", lines, native) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for chunk in &chunks {
                     insert.execute(params![
@@ -188,7 +189,8 @@ impl BatchStore for SqliteBatchStore {
                         chunk.index,
                         i64::try_from(chunk.start).unwrap_or(i64::MAX),
                         i64::try_from(chunk.end).unwrap_or(i64::MAX),
-                        chunk.lines
+                        chunk.lines,
+                        chunk.native
                     ])?;
                 }
                 Ok(true)
@@ -236,6 +238,7 @@ impl BatchStore for SqliteBatchStore {
         batch: &BatchRef,
         chunk: u32,
         lease: &Lease,
+        purpose: ClaimPurpose,
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError> {
         let (batch, lease) = (batch.clone(), lease.clone());
@@ -243,10 +246,11 @@ impl BatchStore for SqliteBatchStore {
             .write(move |conn| {
                 let current = load(conn, batch.tenant.as_str(), batch.id.as_str())?;
                 let record = load_chunk(conn, batch.id.as_str(), chunk)?;
-                let (current, record) = match decisions::chunk_claim(current, record, &lease, now) {
-                    Ok(taken) => taken,
-                    Err(refusal) => return Ok(refusal),
-                };
+                let (current, record) =
+                    match decisions::chunk_claim(current, record, &lease, purpose, now) {
+                        Ok(taken) => taken,
+                        Err(refusal) => return Ok(refusal),
+                    };
                 write_lease(conn, batch.id.as_str(), &record)?;
                 Ok(ChunkClaim::Claimed {
                     batch: Box::new(current),

@@ -116,6 +116,7 @@ pub(super) fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
             start: count(row, 1)?,
             end: count(row, 2)?,
             lines: row.get(3)?,
+            native: row.get(9)?,
         },
         cursor: row.get(4)?,
         parts: json::<Vec<Part>>(row.get(5)?, "parts")?.unwrap_or_default(),
@@ -126,7 +127,7 @@ pub(super) fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<Chunk> {
 }
 
 pub(super) const CHUNK_COLUMNS: &str =
-    "idx, start, \"end\", lines, cursor, parts, done, lease_token, lease_expires_at";
+    "idx, start, \"end\", lines, cursor, parts, done, lease_token, lease_expires_at, native";
 
 pub(super) fn load(conn: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<Batch>> {
     conn.prepare_cached(&format!(

@@ -30,6 +30,12 @@ fn plans(n: u32) -> Vec<ChunkPlan> {
             start: u64::from(i) * 100,
             end: u64::from(i + 1) * 100,
             lines: 10,
+            // Each form the record takes: native lines, none, and none recorded.
+            native: match i % 3 {
+                0 => Some("1-3,7".to_owned()),
+                1 => Some(String::new()),
+                _ => None,
+            },
         })
         .collect()
 }
@@ -52,9 +58,19 @@ fn part(key: &str, completed: u32, failed: u32) -> Part {
 }
 
 async fn claim(p: &Ports, batch: &BatchRef, chunk: u32, token: &str) -> ChunkClaim {
+    claim_for(p, batch, chunk, token, ClaimPurpose::Run).await
+}
+
+async fn claim_for(
+    p: &Ports,
+    batch: &BatchRef,
+    chunk: u32,
+    token: &str,
+    purpose: ClaimPurpose,
+) -> ChunkClaim {
     let now = p.clock.now();
     p.batches
-        .claim_chunk(batch, chunk, &lease(token, now.plus(HOUR)), now)
+        .claim_chunk(batch, chunk, &lease(token, now.plus(HOUR)), purpose, now)
         .await
         .unwrap()
 }
@@ -252,9 +268,10 @@ pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: Ports) {
     );
 }
 
-/// A cancelling batch takes no new claims, but its holders' finished lines still land (they are
-/// paid for) and every write tells them to stop; once the cancel's finalizer claims the batch,
-/// nothing more lands.
+/// A cancelling batch takes no new claims to run lines, but its holders' finished lines still
+/// land (they are paid for) and every write tells them to stop; a claim to collect a provider
+/// batch's finished lines is still taken and its commit lands the same way; once the cancel's
+/// finalizer claims the batch, nothing more lands and no claim is taken.
 pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_claims(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;
@@ -310,6 +327,18 @@ pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_clai
         ChunkWrite::Refused
     );
     assert_eq!(claim(&p, &batch, 1, "b").await, ChunkClaim::Closed);
+    assert!(matches!(
+        claim_for(&p, &batch, 1, "n", ClaimPurpose::Collect).await,
+        ChunkClaim::Claimed { .. }
+    ));
+    assert_eq!(
+        p.batches
+            .checkpoint(&batch, 1, "n", &part("collected", 2, 1), until, now)
+            .await
+            .unwrap(),
+        ChunkWrite::Stopping
+    );
+    assert!(p.batches.release_chunk(&batch, 1, "n").await.unwrap());
     let chunks = p.batches.chunks(&batch).await.unwrap();
     assert!(
         chunks[0].is_claimed(now),
@@ -322,7 +351,8 @@ pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_clai
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(counted.counts.completed, 1);
+    assert_eq!(counted.counts.completed, 1 + 2);
+    assert_eq!(chunks[1].cursor, 3, "the collected lines were kept");
     assert!(p.batches.release_chunk(&batch, 0, "a").await.unwrap());
     let finalize = FinalizeLease {
         token: "f".into(),
@@ -345,6 +375,10 @@ pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_clai
             .unwrap(),
         ChunkWrite::Refused,
         "nothing lands once the finalizer may have read the parts"
+    );
+    assert_eq!(
+        claim_for(&p, &batch, 1, "m", ClaimPurpose::Collect).await,
+        ChunkClaim::Closed
     );
 }
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use prism_core::batches::input::{BatchError, ChunkPlan};
 use prism_core::batches::{
     BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, ChunkClaim, ChunkWrite,
-    FinalizeLease, NewBatch, Part, RequestCounts, Usage,
+    ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts, Usage,
 };
 use prism_core::files::{FileListQuery, FilePurpose, FileRecord, ListOrder, UploadError};
 use prism_core::ids::IdGenerator;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::batches::{
     Batch, BatchCancelOutcome, BatchOutcome, BatchStatus, CANCEL_GRACE, Chunk, ChunkClaim,
-    ChunkWrite, FinalizeLease,
+    ChunkWrite, ClaimPurpose, FinalizeLease, NATIVE_CANCEL_GRACE,
 };
 use crate::clock::Timestamp;
 use crate::files::FileRecord;
@@ -42,16 +42,36 @@ pub fn accepts_results(batch: &Batch, now: Timestamp) -> bool {
     batch.status == BatchStatus::InProgress && window_open(batch, now)
 }
 
-/// A chunk claim under `lease`, decided on the batch and chunk as read: the batch and the chunk
-/// as the claim leaves them, or the answer instead of taking it.
+/// Whether a chunk may be claimed for `purpose` on the batch as read. Running lines needs a batch
+/// that takes results. Collecting the lines a provider batch ran is also allowed while the batch
+/// is cancelling (window or not): they are paid for and a cancel keeps them, their commits
+/// answer `Stopping` and are kept ([`chunk_write_in`]), and the cancel's finalizer waits for the
+/// native groups ([`finalize_outcome`], at most [`NATIVE_CANCEL_GRACE`]) and then fences them
+/// out by moving the batch to `finalizing`.
+pub fn claim_allowed(batch: &Batch, purpose: ClaimPurpose, now: Timestamp) -> bool {
+    match purpose {
+        ClaimPurpose::Run => accepts_results(batch, now),
+        ClaimPurpose::Collect => {
+            accepts_results(batch, now) || batch.status == BatchStatus::Cancelling
+        }
+    }
+}
+
+/// A chunk claim under `lease` for `purpose`, decided on the batch and chunk as read: the batch
+/// and the chunk as the claim leaves them, or the answer instead of taking it.
 ///
 /// The answers come in one order on every store: an unknown batch or chunk is `Closed`, a
 /// finished chunk `Done` (even when the batch no longer takes results, so its message is simply
-/// dropped), a batch that takes no results `Closed`, a chunk under a live lease `Busy`.
+/// dropped), a batch that takes no results for `purpose` ([`claim_allowed`]) `Closed`, a chunk
+/// under a live lease `Busy`.
+// The error is only ever a refusal (`Busy`, `Done`, `Closed`), never the large `Claimed`; the
+// stores hand it on as their answer, so boxing it would cost an allocation per claim for nothing.
+#[allow(clippy::result_large_err)]
 pub fn chunk_claim(
     batch: Option<Batch>,
     chunk: Option<Chunk>,
     lease: &Lease,
+    purpose: ClaimPurpose,
     now: Timestamp,
 ) -> Result<(Batch, Chunk), ChunkClaim> {
     let (Some(batch), Some(chunk)) = (batch, chunk) else {
@@ -60,7 +80,7 @@ pub fn chunk_claim(
     if chunk.done {
         return Err(ChunkClaim::Done);
     }
-    if !accepts_results(&batch, now) {
+    if !claim_allowed(&batch, purpose, now) {
         return Err(ChunkClaim::Closed);
     }
     if let Some(until) = chunk.lease_expires_at.filter(|_| chunk.is_claimed(now)) {
@@ -248,17 +268,43 @@ pub fn planned_chunks(batch: &Batch, chunks: Vec<Chunk>) -> Vec<Chunk> {
         .collect()
 }
 
+/// Whether an unfinished chunk waits only on its native groups: it has lines left, and every
+/// one of them is a native group's (as planning recorded). A run of the chunk adds nothing: the
+/// group's look commits those lines and completes the chunk. Lines of a native group stay
+/// uncommitted only while the group lives (its look deletes the record after committing them),
+/// so the reconciler leaves such a chunk alone and re-queues only a lost look.
+pub fn waits_only_on_native(chunk: &Chunk) -> bool {
+    let Some(native) = chunk.native_lines() else {
+        return false;
+    };
+    let left: Vec<bool> = chunk
+        .done_lines()
+        .iter()
+        .zip(&native)
+        .filter(|(done, _)| !**done)
+        .map(|(_, native)| *native)
+        .collect();
+    !chunk.done && !left.is_empty() && left.iter().all(|native| *native)
+}
+
 /// A finalize that must wait (claims still live) looks again this soon.
 pub const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
+
+/// A cancel's finalize that waits only on native groups looks again this soon: the group's look
+/// asks for finalization itself once its lines are in, so this is the backstop.
+pub const NATIVE_RECHECK: Duration = Duration::from_secs(10);
 
 /// What a finalizer decides about a batch right now: the outcome to assemble, or not yet (with
 /// when to look again, or `None` when something else will ask again: a running batch's last
 /// chunk, planning, or nothing for a terminal batch). A cancelled or expired batch waits up to
-/// [`CANCEL_GRACE`] for processors to let go of their chunks; a finalizer whose lease ended is
-/// taken over with the outcome it chose.
+/// [`CANCEL_GRACE`] for processors to let go of their chunks; a cancelled one also waits up to
+/// [`NATIVE_CANCEL_GRACE`] while `native_groups_live` (a native group has not yet collected what
+/// its cancelled provider batch finished); a finalizer whose lease ended is taken over with the
+/// outcome it chose.
 pub fn finalize_outcome(
     batch: &Batch,
     chunks: &[Chunk],
+    native_groups_live: bool,
     now: Timestamp,
 ) -> Result<BatchOutcome, Option<Duration>> {
     let all_done = chunks.iter().all(|c| c.done);
@@ -279,6 +325,8 @@ pub fn finalize_outcome(
             let since = batch.cancelling_at.unwrap_or(now);
             if claimed && now < since.plus(CANCEL_GRACE) {
                 Err(Some(FINALIZE_RECHECK))
+            } else if native_groups_live && now < since.plus(NATIVE_CANCEL_GRACE) {
+                Err(Some(NATIVE_RECHECK))
             } else {
                 Ok(BatchOutcome::Cancelled)
             }
@@ -295,6 +343,30 @@ pub fn finalize_outcome(
         | BatchStatus::Completed
         | BatchStatus::Expired
         | BatchStatus::Cancelled => Err(None),
+    }
+}
+
+/// What a look at a native group does, decided on the batch as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeLook {
+    /// The batch runs: submit the group, follow its provider batch, collect it when it ends.
+    Run,
+    /// The batch is cancelling: no submit; cancel the provider batch once, follow it until it
+    /// ends, and collect what it finished (under [`ClaimPurpose::Collect`] claims).
+    WindDown,
+    /// The batch takes no more of the group's lines (expired, finalizing, ended): cancel the
+    /// provider batch and drop the group; the finalizer writes the lines not in.
+    Stop,
+}
+
+/// What a native group's look does on the batch as read (validating aside: planning first).
+pub fn native_look(batch: &Batch, now: Timestamp) -> NativeLook {
+    if accepts_results(batch, now) {
+        NativeLook::Run
+    } else if claim_allowed(batch, ClaimPurpose::Collect, now) {
+        NativeLook::WindDown
+    } else {
+        NativeLook::Stop
     }
 }
 

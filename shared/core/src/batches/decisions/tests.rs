@@ -38,6 +38,7 @@ fn chunk() -> Chunk {
         start: 0,
         end: 10,
         lines: 2,
+        native: None,
     })
 }
 
@@ -87,7 +88,7 @@ fn chunk_lease() -> Lease {
 }
 
 fn refusal(batch: Option<Batch>, chunk: Option<Chunk>) -> Option<ChunkClaim> {
-    chunk_claim(batch, chunk, &chunk_lease(), NOW).err()
+    chunk_claim(batch, chunk, &chunk_lease(), ClaimPurpose::Run, NOW).err()
 }
 
 #[test]
@@ -130,6 +131,7 @@ fn a_chunk_whose_lease_ended_is_claimed_again_under_the_new_lease() {
         Some(batch(BatchStatus::InProgress)),
         Some(stale),
         &chunk_lease(),
+        ClaimPurpose::Run,
         NOW,
     );
     let Ok((_, chunk)) = claimed else {
@@ -349,10 +351,13 @@ fn a_running_batch_completes_once_every_chunk_is_done() {
         ..batch(BatchStatus::InProgress)
     };
     assert_eq!(
-        finalize_outcome(&running, &[done_chunk()], NOW),
+        finalize_outcome(&running, &[done_chunk()], false, NOW),
         Ok(BatchOutcome::Completed)
     );
-    assert_eq!(finalize_outcome(&running, &[chunk()], NOW), Err(None));
+    assert_eq!(
+        finalize_outcome(&running, &[chunk()], false, NOW),
+        Err(None)
+    );
 }
 
 #[test]
@@ -367,33 +372,188 @@ fn a_cancelled_batch_waits_for_claimed_chunks_only_within_the_grace() {
         ..chunk()
     };
     assert_eq!(
-        finalize_outcome(&cancelling, std::slice::from_ref(&held), NOW),
+        finalize_outcome(&cancelling, std::slice::from_ref(&held), false, NOW),
         Err(Some(FINALIZE_RECHECK))
     );
     let later = NOW.plus(CANCEL_GRACE);
     assert_eq!(
-        finalize_outcome(&cancelling, &[held], later),
+        finalize_outcome(&cancelling, &[held], false, later),
         Ok(BatchOutcome::Cancelled)
     );
     assert_eq!(
-        finalize_outcome(&cancelling, &[chunk()], NOW),
+        finalize_outcome(&cancelling, &[chunk()], false, NOW),
         Ok(BatchOutcome::Cancelled)
     );
+}
+
+#[test]
+fn a_cancelled_batch_waits_for_live_native_groups_only_within_the_native_grace() {
+    let cancelling = Batch {
+        cancelling_at: Some(NOW),
+        ..batch(BatchStatus::Cancelling)
+    };
+    assert_eq!(
+        finalize_outcome(&cancelling, &[chunk()], true, NOW),
+        Err(Some(NATIVE_RECHECK))
+    );
+    // A held chunk is waited for first, and more often.
+    let held = Chunk {
+        lease_token: Some("t".into()),
+        lease_expires_at: Some(Timestamp(i64::MAX)),
+        ..chunk()
+    };
+    assert_eq!(
+        finalize_outcome(&cancelling, &[held], true, NOW),
+        Err(Some(FINALIZE_RECHECK))
+    );
+    // A provider that never ends its cancel does not hold the batch past the grace.
+    let last_wait = NOW
+        .plus(NATIVE_CANCEL_GRACE)
+        .minus(Duration::from_millis(1));
+    assert_eq!(
+        finalize_outcome(&cancelling, &[chunk()], true, last_wait),
+        Err(Some(NATIVE_RECHECK))
+    );
+    assert_eq!(
+        finalize_outcome(&cancelling, &[chunk()], true, NOW.plus(NATIVE_CANCEL_GRACE)),
+        Ok(BatchOutcome::Cancelled)
+    );
+    // Native groups never hold back any other outcome.
+    let running = Batch {
+        chunks: 1,
+        chunks_done: 1,
+        ..batch(BatchStatus::InProgress)
+    };
+    assert_eq!(
+        finalize_outcome(&running, &[done_chunk()], true, NOW),
+        Ok(BatchOutcome::Completed)
+    );
+    assert_eq!(
+        finalize_outcome(
+            &batch(BatchStatus::InProgress),
+            &[chunk()],
+            true,
+            Timestamp(10_000)
+        ),
+        Ok(BatchOutcome::Expired)
+    );
+}
+
+#[test]
+fn a_cancelling_batch_takes_a_claim_to_collect_native_lines_but_none_to_run_lines() {
+    let claim = |status: BatchStatus, purpose: ClaimPurpose, now: Timestamp| {
+        chunk_claim(
+            Some(batch(status)),
+            Some(chunk()),
+            &chunk_lease(),
+            purpose,
+            now,
+        )
+        .is_ok()
+    };
+    assert!(claim(BatchStatus::Cancelling, ClaimPurpose::Collect, NOW));
+    // Past the window too: the cancel's finalizer, not the expiry, owns a cancelling batch.
+    assert!(claim(
+        BatchStatus::Cancelling,
+        ClaimPurpose::Collect,
+        Timestamp(10_000)
+    ));
+    assert!(!claim(BatchStatus::Cancelling, ClaimPurpose::Run, NOW));
+    assert!(claim(BatchStatus::InProgress, ClaimPurpose::Run, NOW));
+    assert!(claim(BatchStatus::InProgress, ClaimPurpose::Collect, NOW));
+    assert!(!claim(
+        BatchStatus::InProgress,
+        ClaimPurpose::Collect,
+        Timestamp(10_000)
+    ));
+    for status in [BatchStatus::Finalizing, BatchStatus::Validating]
+        .into_iter()
+        .chain(BatchStatus::TERMINAL)
+    {
+        assert!(!claim(status, ClaimPurpose::Collect, NOW), "{status:?}");
+    }
+    // What a collect commits while cancelling is kept.
+    assert_eq!(
+        chunk_write_in(BatchStatus::Cancelling),
+        ChunkWrite::Stopping
+    );
+}
+
+#[test]
+fn a_native_look_runs_while_the_batch_runs_winds_down_while_it_cancels_and_stops_otherwise() {
+    assert_eq!(
+        native_look(&batch(BatchStatus::InProgress), NOW),
+        NativeLook::Run
+    );
+    assert_eq!(
+        native_look(&batch(BatchStatus::Cancelling), NOW),
+        NativeLook::WindDown
+    );
+    assert_eq!(
+        native_look(&batch(BatchStatus::InProgress), Timestamp(10_000)),
+        NativeLook::Stop
+    );
+    for status in BatchStatus::TERMINAL {
+        assert_eq!(native_look(&batch(status), NOW), NativeLook::Stop);
+    }
+    assert_eq!(
+        native_look(&batch(BatchStatus::Finalizing), NOW),
+        NativeLook::Stop
+    );
+}
+
+#[test]
+fn a_chunk_whose_lines_left_are_all_native_waits_only_on_its_groups() {
+    let with = |native: Option<&str>, done: &str| Chunk {
+        plan: ChunkPlan {
+            lines: 4,
+            native: native.map(str::to_owned),
+            ..chunk().plan
+        },
+        parts: vec![crate::batches::Part {
+            key: "k".into(),
+            lines: 0,
+            completed: 0,
+            failed: 0,
+            usage: crate::batches::Usage::default(),
+            done: done.into(),
+        }],
+        ..chunk()
+    };
+    assert!(waits_only_on_native(&with(Some("1,3"), "0,2")));
+    assert!(
+        !waits_only_on_native(&with(Some("1,3"), "0")),
+        "a gateway line left"
+    );
+    assert!(
+        !waits_only_on_native(&with(Some("1,3"), "0-3")),
+        "nothing left"
+    );
+    assert!(
+        !waits_only_on_native(&with(Some(""), "")),
+        "no native lines"
+    );
+    assert!(!waits_only_on_native(&with(None, "0,2")), "not recorded");
+    let finished = Chunk {
+        done: true,
+        ..with(Some("1,3"), "0,2")
+    };
+    assert!(!waits_only_on_native(&finished));
 }
 
 #[test]
 fn a_batch_past_its_window_expires_even_before_planning() {
     let past = Timestamp(10_000);
     assert_eq!(
-        finalize_outcome(&batch(BatchStatus::InProgress), &[chunk()], past),
+        finalize_outcome(&batch(BatchStatus::InProgress), &[chunk()], false, past),
         Ok(BatchOutcome::Expired)
     );
     assert_eq!(
-        finalize_outcome(&batch(BatchStatus::Validating), &[], past),
+        finalize_outcome(&batch(BatchStatus::Validating), &[], false, past),
         Ok(BatchOutcome::Expired)
     );
     assert_eq!(
-        finalize_outcome(&batch(BatchStatus::Validating), &[], NOW),
+        finalize_outcome(&batch(BatchStatus::Validating), &[], false, NOW),
         Err(None)
     );
 }
@@ -408,15 +568,15 @@ fn a_finalizing_batch_is_taken_over_only_after_its_lease_with_the_same_outcome()
         ..batch(BatchStatus::Finalizing)
     };
     assert_eq!(
-        finalize_outcome(&finalizing, &[], NOW),
+        finalize_outcome(&finalizing, &[], false, NOW),
         Err(Some(Duration::from_millis(1_000) + Duration::from_secs(1)))
     );
     assert_eq!(
-        finalize_outcome(&finalizing, &[], Timestamp(2_000)),
+        finalize_outcome(&finalizing, &[], false, Timestamp(2_000)),
         Ok(BatchOutcome::Expired)
     );
     for status in BatchStatus::TERMINAL {
-        assert_eq!(finalize_outcome(&batch(status), &[], NOW), Err(None));
+        assert_eq!(finalize_outcome(&batch(status), &[], false, NOW), Err(None));
     }
 }
 

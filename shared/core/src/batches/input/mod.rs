@@ -79,6 +79,12 @@ pub struct ChunkPlan {
     pub start: u64,
     pub end: u64,
     pub lines: u32,
+    /// The lines a native group runs, as ranges of line indexes within the chunk (the format of
+    /// `Part::done`; empty: none), recorded at planning so a change of a provider's `batch =`
+    /// mid-batch never runs a line twice or never. `None` for a chunk planned before it was
+    /// recorded: its lines follow the configuration as it is now.
+    #[serde(default)]
+    pub native: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -130,6 +130,7 @@ impl<'a> Planner<'a> {
                 start: self.chunk_start,
                 end: self.offset,
                 lines: self.chunk_lines,
+                native: None,
             });
         } else if let Some(last) = self.chunks.last_mut() {
             last.end = self.offset;
@@ -196,6 +197,7 @@ impl<'a> Planner<'a> {
                 start: self.chunk_start,
                 end,
                 lines: self.chunk_lines,
+                native: None,
             });
             self.chunk_start = end;
             self.chunk_lines = 0;

@@ -82,7 +82,8 @@ fn valid_file_is_planned_as_one_chunk_covering_the_whole_file() {
             index: 0,
             start: 0,
             end: file.len() as u64,
-            lines: 2
+            lines: 2,
+            native: None,
         }]
     );
     assert_eq!(models, vec!["gpt-4o-mini".to_owned()]);

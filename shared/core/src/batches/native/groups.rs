@@ -13,7 +13,7 @@ use super::{
 use crate::batches::input::ChunkPlan;
 use crate::batches::modes::BatchMode;
 use crate::batches::process::chunk_lines;
-use crate::batches::{Batch, BatchRef, Chunk};
+use crate::batches::{Batch, BatchRef, BatchStatus, Chunk, encode_ranges};
 use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::ports::WorkItem;
@@ -26,24 +26,39 @@ pub fn native_provider(deps: &Deps, model: &str) -> Option<String> {
         .map(|route| route.provider)
 }
 
-/// Before the batch is planned: groups its native lines and records each group (the intent, no
-/// provider batch yet) and then the plan. A redelivery that finds the plan keeps it. Returns
-/// the number of groups (none, and nothing read or written, when no model is native).
+/// Before the batch is planned: groups its native lines, records each group (the intent, no
+/// provider batch yet) and then the plan, and records on every chunk plan which of its lines
+/// the groups run (`ChunkPlan::native`; none when no model is native), so the processor never
+/// asks the configuration again. A redelivery that finds the plan keeps it, and takes the
+/// chunks' lines from its groups. Returns the number of groups.
 pub async fn prepare_groups(
     deps: &Deps,
     batch: &BatchRef,
     current: &Batch,
-    chunks: &[ChunkPlan],
+    chunks: &mut [ChunkPlan],
     models: &[String],
 ) -> Result<u32, StoreError> {
     if !models.iter().any(|m| native_provider(deps, m).is_some()) {
+        record_native_lines(chunks, std::iter::empty());
         return Ok(0);
     }
     if let Some(plan) = read_json::<NativePlan>(deps, &plan_key(batch)).await {
+        let mut lines = Vec::new();
+        for group in 0..plan.groups {
+            // Planning has not run a look yet, so every record is there; one unreadable now is
+            // read again on the message's next delivery.
+            let record = read_json::<GroupRecord>(deps, &record_key(batch, group))
+                .await
+                .ok_or_else(|| {
+                    StoreError::Unavailable(format!("native group {group} could not be read"))
+                })?;
+            lines.extend(record.lines);
+        }
+        record_native_lines(chunks, lines);
         return Ok(plan.groups);
     }
     let mut native = Vec::new();
-    for plan in chunks {
+    for plan in chunks.iter() {
         let lines = chunk_lines(deps, current, &Chunk::new(plan.clone())).await?;
         for (index, line) in lines.into_iter().enumerate() {
             let Some(provider) = native_provider(deps, &line.model) else {
@@ -58,6 +73,10 @@ pub async fn prepare_groups(
         }
     }
     let groups = group_lines(native, FileLimits::default());
+    record_native_lines(
+        chunks,
+        groups.iter().flat_map(|group| group.lines.iter().copied()),
+    );
     let count = u32::try_from(groups.len()).unwrap_or(u32::MAX);
     for (n, group) in (0..count).zip(groups) {
         // No look has run before the plan is written, so no record holds a provider batch yet.
@@ -76,6 +95,18 @@ pub async fn prepare_groups(
     write_json(deps, &plan_key(batch), &NativePlan { groups: count }).await?;
     tracing::info!(groups = count, "native groups planned");
     Ok(count)
+}
+
+/// Records on each chunk plan the lines of it that native groups run (none for the others).
+fn record_native_lines(chunks: &mut [ChunkPlan], lines: impl IntoIterator<Item = LineAt>) {
+    let mut by_chunk: HashMap<u32, Vec<u32>> = HashMap::new();
+    for at in lines {
+        by_chunk.entry(at.chunk()).or_default().push(at.line());
+    }
+    for plan in chunks {
+        let lines = by_chunk.get(&plan.index).map_or(&[][..], Vec::as_slice);
+        plan.native = Some(encode_ranges(lines));
+    }
 }
 
 /// Queues one look at each of the batch's `groups` groups.
@@ -101,6 +132,29 @@ pub async fn wake_groups(deps: &Deps, batch: &BatchRef) -> Result<(), StoreError
         queue_looks(deps, batch, plan.groups, Duration::ZERO).await?;
     }
     Ok(())
+}
+
+/// For a cancel's finalizer: whether a group of the cancelling batch still has its record, that
+/// is, has not yet collected (or dropped) its provider batch. Only a planned cancelling batch's
+/// groups are waited for (a cancel that refused the plan left records no look ever follows), so
+/// for any other nothing is read.
+pub async fn live_while_cancelling(deps: &Deps, current: &Batch) -> bool {
+    if current.status != BatchStatus::Cancelling || current.chunks == 0 {
+        return false;
+    }
+    let batch = current.batch_ref();
+    let Some(plan) = read_json::<NativePlan>(deps, &plan_key(&batch)).await else {
+        return false;
+    };
+    for group in 0..plan.groups {
+        if read_json::<GroupRecord>(deps, &record_key(&batch, group))
+            .await
+            .is_some()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// For the reconciler and a redelivered planning: queues a look at every group whose own look
@@ -152,4 +206,33 @@ pub(crate) async fn group_request_lines(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(index: u32) -> ChunkPlan {
+        ChunkPlan {
+            index,
+            start: 0,
+            end: 1,
+            lines: 5,
+            native: None,
+        }
+    }
+
+    #[test]
+    fn every_chunk_records_its_native_lines_and_a_chunk_without_any_records_none() {
+        let mut chunks = [plan(0), plan(1)];
+        record_native_lines(&mut chunks, [LineAt(0, 4), LineAt(0, 1), LineAt(0, 2)]);
+        assert_eq!(chunks[0].native.as_deref(), Some("1-2,4"));
+        assert_eq!(chunks[1].native.as_deref(), Some(""));
+        let recorded = Chunk::new(chunks[0].clone());
+        assert_eq!(
+            recorded.native_lines(),
+            Some(vec![false, true, true, false, true])
+        );
+        assert_eq!(Chunk::new(plan(2)).native_lines(), None);
+    }
 }

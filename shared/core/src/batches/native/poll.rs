@@ -1,8 +1,10 @@
 //! One look at a native group (`WorkItem::PollNative`), stateless and holding no lease between
 //! looks: submit the group's provider batch if it has none (under a short claim of the group's
 //! first chunk, so two looks never create two), else ask the provider how it goes and record its
-//! counts on the batch, and once it ended commit its lines into their chunks. Every look that
-//! leaves work queues the next one with a delay (backoff up to [`super::MAX_POLL_DELAY`]) and is
+//! counts on the batch, and once it ended commit its lines into their chunks. While the batch is
+//! cancelling, a look cancels the provider batch once, follows it until it ends and commits what
+//! it finished (core's `native_look` and `claim_allowed` say so). Every look that leaves work
+//! queues the next one with a delay (backoff up to [`super::MAX_POLL_DELAY`]) and is
 //! acknowledged, so hours of waiting hold no worker, no lease and no receive count.
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,12 +19,12 @@ use super::{
     GroupRecord, LineAt, METADATA_BATCH_ID, METADATA_GROUP, NewProviderBatch, ProviderBatch,
     look_is_early, poll_delay, provider_custom_id, read_json, record_key, write_json,
 };
-use crate::batches::decisions::accepts_results;
+use crate::batches::decisions::{NativeLook, native_look};
 use crate::batches::input::RequestLine;
-use crate::batches::process::{failed_line, finish_chunk, store_part};
+use crate::batches::process::{failed_line, finish_chunk, queue_finalize, store_part};
 use crate::batches::{
-    Batch, BatchRef, BatchStatus, ChunkClaim, ChunkWrite, LineTarget, Part, RequestCounts, Usage,
-    encode_part_line, encode_ranges, part_key,
+    Batch, BatchRef, BatchStatus, ChunkClaim, ChunkWrite, ClaimPurpose, LineTarget, Part,
+    RequestCounts, Usage, encode_part_line, encode_ranges, part_key,
 };
 use crate::deps::Deps;
 use crate::dispatch::QueueAction;
@@ -47,32 +49,122 @@ pub async fn poll_group(
         // Collected and cleaned up, or the batch ended: nothing left to look at.
         return Ok(QueueAction::Ack);
     };
-    let now = deps.clock.now();
-    if look_is_early(&record, now.0) {
-        // A second chain of looks (a redelivered or reconciled message): the group's own look
-        // is queued for later, so this one ends here.
-        return Ok(QueueAction::Ack);
-    }
     let Some(current) = deps.batches.get(&batch.tenant, &batch.id).await? else {
         stop_group(deps, batch, group, &record).await;
         return Ok(QueueAction::Ack);
     };
+    let now = deps.clock.now();
+    let look = native_look(&current, now);
+    // A cancel's wake-up is never early: the provider batch is to be cancelled now, not at the
+    // group's next look.
+    let cancel_to_send = look == NativeLook::WindDown && !record.cancel_sent;
+    if look_is_early(&record, now.0) && !cancel_to_send {
+        // A second chain of looks (a redelivered or reconciled message): the group's own look
+        // is queued for later, so this one ends here.
+        return Ok(QueueAction::Ack);
+    }
     if current.status == BatchStatus::Validating {
         return next_look(deps, batch, group, &mut record, BUSY_WAIT).await;
     }
-    if !accepts_results(&current, now) {
-        // Cancelling, expired, finalizing or ended: the group's lines not committed are written
-        // by the finalizer (`batch_cancelled` / `batch_expired`); the provider batch is
-        // cancelled so nothing more is paid for.
-        stop_group(deps, batch, group, &record).await;
-        return Ok(QueueAction::Ack);
+    match look {
+        NativeLook::Run => {}
+        NativeLook::WindDown => return wind_down(deps, batch, group, &current, record).await,
+        NativeLook::Stop => {
+            // Expired, finalizing or ended: the group's lines not committed are written by the
+            // finalizer (`batch_expired` / `batch_cancelled`); the provider batch is cancelled
+            // so nothing more is paid for.
+            stop_group(deps, batch, group, &record).await;
+            return Ok(QueueAction::Ack);
+        }
     }
     let Some(id) = record.provider_batch_id.clone() else {
         return submit(deps, batch, group, &current, record).await;
     };
+    follow(deps, batch, group, &current, record, &id, look).await
+}
+
+/// The batch is cancelling: no submit. A group with a provider batch (recorded, or found by its
+/// key: one a crash left unrecorded) has it cancelled once and is followed until the provider
+/// ends it, then collected like any ended batch: the lines it finished are kept. A group with
+/// none has nothing to collect and is dropped; the finalizer writes its lines `batch_cancelled`.
+async fn wind_down(
+    deps: &Deps,
+    batch: &BatchRef,
+    group: u32,
+    current: &Batch,
+    mut record: GroupRecord,
+) -> Result<QueueAction, StoreError> {
+    let id = match record.provider_batch_id.clone() {
+        Some(id) => id,
+        None => {
+            let since = u64::try_from(current.created_at.unix_seconds()).unwrap_or(0);
+            match deps
+                .provider_batches
+                .find_batch(&record.provider, METADATA_GROUP, &record.key, since)
+                .await
+            {
+                Ok(Some(found)) => {
+                    record.provider_batch_id = Some(found.id.clone());
+                    found.id
+                }
+                Ok(None) => {
+                    clean_up(deps, batch, group, &record, None).await;
+                    return queue_finalize(deps, batch).await;
+                }
+                Err(error) => {
+                    tracing::info!(%error, "could not look for a provider batch to cancel");
+                    record.polls += 1;
+                    let wait = delay_before_retry(record.polls, error.retry_after());
+                    return next_look(deps, batch, group, &mut record, wait).await;
+                }
+            }
+        }
+    };
+    if !record.cancel_sent {
+        match deps
+            .provider_batches
+            .cancel_batch(&record.provider, &id)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(provider_batch = %id, "provider batch asked to cancel");
+                record.cancel_sent = true;
+                // The provider ends a cancelled batch within minutes: look again soon.
+                record.polls = 0;
+            }
+            // Ended already (a 409), or not reachable now: the look below tells which; a
+            // running batch is asked again at the next look.
+            Err(error) => {
+                tracing::info!(%error, provider_batch = %id, "could not cancel a provider batch")
+            }
+        }
+    }
+    follow(
+        deps,
+        batch,
+        group,
+        current,
+        record,
+        &id,
+        NativeLook::WindDown,
+    )
+    .await
+}
+
+/// Asks the provider how the group's batch goes: while it runs, records its counts and queues
+/// the next look; once it ended, collects its files and commits its lines.
+async fn follow(
+    deps: &Deps,
+    batch: &BatchRef,
+    group: u32,
+    current: &Batch,
+    mut record: GroupRecord,
+    id: &str,
+    look: NativeLook,
+) -> Result<QueueAction, StoreError> {
     let seen = match deps
         .provider_batches
-        .retrieve_batch(&record.provider, &id)
+        .retrieve_batch(&record.provider, id)
         .await
     {
         Ok(seen) => seen,
@@ -96,7 +188,7 @@ pub async fn poll_group(
         record.polls += 1;
         return next_look(deps, batch, group, &mut record, wait).await;
     }
-    let lines = group_request_lines(deps, &current, &record).await?;
+    let lines = group_request_lines(deps, current, &record).await?;
     let custom_ids: HashMap<LineAt, String> = lines
         .into_iter()
         .map(|(at, line)| (at, line.custom_id))
@@ -111,7 +203,7 @@ pub async fn poll_group(
         }
     };
     tracing::info!(provider_batch = %id, status = seen.status.as_str(), "provider batch ended");
-    commit_group(deps, batch, group, record, results, Some(&seen)).await
+    commit_group(deps, batch, group, record, results, Some(&seen), look).await
 }
 
 /// Records when the next look is due and queues it (a fresh message, so the queue's receive
@@ -149,7 +241,11 @@ async fn submit(
         token: new_lease_token(),
         expires_at: now.plus(deps.batch_policy.lease),
     };
-    match deps.batches.claim_chunk(batch, anchor, &lease, now).await? {
+    match deps
+        .batches
+        .claim_chunk(batch, anchor, &lease, ClaimPurpose::Run, now)
+        .await?
+    {
         ChunkClaim::Claimed { .. } => {}
         ChunkClaim::Busy { lease_expires_at } => {
             let wait = now.until(lease_expires_at).clamp(BUSY_WAIT, BUSY_WAIT * 5);
@@ -202,7 +298,7 @@ async fn submit(
                     }
                 })
                 .collect();
-            commit_group(deps, batch, group, record, results, None).await
+            commit_group(deps, batch, group, record, results, None, NativeLook::Run).await
         }
     }
 }
@@ -296,10 +392,16 @@ async fn create(
     // and look for the batch while this create may still land.
     let anchor = record.lines.first().map_or(0, |at| at.chunk());
     let until = deps.clock.now().plus(deps.batch_policy.lease);
-    match deps.batches.renew_chunk(batch, anchor, token, until).await {
-        Ok(ChunkWrite::Running) => {}
-        Ok(_) => return Err(UpstreamError::Timeout),
-        Err(_) => return Err(UpstreamError::Timeout),
+    if !matches!(
+        deps.batches.renew_chunk(batch, anchor, token, until).await,
+        Ok(ChunkWrite::Running)
+    ) {
+        // The claim is lost (taken over, or the batch stopped running): no batch will be
+        // created over this upload, so it goes now rather than wait out the provider's 30 days.
+        if let Err(error) = api.delete_file(&record.provider, &input_file_id).await {
+            tracing::info!(%error, file = %input_file_id, "could not delete an unused provider upload");
+        }
+        return Err(UpstreamError::Timeout);
     }
     let request = NewProviderBatch {
         input_file_id,
@@ -319,8 +421,9 @@ async fn create(
     Ok(created)
 }
 
-/// Commits the group's lines into their chunks, each under a claim of its own (a chunk whose
-/// every line is now in is completed), then cleans the group up. A chunk held elsewhere is tried
+/// Commits the group's lines into their chunks, each under a collect claim of its own (a chunk
+/// whose every line is now in is completed), then cleans the group up; winding down for a
+/// cancel, it then asks for the finalization that waits on it. A chunk held elsewhere is tried
 /// again on the next look; the lines committed already are skipped then.
 async fn commit_group(
     deps: &Deps,
@@ -329,6 +432,7 @@ async fn commit_group(
     mut record: GroupRecord,
     results: Vec<NativeLine>,
     ended: Option<&ProviderBatch>,
+    look: NativeLook,
 ) -> Result<QueueAction, StoreError> {
     // Native lines count here, at their final outcome, never in their commits.
     let completed = results
@@ -359,6 +463,9 @@ async fn commit_group(
         return next_look(deps, batch, group, &mut record, wait).await;
     }
     clean_up(deps, batch, group, &record, ended).await;
+    if look == NativeLook::WindDown {
+        return queue_finalize(deps, batch).await;
+    }
     Ok(QueueAction::Ack)
 }
 
@@ -381,7 +488,11 @@ async fn commit_into_chunk(
         token: token.clone(),
         expires_at: now.plus(deps.batch_policy.lease),
     };
-    let chunk = match deps.batches.claim_chunk(batch, index, &lease, now).await? {
+    let chunk = match deps
+        .batches
+        .claim_chunk(batch, index, &lease, ClaimPurpose::Collect, now)
+        .await?
+    {
         ChunkClaim::Claimed { chunk, .. } => chunk,
         ChunkClaim::Busy { lease_expires_at } => {
             return Ok(Committed::Busy(
@@ -439,11 +550,8 @@ async fn commit_into_chunk(
                 }
                 return Ok(Committed::Closed);
             }
-            ChunkWrite::Stopping => {
-                deps.batches.release_chunk(batch, index, &token).await?;
-                return Ok(Committed::Closed);
-            }
-            ChunkWrite::Running => {
+            // Kept either way: a cancelling batch keeps the lines its provider batch finished.
+            ChunkWrite::Running | ChunkWrite::Stopping => {
                 crate::telemetry::count_batch_lines(completed, failed);
             }
         }
@@ -456,16 +564,19 @@ async fn commit_into_chunk(
     Ok(Committed::Yes)
 }
 
-/// The batch stopped taking results: the provider batch is cancelled (best effort) and the
-/// group's record and provider files go.
+/// The batch stopped taking results: the provider batch is cancelled (best effort; one a
+/// cancel's look asked already is only looked at, for its files) and the group's record and
+/// provider files go.
 async fn stop_group(deps: &Deps, batch: &BatchRef, group: u32, record: &GroupRecord) {
     let mut ended = None;
     if let Some(id) = &record.provider_batch_id {
-        match deps
-            .provider_batches
-            .cancel_batch(&record.provider, id)
-            .await
-        {
+        let api = &deps.provider_batches;
+        let seen = if record.cancel_sent {
+            api.retrieve_batch(&record.provider, id).await
+        } else {
+            api.cancel_batch(&record.provider, id).await
+        };
+        match seen {
             Ok(seen) => {
                 tracing::info!(provider_batch = %id, "provider batch cancelled");
                 ended = Some(seen);

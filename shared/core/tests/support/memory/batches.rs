@@ -11,7 +11,7 @@ use prism_core::batches::input::ChunkPlan;
 use prism_core::batches::native::live_counts;
 use prism_core::batches::{
     Batch, BatchCancelOutcome, BatchErrors, BatchOutcome, BatchRef, BatchStatus, Chunk, ChunkClaim,
-    ChunkWrite, FinalizeLease, NewBatch, Part, RequestCounts,
+    ChunkWrite, ClaimPurpose, FinalizeLease, NewBatch, Part, RequestCounts,
 };
 use prism_core::list::Page;
 use prism_core::ports::{BatchResult, BatchStore, Lease};
@@ -161,6 +161,7 @@ impl BatchStore for MemoryBatchStore {
         batch: &BatchRef,
         chunk: u32,
         lease: &Lease,
+        purpose: ClaimPurpose,
         now: Timestamp,
     ) -> Result<ChunkClaim, StoreError> {
         let mut rows = lock(&self.rows);
@@ -169,7 +170,7 @@ impl BatchStore for MemoryBatchStore {
         let record = row
             .as_ref()
             .and_then(|r| r.chunks.get(chunk as usize).cloned());
-        let (current, record) = match decisions::chunk_claim(current, record, lease, now) {
+        let (current, record) = match decisions::chunk_claim(current, record, lease, purpose, now) {
             Ok(taken) => taken,
             Err(refusal) => return Ok(refusal),
         };
