@@ -65,14 +65,14 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
     let Some(held) = claimed.finalize.clone() else {
         return Ok(QueueAction::Ack);
     };
-    // The chunk records as of the claim: no checkpoint lands after it.
-    let chunks = Arc::new(decisions::planned_chunks(
-        &claimed,
-        deps.batches.chunks(batch).await?,
-    ));
     let hold = Arc::new(Hold::default());
+    // Renewals start at the claim: reading a large batch's chunk records can take a while too.
     let assembled = tokio::select! {
-        assembled = assemble(deps, &claimed, &held, &chunks, &hold) => assembled?,
+        assembled = async {
+            // The chunk records as of the claim: no checkpoint lands after it.
+            let chunks = decisions::planned_chunks(&claimed, deps.batches.chunks(batch).await?);
+            assemble(deps, &claimed, &held, &Arc::new(chunks), &hold).await
+        } => assembled?,
         never = renew_while_assembling(deps, batch, &held.token, &hold) => match never {},
     };
     let Some(result) = assembled else {
@@ -153,7 +153,9 @@ async fn renew_while_assembling(
         match deps.batches.renew_finalize(batch, token, until).await {
             Ok(true) => tracing::debug!("finalize lease renewed"),
             Ok(false) => hold.lost.store(true, Ordering::SeqCst),
-            Err(error) => tracing::warn!(%error, "could not renew the finalize lease; trying again"),
+            Err(error) => {
+                tracing::warn!(%error, "could not renew the finalize lease; trying again")
+            }
         }
     }
 }
@@ -357,7 +359,11 @@ async fn file_lines(
             if let Some(part_line) = decode_part_line(line)
                 && part_line.target == target
             {
-                lines.push((part_line.index, part_line.tier, body.slice_ref(part_line.json)));
+                lines.push((
+                    part_line.index,
+                    part_line.tier,
+                    body.slice_ref(part_line.json),
+                ));
             }
         }
     }
