@@ -610,7 +610,12 @@ mod tests {
             usage: Usage::default(),
             done: String::new(),
         };
-        let holds = |p: &Part| (p.may_hold(LineTarget::Output), p.may_hold(LineTarget::Error));
+        let holds = |p: &Part| {
+            (
+                p.may_hold(LineTarget::Output),
+                p.may_hold(LineTarget::Error),
+            )
+        };
         assert_eq!(holds(&part(3, 3, 0)), (true, false));
         assert_eq!(holds(&part(3, 0, 3)), (false, true));
         assert_eq!(holds(&part(3, 2, 1)), (true, true));

@@ -470,7 +470,10 @@ struct SlowPartReads {
 
 impl SlowPartReads {
     fn puts_of(&self, key: &str) -> usize {
-        let puts = self.puts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let puts = self
+            .puts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         puts.iter().filter(|k| k.as_str() == key).count()
     }
 }
@@ -502,7 +505,10 @@ impl BlobStore for SlowPartReads {
         self.blobs.put_stream(key, body).await
     }
 
-    async fn get(&self, key: &str) -> Result<prism_core::ports::BlobStream, prism_core::StoreError> {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<prism_core::ports::BlobStream, prism_core::StoreError> {
         if key.contains("/chunks/") {
             tokio::time::sleep(PART_READ).await;
         }
@@ -570,7 +576,11 @@ async fn a_finalizer_slower_than_its_lease_renews_it_and_is_never_taken_over() {
     assert_eq!(done.status, BatchStatus::Completed);
     let output_file = done.output_file_id.unwrap();
     let output_key = file_blob_key(&tenant(), &output_file);
-    assert_eq!(blobs.puts_of(&output_key), 1, "the output was assembled once");
+    assert_eq!(
+        blobs.puts_of(&output_key),
+        1,
+        "the output was assembled once"
+    );
     let output = world.file_lines(&output_file);
     assert_eq!(custom_ids(&output), ids(0..12));
     // The file went to the blob store a chunk (4 lines) at a time, never whole.

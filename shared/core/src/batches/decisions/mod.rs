@@ -184,11 +184,7 @@ pub fn finalize_lease(
 /// The finalizer's lease extended to `until`, while `token` still holds it
 /// ([`finalize_holds`]): assembling a large batch outlasts one lease, and a finalizer that kept
 /// working would otherwise be taken over mid-way and start again from nothing.
-pub fn renewed_finalize(
-    current: &Batch,
-    token: &str,
-    until: Timestamp,
-) -> Option<FinalizeLease> {
+pub fn renewed_finalize(current: &Batch, token: &str, until: Timestamp) -> Option<FinalizeLease> {
     if !finalize_holds(current, token) {
         return None;
     }

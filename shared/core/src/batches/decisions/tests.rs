@@ -442,7 +442,10 @@ fn only_the_finalizer_holding_the_lease_renews_it_and_never_shortens_it() {
             .expires_at,
         Timestamp(2_000)
     );
-    assert_eq!(renewed_finalize(&finalizing, "other", Timestamp(9_000)), None);
+    assert_eq!(
+        renewed_finalize(&finalizing, "other", Timestamp(9_000)),
+        None
+    );
     let ended = Batch {
         status: BatchStatus::Completed,
         ..finalizing
