@@ -12,8 +12,15 @@ with and without it.
 
 It also honours TransactWriteItems' ClientRequestToken, which moto ignores: real DynamoDB answers
 a transaction sent again with the token of one that succeeded (the AWS SDK's own retry after a
-lost answer) with success and applies nothing; moto would apply it twice. The answers of
-successful transactions are kept for 10 minutes, as DynamoDB keeps tokens.
+lost answer) with success and applies nothing; moto would apply it twice. A different
+transaction under a used token is not a retry: DynamoDB refuses it with
+IdempotentParameterMismatchException (400), and so does this wrapper, so two transactions that
+ever shared a token fail loudly instead of the second passing as applied. The requests and
+answers of successful transactions are kept for 10 minutes, as DynamoDB keeps tokens.
+
+With MOTO_LOG_CALLS=1 it prints one line per request, `call <epoch seconds> <what>` (the
+X-Amz-Target of DynamoDB and SQS calls, or the method, path and query of S3's), so a benchmark can
+count the calls of a time window (bench/finalize.sh does).
 
 Under the lock a transaction also no longer copies the whole table: it keeps a copy of each item
 it touches and puts those back if it is cancelled. moto's whole-table copy costs O(table) per
@@ -45,13 +52,29 @@ from moto.moto_server.werkzeug_app import (
 
 DYNAMODB = threading.Lock()
 TOKEN_SECONDS = 600
-# ClientRequestToken -> (when, status, headers, body) of a transaction that succeeded.
+# ClientRequestToken -> (when, request, status, headers, body) of a transaction that succeeded;
+# the request parsed, so that a retry is told from another transaction under the same token.
 TRANSACTIONS = {}
+LOG_CALLS = os.environ.get("MOTO_LOG_CALLS") == "1"
+MISMATCH_TYPE = "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException"
+
+
+def log_call(environ, target):
+    if not LOG_CALLS:
+        return
+    if target:
+        what = target
+    else:
+        query = environ.get("QUERY_STRING", "")
+        what = f'{environ.get("REQUEST_METHOD", "")} {environ.get("PATH_INFO", "")}' + (f"?{query}" if query else "")
+    # One write per line: threads' lines never interleave.
+    os.write(1, f"call {time.time():.3f} {what}\n".encode())
 
 
 def serialize_dynamodb(app):
     def wrapped(environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        log_call(environ, target)
         if not target.startswith("DynamoDB_"):
             return app(environ, start_response)
         with DYNAMODB:
@@ -68,14 +91,29 @@ def transact_once(app, environ, start_response):
     body = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(body)
     try:
-        token = json.loads(body).get("ClientRequestToken")
-    except ValueError:
-        token = None
+        request = json.loads(body)
+        token = request.get("ClientRequestToken")
+    except (ValueError, AttributeError):
+        request, token = None, None
     now = time.monotonic()
     for old in [t for t, kept in TRANSACTIONS.items() if now - kept[0] > TOKEN_SECONDS]:
         del TRANSACTIONS[old]
     if token in TRANSACTIONS:
-        _, status, headers, answer = TRANSACTIONS[token]
+        _, then, status, headers, answer = TRANSACTIONS[token]
+        if then != request:
+            print(f"TransactWriteItems token {token} seen before with another request: "
+                  "IdempotentParameterMismatchException", flush=True)
+            mismatch = json.dumps({
+                "__type": MISMATCH_TYPE,
+                "message": "Request has the same client token as a previous request, "
+                           "but the requests are not the same.",
+            }).encode()
+            start_response("400 Bad Request", [
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("Content-Length", str(len(mismatch))),
+                ("x-amzn-ErrorType", "IdempotentParameterMismatchException"),
+            ])
+            return [mismatch]
         print(f"TransactWriteItems token {token} seen before: answered as then", flush=True)
         start_response(status, headers)
         return [answer]
@@ -87,7 +125,7 @@ def transact_once(app, environ, start_response):
 
     answer = b"".join(app(environ, remember))
     if token and seen.get("status", "").startswith("200"):
-        TRANSACTIONS[token] = (now, seen["status"], seen["headers"], answer)
+        TRANSACTIONS[token] = (now, request, seen["status"], seen["headers"], answer)
     return [answer]
 
 

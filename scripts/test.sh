@@ -25,6 +25,8 @@ cargo build --workspace --all-targets --locked --features "$EMULATOR_FEATURES"
 
 # Only for the test processes: the emulator, with dummy credentials in a fixed region.
 start_emulator target/moto.log
+# The emulator wrapper answers a used ClientRequestToken as DynamoDB does.
+.venv/bin/python scripts/check_moto_tokens.py
 
 cargo test --workspace --locked --features "$EMULATOR_FEATURES"
 # The web console in headless Chromium against a running batch (screenshots: target/console-screenshots).

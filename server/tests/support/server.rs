@@ -9,9 +9,14 @@ use tokio::process::{Child, Command};
 
 use super::{Backend, Env, PRISM};
 
-/// `PRISM_LOG` of the tests' `prism serve`: info, and the batch stages' chunk claims, commits
-/// and finalizing at debug, so a batch that hangs can be read back. Never prompts or keys.
-const PRISM_TEST_LOG: &str = "info,prism_core::batches=debug";
+/// `PRISM_LOG` of the tests' `prism serve`: info, the batch stages' chunk claims, commits and
+/// finalizing at debug, so a batch that hangs can be read back, and the upload parts
+/// acknowledged. Never prompts or keys.
+const PRISM_TEST_LOG: &str = "info,prism_core::batches=debug,prism_core::uploads=debug";
+
+/// `RUST_LOG` of the tests' Lambda functions: the template's info, and the upload parts each
+/// api process acknowledged, so a part a complete cannot find is traced to its write.
+const LAMBDA_TEST_LOG: &str = "info,prism_core::uploads=debug";
 
 /// How much of prism's log a failing test prints.
 const LOG_TAIL_LINES: usize = 400;
@@ -63,6 +68,7 @@ async fn start_lambda_functions(
         log_dir: Some(logs.to_path_buf()),
         extra_env: prism_lambda_local::emulator_env(|name| std::env::var(name).ok())
             .into_iter()
+            .chain([("RUST_LOG".to_owned(), LAMBDA_TEST_LOG.to_owned())])
             .chain(env.iter().cloned())
             .collect(),
         ..prism_lambda_local::RunOptions::for_workspace(workspace)

@@ -1,6 +1,7 @@
 //! S3: values too large for a DynamoDB item (spilled requests and results, each under a key
 //! written once), and the `BlobStore` port for files. Uploads stream through in parts of
-//! [`PART_BYTES`] (S3's multipart minimum), so memory stays flat whatever the file's size.
+//! [`PART_BYTES`] (S3's multipart minimum), a few sent at once while the next one fills, so
+//! memory stays flat whatever the file's size.
 
 use std::time::Duration;
 
@@ -10,14 +11,18 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use prism_core::StoreError;
 use prism_core::files::{UploadError, UploadStream};
 use prism_core::ports::{BlobStore, BlobStream};
 
 use crate::attrs::unavailable;
 
-/// S3's smallest multipart part (except the last); also the most an upload holds in memory.
+/// S3's smallest multipart part (except the last).
 const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts of one upload sent at once while the next one fills: an upload holds at most this
+/// many parts plus the one filling, whatever the file's size.
+const PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Clone)]
 pub struct S3Blobs {
@@ -56,7 +61,8 @@ impl S3Blobs {
         Ok(data.into_bytes())
     }
 
-    /// Sends the parts after the first full one; the caller aborts the upload on failure.
+    /// Sends the parts after the first full one, [`PARTS_IN_FLIGHT`] at a time while the body
+    /// is read on; the caller aborts the upload on failure.
     async fn upload_parts(
         &self,
         key: &str,
@@ -65,43 +71,66 @@ impl S3Blobs {
         mut buffer: BytesMut,
         mut body: UploadStream<'_>,
     ) -> Result<(u64, Vec<CompletedPart>), UploadError> {
-        let mut parts = Vec::new();
         let mut total = (first.len() + buffer.len()) as u64;
-        let mut pending = Some(first);
+        let mut sent = Vec::new();
+        let mut sending = FuturesUnordered::new();
+        let mut number = 1;
+        sending.push(self.send_part(key, upload_id, number, first));
+        let mut ended = false;
         loop {
-            if let Some(part) = pending.take() {
-                let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(part))
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(out.e_tag)
-                        .build(),
-                );
+            let full = buffer.len() >= PART_BYTES || (ended && !buffer.is_empty());
+            if full && sending.len() < PARTS_IN_FLIGHT {
+                number += 1;
+                let part = buffer.split_to(PART_BYTES.min(buffer.len())).freeze();
+                sending.push(self.send_part(key, upload_id, number, part));
+                continue;
             }
-            match body.next().await {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    total += chunk.len() as u64;
-                    buffer.extend_from_slice(&chunk);
-                    if buffer.len() >= PART_BYTES {
-                        pending = Some(buffer.split_to(PART_BYTES).freeze());
-                    }
+            if full || ended {
+                // A full part waits for room; after the body's end, the last sends finish.
+                match sending.next().await {
+                    Some(part) => sent.push(part?),
+                    None => break,
                 }
-                None if buffer.is_empty() => return Ok((total, parts)),
-                None => pending = Some(std::mem::take(&mut buffer).freeze()),
+                continue;
+            }
+            tokio::select! {
+                Some(part) = sending.next(), if !sending.is_empty() => sent.push(part?),
+                chunk = body.next() => match chunk {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        total += chunk.len() as u64;
+                        buffer.extend_from_slice(&chunk);
+                    }
+                    None => ended = true,
+                },
             }
         }
+        sent.sort_by_key(CompletedPart::part_number);
+        Ok((total, sent))
+    }
+
+    async fn send_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        part: Bytes,
+    ) -> Result<CompletedPart, UploadError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(part))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag)
+            .build())
     }
 }
 

@@ -495,6 +495,29 @@ impl BatchStore for DynamoBatchStore {
         )))
     }
 
+    async fn renew_finalize(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // Read, ask core, write while the finalizer is as read: once per third of a lease.
+        let Some(current) = self.batch(batch).await? else {
+            return Ok(false);
+        };
+        let Some(renewed) = decisions::renewed_finalize(&current, token, until) else {
+            return Ok(false);
+        };
+        let update = self
+            .update_batch(batch)
+            .update_expression("SET finalize = :finalize")
+            .condition_expression("#s = :finalizing AND finalize_token = :token")
+            .expression_attribute_values(":finalize", to_json(&renewed)?)
+            .expression_attribute_values(":finalizing", status_value(BatchStatus::Finalizing))
+            .expression_attribute_values(":token", s(token));
+        Ok(write::update(update).await?.applied())
+    }
+
     async fn finish(
         &self,
         batch: &BatchRef,

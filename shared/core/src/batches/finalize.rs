@@ -1,11 +1,16 @@
 //! Finalizing a batch (`try_finalize`): one winner claims `finalizing` under a lease and
 //! assembles the output and error files in input order from the committed parts alone, then
 //! ends the batch; a finalizer that takes over an expired lease writes the very same files.
+//! Assembly streams: a few chunks are read ahead, a chunk's lines are held only until they are
+//! handed to the blob store, only the parts that may hold a file's lines are read for it, and
+//! the lease is renewed as assembly goes, so a batch of any size is assembled once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
 
 use crate::batches::decisions;
 use crate::batches::output::{billed_line, error_line};
@@ -21,6 +26,12 @@ use crate::ids::new_lease_token;
 use crate::ports::BatchResult;
 use crate::pricing::{Tier, UsageByModel};
 use crate::usage::counters::UsageCount;
+
+/// Chunks whose parts are read while an earlier one is handed to the blob store; memory holds
+/// at most this many chunks' lines at once.
+const CHUNKS_READ_AHEAD: usize = 4;
+/// Parts of one chunk read at once (a slow chunk commits many small parts).
+const PART_READS_IN_FLIGHT: usize = 4;
 
 /// Idempotent: called from every chunk outcome, from cancel, from expiry and from the
 /// reconciler. When the batch is ready, claims `finalizing` with a lease; only the winner
@@ -55,9 +66,20 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
     let Some(held) = claimed.finalize.clone() else {
         return Ok(QueueAction::Ack);
     };
-    // The chunk records as of the claim: no checkpoint lands after it.
-    let chunks = decisions::planned_chunks(&claimed, deps.batches.chunks(batch).await?);
-    let result = assemble(deps, &claimed, &held, &chunks).await?;
+    let hold = Arc::new(Hold::default());
+    // Renewals start at the claim: reading a large batch's chunk records can take a while too.
+    let assembled = tokio::select! {
+        assembled = async {
+            // The chunk records as of the claim: no checkpoint lands after it.
+            let chunks = decisions::planned_chunks(&claimed, deps.batches.chunks(batch).await?);
+            assemble(deps, &claimed, &held, &Arc::new(chunks), &hold).await
+        } => assembled?,
+        never = renew_while_assembling(deps, batch, &held.token, &hold) => match never {},
+    };
+    let Some(result) = assembled else {
+        tracing::info!("another finalizer took the batch over; this one stops");
+        return Ok(QueueAction::Ack);
+    };
     if deps
         .batches
         .finish(batch, &held.token, &result, deps.clock.now())
@@ -89,18 +111,76 @@ async fn release_input(deps: &Deps, batch: &Batch) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether the finalizer still holds its lease: a renewal refused (another finalizer took over,
+/// or the batch ended) stops the assembly at its next chunk. Without renewals, a finalize longer
+/// than one lease is taken over mid-way, again and again, each taker starting from nothing
+/// beside the ones still running.
+#[derive(Default)]
+struct Hold {
+    lost: AtomicBool,
+}
+
+impl Hold {
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.lost() {
+            return Err(StoreError::Unavailable(
+                "the finalize lease was taken over".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Renews the finalizer's lease every third of it for as long as the assembly runs (it is
+/// dropped with it); a refusal marks the hold lost. A renewal that fails is tried again at the
+/// next turn: the lease still has two thirds left.
+async fn renew_while_assembling(
+    deps: &Deps,
+    batch: &BatchRef,
+    token: &str,
+    hold: &Hold,
+) -> std::convert::Infallible {
+    let every = (deps.batch_policy.lease / 3).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(every).await;
+        if hold.lost() {
+            continue;
+        }
+        let until = deps.clock.now().plus(deps.batch_policy.lease);
+        match deps.batches.renew_finalize(batch, token, until).await {
+            Ok(true) => tracing::debug!("finalize lease renewed"),
+            Ok(false) => hold.lost.store(true, Ordering::SeqCst),
+            Err(error) => {
+                tracing::warn!(%error, "could not renew the finalize lease; trying again")
+            }
+        }
+    }
+}
+
 /// Writes the output and error files from the committed parts in input order, plus an error
-/// line for every line no part holds (cancel, expiry), and registers them.
+/// line for every line no part holds (cancel, expiry), and registers them; `None` when another
+/// finalizer took over meanwhile.
 async fn assemble(
     deps: &Deps,
     batch: &Batch,
     lease: &FinalizeLease,
-    chunks: &[Chunk],
-) -> Result<BatchResult, StoreError> {
+    chunks: &Arc<Vec<Chunk>>,
+    hold: &Arc<Hold>,
+) -> Result<Option<BatchResult>, StoreError> {
     // Counts and usage come from the files as written, one line per request line: whatever
     // parts a crash or a redelivery left, each line is counted and billed exactly once.
-    let output = write_file(deps, batch, lease, chunks, LineTarget::Output).await?;
-    let errors = write_file(deps, batch, lease, chunks, LineTarget::Error).await?;
+    let Some(output) = write_file(deps, batch, lease, chunks, LineTarget::Output, hold).await?
+    else {
+        return Ok(None);
+    };
+    let Some(errors) = write_file(deps, batch, lease, chunks, LineTarget::Error, hold).await?
+    else {
+        return Ok(None);
+    };
     let counts = RequestCounts {
         total: batch.counts.total,
         completed: output.lines,
@@ -141,7 +221,7 @@ async fn assemble(
     } else {
         None
     };
-    Ok(BatchResult {
+    Ok(Some(BatchResult {
         outcome: lease.outcome,
         counts,
         usage: usage_by_model.total(),
@@ -150,7 +230,7 @@ async fn assemble(
         usage_by_model,
         output_file_id,
         error_file_id,
-    })
+    }))
 }
 
 /// A finalizer that took over may find the record written by its predecessor.
@@ -177,14 +257,15 @@ struct Written {
 }
 
 /// Streams one of the two files into the blob store, counting its lines and (output file)
-/// summing their usage.
+/// summing their usage; `None` when the lease was lost on the way.
 async fn write_file(
     deps: &Deps,
     batch: &Batch,
     lease: &FinalizeLease,
-    chunks: &[Chunk],
+    chunks: &Arc<Vec<Chunk>>,
     target: LineTarget,
-) -> Result<Written, StoreError> {
+    hold: &Arc<Hold>,
+) -> Result<Option<Written>, StoreError> {
     let file_id = match target {
         LineTarget::Output => &lease.output_file_id,
         LineTarget::Error => &lease.error_file_id,
@@ -194,37 +275,58 @@ async fn write_file(
         LineTarget::Error => lease.outcome.unrun_line_error(),
         LineTarget::Output => None,
     };
-    // One chunk at a time, parts in order: memory holds one chunk's lines, never the file.
+    let holds_lines = |chunk: &Chunk| {
+        chunk.parts.iter().any(|part| part.may_hold(target))
+            || (unrun_error.is_some() && chunk.cursor < chunk.plan.lines)
+    };
+    if !chunks.iter().any(holds_lines) {
+        // Nothing to write (the error file of a batch without failures): no read, no object.
+        return Ok(Some(Written::default()));
+    }
+    // Chunks in order, a few read ahead: memory holds a few chunks' lines, never the file.
     let tally = Arc::new(Mutex::new(Written::default()));
-    let (owned_deps, owned_batch, counter) =
-        (deps.clone(), Arc::new(batch.clone()), Arc::clone(&tally));
-    let body = futures::stream::iter(chunks.to_vec())
-        .then(move |chunk| {
-            let (deps, batch, counter) = (
+    let (owned_deps, owned_batch, counter, owned_chunks, owned_hold) = (
+        deps.clone(),
+        Arc::new(batch.clone()),
+        Arc::clone(&tally),
+        Arc::clone(chunks),
+        Arc::clone(hold),
+    );
+    let body = futures::stream::iter(0..chunks.len())
+        .map(move |at| {
+            let (deps, batch, counter, chunks, hold) = (
                 owned_deps.clone(),
                 Arc::clone(&owned_batch),
                 Arc::clone(&counter),
+                Arc::clone(&owned_chunks),
+                Arc::clone(&owned_hold),
             );
-            async move { file_lines(&deps, &batch, &chunk, target, unrun_error, &counter).await }
+            async move {
+                hold.check()?;
+                let chunk = &chunks[at];
+                file_lines(&deps, &batch, chunk, target, unrun_error, &counter).await
+            }
         })
+        .buffered(CHUNKS_READ_AHEAD)
         .map(|r| r.map_err(crate::files::UploadError::from))
         .boxed();
-    let bytes = deps
-        .blobs
-        .put_stream(&key, body)
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let bytes = match deps.blobs.put_stream(&key, body).await {
+        Ok(bytes) => bytes,
+        // The taker writes this same file; this one's upload was abandoned.
+        Err(_) if hold.lost() => return Ok(None),
+        Err(error) => return Err(StoreError::Unavailable(error.to_string())),
+    };
     if bytes == 0 {
         deps.blobs.delete(&key).await?;
     }
-    let mut written = std::mem::take(&mut *lock(&tally));
+    let mut written = std::mem::take(&mut *lock(&*tally));
     written.bytes = bytes;
-    Ok(written)
+    Ok(Some(written))
 }
 
-fn lock(tally: &Mutex<Written>) -> std::sync::MutexGuard<'_, Written> {
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere cannot leave a half-updated tally that matters: the finalizer fails.
-    tally
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -239,16 +341,30 @@ async fn file_lines(
     unrun_error: Option<(&'static str, &'static str)>,
     tally: &Mutex<Written>,
 ) -> Result<Bytes, StoreError> {
+    // Collected first: no iterator closure lives across an await (the future stays `Send`).
+    let reads: Vec<_> = chunk
+        .parts
+        .iter()
+        .filter(|part| part.may_hold(target))
+        .map(|part| read_whole(deps, &part.key))
+        .collect();
+    let bodies: Vec<Bytes> = futures::stream::iter(reads)
+        .buffered(PART_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     // (index within the chunk, billed tier, JSON line): a chunk's lines, whichever part holds
-    // them.
-    let mut lines: Vec<(u32, Option<Tier>, Vec<u8>)> = Vec::new();
-    for part in &chunk.parts {
-        let whole = read_all(deps, &part.key).await?.concat();
-        for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    // them, as slices of the parts' bodies rather than copies.
+    let mut lines: Vec<(u32, Option<Tier>, Bytes)> = Vec::new();
+    for body in &bodies {
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             if let Some(part_line) = decode_part_line(line)
                 && part_line.target == target
             {
-                lines.push((part_line.index, part_line.tier, part_line.json.to_vec()));
+                lines.push((
+                    part_line.index,
+                    part_line.tier,
+                    body.slice_ref(part_line.json),
+                ));
             }
         }
     }
@@ -260,7 +376,7 @@ async fn file_lines(
             if !done.get(index).copied().unwrap_or(false) {
                 let json = error_line(deps, &line.custom_id, code, message);
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
-                lines.push((index, None, json.into_bytes()));
+                lines.push((index, None, Bytes::from(json.into_bytes())));
             }
         }
     }
@@ -269,7 +385,7 @@ async fn file_lines(
     lines.sort_by_key(|(index, _, _)| *index);
     lines.dedup_by_key(|(index, _, _)| *index);
     let mut billed = UsageByModel::default();
-    let mut out = Vec::new();
+    let mut out = BytesMut::with_capacity(lines.iter().map(|(_, _, json)| json.len() + 1).sum());
     for (_, tier, json) in &lines {
         if target == LineTarget::Output
             && let Some(line) = billed_line(json, *tier)
@@ -277,20 +393,29 @@ async fn file_lines(
             billed.add(&line.model, line.tier, &line.usage);
         }
         out.extend_from_slice(json);
-        out.push(b'\n');
+        out.extend_from_slice(b"\n");
     }
     let mut tally = lock(tally);
     tally.lines += lines.len() as u64;
     tally.billed.merge(&billed);
-    Ok(Bytes::from(out))
+    Ok(out.freeze())
 }
 
-/// Every byte of a stored blob, as the chunks it was read in.
-async fn read_all(deps: &Deps, key: &str) -> Result<Vec<Bytes>, StoreError> {
+/// Every byte of a stored part, in one buffer (as read when it came in one piece).
+async fn read_whole(deps: &Deps, key: &str) -> Result<Bytes, StoreError> {
     let mut stream = deps.blobs.get(key).await?;
-    let mut chunks = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        chunks.push(chunk?);
+    let mut only: Option<Bytes> = None;
+    let mut whole = BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece?;
+        if only.is_none() && whole.is_empty() {
+            only = Some(piece);
+            continue;
+        }
+        if let Some(first) = only.take() {
+            whole.extend_from_slice(&first);
+        }
+        whole.extend_from_slice(&piece);
     }
-    Ok(chunks)
+    Ok(only.unwrap_or_else(|| whole.freeze()))
 }

@@ -372,6 +372,20 @@ pub struct Part {
     pub done: String,
 }
 
+impl Part {
+    /// Whether the part may hold lines of `target`: the finalizer reads only those parts, so a
+    /// batch with no failed line costs no read for its error file. A part whose counts do not
+    /// account for its lines (a provider batch's, counted on its group) may hold either.
+    pub fn may_hold(&self, target: LineTarget) -> bool {
+        let counted = u64::from(self.completed) + u64::from(self.failed) == u64::from(self.lines);
+        !counted
+            || match target {
+                LineTarget::Output => self.completed > 0,
+                LineTarget::Error => self.failed > 0,
+            }
+    }
+}
+
 /// Line indexes as compact ranges: `[0, 1, 2, 5]` is `0-2,5`.
 pub fn encode_ranges(indexes: &[u32]) -> String {
     let mut sorted = indexes.to_vec();
@@ -618,6 +632,29 @@ mod tests {
                 total_tokens: 12
             }
         );
+    }
+
+    #[test]
+    fn a_part_is_read_for_a_file_only_when_its_counts_leave_room_for_that_files_lines() {
+        let part = |lines, completed, failed| Part {
+            key: "k".into(),
+            lines,
+            completed,
+            failed,
+            usage: Usage::default(),
+            done: String::new(),
+        };
+        let holds = |p: &Part| {
+            (
+                p.may_hold(LineTarget::Output),
+                p.may_hold(LineTarget::Error),
+            )
+        };
+        assert_eq!(holds(&part(3, 3, 0)), (true, false));
+        assert_eq!(holds(&part(3, 0, 3)), (false, true));
+        assert_eq!(holds(&part(3, 2, 1)), (true, true));
+        // A provider batch's part is counted on its group: either file may need it.
+        assert_eq!(holds(&part(3, 0, 0)), (true, true));
     }
 
     #[test]

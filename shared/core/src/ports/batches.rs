@@ -132,6 +132,16 @@ pub trait BatchStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<Batch>, StoreError>;
 
+    /// Extends the finalizer's lease to `until` while `token` holds it
+    /// (`decisions::renewed_finalize`); false once another finalizer took over or the batch
+    /// ended, and the finalizer then stops.
+    async fn renew_finalize(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// `finalizing -> completed | cancelled | expired` with the files and final counts, while the
     /// finalizer's token holds; adds [`BatchResult::counted`] to the tenant's usage counters in
     /// the same write.

@@ -167,6 +167,9 @@ pub async fn add_part(
         ));
     }
     if deps.uploads.add_part(&part, deps.clock.now()).await? {
+        // Which ids were acknowledged, and by which process: a complete that later finds one
+        // missing is traced back to the write that answered for it.
+        tracing::debug!(part_id = %part.id, bytes = part.bytes, "upload part acknowledged");
         return Ok(part);
     }
     // Cancelled or expired while the bytes streamed in: they are not kept.

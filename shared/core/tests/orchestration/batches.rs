@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use crate::support::*;
 
 fn lines(n: usize) -> Vec<String> {
@@ -456,4 +458,142 @@ async fn the_reconciler_requeues_planning_that_was_never_triggered() {
     world.drain().await;
 
     assert_eq!(world.batch(&batch).await.status, BatchStatus::Completed);
+}
+
+/// The blob store with every read of a batch part taking `PART_READ` (a finalize far longer
+/// than its lease, as a large batch's is), recording the key of every upload and the largest
+/// piece any upload handed it.
+struct SlowPartReads {
+    blobs: std::sync::Arc<MemoryBlobStore>,
+    puts: std::sync::Mutex<Vec<String>>,
+    largest_piece: std::sync::Mutex<usize>,
+}
+
+impl SlowPartReads {
+    fn puts_of(&self, key: &str) -> usize {
+        let puts = self
+            .puts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        puts.iter().filter(|k| k.as_str() == key).count()
+    }
+}
+
+const PART_READ: Duration = Duration::from_secs(100);
+
+#[async_trait::async_trait]
+impl BlobStore for SlowPartReads {
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: prism_core::files::UploadStream<'_>,
+    ) -> Result<u64, UploadError> {
+        self.puts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key.to_owned());
+        let body = body
+            .inspect(|piece| {
+                if let Ok(piece) = piece {
+                    let mut largest = self
+                        .largest_piece
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *largest = (*largest).max(piece.len());
+                }
+            })
+            .boxed();
+        self.blobs.put_stream(key, body).await
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<prism_core::ports::BlobStream, prism_core::StoreError> {
+        if key.contains("/chunks/") {
+            tokio::time::sleep(PART_READ).await;
+        }
+        self.blobs.get(key).await
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<bytes::Bytes, prism_core::StoreError> {
+        self.blobs.get_range(key, start, end).await
+    }
+
+    async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, prism_core::StoreError> {
+        self.blobs.presigned_get(key, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), prism_core::StoreError> {
+        self.blobs.delete(key).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finalizer_slower_than_its_lease_renews_it_and_is_never_taken_over() {
+    let mut world = World::new();
+    let blobs = std::sync::Arc::new(SlowPartReads {
+        blobs: world.blobs.clone(),
+        puts: Default::default(),
+        largest_piece: Default::default(),
+    });
+    world.deps.blobs = blobs.clone();
+    assert!(PART_READ > world.deps.batch_policy.lease);
+    let batch = create(&world, 12).await;
+    *blobs.largest_piece.lock().unwrap() = 0;
+    // A rival finalizer, as every redelivered finalize message is: it looks every few seconds
+    // while the batch is finalizing, and would take it over once the lease lapsed.
+    let rival = {
+        let (deps, batch) = (world.deps.clone(), batch.clone());
+        tokio::spawn(async move {
+            for _ in 0..1000 {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let seen = deps.batches.get(&batch.tenant, &batch.id).await.unwrap();
+                match seen.map(|b| b.status) {
+                    Some(BatchStatus::Finalizing) => {}
+                    Some(status) if !status.is_terminal() => continue,
+                    _ => break,
+                }
+                let _looked = prism_core::batches::finalize::try_finalize(&deps, &batch)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+
+    world.drain().await;
+    rival.await.unwrap();
+
+    let done = world.batch(&batch).await;
+    assert_eq!(done.status, BatchStatus::Completed);
+    let output_file = done.output_file_id.unwrap();
+    let output_key = file_blob_key(&tenant(), &output_file);
+    assert_eq!(
+        blobs.puts_of(&output_key),
+        1,
+        "the output was assembled once"
+    );
+    let output = world.file_lines(&output_file);
+    assert_eq!(custom_ids(&output), ids(0..12));
+    // The file went to the blob store a chunk (4 lines) at a time, never whole.
+    let whole = world.blobs.bytes(&output_key).unwrap().len();
+    let largest = *blobs.largest_piece.lock().unwrap();
+    assert!(
+        largest > 0 && largest * 2 < whole,
+        "largest piece {largest} bytes of {whole}"
+    );
+    let took = done.completed_at.unwrap().0 - done.finalizing_at.unwrap().0;
+    assert!(
+        Duration::from_millis(took.unsigned_abs()) > world.deps.batch_policy.lease,
+        "the finalize outlasted its first lease ({took} ms)"
+    );
 }

@@ -458,6 +458,28 @@ impl BatchStore for SqliteBatchStore {
             .await
     }
 
+    async fn renew_finalize(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (batch, token) = (batch.clone(), token.to_owned());
+        self.db
+            .write(move |conn| {
+                let Some(current) = load(conn, batch.tenant.as_str(), batch.id.as_str())? else {
+                    return Ok(false);
+                };
+                let Some(renewed) = decisions::renewed_finalize(&current, &token, until) else {
+                    return Ok(false);
+                };
+                conn.prepare_cached("UPDATE batches SET finalize = ?2 WHERE id = ?1")?
+                    .execute(params![batch.id.as_str(), to_json(&renewed)?])?;
+                Ok(true)
+            })
+            .await
+    }
+
     async fn finish(
         &self,
         batch: &BatchRef,

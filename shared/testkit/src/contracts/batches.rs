@@ -382,6 +382,93 @@ pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_clai
     );
 }
 
+/// A finalizer assembling a large batch outlasts one lease: renewing keeps a take-over out, and
+/// only the holder renews.
+pub async fn a_finalizer_renews_its_lease_only_while_it_holds_it(p: Ports) {
+    let ids = IdGenerator::new();
+    let batch = new_batch(&p, &ids, "alpha", 4 * HOUR).await;
+    let now = p.clock.now();
+    p.batches
+        .plan(&batch, &plans(1), 10, None, now)
+        .await
+        .unwrap();
+    let finalize = |token: &str, until: Timestamp| FinalizeLease {
+        token: token.into(),
+        expires_at: until,
+        outcome: BatchOutcome::Completed,
+        output_file_id: ids.file_id(now),
+        error_file_id: ids.file_id(now),
+    };
+    let first = finalize("f1", now.plus(Duration::from_secs(1)));
+    p.batches
+        .claim_finalize(&batch, &first, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !p.batches
+            .renew_finalize(&batch, "someone-else", now.plus(HOUR))
+            .await
+            .unwrap(),
+        "only the holder renews"
+    );
+    // Short times: on the emulator the contract clock is the system's, and advancing sleeps.
+    let renewed_until = now.plus(Duration::from_secs(3));
+    assert!(
+        p.batches
+            .renew_finalize(&batch, "f1", renewed_until)
+            .await
+            .unwrap()
+    );
+    // Past the first lease's end, the renewed one keeps a take-over out.
+    p.clock.advance(Duration::from_millis(1500)).await;
+    let later = p.clock.now();
+    assert!(
+        p.batches
+            .claim_finalize(&batch, &finalize("f2", later.plus(HOUR)), later)
+            .await
+            .unwrap()
+            .is_none(),
+        "a renewed lease is not taken over"
+    );
+    let held = p
+        .batches
+        .get(&batch.tenant, &batch.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .finalize
+        .unwrap();
+    assert_eq!(
+        held,
+        FinalizeLease {
+            expires_at: renewed_until,
+            ..first.clone()
+        },
+        "the renewal keeps the outcome and file ids"
+    );
+    // Once the renewed lease ends too, another finalizer takes over and the first renews no more.
+    p.clock.advance(Duration::from_millis(2000)).await;
+    let after = p.clock.now();
+    let taken = p
+        .batches
+        .claim_finalize(&batch, &finalize("f3", after.plus(HOUR)), after)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        taken.finalize.map(|f| (f.token, f.output_file_id)),
+        Some(("f3".to_owned(), first.output_file_id))
+    );
+    assert!(
+        !p.batches
+            .renew_finalize(&batch, "f1", after.plus(2 * HOUR))
+            .await
+            .unwrap(),
+        "a finalizer taken over renews no more"
+    );
+}
+
 pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
     let ids = IdGenerator::new();
     let batch = new_batch(&p, &ids, "alpha", HOUR).await;

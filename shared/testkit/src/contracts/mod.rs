@@ -150,6 +150,7 @@ macro_rules! port_contract {
             chunk_claims_fence_checkpoints_and_counts_add_up,
             a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_claims,
             finalize_has_one_winner_and_finish_needs_its_token,
+            a_finalizer_renews_its_lease_only_while_it_holds_it,
             batches_list_newest_first_and_count_only_unfinished,
             an_expired_batch_takes_no_claims,
             provider_counts_show_in_request_counts_until_the_batch_finishes,

@@ -201,6 +201,20 @@ pub fn finalize_lease(
     }
 }
 
+/// The finalizer's lease extended to `until`, while `token` still holds it
+/// ([`finalize_holds`]): assembling a large batch outlasts one lease, and a finalizer that kept
+/// working would otherwise be taken over mid-way and start again from nothing.
+pub fn renewed_finalize(current: &Batch, token: &str, until: Timestamp) -> Option<FinalizeLease> {
+    if !finalize_holds(current, token) {
+        return None;
+    }
+    let held = current.finalize.as_ref()?;
+    Some(FinalizeLease {
+        expires_at: until.max(held.expires_at),
+        ..held.clone()
+    })
+}
+
 /// The batch as a finalize claim at `now` under `held` leaves it.
 pub fn finalizing(current: Batch, held: FinalizeLease, now: Timestamp) -> Batch {
     Batch {

@@ -581,6 +581,39 @@ fn a_finalizing_batch_is_taken_over_only_after_its_lease_with_the_same_outcome()
 }
 
 #[test]
+fn only_the_finalizer_holding_the_lease_renews_it_and_never_shortens_it() {
+    let finalizing = Batch {
+        finalize: Some(lease("f", Timestamp(2_000))),
+        ..batch(BatchStatus::Finalizing)
+    };
+    let renewed = renewed_finalize(&finalizing, "f", Timestamp(9_000)).unwrap();
+    assert_eq!(renewed.expires_at, Timestamp(9_000));
+    assert_eq!(
+        FinalizeLease {
+            expires_at: Timestamp(2_000),
+            ..renewed
+        },
+        lease("f", Timestamp(2_000)),
+        "the outcome and file ids stay"
+    );
+    assert_eq!(
+        renewed_finalize(&finalizing, "f", Timestamp(1_500))
+            .unwrap()
+            .expires_at,
+        Timestamp(2_000)
+    );
+    assert_eq!(
+        renewed_finalize(&finalizing, "other", Timestamp(9_000)),
+        None
+    );
+    let ended = Batch {
+        status: BatchStatus::Completed,
+        ..finalizing
+    };
+    assert_eq!(renewed_finalize(&ended, "f", Timestamp(9_000)), None);
+}
+
+#[test]
 fn cancel_moves_a_validating_or_running_batch_to_cancelling() {
     for status in BatchStatus::CANCELLABLE {
         let CancelDecision::Cancel(after) = cancel_decision(Some(batch(status)), NOW) else {

@@ -313,6 +313,23 @@ impl BatchStore for MemoryBatchStore {
         Ok(Some(row.batch.clone()))
     }
 
+    async fn renew_finalize(
+        &self,
+        batch: &BatchRef,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.rows);
+        let Some(row) = find(&mut rows, batch) else {
+            return Ok(false);
+        };
+        let Some(renewed) = decisions::renewed_finalize(&row.batch, token, until) else {
+            return Ok(false);
+        };
+        row.batch.finalize = Some(renewed);
+        Ok(true)
+    }
+
     async fn finish(
         &self,
         batch: &BatchRef,
