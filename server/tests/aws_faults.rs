@@ -2,13 +2,15 @@
 //! trigger never reached SQS): the
 //! fault proxy (testkit) between prism and the emulator resets the connection right after the
 //! emulator applied the write, and the AWS SDK sends it again. The retried write then meets its
-//! own earlier success and must read it as done, not as someone else's. Needs
+//! own earlier success and must read it as done, not as someone else's. And when a call's
+//! answer never comes at all (the proxy holds it back): the SDK's attempt timeout cuts it and
+//! tries again, so the work goes on within the timeouts, not after its lease lapses. Needs
 //! `PRISM_TEST_BACKEND=aws` (scripts/test.sh runs it with `--ignored`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prism_testkit::fault_proxy::{FaultProxy, FaultRates, spawn_fault_proxy};
 use serde_json::{Value, json};
@@ -20,23 +22,43 @@ const NO_RANDOM_FAULTS: FaultRates = FaultRates {
     s3_slow_down: 0.0,
     reset_before: 0.0,
     reset_after: 0.0,
+    hang: 0.0,
 };
 
+/// Jobs and batch chunks hold leases of two minutes here (an upstream timeout of 120 s, a batch
+/// lease of 10 min): work whose AWS call hung could finish before [`WITHIN_TIMEOUTS`] only
+/// because the SDK cut the call, never because a lease lapsed and someone took the work over.
+const LONG_LEASES: &str = "upstream_timeout = \"120s\"";
+const LONG_BATCH_LEASE: &str = "lease = \"10m\"";
+/// Far past the default attempt timeout (5 s) and its retries, far short of those leases.
+const WITHIN_TIMEOUTS: Duration = Duration::from_secs(60);
+
 async fn proxied_env(jobs: &str) -> (FaultProxy, Env) {
+    proxied_env_with(
+        NO_RANDOM_FAULTS,
+        Setup {
+            jobs,
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+/// `prism serve --backend aws` whose AWS calls go through a fault proxy drawing `rates`.
+async fn proxied_env_with(rates: FaultRates, setup: Setup<'_>) -> (FaultProxy, Env) {
     let emulator = std::env::var("AWS_ENDPOINT_URL").expect("run with the emulator");
     let proxy = spawn_fault_proxy(
         "127.0.0.1:0".parse().unwrap(),
         emulator.parse().unwrap(),
-        NO_RANDOM_FAULTS,
+        rates,
         1,
     )
     .await
     .unwrap();
     let endpoint = format!("http://{}", proxy.addr);
     let env = start(Setup {
-        jobs,
         aws_endpoint: Some(&endpoint),
-        ..Setup::default()
+        ..setup
     })
     .await;
     assert!(env.backend.is_aws(), "run with PRISM_TEST_BACKEND=aws");
@@ -196,4 +218,124 @@ async fn a_file_and_a_batch_whose_stored_answers_were_lost_are_accepted_once() {
         .await
         .unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_job_claim_whose_answer_hangs_is_cut_by_the_attempt_timeout_and_the_job_runs_once() {
+    let (proxy, env) = proxied_env_with(
+        NO_RANDOM_FAULTS,
+        Setup {
+            workers: LONG_LEASES,
+            jobs: "stranded_after = \"1h\"",
+            ..Setup::default()
+        },
+    )
+    .await;
+
+    // The worker's claim (the first conditional UpdateItem) is applied and its answer never
+    // comes. Without a timeout the worker waits on it until the job's lease lapses.
+    proxy.hang_next("UpdateItem", 1);
+    let started = Instant::now();
+    let id = env
+        .submit(&env.alpha, "gpt-hung-claim", "claimed once")
+        .await;
+    let job = env
+        .wait_for(&env.alpha, &id, &["completed", "failed"], WITHIN_TIMEOUTS)
+        .await;
+    eprintln!(
+        "job with one hung claim answer: completed after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(env.mock.hits("gpt-hung-claim"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_submit_whose_write_hangs_answers_after_the_attempt_timeout_and_stores_one_job() {
+    let (proxy, env) = proxied_env("stranded_after = \"1h\"").await;
+
+    // The job's conditional PutItem is applied and its answer never comes: the request would
+    // hang with it. The SDK's second try is refused by the condition and read as done.
+    proxy.hang_next("PutItem", 1);
+    let (status, job) =
+        tokio::time::timeout(WITHIN_TIMEOUTS, submit_async(&env, "stored once", None))
+            .await
+            .expect("the submit answered within the SDK's timeouts");
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+    assert_eq!(status, 202, "{job}");
+
+    let job = wait_until_done(&env, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let listed: Value = env.get(&env.alpha, "/v1/async").await.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(env.mock.hits("mock-echo"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn with_a_share_of_aws_calls_hung_every_job_and_batch_line_ends_once_within_the_timeouts() {
+    const JOBS: usize = 6;
+    const LINES: usize = 6;
+    // Short tries, so the run is short: each hung call costs one attempt timeout.
+    let (proxy, env) = proxied_env_with(
+        FaultRates {
+            hang: 0.04,
+            ..NO_RANDOM_FAULTS
+        },
+        Setup {
+            workers: LONG_LEASES,
+            batches: LONG_BATCH_LEASE,
+            env: &[
+                ("PRISM_AWS_ATTEMPT_TIMEOUT", "2s"),
+                ("PRISM_AWS_OPERATION_TIMEOUT", "15s"),
+                ("PRISM_AWS_S3_ATTEMPT_TIMEOUT", "3s"),
+                ("PRISM_AWS_S3_OPERATION_TIMEOUT", "20s"),
+            ],
+            ..Setup::default()
+        },
+    )
+    .await;
+
+    let mut jobs = Vec::new();
+    for i in 0..JOBS {
+        let (status, job) = tokio::time::timeout(
+            WITHIN_TIMEOUTS,
+            submit_async(&env, &format!("job {i}"), Some(&format!("share-{i}"))),
+        )
+        .await
+        .expect("a submit answered within the SDK's timeouts");
+        assert_eq!(status, 202, "{job}");
+        jobs.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let batch = env
+        .start_batch(&chat_batch_input("line", "gpt-hung-lines", LINES))
+        .await;
+
+    for id in &jobs {
+        let job = env
+            .wait_for(&env.alpha, id, &["completed", "failed"], WITHIN_TIMEOUTS)
+            .await;
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    let done = env
+        .wait_for_batch(&batch, &["completed", "failed"], 2 * WITHIN_TIMEOUTS)
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
+    assert_eq!((output.len(), errors.len()), (LINES, 0), "{errors:?}");
+    // Jobs are claimed before they call: a hung call never makes a second upstream call.
+    assert_eq!(env.mock.hits("mock-echo") as usize, JOBS);
+    let hung: u64 = ["dynamodb", "sqs", "s3"]
+        .iter()
+        .map(|service| injected(&proxy, service, "hung"))
+        .sum();
+    eprintln!(
+        "{hung} hung AWS calls; {} upstream calls for {LINES} lines; {:?}",
+        env.mock.hits("gpt-hung-lines"),
+        proxy.counts()
+    );
+    assert!(hung > 0, "no call hung: {:?}", proxy.counts());
 }

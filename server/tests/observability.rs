@@ -1,5 +1,6 @@
 //! Metrics and traces at the system boundary: `prism serve`'s Prometheus text on its own
-//! listener moving with real traffic (and counting a dead-lettered job as failed), and an async
+//! listener moving with real traffic (and counting a dead-lettered job, and a dead-lettered
+//! batch chunk's lines, as failed once), and an async
 //! job's spans received by a local OTLP receiver as one trace from the HTTP request through the
 //! queue to the worker, from `prism serve` and from the Lambda functions alike.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -211,6 +212,81 @@ async fn a_job_that_exhausts_its_deliveries_shows_in_metrics_as_failed_once() {
         counts == (1.0, 1.0)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_chunk_counts_its_lines_as_failed_once_and_writes_each_to_the_error_file_once()
+ {
+    if runs_on_lambda() {
+        return; // the Lambda functions write EMF lines instead (shared/lambda's tests)
+    }
+    const LINES: usize = 4;
+    let model = "mock-slow-60000-deadchunk";
+    let port = free_port();
+    // Calls of a minute (under a longer upstream timeout): no line finishes before the kill.
+    let mut env = start(Setup {
+        workers: "max_receives = 10\nupstream_timeout = \"120s\"\n",
+        batches: "lease = \"5s\"",
+        extra: &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ..Setup::default()
+    })
+    .await;
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let batch = env.start_batch(&chat_batch_input("d", model, LINES)).await;
+    eventually(SOON, "every line of the chunk in flight", || async {
+        env.mock.hits(model) as usize == LINES
+    })
+    .await;
+
+    // The chunk's holder dies with its lines in flight. The next process allows no delivery
+    // at all, so the chunk's redelivery goes to the dead-letter path, which fails its
+    // unfinished lines. (A restart alone never dead-letters: on embedded storage a delivery
+    // cut off by a crash does not count, and on SQS it takes `max_receives` of them.)
+    env.kill_server().await;
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    assert!(config.contains("max_receives = 10"));
+    std::fs::write(
+        &env.config,
+        config.replace("max_receives = 10", "max_receives = 0"),
+    )
+    .unwrap();
+    env.start_server().await;
+
+    let done = env
+        .wait_for_batch(&batch, &["completed", "failed"], 3 * SOON)
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["request_counts"]["failed"], LINES, "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
+    assert!(output.is_empty(), "{output:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|line| line["error"]["code"] == "processing_failed"),
+        "{errors:?}"
+    );
+    assert_eq!(env.mock.hits(model) as usize, LINES, "no line ran again");
+
+    // The second process counted the dead chunk's lines, each once, and nothing else.
+    let text = scrape(&env.http, &metrics).await;
+    let counts = (
+        sample_sum(
+            &text,
+            "prism_batch_lines_processed_total",
+            &[("outcome", "failed")],
+        ),
+        sample_sum(
+            &text,
+            "prism_batch_lines_processed_total",
+            &[("outcome", "completed")],
+        ),
+        sample_sum(
+            &text,
+            "prism_jobs_failed_total",
+            &[("kind", "batch_line"), ("model", model)],
+        ),
+    );
+    assert_eq!(counts, (LINES as f64, 0.0, LINES as f64), "{text}");
 }
 
 /// One received span: what the assertions need of it.

@@ -21,6 +21,7 @@ mod schedules;
 mod settings;
 pub mod stack;
 mod stages;
+mod timeouts;
 mod uploads;
 mod usage;
 mod webhooks;
@@ -44,6 +45,7 @@ pub use schedules::{EventBridgeScheduler, ScheduleTarget, at_expression, schedul
 pub use settings::{AwsBackend, AwsSettings, LONG_POLL, SDK_MAX_ATTEMPTS, SettingsError};
 pub use stack::{MAX_RECEIVE_COUNT, StackError, StackTemplate};
 pub use stages::StageQueues;
+pub use timeouts::{AwsTimeouts, TIMEOUT_ENV};
 pub use uploads::DynamoUploadStore;
 pub use webhooks::DynamoWebhookStore;
 

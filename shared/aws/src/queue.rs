@@ -20,10 +20,13 @@ use prism_core::{BatchId, JobId, Stage, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::attrs::unavailable;
+use crate::timeouts::for_long_poll;
 
 /// SQS's ceiling for `DelaySeconds` and the practical one for a visibility change.
 const MAX_DELAY: Duration = Duration::from_secs(900);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// SQS's longest receive wait.
+const LONGEST_POLL: Duration = Duration::from_secs(20);
 
 /// The message attribute that carries the W3C trace context (read by the Lambda glue too).
 pub const TRACE_ATTRIBUTE: &str = "traceparent";
@@ -183,18 +186,37 @@ impl SqsWorkQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<(Option<WorkItem>, Receipt, u32, Option<TraceContext>)>, StoreError> {
-        let out = self
+        let wait = self.wait.min(LONGEST_POLL);
+        let receive = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
             .visibility_timeout(secs(visibility, MAX_VISIBILITY))
-            .wait_time_seconds(secs(self.wait, Duration::from_secs(20)))
+            .wait_time_seconds(secs(wait, LONGEST_POLL))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_attribute_names(TRACE_ATTRIBUTE)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .message_attribute_names(TRACE_ATTRIBUTE);
+        // A long poll answers only after its wait when no message comes: the client's attempt
+        // and operation timeouts would cut it, so they are the wait longer for this call.
+        let timeouts = self
+            .client
+            .config()
+            .timeout_config()
+            .filter(|_| !wait.is_zero())
+            .map(|base| for_long_poll(base, wait));
+        let out = match timeouts {
+            Some(timeouts) => {
+                receive
+                    .customize()
+                    .config_override(
+                        aws_sdk_sqs::config::Builder::default().timeout_config(timeouts),
+                    )
+                    .send()
+                    .await
+            }
+            None => receive.send().await,
+        }
+        .map_err(unavailable)?;
         Ok(out
             .messages
             .unwrap_or_default()

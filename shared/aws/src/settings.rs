@@ -15,6 +15,7 @@ use crate::queue::SqsWorkQueue;
 use crate::recurring::{DynamoRecurringStore, EventBridgeRecurringTrigger};
 use crate::schedules::{EventBridgeScheduler, ScheduleTarget};
 use crate::stages::StageQueues;
+use crate::timeouts::AwsTimeouts;
 use crate::uploads::DynamoUploadStore;
 use crate::webhooks::DynamoWebhookStore;
 
@@ -22,6 +23,8 @@ use crate::webhooks::DynamoWebhookStore;
 pub enum SettingsError {
     #[error("missing environment variables: {0}")]
     Missing(String),
+    #[error("invalid environment variable {name}: {reason}")]
+    Invalid { name: String, reason: String },
 }
 
 /// Names of the resources the SAM template creates (or the test suite creates in the emulator).
@@ -36,6 +39,8 @@ pub struct AwsSettings {
     /// Emulators serve S3 by path (`http://host/bucket/key`), not by virtual host.
     pub s3_force_path_style: bool,
     pub schedules: ScheduleTarget,
+    /// How long each AWS call may take.
+    pub timeouts: AwsTimeouts,
 }
 
 /// The environment variables that name the resources: the one spelling of each, used by
@@ -95,12 +100,14 @@ impl AwsSettings {
         var::SCHEDULES_DLQ_ARN,
     ];
     /// Variables [`AwsSettings::from_lookup`] reads when present: path-style S3 is for
-    /// emulators, so the template does not set it.
+    /// emulators, so the template does not set it. The timeouts ([`crate::TIMEOUT_ENV`]) are read
+    /// when present too; they are tuning, not names, so [`AwsSettings::to_env`] leaves them out.
     pub const OPTIONAL_ENV: [&'static str; 1] = [var::S3_FORCE_PATH_STYLE];
 
     /// Reads every variable of [`AwsSettings::to_env`] ([`AwsSettings::OPTIONAL_ENV`] may be
     /// absent), reporting every missing one at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let timeouts = AwsTimeouts::from_lookup(&get)?;
         let mut missing = Vec::new();
         let mut need = |name: &str| {
             get(name).filter(|v| !v.is_empty()).unwrap_or_else(|| {
@@ -128,6 +135,7 @@ impl AwsSettings {
                 role_arn: need(var::SCHEDULER_ROLE_ARN),
                 dead_letter_arn: need(var::SCHEDULES_DLQ_ARN),
             },
+            timeouts,
         };
         if missing.is_empty() {
             Ok(settings)
@@ -204,16 +212,19 @@ pub const LONG_POLL: Duration = Duration::from_secs(20);
 pub const SDK_MAX_ATTEMPTS: u32 = 3;
 
 impl AwsBackend {
-    /// Loads credentials, region and endpoints the standard way and builds every client once.
+    /// Loads credentials, region and endpoints the standard way and builds every client once,
+    /// each with the settings' timeouts (S3's its own, longer ones).
     pub async fn connect(settings: AwsSettings, receive_wait: Duration) -> Self {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+            .timeout_config(settings.timeouts.sdk())
             .load()
             .await;
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .force_path_style(settings.s3_force_path_style)
+                .timeout_config(settings.timeouts.s3())
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::new(&config);

@@ -193,7 +193,8 @@ fn every_prism_variable_the_functions_read_is_set_by_the_template() {
     for function in template.functions().unwrap() {
         for (name, file) in &read {
             let set = function.environment.iter().any(|(n, _)| n == name);
-            let optional = AwsSettings::OPTIONAL_ENV.contains(&name.as_str());
+            let optional = AwsSettings::OPTIONAL_ENV.contains(&name.as_str())
+                || prism_aws::TIMEOUT_ENV.contains(&name.as_str());
             assert!(
                 set || optional,
                 "{} reads {name} ({}), which the template does not set for {}",

@@ -1,7 +1,8 @@
 //! A fault-injecting HTTP proxy for the AWS emulator: forwards every request to it, except that
 //! a few per cent are answered with the errors real AWS gives under load (DynamoDB throttling,
-//! SQS and S3 5xx) or have their connection reset, before the request reaches the emulator or
-//! after its write happened there. Loopback only; counts what it injected.
+//! SQS and S3 5xx), have their connection reset before the request reaches the emulator or
+//! after its write happened there, or hang: the emulator does the request and its answer never
+//! comes, until the client gives up. Loopback only; counts what it injected.
 //!
 //! The service of a request is read from its SigV4 credential scope (`…/dynamodb/aws4_request`),
 //! which every SDK request carries; unsigned requests and other services are forwarded untouched.
@@ -45,10 +46,13 @@ pub struct FaultRates {
     /// Any of the three: the emulator does the request, then the client's connection is reset
     /// instead of hearing the answer.
     pub reset_after: f64,
+    /// Any of the three: the emulator does the request, and its answer is held back for as
+    /// long as the client waits (a call that never answers).
+    pub hang: f64,
 }
 
 /// What the proxy did, per service (`dynamodb`, `sqs`, `s3`, ...) and action (`forwarded`,
-/// `throttled`, `5xx`, `slow_down`, `reset_before`, `reset_after`, `upstream_error`).
+/// `throttled`, `5xx`, `slow_down`, `reset_before`, `reset_after`, `hung`, `upstream_error`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyCounts(pub BTreeMap<String, BTreeMap<String, u64>>);
 
@@ -63,6 +67,7 @@ enum Action {
     SlowDown,
     ResetBefore,
     ResetAfter,
+    Hang,
 }
 
 impl Action {
@@ -74,6 +79,7 @@ impl Action {
             Action::SlowDown => "slow_down",
             Action::ResetBefore => "reset_before",
             Action::ResetAfter => "reset_after",
+            Action::Hang => "hung",
         }
     }
 }
@@ -83,8 +89,8 @@ struct Shared {
     rates: FaultRates,
     rng: Mutex<StdRng>,
     counts: Mutex<ProxyCounts>,
-    /// Operations (`TransactWriteItems`, `SendMessage`) whose next requests get a reset, before
-    /// or after the emulator did them, and how many more: a test's chosen fault.
+    /// Operations (`TransactWriteItems`, `SendMessage`) whose next requests get a reset (before
+    /// or after the emulator did them) or hang, and how many more: a test's chosen fault.
     armed: Mutex<BTreeMap<String, (Action, u32)>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -112,6 +118,7 @@ impl Shared {
             specific,
             (self.rates.reset_before, Action::ResetBefore),
             (self.rates.reset_after, Action::ResetAfter),
+            (self.rates.hang, Action::Hang),
         ] {
             if roll < rate {
                 return action;
@@ -165,6 +172,12 @@ impl FaultProxy {
     /// emulator: nothing happened.
     pub fn reset_before_next(&self, operation: &str, times: u32) {
         self.arm(operation, Action::ResetBefore, times);
+    }
+
+    /// Holds back the answer of the next `times` requests of `operation` after the emulator did
+    /// them, for as long as the client waits: the call never answers.
+    pub fn hang_next(&self, operation: &str, times: u32) {
+        self.arm(operation, Action::Hang, times);
     }
 
     fn arm(&self, operation: &str, action: Action, times: u32) {
@@ -324,7 +337,7 @@ async fn handle(
             reset.notify_one();
             return std::future::pending().await;
         }
-        Action::Forward | Action::ResetAfter => None,
+        Action::Forward | Action::ResetAfter | Action::Hang => None,
     };
     if let Some(response) = reply_now {
         return Ok(response);
@@ -335,6 +348,8 @@ async fn handle(
             reset.notify_one();
             std::future::pending().await
         }
+        // Never answered: the client gives up on its own timeout, or waits for ever.
+        Ok(_) if action == Action::Hang => std::future::pending().await,
         Ok(response) => Ok(response),
         Err(err) => {
             shared.count(&service, "upstream_error");
@@ -485,6 +500,7 @@ mod tests {
         s3_slow_down: 0.0,
         reset_before: 0.0,
         reset_after: 0.0,
+        hang: 0.0,
     };
 
     fn shared_with(rates: FaultRates) -> Shared {
@@ -533,6 +549,7 @@ mod tests {
             s3_slow_down: 0.0,
             reset_before: 0.05,
             reset_after: 0.05,
+            hang: 0.05,
         });
         let mut seen = BTreeMap::<(&str, Action), u32>::new();
         for service in ["dynamodb", "sqs", "s3", "scheduler"] {
@@ -545,6 +562,7 @@ mod tests {
         assert!(near(seen.get(&("dynamodb", Action::Throttle)), 1_000));
         assert!(near(seen.get(&("sqs", Action::ServerError)), 2_000));
         assert!(near(seen.get(&("s3", Action::ResetAfter)), 500));
+        assert!(near(seen.get(&("sqs", Action::Hang)), 500));
         assert!(!seen.contains_key(&("s3", Action::SlowDown)));
         assert_eq!(seen.get(&("scheduler", Action::Forward)), Some(&10_000));
         assert!(!seen.contains_key(&("dynamodb", Action::ServerError)));

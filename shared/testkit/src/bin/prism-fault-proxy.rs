@@ -32,6 +32,10 @@ struct Args {
     /// Per cent whose connection is reset after the emulator did the request.
     #[arg(long, default_value_t = 2.0)]
     reset_after: f64,
+    /// Per cent whose answer is held back, after the emulator did the request, until the client
+    /// gives up (a call that never answers).
+    #[arg(long, default_value_t = 0.0)]
+    hang: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -45,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         s3_slow_down: args.s3_slow_down / 100.0,
         reset_before: args.reset_before / 100.0,
         reset_after: args.reset_after / 100.0,
+        hang: args.hang / 100.0,
     };
     let proxy = spawn_fault_proxy(args.listen, args.upstream, rates, args.seed).await?;
     // Scripts wait for this exact line and read the port from it.
