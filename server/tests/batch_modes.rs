@@ -465,5 +465,7 @@ async fn a_look_at_a_running_provider_batch_survives_a_kill_of_the_server() {
     // The look came back on its own: no second provider batch, none cancelled.
     assert_eq!(env.mock.batch_api_calls("batches.create"), 1);
     assert_eq!(env.mock.batch_api_calls("batches.cancel"), 0);
-    assert!(env.mock.batch_api_calls("batches.retrieve") >= 2);
+    // At least the look after the restart. The kill may land before the first look, and on a
+    // slow machine the provider batch has ended by the time the restarted look arrives.
+    assert!(env.mock.batch_api_calls("batches.retrieve") >= 1);
 }
