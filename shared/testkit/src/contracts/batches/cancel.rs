@@ -90,11 +90,8 @@ pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_clai
     assert_eq!(chunks[1].cursor, 3, "the collected lines were kept");
     assert!(p.batches.release_chunk(&batch, 0, "a").await.unwrap());
     let finalize = FinalizeLease {
-        token: "f".into(),
-        expires_at: now.plus(HOUR),
         outcome: BatchOutcome::Cancelled,
-        output_file_id: ids.file_id(now),
-        error_file_id: ids.file_id(now),
+        ..finalize_lease(&ids, "f", now.plus(HOUR))
     };
     assert!(
         p.batches

@@ -11,19 +11,9 @@ use super::*;
 /// only the holder renews.
 pub async fn a_finalizer_renews_its_lease_only_while_it_holds_it(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = new_batch(&p, &ids, "alpha", 4 * HOUR).await;
+    let batch = planned_batch(&p, &ids, 4 * HOUR).await;
     let now = p.clock.now();
-    p.batches
-        .plan(&batch, &plans(1), 10, None, now)
-        .await
-        .unwrap();
-    let finalize = |token: &str, until: Timestamp| FinalizeLease {
-        token: token.into(),
-        expires_at: until,
-        outcome: BatchOutcome::Completed,
-        output_file_id: ids.file_id(now),
-        error_file_id: ids.file_id(now),
-    };
+    let finalize = |token: &str, until: Timestamp| finalize_lease(&ids, token, until);
     let first = finalize("f1", now.plus(Duration::from_secs(1)));
     p.batches
         .claim_finalize(&batch, &first, now)
@@ -96,19 +86,9 @@ pub async fn a_finalizer_renews_its_lease_only_while_it_holds_it(p: Ports) {
 
 pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = new_batch(&p, &ids, "alpha", HOUR).await;
+    let batch = planned_batch(&p, &ids, HOUR).await;
     let now = p.clock.now();
-    p.batches
-        .plan(&batch, &plans(1), 10, None, now)
-        .await
-        .unwrap();
-    let finalize = |token: &str, until: Timestamp| FinalizeLease {
-        token: token.into(),
-        expires_at: until,
-        outcome: BatchOutcome::Completed,
-        output_file_id: ids.file_id(now),
-        error_file_id: ids.file_id(now),
-    };
+    let finalize = |token: &str, until: Timestamp| finalize_lease(&ids, token, until);
     let first = finalize("f1", now.plus(Duration::from_secs(1)));
     let claimed = p
         .batches

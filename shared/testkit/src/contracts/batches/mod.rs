@@ -65,6 +65,28 @@ fn part(key: &str, completed: u32, failed: u32) -> Part {
     }
 }
 
+/// A batch open for `window`, planned as one chunk of 10 lines: what the claim, finalize and
+/// provider-count cases start from.
+async fn planned_batch(p: &Ports, ids: &IdGenerator, window: Duration) -> BatchRef {
+    let batch = new_batch(p, ids, "alpha", window).await;
+    p.batches
+        .plan(&batch, &plans(1), 10, None, p.clock.now())
+        .await
+        .unwrap();
+    batch
+}
+
+/// A finalizer's lease to complete the batch, held by `token` until `until`, with new file ids.
+fn finalize_lease(ids: &IdGenerator, token: &str, until: Timestamp) -> FinalizeLease {
+    FinalizeLease {
+        token: token.into(),
+        expires_at: until,
+        outcome: BatchOutcome::Completed,
+        output_file_id: ids.file_id(until),
+        error_file_id: ids.file_id(until),
+    }
+}
+
 async fn claim(p: &Ports, batch: &BatchRef, chunk: u32, token: &str) -> ChunkClaim {
     claim_for(p, batch, chunk, token, ClaimPurpose::Run).await
 }

@@ -5,12 +5,8 @@ use super::*;
 
 pub async fn provider_counts_show_in_request_counts_until_the_batch_finishes(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = new_batch(&p, &ids, "alpha", HOUR).await;
+    let batch = planned_batch(&p, &ids, HOUR).await;
     let now = p.clock.now();
-    p.batches
-        .plan(&batch, &plans(1), 10, None, now)
-        .await
-        .unwrap();
     assert!(matches!(
         claim(&p, &batch, 0, "t").await,
         ChunkClaim::Claimed { .. }
@@ -60,13 +56,7 @@ pub async fn provider_counts_show_in_request_counts_until_the_batch_finishes(p: 
             .unwrap()
     );
     // A finished batch shows its final counts alone and takes no more reports.
-    let lease = FinalizeLease {
-        token: "f".into(),
-        expires_at: now.plus(HOUR),
-        outcome: BatchOutcome::Completed,
-        output_file_id: ids.file_id(now),
-        error_file_id: ids.file_id(now),
-    };
+    let lease = finalize_lease(&ids, "f", now.plus(HOUR));
     p.batches
         .claim_finalize(&batch, &lease, now)
         .await
