@@ -43,13 +43,16 @@ pub async fn try_finalize(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, 
     };
     let chunks = decisions::planned_chunks(&current, deps.batches.chunks(batch).await?);
     let now = deps.clock.now();
-    let native = crate::batches::native::groups::live_while_cancelling(deps, &current).await;
+    let native =
+        crate::batches::native::groups::live_while_cancelling(deps, &current, &chunks).await;
     let outcome = match decisions::finalize_outcome(&current, &chunks, native, now) {
         Ok(outcome) => outcome,
         Err(Some(recheck)) => return Ok(QueueAction::RetryAfter(recheck)),
         Err(None) => return Ok(QueueAction::Ack),
     };
-    if outcome != crate::batches::BatchOutcome::Completed {
+    if outcome != crate::batches::BatchOutcome::Completed
+        && decisions::may_have_native_lines(&chunks)
+    {
         // A cancel or expiry reaches the provider batches now, not at their next look.
         crate::batches::native::groups::wake_groups(deps, batch).await?;
     }

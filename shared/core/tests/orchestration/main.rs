@@ -7,6 +7,7 @@
 mod support;
 
 mod batches;
+mod cancel_reads;
 mod files;
 mod jobs;
 mod reconcile;

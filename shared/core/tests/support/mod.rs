@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use prism_core::batches::decisions::NATIVE_RECHECK;
+pub use prism_core::batches::finalize::try_finalize;
 pub use prism_core::batches::service::{BatchPolicy, cancel_batch, create_batch, get_batch};
 pub use prism_core::batches::{
     Batch, BatchOutcome, BatchRef, BatchStatus, CANCEL_GRACE, Chunk, RequestCounts, Usage,
@@ -43,7 +45,7 @@ pub use prism_core::{
 
 pub use clock::{ManualClock, START};
 pub use memory::{
-    MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
+    BlobRead, MemoryBatchStore, MemoryBlobStore, MemoryFileStore, MemoryJobStore, MemoryKeyStore,
     MemoryQueue, MemoryRecurringStore, MemoryScheduler, MemoryUploadStore, MemoryWebhookStore,
     RecordingTrigger, ScriptedSender,
 };

@@ -111,6 +111,8 @@ pub struct ScriptedUpstream {
     calls: Mutex<Vec<Call>>,
     started: watch::Sender<usize>,
     aborted: Arc<AtomicUsize>,
+    /// The provider [`MODEL`]'s batch lines go to as provider batches, when set.
+    native_provider: Mutex<Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,7 +141,13 @@ impl ScriptedUpstream {
             calls: Mutex::new(Vec::new()),
             started: watch::channel(0).0,
             aborted: Arc::new(AtomicUsize::new(0)),
+            native_provider: Mutex::new(None),
         }
+    }
+
+    /// Routes [`MODEL`]'s batch lines to `provider`'s own Batch API (`batch = "native"`).
+    pub fn route_batches_natively(&self, provider: &str) {
+        *lock(&self.native_provider) = Some(provider.to_owned());
     }
 
     /// Queues replies for the next calls, in order.
@@ -212,6 +220,17 @@ impl ScriptedUpstream {
 impl Upstream for ScriptedUpstream {
     fn routes(&self, model: &str) -> bool {
         model == MODEL
+    }
+
+    fn batch_route(&self, model: &str) -> Option<prism_core::batches::modes::BatchRoute> {
+        let provider = lock(&self.native_provider)
+            .clone()
+            .filter(|_| model == MODEL)?;
+        Some(prism_core::batches::modes::BatchRoute {
+            provider,
+            mode: prism_core::batches::modes::BatchMode::Native,
+            flex_fallback: prism_core::batches::modes::FlexFallback::default(),
+        })
     }
 
     async fn complete(

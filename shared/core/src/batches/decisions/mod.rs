@@ -301,6 +301,21 @@ pub fn waits_only_on_native(chunk: &Chunk) -> bool {
     !chunk.done && !left.is_empty() && left.iter().all(|native| *native)
 }
 
+/// Whether native groups may run some of a batch's lines, as planning recorded on its chunks
+/// (`ChunkPlan::native`): a chunk that names native lines, or one planned before that was
+/// recorded, may; so may a batch not planned yet (its chunks are not known). A batch whose
+/// chunks all say none has no groups, and nothing of theirs needs reading.
+pub fn may_have_native_lines(chunks: &[Chunk]) -> bool {
+    chunks.is_empty()
+        || chunks.iter().any(|chunk| {
+            chunk
+                .plan
+                .native
+                .as_deref()
+                .is_none_or(|lines| !lines.is_empty())
+        })
+}
+
 /// A finalize that must wait (claims still live) looks again this soon.
 pub const FINALIZE_RECHECK: Duration = Duration::from_secs(2);
 

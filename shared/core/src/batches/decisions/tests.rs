@@ -542,6 +542,30 @@ fn a_chunk_whose_lines_left_are_all_native_waits_only_on_its_groups() {
 }
 
 #[test]
+fn only_chunks_recorded_without_native_lines_rule_out_native_groups() {
+    let planned = |native: Option<&str>| Chunk {
+        plan: ChunkPlan {
+            native: native.map(str::to_owned),
+            ..chunk().plan
+        },
+        ..chunk()
+    };
+    assert!(!may_have_native_lines(&[
+        planned(Some("")),
+        planned(Some(""))
+    ]));
+    assert!(may_have_native_lines(&[
+        planned(Some("")),
+        planned(Some("0-2"))
+    ]));
+    assert!(
+        may_have_native_lines(&[planned(Some("")), planned(None)]),
+        "a chunk planned before native lines were recorded may have some"
+    );
+    assert!(may_have_native_lines(&[]), "not planned yet");
+}
+
+#[test]
 fn a_batch_past_its_window_expires_even_before_planning() {
     let past = Timestamp(10_000);
     assert_eq!(

@@ -273,6 +273,15 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(deps: &Deps, key: 
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Whether a blob is there, by reading its first byte (an empty blob counts as absent; records
+/// are JSON, never empty). As with [`read_json`], an unreadable blob counts as absent.
+pub(crate) async fn blob_exists(deps: &Deps, key: &str) -> bool {
+    deps.blobs
+        .get_range(key, 0, 1)
+        .await
+        .is_ok_and(|first| !first.is_empty())
+}
+
 pub(crate) async fn write_json<T: Serialize>(
     deps: &Deps,
     key: &str,

@@ -111,11 +111,36 @@ const READ_PIECE: usize = 64 * 1024;
 #[derive(Default)]
 pub struct MemoryBlobStore {
     blobs: Mutex<HashMap<String, Bytes>>,
+    reads: Mutex<Vec<BlobRead>>,
+}
+
+/// A read of a blob, as the store saw it: what tests tell a whole read from a probe by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobRead {
+    Whole(String),
+    Range(String, u64, u64),
+}
+
+impl BlobRead {
+    pub fn key(&self) -> &str {
+        match self {
+            BlobRead::Whole(key) | BlobRead::Range(key, _, _) => key,
+        }
+    }
 }
 
 impl MemoryBlobStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The reads so far of keys under `prefix`, in order (missing keys too).
+    pub fn reads(&self, prefix: &str) -> Vec<BlobRead> {
+        lock(&self.reads)
+            .iter()
+            .filter(|read| read.key().starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     /// The keys stored under `prefix`, sorted.
@@ -151,6 +176,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn get(&self, key: &str) -> Result<BlobStream, StoreError> {
+        lock(&self.reads).push(BlobRead::Whole(key.to_owned()));
         let whole = self.bytes(key).ok_or_else(|| missing(key))?;
         let pieces: Vec<Result<Bytes, StoreError>> = (0..whole.len())
             .step_by(READ_PIECE)
@@ -160,6 +186,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        lock(&self.reads).push(BlobRead::Range(key.to_owned(), start, end));
         let whole = self.bytes(key).ok_or_else(|| missing(key))?;
         let clamp = |at: u64| usize::try_from(at).unwrap_or(usize::MAX).min(whole.len());
         let (start, end) = (clamp(start), clamp(end));

@@ -14,7 +14,7 @@ mod webhooks;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use batches::MemoryBatchStore;
-pub use files::{MemoryBlobStore, MemoryFileStore};
+pub use files::{BlobRead, MemoryBlobStore, MemoryFileStore};
 pub use jobs::MemoryJobStore;
 pub use keys::MemoryKeyStore;
 pub use queue::{MemoryQueue, MemoryScheduler};
