@@ -12,14 +12,15 @@ import collections
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import benchlib
+from benchlib import mock_provider, start_mock, status_kib, write_input
 
 BIN = Path(os.environ["BIN"])
 SIZES = [int(s) for s in os.environ.get("LINES", "10000 40000").split()]
@@ -28,42 +29,6 @@ POLL_S = float(os.environ.get("POLL_S", "0.5"))
 MOTO_LOG = Path(os.environ["MOTO_LOG"])
 LEASE = os.environ.get("LEASE", "")
 MODEL = "gpt-bench"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def status_kib(pid, field):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def make_input(path, lines):
-    if path.exists():
-        return
-    with path.open("w") as f:
-        for i in range(lines):
-            head = json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                               "body": {"model": MODEL, "messages": [{"role": "user", "content": ""}]}})
-            pad = max(0, LINE_BYTES - len(head) - 1)
-            f.write(head.replace('"content": ""', '"content": "' + "x" * pad + '"') + "\n")
 
 
 def api(base, key, method, path, body=None, content_type="application/json"):
@@ -83,28 +48,12 @@ def upload(base, key, path):
 
 
 def start_prism(work, mock_port):
-    config = work / "prism.toml"
-    config.write_text(
-        f'[[providers]]\nname = "mock"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\nmodels = ["*"]\n'
-        "[http]\nmax_body_bytes = 220000000\n"
-        "[files]\nredirect_downloads_above = 6291456\n"
-        + (f'[batches]\nlease = "{LEASE}"\n' if LEASE else "")
-    )
-    env = dict(os.environ)
-    out = subprocess.run([BIN / "prism-provision", f"fin-{os.getpid()}-{int(time.time())}"],
-                         check=True, capture_output=True, text=True).stdout
-    env.update(dict(line.split("=", 1) for line in out.splitlines() if "=" in line))
-    data = work / "data"
-    key = subprocess.run([BIN / "prism", "keys", "create", "--tenant", "bench", "--data-dir", data],
-                         env=env, check=True, capture_output=True, text=True).stdout.strip()
-    port = free_port()
-    log = open(work / "prism.log", "w")
-    proc = subprocess.Popen([BIN / "prism", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data,
-                             "--config", config],
-                            env={**env, "PRISM_LOG": "warn,prism_core::batches::finalize=info"},
-                            stdout=log, stderr=log)
-    wait_http(f"http://127.0.0.1:{port}/health")
-    return proc, f"http://127.0.0.1:{port}", key
+    config = (mock_provider(mock_port)
+              + "[http]\nmax_body_bytes = 220000000\n"
+              + "[files]\nredirect_downloads_above = 6291456\n"
+              + (f'[batches]\nlease = "{LEASE}"\n' if LEASE else ""))
+    return benchlib.start_prism(BIN, work, config, stack=f"fin-{os.getpid()}-{int(time.time())}",
+                                log_filter="warn,prism_core::batches::finalize=info")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -219,14 +168,11 @@ def run(lines, input_path, mock_port):
 
 def main():
     work = Path(os.environ.get("INPUT_DIR", tempfile.gettempdir()))
-    mock_port = free_port()
-    mock = subprocess.Popen([BIN / "prism-mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
-                            stdout=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{mock_port}/_stats")
+    mock, mock_port = start_mock(BIN)
     try:
         for lines in SIZES:
             path = work / f"finalize-bench-{lines}x{LINE_BYTES}.jsonl"
-            make_input(path, lines)
+            write_input(path, lines, LINE_BYTES, MODEL)
             print(json.dumps(run(lines, path, mock_port)), flush=True)
     finally:
         mock.terminate()

@@ -10,15 +10,15 @@ import hashlib
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from openai import OpenAI
+
+import benchlib
+from benchlib import mock_provider, start_mock, status_kib, write_input
 
 BIN = Path(os.environ["BIN"])
 BACKENDS = os.environ.get("BACKENDS", "embedded aws").split()
@@ -31,67 +31,18 @@ MODEL = "gpt-bench"
 PROGRESS_EVERY_S = int(os.environ.get("PROGRESS_EVERY_S", "60"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def start_prism(backend, work, mock_port):
+    # On `serve --backend aws` the request cap is http.max_body_bytes (Lambda's 6 MB by default);
+    # raised here so that POST /v1/files of the whole file can be timed next to the Uploads API.
+    config = (mock_provider(mock_port)
+              + ("[http]\nmax_body_bytes = 220000000\n" if backend == "aws" else "")
+              + "[files]\nredirect_downloads_above = 6291456\n")
+    stack = f"upb-{os.getpid()}-{int(time.time())}" if backend == "aws" else None
+    return benchlib.start_prism(BIN, work, config, stack=stack)
 
 
 def hwm_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
-def make_input(path, size_mb):
-    """LINES lines of about size_mb MB in all (long user content), written once per size."""
-    if path.exists():
-        return
-    per_line = size_mb * 1_000_000 // LINES
-    with path.open("w") as f:
-        for i in range(LINES):
-            head = json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                               "body": {"model": MODEL, "messages": [{"role": "user", "content": ""}]}})
-            pad = max(0, per_line - len(head) - 1)
-            f.write(head.replace('"content": ""', '"content": "' + "x" * pad + '"') + "\n")
-
-
-def start_prism(backend, work, mock_port):
-    config = work / "prism.toml"
-    # On `serve --backend aws` the request cap is http.max_body_bytes (Lambda's 6 MB by default);
-    # raised here so that POST /v1/files of the whole file can be timed next to the Uploads API.
-    config.write_text(
-        f'[[providers]]\nname = "mock"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\nmodels = ["*"]\n'
-        + ("[http]\nmax_body_bytes = 220000000\n" if backend == "aws" else "")
-        + "[files]\nredirect_downloads_above = 6291456\n"
-    )
-    env = dict(os.environ)
-    if backend == "aws":
-        out = subprocess.run([BIN / "prism-provision", f"upb-{os.getpid()}-{int(time.time())}"],
-                             check=True, capture_output=True, text=True).stdout
-        env.update(dict(line.split("=", 1) for line in out.splitlines() if "=" in line))
-    data = work / "data"
-    key = subprocess.run([BIN / "prism", "keys", "create", "--tenant", "bench", "--data-dir", data],
-                         env=env, check=True, capture_output=True, text=True).stdout.strip()
-    port = free_port()
-    log = open(work / "prism.log", "w")
-    proc = subprocess.Popen([BIN / "prism", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data,
-                             "--config", config], env={**env, "PRISM_LOG": "warn"}, stdout=log, stderr=log)
-    wait_http(f"http://127.0.0.1:{port}/health")
-    return proc, f"http://127.0.0.1:{port}", key
+    return status_kib(pid, "VmHWM")
 
 
 def run(backend, size_mb, input_path, mock, emulator_pid):
@@ -181,15 +132,13 @@ def run(backend, size_mb, input_path, mock, emulator_pid):
 
 def main():
     work = Path(os.environ.get("INPUT_DIR", tempfile.gettempdir()))
-    mock_port = free_port()
-    mock = subprocess.Popen([BIN / "prism-mock-upstream", "--listen", f"127.0.0.1:{mock_port}"],
-                            stdout=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{mock_port}/_stats")
+    mock, mock_port = start_mock(BIN)
     emulator_pid = int(os.environ["EMULATOR_PID"]) if os.environ.get("EMULATOR_PID") else None
     try:
         for size_mb in SIZES_MB:
             path = work / f"uploads-bench-{size_mb}mb-{LINES}.jsonl"
-            make_input(path, size_mb)
+            # LINES lines of about size_mb MB in all.
+            write_input(path, LINES, size_mb * 1_000_000 // LINES, MODEL)
             for backend in BACKENDS:
                 print(json.dumps(run(backend, size_mb, path, (mock, mock_port),
                                      emulator_pid if backend == "aws" else None)), flush=True)
