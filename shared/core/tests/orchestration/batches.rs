@@ -24,7 +24,7 @@ async fn create(world: &World, n: usize) -> BatchRef {
 }
 
 /// Creates a batch of `n` lines and runs its planning message.
-async fn planned(world: &World, n: usize) -> BatchRef {
+pub(crate) async fn planned(world: &World, n: usize) -> BatchRef {
     let batch = create(world, n).await;
     let (item, action) = world.deliver_next().await.unwrap();
     assert_eq!(

@@ -2,27 +2,8 @@
 //! batch whose chunks have no native lines, and of a waiting group's record only that it is
 //! still there, however often it looks again.
 
+use crate::batches::planned;
 use crate::support::*;
-
-/// Creates a batch of `n` lines and runs its planning message.
-async fn planned(world: &World, n: usize) -> BatchRef {
-    let lines: Vec<String> = (0..n)
-        .map(|i| batch_line(&format!("req-{i}"), &format!("prompt {i}")))
-        .collect();
-    let input = world.upload_batch_input(&lines).await;
-    let body = serde_json::json!({"input_file_id": input.id, "endpoint": "/v1/chat/completions",
-        "completion_window": "24h"});
-    let batch = create_batch(&world.deps, &tenant(), body.to_string().as_bytes())
-        .await
-        .unwrap()
-        .batch_ref();
-    let (item, action) = world.deliver_next().await.unwrap();
-    assert_eq!(
-        (item, action),
-        (WorkItem::PlanBatch(batch.clone()), QueueAction::Ack)
-    );
-    batch
-}
 
 /// Where the batch's native plan and group records are stored.
 fn native_blobs(batch: &BatchRef) -> String {

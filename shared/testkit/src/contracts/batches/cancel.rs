@@ -9,12 +9,8 @@ use super::*;
 /// finalizer claims the batch, nothing more lands and no claim is taken.
 pub async fn a_cancelling_batch_keeps_its_holders_results_and_takes_no_more_claims(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = new_batch(&p, &ids, "alpha", HOUR).await;
+    let batch = planned_batch(&p, &ids, 2, HOUR).await;
     let now = p.clock.now();
-    p.batches
-        .plan(&batch, &plans(2), 20, None, now)
-        .await
-        .unwrap();
     assert!(matches!(
         claim(&p, &batch, 0, "a").await,
         ChunkClaim::Claimed { .. }

@@ -6,12 +6,8 @@ use super::*;
 
 pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = new_batch(&p, &ids, "alpha", HOUR).await;
+    let batch = planned_batch(&p, &ids, 2, HOUR).await;
     let now = p.clock.now();
-    p.batches
-        .plan(&batch, &plans(2), 20, None, now)
-        .await
-        .unwrap();
     assert!(matches!(
         claim(&p, &batch, 0, "a").await,
         ChunkClaim::Claimed { .. }
@@ -115,7 +111,7 @@ pub async fn chunk_claims_fence_checkpoints_and_counts_add_up(p: Ports) {
 
 pub async fn an_expired_batch_takes_no_claims(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = planned_batch(&p, &ids, Duration::from_secs(1)).await;
+    let batch = planned_batch(&p, &ids, 1, Duration::from_secs(1)).await;
     p.clock.advance(Duration::from_millis(1500)).await;
     assert_eq!(claim(&p, &batch, 0, "late").await, ChunkClaim::Closed);
 }

@@ -11,7 +11,7 @@ use super::*;
 /// only the holder renews.
 pub async fn a_finalizer_renews_its_lease_only_while_it_holds_it(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = planned_batch(&p, &ids, 4 * HOUR).await;
+    let batch = planned_batch(&p, &ids, 1, 4 * HOUR).await;
     let now = p.clock.now();
     let finalize = |token: &str, until: Timestamp| finalize_lease(&ids, token, until);
     let first = finalize("f1", now.plus(Duration::from_secs(1)));
@@ -86,7 +86,7 @@ pub async fn a_finalizer_renews_its_lease_only_while_it_holds_it(p: Ports) {
 
 pub async fn finalize_has_one_winner_and_finish_needs_its_token(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = planned_batch(&p, &ids, HOUR).await;
+    let batch = planned_batch(&p, &ids, 1, HOUR).await;
     let now = p.clock.now();
     let finalize = |token: &str, until: Timestamp| finalize_lease(&ids, token, until);
     let first = finalize("f1", now.plus(Duration::from_secs(1)));

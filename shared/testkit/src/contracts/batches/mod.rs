@@ -65,12 +65,18 @@ fn part(key: &str, completed: u32, failed: u32) -> Part {
     }
 }
 
-/// A batch open for `window`, planned as one chunk of 10 lines: what the claim, finalize and
-/// provider-count cases start from.
-async fn planned_batch(p: &Ports, ids: &IdGenerator, window: Duration) -> BatchRef {
+/// A batch open for `window`, planned as `chunks` chunks of 10 lines: what the claim, cancel,
+/// finalize and provider-count cases start from.
+async fn planned_batch(p: &Ports, ids: &IdGenerator, chunks: u32, window: Duration) -> BatchRef {
     let batch = new_batch(p, ids, "alpha", window).await;
     p.batches
-        .plan(&batch, &plans(1), 10, None, p.clock.now())
+        .plan(
+            &batch,
+            &plans(chunks),
+            u64::from(chunks) * 10,
+            None,
+            p.clock.now(),
+        )
         .await
         .unwrap();
     batch

@@ -5,7 +5,7 @@ use super::*;
 
 pub async fn provider_counts_show_in_request_counts_until_the_batch_finishes(p: Ports) {
     let ids = IdGenerator::new();
-    let batch = planned_batch(&p, &ids, HOUR).await;
+    let batch = planned_batch(&p, &ids, 1, HOUR).await;
     let now = p.clock.now();
     assert!(matches!(
         claim(&p, &batch, 0, "t").await,
