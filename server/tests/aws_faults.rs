@@ -339,3 +339,32 @@ async fn with_a_share_of_aws_calls_hung_every_job_and_batch_line_ends_once_withi
     );
     assert!(hung > 0, "no call hung: {:?}", proxy.counts());
 }
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_key_whose_stored_answer_was_lost_is_created_once_and_works() {
+    let (proxy, env) = proxied_env("").await;
+
+    // The key's conditional PutItem is applied and its answer lost; the SDK's retry is refused
+    // by the condition. `prism keys create` failed here, though the key was stored.
+    proxy.reset_after_next("PutItem", 1);
+    let out = tokio::process::Command::new(support::PRISM)
+        .args(["keys", "create", "--tenant", "gamma", "--data-dir"])
+        .arg(env.data_dir())
+        .envs(env.backend.env())
+        .env("AWS_ENDPOINT_URL", format!("http://{}", proxy.addr))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(injected(&proxy, "dynamodb", "reset_after"), 1);
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("sk-prism-"), "{key}");
+
+    let response = env.get(&key, "/v1/async").await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}

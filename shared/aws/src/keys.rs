@@ -7,6 +7,7 @@ use prism_core::ports::KeyStore;
 use prism_core::{KeyId, StoreError, TenantId, Timestamp};
 
 use crate::attrs::{Item, PARTITION_KEY, SORT_KEY, get_s, get_ts, n, need_s, s, unavailable};
+use crate::write;
 
 #[derive(Clone)]
 pub struct DynamoKeyStore {
@@ -77,14 +78,17 @@ impl KeyStore for DynamoKeyStore {
         if let Some(at) = record.revoked_at {
             item.insert("revoked_at".into(), n(at.0));
         }
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .condition_expression("attribute_not_exists(pk)");
+        // The hash is of a fresh random key, so an item already under it was put by an earlier
+        // try of this same write whose answer was lost (the SDK sent it again after its attempt
+        // timeout): stored all the same. Before, that retry failed `prism keys create` on a slow
+        // DynamoDB although the key was stored.
+        write::put(put).await?;
         Ok(())
     }
 
