@@ -339,3 +339,78 @@ async fn with_a_share_of_aws_calls_hung_every_job_and_batch_line_ends_once_withi
     );
     assert!(hung > 0, "no call hung: {:?}", proxy.counts());
 }
+
+/// The batch stages' claims that write with a plain conditional `UpdateItem` (no request token
+/// makes a retry idempotent): one whose answer hangs is applied, cut by the attempt timeout and
+/// sent again, and the retry meets its own write. Long leases and no reconciler rescue inside
+/// [`WITHIN_TIMEOUTS`]: the batch ends in time only if the retry reads that write as its own.
+async fn env_for_hung_batch_writes() -> (FaultProxy, Env) {
+    proxied_env_with(
+        NO_RANDOM_FAULTS,
+        Setup {
+            workers: LONG_LEASES,
+            batches: LONG_BATCH_LEASE,
+            jobs: "stranded_after = \"1h\"",
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_finalize_claim_whose_answer_hangs_still_finalizes_the_batch_once() {
+    const LINES: usize = 3;
+    let model = "mock-slow-1500-hung-finalize";
+    let (proxy, env) = env_for_hung_batch_writes().await;
+    let batch = env.start_batch(&chat_batch_input("f", model, LINES)).await;
+    // Planned and every line in flight: the chunk's writes from here are transactions, so the
+    // next `UpdateItem` is the finalizer's claim.
+    support::eventually(WITHIN_TIMEOUTS, "every line in flight", || async {
+        env.mock.hits(model) as usize == LINES
+    })
+    .await;
+    proxy.hang_next("UpdateItem", 1);
+
+    let done = env
+        .wait_for_batch(&batch, &["completed", "failed"], WITHIN_TIMEOUTS)
+        .await;
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
+    assert_eq!((output.len(), errors.len()), (LINES, 0), "{errors:?}");
+    assert_eq!(env.mock.hits(model) as usize, LINES, "no line ran twice");
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_plan_whose_answer_hangs_still_queues_the_chunks_at_once() {
+    const LINES: usize = 3;
+    let model = "gpt-hung-plan";
+    let (proxy, env) = env_for_hung_batch_writes().await;
+    let file = env
+        .upload_batch_file(&env.alpha, chat_batch_input("p", model, LINES).as_bytes())
+        .await;
+    // The batch's create is a put; the planner's write, which moves it to `in_progress` with its
+    // chunks, is the first `UpdateItem` after it.
+    proxy.hang_next("UpdateItem", 1);
+    let response = env
+        .post(
+            &env.alpha,
+            "/v1/batches",
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let created: Value = response.json().await.unwrap();
+    let batch = created["id"].as_str().unwrap();
+
+    let done = env
+        .wait_for_batch(batch, &["completed", "failed"], WITHIN_TIMEOUTS)
+        .await;
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
+    assert_eq!((output.len(), errors.len()), (LINES, 0), "{errors:?}");
+    assert_eq!(env.mock.hits(model) as usize, LINES);
+}
