@@ -414,3 +414,53 @@ async fn a_plan_whose_answer_hangs_still_queues_the_chunks_at_once() {
     assert_eq!((output.len(), errors.len()), (LINES, 0), "{errors:?}");
     assert_eq!(env.mock.hits(model) as usize, LINES);
 }
+
+/// A job worker that hangs beside its running work: the worker's cancel poll (a `GetItem`) never
+/// answers, and the SDK would not cut it for a minute, so the worker neither sees its call end
+/// nor records it, while its consumer keeps the SQS message hidden. Its lease (one attempt plus
+/// the margin) lapses, the reconciler sends the job again, another consumer claims it and the job
+/// completes, once, long before the hung call would have been cut.
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_job_whose_worker_hangs_is_taken_over_and_completes_once() {
+    const HUNG_FOR: Duration = Duration::from_secs(60);
+    let (proxy, env) = proxied_env_with(
+        NO_RANDOM_FAULTS,
+        Setup {
+            workers: "upstream_timeout = \"2s\"\nlease_margin = \"1s\"",
+            jobs: "stranded_after = \"1s\"",
+            env: &[
+                ("PRISM_AWS_ATTEMPT_TIMEOUT", "60s"),
+                ("PRISM_AWS_OPERATION_TIMEOUT", "60s"),
+            ],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let model = "mock-slow-1500-taken-over";
+    let id = env.submit(&env.alpha, model, "taken over").await;
+    support::eventually(WITHIN_TIMEOUTS, "the first call under way", || async {
+        env.mock.hits(model) == 1
+    })
+    .await;
+    // No request of this test's own goes to prism until the worker's poll has hung.
+    let started = Instant::now();
+    proxy.hang_next("GetItem", 1);
+    support::eventually(WITHIN_TIMEOUTS, "the worker's poll hung", || async {
+        injected(&proxy, "dynamodb", "hung") == 1
+    })
+    .await;
+
+    let job = env
+        .wait_for(&env.alpha, &id, &["completed", "failed"], HUNG_FOR / 2)
+        .await;
+    eprintln!(
+        "job with a hung worker: completed {:.1} s after the hang",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(job["status"], "completed", "{job}");
+    // The hung worker's call ran to its end upstream but was never recorded; the take-over
+    // called again. One outcome stands.
+    assert_eq!(env.mock.hits(model), 2);
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+}
