@@ -57,12 +57,23 @@ pub enum ServeError {
 /// its commit (see `WriterConfig::hold_commit_while`).
 const HOLD_COMMIT_ENV: &str = "PRISM_TEST_HOLD_COMMIT_WHILE";
 
+/// Tests of the dead-letter path: when set, every delivery is past its receive limit
+/// (`max_receives` 0, which a config file may not say), so the next delivery of any message goes
+/// to its dead-letter handling. On embedded storage a delivery cut off by a crash does not count,
+/// so no valid limit lets a test reach that path after a restart; unset in production.
+const DEAD_LETTER_EVERY_DELIVERY_ENV: &str = "PRISM_TEST_DEAD_LETTER_EVERY_DELIVERY";
+
 /// Serves until `shutdown` is cancelled (SIGTERM or SIGINT in `main`).
 pub async fn serve(
     args: ServeArgs,
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let mut config = config;
+    if std::env::var_os(DEAD_LETTER_EVERY_DELIVERY_ENV).is_some() {
+        tracing::warn!("test hook: every delivery goes to the dead-letter path");
+        config.workers.max_receives = 0;
+    }
     if let Some(listen) = config.metrics.listen {
         serve_metrics(listen, shutdown.clone()).await?;
     }

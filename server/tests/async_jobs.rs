@@ -104,6 +104,30 @@ async fn server_errors_are_retried_until_attempts_run_out() {
     assert_eq!(env.mock.hits("mock-500-2-recovers"), 3);
 }
 
+/// The bound on a job whose upstream call never answers: the attempt timeout cuts the call (the
+/// one deadline over connect, head and body), and the job is retried, so it ends within
+/// `max_attempts` attempt timeouts plus their backoff. Its worker never hangs past that, so no
+/// message is kept hidden beside a stuck call.
+#[tokio::test]
+async fn a_job_whose_upstream_call_hangs_is_cut_by_the_attempt_timeout_and_completes_once() {
+    let env = start(Setup {
+        workers: "upstream_timeout = \"1s\"",
+        ..Setup::default()
+    })
+    .await;
+    let model = "mock-hangfirst-1-job";
+    let id = env.submit(&env.alpha, model, "x").await;
+    let job = env
+        .wait_for(&env.alpha, &id, &["completed", "failed"], SOON)
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(env.mock.hits(model), 2, "the hung call and one retry");
+    eventually(SOON, "the hung call aborted", || async {
+        env.mock.aborted(model) == 1
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn hanging_upstream_times_out_per_attempt_and_fails_the_job() {
     let env = start(Setup {

@@ -368,3 +368,128 @@ async fn a_key_whose_stored_answer_was_lost_is_created_once_and_works() {
     let response = env.get(&key, "/v1/async").await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
+
+/// The batch stages' claims that write with a plain conditional `UpdateItem` (no request token
+/// makes a retry idempotent): one whose answer hangs is applied, cut by the attempt timeout and
+/// sent again, and the retry meets its own write. Long leases and no reconciler rescue inside
+/// [`WITHIN_TIMEOUTS`]: the batch ends in time only if the retry reads that write as its own.
+async fn env_for_hung_batch_writes() -> (FaultProxy, Env) {
+    proxied_env_with(
+        NO_RANDOM_FAULTS,
+        Setup {
+            workers: LONG_LEASES,
+            batches: LONG_BATCH_LEASE,
+            jobs: "stranded_after = \"1h\"",
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_finalize_claim_whose_answer_hangs_still_finalizes_the_batch_once() {
+    const LINES: usize = 3;
+    let model = "mock-slow-1500-hung-finalize";
+    let (proxy, env) = env_for_hung_batch_writes().await;
+    let batch = env.start_batch(&chat_batch_input("f", model, LINES)).await;
+    // Planned and every line in flight: the chunk's writes from here are transactions, so the
+    // next `UpdateItem` is the finalizer's claim.
+    support::eventually(WITHIN_TIMEOUTS, "every line in flight", || async {
+        env.mock.hits(model) as usize == LINES
+    })
+    .await;
+    proxy.hang_next("UpdateItem", 1);
+
+    let done = env
+        .wait_for_batch(&batch, &["completed", "failed"], WITHIN_TIMEOUTS)
+        .await;
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
+    assert_eq!((output.len(), errors.len()), (LINES, 0), "{errors:?}");
+    assert_eq!(env.mock.hits(model) as usize, LINES, "no line ran twice");
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_plan_whose_answer_hangs_still_queues_the_chunks_at_once() {
+    const LINES: usize = 3;
+    let model = "gpt-hung-plan";
+    let (proxy, env) = env_for_hung_batch_writes().await;
+    let file = env
+        .upload_batch_file(&env.alpha, chat_batch_input("p", model, LINES).as_bytes())
+        .await;
+    // The batch's create is a put; the planner's write, which moves it to `in_progress` with its
+    // chunks, is the first `UpdateItem` after it.
+    proxy.hang_next("UpdateItem", 1);
+    let response = env
+        .post(
+            &env.alpha,
+            "/v1/batches",
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let created: Value = response.json().await.unwrap();
+    let batch = created["id"].as_str().unwrap();
+
+    let done = env
+        .wait_for_batch(batch, &["completed", "failed"], WITHIN_TIMEOUTS)
+        .await;
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+    assert_eq!(done["status"], "completed", "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, LINES).await;
+    assert_eq!((output.len(), errors.len()), (LINES, 0), "{errors:?}");
+    assert_eq!(env.mock.hits(model) as usize, LINES);
+}
+
+/// A job worker that hangs beside its running work: the worker's cancel poll (a `GetItem`) never
+/// answers, and the SDK would not cut it for a minute, so the worker neither sees its call end
+/// nor records it, while its consumer keeps the SQS message hidden. Its lease (one attempt plus
+/// the margin) lapses, the reconciler sends the job again, another consumer claims it and the job
+/// completes, once, long before the hung call would have been cut.
+#[tokio::test]
+#[ignore = "needs the AWS backend on the emulator: PRISM_TEST_BACKEND=aws (scripts/test.sh)"]
+async fn a_job_whose_worker_hangs_is_taken_over_and_completes_once() {
+    const HUNG_FOR: Duration = Duration::from_secs(60);
+    let (proxy, env) = proxied_env_with(
+        NO_RANDOM_FAULTS,
+        Setup {
+            workers: "upstream_timeout = \"2s\"\nlease_margin = \"1s\"",
+            jobs: "stranded_after = \"1s\"",
+            env: &[
+                ("PRISM_AWS_ATTEMPT_TIMEOUT", "60s"),
+                ("PRISM_AWS_OPERATION_TIMEOUT", "60s"),
+            ],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let model = "mock-slow-1500-taken-over";
+    let id = env.submit(&env.alpha, model, "taken over").await;
+    support::eventually(WITHIN_TIMEOUTS, "the first call under way", || async {
+        env.mock.hits(model) == 1
+    })
+    .await;
+    // No request of this test's own goes to prism until the worker's poll has hung.
+    let started = Instant::now();
+    proxy.hang_next("GetItem", 1);
+    support::eventually(WITHIN_TIMEOUTS, "the worker's poll hung", || async {
+        injected(&proxy, "dynamodb", "hung") == 1
+    })
+    .await;
+
+    let job = env
+        .wait_for(&env.alpha, &id, &["completed", "failed"], HUNG_FOR / 2)
+        .await;
+    eprintln!(
+        "job with a hung worker: completed {:.1} s after the hang",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(job["status"], "completed", "{job}");
+    // The hung worker's call ran to its end upstream but was never recorded; the take-over
+    // called again. One outcome stands.
+    assert_eq!(env.mock.hits(model), 2);
+    assert_eq!(injected(&proxy, "dynamodb", "hung"), 1);
+}

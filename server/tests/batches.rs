@@ -596,3 +596,28 @@ async fn a_batch_whose_every_line_fails_still_completes() {
     assert!(done["output_file_id"].is_null());
     assert_eq!(env.file_lines(&done["error_file_id"]).await.len(), 3);
 }
+
+/// A batch line whose upstream call never answers holds its chunk only until the attempt timeout
+/// cuts the call; the line is retried and completes, once, while the chunk's lease is renewed
+/// beside it (lines run at most `max_attempts` attempts of one timeout each, bar rate limits).
+#[tokio::test]
+async fn a_batch_line_whose_upstream_call_hangs_is_cut_by_the_attempt_timeout_and_completes_once() {
+    let env = start(Setup {
+        workers: "upstream_timeout = \"2s\"",
+        batches: "lease = \"3s\"",
+        ..Setup::default()
+    })
+    .await;
+    let model = "mock-hangfirst-1-line";
+    let id = env
+        .start_batch(&support::chat_batch_input("h", model, 1))
+        .await;
+    let done = env
+        .wait_for_batch(&id, &["completed", "failed", "expired"], SOON)
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (output, errors) = env.finished_batch_lines(&done, 1).await;
+    assert_eq!((output.len(), errors.len()), (1, 0), "{errors:?}");
+    assert_eq!(output[0]["response"]["status_code"], 200);
+    assert_eq!(env.mock.hits(model), 2, "the hung call and one retry");
+}

@@ -238,18 +238,16 @@ async fn a_dead_lettered_chunk_counts_its_lines_as_failed_once_and_writes_each_t
     })
     .await;
 
-    // The chunk's holder dies with its lines in flight. The next process allows no delivery
-    // at all, so the chunk's redelivery goes to the dead-letter path, which fails its
-    // unfinished lines. (A restart alone never dead-letters: on embedded storage a delivery
-    // cut off by a crash does not count, and on SQS it takes `max_receives` of them.)
+    // The chunk's holder dies with its lines in flight. The next process sends every delivery
+    // to the dead-letter path (a test-only hook: `max_receives = 0` is refused in a config file),
+    // so the chunk's redelivery fails its unfinished lines. (A restart alone never dead-letters:
+    // on embedded storage a delivery cut off by a crash does not count, and on SQS it takes
+    // `max_receives` of them; no valid limit reaches that path on both.)
     env.kill_server().await;
-    let config = std::fs::read_to_string(&env.config).unwrap();
-    assert!(config.contains("max_receives = 10"));
-    std::fs::write(
-        &env.config,
-        config.replace("max_receives = 10", "max_receives = 0"),
-    )
-    .unwrap();
+    env.extra_env.push((
+        "PRISM_TEST_DEAD_LETTER_EVERY_DELIVERY".to_owned(),
+        "1".to_owned(),
+    ));
     env.start_server().await;
 
     let done = env

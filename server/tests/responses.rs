@@ -337,3 +337,37 @@ async fn a_background_stream_whose_upstream_fails_ends_with_response_failed() {
         "context_length_exceeded"
     );
 }
+
+/// A streamed background response whose provider stops sending, before its head (`mock-hang`)
+/// or between two events (`mock-drip` with a minute's pause): the worker gives up after one
+/// attempt timeout without an event and fails the response with `upstream_timeout`, so its
+/// lease is no longer renewed and its stream ends. Without that bound the worker waits forever,
+/// its message kept hidden beside it, and the response stays `in_progress`.
+#[tokio::test]
+async fn a_streamed_background_response_whose_upstream_hangs_fails_within_the_attempt_timeout() {
+    let env = start(Setup {
+        workers: "upstream_timeout = \"2s\"",
+        ..Setup::default()
+    })
+    .await;
+    for model in ["mock-hang-bg-stream", "mock-drip-60000-bg-stream"] {
+        let body = json!({"model": model, "input": "x", "background": true, "stream": true});
+        let response = env.post(&env.alpha, "/v1/responses", &body).await;
+        assert_eq!(response.status(), 200);
+        let text = tokio::time::timeout(SOON, response.text())
+            .await
+            .unwrap_or_else(|_| panic!("{model}: the stream still open after {SOON:?}"))
+            .unwrap();
+        let events = sse_data(&text);
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "response.failed", "{model}: {events:?}");
+        assert_eq!(
+            last["response"]["error"]["code"], "upstream_timeout",
+            "{model}: {last}"
+        );
+        let id = last["response"]["id"].as_str().unwrap();
+        let stored = env.wait_for_response(id, &["failed"], SOON).await;
+        assert_eq!(stored["error"]["code"], "upstream_timeout", "{stored}");
+        assert_eq!(env.mock.hits(model), 1, "{model}: one call, not retried");
+    }
+}

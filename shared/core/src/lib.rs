@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod json_strict;
 pub mod keys;
 pub mod list;
+pub mod liveness;
 pub mod metadata;
 pub mod models;
 pub mod ports;

@@ -610,15 +610,19 @@ impl JobStore for SqliteJobStore {
     async fn stranded(&self, before: Timestamp, limit: usize) -> Result<Vec<JobRef>, StoreError> {
         self.db
             .read(move |conn| {
-                // The row is its own queue entry, so "no trigger waiting" is known exactly. The
-                // times are `decisions::quiet_since` in SQL (the contract suite's stranded cases
-                // hold it to the same answers), so the partial index serves the query.
+                // The row is its own queue entry, so for a pending job "no trigger waiting" is
+                // known exactly. A running job's lapsed lease is stranded whatever its message
+                // does, as on SQS: a message in flight may be kept hidden by the heartbeat of a
+                // worker that hangs, and the lease, which only the work renews, is the truth;
+                // the re-enqueue makes the row visible again and the next receive takes it over.
+                // The times are `decisions::quiet_since` in SQL (the contract suite's stranded
+                // cases hold it to the same answers), so the partial index serves the query.
                 // The statuses are written into the text, not bound, so SQLite can prove the query
                 // inside the partial index on unfinished jobs and use it.
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT id, tenant FROM jobs WHERE status IN {unfinished} \
-                     AND queue_visible_at IS NULL \
-                     AND ((status = '{pending}' AND MAX(created_at, COALESCE(scheduled_at, 0)) < ?1) \
+                     AND ((status = '{pending}' AND queue_visible_at IS NULL \
+                           AND MAX(created_at, COALESCE(scheduled_at, 0)) < ?1) \
                        OR (status = '{running}' AND COALESCE(lease_expires_at, 0) < ?1)) \
                      LIMIT ?2",
                     unfinished = unfinished_list(),

@@ -124,6 +124,76 @@ async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges()
     assert_eq!(status(&h, &job).await.0, JobStatus::Running);
 }
 
+/// A worker that hangs outside any bounded step (its upstream call and store writes have
+/// timeouts; a stuck task has none) keeps extending its message beside the hung work, so the
+/// message never reappears. Its lease is not renewed, though: once it lapses the reconciler
+/// triggers the job again, the next receive takes the row over under a new receipt, and the job
+/// completes once. The hung worker's late heartbeat and acknowledgement change nothing.
+#[tokio::test]
+async fn a_job_whose_worker_hangs_is_taken_over_and_completes_once() {
+    // The receive claims the job under a lease of one attempt (1 s, no margin).
+    let h = harness(Policies {
+        work: WorkPolicy {
+            stranded_after: Duration::ZERO,
+            upstream_timeout: Duration::from_secs(1),
+            ..WorkPolicy::default()
+        },
+        jobs: JobPolicy {
+            lease_margin: Duration::ZERO,
+            ..JobPolicy::default()
+        },
+        ..Policies::default()
+    })
+    .await;
+    let job = submit(&h, "gpt-taken-over").await;
+    let hung = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let claim = hung.claim.as_ref().expect("the receive claims the job");
+    assert!(matches!(claim.outcome, ClaimOutcome::Claimed(_)));
+    // The lease lapses while the hung worker's heartbeat keeps its message hidden.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    h.queue
+        .extend(&hung.receipt, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        h.queue
+            .receive(1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let report = prism_core::reconcile::reconcile(&h.deps).await.unwrap();
+    assert_eq!(report.retriggered, 1, "{report:?}");
+    let taken_over = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_ne!(taken_over.receipt, hung.receipt);
+    // The hung worker's heartbeat after the take-over does not hide the new delivery's row.
+    h.queue
+        .extend(&hung.receipt, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        handle_delivery(&h.deps, &taken_over, None).await,
+        QueueAction::Ack
+    );
+    h.queue.ack(&taken_over.receipt).await.unwrap();
+    h.queue.ack(&hung.receipt).await.unwrap();
+    assert_eq!(status(&h, &job).await, (JobStatus::Completed, 2));
+    assert_eq!(h.mock.hits("gpt-taken-over"), 1);
+    let report = prism_core::reconcile::reconcile(&h.deps).await.unwrap();
+    assert_eq!(report.retriggered, 0, "{report:?}");
+}
+
 #[tokio::test]
 async fn a_message_delivered_too_often_fails_its_job_with_processing_failed() {
     let h = harness(Policies {

@@ -141,6 +141,14 @@ impl Config {
                 "workers.concurrency and workers.max_attempts must be at least 1".into(),
             ));
         }
+        if self.workers.max_receives == 0 {
+            // Every delivery would go straight to the dead-letter path: no work would ever run.
+            return Err(ConfigError::Invalid(
+                "workers.max_receives must be at least 1: with 0 every message is dead-lettered \
+                 on its first delivery, so no job, batch chunk or webhook would ever run"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 

@@ -123,3 +123,28 @@ fn the_model_list_cache_ttl_comes_from_the_models_section() {
     );
     assert!(Config::parse("[models]\nttl = \"30s\"\n", "test").is_err());
 }
+
+#[test]
+fn max_receives_of_zero_is_refused_and_one_is_the_smallest_accepted() {
+    let with = |max_receives: u32| {
+        Config::parse(
+            &format!(
+                r#"
+                [[providers]]
+                name = "mock"
+                base_url = "http://127.0.0.1:9/v1"
+                models = ["mock-*"]
+                [workers]
+                max_receives = {max_receives}
+                "#
+            ),
+            "test.toml",
+        )
+    };
+    let error = with(0).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::Invalid(reason) if reason.contains("workers.max_receives must be at least 1")),
+        "{error}"
+    );
+    assert_eq!(with(1).unwrap().work_policy().max_receives, 1);
+}

@@ -116,6 +116,13 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
                         .await?;
                 }
                 groups::queue_looks(deps, batch, native, Duration::ZERO).await?;
+            } else {
+                // Refused: the batch moved on (a cancel), or this very write landed on an
+                // earlier try whose answer was lost. Either way the next delivery decides on a
+                // fresh read; an acknowledgement here would leave a planned batch's chunks
+                // unqueued until the reconciler found it idle.
+                tracing::info!("plan write refused; deciding again on a fresh read");
+                return Ok(QueueAction::RetryAfter(Duration::ZERO));
             }
         }
     }

@@ -1,7 +1,10 @@
 //! Running a `stream: true` background response: one streamed call to the provider whose events
 //! are recorded as they arrive, under the job's lease, and whose final event becomes the job's
 //! result. A re-run after a crash finds events already recorded and fails the response with a
-//! stated reason rather than splice a second, different stream onto the first.
+//! stated reason rather than splice a second, different stream onto the first. A provider that
+//! stops sending (before its head, or between events) fails the response with `upstream_timeout`
+//! once one attempt timeout passes without an event (`crate::liveness`), and only recorded
+//! events earn a lease renewal, so a hung stream is never kept alive.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,6 +16,7 @@ use crate::deps::Deps;
 use crate::error::StoreError;
 use crate::jobs::run::{RunOutcome, Watched, finish, give_back, watch_cancel};
 use crate::jobs::{Finish, Job, JobError, JobRef};
+use crate::liveness::{Renewal, renewal, stall_limit};
 use crate::ports::UpstreamError;
 use crate::responses::events::{
     Arrival, MAX_RECORDED_EVENTS, RecordedEvent, SseSplitter, admit, arrival, final_response,
@@ -67,11 +71,18 @@ async fn record_stream(
     body: Bytes,
 ) -> Result<Option<Finish>, StoreError> {
     let _yielded = deps.model_gate.interactive(&job.model);
-    let relay = match deps
-        .upstream
-        .relay(ApiEndpoint::Responses, &job.model, body)
-        .await
-    {
+    let timeout = deps.work_policy.upstream_timeout;
+    let stall = stall_limit(timeout);
+    // A relay has no deadline of its own (its body streams for as long as the provider sends):
+    // the head, then each event, must come within the stall limit.
+    let relayed = tokio::time::timeout(
+        stall,
+        deps.upstream
+            .relay(ApiEndpoint::Responses, &job.model, body),
+    )
+    .await
+    .unwrap_or(Err(UpstreamError::Timeout));
+    let relay = match relayed {
         Ok(relay) => relay,
         Err(error) => return Ok(Some(failed(error.to_job_error()))),
     };
@@ -84,15 +95,24 @@ async fn record_stream(
         };
         return Ok(Some(failed(error.to_job_error())));
     }
-    let renew_every = deps.work_policy.upstream_timeout / 2;
     let mut renewed = Instant::now();
+    let mut progressed = Instant::now();
     let mut splitter = SseSplitter::default();
     let mut count = 0u64;
     let mut bytes = 0u64;
     let mut next_sequence = 0u64;
     let mut last = None;
     let mut body = relay.body;
-    while let Some(chunk) = body.next().await {
+    loop {
+        let silent_for = stall.saturating_sub(progressed.elapsed());
+        let Ok(next) = tokio::time::timeout(silent_for, body.next()).await else {
+            tracing::info!(
+                ?stall,
+                "upstream stream stalled: no event within the attempt timeout"
+            );
+            return Ok(Some(failed(UpstreamError::Timeout.to_job_error())));
+        };
+        let Some(chunk) = next else { break };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(error) => {
@@ -121,27 +141,41 @@ async fn record_stream(
             }
             page.push(event);
         }
-        if !page.is_empty() && !deps.jobs.append_events(id, token, &page).await? {
-            return Ok(None);
+        if !page.is_empty() {
+            if !deps.jobs.append_events(id, token, &page).await? {
+                return Ok(None);
+            }
+            // Only a recorded event is progress: keep-alive bytes or comments are not.
+            progressed = Instant::now();
         }
         if let Some(error) = over_cap {
             return Ok(Some(failed(error)));
         }
-        if renewed.elapsed() >= renew_every {
-            // A stream outlives one attempt's lease; extending it keeps the reconciler from
-            // handing the job to a second worker while this one still records.
-            let until = deps
-                .clock
-                .now()
-                .plus(deps.work_policy.upstream_timeout + deps.job_policy.lease_margin);
-            if !deps
-                .jobs
-                .begin_attempt(id, token, job.attempts, until)
-                .await?
-            {
-                return Ok(None);
+        match renewal(progressed.elapsed(), renewed.elapsed(), timeout) {
+            Renewal::Wait => {}
+            Renewal::GiveUp => {
+                tracing::info!(
+                    ?stall,
+                    "upstream stream stalled: no event within the attempt timeout"
+                );
+                return Ok(Some(failed(UpstreamError::Timeout.to_job_error())));
             }
-            renewed = Instant::now();
+            Renewal::Renew => {
+                // A stream outlives one attempt's lease; extending it keeps the reconciler from
+                // handing the job to a second worker while this one still records.
+                let until = deps
+                    .clock
+                    .now()
+                    .plus(timeout + deps.job_policy.lease_margin);
+                if !deps
+                    .jobs
+                    .begin_attempt(id, token, job.attempts, until)
+                    .await?
+                {
+                    return Ok(None);
+                }
+                renewed = Instant::now();
+            }
         }
     }
     Ok(Some(match last {

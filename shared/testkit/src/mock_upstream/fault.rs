@@ -22,6 +22,8 @@ pub(crate) enum Fault {
     ContextLength,
     /// `mock-hang`: never answers.
     Hang,
+    /// `mock-hangfirst-<n>`: the first `first` calls never answer; later ones are answered.
+    HangFirst { first: u64 },
     /// `mock-bad-json`: 200 with a body that is not JSON.
     BadJson,
     /// `mock-truncated`: 200 whose body stops short of its Content-Length.
@@ -91,7 +93,7 @@ impl Fault {
             Fault::RateLimited { .. } | Fault::Quota | Fault::FlexBusy { .. } => "429",
             Fault::ServerError { .. } => "500",
             Fault::ContextLength => "400",
-            Fault::Hang => "hang",
+            Fault::Hang | Fault::HangFirst { .. } => "hang",
             Fault::BadJson => "bad_json",
             Fault::Truncated => "truncated",
             Fault::SseCut => "sse_cut",
@@ -131,6 +133,9 @@ impl Fault {
         }
         if let Some(first) = numbered(rest, "500-") {
             return Self::ServerError { first };
+        }
+        if let Some(first) = numbered(rest, "hangfirst-") {
+            return Self::HangFirst { first };
         }
         if let Some(first) = numbered(rest, "flexbusy-") {
             return Self::FlexBusy { first };
@@ -192,6 +197,15 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn hangfirst_takes_how_many_calls_to_leave_unanswered() {
+        assert_eq!(
+            Fault::from_model("mock-hangfirst-1-job"),
+            Fault::HangFirst { first: 1 }
+        );
+        assert_eq!(Fault::from_model("mock-hang-1-job"), Fault::Hang);
     }
 
     #[test]

@@ -299,6 +299,11 @@ async fn respond(
             let never: Infallible = std::future::pending().await;
             match never {}
         }
+        Fault::HangFirst { first } if call <= first => {
+            let never: Infallible = std::future::pending().await;
+            match never {}
+        }
+        Fault::HangFirst { .. } => healthy(model, answer),
         Fault::BadJson => Ok(Outcome::Whole(with_content_type(
             StatusCode::OK,
             APPLICATION_JSON,

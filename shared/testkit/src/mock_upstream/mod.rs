@@ -3,7 +3,7 @@
 //!
 //! Fault models (chosen by prefix of the request's `model`, any `-suffix` allowed):
 //! `mock-slow-<ms>`, `mock-429-<n>`, `mock-429ms-<n>`, `mock-quota`, `mock-500-<n>`, `mock-400`,
-//! `mock-hang`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
+//! `mock-hang`, `mock-hangfirst-<n>`, `mock-bad-json`, `mock-truncated`, `mock-sse-cut`, `mock-drip-<ms>`,
 //! `mock-chaos-<ms>-<seed>` (faults drawn at random per call), `mock-flexbusy-<n>` (flex-tier
 //! calls refused with 429 "resource unavailable"); every other model echoes the last user
 //! message. The same faults apply on `/v1/completions` (the prompt echoed), `/v1/embeddings`

@@ -180,12 +180,18 @@ pub fn released_chunk(chunk: Chunk, token: &str) -> Option<Chunk> {
 /// finalizer holds it, or it is terminal). A cancelling batch takes only a lease that assembles
 /// the cancel: an outcome chosen before a cancel landed (all lines done, say) would end as
 /// `completed` a batch whose cancel was answered 200; the cancel's own finalize assembles it.
+/// A batch already finalizing under the caller's own token is this very claim, applied by an
+/// earlier try whose answer was lost (tokens are fresh per claim): it holds the lease as written,
+/// or the claimant would leave the batch `finalizing` under its own live lease, unassembled.
 pub fn finalize_lease(
     current: &Batch,
     lease: &FinalizeLease,
     now: Timestamp,
 ) -> Option<FinalizeLease> {
     match (current.status, &current.finalize) {
+        (BatchStatus::Finalizing, Some(previous)) if previous.token == lease.token => {
+            Some(previous.clone())
+        }
         (BatchStatus::Validating | BatchStatus::InProgress, _) => Some(lease.clone()),
         (BatchStatus::Cancelling, _) if lease.outcome == BatchOutcome::Cancelled => {
             Some(lease.clone())

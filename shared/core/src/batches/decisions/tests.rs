@@ -327,6 +327,24 @@ fn a_finalize_take_over_keeps_the_predecessors_outcome_and_files_but_not_its_tok
 }
 
 #[test]
+fn a_finalize_claim_whose_own_write_landed_before_its_answer_was_lost_holds_that_lease() {
+    // The claim's first try wrote lease "mine"; its answer never came and the retry reads the
+    // batch finalizing under that very token, with the lease still live.
+    let written = FinalizeLease {
+        outcome: BatchOutcome::Completed,
+        ..lease("mine", Timestamp(5_000))
+    };
+    let current = finalizing(batch(BatchStatus::InProgress), written.clone(), NOW);
+    let retried = lease("mine", Timestamp(6_000));
+    assert_eq!(finalize_lease(&current, &retried, NOW), Some(written));
+    // Anyone else's claim still waits for that lease to end.
+    assert_eq!(
+        finalize_lease(&current, &lease("other", Timestamp(6_000)), NOW),
+        None
+    );
+}
+
+#[test]
 fn finalizing_keeps_the_first_finalizing_time_and_only_its_token_holds() {
     let first = finalizing(batch(BatchStatus::InProgress), lease("a", NOW), NOW);
     let again = finalizing(first, lease("b", NOW), Timestamp(4_000));
