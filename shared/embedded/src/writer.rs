@@ -42,9 +42,10 @@ pub struct WriterConfig {
     /// inside a group commit.
     pub hold_commit_while: Option<PathBuf>,
     /// The writer thread's nice value (0: leave it as inherited). Every write waits on this one
-    /// thread, and on 2 cores it spent more time runnable but waiting for a CPU behind the
-    /// runtime's workers than running (BENCHMARKS.md, issue 12, `s7b`); a lower value lets it
-    /// preempt them when a write arrives. Lowering it needs `CAP_SYS_NICE`; without it the
+    /// thread, and on 2 cores it spent about as long runnable but waiting for a CPU, behind the
+    /// runtime's workers, as running (BENCHMARKS.md, issue 12, `s7b`); a lower value lets it
+    /// preempt them when a write arrives. Off by default until a quiet machine shows it helps
+    /// the tail (a loaded one could not tell). Lowering it needs `CAP_SYS_NICE`; without it the
     /// writer runs at the inherited priority.
     pub thread_nice: i32,
     /// A WAL this many frames long (pages of 4 KiB) is started over: the writer is asked to copy
@@ -54,7 +55,7 @@ pub struct WriterConfig {
 }
 
 /// See [`WriterConfig::thread_nice`].
-pub const DEFAULT_WRITER_NICE: i32 = -10;
+pub const DEFAULT_WRITER_NICE: i32 = 0;
 /// See [`WriterConfig::wal_restart_frames`]: 32 MiB, half of `journal_size_limit`.
 pub const DEFAULT_WAL_RESTART_FRAMES: u32 = 8192;
 
