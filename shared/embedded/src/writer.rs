@@ -56,8 +56,9 @@ pub struct WriterConfig {
 
 /// See [`WriterConfig::thread_nice`].
 pub const DEFAULT_WRITER_NICE: i32 = 0;
-/// See [`WriterConfig::wal_restart_frames`]: 32 MiB, half of `journal_size_limit`.
-pub const DEFAULT_WAL_RESTART_FRAMES: u32 = 8192;
+/// See [`WriterConfig::wal_restart_frames`]: 8 MiB. 8,192 (32 MiB) halves the writer's
+/// checkpoints, but did not shorten the submit tail measurably on a loaded machine.
+pub const DEFAULT_WAL_RESTART_FRAMES: u32 = 2048;
 
 impl Default for WriterConfig {
     fn default() -> Self {

@@ -26,7 +26,7 @@ impl Default for StorageSection {
             group_max_bytes: 16 * 1024 * 1024,
             group_max_time_us: 2_000,
             writer_nice: 0,
-            wal_restart_frames: 8192,
+            wal_restart_frames: 2048,
         }
     }
 }
