@@ -488,8 +488,8 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 /// waits for one), until the database handle is dropped. The bulk of the copying and its fsyncs
 /// happen here, beside the writer. Under steady traffic this pass alone never catches up (the
 /// writer keeps appending), so the WAL could never start over and would only grow; past
-/// `restart_frames` ([`WriterConfig::wal_restart_frames`]) it asks the writer to copy the rest between two groups
-/// (`writer::checkpoint_between_groups`), after which the writer's next transaction starts the
+/// `restart_frames` ([`WriterConfig::wal_restart_frames`]) it asks the writer to copy the rest
+/// between two groups (`writer::checkpoint_between_groups`), after which the writer's next transaction starts the
 /// WAL over. Nothing truncates the WAL on the hot path: `journal_size_limit` bounds the file
 /// when it starts over.
 fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>, restart_frames: i64) {
