@@ -101,6 +101,8 @@ async fn serve_embedded(
             max_group_time: Duration::from_micros(config.storage.group_max_time_us),
             // The crash tests' hook (server/tests/group_commit_crash.rs); unset in production.
             hold_commit_while: std::env::var_os(HOLD_COMMIT_ENV).map(PathBuf::from),
+            thread_nice: config.storage.writer_nice,
+            wal_restart_frames: config.storage.wal_restart_frames,
         },
     )?;
     let upstream = Arc::new(HttpUpstream::new(

@@ -375,6 +375,7 @@ impl Database {
         checkpointer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(unavailable)?;
+        let restart_frames = i64::from(writer.wal_restart_frames.max(1));
         let (tx, rx) = mpsc::channel::<WriteCmd>();
         let counters = Arc::new(WriterCounters::default());
         let writer_counters = Arc::clone(&counters);
@@ -391,7 +392,7 @@ impl Database {
         let alive = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("prism-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .spawn(move || checkpoint_loop(checkpointer, alive, restart_frames))
             .map_err(unavailable)?;
         Ok(Self { inner })
     }
@@ -483,19 +484,15 @@ impl Database {
 }
 
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-/// A WAL this long (frames of one page) is started over: the writer is asked to copy what the
-/// last pass left, between two groups. 8 MiB at 4 KiB pages.
-const RESTART_FRAMES: i64 = 2048;
-
 /// Copies committed WAL frames into the database (`PASSIVE`: never takes the write lock and never
 /// waits for one), until the database handle is dropped. The bulk of the copying and its fsyncs
 /// happen here, beside the writer. Under steady traffic this pass alone never catches up (the
 /// writer keeps appending), so the WAL could never start over and would only grow; past
-/// `RESTART_FRAMES` it asks the writer to copy the rest between two groups
-/// (`writer::checkpoint_between_groups`), after which the writer's next transaction starts the
+/// `restart_frames` ([`WriterConfig::wal_restart_frames`]) it asks the writer to copy the rest
+/// between two groups (`writer::checkpoint_between_groups`), after which the writer's next transaction starts the
 /// WAL over. Nothing truncates the WAL on the hot path: `journal_size_limit` bounds the file
 /// when it starts over.
-fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>, restart_frames: i64) {
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         let Some(inner) = alive.upgrade() else { return };
@@ -512,7 +509,7 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Inner>) {
                     copied,
                     "passive checkpoint"
                 );
-                if frames >= RESTART_FRAMES {
+                if frames >= restart_frames {
                     inner
                         .counters
                         .restart_wanted

@@ -41,7 +41,24 @@ pub struct WriterConfig {
     /// before its `COMMIT` (having written `<file>.held`), so a test can kill the process
     /// inside a group commit.
     pub hold_commit_while: Option<PathBuf>,
+    /// The writer thread's nice value (0: leave it as inherited). Every write waits on this one
+    /// thread, and on 2 cores it spent about as long runnable but waiting for a CPU, behind the
+    /// runtime's workers, as running (BENCHMARKS.md, issue 12, `s7b`); a lower value lets it
+    /// preempt them when a write arrives. Off by default until a quiet machine shows it helps
+    /// the tail (a loaded one could not tell). Lowering it needs `CAP_SYS_NICE`; without it the
+    /// writer runs at the inherited priority.
+    pub thread_nice: i32,
+    /// A WAL this many frames long (pages of 4 KiB) is started over: the writer is asked to copy
+    /// what the checkpoint thread's last pass left, between two groups, and writes queue behind
+    /// that copy and its two fsyncs. A longer WAL asks for it less often.
+    pub wal_restart_frames: u32,
 }
+
+/// See [`WriterConfig::thread_nice`].
+pub const DEFAULT_WRITER_NICE: i32 = 0;
+/// See [`WriterConfig::wal_restart_frames`]: 8 MiB. 8,192 (32 MiB) halves the writer's
+/// checkpoints, yet its submit p99 was worse than 2,048's in 8 of 10 side-by-side runs.
+pub const DEFAULT_WAL_RESTART_FRAMES: u32 = 2048;
 
 impl Default for WriterConfig {
     fn default() -> Self {
@@ -50,6 +67,8 @@ impl Default for WriterConfig {
             max_group_bytes: 16 * 1024 * 1024,
             max_group_time: Duration::from_millis(2),
             hold_commit_while: None,
+            thread_nice: DEFAULT_WRITER_NICE,
+            wal_restart_frames: DEFAULT_WAL_RESTART_FRAMES,
         }
     }
 }
@@ -221,12 +240,31 @@ fn hold_before_commit(config: &WriterConfig, size: usize) {
     }
 }
 
+/// Gives the calling thread (on Linux, `PRIO_PROCESS` of 0 is the thread, not the process) the
+/// configured nice value, if it is allowed to.
+fn raise_thread_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    match rustix::process::setpriority_process(None, nice) {
+        Ok(()) => {
+            tracing::debug!(target: "prism_embedded::writer", nice, "writer thread priority set")
+        }
+        Err(error) => tracing::info!(
+            %error,
+            nice,
+            "could not raise the database writer's priority; it runs at the inherited one"
+        ),
+    }
+}
+
 pub(crate) fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<WriteCmd>,
     config: WriterConfig,
     counters: Arc<WriterCounters>,
 ) {
+    raise_thread_priority(config.thread_nice);
     let mut carried: Option<WriteCmd> = None;
     let mut summary = Summary::default();
     let mut summary_since = Instant::now();

@@ -38,6 +38,7 @@ fn store_with(max_group_writes: usize, max_group_bytes: usize, max_group_time: D
             max_group_bytes,
             max_group_time,
             hold_commit_while: Some(hold.clone()),
+            ..WriterConfig::default()
         },
     )
     .unwrap();

@@ -74,6 +74,20 @@ fn storage_section_bounds_the_group_commit_and_keeps_the_other_default() {
 }
 
 #[test]
+fn storage_section_sets_the_writer_priority_and_the_wal_restart_length() {
+    let defaults = Config::parse("", "test").unwrap();
+    assert_eq!(defaults.storage.writer_nice, 0);
+    assert_eq!(defaults.storage.wal_restart_frames, 2048);
+    let config = Config::parse(
+        "[storage]\nwriter_nice = -10\nwal_restart_frames = 8192\n",
+        "test",
+    )
+    .unwrap();
+    assert_eq!(config.storage.writer_nice, -10);
+    assert_eq!(config.storage.wal_restart_frames, 8192);
+}
+
+#[test]
 fn no_config_routes_everything_to_openai_with_its_env_key() {
     let providers = Config::default().providers(
         |name| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned()),
