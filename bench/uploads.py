@@ -96,7 +96,8 @@ def run(backend, size_mb, input_path, mock, emulator_pid):
                 counts = batch.request_counts
                 print(f"[uploads.py] {backend} {size_mb} MB: batch {batch.status} after "
                       f"{shown - t:.0f} s, {counts.completed if counts else 0} lines completed, "
-                      f"prism peak RSS {hwm_kib(prism.pid) // 1024} MiB", file=sys.stderr, flush=True)
+                      f"prism RSS {status_kib(prism.pid, 'VmRSS') // 1024} MiB (peak "
+                      f"{hwm_kib(prism.pid) // 1024} MiB)", file=sys.stderr, flush=True)
         result["batch_s"] = time.monotonic() - t
         result["batch_status"] = batch.status
         result["completed_lines"] = batch.request_counts.completed
