@@ -106,11 +106,7 @@ async fn record_stream(
     loop {
         let silent_for = stall.saturating_sub(progressed.elapsed());
         let Ok(next) = tokio::time::timeout(silent_for, body.next()).await else {
-            tracing::info!(
-                ?stall,
-                "upstream stream stalled: no event within the attempt timeout"
-            );
-            return Ok(Some(failed(UpstreamError::Timeout.to_job_error())));
+            return Ok(Some(stalled(stall)));
         };
         let Some(chunk) = next else { break };
         let chunk = match chunk {
@@ -153,13 +149,7 @@ async fn record_stream(
         }
         match renewal(progressed.elapsed(), renewed.elapsed(), timeout) {
             Renewal::Wait => {}
-            Renewal::GiveUp => {
-                tracing::info!(
-                    ?stall,
-                    "upstream stream stalled: no event within the attempt timeout"
-                );
-                return Ok(Some(failed(UpstreamError::Timeout.to_job_error())));
-            }
+            Renewal::GiveUp => return Ok(Some(stalled(stall))),
             Renewal::Renew => {
                 // A stream outlives one attempt's lease; extending it keeps the reconciler from
                 // handing the job to a second worker while this one still records.
@@ -205,6 +195,16 @@ async fn error_body(
     }
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     serde_json::from_value(value.get("error")?.clone()).ok()
+}
+
+/// The outcome of a stream that went `stall` without an event: silent, or sending only bytes
+/// that carry none.
+fn stalled(stall: std::time::Duration) -> Finish {
+    tracing::info!(
+        ?stall,
+        "upstream stream stalled: no event within the attempt timeout"
+    );
+    failed(UpstreamError::Timeout.to_job_error())
 }
 
 fn failed(error: JobError) -> Finish {
