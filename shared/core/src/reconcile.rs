@@ -87,14 +87,16 @@ async fn reconcile_batches(deps: &Deps, idle_before: Timestamp) -> Result<usize,
             BatchStatus::InProgress => {
                 let since = current.in_progress_at.unwrap_or(current.created_at);
                 if since < idle_before {
-                    queue_unfinished_chunks(deps, batch, Some(idle_before)).await?;
-                    crate::batches::native::groups::queue_lost_looks(deps, batch).await?;
+                    let chunks = deps.batches.chunks(batch).await?;
+                    queue_unfinished_chunks(deps, batch, &chunks, Some(idle_before)).await?;
+                    crate::batches::native::groups::queue_lost_looks(deps, batch, &chunks).await?;
                 }
             }
             // A cancel's looks collect what the provider batches finished; a lost one is sent
             // again, or the finalizer would wait for it to the end of its grace.
             BatchStatus::Cancelling => {
-                crate::batches::native::groups::queue_lost_looks(deps, batch).await?;
+                let chunks = deps.batches.chunks(batch).await?;
+                crate::batches::native::groups::queue_lost_looks(deps, batch, &chunks).await?;
             }
             _ => {}
         }

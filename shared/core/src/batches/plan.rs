@@ -12,7 +12,7 @@ use crate::batches::decisions::waits_only_on_native;
 use crate::batches::input::{BatchError, PlanOutcome, Planner, PlannerLimits};
 use crate::batches::native::groups;
 use crate::batches::process::queue_finalize;
-use crate::batches::{BatchErrors, BatchRef, BatchStatus};
+use crate::batches::{BatchErrors, BatchRef, BatchStatus, Chunk};
 use crate::clock::Timestamp;
 use crate::deps::Deps;
 use crate::dispatch::QueueAction;
@@ -31,8 +31,9 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
         BatchStatus::Validating => {}
         BatchStatus::InProgress => {
             // Planned by an earlier delivery that died before queueing every chunk or look.
-            queue_unfinished_chunks(deps, batch, None).await?;
-            groups::queue_lost_looks(deps, batch).await?;
+            let chunks = deps.batches.chunks(batch).await?;
+            queue_unfinished_chunks(deps, batch, &chunks, None).await?;
+            groups::queue_lost_looks(deps, batch, &chunks).await?;
             return Ok(QueueAction::Ack);
         }
         BatchStatus::Cancelling => return queue_finalize(deps, batch).await,
@@ -135,13 +136,14 @@ pub async fn plan_batch(deps: &Deps, batch: &BatchRef) -> Result<QueueAction, St
 pub async fn queue_unfinished_chunks(
     deps: &Deps,
     batch: &BatchRef,
+    chunks: &[Chunk],
     idle_since: Option<Timestamp>,
 ) -> Result<usize, StoreError> {
     let now = deps.clock.now();
     let mut queued = 0;
-    for chunk in deps.batches.chunks(batch).await? {
+    for chunk in chunks {
         let idle = idle_since.is_none_or(|since| chunk.lease_expires_at.is_none_or(|t| t < since));
-        if !chunk.done && !chunk.is_claimed(now) && idle && !waits_only_on_native(&chunk) {
+        if !chunk.done && !chunk.is_claimed(now) && idle && !waits_only_on_native(chunk) {
             deps.queue
                 .enqueue(
                     &WorkItem::RunChunk {

@@ -7,9 +7,9 @@
 mod support;
 
 mod batches;
-mod cancel_reads;
 mod files;
 mod jobs;
+mod native_reads;
 mod reconcile;
 mod recurring;
 mod uploads;

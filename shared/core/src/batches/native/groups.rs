@@ -163,8 +163,16 @@ pub async fn live_while_cancelling(deps: &Deps, current: &Batch, chunks: &[Chunk
 
 /// For the reconciler and a redelivered planning: queues a look at every group whose own look
 /// is long overdue (its message was lost); a group still looked at in time is left alone, so
-/// its backoff holds.
-pub async fn queue_lost_looks(deps: &Deps, batch: &BatchRef) -> Result<usize, StoreError> {
+/// its backoff holds. A batch whose `chunks` name no native lines has no groups, and nothing
+/// of theirs is read: the reconciler passes every idle batch through here.
+pub async fn queue_lost_looks(
+    deps: &Deps,
+    batch: &BatchRef,
+    chunks: &[Chunk],
+) -> Result<usize, StoreError> {
+    if !decisions::may_have_native_lines(chunks) {
+        return Ok(0);
+    }
     let Some(plan) = read_json::<NativePlan>(deps, &plan_key(batch)).await else {
         return Ok(0);
     };

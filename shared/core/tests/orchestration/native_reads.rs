@@ -1,6 +1,8 @@
-//! What a cancel's finalizer reads of a batch's native groups while it decides: nothing for a
-//! batch whose chunks have no native lines, and of a waiting group's record only that it is
-//! still there, however often it looks again.
+//! What the batch paths read of a batch's native groups: a cancel's finalizer and the
+//! reconciler nothing for a batch whose chunks have no native lines, and a finalizer waiting on
+//! a group only that its record is still there, however often it looks again.
+
+use std::time::Duration;
 
 use crate::batches::planned;
 use crate::support::*;
@@ -75,4 +77,39 @@ async fn a_cancel_waiting_on_native_groups_probes_their_records_and_never_reads_
         QueueAction::Ack
     );
     assert_eq!(world.batch(&batch).await.status, BatchStatus::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reconciler_requeues_an_idle_gateway_batch_without_reading_any_native_blob() {
+    let world = World::new();
+    let batch = planned(&world, 8).await;
+    // The chunk's message is lost (taken and acknowledged by a processor that then died): only
+    // the reconciler sends it again.
+    let lost = world.queue.receive(1, VISIBILITY).await.unwrap();
+    assert!(
+        matches!(
+            lost[..],
+            [Delivery {
+                item: WorkItem::RunChunk { .. },
+                ..
+            }]
+        ),
+        "{lost:?}"
+    );
+    world.queue.ack(&lost[0].receipt).await.unwrap();
+    let before = world.blobs.reads(&native_blobs(&batch)).len();
+
+    world
+        .advance(world.deps.work_policy.stranded_after + Duration::from_secs(1))
+        .await;
+    let report = reconcile(&world.deps).await.unwrap();
+    assert_eq!(report.batches, 1);
+
+    assert_eq!(
+        world.blobs.reads(&native_blobs(&batch))[before..],
+        [],
+        "the chunks say the batch has no native lines"
+    );
+    world.drain().await;
+    assert_eq!(world.batch(&batch).await.status, BatchStatus::Completed);
 }
