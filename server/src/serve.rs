@@ -66,10 +66,9 @@ const DEAD_LETTER_EVERY_DELIVERY_ENV: &str = "PRISM_TEST_DEAD_LETTER_EVERY_DELIV
 /// Serves until `shutdown` is cancelled (SIGTERM or SIGINT in `main`).
 pub async fn serve(
     args: ServeArgs,
-    config: Config,
+    mut config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let mut config = config;
     if std::env::var_os(DEAD_LETTER_EVERY_DELIVERY_ENV).is_some() {
         tracing::warn!("test hook: every delivery goes to the dead-letter path");
         config.workers.max_receives = 0;
