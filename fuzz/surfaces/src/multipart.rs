@@ -97,11 +97,11 @@ fn harness() -> &'static Harness {
             })
             .await
             .expect("the key");
-            router(AppState {
+            router(AppState::new(
                 deps,
-                keys: KeyCache::new(Arc::new(keys), DEFAULT_KEY_CACHE_TTL),
-                limits: HttpLimits::default(),
-            })
+                KeyCache::new(Arc::new(keys), DEFAULT_KEY_CACHE_TTL),
+                HttpLimits::default(),
+            ))
         });
         Harness {
             runtime,

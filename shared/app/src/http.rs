@@ -45,9 +45,5 @@ pub fn app_state(config: &Config, deps: Deps, keys: Arc<dyn KeyStore>, host: Htt
             body_read_timeout: None,
         },
     };
-    AppState {
-        deps,
-        keys: KeyCache::new(keys, DEFAULT_KEY_CACHE_TTL),
-        limits,
-    }
+    AppState::new(deps, KeyCache::new(keys, DEFAULT_KEY_CACHE_TTL), limits)
 }

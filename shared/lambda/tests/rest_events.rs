@@ -113,11 +113,11 @@ async fn harness() -> Harness {
     })
     .await
     .unwrap();
-    let state = AppState {
-        deps: deps.clone(),
-        keys: KeyCache::new(Arc::new(keys), DEFAULT_KEY_CACHE_TTL),
-        limits: HttpLimits::default(),
-    };
+    let state = AppState::new(
+        deps.clone(),
+        KeyCache::new(Arc::new(keys), DEFAULT_KEY_CACHE_TTL),
+        HttpLimits::default(),
+    );
     let bare = router(state);
     let api = ServiceBuilder::new()
         .map_request(strip_stage)
