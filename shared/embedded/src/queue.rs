@@ -519,4 +519,27 @@ mod tests {
         assert_eq!(reprepares(&db, RECEIVE_JOBS).await, 0);
         assert_eq!(reprepares(&db, RECEIVE_WORK_ITEMS).await, 0);
     }
+
+    // Stopping after `max` rows costs what a LIMIT did only while the rows come from the index
+    // in order; a sort would read every visible row first.
+    #[tokio::test]
+    async fn the_receives_read_their_index_in_order_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("q.sqlite3")).unwrap();
+        for sql in [RECEIVE_JOBS, RECEIVE_WORK_ITEMS] {
+            let plan = db
+                .write(move |conn| {
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let steps = stmt.query_map([0], |r| r.get::<_, String>(3))?;
+                    steps.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE"))
+                    && plan.iter().any(|step| step.contains("USING INDEX")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 }

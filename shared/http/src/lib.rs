@@ -22,4 +22,4 @@ mod wire;
 pub use auth::{DEFAULT_KEY_CACHE_TTL, KeyCache};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
-pub use routes::{AppState, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpLimits, router};
+pub use routes::{AppState, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpLimits, StateParts, router};
