@@ -151,6 +151,14 @@ pub fn parse_cron(text: &str) -> Result<CronExpr, CronSyntaxError> {
     for (i, (position, field)) in fields.iter().enumerate() {
         let name = names[i];
         let is_day = name == "day of month" || name == "day of week";
+        if field.split(',').any(str::is_empty) {
+            return Err(CronSyntaxError {
+                message: format!(
+                    "Invalid {name} field '{field}' at position {position}: a list has an empty item (a comma at its start or end, or two together)."
+                ),
+                position: *position,
+            });
+        }
         if field.contains('?') && !(is_day && *field == "?") {
             return Err(CronSyntaxError {
                 message: format!(

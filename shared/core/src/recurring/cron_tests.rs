@@ -254,3 +254,23 @@ fn eventbridge_expressions_renumber_weekdays_and_write_the_free_day_as_a_questio
         );
     }
 }
+
+// croner reads an empty list item as matching nothing, so the next-fire search walked minute by
+// minute for tens of seconds before giving up (found by the `recurring_schedule` fuzz target).
+#[test]
+fn a_list_with_an_empty_item_is_refused_with_its_field() {
+    for (text, field, position) in [
+        (", * * * *", "minute", 0),
+        ("1,,2 * * * *", "minute", 0),
+        ("* * * * 1,", "day of week", 8),
+        ("0 ,5 * * * *", "minute", 2),
+    ] {
+        let error = parse_cron(text).unwrap_err();
+        assert_eq!(error.position, position, "{text}: {error:?}");
+        assert!(
+            error.message.contains(field) && error.message.contains("empty item"),
+            "{text}: {}",
+            error.message
+        );
+    }
+}
