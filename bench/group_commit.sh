@@ -6,7 +6,10 @@
 #   1. sync at SYNC_RATE straight to the mock, then through prism (added latency);
 #   2. for each rate in RATES: async submits (open loop) while the workers run the jobs, with
 #      `GET /v1/async/{id}` of one job at GET_RATE alongside (reads during the write burst);
-#   3. async end to end: E2E_JOBS jobs by E2E_CONCURRENCY clients, submit to last completion.
+#   3. async end to end: E2E_JOBS jobs by E2E_CONCURRENCY clients, submit to last completion,
+#      with prism's CPU time (utime + stime) per job over that run;
+#   4. closed-loop sync (CLOSED_CONCURRENCY clients for CLOSED_DURATION), straight to the mock
+#      and then through prism: prism's throughput at saturation as a share of the mock's.
 # Then, AFTER only, the group-size curve: for each bound in GROUP_BOUNDS ([storage]
 # group_max_writes), submits at CURVE_RATE and an end-to-end run of CURVE_E2E_JOBS.
 # Every round gets its own verdicts (targets of issue 12), printed per round; the machine
@@ -15,6 +18,7 @@
 # the oldest write's queueing to its commit) with where their time went, and checkpoints.
 #
 # Knobs (environment): REPEATS RATES GET_RATE SYNC_RATE DURATION WARMUP E2E_JOBS E2E_CONCURRENCY
+# CLOSED_CONCURRENCY CLOSED_DURATION
 # GROUP_BOUNDS CURVE_RATE CURVE_E2E_JOBS BEFORE_REF SKIP_BUILD=1 (reuse bench/out/gc/bin)
 # SKIP_CURVE=1 WRITER_LOG=0 PROFILE=debug (a quick check of the script itself, not a measurement).
 # Output: bench/out/gc/ (summary.md and raw JSON per run).
@@ -33,6 +37,8 @@ DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 E2E_JOBS="${E2E_JOBS:-20000}"
 E2E_CONCURRENCY="${E2E_CONCURRENCY:-128}"
+CLOSED_CONCURRENCY="${CLOSED_CONCURRENCY:-32}"
+CLOSED_DURATION="${CLOSED_DURATION:-5s}"
 GROUP_BOUNDS="${GROUP_BOUNDS:-1 4 16 64 256 1024}"
 CURVE_RATE="${CURVE_RATE:-2000}"
 CURVE_E2E_JOBS="${CURVE_E2E_JOBS:-10000}"
@@ -90,7 +96,7 @@ CPU_MODEL="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
     echo "data dir filesystem: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
     echo "BEFORE: $BEFORE_REF = $BEFORE_SHA; AFTER: $AFTER_SHA; profile $PROFILE"
     echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "knobs: REPEATS=$REPEATS RATES='$RATES' GET_RATE=$GET_RATE SYNC_RATE=$SYNC_RATE DURATION=$DURATION WARMUP=$WARMUP E2E_JOBS=$E2E_JOBS GROUP_BOUNDS='$GROUP_BOUNDS' CURVE_RATE=$CURVE_RATE"
+    echo "knobs: REPEATS=$REPEATS RATES='$RATES' GET_RATE=$GET_RATE SYNC_RATE=$SYNC_RATE DURATION=$DURATION WARMUP=$WARMUP E2E_JOBS=$E2E_JOBS CLOSED_CONCURRENCY=$CLOSED_CONCURRENCY CLOSED_DURATION=$CLOSED_DURATION GROUP_BOUNDS='$GROUP_BOUNDS' CURVE_RATE=$CURVE_RATE"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -99,6 +105,8 @@ sample_top
 
 loadgen() { "$BIN/prism-loadgen" --threads 1 --json "$@"; }
 jqr() { jq -r "$1" "$2" 2>/dev/null || echo "n/a"; }
+# cpu_ticks PID: the process's user + system time so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # start_prism REV EXTRA_TOML: a fresh data directory; sets PRISM_PID, PRISM_URL, KEY, E2E_KEY.
 start_prism() {
@@ -202,10 +210,22 @@ one_run() {
         cells+=" $(printf '%.2f / %.2f' "$p50" "$p99" 2>/dev/null || echo "$p50 / $p99") | $(printf '%.2f' "$g99" 2>/dev/null || echo "$g99") |"
         [[ "$rate" == 2000 ]] && submit2000="$p99"
     done
+    local ticks_before ticks_after
+    ticks_before="$(cpu_ticks "$PRISM_PID")"
     loadgen e2e --url "$PRISM_URL" --key "$E2E_KEY" --model "$MODEL" --jobs "$E2E_JOBS" \
         --concurrency "$E2E_CONCURRENCY" >"$RUN_DIR/e2e.json" 2>"$RUN_DIR/e2e.txt" || log "e2e failures"
+    ticks_after="$(cpu_ticks "$PRISM_PID")"
+    loadgen closed --url "$MOCK_URL" --model "$MODEL" --concurrency "$CLOSED_CONCURRENCY" \
+        --duration "$CLOSED_DURATION" >"$RUN_DIR/closed-direct.json" 2>"$RUN_DIR/closed-direct.txt" || true
+    loadgen closed --url "$PRISM_URL" --key "$KEY" --model "$MODEL" --concurrency "$CLOSED_CONCURRENCY" \
+        --duration "$CLOSED_DURATION" >"$RUN_DIR/closed-prism.json" 2>"$RUN_DIR/closed-prism.txt" || true
     stop_prism
-    local d50 d99 p50 p99 add50 add99 e2e
+    local d50 d99 p50 p99 add50 add99 e2e cpu_per_job closed_direct closed_prism share
+    cpu_per_job="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" -v n="$E2E_JOBS" \
+        'BEGIN { printf "%.0f", t * 1e6 / hz / n }')"
+    closed_direct="$(jqr '.requests_per_s' "$RUN_DIR/closed-direct.json")"
+    closed_prism="$(jqr '.requests_per_s' "$RUN_DIR/closed-prism.json")"
+    share="$(awk -v p="$closed_prism" -v d="$closed_direct" 'BEGIN { if (d > 0) printf "%.0f / %.0f (%.0f%%)", p, d, 100 * p / d; else print "n/a" }')"
     d50="$(jqr '.latency_ms.p50' "$RUN_DIR/sync-direct.json")"
     d99="$(jqr '.latency_ms.p99' "$RUN_DIR/sync-direct.json")"
     p50="$(jqr '.latency_ms.p50' "$RUN_DIR/sync-prism.json")"
@@ -213,7 +233,7 @@ one_run() {
     add50="$(awk -v a="$p50" -v b="$d50" 'BEGIN { printf "%+.3f", a - b }')"
     add99="$(awk -v a="$p99" -v b="$d99" 'BEGIN { printf "%+.3f", a - b }')"
     e2e="$(jqr '.jobs_per_s' "$RUN_DIR/e2e.json")"
-    ROWS+=("| $r | $rev | $load | $add50 / $add99 |$cells $(printf '%.0f' "$e2e" 2>/dev/null || echo "$e2e") |")
+    ROWS+=("| $r | $rev | $load | $add50 / $add99 |$cells $(printf '%.0f' "$e2e" 2>/dev/null || echo "$e2e") | $cpu_per_job | $share |")
     VERDICTS+=("| $r | $rev | $(verdict "$submit2000" 2 le) | $(verdict "$e2e" 20000 ge) | $(verdict "$add99" 0.5 le) |")
     if [[ "$rev" == after && "$WRITER_LOG" == 1 ]]; then
         ACCOUNTS+=("- round $r: $(writer_account "$RUN_DIR/prism.log")")
@@ -251,8 +271,8 @@ fi
         header+=" Submit $rate/s p50 / p99 ms | GET p99 ms |"
         sep+="---:|---:|"
     done
-    echo "$header E2E jobs/s |"
-    echo "$sep---:|"
+    echo "$header E2E jobs/s | prism CPU µs per e2e job | Closed-loop sync/s, prism / mock ($CLOSED_CONCURRENCY clients) |"
+    echo "$sep---:|---:|---:|"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "Verdicts per round (targets: submit p99 ≤ 2 ms at 2,000/s, e2e ≥ 20,000 jobs/s, sync added p99 ≤ +0.5 ms):"

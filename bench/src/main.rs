@@ -1,7 +1,9 @@
 //! `prism-loadgen`: an open-loop load generator for Prism (and for the mock upstream directly),
-//! an end-to-end async throughput driver, and the report `bench/run.sh` prints.
+//! a closed-loop one for throughput at saturation, an end-to-end async throughput driver, and
+//! the report `bench/run.sh` prints.
 
 mod client;
+mod closed_loop;
 mod e2e;
 mod open_loop;
 mod report;
@@ -40,6 +42,9 @@ enum Command {
     Submit(OpenLoopArgs),
     /// `GET /v1/async/{id}` of one job at a fixed rate; expects 200 (reads while writes burst).
     Get(GetArgs),
+    /// Synchronous chat completions from N clients, each sending the next as soon as it has
+    /// the answer (closed loop); reports requests per second at saturation.
+    Closed(ClosedArgs),
     /// Submit N async jobs with bounded concurrency and wait for all of them to complete.
     E2e(E2eArgs),
     /// Print the markdown summary of a `bench/run.sh` run from its JSON outputs.
@@ -92,6 +97,21 @@ struct GetArgs {
     /// The job to read.
     #[arg(long)]
     job_id: String,
+}
+
+#[derive(Debug, Args)]
+struct ClosedArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Clients, each with one request in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured period.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    duration: Duration,
+    /// Unmeasured period before it.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    warmup: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +206,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.json,
             )
             .await
+        }
+        Command::Closed(args) => {
+            let target = client::Target::new(&args.target.url, Some(args.target.key))?;
+            let http = client::build_client(args.target.timeout)?;
+            let plan = closed_loop::Plan {
+                concurrency: args.concurrency,
+                duration: args.duration,
+                warmup: args.warmup,
+                model: args.target.model,
+            };
+            let summary = closed_loop::run(http, &target, &plan).await?;
+            emit(cli.json, &summary.human(), &summary)?;
+            if summary.errors > 0 {
+                anyhow::bail!("{} requests failed", summary.errors);
+            }
+            Ok(())
         }
         Command::E2e(args) => {
             let target = client::Target::new(&args.target.url, Some(args.target.key))?;

@@ -137,14 +137,14 @@ fn record_job_event(
     id: &JobId,
     status: JobStatus,
     now: Timestamp,
-) -> rusqlite::Result<()> {
-    if let Some(kind) = EventKind::of_job(id.kind(), status) {
-        record_outbox_event(
+) -> rusqlite::Result<bool> {
+    match EventKind::of_job(id.kind(), status) {
+        Some(kind) => record_outbox_event(
             conn,
             &WebhookEvent::for_subject(tenant, kind, id.as_str(), now),
-        )?;
+        ),
+        None => Ok(false),
     }
-    Ok(())
 }
 
 fn error_json(error: &JobError) -> rusqlite::Result<String> {
@@ -187,6 +187,16 @@ pub(crate) fn claim_in(
         claimed.attempts
     ])?;
     Ok(ClaimOutcome::Claimed(claimed))
+}
+
+/// The job's stored request body, on any connection (a read, or the receive's write).
+pub(crate) fn request_in(conn: &Connection, job: &JobRef) -> rusqlite::Result<Option<Bytes>> {
+    conn.prepare_cached("SELECT request FROM jobs WHERE id = ?1 AND tenant = ?2")?
+        .query_row(params![job.id.as_str(), job.tenant.as_str()], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .optional()
+        .map(|b| b.map(Bytes::from))
 }
 
 /// The `JobStore` port over SQLite. `wake` is the queue's: a created job is queued at once.
@@ -337,16 +347,7 @@ impl JobStore for SqliteJobStore {
 
     async fn request_body(&self, job: &JobRef) -> Result<Option<Bytes>, StoreError> {
         let job = job.clone();
-        self.db
-            .read(move |conn| {
-                conn.prepare_cached("SELECT request FROM jobs WHERE id = ?1 AND tenant = ?2")?
-                    .query_row(params![job.id.as_str(), job.tenant.as_str()], |r| {
-                        r.get::<_, Vec<u8>>(0)
-                    })
-                    .optional()
-                    .map(|b| b.map(Bytes::from))
-            })
-            .await
+        self.db.read(move |conn| request_in(conn, &job)).await
     }
 
     async fn list(
@@ -469,11 +470,11 @@ impl JobStore for SqliteJobStore {
         };
         let bytes = result.as_ref().map_or(0, |r| r.len());
         let settled_id = id.as_str().to_owned();
-        let kept = self
+        let (kept, queued_event) = self
             .db
             .write_sized(bytes, move |conn| {
                 if !held_by(conn, id.as_str(), &token)? {
-                    return Ok(false);
+                    return Ok((false, false));
                 }
                 let error = error.as_ref().map(error_json).transpose()?;
                 // A terminal job's queue message is redundant (any delivery of it is
@@ -495,16 +496,20 @@ impl JobStore for SqliteJobStore {
                         now.0,
                         expires_at.0
                     ])?;
-                if written == 1 {
-                    record_job_event(conn, &tenant, &id, status, now)?;
-                    crate::usage::add(conn, &tenant, &counted)?;
+                if written != 1 {
+                    return Ok((false, false));
                 }
-                Ok(written == 1)
+                let queued_event = record_job_event(conn, &tenant, &id, status, now)?;
+                crate::usage::add(conn, &tenant, &counted)?;
+                Ok((true, queued_event))
             })
             .await?;
         if kept {
             self.settled.insert(&settled_id);
-            // The outbox row is queued: wake the dispatcher for it.
+        }
+        // Only a queued outbox row is news to the dispatcher: waking it for every finish made
+        // an idle dispatcher run a receive (a write) that found nothing.
+        if queued_event {
             self.wake.notify_one();
         }
         Ok(kept)

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prism_core::batches::BatchRef;
 use prism_core::ids::new_lease_token;
-use prism_core::ports::{Delivery, Lease, Receipt, ReceivedClaim, WorkItem, WorkQueue};
+use prism_core::ports::{
+    ClaimOutcome, Delivery, Lease, Receipt, ReceivedClaim, WorkItem, WorkQueue,
+};
 use prism_core::recurring::RecurringRef;
 use prism_core::trace_context::TraceContext;
 use prism_core::webhooks::EventRef;
@@ -18,7 +20,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::jobs::{claim_in, job_ref, unfinished_list};
+use crate::jobs::{claim_in, job_ref, request_in, unfinished_list};
 
 /// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
 /// workers wait on a notification instead of polling.
@@ -375,10 +377,17 @@ impl WorkQueue for SqliteWorkQueue {
                             expires_at: now.plus(length),
                         };
                         let outcome = claim_in(conn, &job, &lease, now).ok()?;
+                        // The body rides along only with a claim that took the job; a body
+                        // that fails to read is read again by the worker.
+                        let request = match outcome {
+                            ClaimOutcome::Claimed(_) => request_in(conn, &job).ok().flatten(),
+                            _ => None,
+                        };
                         Some(Box::new(ReceivedClaim {
                             lease,
                             at: now,
                             outcome,
+                            request,
                         }))
                     });
                     deliveries.push(Delivery {

@@ -53,8 +53,12 @@ pub(crate) fn record_event_in(conn: &Connection, event: &WebhookEvent) -> rusqli
 
 /// The outbox write of a terminal transition, inside its transaction: the event is recorded
 /// (and queued) only when an endpoint of the tenant takes it (`decisions::worth_recording`), read
-/// in the same transaction, so an endpoint's creation and a transition are ordered.
-pub(crate) fn record_outbox_event(conn: &Connection, event: &WebhookEvent) -> rusqlite::Result<()> {
+/// in the same transaction, so an endpoint's creation and a transition are ordered. Returns
+/// whether an event was queued.
+pub(crate) fn record_outbox_event(
+    conn: &Connection,
+    event: &WebhookEvent,
+) -> rusqlite::Result<bool> {
     let endpoints = conn
         .prepare_cached(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant = ?1"
@@ -62,9 +66,9 @@ pub(crate) fn record_outbox_event(conn: &Connection, event: &WebhookEvent) -> ru
         .query_map(params![event.tenant.as_str()], endpoint_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     if decisions::worth_recording(&endpoints, event) {
-        record_event_in(conn, event)?;
+        return record_event_in(conn, event);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn endpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Endpoint> {

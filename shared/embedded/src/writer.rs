@@ -282,7 +282,7 @@ pub(crate) fn writer_loop(
             ..GroupTimes::default()
         };
         counters.groups.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             counters.writes.fetch_add(1, Ordering::Relaxed);
             (first.run)(None)(Err(e.to_string()));
             continue;
@@ -307,9 +307,9 @@ pub(crate) fn writer_loop(
         times.statements = ran - began;
         hold_before_commit(&config, size);
         let committing = Instant::now();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = run_cached(&conn, "COMMIT").map_err(|e| e.to_string());
         if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run_cached(&conn, "ROLLBACK");
         }
         times.commit = committing.elapsed();
         for reply in replies {
@@ -353,11 +353,18 @@ pub(crate) fn run_in_savepoint<T>(
     conn: &Connection,
     op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    conn.execute_batch("SAVEPOINT op")?;
+    run_cached(conn, "SAVEPOINT op")?;
     let result = op(conn);
-    match &result {
-        Ok(_) => conn.execute_batch("RELEASE op")?,
-        Err(_) => conn.execute_batch("ROLLBACK TO op; RELEASE op")?,
+    if result.is_err() {
+        run_cached(conn, "ROLLBACK TO op")?;
     }
+    run_cached(conn, "RELEASE op")?;
     result
+}
+
+/// Runs one transaction-control statement from the connection's statement cache: every write
+/// runs two and every group two more, and parsing them each time was a measurable share of the
+/// writer's time (BENCHMARKS.md, issue 12).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

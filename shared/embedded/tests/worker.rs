@@ -124,6 +124,45 @@ async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges()
     assert_eq!(status(&h, &job).await.0, JobStatus::Running);
 }
 
+/// The receive that claims a job also reads its request body, so the worker calls the upstream
+/// without a read of its own; a delivery whose claim was refused carries no body.
+#[tokio::test]
+async fn a_claiming_receive_hands_over_the_request_body_only_with_a_taken_claim() {
+    let h = harness(Policies::default()).await;
+    let job = submit(&h, "gpt-body-in-receive").await;
+    let delivery = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let claim = delivery.claim.as_ref().expect("the receive claims the job");
+    assert!(matches!(claim.outcome, ClaimOutcome::Claimed(_)));
+    assert_eq!(claim.request.as_ref(), Some(&job.request));
+
+    // Made visible again under the live lease: the second receive's claim is refused.
+    h.queue
+        .extend(&delivery.receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let again = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let refused = again.claim.as_ref().expect("the receive tried to claim");
+    assert!(matches!(refused.outcome, ClaimOutcome::Busy { .. }));
+    assert_eq!(refused.request, None);
+
+    assert_eq!(
+        handle_delivery(&h.deps, &delivery, None).await,
+        QueueAction::Ack
+    );
+    assert_eq!(status(&h, &job).await, (JobStatus::Completed, 1));
+    assert_eq!(h.mock.hits("gpt-body-in-receive"), 1);
+}
+
 /// A worker that hangs outside any bounded step (its upstream call and store writes have
 /// timeouts; a stuck task has none) keeps extending its message beside the hung work, so the
 /// message never reappears. Its lease is not renewed, though: once it lapses the reconciler

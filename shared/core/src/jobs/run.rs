@@ -72,8 +72,13 @@ pub async fn run_job(
     received: Option<Box<ReceivedClaim>>,
 ) -> Result<RunOutcome, StoreError> {
     let policy = &deps.job_policy;
-    let (lease, now, claimed) = match received.map(|r| *r) {
-        Some(ReceivedClaim { lease, at, outcome }) => (lease, at, outcome),
+    let (lease, now, claimed, request) = match received.map(|r| *r) {
+        Some(ReceivedClaim {
+            lease,
+            at,
+            outcome,
+            request,
+        }) => (lease, at, outcome, request),
         None => {
             let now = deps.clock.now();
             let attempt_budget = attempt_timeout(deps.work_policy.upstream_timeout, deadline);
@@ -82,7 +87,7 @@ pub async fn run_job(
                 expires_at: now.plus(attempt_budget + policy.lease_margin),
             };
             let claimed = deps.jobs.claim(id, &lease, now).await?;
-            (lease, now, claimed)
+            (lease, now, claimed, None)
         }
     };
     let mut job = match claimed {
@@ -121,8 +126,12 @@ pub async fn run_job(
         }
         ClaimOutcome::Terminal(_) | ClaimOutcome::Missing => return Ok(RunOutcome::Finished),
     };
-    let Some(body) = deps.jobs.request_body(id).await? else {
-        return Ok(RunOutcome::Finished);
+    let body = match request {
+        Some(body) => body,
+        None => match deps.jobs.request_body(id).await? {
+            Some(body) => body,
+            None => return Ok(RunOutcome::Finished),
+        },
     };
     let token = lease.token;
     let (endpoint, body) = match job.kind {

@@ -68,6 +68,9 @@ pub struct ReceivedClaim {
     pub lease: Lease,
     pub at: Timestamp,
     pub outcome: ClaimOutcome,
+    /// The job's request body, read in the same write when the claim took the job: the worker
+    /// then needs no read of its own before calling the upstream. `None`: read it from the store.
+    pub request: Option<bytes::Bytes>,
 }
 
 /// At-least-once delivery with a visibility timeout, as SQS gives it.

@@ -189,4 +189,5 @@ pub(super) fn record_batch_event(
         conn,
         &WebhookEvent::for_subject(&batch.tenant, kind, batch.id.as_str(), now),
     )
+    .map(|_| ())
 }
