@@ -256,7 +256,7 @@ if [[ "${SKIP_CURVE:-0}" != 1 ]]; then
         loadgen e2e --url "$PRISM_URL" --key "$E2E_KEY" --model "$MODEL" --jobs "$CURVE_E2E_JOBS" \
             --concurrency "$E2E_CONCURRENCY" >"$RUN_DIR/e2e.json" 2>"$RUN_DIR/e2e.txt" || true
         stop_prism
-        CURVE+=("| $bound | $(jqr '.latency_ms.p50' "$RUN_DIR/submit-$CURVE_RATE.json") | $(jqr '.latency_ms.p99' "$RUN_DIR/submit-$CURVE_RATE.json") | $(jqr '.latency_ms.p99' "$RUN_DIR/get-$CURVE_RATE.json") | $(printf '%.0f' "$(jqr '.jobs_per_s' "$RUN_DIR/e2e.json")") | $(writer_account "$RUN_DIR/prism.log") |")
+        CURVE+=("| $bound | $(jqr '.latency_ms.p50' "$RUN_DIR/submit-$CURVE_RATE.json") | $(jqr '.latency_ms.p99' "$RUN_DIR/submit-$CURVE_RATE.json") | $(jqr '.latency_ms.p99' "$RUN_DIR/get-$CURVE_RATE.json") | $(printf '%.0f' "$(jqr '.jobs_per_s' "$RUN_DIR/e2e.json")") | $(if [[ "$WRITER_LOG" == 1 ]]; then writer_account "$RUN_DIR/prism.log"; else echo "not logged (WRITER_LOG=0)"; fi) |")
     done
 fi
 

@@ -17,6 +17,10 @@ PORT=$((20000 + RANDOM % 20000)); URL="http://127.0.0.1:$PORT"
 PRISM_LOG="${LEVEL:-warn,prism_embedded::writer=debug}" "$PRISM" serve --listen 127.0.0.1:$PORT --data-dir "$DATA" --config "$OUT/prism.toml" >"$OUT/prism.stdout" 2>"$OUT/prism.log" & PID=$!
 for _ in $(seq 100); do curl -fsS "$URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
 W=$(for t in /proc/$PID/task/*; do [[ "$(cat $t/comm)" == prism-sqlite-wr* ]] && basename $t; done)
+# CKPT_NICE: renice the checkpoint thread from outside (an experiment before a config knob).
+if [[ -n "${CKPT_NICE:-}" ]]; then
+  for t in /proc/$PID/task/*; do [[ "$(cat $t/comm)" == prism-sqlite-ch* ]] && renice -n "$CKPT_NICE" -p "$(basename $t)" >/dev/null; done
+fi
 echo "prism $PID writer tid $W load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/info.txt"
 TR=""
 case "$MODE" in

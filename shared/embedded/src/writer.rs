@@ -363,8 +363,8 @@ pub(crate) fn run_in_savepoint<T>(
 }
 
 /// Runs one transaction-control statement from the connection's statement cache: every write
-/// runs two and every group two more, and parsing them each time was a measurable share of the
-/// writer's time (BENCHMARKS.md, issue 12).
+/// runs two and every group two more, and parsing each of them again cost about half a percent
+/// of prism's CPU under load (perf, BENCHMARKS.md issue 12).
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
