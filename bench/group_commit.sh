@@ -221,11 +221,13 @@ one_run() {
         --duration "$CLOSED_DURATION" >"$RUN_DIR/closed-prism.json" 2>"$RUN_DIR/closed-prism.txt" || true
     stop_prism
     local d50 d99 p50 p99 add50 add99 e2e cpu_per_job closed_direct closed_prism share
-    cpu_per_job="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" -v n="$E2E_JOBS" \
-        'BEGIN { printf "%.0f", t * 1e6 / hz / n }')"
+    # Per job that completed: a failed run divides by what it did, or shows n/a.
+    cpu_per_job="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" \
+        -v n="$(jqr '.completed' "$RUN_DIR/e2e.json")" \
+        'BEGIN { if (n ~ /^[0-9]+$/ && n > 0) printf "%.0f", t * 1e6 / hz / n; else print "n/a" }')"
     closed_direct="$(jqr '.requests_per_s' "$RUN_DIR/closed-direct.json")"
     closed_prism="$(jqr '.requests_per_s' "$RUN_DIR/closed-prism.json")"
-    share="$(awk -v p="$closed_prism" -v d="$closed_direct" 'BEGIN { if (d > 0) printf "%.0f / %.0f (%.0f%%)", p, d, 100 * p / d; else print "n/a" }')"
+    share="$(awk -v p="$closed_prism" -v d="$closed_direct" 'BEGIN { if (p ~ /^[0-9.]+$/ && d ~ /^[0-9.]+$/ && d > 0) printf "%.0f / %.0f (%.0f%%)", p, d, 100 * p / d; else print "n/a" }')"
     d50="$(jqr '.latency_ms.p50' "$RUN_DIR/sync-direct.json")"
     d99="$(jqr '.latency_ms.p99' "$RUN_DIR/sync-direct.json")"
     p50="$(jqr '.latency_ms.p50' "$RUN_DIR/sync-prism.json")"

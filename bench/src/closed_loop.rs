@@ -101,7 +101,8 @@ async fn one_client(
             Err(e) => Err(classify(&e)),
         };
         let done = Instant::now();
-        // Only requests sent and answered inside the measured period count.
+        // A request that straddles the warm-up's end or the deadline ran under another load
+        // (connections opening, clients stopping): only those wholly inside the period count.
         if sent < measure_from || done > end {
             continue;
         }

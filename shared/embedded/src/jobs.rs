@@ -189,14 +189,34 @@ pub(crate) fn claim_in(
     Ok(ClaimOutcome::Claimed(claimed))
 }
 
-/// The job's stored request body, on any connection (a read, or the receive's write).
-pub(crate) fn request_in(conn: &Connection, job: &JobRef) -> rusqlite::Result<Option<Bytes>> {
+/// The job's stored request body.
+fn request_in(conn: &Connection, job: &JobRef) -> rusqlite::Result<Option<Bytes>> {
     conn.prepare_cached("SELECT request FROM jobs WHERE id = ?1 AND tenant = ?2")?
         .query_row(params![job.id.as_str(), job.tenant.as_str()], |r| {
             r.get::<_, Vec<u8>>(0)
         })
         .optional()
         .map(|b| b.map(Bytes::from))
+}
+
+/// The job's stored request body if it is at most `max_bytes` long, in the caller's transaction
+/// (the claiming receive's). `length()` of a blob is read from the record header, so a larger
+/// body is never loaded.
+pub(crate) fn small_request_in(
+    conn: &Connection,
+    job: &JobRef,
+    max_bytes: i64,
+) -> rusqlite::Result<Option<Bytes>> {
+    conn.prepare_cached(
+        "SELECT CASE WHEN length(request) <= ?3 THEN request END FROM jobs \
+         WHERE id = ?1 AND tenant = ?2",
+    )?
+    .query_row(
+        params![job.id.as_str(), job.tenant.as_str(), max_bytes],
+        |r| r.get::<_, Option<Vec<u8>>>(0),
+    )
+    .optional()
+    .map(|b| b.flatten().map(Bytes::from))
 }
 
 /// The `JobStore` port over SQLite. `wake` is the queue's: a created job is queued at once.

@@ -20,7 +20,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::jobs::{claim_in, job_ref, request_in, unfinished_list};
+use crate::jobs::{claim_in, job_ref, small_request_in, unfinished_list};
 
 /// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
 /// workers wait on a notification instead of polling.
@@ -44,6 +44,10 @@ pub(crate) struct SettledByFinish(Arc<Mutex<HashSet<String>>>);
 /// Entries kept at most; an acknowledgement follows each finish at once, so this is only reached
 /// if acknowledgements stop coming.
 const MAX_SETTLED: usize = 65_536;
+/// The largest request body a claiming receive reads for its worker. The receive is one write on
+/// the single writer thread and takes up to the workers' free slots (hundreds) at once, while a
+/// body may be megabytes: a larger one is read by its worker, off the writer's path.
+const RECEIVE_BODY_MAX_BYTES: i64 = 32 * 1024;
 
 impl SettledByFinish {
     pub(crate) fn insert(&self, id: &str) {
@@ -377,10 +381,15 @@ impl WorkQueue for SqliteWorkQueue {
                             expires_at: now.plus(length),
                         };
                         let outcome = claim_in(conn, &job, &lease, now).ok()?;
-                        // The body rides along only with a claim that took the job; a body
-                        // that fails to read is read again by the worker.
+                        // The body rides along only with a claim that took the job, and only a
+                        // small one (see RECEIVE_BODY_MAX_BYTES); a body that is larger or fails
+                        // to read is read by the worker.
                         let request = match outcome {
-                            ClaimOutcome::Claimed(_) => request_in(conn, &job).ok().flatten(),
+                            ClaimOutcome::Claimed(_) => {
+                                small_request_in(conn, &job, RECEIVE_BODY_MAX_BYTES)
+                                    .ok()
+                                    .flatten()
+                            }
                             _ => None,
                         };
                         Some(Box::new(ReceivedClaim {

@@ -54,8 +54,13 @@ async fn harness(policies: Policies) -> Harness {
 }
 
 async fn submit(h: &Harness, model: &str) -> NewJob {
+    submit_saying(h, model, "hi").await
+}
+
+async fn submit_saying(h: &Harness, model: &str, content: &str) -> NewJob {
     let now = h.deps.clock.now();
-    let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    let body =
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"{content}"}}]}}"#);
     let job = NewJob {
         id: h.deps.ids.job_id(now),
         tenant: TenantId::parse("alpha").unwrap(),
@@ -161,6 +166,29 @@ async fn a_claiming_receive_hands_over_the_request_body_only_with_a_taken_claim(
     );
     assert_eq!(status(&h, &job).await, (JobStatus::Completed, 1));
     assert_eq!(h.mock.hits("gpt-body-in-receive"), 1);
+}
+
+/// A large body is not read on the writer's path: the receive claims the job but leaves the body
+/// to the worker, which reads it itself and runs the job.
+#[tokio::test]
+async fn a_large_request_body_is_left_for_the_worker_to_read() {
+    let h = harness(Policies::default()).await;
+    let job = submit_saying(&h, "gpt-large-body", &"x".repeat(40 * 1024)).await;
+    let delivery = h
+        .queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let claim = delivery.claim.as_ref().expect("the receive claims the job");
+    assert!(matches!(claim.outcome, ClaimOutcome::Claimed(_)));
+    assert_eq!(claim.request, None);
+    assert_eq!(
+        handle_delivery(&h.deps, &delivery, None).await,
+        QueueAction::Ack
+    );
+    assert_eq!(status(&h, &job).await, (JobStatus::Completed, 1));
+    assert_eq!(h.mock.hits("gpt-large-body"), 1);
 }
 
 /// A worker that hangs outside any bounded step (its upstream call and store writes have

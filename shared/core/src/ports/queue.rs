@@ -63,14 +63,30 @@ pub struct Delivery {
 
 /// What a queue that claims on receive did: the claim of the delivered job under `lease`, as
 /// [`JobStore::claim`](super::JobStore::claim) would have answered it at `at`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ReceivedClaim {
     pub lease: Lease,
     pub at: Timestamp,
     pub outcome: ClaimOutcome,
-    /// The job's request body, read in the same write when the claim took the job: the worker
-    /// then needs no read of its own before calling the upstream. `None`: read it from the store.
+    /// The job's request body, read in the same write when the claim took the job and the body
+    /// is small: the worker then needs no read of its own before calling the upstream. `None`:
+    /// read it from the store.
     pub request: Option<bytes::Bytes>,
+}
+
+/// The body is a prompt: a debug print of a delivery shows its size, never its content.
+impl std::fmt::Debug for ReceivedClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedClaim")
+            .field("lease", &self.lease)
+            .field("at", &self.at)
+            .field("outcome", &self.outcome)
+            .field(
+                "request_bytes",
+                &self.request.as_ref().map(bytes::Bytes::len),
+            )
+            .finish()
+    }
 }
 
 /// At-least-once delivery with a visibility timeout, as SQS gives it.
