@@ -192,6 +192,12 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr().context("no local address")?.port())
 }
 
+/// The target of a run and the HTTP client that loads it.
+fn connect(args: &TargetArgs) -> anyhow::Result<(client::Target, reqwest::Client)> {
+    let target = client::Target::new(&args.url, Some(args.key.clone()))?;
+    Ok((target, client::build_client(args.timeout)?))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sync(args) => open_loop_mode(open_loop::Mode::Sync, args, None, cli.json).await,
@@ -208,8 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Closed(args) => {
-            let target = client::Target::new(&args.target.url, Some(args.target.key))?;
-            let http = client::build_client(args.target.timeout)?;
+            let (target, http) = connect(&args.target)?;
             let plan = closed_loop::Plan {
                 concurrency: args.concurrency,
                 duration: args.duration,
@@ -224,8 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::E2e(args) => {
-            let target = client::Target::new(&args.target.url, Some(args.target.key))?;
-            let http = client::build_client(args.target.timeout)?;
+            let (target, http) = connect(&args.target)?;
             let plan = e2e::Plan {
                 jobs: args.jobs,
                 concurrency: args.concurrency,
@@ -269,8 +273,7 @@ async fn open_loop_mode(
     job_id: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let target = client::Target::new(&args.target.url, Some(args.target.key))?;
-    let http = client::build_client(args.target.timeout)?;
+    let (target, http) = connect(&args.target)?;
     let plan = open_loop::Plan {
         mode,
         rate: args.rate,

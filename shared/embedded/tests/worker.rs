@@ -11,7 +11,7 @@ use prism_core::deps::{Policies, WorkPolicy};
 use prism_core::dispatch::{QueueAction, handle_delivery};
 use prism_core::jobs::NewJob;
 use prism_core::jobs::service::JobPolicy;
-use prism_core::ports::{ClaimOutcome, Lease, WorkItem, WorkQueue};
+use prism_core::ports::{ClaimOutcome, Delivery, Lease, WorkItem, WorkQueue};
 use prism_core::{Clock, JobKind, JobStatus, SystemClock, TenantId};
 use prism_embedded::{Database, EmbeddedBackend, SqliteWorkQueue};
 use prism_testkit::{MockUpstream, spawn_mock_upstream};
@@ -81,6 +81,26 @@ async fn submit_saying(h: &Harness, model: &str, content: &str) -> NewJob {
     job
 }
 
+/// The one visible delivery, hidden for 30 s.
+async fn receive_one(h: &Harness) -> Delivery {
+    h.queue
+        .receive(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// Runs `delivery` of `job` and checks that it completed on its first attempt, with one call to
+/// the upstream.
+async fn runs_once_to_completion(h: &Harness, delivery: &Delivery, job: &NewJob) {
+    assert_eq!(
+        handle_delivery(&h.deps, delivery, None).await,
+        QueueAction::Ack
+    );
+    assert_eq!(status(h, job).await, (JobStatus::Completed, 1));
+    assert_eq!(h.mock.hits(&job.model), 1);
+}
+
 async fn status(h: &Harness, job: &NewJob) -> (JobStatus, u32) {
     let got = h
         .deps
@@ -135,12 +155,7 @@ async fn redelivery_under_a_live_lease_neither_calls_upstream_nor_acknowledges()
 async fn a_claiming_receive_hands_over_the_request_body_only_with_a_taken_claim() {
     let h = harness(Policies::default()).await;
     let job = submit(&h, "gpt-body-in-receive").await;
-    let delivery = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let delivery = receive_one(&h).await;
     let claim = delivery.claim.as_ref().expect("the receive claims the job");
     assert!(matches!(claim.outcome, ClaimOutcome::Claimed(_)));
     assert_eq!(claim.request.as_ref(), Some(&job.request));
@@ -150,22 +165,12 @@ async fn a_claiming_receive_hands_over_the_request_body_only_with_a_taken_claim(
         .extend(&delivery.receipt, Duration::ZERO)
         .await
         .unwrap();
-    let again = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let again = receive_one(&h).await;
     let refused = again.claim.as_ref().expect("the receive tried to claim");
     assert!(matches!(refused.outcome, ClaimOutcome::Busy { .. }));
     assert_eq!(refused.request, None);
 
-    assert_eq!(
-        handle_delivery(&h.deps, &delivery, None).await,
-        QueueAction::Ack
-    );
-    assert_eq!(status(&h, &job).await, (JobStatus::Completed, 1));
-    assert_eq!(h.mock.hits("gpt-body-in-receive"), 1);
+    runs_once_to_completion(&h, &delivery, &job).await;
 }
 
 /// A large body is not read on the writer's path: the receive claims the job but leaves the body
@@ -174,21 +179,11 @@ async fn a_claiming_receive_hands_over_the_request_body_only_with_a_taken_claim(
 async fn a_large_request_body_is_left_for_the_worker_to_read() {
     let h = harness(Policies::default()).await;
     let job = submit_saying(&h, "gpt-large-body", &"x".repeat(40 * 1024)).await;
-    let delivery = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let delivery = receive_one(&h).await;
     let claim = delivery.claim.as_ref().expect("the receive claims the job");
     assert!(matches!(claim.outcome, ClaimOutcome::Claimed(_)));
     assert_eq!(claim.request, None);
-    assert_eq!(
-        handle_delivery(&h.deps, &delivery, None).await,
-        QueueAction::Ack
-    );
-    assert_eq!(status(&h, &job).await, (JobStatus::Completed, 1));
-    assert_eq!(h.mock.hits("gpt-large-body"), 1);
+    runs_once_to_completion(&h, &delivery, &job).await;
 }
 
 /// A worker that hangs outside any bounded step (its upstream call and store writes have
@@ -213,12 +208,7 @@ async fn a_job_whose_worker_hangs_is_taken_over_and_completes_once() {
     })
     .await;
     let job = submit(&h, "gpt-taken-over").await;
-    let hung = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let hung = receive_one(&h).await;
     let claim = hung.claim.as_ref().expect("the receive claims the job");
     assert!(matches!(claim.outcome, ClaimOutcome::Claimed(_)));
     // The lease lapses while the hung worker's heartbeat keeps its message hidden.
@@ -237,12 +227,7 @@ async fn a_job_whose_worker_hangs_is_taken_over_and_completes_once() {
 
     let report = prism_core::reconcile::reconcile(&h.deps).await.unwrap();
     assert_eq!(report.retriggered, 1, "{report:?}");
-    let taken_over = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let taken_over = receive_one(&h).await;
     assert_ne!(taken_over.receipt, hung.receipt);
     // The hung worker's heartbeat after the take-over does not hide the new delivery's row.
     h.queue
@@ -276,12 +261,7 @@ async fn a_message_delivered_too_often_fails_its_job_with_processing_failed() {
         let d = h.queue.receive(1, Duration::ZERO).await.unwrap();
         assert_eq!(d.len(), 1);
     }
-    let third = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let third = receive_one(&h).await;
     assert_eq!(third.receive_count, 3);
     assert_eq!(
         handle_delivery(&h.deps, &third, None).await,
@@ -313,12 +293,7 @@ async fn a_long_retry_wait_releases_the_job_and_hides_its_message() {
     })
     .await;
     let job = submit(&h, "mock-429-1-release").await;
-    let delivery = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let delivery = receive_one(&h).await;
     assert_eq!(
         handle_delivery(&h.deps, &delivery, None).await,
         QueueAction::RetryAfter(Duration::from_secs(1))
@@ -335,12 +310,7 @@ async fn a_long_retry_wait_releases_the_job_and_hides_its_message() {
         .extend(&delivery.receipt, Duration::ZERO)
         .await
         .unwrap();
-    let again = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let again = receive_one(&h).await;
     assert_eq!(
         handle_delivery(&h.deps, &again, None).await,
         QueueAction::Ack
@@ -353,12 +323,7 @@ async fn a_long_retry_wait_releases_the_job_and_hides_its_message() {
 async fn a_job_near_its_deadline_is_released_rather_than_slept_on() {
     let h = harness(Policies::default()).await;
     let job = submit(&h, "mock-500-1-deadline").await;
-    let delivery = h
-        .queue
-        .receive(1, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .remove(0);
+    let delivery = receive_one(&h).await;
     // A Lambda with little time left: no room for a wait plus another attempt.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     assert!(matches!(
