@@ -20,7 +20,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
 use crate::db::Database;
-use crate::jobs::{claim_in, job_ref, small_request_in, unfinished_list};
+use crate::jobs::{claim_in, job_ref, request_in, unfinished_list};
 
 /// The `WorkQueue` port over the same rows. Wakes the in-process dispatcher on every enqueue, so
 /// workers wait on a notification instead of polling.
@@ -386,7 +386,7 @@ impl WorkQueue for SqliteWorkQueue {
                         // to read is read by the worker.
                         let request = match outcome {
                             ClaimOutcome::Claimed(_) => {
-                                small_request_in(conn, &job, RECEIVE_BODY_MAX_BYTES)
+                                request_in(conn, &job, RECEIVE_BODY_MAX_BYTES)
                                     .ok()
                                     .flatten()
                             }
