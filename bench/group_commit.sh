@@ -105,8 +105,6 @@ sample_top
 
 loadgen() { "$BIN/prism-loadgen" --threads 1 --json "$@"; }
 jqr() { jq -r "$1" "$2" 2>/dev/null || echo "n/a"; }
-# cpu_ticks PID: the process's user + system time so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # start_prism REV EXTRA_TOML: a fresh data directory; sets PRISM_PID, PRISM_URL, KEY, E2E_KEY.
 start_prism() {
@@ -222,7 +220,7 @@ one_run() {
     stop_prism
     local d50 d99 p50 p99 add50 add99 e2e cpu_per_job closed_direct closed_prism share
     # Per job that completed: a failed run divides by what it did, or shows n/a.
-    cpu_per_job="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" \
+    cpu_per_job="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$TICKS_PER_S" \
         -v n="$(jqr '.completed' "$RUN_DIR/e2e.json")" \
         'BEGIN { if (n ~ /^[0-9]+$/ && n > 0) printf "%.0f", t * 1e6 / hz / n; else print "n/a" }')"
     closed_direct="$(jqr '.requests_per_s' "$RUN_DIR/closed-direct.json")"

@@ -139,9 +139,7 @@ pub async fn run(client: Client, target: &Target, plan: &Plan) -> anyhow::Result
     while let Some(joined) = clients.join_next().await {
         let tally = joined.context("a client task failed")??;
         latencies.merge(&tally.latencies)?;
-        for (kind, count) in tally.errors.0 {
-            *errors.0.entry(kind).or_default() += count;
-        }
+        errors.merge(tally.errors);
     }
     let ok = latencies.count();
     Ok(Summary {

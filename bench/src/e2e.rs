@@ -254,9 +254,7 @@ async fn submit_all(api: &Arc<Api>, plan: &Plan) -> anyhow::Result<Submitted> {
             }
         }
         all.latency.merge(&latency)?;
-        for (kind, n) in errors.0 {
-            *all.errors.0.entry(kind).or_default() += n;
-        }
+        all.errors.merge(errors);
     }
     all.finished = Instant::now();
     Ok(all)

@@ -91,6 +91,13 @@ impl ErrorCounts {
         self.0.values().sum()
     }
 
+    /// Adds every failure `other` counted (one task's tally into the run's).
+    pub fn merge(&mut self, other: ErrorCounts) {
+        for (kind, count) in other.0 {
+            *self.0.entry(kind).or_default() += count;
+        }
+    }
+
     /// `none` or `http 503 x12, timeout x3`
     pub fn line(&self) -> String {
         if self.0.is_empty() {
@@ -136,5 +143,16 @@ mod tests {
         e.add("timeout".into());
         assert_eq!(e.total(), 3);
         assert_eq!(e.line(), "http 503 x1, timeout x2");
+    }
+
+    #[test]
+    fn merged_counts_add_up_by_kind() {
+        let mut run = ErrorCounts::default();
+        run.add("timeout".into());
+        let mut task = ErrorCounts::default();
+        task.add("timeout".into());
+        task.add("connect".into());
+        run.merge(task);
+        assert_eq!(run.line(), "connect x1, timeout x2");
     }
 }

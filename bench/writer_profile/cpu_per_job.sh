@@ -9,7 +9,8 @@ set -uo pipefail
 PRISM="$1"; OUT="$2"; E2E="${E2E:-20000}"; WARM="${WARM:-5000}"
 B="${BIN_DIR:-$(dirname "$0")/bin}"
 mkdir -p "$OUT"; rm -rf "${OUT:?}"/*; DATA="$OUT/data"
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh" # cpu_ticks, TICKS_PER_S
 "$B/prism-mock-upstream" --listen 127.0.0.1:0 >"$OUT/mock.stdout" 2>"$OUT/mock.log" & MOCK=$!
 sleep 0.3; MOCK_URL="http://$(sed -n 's/^listening on //p' "$OUT/mock.stdout" | head -1)"
 KEY="$("$PRISM" keys create --tenant bench-e2e --data-dir "$DATA")"
@@ -22,12 +23,11 @@ TR=""
 if [[ "${PERF:-0}" == 1 ]]; then
   perf record -F 797 --call-graph dwarf,16384 -p "$PID" -o "$OUT/perf.data" -- sleep "${PERF_SECS:-3}" >/dev/null 2>&1 & TR=$!
 fi
-P0=$(ticks "$PID"); M0=$(ticks "$MOCK")
+P0=$(cpu_ticks "$PID"); M0=$(cpu_ticks "$MOCK")
 /usr/bin/time -o "$OUT/loadgen.time" -f "%U %S" "$B/prism-loadgen" --json e2e --url "$URL" --key "$KEY" --jobs "$E2E" --concurrency 128 >"$OUT/e2e.json" 2>"$OUT/e2e.txt"
-P1=$(ticks "$PID"); M1=$(ticks "$MOCK")
+P1=$(cpu_ticks "$PID"); M1=$(cpu_ticks "$MOCK")
 [[ -n "$TR" ]] && wait "$TR"
-HZ="$(getconf CLK_TCK)"
-per_job() { awk -v t="$1" -v hz="$HZ" -v n="$E2E" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'; }
+per_job() { awk -v t="$1" -v hz="$TICKS_PER_S" -v n="$E2E" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'; }
 LG="$(awk -v n="$E2E" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$OUT/loadgen.time")"
 echo "e2e $(jq -r '.jobs_per_s | floor' "$OUT/e2e.json") jobs/s; CPU µs per job: prism $(per_job $((P1 - P0))) mock $(per_job $((M1 - M0))) loadgen $LG" | tee "$OUT/info.txt"
 kill "$PID" "$MOCK"; wait 2>/dev/null
